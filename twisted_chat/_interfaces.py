@@ -1,0 +1,85 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The boundaries between the chat service and the rest: front-ends on one
+side (L{IChatClient}), storage on the other (L{IMessageStore}).
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IChatClient(Interface):
+    """
+    One connection as the service sees it: the service calls it back.
+
+    Front-ends implement this (as C{IChatClient} in twisted.words); they turn
+    events into bytes. The service never touches a socket.
+    """
+
+    kind = Attribute("A short name of the front-end, e.g. 'line' or 'ws-text'.")
+
+    def deliver(event: object) -> None:
+        """
+        Show C{event} (one of the classes in L{twisted_chat._events}) to the
+        user. Must not block; may drop the connection if the peer is too slow.
+        An exception raised here removes this client, never anyone else.
+        """
+
+    def close(reason: str) -> None:
+        """
+        The service ends this connection (shutdown, kick): tell the user
+        C{reason} and close.
+        """
+
+
+class IMessageStore(Interface):
+    """
+    Where messages live: ids, epochs and history.
+
+    Ids are assigned by the service from L{lastId}; L{append} makes a message
+    durable and the service delivers it only after that Deferred fires, so
+    delivery follows commit order.
+    """
+
+    epoch = Attribute("A short string naming this store's unbroken id sequence.")
+
+    def open() -> object:
+        """
+        Prepare the store; returns a Deferred that fires when it is ready.
+        """
+
+    def lastId(room: str) -> int:
+        """
+        The highest id ever assigned in C{room} (0 if none). Synchronous.
+        """
+
+    def append(message: object) -> object:
+        """
+        Store one L{Message} or L{Private}; returns a Deferred that fires
+        once it is durable.
+        """
+
+    def recent(room: str, limit: int, before: int | None = None) -> object:
+        """
+        A Deferred list of at most C{limit} messages of C{room}, oldest first,
+        with ids below C{before} when given.
+        """
+
+    def since(room: str, epoch: str, afterId: int, limit: int) -> object:
+        """
+        A Deferred list of exactly the messages after C{afterId}, or C{None}
+        when that position cannot be recovered (other epoch, pruned, or more
+        than C{limit} messages missed).
+        """
+
+    def privateFor(nick: str, afterTime: float, limit: int) -> object:
+        """
+        A Deferred list of private messages to or from C{nick} after
+        C{afterTime}, oldest first.
+        """
+
+    def close() -> object:
+        """
+        Flush and close; returns a Deferred.
+        """

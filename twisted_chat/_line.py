@@ -1,0 +1,254 @@
+# -*- test-case-name: tests.test_line -*-
+"""
+The TCP line chat front-end, fit for C{nc} and C{telnet}.
+
+Framing follows C{LineOnlyReceiver} (LF, with an optional CR before it) but
+never buffers more than one line's worth: an over-long line is answered with
+an error and the rest of it is discarded as it arrives. Lines are decoded
+after framing, so a UTF-8 character split across TCP segments is fine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_chat._events import Event
+from twisted_chat._interfaces import IChatClient
+from twisted_chat._service import LOBBY, ChatService
+from twisted_chat._text import TextSession
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+
+def peerName(address: IAddress | None) -> str:
+    """
+    C{host:port} of a peer address, for logs and per-IP accounting.
+    """
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None:
+        return str(address)
+    return "%s:%s" % (host, port)
+
+
+@implementer(IPushProducer)
+class OutgoingGuard:
+    """
+    Bound what a connection may queue for a peer that does not read.
+
+    Registered as the transport's streaming producer: the transport pauses it
+    once its userspace buffer is full (64 KiB) and resumes it when drained.
+    While paused, everything written is counted; past C{limit} bytes the
+    connection is aborted (a slow consumer) instead of growing server memory.
+    """
+
+    paused = False
+    queued = 0
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.queued = 0
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.queued = 0
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+    def overLimit(self, nbytes: int) -> bool:
+        """
+        Account for C{nbytes} more; C{True} once the peer is too far behind.
+        """
+        if not self.paused:
+            return False
+        self.queued += nbytes
+        return self.queued > self.limit
+
+
+@implementer(IChatClient)
+class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
+    """
+    One line-chat connection.
+    """
+
+    kind = "line"
+    renderKey = "line"
+    _log = Logger()
+
+    def __init__(
+        self,
+        service: ChatService,
+        maxLineLength: int = 4096,
+        idleTimeout: float = 600,
+        maxOutgoing: int = 1 << 20,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.service = service
+        self.maxLineLength = maxLineLength
+        self.idleTimeout = idleTimeout
+        self._guard = OutgoingGuard(maxOutgoing)
+        self._buffer = b""
+        self._discarding = False
+        self._closing = False
+        if clock is not None:
+            self.callLater = clock.callLater  # type: ignore[assignment]
+
+    # -- connection life cycle --
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
+        peer = peerName(self.transport.getPeer())  # type: ignore[union-attr]
+        self.setTimeout(self.idleTimeout or None)
+        self.member = member = self.service.connect(self, peer=peer)
+        self.sendNotice(
+            "Welcome to twisted-chat, %s! You are in %s. Type /help for commands."
+            % (member.nick, LOBBY)
+        )
+        member.join(LOBBY)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.setTimeout(None)
+        self._closing = True
+        if self.member is not None:
+            self.member.quit("disconnected")
+
+    def timeoutConnection(self) -> None:
+        self.sendNotice("idle for %d s: disconnecting" % (self.idleTimeout,))
+        self._log.info("{peer} idle: disconnecting", peer=self.member.peer if self.member else "?")
+        if self.member is not None:
+            self.member.quit("idle")
+        self.endSession("idle")
+
+    def endSession(self, reason: str) -> None:
+        self._closing = True
+        self.setTimeout(None)
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    # -- IChatClient --
+
+    def deliver(self, event: Event) -> None:
+        if not self._closing:
+            self.deliverText(event)
+
+    def close(self, reason: str) -> None:
+        if not self._closing:
+            self.sendNotice(reason)
+            self.endSession(reason)
+
+    # -- output --
+
+    def sendText(self, text: str) -> None:
+        self._write(text.encode("utf-8") + b"\n")
+
+    def sendRendered(self, event: Event, text: str) -> None:
+        data = event.cache.get("line")
+        if data is None:
+            data = event.cache["line"] = text.encode("utf-8") + b"\n"
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._guard.overLimit(len(data)):
+            self._closing = True
+            member = self.member
+            self._log.warn(
+                "dropping slow consumer {peer} ({nick}): over {limit} bytes queued",
+                peer=member.peer if member else "?",
+                nick=member.nick if member else "?",
+                limit=self._guard.limit,
+            )
+            if member is not None:
+                member.quit("too slow")
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    # -- input --
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.resetTimeout()
+        if self._discarding:
+            i = data.find(b"\n")
+            if i == -1:
+                return
+            data = data[i + 1 :]
+            self._discarding = False
+        buf = self._buffer + data if self._buffer else data
+        limit = self.maxLineLength
+        start = 0
+        while not self._closing:
+            i = buf.find(b"\n", start)
+            if i == -1:
+                break
+            line = buf[start:i]
+            start = i + 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if len(line) > limit:
+                self._tooLong()
+            else:
+                self.lineReceived(line)
+        rest = buf[start:] if start else buf
+        if self._closing:
+            self._buffer = b""
+        elif len(rest) > limit + 1:
+            self._buffer = b""
+            self._discarding = True
+            self._tooLong()
+        else:
+            self._buffer = rest
+
+    def _tooLong(self) -> None:
+        self.sendError("line too long (max %d bytes): discarded" % (self.maxLineLength,))
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.sendError("invalid UTF-8: line dropped")
+            return
+        self.handleText(text)
+
+
+class LineChatFactory(Factory):
+    """
+    Builds L{LineChatProtocol}s that all share one L{ChatService}.
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        service: ChatService,
+        maxLineLength: int = 4096,
+        idleTimeout: float = 600,
+        maxOutgoing: int = 1 << 20,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.service = service
+        self.maxLineLength = maxLineLength
+        self.idleTimeout = idleTimeout
+        self.maxOutgoing = maxOutgoing
+        self.clock = clock
+
+    def buildProtocol(self, addr: IAddress) -> LineChatProtocol:
+        p = LineChatProtocol(
+            self.service, self.maxLineLength, self.idleTimeout, self.maxOutgoing, self.clock
+        )
+        p.factory = self
+        return p

@@ -1,0 +1,92 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The in-memory message store: history lives as long as the process.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from twisted_chat._events import Message, Private
+from twisted_chat._interfaces import IMessageStore
+
+
+@implementer(IMessageStore)
+class MemoryStore:
+    """
+    Keeps the last C{retain} messages per room and per private conversation
+    party in memory. Its epoch is new for every process, so a client resuming
+    against a restarted daemon is told its position is gone.
+    """
+
+    def __init__(self, retain: int = 1000) -> None:
+        self.epoch = secrets.token_hex(4)
+        self._retain = retain
+        self._rooms: dict[str, deque[Message]] = {}
+        self._last: dict[str, int] = {}
+        self._private: deque[Private] = deque(maxlen=retain * 10)
+        self._lastPrivate = 0
+
+    def open(self) -> Deferred[None]:
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
+
+    def lastId(self, room: str) -> int:
+        if room == "@private":
+            return self._lastPrivate
+        return self._last.get(room, 0)
+
+    def append(self, message: Message | Private) -> Deferred[None]:
+        if isinstance(message, Private):
+            self._private.append(message)
+            self._lastPrivate = max(self._lastPrivate, message.id)
+        else:
+            q = self._rooms.get(message.room)
+            if q is None:
+                q = self._rooms[message.room] = deque(maxlen=self._retain)
+            q.append(message)
+            self._last[message.room] = message.id
+        return succeed(None)
+
+    def recent(
+        self, room: str, limit: int, before: int | None = None
+    ) -> Deferred[list[Message]]:
+        q = self._rooms.get(room, ())
+        if before is None:
+            msgs = list(q)[-limit:] if limit > 0 else []
+        else:
+            msgs = [m for m in q if m.id < before][-limit:] if limit > 0 else []
+        return succeed(msgs)
+
+    def since(
+        self, room: str, epoch: str, afterId: int, limit: int
+    ) -> Deferred[list[Message] | None]:
+        if epoch != self.epoch:
+            return succeed(None)
+        last = self._last.get(room, 0)
+        if afterId > last or afterId < 0:
+            return succeed(None)
+        if afterId == last:
+            return succeed([])
+        q = self._rooms.get(room, ())
+        if not q or q[0].id > afterId + 1 or last - afterId > limit:
+            return succeed(None)
+        return succeed([m for m in q if m.id > afterId])
+
+    def privateFor(
+        self, nick: str, afterTime: float, limit: int
+    ) -> Deferred[list[Private]]:
+        key = nick.lower()
+        found = [
+            p
+            for p in self._private
+            if p.time > afterTime
+            and (p.recipient.lower() == key or p.sender.lower() == key)
+        ]
+        return succeed(found[-limit:])

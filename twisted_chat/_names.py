@@ -1,0 +1,49 @@
+# -*- test-case-name: tests.test_names -*-
+"""
+The rules for nicknames and room names, in one place.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted_chat._errors import ChatError
+
+NICK_MAX = 24
+ROOM_MAX = 32
+
+_NICK = re.compile(r"[A-Za-z0-9_-]{1,%d}\Z" % NICK_MAX)
+_ROOM = re.compile(r"#?([A-Za-z0-9_-]{1,%d})\Z" % ROOM_MAX)
+
+NICK_RULE = "nicknames are 1-%d letters, digits, _ or -" % NICK_MAX
+ROOM_RULE = "room names are # and 1-%d letters, digits, _ or -" % ROOM_MAX
+
+
+def checkNick(nick: object) -> str:
+    """
+    Return C{nick} if it is a valid nickname, else raise L{ChatError}
+    C{bad-nick}. Case is kept for display; uniqueness ignores it.
+    """
+    if not isinstance(nick, str) or not _NICK.match(nick):
+        raise ChatError("bad-nick", NICK_RULE)
+    return nick
+
+
+def nickKey(nick: str) -> str:
+    """
+    The case-insensitive identity of a nickname.
+    """
+    return nick.lower()
+
+
+def normalizeRoom(name: object) -> str:
+    """
+    Return the canonical form of a room name (C{#} added, lower case), or
+    raise L{ChatError} C{bad-room}.
+    """
+    if not isinstance(name, str):
+        raise ChatError("bad-room", ROOM_RULE)
+    m = _ROOM.match(name)
+    if m is None:
+        raise ChatError("bad-room", ROOM_RULE)
+    return "#" + m.group(1).lower()

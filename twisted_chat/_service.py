@@ -1,0 +1,522 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The chat service: rooms, members, nicknames, presence, history, broadcast.
+
+It knows nothing of sockets. Front-ends call a L{Member}'s methods with
+decoded requests; the service answers through the member's L{IChatClient}
+with the events of L{twisted_chat._events}. Requests it refuses raise
+L{ChatError} synchronously and change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_chat._errors import ChatError
+from twisted_chat._events import (
+    Event,
+    History,
+    Joined,
+    Message,
+    NickChanged,
+    Notice,
+    Parted,
+    Presence,
+    Private,
+    RoomList,
+)
+from twisted_chat._interfaces import IChatClient, IMessageStore
+from twisted_chat._memstore import MemoryStore
+from twisted_chat._names import checkNick, nickKey, normalizeRoom
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+LOBBY = "#lobby"
+PRIVATE = "@private"
+
+
+def _sortedNicks(nicks: Iterable[str]) -> list[str]:
+    return sorted(nicks, key=str.lower)
+
+
+class Room:
+    """
+    A room and its members, in joining order.
+
+    C{snapshot()} is the tuple a broadcast iterates over; it is rebuilt only
+    when membership changes, so a broadcast neither copies the member list nor
+    trips over a member that leaves in the middle of it.
+    """
+
+    __slots__ = ("name", "members", "_snapshot")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: dict[Member, None] = {}
+        self._snapshot: tuple[Member, ...] | None = None
+
+    def add(self, member: Member) -> None:
+        self.members[member] = None
+        self._snapshot = None
+
+    def remove(self, member: Member) -> None:
+        self.members.pop(member, None)
+        self._snapshot = None
+
+    def snapshot(self) -> tuple[Member, ...]:
+        s = self._snapshot
+        if s is None:
+            s = self._snapshot = tuple(self.members)
+        return s
+
+
+class Member:
+    """
+    One connection's identity in the service: nick, rooms, current room.
+
+    Front-ends hold a member and call its methods; the member is the
+    "avatar" of twisted.words.
+    """
+
+    __slots__ = ("service", "client", "nick", "rooms", "current", "peer", "_held", "gone")
+
+    def __init__(self, service: ChatService, client: IChatClient, nick: str, peer: str) -> None:
+        self.service = service
+        self.client = client
+        self.nick = nick
+        self.peer = peer
+        # room name -> Room, in joining order
+        self.rooms: dict[str, Room] = {}
+        self.current: str | None = None
+        # room name -> events held back while that room's history is fetched
+        self._held: dict[str, list[Event]] | None = None
+        self.gone = False
+
+    def __repr__(self) -> str:
+        return "<Member %s from %s>" % (self.nick, self.peer)
+
+    # Requests; each raises ChatError when refused.
+
+    def join(self, room: str, since: tuple[str, int] | None = None) -> tuple[str, bool]:
+        """
+        Join C{room} (or switch to it if already a member) and make it the
+        current room. Returns the canonical name and whether it was newly joined.
+        """
+        return self.service._join(self, room, since)
+
+    def part(self, room: str | None = None, reason: str = "left") -> str:
+        """
+        Leave C{room} (default: the current one). Returns its name.
+        """
+        return self.service._part(self, self._roomOrCurrent(room), reason)
+
+    def say(self, text: str, room: str | None = None, action: bool = False) -> Deferred[Message]:
+        """
+        Say C{text} in C{room} (default: current). The Deferred fires with the
+        stored L{Message} once it is durable and has been handed to every member.
+        """
+        return self.service._say(self, self._roomOrCurrent(room), text, action)
+
+    def private(self, nick: str, text: str) -> Deferred[Private]:
+        """
+        Send C{text} to C{nick} only.
+        """
+        return self.service._private(self, nick, text)
+
+    def setNick(self, nick: str) -> str:
+        """
+        Change nickname; returns the new one.
+        """
+        return self.service._setNick(self, nick)
+
+    def who(self, room: str | None = None) -> None:
+        """
+        Ask for the members of C{room}: answered with a L{Presence} event.
+        """
+        name = self._roomOrCurrent(room, mustBeMember=False)
+        self.service._who(self, name)
+
+    def listRooms(self) -> None:
+        """
+        Ask for all rooms: answered with a L{RoomList} event.
+        """
+        self.client.deliver(RoomList(self.service.roomList()))
+
+    def history(self, room: str | None = None, limit: int = 20, before: int | None = None) -> None:
+        """
+        Ask for past messages: answered with a L{History} event.
+        """
+        name = self._roomOrCurrent(room, mustBeMember=False)
+        self.service._history(self, name, limit, before)
+
+    def quit(self, reason: str = "quit") -> None:
+        """
+        Leave every room and give up the nick. Safe to call more than once.
+        """
+        self.service._quit(self, reason)
+
+    def _roomOrCurrent(self, room: str | None, mustBeMember: bool = True) -> str:
+        if room is None or room == "":
+            if self.current is None:
+                raise ChatError("not-in-room", "you are in no room: /join one first")
+            return self.current
+        name = normalizeRoom(room)
+        if mustBeMember and name not in self.rooms:
+            raise ChatError("not-in-room", "you are not in %s" % (name,))
+        return name
+
+
+class ChatService(Service):
+    """
+    The one service every front-end shares.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        store: IMessageStore | None = None,
+        clock: IReactorTime | None = None,
+        historySize: int = 50,
+        maxTextLength: int = 4096,
+        maxRoomsPerMember: int = 50,
+        resumeLimit: int = 1000,
+        shutdownTimeout: float = 5.0,
+    ) -> None:
+        self.store: IMessageStore = store if store is not None else MemoryStore()
+        self._clock = clock
+        self.historySize = historySize
+        self.maxTextLength = maxTextLength
+        self.maxRoomsPerMember = maxRoomsPerMember
+        self.resumeLimit = resumeLimit
+        self.shutdownTimeout = shutdownTimeout
+        self.rooms: dict[str, Room] = {}
+        self.members: set[Member] = set()
+        self._nicks: dict[str, Member] = {}
+        self._guest = 0
+        self._lastIds: dict[str, int] = {}
+        self._allGone: Deferred[None] | None = None
+        self.setName("chat")
+
+    @property
+    def clock(self) -> IReactorTime:
+        if self._clock is None:
+            from twisted.internet import reactor
+
+            self._clock = reactor  # type: ignore[assignment]
+        return self._clock  # type: ignore[return-value]
+
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    # Service life cycle
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self.store.open()
+
+    def stopService(self) -> Deferred[object]:
+        """
+        Tell every member the server is shutting down, close their
+        connections and wait (at most C{shutdownTimeout}) until they are gone.
+        """
+        Service.stopService(self)
+        self._log.info("shutting down: closing {count} connections", count=len(self.members))
+        done: Deferred[None] = Deferred()
+        if self.members:
+            self._allGone = done
+            for m in list(self.members):
+                try:
+                    m.client.close("server shutting down")
+                except Exception:
+                    self._log.failure("closing {member!r} failed", member=m.nick)
+                    self._quit(m, "server shutting down")
+            done.addTimeout(self.shutdownTimeout, self.clock, onTimeoutCancel=lambda r, t: None)
+        else:
+            done.callback(None)
+        done.addCallback(lambda _: self.store.close())
+        return done
+
+    # Connections
+
+    def connect(self, client: IChatClient, nick: str | None = None, peer: str = "") -> Member:
+        """
+        Register a new connection under C{nick}, or a fresh guest nick.
+        """
+        if nick is not None:
+            self._checkNickFree(checkNick(nick), None)
+        else:
+            nick = self._guestNick()
+        m = Member(self, client, nick, peer)
+        self.members.add(m)
+        self._nicks[nickKey(nick)] = m
+        self._log.info(
+            "{nick} connected from {peer} via {frontend}",
+            nick=nick,
+            peer=peer,
+            frontend=getattr(client, "kind", "?"),
+        )
+        return m
+
+    def lookup(self, nick: str) -> Member | None:
+        return self._nicks.get(nickKey(nick))
+
+    def roomList(self) -> list[tuple[str, int]]:
+        return sorted((r.name, len(r.members)) for r in self.rooms.values())
+
+    def _guestNick(self) -> str:
+        while True:
+            self._guest += 1
+            nick = "guest-%d" % (self._guest,)
+            if nickKey(nick) not in self._nicks:
+                return nick
+
+    def _checkNickFree(self, nick: str, member: Member | None) -> None:
+        other = self._nicks.get(nickKey(nick))
+        if other is not None and other is not member:
+            raise ChatError("nick-taken", "the nickname %s is taken" % (nick,))
+
+    # Delivery
+
+    def _send(self, member: Member, event: Event) -> None:
+        """
+        Hand one event to one member; a failing member is dropped, alone.
+        """
+        try:
+            member.client.deliver(event)
+        except Exception:
+            self._log.failure("delivery to {nick} failed; dropping it", nick=member.nick)
+            self._drop(member)
+
+    def _broadcast(self, room: Room, event: Event) -> None:
+        name = room.name
+        for m in room.snapshot():
+            held = m._held
+            if held is not None and name in held:
+                held[name].append(event)
+                continue
+            try:
+                m.client.deliver(event)
+            except Exception:
+                self._log.failure("delivery to {nick} failed; dropping it", nick=m.nick)
+                self._drop(m)
+
+    def _drop(self, member: Member) -> None:
+        try:
+            member.client.close("internal error")
+        except Exception:
+            pass
+        self._quit(member, "disconnected")
+
+    # Requests
+
+    def _join(self, member: Member, name: str, since: tuple[str, int] | None) -> tuple[str, bool]:
+        name = normalizeRoom(name)
+        if name in member.rooms:
+            member.current = name
+            return name, False
+        if len(member.rooms) >= self.maxRoomsPerMember:
+            raise ChatError(
+                "too-many-rooms",
+                "you are in %d rooms already (the limit): /part one first" % (len(member.rooms),),
+            )
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name)
+        room.add(member)
+        member.rooms[name] = room
+        member.current = name
+        self._broadcast(room, Joined(name, member.nick, self.now()))
+        self._send(member, Presence(name, _sortedNicks(m.nick for m in room.members)))
+        self._fetchHistory(member, name, since)
+        return name, True
+
+    def _fetchHistory(self, member: Member, name: str, since: tuple[str, int] | None) -> None:
+        """
+        Send C{member} the history of C{name} it needs after joining, holding
+        back live events of that room until the history has been sent, so
+        nothing arrives twice or out of order.
+        """
+        held: list[Event] = []
+        if member._held is None:
+            member._held = {}
+        member._held[name] = held
+        store = self.store
+
+        def fetched(result: tuple[list[Message], bool | None, str]) -> None:
+            messages, recovered, reason = result
+            holds = member._held
+            if member.gone or holds is None or holds.get(name) is not held:
+                return
+            del holds[name]
+            if not holds:
+                member._held = None
+            self._send(member, History(name, store.epoch, messages, recovered, reason, onJoin=True))
+            last = messages[-1].id if messages else 0
+            for ev in held:
+                if member.gone:
+                    return
+                if isinstance(ev, Message) and ev.id <= last:
+                    continue
+                self._send(member, ev)
+
+        def recent(reason: str, recovered: bool | None) -> Deferred[tuple[list[Message], bool | None, str]]:
+            return store.recent(name, self.historySize).addCallback(
+                lambda msgs: (msgs, recovered, reason)
+            )
+
+        if since is None:
+            d = recent("", None)
+        else:
+            epoch, afterId = since
+
+            def resumed(msgs: list[Message] | None) -> object:
+                if msgs is None:
+                    why = "epoch" if epoch != store.epoch else "gap"
+                    return recent(why, False)
+                return (msgs, True, "")
+
+            d = store.since(name, epoch, afterId, self.resumeLimit).addCallback(resumed)
+
+        def failed(f: Failure) -> None:
+            self._log.failure("history of {room} failed", f, room=name)
+            fetched(([], False if since is not None else None, "unavailable"))
+
+        d.addCallbacks(fetched, failed)
+
+    def _part(self, member: Member, name: str, reason: str) -> str:
+        room = member.rooms.pop(name)
+        if member._held is not None:
+            member._held.pop(name, None)
+            if not member._held:
+                member._held = None
+        if member.current == name:
+            member.current = next(reversed(member.rooms), None) if member.rooms else None
+        self._broadcast(room, Parted(name, member.nick, reason, self.now()))
+        room.remove(member)
+        if not room.members:
+            del self.rooms[name]
+        return name
+
+    def _checkText(self, text: object) -> str:
+        if not isinstance(text, str):
+            raise ChatError("bad-request", "text must be a string")
+        if not text.strip():
+            raise ChatError("empty-message", "empty message: nothing sent")
+        if len(text) > self.maxTextLength:
+            raise ChatError(
+                "too-long", "message too long (max %d characters): not sent" % (self.maxTextLength,)
+            )
+        return text
+
+    def _nextId(self, key: str) -> int:
+        last = self._lastIds.get(key)
+        if last is None:
+            last = self.store.lastId(key)
+        last += 1
+        self._lastIds[key] = last
+        return last
+
+    def _say(self, member: Member, name: str, text: str, action: bool) -> Deferred[Message]:
+        text = self._checkText(text)
+        msg = Message(name, self._nextId(name), self.store.epoch, member.nick, text, self.now(), action)
+        d = self.store.append(msg)
+
+        def stored(_: object) -> Message:
+            room = self.rooms.get(name)
+            if room is not None:
+                self._broadcast(room, msg)
+            return msg
+
+        return d.addCallback(stored)
+
+    def _private(self, member: Member, nick: str, text: str) -> Deferred[Private]:
+        target = self.lookup(checkNick(nick)) if isinstance(nick, str) else None
+        if target is None:
+            raise ChatError("no-such-nick", "nobody called %s is online" % (nick,))
+        text = self._checkText(text)
+        msg = Private(self._nextId(PRIVATE), member.nick, target.nick, text, self.now())
+        d = self.store.append(msg)
+
+        def stored(_: object) -> Private:
+            if not target.gone:
+                self._send(target, msg)
+            if target is not member and not member.gone:
+                self._send(member, msg)
+            return msg
+
+        return d.addCallback(stored)
+
+    def _setNick(self, member: Member, nick: str) -> str:
+        nick = checkNick(nick)
+        self._checkNickFree(nick, member)
+        old = member.nick
+        if old == nick:
+            return nick
+        del self._nicks[nickKey(old)]
+        member.nick = nick
+        self._nicks[nickKey(nick)] = member
+        now = self.now()
+        # One notice per member that shares a room, listing the shared rooms.
+        shared: dict[Member, list[str]] = {member: list(member.rooms)}
+        for name, room in member.rooms.items():
+            for m in room.members:
+                if m is not member:
+                    shared.setdefault(m, []).append(name)
+        for m, rooms in shared.items():
+            self._send(m, NickChanged(old, nick, tuple(rooms), now))
+        self._log.info("{old} is now known as {new}", old=old, new=nick)
+        return nick
+
+    def _who(self, member: Member, name: str) -> None:
+        room = self.rooms.get(name)
+        nicks = _sortedNicks(m.nick for m in room.members) if room is not None else []
+        self._send(member, Presence(name, nicks))
+
+    def _history(self, member: Member, name: str, limit: int, before: int | None) -> None:
+        limit = max(0, min(int(limit), max(self.historySize, 200)))
+
+        def got(msgs: list[Message]) -> None:
+            if not member.gone:
+                self._send(member, History(name, self.store.epoch, msgs))
+
+        def failed(f: Failure) -> None:
+            self._log.failure("history of {room} failed", f, room=name)
+            if not member.gone:
+                self._send(member, History(name, self.store.epoch, [], None, "unavailable"))
+
+        self.store.recent(name, limit, before).addCallbacks(got, failed)
+
+    def _quit(self, member: Member, reason: str) -> None:
+        if member.gone:
+            return
+        for name in list(member.rooms):
+            self._part(member, name, reason)
+        member.gone = True
+        member._held = None
+        self.members.discard(member)
+        if self._nicks.get(nickKey(member.nick)) is member:
+            del self._nicks[nickKey(member.nick)]
+        self._log.info("{nick} disconnected ({reason})", nick=member.nick, reason=reason)
+        if self._allGone is not None and not self.members:
+            d, self._allGone = self._allGone, None
+            d.callback(None)
+
+    # Server-wide
+
+    def notice(self, text: str) -> None:
+        """
+        Send a server notice to every connected member.
+        """
+        ev = Notice(text)
+        for m in list(self.members):
+            self._send(m, ev)
+
+
+__all__ = ["ChatService", "Member", "Room", "LOBBY"]
