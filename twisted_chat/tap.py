@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from twisted.application import strports
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
+from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from twisted_chat._line import LineChatFactory
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._service import ChatService
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorCore
+    from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorCore
 
 
 def _bounded(name: str, low: float, high: float, kind: Callable[[str], float] = int) -> Callable[[str], float]:
@@ -124,35 +125,58 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
         clock=reactor,  # type: ignore[arg-type]
     )
     for description in config["line"]:
-        _Listener(description, lineFactory, reactor).setServiceParent(top)
+        _Listener("line", description, lineFactory, reactor).setServiceParent(top)
     return top
 
 
 class _Listener(Service):
     """
-    One listening endpoint. Bind errors end start-up with a one-line message
-    and exit status 1 instead of a traceback (or, with a bare endpoint
-    service, a daemon that runs without that port).
+    One listening endpoint of one front-end.
+
+    It binds in C{privilegedStartService} (before twistd drops privileges);
+    a bind error ends start-up with a one-line message and exit status 1
+    instead of a traceback, or, as with a bare endpoint service, a daemon
+    that runs without that port. Once bound it logs the real address, so
+    C{tcp:0} can be used and read back.
     """
 
-    def __init__(self, description: str, factory: object, reactor: IReactorCore | None) -> None:
+    _log = Logger()
+
+    def __init__(self, frontend: str, description: str, factory: IProtocolFactory, reactor: object) -> None:
+        self.frontend = frontend
         self.description = description
-        self._inner = strports.service(description, factory, reactor=reactor)  # type: ignore[arg-type]
+        self.factory = factory
+        self._reactor = reactor
+        self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)
-        try:
-            self._inner.privilegedStartService()
-        except Exception as e:
-            raise SystemExit("twistd chat: cannot listen on %s: %s" % (self.description, _reason(e)))
-
-    def startService(self) -> None:
-        Service.startService(self)
-        self._inner.startService()
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor  # type: ignore[no-redef]
+        outcome: list[object] = []
+        serverFromString(reactor, self.description).listen(self.factory).addBoth(outcome.append)
+        if not outcome:
+            raise SystemExit("twistd chat: %s did not start listening at once" % (self.description,))
+        if isinstance(outcome[0], Failure):
+            raise SystemExit(
+                "twistd chat: cannot listen on %s: %s" % (self.description, _reason(outcome[0].value))
+            )
+        self.port = outcome[0]  # type: ignore[assignment]
+        host = self.port.getHost()  # type: ignore[union-attr]
+        address = "%s:%s:%s" % (host.type.lower(), host.host, host.port) if hasattr(host, "port") else str(host)
+        self._log.info(
+            "{frontend} listening on {address}",
+            frontend=self.frontend,
+            address=address,
+        )
 
     def stopService(self) -> object:
         Service.stopService(self)
-        return self._inner.stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None
 
 
 def _reason(e: Exception) -> str:
