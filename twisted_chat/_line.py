@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from twisted_chat._events import Event
 from twisted_chat._interfaces import IChatClient
-from twisted_chat._service import LOBBY, ChatService
+from twisted_chat._service import ChatService
 from twisted_chat._text import TextSession
 
 if TYPE_CHECKING:
@@ -111,12 +111,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         self.transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
         peer = peerName(self.transport.getPeer())  # type: ignore[union-attr]
         self.setTimeout(self.idleTimeout or None)
-        self.member = member = self.service.connect(self, peer=peer)
-        self.sendNotice(
-            "Welcome to twisted-chat, %s! You are in %s. Type /help for commands."
-            % (member.nick, LOBBY)
-        )
-        member.join(LOBBY)
+        self.startTextSession(self.service, peer)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)

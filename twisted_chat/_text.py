@@ -31,7 +31,7 @@ from twisted_chat._events import (
     PrivateHistory,
     RoomList,
 )
-from twisted_chat._service import Member
+from twisted_chat._service import LOBBY, ChatService, Member
 
 HELP = [
     "commands:",
@@ -124,6 +124,18 @@ class TextSession:
     def now(self) -> float:
         assert self.member is not None
         return self.member.service.now()
+
+    def startTextSession(self, service: ChatService, peer: str) -> None:
+        """
+        Register with C{service} under a guest nick, greet the user and join
+        the lobby, as every text-mode connection starts.
+        """
+        self.member = member = service.connect(self, peer=peer)  # type: ignore[arg-type]
+        self.sendNotice(
+            "Welcome to twisted-chat, %s! You are in %s. Type /help for commands."
+            % (member.nick, LOBBY)
+        )
+        member.join(LOBBY)
 
     # -- output --
 

@@ -69,12 +69,34 @@ class Options(usage.Options):
         ["max-outgoing", None, 1 << 20, "Bytes queued for a client that does not read before it is dropped.", _bounded("max-outgoing", 1 << 12, 1 << 30)],
         ["history-size", None, 50, "Messages of history sent on join.", _bounded("history-size", 0, 10000)],
         ["retain-messages", None, 1000, "Messages kept per room (memory store).", _bounded("retain-messages", 1, 10**7)],
+        ["ws-max-message", None, 65536, "Largest WebSocket message (bytes) a client may send; larger ones are closed with 1009.", _bounded("ws-max-message", 256, 1 << 26)],
+        ["ws-ping-interval", None, 25.0, "Seconds between server pings on WebSocket connections (0: off).", _bounded("ws-ping-interval", 0, 3600, float)],
+        ["ws-ping-timeout", None, 10.0, "Seconds to wait for a pong before dropping the peer.", _bounded("ws-ping-timeout", 1, 3600, float)],
         ["shutdown-timeout", None, 5.0, "Seconds to wait for connections to close on shutdown.", _bounded("shutdown-timeout", 0, 600, float)],
+    ]
+
+    optFlags = [
+        ["ws-compression", None, "Accept permessage-deflate on WebSocket connections (off by default)."],
+        ["ws-echo", None, "Also serve /echo, a WebSocket echo endpoint with the same options (for compliance testing)."],
     ]
 
     def __init__(self) -> None:
         usage.Options.__init__(self)
         self["line"] = []
+        self["web"] = []
+        self["allow-origin"] = []
+
+    def opt_web(self, description: str) -> None:
+        """
+        Serve the chat page and WebSocket (/ws) on this endpoint (repeatable; default tcp:8080; 'none' for off; ssl: for https/wss).
+        """
+        self["web"].append(description)
+
+    def opt_allow_origin(self, origin: str) -> None:
+        """
+        Also accept WebSocket handshakes from this Origin, e.g. https://example.com (repeatable; '*' for any).
+        """
+        self["allow-origin"].append(origin.rstrip("/"))
 
     def opt_line(self, description: str) -> None:
         """
@@ -94,6 +116,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self["line"] = self._listeners(self["line"], ["tcp:9000"], "line")
+        self["web"] = self._listeners(self["web"], ["tcp:8080"], "web")
 
     def _listeners(self, given: list[str], default: list[str], name: str) -> list[str]:
         if not given:
@@ -126,7 +149,36 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
     )
     for description in config["line"]:
         _Listener("line", description, lineFactory, reactor).setServiceParent(top)
+    if config["web"]:
+        site = _makeWebSite(config, chat, reactor)
+        for description in config["web"]:
+            _Listener("web", description, site, reactor).setServiceParent(top)
     return top
+
+
+def _makeWebSite(config: Options, chat: ChatService, reactor: IReactorCore | None) -> IProtocolFactory:
+    import txaio
+
+    from twisted_chat._web import makeSite
+    from twisted_chat._ws import ChatWebSocketFactory, EchoFactory
+
+    txaio.use_twisted()
+    if reactor is not None:
+        txaio.config.loop = reactor
+    wsOptions = dict(
+        maxMessageSize=config["ws-max-message"],
+        pingInterval=config["ws-ping-interval"],
+        pingTimeout=config["ws-ping-timeout"],
+        compression=bool(config["ws-compression"]),
+    )
+    wsFactory = ChatWebSocketFactory(
+        chat,
+        allowedOrigins=config["allow-origin"],
+        maxOutgoing=config["max-outgoing"],
+        **wsOptions,
+    )
+    echo = EchoFactory(allowedOrigins=config["allow-origin"], **wsOptions) if config["ws-echo"] else None
+    return makeSite(wsFactory, echo, clock=reactor)  # type: ignore[arg-type]
 
 
 class _Listener(Service):

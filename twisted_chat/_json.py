@@ -1,0 +1,317 @@
+# -*- test-case-name: tests.test_ws -*-
+"""
+WebSocket json mode (subprotocol C{chat.json}): requests and events as JSON
+objects, one per text frame. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_chat import __version__
+from twisted_chat._errors import ChatError
+from twisted_chat._events import (
+    Event,
+    History,
+    Joined,
+    Message,
+    NickChanged,
+    Notice,
+    Parted,
+    Presence,
+    Private,
+    PrivateHistory,
+    RoomList,
+)
+from twisted_chat._names import normalizeRoom
+from twisted_chat._service import LOBBY, ChatService, Member
+
+SERVER = "twisted-chat/" + __version__
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def ms(t: float) -> int:
+    return int(round(t * 1000))
+
+
+def messageObject(m: Message) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "room": m.room,
+        "id": m.id,
+        "epoch": m.epoch,
+        "from": m.sender,
+        "text": m.text,
+        "time": ms(m.time),
+        "action": m.action,
+    }
+
+
+def privateObject(p: Private) -> dict[str, Any]:
+    return {
+        "type": "private",
+        "id": p.id,
+        "from": p.sender,
+        "to": p.recipient,
+        "text": p.text,
+        "time": ms(p.time),
+    }
+
+
+def eventObject(event: Event) -> dict[str, Any] | None:
+    """
+    The JSON object for a service event.
+    """
+    kind = event.kind
+    if kind == "message":
+        assert isinstance(event, Message)
+        return messageObject(event)
+    if kind == "join":
+        assert isinstance(event, Joined)
+        return {"type": "join", "room": event.room, "nick": event.nick, "time": ms(event.time)}
+    if kind == "part":
+        assert isinstance(event, Parted)
+        return {
+            "type": "part",
+            "room": event.room,
+            "nick": event.nick,
+            "reason": event.reason,
+            "time": ms(event.time),
+        }
+    if kind == "private":
+        assert isinstance(event, Private)
+        return privateObject(event)
+    if kind == "nick":
+        assert isinstance(event, NickChanged)
+        return {
+            "type": "nick",
+            "old": event.old,
+            "new": event.new,
+            "rooms": list(event.rooms),
+            "time": ms(event.time),
+        }
+    if kind == "presence":
+        assert isinstance(event, Presence)
+        return {"type": "presence", "room": event.room, "members": event.members}
+    if kind == "history":
+        assert isinstance(event, History)
+        obj: dict[str, Any] = {
+            "type": "history",
+            "room": event.room,
+            "epoch": event.epoch,
+            "messages": [messageObject(m) for m in event.messages],
+        }
+        if event.recovered is not None:
+            obj["recovered"] = event.recovered
+            if event.reason:
+                obj["reason"] = event.reason
+        return obj
+    if kind == "private-history":
+        assert isinstance(event, PrivateHistory)
+        return {"type": "private-history", "messages": [privateObject(p) for p in event.messages]}
+    if kind == "rooms":
+        assert isinstance(event, RoomList)
+        return {"type": "rooms", "rooms": [{"room": r, "members": n} for r, n in event.rooms]}
+    if kind == "notice":
+        assert isinstance(event, Notice)
+        return {"type": "notice", "text": event.text}
+    return None
+
+
+def encodeEvent(event: Event) -> bytes | None:
+    """
+    The UTF-8 JSON of C{event}, computed once per event and cached on it.
+    """
+    data = event.cache.get("json")
+    if data is None:
+        obj = eventObject(event)
+        if obj is None:
+            return None
+        data = event.cache["json"] = _encode(obj).encode("utf-8")
+    return data  # type: ignore[no-any-return]
+
+
+def _str(request: dict[str, Any], key: str, required: bool = True) -> str | None:
+    value = request.get(key)
+    if value is None:
+        if required:
+            raise ChatError("bad-request", "%r is required" % (key,))
+        return None
+    if not isinstance(value, str):
+        raise ChatError("bad-request", "%r must be a string" % (key,))
+    return value
+
+
+def _position(value: object) -> tuple[str, int] | None:
+    """
+    Parse a resume position C{{"epoch": str, "id": int}}.
+    """
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("epoch"), str)
+        or not isinstance(value.get("id"), int)
+        or isinstance(value.get("id"), bool)
+    ):
+        raise ChatError("bad-request", 'a position is {"epoch": string, "id": integer}')
+    return value["epoch"], value["id"]
+
+
+class JsonSession:
+    """
+    The json-mode half of a WebSocket connection.
+
+    Subclasses supply C{sendJson(bytes)}, C{sendEventJson(event, bytes)} (may
+    use a prepared, cached frame), C{peer} and C{service}.
+    """
+
+    _log = Logger()
+    member: Member | None = None
+    service: ChatService
+    peer: str = ""
+
+    def sendJson(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def sendEventJson(self, event: Event, data: bytes) -> None:
+        self.sendJson(data)
+
+    def sendObject(self, obj: dict[str, Any]) -> None:
+        self.sendJson(_encode(obj).encode("utf-8"))
+
+    def sendErrorObject(self, code: str, message: str, ref: object = None) -> None:
+        obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if ref is not None:
+            obj["ref"] = ref
+        self.sendObject(obj)
+
+    def deliverJson(self, event: Event) -> None:
+        data = encodeEvent(event)
+        if data is not None:
+            self.sendEventJson(event, data)
+
+    def handleJson(self, payload: bytes) -> None:
+        """
+        Act on one json-mode frame; refusals become C{error} events.
+        """
+        try:
+            request = json.loads(payload)
+        except ValueError:
+            self.sendErrorObject("bad-json", "not valid JSON")
+            return
+        if not isinstance(request, dict):
+            self.sendErrorObject("bad-json", "a request is a JSON object with a \"type\"")
+            return
+        ref = request.get("ref")
+        if ref is not None and not isinstance(ref, (str, int)) or isinstance(ref, bool):
+            self.sendErrorObject("bad-request", "'ref' must be a string or an integer")
+            return
+        kind = request.get("type")
+        handler: Callable[[dict[str, Any]], None] | None = (
+            getattr(self, "json_" + kind, None) if isinstance(kind, str) and kind.isalpha() else None
+        )
+        if handler is None:
+            self.sendErrorObject("unknown-type", "unknown request type %r" % (kind,), ref)
+            return
+        if self.member is None and kind != "hello":
+            self.sendErrorObject("hello-required", "send a hello first", ref)
+            return
+        try:
+            handler(request)
+        except ChatError as e:
+            self.sendErrorObject(e.code, e.message, ref)
+
+    def _acked(self, d: Deferred[Any], ref: object, fields: Callable[[Any], dict[str, Any]]) -> None:
+        def ok(result: object) -> None:
+            if ref is not None:
+                obj: dict[str, Any] = {"type": "ack", "ref": ref}
+                obj.update(fields(result))
+                self.sendObject(obj)
+
+        def failed(f: Failure) -> None:
+            if f.check(ChatError):
+                self.sendErrorObject(f.value.code, f.value.message, ref)  # type: ignore[union-attr]
+            else:
+                self._log.failure("storing a message failed", f)
+                self.sendErrorObject("server-error", "not stored: please try again", ref)
+
+        d.addCallbacks(ok, failed)
+
+    # -- requests --
+
+    def json_hello(self, request: dict[str, Any]) -> None:
+        if self.member is not None:
+            raise ChatError("bad-request", "hello was already sent")
+        nick = _str(request, "nick", required=False) or None
+        rooms = request.get("rooms")
+        if rooms is None:
+            rooms = [LOBBY]
+        if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
+            raise ChatError("bad-request", "'rooms' must be a list of room names")
+        names = list(dict.fromkeys(normalizeRoom(r) for r in rooms))
+        if len(names) > self.service.maxRoomsPerMember:
+            raise ChatError("too-many-rooms", "at most %d rooms" % (self.service.maxRoomsPerMember,))
+        since = request.get("since") or {}
+        if not isinstance(since, dict):
+            raise ChatError("bad-request", "'since' maps room names to positions")
+        positions = {normalizeRoom(r): _position(p) for r, p in since.items()}
+        self.member = member = self.service.connect(self, nick=nick, peer=self.peer)  # type: ignore[arg-type]
+        self.sendObject({"type": "welcome", "nick": member.nick, "server": SERVER, "rooms": names})
+        for name in names:
+            member.join(name, since=positions.get(name))
+        if names:
+            member.join(names[0])  # the first room listed is the current one
+
+    def json_say(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        text = _str(request, "text")
+        room = _str(request, "room", required=False)
+        action = request.get("action", False) is True
+        d = self.member.say(text, room, action)  # type: ignore[arg-type]
+        self._acked(d, request.get("ref"), lambda m: {"id": m.id, "room": m.room, "epoch": m.epoch})
+
+    def json_msg(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        d = self.member.private(_str(request, "to"), _str(request, "text"))  # type: ignore[arg-type]
+        self._acked(d, request.get("ref"), lambda p: {"id": p.id, "to": p.recipient})
+
+    def json_join(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        name, new = self.member.join(
+            _str(request, "room"), since=_position(request.get("since"))  # type: ignore[arg-type]
+        )
+        if not new:
+            self.member.who(name)
+
+    def json_part(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.part(_str(request, "room", required=False))
+
+    def json_nick(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.setNick(_str(request, "nick"))  # type: ignore[arg-type]
+
+    def json_who(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.who(_str(request, "room", required=False))
+
+    def json_rooms(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.listRooms()
+
+    def json_history(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        before = request.get("before")
+        limit = request.get("limit", 50)
+        if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
+            raise ChatError("bad-request", "'before' must be a message id")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ChatError("bad-request", "'limit' must be a positive integer")
+        self.member.history(_str(request, "room", required=False), limit, before)

@@ -1,0 +1,296 @@
+# -*- test-case-name: tests.test_ws -*-
+"""
+The WebSocket front-end (Autobahn): text mode and json mode on one endpoint.
+
+The subprotocol picks the mode: C{chat.json} is json mode; none, or C{chat}
+(the seed's handshake example), is text mode, where every frame is one line
+of the line chat. Broadcast events are framed once per event
+(C{prepareMessage}) and the prepared frame is kept on the event, so a
+thousand recipients cost one framing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from twisted_chat._events import Event
+from twisted_chat._interfaces import IChatClient
+from twisted_chat._json import JsonSession
+from twisted_chat._line import OutgoingGuard
+from twisted_chat._service import ChatService
+from twisted_chat._text import TextSession
+
+JSON_PROTOCOL = "chat.json"
+TEXT_PROTOCOL = "chat"
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def _hostPort(netloc: str, scheme: str) -> tuple[str, int] | None:
+    try:
+        parts = urlsplit("//" + netloc)
+        return (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme, 80)
+    except ValueError:
+        return None
+
+
+def originAllowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """
+    Is a handshake with this C{Origin} header acceptable?
+
+    Browsers always send C{Origin}; a handshake without one comes from a
+    program (wscat, a bot), which no web page can make on a user's behalf, so
+    it is accepted. Otherwise the origin must be the page's own (same host and
+    port as the C{Host} header) or listed in C{allowed} (C{*} allows any).
+    """
+    if origin is None:
+        return True
+    if "*" in allowed:
+        return True
+    origin = origin.strip()
+    if origin.lower() in (a.lower().rstrip("/") for a in allowed):
+        return True
+    if origin == "null":
+        return False
+    parts = urlsplit(origin)
+    scheme = (parts.scheme or "").lower()
+    if scheme not in _DEFAULT_PORTS or not parts.netloc:
+        return False
+    mine = _hostPort(host or "", scheme)
+    theirs = _hostPort(parts.netloc, scheme)
+    return mine is not None and mine == theirs
+
+
+@implementer(IChatClient)
+class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession):  # type: ignore[misc]
+    """
+    One WebSocket chat connection, in text or json mode.
+    """
+
+    _log = Logger()
+    factory: ChatWebSocketFactory
+    kind = "ws"
+    json = False
+    _guard: OutgoingGuard | None = None
+    _dropped = False
+
+    # -- Autobahn callbacks --
+
+    def onConnect(self, request: ConnectionRequest) -> Any:
+        factory = self.factory
+        origin = request.headers.get("origin")
+        if not originAllowed(origin, request.headers.get("host"), factory.allowedOrigins):
+            self._log.info(
+                "refused WebSocket handshake from {peer}: origin {origin} not allowed",
+                peer=request.peer,
+                origin=origin,
+            )
+            raise ConnectionDeny(403, "origin not allowed")
+        if JSON_PROTOCOL in request.protocols:
+            self.json = True
+            self.kind = "ws-json"
+            return JSON_PROTOCOL
+        self.kind = "ws-text"
+        if TEXT_PROTOCOL in request.protocols:
+            return TEXT_PROTOCOL
+        return None
+
+    def onOpen(self) -> None:
+        transport = self.transport
+        # Behind WebSocketResource, the HTTP channel is still registered as
+        # the transport's producer; take its place to see backpressure.
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()  # type: ignore[union-attr]
+        self._guard = OutgoingGuard(self.factory.maxOutgoing)
+        transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
+        self.service = self.factory.service
+        if not self.json:
+            self.startTextSession(self.service, self.peer)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if isBinary:
+            if self.json:
+                self.sendErrorObject("bad-json", "binary frames are not supported: send text frames")
+            else:
+                self.sendError("binary frames are not supported: send text")
+            return
+        if self.json:
+            self.handleJson(payload)
+        else:
+            text = payload.decode("utf-8")
+            if text.endswith("\n"):
+                text = text[:-1]
+                if text.endswith("\r"):
+                    text = text[:-1]
+            self.handleText(text)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.member is not None:
+            self.member.quit("disconnected")
+
+    # -- IChatClient --
+
+    def deliver(self, event: Event) -> None:
+        if self.state != _OPEN or self._dropped:
+            return
+        if self.json:
+            self.deliverJson(event)
+        else:
+            self.deliverText(event)
+
+    def close(self, reason: str) -> None:
+        if self.state != _OPEN:
+            return
+        if self.json:
+            self.sendObject({"type": "notice", "text": reason})
+        else:
+            self.sendNotice(reason)
+        self.sendClose(1001, reason[:120])
+
+    def endSession(self, reason: str) -> None:
+        if self.state == _OPEN:
+            self.sendClose(1000, reason[:120])
+
+    # -- output --
+
+    def _send(self, data: bytes) -> None:
+        if self.state != _OPEN or self._dropped:
+            return
+        if self._tooSlow(len(data)):
+            return
+        self.sendMessage(data, False)
+
+    def _sendPrepared(self, event: Event, key: str, data: bytes) -> None:
+        if self.state != _OPEN or self._dropped:
+            return
+        if self._tooSlow(len(data)):
+            return
+        pm = event.cache.get(key)
+        if pm is None:
+            pm = event.cache[key] = self.factory.prepareMessage(data)
+        self.sendPreparedMessage(pm)
+
+    def _tooSlow(self, nbytes: int) -> bool:
+        guard = self._guard
+        if guard is None or not guard.overLimit(nbytes):
+            return False
+        self._dropped = True
+        member = self.member
+        self._log.warn(
+            "dropping slow consumer {peer} ({nick}): over {limit} bytes queued",
+            peer=self.peer,
+            nick=member.nick if member else "?",
+            limit=guard.limit,
+        )
+        if member is not None:
+            member.quit("too slow")
+        self.dropConnection(abort=True)
+        return True
+
+    def sendText(self, text: str) -> None:
+        self._send(text.encode("utf-8"))
+
+    def sendRendered(self, event: Event, text: str) -> None:
+        data = event.cache.get("utf8")
+        if data is None:
+            data = event.cache["utf8"] = text.encode("utf-8")
+        self._sendPrepared(event, "ws-text", data)
+
+    def sendJson(self, data: bytes) -> None:
+        self._send(data)
+
+    def sendEventJson(self, event: Event, data: bytes) -> None:
+        self._sendPrepared(event, "ws-json", data)
+
+
+class ChatWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
+    """
+    Builds chat WebSocket connections that share one L{ChatService}.
+    """
+
+    protocol = ChatWebSocketProtocol
+    noisy = False
+
+    def __init__(
+        self,
+        service: ChatService,
+        allowedOrigins: list[str] | None = None,
+        maxOutgoing: int = 1 << 20,
+        **options: Any,
+    ) -> None:
+        WebSocketServerFactory.__init__(self, server="twisted-chat")
+        self.service = service
+        self.allowedOrigins = list(allowedOrigins or [])
+        self.maxOutgoing = maxOutgoing
+        applyOptions(self, **options)
+
+
+class EchoProtocol(WebSocketServerProtocol):  # type: ignore[misc]
+    """
+    Echo every message back: the endpoint for the compliance suite.
+    """
+
+    def onConnect(self, request: ConnectionRequest) -> Any:
+        if not originAllowed(request.headers.get("origin"), request.headers.get("host"), self.factory.allowedOrigins):
+            raise ConnectionDeny(403, "origin not allowed")
+        return None
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.sendMessage(payload, isBinary)
+
+
+class EchoFactory(WebSocketServerFactory):  # type: ignore[misc]
+    protocol = EchoProtocol
+    noisy = False
+
+    def __init__(self, allowedOrigins: list[str] | None = None, **options: Any) -> None:
+        WebSocketServerFactory.__init__(self, server="twisted-chat")
+        self.allowedOrigins = list(allowedOrigins or [])
+        applyOptions(self, **options)
+
+
+def applyOptions(
+    factory: WebSocketServerFactory,
+    maxMessageSize: int = 65536,
+    pingInterval: float = 25,
+    pingTimeout: float = 10,
+    compression: bool = False,
+    handshakeTimeout: float = 10,
+) -> None:
+    """
+    The WebSocket protocol options shared by the chat and echo endpoints,
+    each set deliberately rather than inherited from Autobahn's defaults.
+    """
+    accept = None
+    if compression:
+        from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+
+        def accept(offers: list[Any]) -> Any:
+            for offer in offers:
+                if isinstance(offer, PerMessageDeflateOffer):
+                    return PerMessageDeflateOfferAccept(offer)
+            return None
+
+    factory.setProtocolOptions(
+        # Answer protocol violations with the proper close code instead of
+        # dropping TCP silently, so clients learn why.
+        failByDrop=False,
+        maxMessagePayloadSize=maxMessageSize,
+        maxFramePayloadSize=maxMessageSize,
+        autoPingInterval=pingInterval,
+        autoPingTimeout=pingTimeout,
+        openHandshakeTimeout=handshakeTimeout,
+        closeHandshakeTimeout=5,
+        perMessageCompressionAccept=accept,
+        webStatus=False,
+        echoCloseCodeReason=False,
+        tcpNoDelay=True,
+    )
