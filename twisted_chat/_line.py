@@ -57,8 +57,11 @@ class OutgoingGuard:
         self.limit = limit
 
     def pauseProducing(self) -> None:
-        self.paused = True
-        self.queued = 0
+        # A transport calls this on every write while its buffer is full, not
+        # only once: count from the first call, or nothing is ever dropped.
+        if not self.paused:
+            self.paused = True
+            self.queued = 0
 
     def resumeProducing(self) -> None:
         self.paused = False

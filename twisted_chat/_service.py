@@ -296,6 +296,7 @@ class ChatService(Service):
 
     def _broadcast(self, room: Room, event: Event) -> None:
         name = room.name
+        failed: list[Member] | None = None
         for m in room.snapshot():
             held = m._held
             if held is not None and name in held:
@@ -305,9 +306,18 @@ class ChatService(Service):
                 m.client.deliver(event)
             except Exception:
                 self._log.failure("delivery to {nick} failed; dropping it", nick=m.nick)
+                if failed is None:
+                    failed = []
+                failed.append(m)
+        # Dropped only once everyone had this event, so that the others see
+        # it before the failed member's leave notice.
+        if failed is not None:
+            for m in failed:
                 self._drop(m)
 
     def _drop(self, member: Member) -> None:
+        if member.gone:
+            return
         try:
             member.client.close("internal error")
         except Exception:
@@ -496,9 +506,11 @@ class ChatService(Service):
     def _quit(self, member: Member, reason: str) -> None:
         if member.gone:
             return
+        # Gone before the leave notices go out: a member whose delivery of
+        # one of them fails is not closed and dropped a second time.
+        member.gone = True
         for name in list(member.rooms):
             self._part(member, name, reason)
-        member.gone = True
         member._held = None
         self.members.discard(member)
         if self._nicks.get(nickKey(member.nick)) is member:

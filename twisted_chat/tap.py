@@ -9,7 +9,8 @@ accepting, then the chat service says goodbye to every connection.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import signal
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
@@ -18,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from twisted_chat import __version__
 from twisted_chat._line import LineChatFactory
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._service import ChatService
@@ -133,6 +135,7 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
     Build the service tree for C{twistd chat}.
     """
     top = MultiService()
+    _Daemon(reactor).setServiceParent(top)
     chat = ChatService(
         store=MemoryStore(retain=config["retain-messages"]),
         clock=reactor,  # type: ignore[arg-type]
@@ -179,6 +182,43 @@ def _makeWebSite(config: Options, chat: ChatService, reactor: IReactorCore | Non
     )
     echo = EchoFactory(allowedOrigins=config["allow-origin"], **wsOptions) if config["ws-echo"] else None
     return makeSite(wsFactory, echo, clock=reactor)  # type: ignore[arg-type]
+
+
+class _Daemon(Service):
+    """
+    Process-level behaviour of C{twistd chat}.
+
+    It logs C{ready} once the reactor runs (signal handlers are installed by
+    then, so a SIGTERM from that moment on gets a graceful shutdown), and it
+    makes a graceful SIGTERM shutdown exit with status 0: twistd would
+    otherwise re-raise the signal after stopping, and the process would look
+    killed to whoever started it. Stopped last (it is the first child), so
+    only once every connection has been closed.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: object) -> None:
+        self._reactor = reactor
+
+    def _theReactor(self) -> Any:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            return reactor
+        return self._reactor
+
+    def startService(self) -> None:
+        Service.startService(self)
+        reactor = self._theReactor()
+        if hasattr(reactor, "callWhenRunning"):
+            reactor.callWhenRunning(self._log.info, "twisted-chat {version} ready", version=__version__)
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        reactor = self._theReactor()
+        if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
+            reactor._exitSignal = None
 
 
 class _Listener(Service):

@@ -1,0 +1,1022 @@
+"""
+Tests for L{twisted_chat._service.ChatService}: rooms, nicknames, delivery,
+history and resume, driven through a recording L{IChatClient}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import pytest
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from twisted_chat._errors import ChatError
+from twisted_chat._events import (
+    Event,
+    History,
+    Joined,
+    Message,
+    NickChanged,
+    Notice,
+    Parted,
+    Presence,
+    Private,
+    RoomList,
+)
+from twisted_chat._interfaces import IChatClient, IMessageStore
+from twisted_chat._memstore import MemoryStore
+from twisted_chat._service import ChatService, Member
+
+T = TypeVar("T")
+
+
+def fired(d: Deferred[T]) -> T:
+    """
+    The result of a Deferred that has already fired successfully.
+    """
+    results: list[object] = []
+    d.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]  # type: ignore[return-value]
+
+
+@implementer(IChatClient)
+class RecordingClient:
+    """
+    A front-end that keeps every event the service delivers to it.
+    """
+
+    kind = "test"
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.closed: list[str] = []
+
+    def deliver(self, event: object) -> None:
+        assert isinstance(event, Event)
+        self.events.append(event)
+
+    def close(self, reason: str) -> None:
+        self.closed.append(reason)
+
+    def take(self) -> list[Event]:
+        """
+        The events delivered since the last C{take}.
+        """
+        events, self.events = self.events, []
+        return events
+
+    def describe(self) -> list[tuple[Any, ...]]:
+        """
+        The events since the last C{take}, as comparable tuples.
+        """
+        return [describe(e) for e in self.take()]
+
+
+@implementer(IChatClient)
+class ClosingClient(RecordingClient):
+    """
+    A front-end whose connection goes away when the service closes it.
+    """
+
+    member: Member | None = None
+
+    def close(self, reason: str) -> None:
+        RecordingClient.close(self, reason)
+        assert self.member is not None
+        self.member.quit("disconnected")
+
+
+@implementer(IChatClient)
+class BrokenClient(RecordingClient):
+    """
+    A front-end whose delivery fails once C{broken} is set.
+    """
+
+    broken = False
+
+    def deliver(self, event: object) -> None:
+        if self.broken:
+            raise RuntimeError("this connection is broken")
+        RecordingClient.deliver(self, event)
+
+
+def describe(e: Event) -> tuple[Any, ...]:
+    if isinstance(e, Message):
+        return ("message", e.room, e.id, e.sender, e.text, e.action)
+    if isinstance(e, Joined):
+        return ("join", e.room, e.nick)
+    if isinstance(e, Parted):
+        return ("part", e.room, e.nick, e.reason)
+    if isinstance(e, Presence):
+        return ("presence", e.room, e.members)
+    if isinstance(e, History):
+        return ("history", e.room, [m.id for m in e.messages], e.recovered, e.reason)
+    if isinstance(e, NickChanged):
+        return ("nick", e.old, e.new, e.rooms)
+    if isinstance(e, Private):
+        return ("private", e.id, e.sender, e.recipient, e.text)
+    if isinstance(e, RoomList):
+        return ("rooms", e.rooms)
+    if isinstance(e, Notice):
+        return ("notice", e.text)
+    raise AssertionError("unexpected event %r" % (e,))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def service(clock: Clock) -> ChatService:
+    return ChatService(clock=clock)
+
+
+def connect(service: ChatService, nick: str | None = None, client: RecordingClient | None = None) -> tuple[Member, RecordingClient]:
+    """
+    Connect a recording client, as a front-end does, and empty its record.
+    """
+    client = client if client is not None else RecordingClient()
+    member = service.connect(client, nick=nick, peer="test")
+    if isinstance(client, ClosingClient):
+        client.member = member
+    client.take()
+    return member, client
+
+
+def enter(service: ChatService, nick: str, *rooms: str) -> tuple[Member, RecordingClient]:
+    """
+    Connect C{nick} and join C{rooms}; its record starts empty.
+    """
+    member, client = connect(service, nick)
+    for room in rooms:
+        member.join(room)
+    client.take()
+    return member, client
+
+
+def say(member: Member, text: str, room: str | None = None, action: bool = False) -> Message:
+    return fired(member.say(text, room, action))
+
+
+# -- the client interface ---------------------------------------------------
+
+
+def test_recordingClientProvidesIChatClient() -> None:
+    """
+    The test client really is an L{IChatClient}, so the service is driven as
+    front-ends drive it.
+    """
+    assert verifyObject(IChatClient, RecordingClient())
+    assert verifyObject(IChatClient, ClosingClient())
+    assert verifyObject(IChatClient, BrokenClient())
+
+
+# -- nicknames --------------------------------------------------------------
+
+
+def test_guestNicks(service: ChatService) -> None:
+    """
+    A connection without a nick gets the next free C{guest-N}; a guest nick
+    someone has taken is skipped.
+    """
+    a, _ = connect(service)
+    service.connect(RecordingClient(), nick="GUEST-2")
+    b, _ = connect(service)
+    assert (a.nick, b.nick) == ("guest-1", "guest-3")
+
+
+def test_nicksAreUniqueWithoutRegardToCase(service: ChatService) -> None:
+    """
+    A nick that is taken, in any case, is refused with C{nick-taken}, for a
+    new connection and for a nick change; the nick stays with its owner.
+    """
+    alice, _ = connect(service, "Alice")
+    with pytest.raises(ChatError) as e:
+        connect(service, "aLiCe")
+    assert e.value.code == "nick-taken"
+    bob, _ = connect(service, "bob")
+    with pytest.raises(ChatError) as e:
+        bob.setNick("ALICE")
+    assert e.value.code == "nick-taken"
+    assert bob.nick == "bob"
+    assert service.lookup("alice") is alice
+    assert service.lookup("BOB") is bob
+
+
+def test_badNickIsRefused(service: ChatService) -> None:
+    """
+    An invalid nick is refused with C{bad-nick} and changes nothing.
+    """
+    with pytest.raises(ChatError) as e:
+        connect(service, "no spaces")
+    assert e.value.code == "bad-nick"
+    assert service.members == set()
+    alice, client = enter(service, "alice", "#lobby")
+    with pytest.raises(ChatError) as e:
+        alice.setNick("x" * 25)
+    assert e.value.code == "bad-nick"
+    assert alice.nick == "alice"
+    assert client.take() == []
+
+
+def test_nickChangeFreesTheOldNick(service: ChatService) -> None:
+    """
+    After a nick change the new nick finds the member and the old one is
+    free for someone else; changing only the case of one's own nick works.
+    """
+    alice, _ = connect(service, "alice")
+    assert alice.setNick("ally") == "ally"
+    assert service.lookup("ALLY") is alice
+    assert service.lookup("alice") is None
+    other, _ = connect(service, "alice")
+    assert other.nick == "alice"
+    assert alice.setNick("Ally") == "Ally"
+    assert service.lookup("ally") is alice
+
+
+def test_nickChangeNotices(service: ChatService) -> None:
+    """
+    The member is told of its new nick with all its rooms; every member that
+    shares a room is told once, with the rooms they share; others hear
+    nothing.
+    """
+    alice, ca = enter(service, "alice", "#lobby", "#dev", "#ops")
+    bob, cb = enter(service, "bob", "#lobby", "#dev")
+    carol, cc = enter(service, "carol", "#ops")
+    dave, cd = enter(service, "dave", "#elsewhere")
+    for c in (ca, cb, cc):
+        c.take()
+    alice.setNick("ally")
+    assert ca.describe() == [("nick", "alice", "ally", ("#lobby", "#dev", "#ops"))]
+    assert cb.describe() == [("nick", "alice", "ally", ("#lobby", "#dev"))]
+    assert cc.describe() == [("nick", "alice", "ally", ("#ops",))]
+    assert cd.describe() == []
+
+
+# -- rooms --------------------------------------------------------------------
+
+
+def test_joinCreatesTheRoom(service: ChatService) -> None:
+    """
+    Joining a room that does not exist creates it: the joiner sees its own
+    join, the member list and the (empty) history.
+    """
+    alice, client = connect(service, "alice")
+    assert alice.join("Dev") == ("#dev", True)
+    assert "#dev" in service.rooms
+    assert client.describe() == [
+        ("join", "#dev", "alice"),
+        ("presence", "#dev", ["alice"]),
+        ("history", "#dev", [], None, ""),
+    ]
+    assert alice.current == "#dev"
+
+
+def test_joinIsSeenByTheMembers(service: ChatService) -> None:
+    """
+    The members of a room see someone join it; members of other rooms do not.
+    """
+    alice, ca = enter(service, "alice", "#dev")
+    carol, cc = enter(service, "carol", "#ops")
+    bob, cb = connect(service, "bob")
+    bob.join("#dev")
+    assert ca.describe() == [("join", "#dev", "bob")]
+    assert cc.describe() == []
+    assert cb.describe()[:2] == [("join", "#dev", "bob"), ("presence", "#dev", ["alice", "bob"])]
+
+
+def test_roomNamesAreCaseInsensitive(service: ChatService) -> None:
+    """
+    C{dev}, C{#Dev} and C{#DEV} are one room; joining it again only makes it
+    the current room.
+    """
+    alice, _ = connect(service, "alice")
+    bob, _ = connect(service, "bob")
+    alice.join("dev")
+    alice.join("#lobby")
+    assert bob.join("#DEV") == ("#dev", True)
+    assert alice.join("#Dev") == ("#dev", False)
+    assert alice.current == "#dev"
+    assert sorted(service.rooms) == ["#dev", "#lobby"]
+    assert len(service.rooms["#dev"].members) == 2
+
+
+def test_badRoomIsRefused(service: ChatService) -> None:
+    """
+    An invalid room name is refused with C{bad-room} and changes nothing.
+    """
+    alice, client = enter(service, "alice", "#lobby")
+    with pytest.raises(ChatError) as e:
+        alice.join("no way")
+    assert e.value.code == "bad-room"
+    assert list(service.rooms) == ["#lobby"]
+    assert alice.current == "#lobby"
+    assert client.take() == []
+
+
+def test_emptyRoomIsForgottenButItsHistoryKept(service: ChatService) -> None:
+    """
+    When the last member leaves, the room disappears from the room list; its
+    history is still there for whoever joins it next.
+    """
+    alice, _ = enter(service, "alice", "#lobby", "#dev")
+    say(alice, "anyone?", "#dev")
+    alice.part("#dev")
+    assert "#dev" not in service.rooms
+    assert service.roomList() == [("#lobby", 1)]
+    bob, cb = connect(service, "bob")
+    bob.join("#dev")
+    history = [e for e in cb.take() if isinstance(e, History)]
+    assert [(m.sender, m.text) for m in history[0].messages] == [("alice", "anyone?")]
+
+
+def test_severalRoomsAndTheCurrentRoom(service: ChatService) -> None:
+    """
+    A member can be in several rooms; text goes to the current room, which is
+    the one last joined or switched to, and after leaving it the most
+    recently joined of the others.
+    """
+    alice, ca = enter(service, "alice")
+    bob, cb = enter(service, "bob", "#a", "#b")
+    alice.join("#a")
+    alice.join("#b")
+    alice.join("#c")
+    assert alice.current == "#c"
+    alice.join("#a")
+    assert alice.current == "#a"
+    cb.take()
+    say(alice, "to a")
+    assert cb.describe() == [("message", "#a", 1, "alice", "to a", False)]
+    alice.part()
+    assert alice.current == "#c"
+    alice.part("#c")
+    assert alice.current == "#b"
+    alice.part()
+    assert alice.current is None
+    with pytest.raises(ChatError) as e:
+        alice.say("hello?")
+    assert e.value.code == "not-in-room"
+
+
+def test_roomLimitPerMember(clock: Clock) -> None:
+    """
+    A member in as many rooms as allowed must leave one before joining another.
+    """
+    service = ChatService(clock=clock, maxRoomsPerMember=2)
+    alice, _ = enter(service, "alice", "#a", "#b")
+    with pytest.raises(ChatError) as e:
+        alice.join("#c")
+    assert e.value.code == "too-many-rooms"
+    assert "#c" not in service.rooms
+    alice.join("#b")
+    alice.part("#a")
+    alice.join("#c")
+    assert list(alice.rooms) == ["#b", "#c"]
+
+
+def test_part(service: ChatService) -> None:
+    """
+    Leaving a room is seen by its members, the leaver included, with the
+    reason C{left}; leaving a room one is not in is refused.
+    """
+    alice, ca = enter(service, "alice", "#lobby")
+    bob, cb = enter(service, "bob", "#lobby")
+    ca.take()
+    assert bob.part() == "#lobby"
+    assert ca.describe() == [("part", "#lobby", "bob", "left")]
+    assert cb.describe() == [("part", "#lobby", "bob", "left")]
+    with pytest.raises(ChatError) as e:
+        bob.part("#lobby")
+    assert e.value.code == "not-in-room"
+    assert service.roomList() == [("#lobby", 1)]
+
+
+def test_quitLeavesEveryRoomAndFreesTheNick(service: ChatService) -> None:
+    """
+    A member that quits leaves each of its rooms (each seen by their
+    members with the reason) and its nick is free; quitting twice is harmless.
+    """
+    alice, ca = enter(service, "alice", "#lobby", "#dev")
+    bob, cb = enter(service, "bob", "#lobby", "#dev")
+    carol, cc = enter(service, "carol", "#dev")
+    for c in (ca, cb, cc):
+        c.take()
+    alice.quit("disconnected")
+    assert cb.describe() == [("part", "#lobby", "alice", "disconnected"), ("part", "#dev", "alice", "disconnected")]
+    assert cc.describe() == [("part", "#dev", "alice", "disconnected")]
+    assert service.lookup("alice") is None
+    assert alice not in service.members
+    alice.quit("again")
+    assert cb.take() == [] and cc.take() == []
+    assert service.roomList() == [("#dev", 2), ("#lobby", 1)]
+
+
+def test_whoAndRooms(service: ChatService) -> None:
+    """
+    C{who} lists a room's members sorted without regard to case (also for a
+    room one is not in, and nobody for an unknown room); C{listRooms} gives
+    every room with its member count, sorted.
+    """
+    alice, ca = enter(service, "alice", "#lobby")
+    enter(service, "Bob", "#lobby", "#dev")
+    enter(service, "carol", "#lobby")
+    ca.take()
+    alice.who()
+    alice.who("DEV")
+    alice.who("#void")
+    alice.listRooms()
+    assert ca.describe() == [
+        ("presence", "#lobby", ["alice", "Bob", "carol"]),
+        ("presence", "#dev", ["Bob"]),
+        ("presence", "#void", []),
+        ("rooms", [("#dev", 1), ("#lobby", 3)]),
+    ]
+
+
+# -- messages -----------------------------------------------------------------
+
+
+def test_broadcastIncludesTheSender(service: ChatService) -> None:
+    """
+    A message reaches every member of the room, the sender included, and
+    nobody outside it.
+    """
+    alice, ca = enter(service, "alice", "#lobby")
+    bob, cb = enter(service, "bob", "#lobby")
+    carol, cc = enter(service, "carol", "#dev")
+    ca.take()
+    msg = say(alice, "hello")
+    assert (msg.room, msg.sender, msg.text, msg.epoch) == ("#lobby", "alice", "hello", service.store.epoch)
+    assert ca.take() == [msg]
+    assert cb.take() == [msg]
+    assert cc.take() == []
+
+
+def test_action(service: ChatService) -> None:
+    """
+    An action is a room message marked as such.
+    """
+    alice, ca = enter(service, "alice", "#lobby")
+    say(alice, "waves", action=True)
+    assert ca.describe() == [("message", "#lobby", 1, "alice", "waves", True)]
+
+
+def test_messageTimeComesFromTheClock(service: ChatService, clock: Clock) -> None:
+    """
+    A message carries the service clock's time.
+    """
+    alice, _ = enter(service, "alice", "#lobby")
+    clock.advance(1234.5)
+    assert say(alice, "now").time == 1234.5
+
+
+def test_idsIncreaseByOnePerRoom(service: ChatService) -> None:
+    """
+    Message ids count up by one in each room, independently of other rooms
+    and of private messages.
+    """
+    alice, _ = enter(service, "alice", "#a", "#b")
+    enter(service, "bob")
+    got = [
+        ("#a", say(alice, "1", "#a").id),
+        ("#a", say(alice, "2", "#a").id),
+        ("#b", say(alice, "3", "#b").id),
+    ]
+    fired(alice.private("bob", "psst"))
+    got.append(("#a", say(alice, "4", "#a").id))
+    got.append(("#b", say(alice, "5", "#b").id))
+    assert got == [("#a", 1), ("#a", 2), ("#b", 1), ("#a", 3), ("#b", 2)]
+
+
+def test_idsContinueFromTheStore(clock: Clock) -> None:
+    """
+    A service over a store that already holds messages continues its ids.
+    """
+    store = MemoryStore()
+    store.append(Message("#lobby", 41, store.epoch, "bob", "old", 0.0))
+    service = ChatService(store=store, clock=clock)
+    alice, _ = enter(service, "alice", "#lobby")
+    assert say(alice, "new").id == 42
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [("", "empty-message"), ("   \t", "empty-message"), ("x" * 101, "too-long"), (None, "bad-request")],
+)
+def test_badMessagesAreRefused(clock: Clock, text: object, code: str) -> None:
+    """
+    Empty, too long and non-text messages are refused, nothing is sent and
+    no id is used up.
+    """
+    service = ChatService(clock=clock, maxTextLength=100)
+    alice, ca = enter(service, "alice", "#lobby")
+    with pytest.raises(ChatError) as e:
+        alice.say(text)  # type: ignore[arg-type]
+    assert e.value.code == code
+    assert ca.take() == []
+    assert say(alice, "x" * 100).id == 1
+
+
+def test_sayInARoomOneIsNotIn(service: ChatService) -> None:
+    """
+    Saying something in a room one has not joined is refused.
+    """
+    alice, _ = enter(service, "alice", "#lobby")
+    enter(service, "bob", "#dev")
+    with pytest.raises(ChatError) as e:
+        alice.say("hi", "#dev")
+    assert e.value.code == "not-in-room"
+
+
+def test_privateMessage(service: ChatService) -> None:
+    """
+    A private message reaches the target (found without regard to case) and
+    is echoed to the sender, and nobody else sees it.
+    """
+    alice, ca = enter(service, "alice", "#lobby")
+    bob, cb = enter(service, "Bob", "#lobby")
+    carol, cc = enter(service, "carol", "#lobby")
+    for c in (ca, cb, cc):
+        c.take()
+    p = fired(alice.private("BOB", "psst"))
+    assert (p.sender, p.recipient, p.text) == ("alice", "Bob", "psst")
+    assert cb.take() == [p]
+    assert ca.take() == [p]
+    assert cc.take() == []
+
+
+def test_privateMessageToSelfArrivesOnce(service: ChatService) -> None:
+    """
+    A private message to oneself arrives once.
+    """
+    alice, ca = enter(service, "alice")
+    fired(alice.private("alice", "note to self"))
+    assert [d[0] for d in ca.describe()] == ["private"]
+
+
+def test_privateMessageToNobody(service: ChatService) -> None:
+    """
+    A private message to a nick nobody has (or an invalid one) is refused
+    with C{no-such-nick} or C{bad-nick}.
+    """
+    alice, ca = enter(service, "alice")
+    with pytest.raises(ChatError) as e:
+        alice.private("bob", "hello?")
+    assert e.value.code == "no-such-nick"
+    with pytest.raises(ChatError) as e:
+        alice.private("bad nick", "hello?")
+    assert e.value.code == "bad-nick"
+    assert ca.take() == []
+
+
+def test_notice(service: ChatService) -> None:
+    """
+    A server notice reaches every connected member, in a room or not.
+    """
+    _, ca = enter(service, "alice", "#lobby")
+    _, cb = enter(service, "bob")
+    service.notice("maintenance at noon")
+    assert ca.describe() == [("notice", "maintenance at noon")]
+    assert cb.describe() == [("notice", "maintenance at noon")]
+
+
+# -- failing members ----------------------------------------------------------
+
+
+def test_failingMemberDoesNotBreakABroadcast(service: ChatService) -> None:
+    """
+    A member whose delivery raises is closed and removed, the others in the
+    room (before and after it) still get the message and see it leave with
+    the reason C{disconnected}.
+    """
+    alice, ca = enter(service, "alice", "#lobby")
+    broken = BrokenClient()
+    bad, _ = connect(service, "bad", client=broken)
+    bad.join("#lobby")
+    bob, cb = enter(service, "bob", "#lobby")
+    ca.take()
+    broken.broken = True
+    msg = say(alice, "hello")
+    assert ca.take()[0] is msg
+    events = cb.take()
+    assert events[0] is msg
+    assert [describe(e) for e in events[1:]] == [("part", "#lobby", "bad", "disconnected")]
+    assert broken.closed == ["internal error"]
+    assert bad.gone
+    assert service.lookup("bad") is None
+    assert bad not in service.rooms["#lobby"].members
+    say(bob, "still here")
+    assert ca.describe() == [("message", "#lobby", 2, "bob", "still here", False)]
+    assert cb.describe() == [("message", "#lobby", 2, "bob", "still here", False)]
+
+
+def test_failingMemberOnDirectDelivery(service: ChatService) -> None:
+    """
+    A member whose delivery of a private message fails is removed too; the
+    sender sees it leave its rooms and still gets the echo.
+    """
+    alice, ca = enter(service, "alice", "#lobby")
+    broken = BrokenClient()
+    bad, _ = connect(service, "bad", client=broken)
+    bad.join("#lobby")
+    ca.take()
+    broken.broken = True
+    p = fired(alice.private("bad", "hi"))
+    assert ca.describe() == [("part", "#lobby", "bad", "disconnected"), ("private", p.id, "alice", "bad", "hi")]
+    assert broken.closed == ["internal error"]
+    assert service.lookup("bad") is None
+
+
+# -- history --------------------------------------------------------------------
+
+
+def test_historyOnJoin(clock: Clock) -> None:
+    """
+    A joiner gets the room's last C{historySize} messages, oldest first,
+    after the member list.
+    """
+    service = ChatService(clock=clock, historySize=3)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(5):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    assert cb.describe() == [
+        ("join", "#lobby", "bob"),
+        ("presence", "#lobby", ["alice", "bob"]),
+        ("history", "#lobby", [3, 4, 5], None, ""),
+    ]
+
+
+def test_historyIsBoundedByRetain(clock: Clock) -> None:
+    """
+    The in-memory history keeps only C{retain} messages per room, so that is
+    all a joiner can get.
+    """
+    service = ChatService(store=MemoryStore(retain=3), clock=clock, historySize=10)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(6):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    assert [describe(e) for e in cb.take() if isinstance(e, History)] == [("history", "#lobby", [4, 5, 6], None, "")]
+
+
+def test_historyRequest(clock: Clock) -> None:
+    """
+    Asking for history gives at most the requested number of the room's
+    latest messages, or those before a given id.
+    """
+    service = ChatService(clock=clock)
+    alice, ca = enter(service, "alice", "#lobby")
+    for i in range(5):
+        say(alice, "m%d" % (i,))
+    ca.take()
+    alice.history(limit=2)
+    alice.history(limit=2, before=3)
+    alice.history("#empty", limit=5)
+    assert ca.describe() == [
+        ("history", "#lobby", [4, 5], None, ""),
+        ("history", "#lobby", [1, 2], None, ""),
+        ("history", "#empty", [], None, ""),
+    ]
+
+
+def test_historyUnavailable(clock: Clock) -> None:
+    """
+    When the store cannot give history, the joiner is told it is unavailable
+    and stays in the room.
+    """
+
+    class FailingStore(MemoryStore):
+        def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+            return fail(OSError("disk on fire"))
+
+    service = ChatService(store=FailingStore(), clock=clock)
+    alice, ca = connect(service, "alice")
+    alice.join("#lobby")
+    assert ca.describe()[-1] == ("history", "#lobby", [], None, "unavailable")
+    alice.history()
+    assert ca.describe() == [("history", "#lobby", [], None, "unavailable")]
+    assert alice.current == "#lobby"
+
+
+class SlowStore(MemoryStore):
+    """
+    A memory store whose history reads, once C{slow} is set, are answered
+    only when the test says so: with what the store held when it was asked,
+    or with what it holds when it answers.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        MemoryStore.__init__(self, **kw)
+        self.slow = False
+        self.pending: list[tuple[Deferred[Any], Any, Callable[[], Any]]] = []
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        return self._read(MemoryStore.recent, room, limit, before)
+
+    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
+        return self._read(MemoryStore.since, room, epoch, afterId, limit)
+
+    def _read(self, method: Callable[..., Deferred[Any]], *args: Any) -> Deferred[Any]:
+        if not self.slow:
+            return method(self, *args)
+        d: Deferred[Any] = Deferred()
+        self.pending.append((d, fired(method(self, *args)), lambda: fired(method(self, *args))))
+        return d
+
+    def answer(self, asOfNow: bool) -> None:
+        """
+        Answer the oldest pending read, with the data as of the request or
+        as of now.
+        """
+        d, asked, now = self.pending.pop(0)
+        d.callback(now() if asOfNow else asked)
+
+
+@pytest.fixture
+def slowService(clock: Clock) -> tuple[ChatService, SlowStore]:
+    store = SlowStore()
+    return ChatService(store=store, clock=clock), store
+
+
+def test_liveEventsWaitForTheHistory(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    Messages and other events of a room that happen while a joiner's
+    history is being read reach the joiner after that history, in order.
+    """
+    service, store = slowService
+    alice, ca = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    say(alice, "two")
+    ca.take()
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    assert cb.describe() == [("join", "#lobby", "bob"), ("presence", "#lobby", ["alice", "bob"])]
+    say(alice, "three")
+    enter(service, "carol", "#lobby")
+    say(alice, "four")
+    assert cb.take() == []
+    assert [describe(e)[0] for e in ca.take()] == ["join", "message", "join", "message"]
+    store.answer(asOfNow=False)
+    assert cb.describe() == [
+        ("history", "#lobby", [1, 2], None, ""),
+        ("message", "#lobby", 3, "alice", "three", False),
+        ("join", "#lobby", "carol"),
+        ("message", "#lobby", 4, "alice", "four", False),
+    ]
+    say(alice, "five")
+    assert cb.describe() == [("message", "#lobby", 5, "alice", "five", False)]
+
+
+def test_heldMessagesTheHistoryHasAreNotRepeated(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    When the history read already saw the messages said meanwhile, the
+    joiner gets them once, in the history; the other held events follow.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    cb.take()
+    say(alice, "two")
+    enter(service, "carol", "#lobby")
+    say(alice, "three")
+    store.answer(asOfNow=True)
+    assert cb.describe() == [("history", "#lobby", [1, 2, 3], None, ""), ("join", "#lobby", "carol")]
+    say(alice, "four")
+    assert cb.describe() == [("message", "#lobby", 4, "alice", "four", False)]
+
+
+def test_historyReadThatSawSomeOfTheHeldMessages(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    When the history read saw only the first of the messages said meanwhile,
+    the joiner gets that one in the history and the others live, with no
+    duplicate and no gap.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    cb.take()
+    say(alice, "two")
+    d, _, now = store.pending.pop(0)
+    seenSoFar = now()
+    say(alice, "three")
+    say(alice, "four")
+    d.callback(seenSoFar)
+    assert cb.describe() == [
+        ("history", "#lobby", [1, 2], None, ""),
+        ("message", "#lobby", 3, "alice", "three", False),
+        ("message", "#lobby", 4, "alice", "four", False),
+    ]
+
+
+def test_messagesInOtherRoomsAreNotHeld(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    While one room's history is being read, messages of the joiner's other
+    rooms arrive at once.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby", "#dev")
+    bob, cb = enter(service, "bob", "#dev")
+    store.slow = True
+    bob.join("#lobby")
+    cb.take()
+    say(alice, "in dev", "#dev")
+    assert cb.describe() == [("message", "#dev", 1, "alice", "in dev", False)]
+    store.answer(asOfNow=False)
+    assert cb.describe() == [("history", "#lobby", [], None, "")]
+
+
+def test_leavingWhileHistoryIsReadSendsNothing(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    A member that leaves the room, or quits, before its history arrives sees
+    itself leave and then gets neither the history nor the held messages.
+    """
+    service, store = slowService
+    alice, ca = enter(service, "alice", "#lobby")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    carol, cc = connect(service, "carol")
+    carol.join("#lobby")
+    say(alice, "hello")
+    cb.take()
+    cc.take()
+    bob.part()
+    carol.quit()
+    assert cb.describe() == [("part", "#lobby", "bob", "left")]
+    assert cc.describe() == [("part", "#lobby", "carol", "quit")]
+    store.answer(asOfNow=True)
+    store.answer(asOfNow=True)
+    assert cb.take() == []
+    assert cc.take() == []
+    ca.take()
+    say(alice, "still fine")
+    assert ca.describe() == [("message", "#lobby", 2, "alice", "still fine", False)]
+
+
+def test_rejoiningWhileHistoryIsReadGivesOneHistory(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    Leaving and joining again before the first history arrives gives only
+    the second join's history, and each message said meanwhile once.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    bob.part()
+    bob.join("#lobby")
+    cb.take()
+    say(alice, "two")
+    store.answer(asOfNow=True)
+    assert cb.take() == []
+    store.answer(asOfNow=False)
+    assert cb.describe() == [
+        ("history", "#lobby", [1], None, ""),
+        ("message", "#lobby", 2, "alice", "two", False),
+    ]
+
+
+# -- resume -----------------------------------------------------------------------
+
+
+def test_resumeRecoversExactlyTheMissedMessages(service: ChatService) -> None:
+    """
+    Joining with the epoch and id of the last message seen gives exactly the
+    messages after it, marked recovered; at the latest id, none.
+    """
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(5):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(service.store.epoch, 3))
+    assert cb.describe()[-1] == ("history", "#lobby", [4, 5], True, "")
+    carol, cc = connect(service, "carol")
+    carol.join("#lobby", since=(service.store.epoch, 5))
+    assert cc.describe()[-1] == ("history", "#lobby", [], True, "")
+
+
+def test_resumeFromAnotherEpoch(clock: Clock) -> None:
+    """
+    A position from another epoch is not recovered: the joiner gets the
+    recent history instead, marked not recovered because of the epoch.
+    """
+    service = ChatService(clock=clock, historySize=2)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(5):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=("old-" + service.store.epoch, 3))
+    assert cb.describe()[-1] == ("history", "#lobby", [4, 5], False, "epoch")
+
+
+def test_resumeAcrossAGapOlderThanTheHistory(clock: Clock) -> None:
+    """
+    A position older than the kept history is not recovered: the joiner
+    gets the recent history, marked not recovered because of the gap.
+    """
+    service = ChatService(store=MemoryStore(retain=3), clock=clock, historySize=2)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(10):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(service.store.epoch, 2))
+    assert cb.describe()[-1] == ("history", "#lobby", [9, 10], False, "gap")
+
+
+@pytest.mark.parametrize("asOfNow", [False, True])
+def test_resumeWhileMessagesArrive(slowService: tuple[ChatService, SlowStore], asOfNow: bool) -> None:
+    """
+    A message said while a resume is being read reaches the joiner exactly
+    once, right after the recovered messages, whether the read saw it or not.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(4):
+        say(alice, "m%d" % (i,))
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(store.epoch, 2))
+    cb.take()
+    say(alice, "m4")
+    store.answer(asOfNow)
+    ids = []
+    for e in cb.take():
+        if isinstance(e, History):
+            assert e.recovered is True
+            ids.extend(m.id for m in e.messages)
+        else:
+            assert isinstance(e, Message)
+            ids.append(e.id)
+    assert ids == [3, 4, 5]
+    say(alice, "m5")
+    assert [e[2] for e in cb.describe()] == [6]
+
+
+# -- shutdown -----------------------------------------------------------------------
+
+
+def test_stopServiceClosesEveryConnection(clock: Clock) -> None:
+    """
+    Stopping the service tells every connection the server is shutting
+    down, and is done once they are all gone.
+    """
+    service = ChatService(clock=clock)
+    service.startService()
+    clients = [ClosingClient() for _ in range(3)]
+    for c in clients:
+        connect(service, client=c)[0].join("#lobby")
+    d = service.stopService()
+    assert [c.closed for c in clients] == [["server shutting down"]] * 3
+    assert fired(d) is None
+    assert service.members == set()
+
+
+def test_stopServiceWaitsAtMostTheShutdownTimeout(clock: Clock) -> None:
+    """
+    Connections that do not go away hold up the shutdown for at most the
+    shutdown timeout.
+    """
+    service = ChatService(clock=clock, shutdownTimeout=5.0)
+    service.startService()
+    stuck, cs = connect(service, "stuck")
+    d = service.stopService()
+    assert cs.closed == ["server shutting down"]
+    clock.advance(4.9)
+    assert not d.called
+    clock.advance(0.2)
+    assert fired(d) is None
+
+
+def test_stopServiceWithoutConnections(service: ChatService) -> None:
+    """
+    With nobody connected, stopping is done at once.
+    """
+    service.startService()
+    assert fired(service.stopService()) is None
+
+
+def test_storeIsAMessageStore(service: ChatService) -> None:
+    """
+    By default the service keeps its history in a L{MemoryStore}.
+    """
+    assert isinstance(service.store, MemoryStore)
+    assert verifyObject(IMessageStore, service.store)
