@@ -203,7 +203,8 @@ class JsonSession:
         """
         try:
             request = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: nested deeper than the parser can go, e.g. "[" * 50000
             self.sendErrorObject("bad-json", "not valid JSON")
             return
         if not isinstance(request, dict):

@@ -57,12 +57,14 @@ class StaticBytes(Resource):
     One in-memory file with its content type and the security headers.
     """
 
-    isLeaf = True
-
     def __init__(self, body: bytes, contentType: bytes) -> None:
         Resource.__init__(self)
         self.body = body
         self.contentType = contentType
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        # Not a leaf: /app.js/anything (or //anything) is a 404, not the file.
+        return pages.notFound()
 
     def render_GET(self, request: Request) -> bytes:
         _secure(request)

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.util import encode_truncate
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
@@ -31,6 +32,7 @@ JSON_PROTOCOL = "chat.json"
 TEXT_PROTOCOL = "chat"
 
 _OPEN = WebSocketProtocol.STATE_OPEN
+_GOING_AWAY = WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 
@@ -60,7 +62,10 @@ def originAllowed(origin: str | None, host: str | None, allowed: list[str]) -> b
         return True
     if origin == "null":
         return False
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # e.g. "http://[::1"
+        return False
     scheme = (parts.scheme or "").lower()
     if scheme not in _DEFAULT_PORTS or not parts.netloc:
         return False
@@ -153,7 +158,9 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
             self.sendObject({"type": "notice", "text": reason})
         else:
             self.sendNotice(reason)
-        self.sendClose(1001, reason[:120])
+        # 1001 (going away): Autobahn's sendClose() refuses every code but
+        # 1000 and 3000-4999, so send the close frame itself.
+        self.sendCloseFrame(_GOING_AWAY, encode_truncate(reason, 123), isReply=False)
 
     def endSession(self, reason: str) -> None:
         if self.state == _OPEN:
@@ -283,6 +290,11 @@ def applyOptions(
         # Answer protocol violations with the proper close code instead of
         # dropping TCP silently, so clients learn why.
         failByDrop=False,
+        # Let Origin "null" (sandboxed pages, file://) reach onConnect, where
+        # originAllowed() refuses it with 403 unless --allow-origin lists it
+        # (or '*'); setProtocolOptions() would otherwise reset this to False
+        # and Autobahn would answer 400 on its own.
+        allowNullOrigin=True,
         maxMessagePayloadSize=maxMessageSize,
         maxFramePayloadSize=maxMessageSize,
         autoPingInterval=pingInterval,
