@@ -1,0 +1,1054 @@
+/*
+ * twisted-chat browser client.
+ *
+ * Speaks the WebSocket "json mode" of docs/protocol.md (subprotocol
+ * `chat.json`). No framework, no build step, no inline code (the page is
+ * served under `Content-Security-Policy: default-src 'self'`).
+ *
+ * Rules this file sticks to:
+ *  - user data is only ever put in the page as text (textContent, text
+ *    nodes, attributes via setAttribute), never parsed as HTML;
+ *  - a room message is rendered at most once: every view keeps the set of
+ *    "epoch:id" keys it has rendered, and the highest id seen per epoch,
+ *    which is what a reconnect sends back in `hello.since`;
+ *  - while the connection is down nothing is queued: Send is disabled and
+ *    the text stays in the box; messages that were in flight when the
+ *    connection dropped are checked against the resumed history and, if
+ *    not found, marked "not delivered" with a Retry button (same `ref`).
+ *
+ * Test hooks: <body data-state="connecting|online|offline">, and every
+ * rendered chat message has data-id, data-room (and data-epoch).
+ */
+'use strict';
+
+(() => {
+  // ---------------------------------------------------------------- setup
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    body: document.body,
+    status: $('status'), retryNow: $('retry-now'),
+    title: $('view-title'), sub: $('view-sub'),
+    toggle: $('sidebar-toggle'), toggleBadge: $('toggle-badge'),
+    sidebar: $('sidebar'), sidebarClose: $('sidebar-close'), backdrop: $('backdrop'), meSlot: $('me-slot'),
+    roomList: $('room-list'), privatePanel: $('private-panel'), privateList: $('private-list'),
+    joinForm: $('join-form'), roomInput: $('room-input'), roomError: $('room-error'),
+    memberList: $('member-list'), memberCount: $('member-count'),
+    login: $('login'), nickForm: $('nick-form'), nick: $('nick'),
+    nickButton: $('nick-button'), nickError: $('nick-error'),
+    views: $('views'), noView: $('no-view'),
+    composer: $('composer'), message: $('message'), send: $('send'), hint: $('composer-hint'),
+  };
+
+  const STORE_NICK = 'twisted-chat.nick';
+  const BACKOFF_BASE = 1000;      // ms, first reconnect waits up to this
+  const BACKOFF_CAP = 20000;      // ms, never wait longer than this
+  const BACKOFF_MIN = 250;        // ms, do not hammer even with full jitter
+  const HANDSHAKE_TIMEOUT = 10000; // ms from connecting to `welcome`
+  const NICK_TAKEN_RETRIES = 4;   // on reconnect our old connection may linger
+  const GROUP_WINDOW = 5 * 60 * 1000; // consecutive messages grouped within 5 min
+  const ROOM_RE = /^#?([A-Za-z0-9_-]{1,32})$/;
+
+  const state = {
+    ws: null,
+    status: 'offline',
+    welcomed: false,          // the current socket got its `welcome`
+    everWelcomed: false,      // false until the first welcome: the login screen
+    stopped: true,            // no automatic reconnect (waiting for the user)
+    attempt: 0,               // consecutive failed attempts, for the backoff
+    timer: 0, tick: 0, handshakeTimer: 0, retryAt: 0, retryNote: '',
+    nickRetries: 0,
+    nick: null,               // our nick as the server knows it
+    wantedNick: '',           // nick to send in the next hello ('' = guest)
+    nickChosen: false,        // the nick came from the user (remember it)
+    views: new Map(),         // key ('#room' or '@nick') -> view
+    current: null,            // key of the view on screen
+    switchTo: null,           // room key to show once its `join` arrives
+    pending: new Map(),       // ref -> our unconfirmed say/msg
+    requests: new Map(),      // ref -> kind, for join/part/nick requests
+    lastNickSource: 'command', lastJoinSource: 'command',  // 'form' or 'command'
+    seenPrivate: new Set(),   // "id:time" of private messages rendered
+    ackedPrivate: new Set(),  // private ids we rendered (to match acks)
+    refSeq: 0,
+  };
+  const refPrefix = Math.random().toString(36).slice(2, 8);
+  const nextRef = () => refPrefix + '-' + (++state.refSeq);
+
+  function storageGet(key) {
+    try { return localStorage.getItem(key); } catch (e) { return null; }
+  }
+  function storageSet(key, value) {
+    try { localStorage.setItem(key, value); } catch (e) { /* private mode */ }
+  }
+
+  const sameNick = (a, b) => typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();
+  const isMe = (nick) => sameNick(nick, state.nick);
+  const normalizeRoom = (name) => {
+    const m = ROOM_RE.exec(String(name || '').trim());
+    return m ? '#' + m[1].toLowerCase() : null;
+  };
+  const sortNicks = (list) => list.slice().sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase()));
+
+  // ---------------------------------------------------------------- small DOM helpers
+
+  /** Create an element with a class and (text) content; never parses HTML. */
+  function h(tag, cls, text) {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  /** Server times are ms since the epoch; tolerate seconds too. */
+  function toDate(t) {
+    const n = Number(t);
+    if (!Number.isFinite(n) || n <= 0) return new Date();
+    return new Date(n < 1e11 ? n * 1000 : n);
+  }
+
+  function timeElement(t) {
+    const d = toDate(t);
+    const node = h('time', 'ts',
+      String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0'));
+    node.dateTime = d.toISOString();
+    node.title = d.toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+    return node;
+  }
+
+  /** A stable colour class for a nick. */
+  function nickClass(nick) {
+    let hash = 0;
+    for (const ch of String(nick).toLowerCase()) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+    return 'nc' + (hash % 8);
+  }
+
+  /** Append text to `parent`, turning http(s) URLs into safe links. */
+  function appendRichText(parent, text) {
+    const re = /\bhttps?:\/\/[^\s<>"']+/gi;
+    let last = 0;
+    let m;
+    while ((m = re.exec(text)) !== null) {
+      let url = m[0];
+      const trail = /[.,;:!?)\]]+$/.exec(url);   // keep trailing punctuation out
+      if (trail) url = url.slice(0, -trail[0].length);
+      if (m.index > last) parent.append(text.slice(last, m.index));
+      let ok = false;
+      try { ok = ['http:', 'https:'].includes(new URL(url).protocol); } catch (e) { ok = false; }
+      if (ok) {
+        const a = h('a', null, url);
+        a.href = url;
+        a.target = '_blank';
+        a.rel = 'noopener noreferrer nofollow';
+        parent.append(a);
+      } else {
+        parent.append(url);
+      }
+      last = m.index + url.length;
+      re.lastIndex = last;
+    }
+    if (last < text.length) parent.append(text.slice(last));
+  }
+
+  // ---------------------------------------------------------------- views (rooms and private conversations)
+
+  /** Get or create the view for a room ('#dev') or a private conversation ('@alice'). */
+  function ensureView(key, label) {
+    let view = state.views.get(key);
+    if (view) return view;
+    const isPrivate = key.startsWith('@');
+    view = {
+      key, isPrivate, label: label || key,
+      members: [],
+      seen: new Set(),            // "epoch:id" already rendered
+      epoch: null, lastId: 0,     // resume position
+      count: 0,                   // rendered chat messages
+      unread: 0,
+      stick: true,                // scrolled to the bottom
+      lastDay: undefined,         // day of the last message, for day dividers
+    };
+    // the scrolling log
+    view.log = h('div', 'log');
+    view.log.setAttribute('role', 'log');
+    view.log.tabIndex = 0;
+    view.log.hidden = true;
+    view.list = h('ol', 'lines');
+    view.log.append(view.list);
+    view.log.addEventListener('scroll', () => {
+      const l = view.log;
+      view.stick = l.scrollHeight - l.scrollTop - l.clientHeight < 40;
+    }, { passive: true });
+    el.views.append(view.log);
+
+    // the sidebar entry: [switch button][badge][leave/close button]
+    view.item = h('li', 'nav-item');
+    view.button = h('button', 'nav-button');
+    view.button.type = 'button';
+    view.button.addEventListener('click', () => { selectView(view.key); closeSidebar(); });
+    view.badge = h('span', 'badge');
+    view.badge.id = 'badge-' + Math.random().toString(36).slice(2, 10);
+    view.badge.hidden = true;
+    view.button.setAttribute('aria-describedby', view.badge.id);
+    view.close = h('button', 'nav-close', '×');
+    view.close.type = 'button';
+    view.close.addEventListener('click', () => leaveView(view.key));
+    view.item.append(view.button, view.badge, view.close);
+    setViewLabel(view, view.label);
+    (isPrivate ? el.privateList : el.roomList).append(view.item);
+    if (isPrivate) el.privatePanel.hidden = false;
+
+    state.views.set(key, view);
+    if (!state.current) selectView(key);
+    refreshChrome();
+    return view;
+  }
+
+  function setViewLabel(view, label) {
+    view.label = label;
+    view.button.textContent = view.isPrivate ? '@' + label : label;
+    view.close.setAttribute('aria-label', (view.isPrivate ? 'Close @' : 'Leave ') + label);
+    view.close.title = view.close.getAttribute('aria-label');
+    view.log.setAttribute('aria-label', view.isPrivate ? 'Conversation with ' + label : label + ' log');
+  }
+
+  function removeView(key) {
+    const view = state.views.get(key);
+    if (!view) return;
+    view.log.remove();
+    view.item.remove();
+    state.views.delete(key);
+    for (const [ref, p] of state.pending) if (p.viewKey === key) state.pending.delete(ref);
+    el.privatePanel.hidden = el.privateList.children.length === 0;
+    if (state.current === key) {
+      state.current = null;
+      const next = [...state.views.keys()].find((k) => !k.startsWith('@')) || state.views.keys().next().value;
+      if (next) selectView(next);
+    }
+    refreshChrome();
+  }
+
+  function selectView(key) {
+    const view = state.views.get(key);
+    if (!view) return;
+    state.current = key;
+    for (const v of state.views.values()) {
+      v.log.hidden = v !== view;
+      if (v === view) v.button.setAttribute('aria-current', 'true');
+      else v.button.removeAttribute('aria-current');
+    }
+    setUnread(view, 0);
+    if (view.stick) view.log.scrollTop = view.log.scrollHeight;
+    refreshChrome();
+  }
+
+  const currentView = () => (state.current ? state.views.get(state.current) : null);
+
+  function setUnread(view, n) {
+    view.unread = n;
+    view.badge.hidden = n === 0;
+    view.badge.textContent = '';
+    if (n) view.badge.append(String(n > 99 ? '99+' : n), h('span', 'visually-hidden', ' unread'));
+    view.item.classList.toggle('has-unread', n > 0);
+    let total = 0;
+    for (const v of state.views.values()) total += v.unread;
+    el.toggleBadge.hidden = total === 0;
+    el.toggleBadge.textContent = total ? String(total) : '';
+    document.title = (total ? '(' + total + ') ' : '') + 'twisted-chat';
+  }
+
+  /** Update header, member list and composer after anything changed. */
+  function refreshChrome() {
+    const view = currentView();
+    el.noView.hidden = !!view || !state.everWelcomed;
+    el.title.textContent = view ? (view.isPrivate ? '@' + view.label : view.label) : 'twisted-chat';
+    if (!view) el.sub.textContent = '';
+    else if (view.isPrivate) el.sub.textContent = 'private conversation';
+    else el.sub.textContent = view.members.length + (view.members.length === 1 ? ' member' : ' members');
+    renderMembers(view);
+    el.message.placeholder = view ? (view.isPrivate ? 'Message @' + view.label : 'Message ' + view.label) : '';
+    refreshComposer();
+  }
+
+  function renderMembers(view) {
+    const list = el.memberList;
+    list.textContent = '';
+    const members = !view ? [] : view.isPrivate ? sortNicks([state.nick || '', view.label].filter(Boolean)) : view.members;
+    el.memberCount.textContent = members.length ? '(' + members.length + ')' : '';
+    for (const nick of members) {
+      const li = h('li', 'member');
+      const dot = h('span', 'dot ' + nickClass(nick));
+      dot.setAttribute('aria-hidden', 'true');
+      if (isMe(nick)) {
+        li.append(dot, h('span', 'member-name', nick), h('span', 'muted', ' (you)'));
+      } else {
+        const b = h('button', 'member-name', nick);
+        b.type = 'button';
+        b.title = 'Private message to ' + nick;
+        b.addEventListener('click', () => { openPrivate(nick); closeSidebar(); el.message.focus(); });
+        li.append(dot, b);
+      }
+      list.append(li);
+    }
+  }
+
+  function openPrivate(nick) {
+    const key = '@' + nick.toLowerCase();
+    ensureView(key, nick);
+    selectView(key);
+  }
+
+  /** The user closes a view: part a room, or just close a private conversation. */
+  function leaveView(key) {
+    if (key.startsWith('@')) { removeView(key); return; }
+    if (!request({ type: 'part', room: key }, 'part-form')) hintOffline();
+  }
+
+  // ---------------------------------------------------------------- rendering lines
+
+  /** Insert a line into a view, keeping "stick to bottom" behaviour. */
+  function addLine(view, li, before) {
+    const log = view.log;
+    const atBottom = log.hidden ? view.stick : log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    if (before) view.list.insertBefore(li, before); else view.list.append(li);
+    if (atBottom) {
+      view.stick = true;
+      if (!log.hidden) log.scrollTop = log.scrollHeight;
+    }
+  }
+
+  /** A discreet system line (join/part/nick, notices, local errors). */
+  function addSys(view, text, cls, time) {
+    if (!view) return;
+    const li = h('li', 'sys' + (cls ? ' ' + cls : ''));
+    if (cls !== 'gap' && cls !== 'day') li.append(timeElement(time || Date.now()), ' ');
+    li.append(h('span', 'sys-text', text));
+    addLine(view, li);
+  }
+
+  /** Show a local (client-side) error in the current view, or near the login form. */
+  function localError(text) {
+    const view = currentView();
+    if (view && state.everWelcomed) addSys(view, text, 'error');
+    else el.nickError.textContent = text;
+  }
+
+  /** Build the element for a chat line (room message, action or private). */
+  function messageElement(m, opts) {
+    const from = String(m.from || '?');
+    const text = String(m.text || '');
+    const li = h('li', 'msg');
+    if (m.action) li.classList.add('action');
+    if (isMe(from)) li.classList.add('own');
+    else if (state.nick && new RegExp('(^|[^A-Za-z0-9_-])' + state.nick.replace(/[-]/g, '\\-') + '($|[^A-Za-z0-9_-])', 'i').test(text)) {
+      li.classList.add('mention');
+    }
+    if (opts.private) li.classList.add('private');
+    const sender = h('span', 'from ' + nickClass(from), from);
+    const body = h('div', 'text');
+    if (m.action) {
+      body.append(h('span', 'action-star', '* '), sender, ' ');
+      appendRichText(body, text);
+      li.append(timeElement(m.time), body);
+    } else {
+      const meta = h('div', 'meta');
+      meta.append(sender, ' ', timeElement(m.time));
+      if (opts.private && m.to && isMe(from)) meta.append(h('span', 'muted', ' → ' + m.to));
+      appendRichText(body, text);
+      li.append(meta, body);
+    }
+    li.dataset.from = from.toLowerCase();
+    li.dataset.time = String(toDate(m.time).getTime());
+    return li;
+  }
+
+  /** Before the first message of another day, a "Monday, 24 November" line. */
+  function dayDivider(view, time) {
+    const d = toDate(time);
+    const day = d.toDateString();
+    const first = view.lastDay === undefined;
+    if (day === view.lastDay) return;
+    view.lastDay = day;
+    if (first && day === new Date().toDateString()) return;   // today needs no label
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    const label = day === today.toDateString() ? 'Today'
+      : day === yesterday.toDateString() ? 'Yesterday'
+      : d.toLocaleDateString(undefined, { weekday: 'long', day: 'numeric', month: 'long',
+        year: d.getFullYear() === today.getFullYear() ? undefined : 'numeric' });
+    addSys(view, label, 'day');
+  }
+
+  /** Group with the previous line when it is the same sender within a few minutes. */
+  function maybeGroup(view, li, prev) {
+    if (li.classList.contains('action') || !prev || !prev.classList.contains('msg')) return;
+    if (prev.classList.contains('action') || prev.classList.contains('pending')) return;
+    if (prev.dataset.from !== li.dataset.from) return;
+    if (Number(li.dataset.time) - Number(prev.dataset.time) > GROUP_WINDOW) return;
+    li.classList.add('cont');
+  }
+
+  /**
+   * Render a room message once. `opts.unread`: count it as unread when the
+   * view is not on screen.
+   */
+  function renderRoomMessage(m, opts) {
+    const key = normalizeRoom(m.room);
+    const view = key && state.views.get(key);
+    if (!view || typeof m.id !== 'number') return;
+    const epoch = String(m.epoch == null ? '' : m.epoch);
+    const seenKey = epoch + ':' + m.id;
+    if (view.seen.has(seenKey)) {                 // never twice
+      resolvePending(view, m, epoch, true);
+      return;
+    }
+    resolvePending(view, m, epoch, false);
+    view.seen.add(seenKey);
+
+    const li = messageElement(m, {});
+    li.dataset.id = String(m.id);
+    li.dataset.room = key;
+    li.dataset.epoch = epoch;
+
+    // Normally messages arrive in id order and are appended. An older message
+    // of the same epoch (filling a hole) is inserted before the first newer one.
+    let before = null;
+    if (epoch === view.epoch && m.id < view.lastId) {
+      for (const other of view.list.querySelectorAll('li.msg[data-id]')) {
+        if (other.dataset.epoch === epoch && Number(other.dataset.id) > m.id) { before = other; break; }
+      }
+    }
+    if (!before) {
+      dayDivider(view, m.time);
+      maybeGroup(view, li, view.list.lastElementChild);
+    }
+    addLine(view, li, before);
+    view.count++;
+
+    // resume position: the epoch and the highest id seen in it
+    if (view.epoch !== epoch) { view.epoch = epoch; view.lastId = m.id; }
+    else view.lastId = Math.max(view.lastId, m.id);
+
+    if (opts.unread && !isMe(m.from) && (state.current !== key || document.hidden)) setUnread(view, view.unread + 1);
+  }
+
+  function renderPrivate(m, opts) {
+    const other = isMe(m.from) ? m.to : m.from;
+    if (typeof other !== 'string' || !other) return;
+    const key = '@' + other.toLowerCase();
+    const view = ensureView(key, other);
+    if (view.label !== other) setViewLabel(view, other);
+    const seenKey = m.id + ':' + m.time;
+    const seen = state.seenPrivate.has(seenKey);
+    resolvePending(view, m, null, seen);
+    if (seen) return;
+    state.seenPrivate.add(seenKey);
+    state.ackedPrivate.add(m.id);
+    const li = messageElement(m, { private: true });
+    li.dataset.id = String(m.id);
+    li.dataset.room = key;
+    dayDivider(view, m.time);
+    maybeGroup(view, li, view.list.lastElementChild);
+    addLine(view, li);
+    view.count++;
+    if (opts.unread && !isMe(m.from) && (state.current !== key || document.hidden)) setUnread(view, view.unread + 1);
+  }
+
+  // ---------------------------------------------------------------- our own messages in flight
+
+  /** Show our message as pending until the server echoes it. */
+  function addPending(view, req) {
+    const li = messageElement({ from: state.nick || 'you', text: req.text, action: req.action, time: Date.now() }, {});
+    li.classList.add('pending');
+    li.dataset.ref = req.ref;
+    const note = h('span', 'pending-note', 'sending…');
+    li.append(note);
+    addLine(view, li);
+    view.log.scrollTop = view.log.scrollHeight;   // always show what we just sent
+    view.stick = true;
+    state.pending.set(req.ref, { ref: req.ref, req, viewKey: view.key, li, note, state: 'sent', id: null, epoch: null });
+  }
+
+  /**
+   * Drop the pending line matching a message of ours that just arrived: the
+   * one acked with this id, else the oldest unacked one with the same text.
+   * A message seen before (`idOnly`) can only match by id.
+   */
+  function resolvePending(view, m, epoch, idOnly) {
+    if (!isMe(m.from)) return;
+    let match = null;
+    for (const p of state.pending.values()) {
+      if (p.viewKey !== view.key) continue;
+      if (p.id !== null && p.id === m.id && (epoch === null || p.epoch === epoch)) { match = p; break; }
+      if (!idOnly && !match && p.id === null && p.req.text === m.text && !!p.req.action === !!m.action) match = p;
+    }
+    if (match) { match.li.remove(); state.pending.delete(match.ref); }
+  }
+
+  function markFailed(p, reason) {
+    p.state = 'failed';
+    p.li.classList.add('failed');
+    p.note.textContent = 'not sent: ' + reason + ' ';
+    if (!p.li.querySelector('.retry')) {
+      const retry = h('button', 'link-button retry', 'Retry');
+      retry.type = 'button';
+      retry.addEventListener('click', () => {
+        if (!send(p.req)) { hintOffline(); return; }
+        p.state = 'sent';
+        p.li.classList.remove('failed');
+        p.note.textContent = 'sending…';
+      });
+      const discard = h('button', 'link-button', 'Discard');
+      discard.type = 'button';
+      discard.addEventListener('click', () => { p.li.remove(); state.pending.delete(p.ref); });
+      p.note.append(retry, ' ', discard);
+    }
+  }
+
+  function onAck(ev) {
+    const p = state.pending.get(ev.ref);
+    if (!p) return;
+    p.id = ev.id;
+    p.epoch = ev.epoch == null ? null : String(ev.epoch);
+    const view = state.views.get(p.viewKey);
+    const done = p.req.type === 'msg'
+      ? state.ackedPrivate.has(ev.id)
+      : view && view.seen.has(p.epoch + ':' + ev.id);
+    if (done || !view) { p.li.remove(); state.pending.delete(p.ref); }
+  }
+
+  // ---------------------------------------------------------------- server events
+
+  const handlers = {
+    welcome(ev) {
+      state.welcomed = true;
+      state.everWelcomed = true;
+      state.attempt = 0;
+      state.nickRetries = 0;
+      clearTimeout(state.handshakeTimer);
+      state.nick = ev.nick;
+      if (state.nickChosen) storageSet(STORE_NICK, ev.nick);
+      el.nick.value = ev.nick;
+      el.nickError.textContent = '';
+      setStatus('online');
+      enterChat();
+      // rooms we asked for but are not in any more are dropped
+      const rooms = new Set((Array.isArray(ev.rooms) ? ev.rooms : []).map(normalizeRoom).filter(Boolean));
+      if (Array.isArray(ev.rooms)) {
+        for (const key of [...state.views.keys()]) if (!key.startsWith('@') && !rooms.has(key)) removeView(key);
+      }
+      for (const key of rooms) ensureView(key);
+      // private messages that were in flight cannot be checked against a history
+      for (const p of state.pending.values()) {
+        if (p.state === 'unconfirmed' && p.req.type === 'msg') markFailed(p, 'connection lost (it may have been delivered)');
+      }
+      refreshChrome();
+    },
+
+    message(ev) { renderRoomMessage(ev, { unread: true }); },
+
+    private(ev) { renderPrivate(ev, { unread: true }); },
+
+    'private-history'(ev) {   // not in protocol.md yet; harmless if never sent
+      for (const m of ev.messages || []) renderPrivate(m, { unread: false });
+    },
+
+    join(ev) {
+      const key = normalizeRoom(ev.room);
+      if (!key) return;
+      if (isMe(ev.nick)) {
+        const existed = state.views.has(key);
+        const view = ensureView(key);
+        if (!existed) addSys(view, 'You joined ' + key, 'join', ev.time);
+        if (state.switchTo === key) { state.switchTo = null; selectView(key); }
+        return;
+      }
+      const view = state.views.get(key);
+      if (!view) return;
+      if (!view.members.some((n) => sameNick(n, ev.nick))) view.members = sortNicks([...view.members, ev.nick]);
+      addSys(view, ev.nick + ' joined', 'join', ev.time);
+      if (state.current === key) refreshChrome();
+    },
+
+    part(ev) {
+      const key = normalizeRoom(ev.room);
+      if (!key) return;
+      if (isMe(ev.nick)) { removeView(key); return; }
+      const view = state.views.get(key);
+      if (!view) return;
+      view.members = view.members.filter((n) => !sameNick(n, ev.nick));
+      const why = ev.reason && ev.reason !== 'left' ? ' (' + ev.reason + ')' : '';
+      addSys(view, ev.nick + ' left' + why, 'part', ev.time);
+      if (state.current === key) refreshChrome();
+    },
+
+    nick(ev) {
+      const { old, new: nu } = ev;
+      if (typeof old !== 'string' || typeof nu !== 'string') return;
+      const me = isMe(old);
+      if (me) {
+        state.nick = nu;
+        state.wantedNick = nu;
+        state.nickChosen = true;
+        storageSet(STORE_NICK, nu);
+        el.nick.value = nu;
+        el.nickError.textContent = '';
+      }
+      const only = Array.isArray(ev.rooms) ? new Set(ev.rooms.map(normalizeRoom)) : null;
+      const text = me ? 'You are now known as ' + nu : old + ' is now known as ' + nu;
+      for (const view of state.views.values()) {
+        if (view.isPrivate) continue;
+        const had = view.members.some((n) => sameNick(n, old));
+        if (had) view.members = sortNicks(view.members.map((n) => (sameNick(n, old) ? nu : n)));
+        if (only ? only.has(view.key) : had) addSys(view, text, 'nick', ev.time);
+      }
+      // a private conversation follows the person
+      const pv = state.views.get('@' + old.toLowerCase());
+      if (pv && !state.views.has('@' + nu.toLowerCase())) {
+        state.views.delete(pv.key);
+        pv.key = '@' + nu.toLowerCase();
+        state.views.set(pv.key, pv);
+        if (state.current === '@' + old.toLowerCase()) state.current = pv.key;
+        setViewLabel(pv, nu);
+        addSys(pv, text, 'nick', ev.time);
+      }
+      refreshChrome();
+    },
+
+    presence(ev) {
+      const view = state.views.get(normalizeRoom(ev.room));
+      if (!view || !Array.isArray(ev.members)) return;
+      view.members = sortNicks(ev.members);
+      if (state.current === view.key) refreshChrome();
+    },
+
+    history(ev) {
+      const key = normalizeRoom(ev.room);
+      const view = key && state.views.get(key);
+      if (!view) return;
+      const msgs = Array.isArray(ev.messages) ? ev.messages : [];
+      const epoch = ev.epoch == null ? null : String(ev.epoch);
+      // Is there a hole between what we showed and what comes now?
+      if (view.count > 0 && ev.recovered !== true) {
+        let gap = ev.recovered === false;
+        if (!gap && msgs.length) {
+          const first = msgs[0];
+          gap = String(first.epoch ?? epoch) !== view.epoch || first.id > view.lastId + 1;
+        }
+        if (gap) addSys(view, 'Some messages may be missing here', 'gap');
+      }
+      for (const m of msgs) renderRoomMessage({ room: key, epoch, ...m }, { unread: ev.recovered === true });
+      if (epoch !== null && view.epoch !== epoch && !msgs.length) { view.epoch = epoch; view.lastId = 0; }
+      // what we sent before the connection dropped and is not in the history was lost
+      for (const p of state.pending.values()) {
+        if (p.viewKey === key && p.state === 'unconfirmed') {
+          markFailed(p, ev.recovered === true ? 'connection lost' : 'connection lost (it may have been delivered)');
+        }
+      }
+    },
+
+    rooms(ev) {
+      const list = (ev.rooms || []).map((r) => r.room + ' (' + r.members + ')').join(', ');
+      addSys(currentView(), 'Rooms: ' + (list || 'none'), 'info');
+    },
+
+    ack: onAck,
+
+    notice(ev) {
+      const views = [...state.views.values()].filter((v) => !v.isPrivate);
+      for (const v of views.length ? views : [currentView()].filter(Boolean)) addSys(v, String(ev.text), 'notice');
+    },
+
+    error(ev) {
+      const code = ev.code;
+      const text = String(ev.message || code || 'error');
+      const p = ev.ref && state.pending.get(ev.ref);
+      if (p) { markFailed(p, text); return; }
+      const nickError = code === 'nick-taken' || code === 'bad-nick';
+      if (!state.welcomed && nickError) { helloNickRefused(code, text); return; }
+
+      // Which request failed: by its ref if the server echoed it, else by the code.
+      let kind = (ev.ref && state.requests.get(ev.ref)) || null;
+      if (ev.ref) state.requests.delete(ev.ref);
+      if (!kind && nickError) kind = 'nick-' + state.lastNickSource;
+      if (!kind && (code === 'bad-room' || code === 'too-many-rooms')) kind = 'join-' + state.lastJoinSource;
+      if (kind && kind.startsWith('join')) state.switchTo = null;
+
+      if (kind === 'nick-form') {
+        // asked for in the nickname form: answer there
+        el.nickError.textContent = text;
+        openSidebar();
+        el.nick.focus();
+        el.nick.select();
+      } else if (kind === 'join-form') {
+        el.roomError.textContent = text;
+        openSidebar();
+        el.roomInput.focus();
+      } else {
+        localError(text);
+      }
+    },
+  };
+
+  function dispatch(ev) {
+    if (!ev || typeof ev !== 'object' || typeof ev.type !== 'string') return;
+    const fn = Object.prototype.hasOwnProperty.call(handlers, ev.type) ? handlers[ev.type] : null;
+    if (fn) fn(ev);
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  function wsUrl() {
+    // relative to the page: served at /  ->  /ws ; at /chat/ -> /chat/ws
+    const dir = location.pathname.replace(/[^/]*$/, '');
+    return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + dir + 'ws';
+  }
+
+  function setStatus(status, text) {
+    state.status = status;
+    el.body.dataset.state = status === 'reconnecting' ? 'offline' : status;
+    el.status.textContent = text || { connecting: 'connecting…', online: 'online', offline: 'offline' }[status] || status;
+    el.status.className = 'status status-' + status;
+    el.retryNow.hidden = status !== 'reconnecting';
+    el.nickButton.textContent = status === 'online' ? 'Change' : 'Connect';
+    refreshComposer();
+  }
+
+  function connect() {
+    clearTimeout(state.timer);
+    clearInterval(state.tick);
+    clearTimeout(state.handshakeTimer);
+    if (state.ws) {
+      const old = state.ws;
+      state.ws = null;
+      try { old.close(); } catch (e) { /* ignore */ }
+      inFlightLost();
+    }
+    state.stopped = false;
+    state.welcomed = false;
+    setStatus('connecting');
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl(), 'chat.json');
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    // a connection that neither opens nor says welcome in time is retried
+    state.handshakeTimer = setTimeout(() => { if (state.ws === ws && !state.welcomed) ws.close(); }, HANDSHAKE_TIMEOUT);
+    ws.addEventListener('open', () => {
+      if (state.ws === ws) ws.send(JSON.stringify(helloRequest()));
+    });
+    ws.addEventListener('message', (e) => {
+      if (state.ws !== ws || typeof e.data !== 'string') return;
+      let ev;
+      try { ev = JSON.parse(e.data); } catch (err) { return; }
+      dispatch(ev);
+    });
+    ws.addEventListener('close', () => {
+      if (state.ws !== ws) return;
+      state.ws = null;
+      state.welcomed = false;
+      clearTimeout(state.handshakeTimer);
+      inFlightLost();
+      if (state.stopped) setStatus('offline');
+      else scheduleReconnect();
+    });
+  }
+
+  /** The connection is gone: what was in flight is unconfirmed; the resumed history will tell. */
+  function inFlightLost() {
+    for (const p of state.pending.values()) {
+      if (p.state === 'sent') { p.state = 'unconfirmed'; p.note.textContent = 'waiting for the connection…'; }
+    }
+  }
+
+  function helloRequest() {
+    const hello = { type: 'hello' };
+    if (state.wantedNick) hello.nick = state.wantedNick;
+    const rooms = [...state.views.values()].filter((v) => !v.isPrivate);
+    if (state.everWelcomed) {
+      hello.rooms = rooms.map((v) => v.key);
+      const since = {};
+      for (const v of rooms) if (v.epoch !== null) since[v.key] = { epoch: v.epoch, id: v.lastId };
+      if (Object.keys(since).length) hello.since = since;
+    }
+    return hello;
+  }
+
+  function scheduleReconnect(note) {
+    state.attempt++;
+    const cap = Math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.attempt - 1));
+    const delay = Math.max(BACKOFF_MIN, Math.random() * cap);   // full jitter
+    state.retryAt = Date.now() + delay;
+    state.retryNote = note || '';
+    const show = () => {
+      const s = Math.max(1, Math.ceil((state.retryAt - Date.now()) / 1000));
+      setStatus('reconnecting', 'reconnecting in ' + s + ' s…' + (state.retryNote ? ' (' + state.retryNote + ')' : ''));
+    };
+    show();
+    clearInterval(state.tick);
+    state.tick = setInterval(show, 1000);
+    clearTimeout(state.timer);
+    state.timer = setTimeout(connect, delay);
+  }
+
+  /** Stop reconnecting and wait for the user (e.g. to choose another nick). */
+  function stop() {
+    state.stopped = true;
+    clearTimeout(state.timer);
+    clearInterval(state.tick);
+    clearTimeout(state.handshakeTimer);
+    const ws = state.ws;
+    state.ws = null;
+    state.welcomed = false;
+    if (ws) { try { ws.close(); } catch (e) { /* ignore */ } }
+    inFlightLost();
+    setStatus('offline');
+  }
+
+  /** The server refused the nick in our hello. */
+  function helloNickRefused(code, text) {
+    if (state.everWelcomed && !state.nickChosen) {
+      // a guest nick we were given earlier: just take a new guest nick
+      state.wantedNick = '';
+      state.ws.close();
+      return;
+    }
+    if (state.everWelcomed && code === 'nick-taken' && state.nickRetries < NICK_TAKEN_RETRIES) {
+      // probably our own previous connection, not yet noticed as gone by the server
+      state.nickRetries++;
+      const ws = state.ws;
+      state.ws = null;
+      ws.close();
+      scheduleReconnect(state.wantedNick + ' still in use');
+      return;
+    }
+    stop();
+    el.nickError.textContent = text + ' — choose another nickname.';
+    if (state.everWelcomed) openSidebar();
+    el.nick.focus();
+    el.nick.select();
+  }
+
+  /** Send a request on the live connection; false when offline. */
+  function send(obj) {
+    const ws = state.ws;
+    if (!ws || !state.welcomed || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  /**
+   * Send a join/part/nick request with a ref, to route a possible error back.
+   * `kind` is e.g. 'nick-form' or 'join-command': which request, typed where.
+   */
+  function request(obj, kind) {
+    obj.ref = nextRef();
+    if (!send(obj)) return false;
+    if (kind.startsWith('nick-')) state.lastNickSource = kind.slice(5);
+    if (kind.startsWith('join-')) state.lastJoinSource = kind.slice(5);
+    state.requests.set(obj.ref, kind);
+    if (state.requests.size > 200) state.requests.delete(state.requests.keys().next().value);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- phases and chrome
+
+  function enterChat() {
+    if (el.body.dataset.phase === 'chat') return;
+    el.body.dataset.phase = 'chat';
+    el.meSlot.append(el.nickForm);
+    el.message.focus();
+  }
+
+  const online = () => state.status === 'online';
+
+  function refreshComposer() {
+    const view = currentView();
+    const ok = online() && !!view;
+    el.send.disabled = !ok;
+    if (!online() && state.everWelcomed) {
+      el.hint.textContent = 'You are offline: messages cannot be sent until the connection is back. Your text stays in the box.';
+    } else if (!view && state.everWelcomed) {
+      el.hint.textContent = 'Join a room to start talking.';
+    } else {
+      el.hint.textContent = '';
+    }
+  }
+
+  function hintOffline() {
+    el.hint.textContent = 'You are offline: nothing was sent. It will be possible again once reconnected.';
+  }
+
+  function openSidebar() {
+    if (!window.matchMedia('(max-width: 760px)').matches) return;
+    el.body.classList.add('sidebar-open');
+    el.toggle.setAttribute('aria-expanded', 'true');
+    el.backdrop.hidden = false;
+  }
+  function closeSidebar() {
+    if (!el.body.classList.contains('sidebar-open')) return;
+    el.body.classList.remove('sidebar-open');
+    el.toggle.setAttribute('aria-expanded', 'false');
+    el.backdrop.hidden = true;
+  }
+
+  // ---------------------------------------------------------------- user input
+
+  function say(view, text, action) {
+    const req = view.isPrivate
+      ? { type: 'msg', to: view.label, text, ref: nextRef() }
+      : { type: 'say', room: view.key, text, action: !!action, ref: nextRef() };
+    if (!send(req)) { hintOffline(); return false; }
+    addPending(view, req);
+    return true;
+  }
+
+  function joinRoom(raw, source) {
+    const name = String(raw || '').trim();
+    if (!name) { el.roomError.textContent = 'Type a room name, e.g. #dev'; return false; }
+    const key = normalizeRoom(name);
+    if (key && state.views.has(key)) { selectView(key); el.roomError.textContent = ''; return true; }
+    if (!request({ type: 'join', room: name }, 'join-' + source)) { hintOffline(); return false; }
+    state.switchTo = key;
+    el.roomError.textContent = '';
+    return true;
+  }
+
+  const HELP = [
+    '/join ROOM — join (or switch to) a room',
+    '/part [ROOM] — leave a room (default: this one)',
+    '/nick NAME — change your nickname',
+    '/me ACTION — say something in the third person',
+    '/msg NICK TEXT — private message',
+    '/who [ROOM] — refresh the member list',
+    '/rooms — list all rooms',
+    '//text — send a message that starts with /',
+  ];
+
+  /** Run what was typed in the message box; returns true when it was consumed. */
+  function runInput(line) {
+    const view = currentView();
+    if (!line.startsWith('/') || line.startsWith('//')) {
+      const text = line.startsWith('//') ? line.slice(1) : line;
+      if (!view) { localError('You are in no room: /join one first'); return false; }
+      return say(view, text, false);
+    }
+    const m = /^\/(\S+)\s*([\s\S]*)$/.exec(line);
+    const cmd = m ? m[1].toLowerCase() : '';
+    const rest = m ? m[2].trim() : '';
+    const args = rest ? rest.split(/\s+/) : [];
+    switch (cmd) {
+      case 'join': case 'j':
+        if (!rest) { localError('usage: /join ROOM'); return false; }
+        return joinRoom(rest, 'command');     // the server judges the name
+      case 'part': case 'leave': {
+        const key = args[0] ? normalizeRoom(args[0]) : state.current;
+        if (key && key.startsWith('@')) { removeView(key); return true; }
+        if (!key) { localError(args[0] ? 'not a room name: ' + args[0] : 'You are in no room'); return false; }
+        if (!request({ type: 'part', room: key }, 'part-command')) { hintOffline(); return false; }
+        return true;
+      }
+      case 'nick':
+        if (!rest) { localError('usage: /nick NAME'); return false; }
+        if (!request({ type: 'nick', nick: rest }, 'nick-command')) { hintOffline(); return false; }
+        return true;
+      case 'me':
+        if (!rest) { localError('usage: /me ACTION'); return false; }
+        if (!view || view.isPrivate) { localError('/me works in rooms only'); return false; }
+        return say(view, rest, true);
+      case 'msg': case 'query': {
+        const mm = /^(\S+)\s+([\s\S]+)$/.exec(rest);
+        if (!mm) { localError('usage: /msg NICK TEXT'); return false; }
+        const target = mm[1];
+        const key = '@' + target.toLowerCase();
+        const existed = state.views.has(key);
+        const pv = ensureView(key, target);
+        if (!say(pv, mm[2], false)) { if (!existed) removeView(key); return false; }
+        selectView(key);
+        return true;
+      }
+      case 'who': {
+        const key = args[0] ? normalizeRoom(args[0]) : state.current;
+        if (!key || key.startsWith('@')) { localError('usage: /who [ROOM]'); return false; }
+        if (!send({ type: 'who', room: key })) { hintOffline(); return false; }
+        return true;
+      }
+      case 'rooms':
+        if (!send({ type: 'rooms' })) { hintOffline(); return false; }
+        return true;
+      case 'help':
+        for (const line of HELP) addSys(view, line, 'info');
+        return true;
+      default:
+        localError('unknown command /' + cmd + ' (try /help)');
+        return false;
+    }
+  }
+
+  el.composer.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = el.message.value;
+    if (!text.trim()) return;
+    if (!online()) { hintOffline(); return; }
+    if (runInput(text)) el.message.value = '';
+    el.message.focus();
+  });
+
+  el.nickForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const nick = el.nick.value.trim();
+    el.nickError.textContent = '';
+    if (online()) {
+      if (!nick) { el.nickError.textContent = 'Type a nickname.'; return; }
+      if (nick === state.nick) return;
+      request({ type: 'nick', nick }, 'nick-form');
+      return;
+    }
+    // not connected: (re)connect with this nick
+    state.wantedNick = nick;
+    state.nickChosen = !!nick;
+    state.attempt = 0;
+    state.nickRetries = 0;
+    connect();
+  });
+
+  el.joinForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (joinRoom(el.roomInput.value, 'form')) { el.roomInput.value = ''; closeSidebar(); }
+  });
+
+  el.toggle.addEventListener('click', () => {
+    if (el.body.classList.contains('sidebar-open')) { closeSidebar(); return; }
+    openSidebar();
+    el.sidebarClose.focus();   // keyboard users land in the opened menu
+  });
+  el.backdrop.addEventListener('click', closeSidebar);
+  el.sidebarClose.addEventListener('click', () => { closeSidebar(); el.toggle.focus(); });
+  el.nick.addEventListener('input', () => { el.nickError.textContent = ''; });
+  el.roomInput.addEventListener('input', () => { el.roomError.textContent = ''; });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && el.body.classList.contains('sidebar-open')) { closeSidebar(); el.toggle.focus(); }
+  });
+  el.retryNow.addEventListener('click', () => connect());
+  // unread counts also grow in the current view while the tab is in the background
+  document.addEventListener('visibilitychange', () => {
+    const view = currentView();
+    if (!document.hidden && view) setUnread(view, 0);
+  });
+  window.addEventListener('online', () => { if (state.status === 'reconnecting') connect(); });
+
+  // ---------------------------------------------------------------- start
+
+  const remembered = storageGet(STORE_NICK);
+  refreshComposer();
+  if (remembered) {
+    // come back with the remembered nick; if it is taken the login form says so
+    el.nick.value = remembered;
+    state.wantedNick = remembered;
+    state.nickChosen = true;
+    connect();
+  } else {
+    el.nick.focus();
+  }
+})();
