@@ -1,0 +1,1683 @@
+"""
+Tests for the C{twisted-chat} terminal client: the reactor-free core
+(L{twisted_chat._client_core}), the session logic and I/O adapters
+(L{twisted_chat._client}) and the terminal UI (L{twisted_chat._client_tty}).
+
+In-memory tests drive protocols through L{StringTransport}s and a L{Clock};
+a few tests use real loopback sockets (WebSocket, TLS), a pseudo-terminal,
+or the real daemon (marked C{e2e}). The reactor is imported inside tests
+only, and every awaited Deferred has a timeout.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime
+import fcntl
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred, DeferredQueue, succeed
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
+from twisted.python.failure import Failure
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from twisted_chat._client import (
+    ChatClient,
+    LineLink,
+    OptionError,
+    PipeUI,
+    connect,
+    describeFailure,
+    main,
+    parseCommandLine,
+    tlsCreator,
+)
+from twisted_chat._client_core import BadURL, JsonChat, Target, parseTarget, quitRequest
+from twisted_chat._events import Private, PrivateHistory
+from twisted_chat._interfaces import IChatClient
+from twisted_chat._service import ChatService
+from twisted_chat._text import HELP, TextSession
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: 2026-11-26 12:00:00 UTC
+NOON = float(calendar.timegm((2026, 11, 26, 12, 0, 0)))
+
+TIMEOUT = 10.0
+
+
+class FakeUI:
+    """
+    A UI that records what it is asked to show.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.statuses: list[str] = []
+        self.sink: Any = None
+        self.closed = False
+        self.queue: DeferredQueue[str] = DeferredQueue()
+
+    def start(self, sink: Any, reactor: Any) -> None:
+        self.sink = sink
+
+    def showLine(self, line: str) -> None:
+        self.lines.append(line)
+        self.queue.put(line)
+
+    def showStatus(self, text: str) -> None:
+        self.statuses.append(text)
+
+    def close(self) -> Deferred[None]:
+        self.closed = True
+        return succeed(None)
+
+
+def result(d: Deferred[Any]) -> Any:
+    """
+    The result a Deferred has already fired with.
+    """
+    out: list[Any] = []
+    d.addBoth(out.append)
+    assert out, "the Deferred has not fired"
+    if isinstance(out[0], Failure):
+        out[0].raiseException()
+    return out[0]
+
+
+# -- URLs and the command line --
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("tcp://127.0.0.1:9000", Target("tcp", "127.0.0.1", 9000)),
+        ("tcp://chat.example.org", Target("tcp", "chat.example.org", 9000)),
+        ("tcp://chat.example.org:9000/", Target("tcp", "chat.example.org", 9000)),
+        ("TLS://Chat.Example.org:9443", Target("tls", "chat.example.org", 9443)),
+        ("tcp://[::1]:9000", Target("tcp", "::1", 9000)),
+        ("ws://127.0.0.1:8080/ws", Target("ws", "127.0.0.1", 8080, "/ws")),
+        ("ws://127.0.0.1:8080", Target("ws", "127.0.0.1", 8080, "/")),
+        ("ws://example.org", Target("ws", "example.org", 80, "/")),
+        ("wss://example.org/chat/ws?room=dev", Target("wss", "example.org", 443, "/chat/ws?room=dev")),
+    ],
+)
+def test_parseTarget(url: str, expected: Target) -> None:
+    """
+    L{parseTarget} accepts the four schemes, fills in default ports (9000
+    for the line chat, 80 and 443 for WebSocket) and the path C{/}, and
+    keeps a WebSocket URL's path and query.
+    """
+    assert parseTarget(url) == expected
+
+
+def test_targetProperties() -> None:
+    """
+    A L{Target} knows its transport and prints its address for people,
+    IPv6 literals in brackets.
+    """
+    t = parseTarget("wss://[::1]:8443/ws")
+    assert (t.websocket, t.secure, t.address, t.url) == (True, True, "[::1]:8443", "wss://[::1]:8443/ws")
+    t = parseTarget("tcp://127.0.0.1:9000")
+    assert (t.websocket, t.secure, t.address) == (False, False, "127.0.0.1:9000")
+    assert parseTarget("tls://h:1").secure and not parseTarget("tls://h:1").websocket
+    assert not parseTarget("ws://h").secure
+
+
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("127.0.0.1:9000", "no scheme"),
+        ("localhost", "no scheme"),
+        ("http://example.org", "unknown scheme 'http'"),
+        ("tcp://:9000", "no host"),
+        ("tcp://host:port", "the port must be a number"),
+        ("tcp://host:0", "the port must be a number"),
+        ("tcp://host:70000", "the port must be a number"),
+        ("tcp://host:", "empty port"),
+        ("tcp://host:9000/lobby", "tcp:// URLs have no path"),
+        ("tls://host:9000?x=1", "tls:// URLs have no path"),
+        ("tcp://bob:secret@host:9000", "user names and passwords"),
+        ("ws://host/ws#frag", "fragment"),
+        ("ws://host name/", "bad URL"),
+        ("", "bad URL"),
+    ],
+)
+def test_parseTargetErrors(url: str, reason: str) -> None:
+    """
+    L{parseTarget} refuses what it cannot use with L{BadURL}, whose message
+    is one line naming the URL and the reason.
+    """
+    with pytest.raises(BadURL) as e:
+        parseTarget(url)
+    message = str(e.value)
+    assert reason in message
+    assert repr(url) in message
+    assert "\n" not in message
+
+
+def test_mainBadURL(capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    A bad URL makes C{main} write one error line to stderr and exit with
+    status 2, without starting anything.
+    """
+    with pytest.raises(SystemExit) as e:
+        main(["http://example.org"])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("twisted-chat: error: bad URL 'http://example.org': unknown scheme")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--nick", "not a nick"], "bad --nick 'not a nick': nicknames are"),
+        (["tls://h:1", "--insecure", "--cafile", "x.pem"], "--insecure and --cafile exclude each other"),
+        (["tls://h:1", "--cafile", "/nonexistent/ca.pem"], "cannot read --cafile /nonexistent/ca.pem"),
+    ],
+)
+def test_mainBadOptions(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    Options that cannot work are refused up front with one line and exit
+    status 2.
+    """
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_cafileWithoutCertificate(tmp_path: Path) -> None:
+    """
+    A C{--cafile} without a PEM certificate in it is refused.
+    """
+    path = tmp_path / "empty.pem"
+    path.write_text("nothing here\n")
+    with pytest.raises(OptionError, match="holds no PEM certificate"):
+        parseCommandLine(["tls://h:1", "--cafile", str(path)])
+
+
+def test_commandLineDefaults() -> None:
+    """
+    Without arguments the client connects to the line chat on
+    C{127.0.0.1:9000}, with no nick and no TLS.
+    """
+    s = parseCommandLine([])
+    assert s.target == Target("tcp", "127.0.0.1", 9000)
+    assert (s.nick, s.creator, s.warnings) == (None, None, [])
+
+
+def test_commandLineTLS() -> None:
+    """
+    C{tls://} and C{wss://} verify certificates by default; C{--insecure}
+    does not and says so; TLS options on a plain URL only earn a warning.
+    """
+    s = parseCommandLine(["wss://chat.example.org/ws", "--nick", "alice"])
+    assert s.nick == "alice" and s.creator is not None and s.warnings == []
+    assert type(s.creator).__name__ == "ClientTLSOptions"
+    s = parseCommandLine(["tls://chat.example.org:9443", "--insecure"])
+    assert type(s.creator).__name__ == "InsecureTLS"
+    assert s.warnings == ["warning: --insecure: the server's certificate is NOT verified"]
+    s = parseCommandLine(["tcp://h:1", "--insecure"])
+    assert s.creator is None
+    assert s.warnings == ["warning: --insecure has no effect on tcp:// (no TLS)"]
+
+
+def test_quitRequest() -> None:
+    """
+    C{/quit [REASON]} (any case) and a line that is just C{bye} end the
+    session; nothing else does.
+    """
+    assert quitRequest("/quit") == ""
+    assert quitRequest("/QUIT  gone fishing ") == "gone fishing"
+    assert quitRequest("bye") == ""
+    assert quitRequest("  bye ") == ""
+    for line in ["byebye", "bye now", "/quitter", "//quit", "say /quit", "", "Bye"]:
+        assert quitRequest(line) is None, line
+
+
+def test_describeFailure() -> None:
+    """
+    Connection failures are described in a few words.
+    """
+    assert describeFailure(Failure(ConnectionRefusedError())) == "connection refused"
+    assert describeFailure(Failure(ConnectionLost())) == "connection lost"
+    assert describeFailure(Failure(ValueError("odd\nthing"))) == "odd thing"
+
+
+# -- json mode: typed lines to requests --
+
+
+def translate(chat: JsonChat, line: str) -> tuple[list[dict[str, Any]], list[str]]:
+    return chat.translate(line)
+
+
+def test_translateText() -> None:
+    """
+    Plain text becomes a C{say} with a fresh C{ref}; C{//text} says
+    C{/text}; empty lines are ignored.
+    """
+    chat = JsonChat(lambda: NOON)
+    assert translate(chat, "hello there") == ([{"type": "say", "text": "hello there", "ref": "c1"}], [])
+    assert translate(chat, "//slash") == ([{"type": "say", "text": "/slash", "ref": "c2"}], [])
+    assert translate(chat, "") == ([], [])
+    assert translate(chat, "   ") == ([], [])
+
+
+@pytest.mark.parametrize(
+    "line, request_",
+    [
+        ("/nick bob", {"type": "nick", "nick": "bob"}),
+        ("/NICK bob", {"type": "nick", "nick": "bob"}),
+        ("/join dev", {"type": "join", "room": "dev"}),
+        ("/join #Dev", {"type": "join", "room": "#Dev"}),
+        ("/part", {"type": "part"}),
+        ("/part #dev", {"type": "part", "room": "#dev"}),
+        ("/rooms", {"type": "rooms"}),
+        ("/who", {"type": "who"}),
+        ("/who #dev", {"type": "who", "room": "#dev"}),
+        ("/msg bob are you there?", {"type": "msg", "to": "bob", "text": "are you there?", "ref": "c1"}),
+        ("/me waves", {"type": "say", "text": "waves", "action": True, "ref": "c1"}),
+        ("/history", {"type": "history", "limit": 20}),
+        ("/history 5", {"type": "history", "limit": 5}),
+    ],
+)
+def test_translateCommands(line: str, request_: dict[str, Any]) -> None:
+    """
+    Each line-chat command becomes the json-mode request that does the same.
+    """
+    assert translate(JsonChat(lambda: NOON), line) == ([request_], [])
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["/nick", "/nick a b", "/join", "/join a b", "/part a b", "/who a b", "/msg", "/msg bob", "/msg bob  ",
+     "/me", "/history x", "/history 0", "/history -3", "/fly", "/f1y", "/", "/ leading space"],
+)
+def test_translateErrorsLikeLineChat(line: str) -> None:
+    """
+    A usage error or an unknown command is answered locally with the very
+    C{!!!} line the line chat sends, and nothing is sent.
+    """
+    service = ChatService(clock=Clock())
+    session = Both(JsonChat(lambda: NOON))
+    session.member = service.connect(session, nick="alice")
+    session.handleText(line)
+    requests, lines = translate(JsonChat(lambda: NOON), line)
+    assert requests == []
+    assert lines == session.text
+    assert len(lines) == 1 and lines[0].startswith("!!! ")
+
+
+def test_translateHelp() -> None:
+    """
+    C{/help} is answered locally with the line chat's help.
+    """
+    requests, lines = translate(JsonChat(lambda: NOON), "/help")
+    assert requests == []
+    assert lines == ["*** " + line for line in HELP]
+
+
+def test_translateJoinKnownRoom() -> None:
+    """
+    C{/join} of a room already joined switches to it (the server is told,
+    to switch there too) and says so locally, as the line chat does.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    chat.render({"type": "join", "room": "#dev", "nick": "alice", "time": 0})
+    assert chat.current == "#dev"
+    assert translate(chat, "/join Lobby") == (
+        [{"type": "join", "room": "Lobby"}],
+        ["*** #lobby is now your current room"],
+    )
+    assert chat.current == "#lobby"
+
+
+def test_helloAndResume() -> None:
+    """
+    The first C{hello} carries only the nick; after messages were seen it
+    also names the rooms (the current one first) and the last position seen
+    in each, and a later C{/join} of a room left asks for what was missed.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    assert chat.hello() == {"type": "hello", "nick": "alice"}
+    assert JsonChat(lambda: NOON).hello() == {"type": "hello"}
+    for event in [
+        {"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]},
+        {"type": "join", "room": "#lobby", "nick": "alice", "time": 0},
+        {"type": "history", "room": "#lobby", "epoch": "e1", "messages": [msg("#lobby", 7, "bob", "old")]},
+        {"type": "join", "room": "#dev", "nick": "alice", "time": 0},
+        msg("#dev", 3, "bob", "hi"),
+        msg("#lobby", 8, "bob", "new"),
+    ]:
+        chat.render(event)
+    assert chat.positions == {"#lobby": ("e1", 8), "#dev": ("e1", 3)}
+    assert chat.hello() == {
+        "type": "hello",
+        "nick": "alice",
+        "rooms": ["#dev", "#lobby"],
+        "since": {"#dev": {"epoch": "e1", "id": 3}, "#lobby": {"epoch": "e1", "id": 8}},
+    }
+    # leaving a room forgets its position; a room parted and rejoined by
+    # someone else's doing keeps it for /join
+    chat.render({"type": "part", "room": "#dev", "nick": "alice", "reason": "left", "time": 0})
+    assert "#dev" not in chat.positions
+    chat.positions["#old"] = ("e1", 41)
+    assert translate(chat, "/join old") == (
+        [{"type": "join", "room": "old", "since": {"epoch": "e1", "id": 41}}],
+        [],
+    )
+
+
+def test_helloRefusedNick() -> None:
+    """
+    When the server refuses the nick of the C{hello}, the client says why and
+    says C{hello} again without a nick, to carry on as a guest, as a line
+    chat user whose C{/nick} was refused does; later nick errors are only
+    shown.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    assert chat.hello() == {"type": "hello", "nick": "alice"}
+    refused = {"type": "error", "code": "nick-taken", "message": "the nickname alice is taken"}
+    assert chat.render(refused) == ["!!! the nickname alice is taken"]
+    assert chat.takeRequests() == [{"type": "hello"}]
+    assert chat.takeRequests() == []
+    chat.render({"type": "welcome", "nick": "guest-4", "server": "x", "rooms": ["#lobby"]})
+    assert chat.nick == "guest-4"
+    assert chat.render(dict(refused, message="the nickname bob is taken")) == ["!!! the nickname bob is taken"]
+    assert chat.takeRequests() == []
+
+
+def test_resumeResults() -> None:
+    """
+    A resumed room's history says how many messages were missed, or that
+    some may be missing when the position could not be recovered (and a
+    position of another epoch is then forgotten).
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    chat.positions["#lobby"] = ("e1", 5)
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    lines = chat.render(
+        {"type": "history", "room": "#lobby", "epoch": "e1", "recovered": True,
+         "messages": [msg("#lobby", 6, "bob", "missed", NOON - 60)]}
+    )
+    assert lines == ["*** #lobby: 1 message while you were away:", "#lobby [11:59] <bob> missed"]
+    assert chat.positions["#lobby"] == ("e1", 6)
+
+    chat.render({"type": "join", "room": "#dev", "nick": "alice", "time": 0})
+    chat.positions["#dev"] = ("old-epoch", 9)
+    lines = chat.render({"type": "history", "room": "#dev", "epoch": "e2", "recovered": False, "messages": []})
+    assert lines == ["*** #dev: could not resume where you left off; some messages may be missing"]
+    assert "#dev" not in chat.positions
+
+
+def msg(room: str, id: int, sender: str, text: str, t: float = NOON, action: bool = False, epoch: str = "e1") -> dict[str, Any]:
+    return {"type": "message", "room": room, "id": id, "epoch": epoch, "from": sender, "text": text,
+            "time": int(t * 1000), "action": action}
+
+
+# -- json mode: events to lines, compared with the line chat --
+
+
+@implementer(IChatClient)
+class Both(TextSession):
+    """
+    A service client that renders every event twice: as the line chat does
+    (L{TextSession}) and through json mode (the server's C{eventObject},
+    then L{JsonChat.render}), so the two can be compared.
+    """
+
+    kind = "test"
+
+    def __init__(self, chat: JsonChat) -> None:
+        self.chat = chat
+        self.text: list[str] = []
+        self.json: list[str] = []
+
+    def sendText(self, text: str) -> None:
+        self.text.append(text)
+
+    def endSession(self, reason: str) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        pass
+
+    def deliver(self, event: Any) -> None:
+        from twisted_chat._json import eventObject
+
+        self.deliverText(event)
+        obj = eventObject(event)
+        if obj is not None:
+            self.json.extend(self.chat.render(json.loads(json.dumps(obj))))
+
+    def sendError(self, message: str) -> None:
+        TextSession.sendError(self, message)
+        if self._requested:
+            # json mode sent a request, which the server refused
+            self.json.extend(self.chat.render({"type": "error", "code": "x", "message": message}))
+
+    _requested = False
+
+    def type(self, line: str) -> None:
+        """
+        The user types C{line}: the line chat acts on it; json mode
+        translates it (for its local lines and state).
+        """
+        requests, local = self.chat.translate(line)
+        self.json.extend(local)
+        self._requested = bool(requests)
+        try:
+            self.handleText(line)
+        finally:
+            self._requested = False
+
+
+@implementer(IChatClient)
+class Quiet:
+    kind = "quiet"
+
+    def deliver(self, event: object) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        pass
+
+
+def test_renderLikeLineChat() -> None:
+    """
+    Every service event, rendered through json mode by L{JsonChat}, gives
+    the same lines as the line chat sends for it: joins, presence, history
+    on join and on request (with stamps of today and of other days), room
+    messages and actions, private messages both ways, parts with reasons,
+    nick changes, room lists, notices and errors.
+    """
+    pytest.importorskip("twisted_chat._json")
+    clock = Clock()
+    clock.advance(NOON)
+    service = ChatService(clock=clock)
+    bob = service.connect(Quiet(), nick="bob")
+    bob.join("#lobby")
+    bob.say("morning all")
+    clock.advance(86400)
+
+    me = Both(JsonChat(clock.seconds, nick="alice"))
+    me.member = service.connect(me, nick="alice")
+    me.chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    me.member.join("#lobby")
+    bob.say("hi alice")
+    bob.say("waves", action=True)
+    me.type("hello \x1b[31mred")
+    me.type("/me nods")
+    bob.private("alice", "psst")
+    me.type("/msg bob lunch?")
+    me.type("/msg alice note to self")
+    me.type("/msg nobody hello")
+    me.type("/history 10")
+    me.type("/join dev")
+    me.type("/history")
+    me.type("/who")
+    me.type("/who #empty")
+    me.type("/rooms")
+    bob.join("#dev")
+    bob.setNick("bobby")
+    me.type("/nick alicia")
+    bob.part("#dev")
+    bob.quit("quit: gone home")
+    me.type("/part #dev")
+    me.type("/part")
+    me.type("/rooms")
+    me.type("/join #bad!")
+    me.type("")
+    service.notice("maintenance at noon")
+    me.deliver(
+        PrivateHistory([Private(7, "bobby", "alicia", "while you were out", NOON + 3600)])
+    )
+    me.deliver(PrivateHistory([]))
+
+    assert me.text == me.json
+    # and it did cover the cases it claims to
+    joined = "\n".join(me.text)
+    for expected in [
+        "*** #lobby: last 1 message:",
+        "#lobby [2026-11-26 12:00] <bob> morning all",
+        "#lobby <bob> hi alice",
+        "#lobby * bob waves",
+        "#lobby <alice> hello  [31mred",
+        "*bob* psst",
+        "-> *bob* lunch?",
+        "*alice* note to self",
+        "!!! nobody called nobody is online",
+        "*** #lobby: history, 5 messages:",
+        "*** #dev: no messages yet",
+        "*** #empty: nobody is here",
+        "*** rooms: #dev (1), #lobby (2)",
+        "*** #lobby, #dev: bob is now known as bobby",
+        "*** you are now alicia",
+        "*** #dev: bobby left",
+        "*** your current room is #lobby",
+        "*** #lobby: bobby left (quit: gone home)",
+        "*** you are in no room now: /join one to talk",
+        "*** rooms: none",
+        "*** notice: maintenance at noon",
+        "*** 1 private message while you were away:",
+        "[2026-11-26 13:00] *bobby* while you were out",
+        "!!! room names are # and 1-32 letters, digits, _ or -",
+    ]:
+        assert expected in joined, expected
+
+
+def test_renderJoinHistoryVersusRequested() -> None:
+    """
+    The history that follows a join is told apart from the answer to a
+    C{/history} sent at the same time, even when the request went out first.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    chat.translate("/history")
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    m = msg("#lobby", 1, "bob", "hi")
+    assert chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [m]}) == [
+        "*** #lobby: last 1 message:",
+        "#lobby [12:00] <bob> hi",
+    ]
+    assert chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [m]}) == [
+        "*** #lobby: history, 1 message:",
+        "#lobby [12:00] <bob> hi",
+        "*** #lobby: end of history",
+    ]
+
+
+def test_renderOddEvents() -> None:
+    """
+    Acks and unknown event types show nothing; malformed events and
+    non-objects show one C{!!!} line; control characters from the server
+    never reach the terminal.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    assert chat.render({"type": "ack", "ref": "c1", "id": 3, "room": "#lobby", "epoch": "e"}) == []
+    assert chat.render({"type": "from-the-future", "x": 1}) == []
+    assert chat.render({"no": "type"}) == []
+    assert chat.render([1, 2]) == ["!!! unexpected data from the server: not a JSON object"]
+    assert chat.render({"type": "message", "room": "#lobby"}) == ["!!! malformed message event from the server"]
+    assert chat.render({"type": "error", "code": "bad-room", "message": "no\x07pe"}) == ["!!! no pe"]
+    assert chat.render({"type": "presence", "room": "#lo\x1b[2Jbby", "members": ["a"]}) == [
+        "*** #lo [2Jbby: members: a"
+    ]
+
+
+# -- the session over the line chat, in memory --
+
+
+class LineSession:
+    """
+    A L{ChatClient} with a L{FakeUI}, linked to the line chat through a
+    L{LineLink} on a L{StringTransportWithDisconnection}.
+    """
+
+    def __init__(self, nick: str | None = None, tls: bool = False, connectNow: bool = True) -> None:
+        self.clock = Clock()
+        self.ui = FakeUI()
+        self.client = ChatClient(Target("tls" if tls else "tcp", "127.0.0.1", 9000), self.ui, self.clock)
+        self.ui.start(self.client, None)
+        self.connecting: Deferred[object] = Deferred()
+        self.client.connecting = self.connecting
+        self.connecting.addErrback(self.client.connectFailure)
+        self.link = LineLink(self.client, nick, tls=tls)
+        self.transport = StringTransportWithDisconnection()
+        self.transport.protocol = self.link
+        if connectNow:
+            self.connect()
+
+    def connect(self) -> None:
+        self.link.makeConnection(self.transport)
+        if not self.connecting.called:
+            self.connecting.callback(self.link)
+
+    def sent(self) -> list[str]:
+        data = self.transport.value().decode("utf-8")
+        self.transport.clear()
+        return data.splitlines()
+
+    def serverSays(self, data: bytes) -> None:
+        self.link.dataReceived(data)
+
+    def serverCloses(self, reason: Exception | None = None) -> None:
+        self.transport.connected = False
+        self.link.connectionLost(Failure(reason if reason is not None else ConnectionDone()))
+
+
+def test_lineSessionPassesLinesBothWays() -> None:
+    """
+    Typed lines go to the server as typed (after C{/nick} when a nick was
+    given); the server's lines are shown as they come, split on LF with or
+    without CR, even across segments.
+    """
+    s = LineSession(nick="alice")
+    assert s.sent() == ["/nick alice"]
+    s.client.userLine("hello there")
+    s.client.userLine("/join dev")
+    s.client.userLine("héllo")
+    assert s.sent() == ["hello there", "/join dev", "héllo"]
+    s.serverSays(b"*** you are now alice\r\n#lobby <alice> hello")
+    s.serverSays(" there\n#lobby <alice> h\xc3".encode("latin-1") + b"\xa9llo\n")
+    assert s.ui.lines == ["*** you are now alice", "#lobby <alice> hello there", "#lobby <alice> héllo"]
+    assert not s.client.done.called
+
+
+def test_lineSessionMakesServerLinesSafe() -> None:
+    """
+    Control characters and bad UTF-8 from the server are neutralized before
+    they are shown.
+    """
+    s = LineSession()
+    s.serverSays(b"#lobby <mallory> \x1b]0;pwned\x07 \xff!\n")
+    assert s.ui.lines == ["#lobby <mallory>  ]0;pwned  \ufffd!"]
+
+
+def test_lineSessionQueuesUntilOpen() -> None:
+    """
+    Lines typed before the connection is open are sent once it is, in
+    order, after the C{/nick}.
+    """
+    s = LineSession(nick="bob", connectNow=False)
+    s.client.userLine("one")
+    s.client.userLine("two")
+    assert s.transport.value() == b""
+    s.connect()
+    assert s.sent() == ["/nick bob", "one", "two"]
+
+
+@pytest.mark.parametrize("line, sent", [("/quit", "/quit"), ("/quit off to lunch", "/quit off to lunch"), ("bye", "/quit")])
+def test_lineSessionQuit(line: str, sent: str) -> None:
+    """
+    C{/quit} (with its reason) and C{bye} send C{/quit}; when the server
+    then closes, the session ends with status 0 and no complaint. Input
+    after that is ignored.
+    """
+    s = LineSession()
+    s.client.userLine(line)
+    assert s.sent() == [sent]
+    s.client.userLine("too late")
+    assert s.sent() == []
+    s.serverSays(b"*** bye\n")
+    s.serverCloses()
+    assert result(s.client.done) == 0
+    assert s.ui.lines == ["*** bye"]
+    assert s.ui.statuses == []
+    assert s.clock.getDelayedCalls() == []
+
+
+def test_lineSessionQuitTimeout() -> None:
+    """
+    A server that does not close after C{/quit} is disconnected after the
+    quit timeout; the status is still 0.
+    """
+    s = LineSession()
+    s.client.userLine("/quit")
+    s.clock.advance(s.client.quitTimeout - 0.1)
+    assert s.transport.connected
+    s.clock.advance(0.2)
+    assert not s.transport.connected
+    assert result(s.client.done) == 0
+
+
+def test_lineSessionEndOfInput() -> None:
+    """
+    The end of the input sends C{/quit} and waits for the server to close.
+    """
+    s = LineSession()
+    s.client.userLine("last words")
+    s.client.userEOF()
+    assert s.sent() == ["last words", "/quit"]
+    assert not s.client.done.called
+    s.serverCloses()
+    assert result(s.client.done) == 0
+
+
+def test_lineSessionEndOfInputBeforeOpen() -> None:
+    """
+    Input that ends before the connection is open is still sent, and the
+    session quits right after; a failure to connect is then still reported.
+    """
+    s = LineSession(connectNow=False)
+    s.client.userLine("queued")
+    s.client.userEOF()
+    s.connect()
+    assert s.sent() == ["queued", "/quit"]
+
+    s = LineSession(connectNow=False)
+    s.client.userEOF()
+    s.connecting.errback(Failure(ConnectionRefusedError()))
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == ["cannot connect to 127.0.0.1:9000: connection refused"]
+
+
+def test_lineSessionQuitWhileConnecting() -> None:
+    """
+    C{/quit} typed while connecting (with nothing else typed) gives up the
+    attempt: status 0, nothing said.
+    """
+    s = LineSession(connectNow=False)
+    s.client.userLine("/quit")
+    assert result(s.client.done) == 0
+    assert s.ui.statuses == []
+
+
+def test_lineSessionServerCloses() -> None:
+    """
+    When the server closes the connection first, the session ends with
+    status 1 and says so; an unclean loss says why.
+    """
+    s = LineSession()
+    s.serverSays(b"*** idle for 600 s: disconnecting\n")
+    s.serverCloses()
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == ["connection closed by server"]
+    assert s.ui.lines == ["*** idle for 600 s: disconnecting"]
+
+    s = LineSession()
+    s.serverCloses(ConnectionLost())
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == ["connection closed by server (connection lost)"]
+
+
+def test_lineSessionConnectFails() -> None:
+    """
+    A failed connection attempt ends the session with status 1 and
+    "cannot connect to HOST:PORT: reason".
+    """
+    s = LineSession(connectNow=False)
+    s.connecting.errback(Failure(ConnectionRefusedError()))
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == ["cannot connect to 127.0.0.1:9000: connection refused"]
+
+
+def test_lineLinkOverTLSOpensAfterHandshake() -> None:
+    """
+    Over TLS the link opens when the handshake completes; a connection lost
+    before that (a certificate refused) is a failure to connect.
+    """
+    s = LineSession(nick="alice", tls=True)
+    assert verifyObject(IHandshakeListener, s.link)
+    s.client.userLine("early")
+    assert s.transport.value() == b""
+    s.link.handshakeCompleted()
+    assert s.sent() == ["/nick alice", "early"]
+
+    s = LineSession(tls=True)
+    s.serverCloses(ConnectionLost("certificate verify failed"))
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == ["cannot connect to 127.0.0.1:9000: connection lost"]
+
+
+def test_lineLinkTooLong() -> None:
+    """
+    A server line longer than the limit is not shown (nor buffered); the
+    lines after it are.
+    """
+    s = LineSession()
+    s.link.maxLength = 10
+    s.serverSays(b"0123456789ABCDEF")
+    s.serverSays(b"GHIJ\nshort\n")
+    assert s.ui.lines == ["!!! a line from the server was too long (over 10 bytes): not shown", "short"]
+
+
+# -- pipe mode --
+
+
+class PipeSession:
+    """
+    L{PipeUI} (on a L{StringTransport} standing in for stdio) and a
+    L{ChatClient} linked to the line chat in memory.
+    """
+
+    def __init__(self) -> None:
+        self.statuses: list[str] = []
+        self.ui = PipeUI(stderr=self.statuses.append)
+        self.stdio = StringTransport()
+        self.clock = Clock()
+        self.client = ChatClient(Target("tcp", "127.0.0.1", 9000), self.ui, self.clock)
+        self.ui.sink = self.client
+        self.ui.makeConnection(self.stdio)
+        self.link = LineLink(self.client)
+        self.net = StringTransport()
+        self.link.makeConnection(self.net)
+
+    def stdout(self) -> bytes:
+        data: bytes = self.stdio.value()
+        self.stdio.clear()
+        return data
+
+    def sent(self) -> bytes:
+        data: bytes = self.net.value()
+        self.net.clear()
+        return data
+
+
+def test_pipeMode() -> None:
+    """
+    In pipe mode each stdin line (LF or CRLF) is sent, each server line is
+    written to stdout; the end of stdin sends C{/quit}, and once the server
+    has closed the session ends with status 0 and stdout is flushed and
+    closed.
+    """
+    p = PipeSession()
+    assert verifyObject(IHalfCloseableProtocol, p.ui)
+    p.ui.dataReceived(b"hello\r\nsecond li")
+    assert p.sent() == b"hello\n"
+    p.ui.dataReceived(b"ne\n")
+    assert p.sent() == b"second line\n"
+    p.link.dataReceived(b"#lobby <guest-1> hello\n#lobby <guest-1> second line\n")
+    assert p.stdout() == b"#lobby <guest-1> hello\n#lobby <guest-1> second line\n"
+    p.ui.readConnectionLost()
+    assert p.sent() == b"/quit\n"
+    p.link.dataReceived(b"*** bye\n")
+    p.link.connectionLost(Failure(ConnectionDone()))
+    assert result(p.client.done) == 0
+    assert p.stdout() == b"*** bye\n"
+    closed = p.ui.close()
+    assert p.stdio.disconnecting and not closed.called
+    p.ui.connectionLost(Failure(ConnectionDone()))
+    assert closed.called
+    assert p.statuses == []
+
+
+def test_pipeModeServerCloses() -> None:
+    """
+    In pipe mode a close by the server is reported on stderr (not stdout)
+    and ends the session with status 1.
+    """
+    p = PipeSession()
+    p.link.connectionLost(Failure(ConnectionDone()))
+    assert result(p.client.done) == 1
+    assert p.statuses == ["connection closed by server"]
+    assert p.stdout() == b""
+
+
+def test_pipeModeStdoutGone() -> None:
+    """
+    When stdout goes away (the reader of the pipe exited) the session quits.
+    """
+    p = PipeSession()
+    p.ui.writeConnectionLost()
+    assert p.sent() == b"/quit\n"
+    p.link.dataReceived(b"*** bye\n")
+    assert p.stdout() == b""
+
+
+def test_pipeModeLongInput() -> None:
+    """
+    An input line over the limit is not sent; it is reported on stderr.
+    """
+    p = PipeSession()
+    p.ui.maxLength = 8
+    p.ui.dataReceived(b"x" * 20 + b"\nok\n")
+    assert p.sent() == b"ok\n"
+    assert p.statuses == ["input line longer than 8 bytes: not sent"]
+
+
+# -- json mode over a real WebSocket (loopback) --
+
+
+def _fakeJsonServerFactory(acceptJson: bool = True) -> Any:
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
+    class FakeJsonServer(WebSocketServerProtocol):
+        def onConnect(self, request: Any) -> Any:
+            self.factory.connections.append(self)
+            if self.factory.acceptJson and "chat.json" in request.protocols:
+                return "chat.json"
+            return None
+
+        def onMessage(self, payload: bytes, isBinary: bool) -> None:
+            self.factory.requests.put(json.loads(payload))
+
+        def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+            self.factory.closes.put((wasClean, code, reason))
+
+        def send(self, *objects: Any) -> None:
+            for obj in objects:
+                self.sendMessage(json.dumps(obj).encode("utf-8"))
+
+    factory = WebSocketServerFactory()
+    factory.protocol = FakeJsonServer
+    factory.setProtocolOptions(openHandshakeTimeout=5, closeHandshakeTimeout=2)
+    factory.acceptJson = acceptJson
+    factory.connections = []
+    factory.requests = DeferredQueue()
+    factory.closes = DeferredQueue()
+    return factory
+
+
+async def _lines(ui: FakeUI, n: int, reactor: Any) -> list[str]:
+    return [await ui.queue.get().addTimeout(TIMEOUT, reactor) for _ in range(n)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_jsonSessionOverWebSocket() -> None:
+    """
+    Over a real WebSocket (subprotocol C{chat.json}) the client sends a
+    C{hello} with its nick, translates typed lines into requests, shows
+    events as line-chat lines, and on C{/quit} closes the WebSocket cleanly
+    (with the reason) and ends with status 0.
+    """
+    from twisted.internet import reactor
+
+    factory = _fakeJsonServerFactory()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        ui = FakeUI()
+        client = ChatClient(Target("ws", "127.0.0.1", port.getHost().port, "/ws"), ui, reactor)
+        connect(reactor, client, nick="alice")
+        assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "hello", "nick": "alice"}
+        server = factory.connections[0]
+        server.send(
+            {"type": "welcome", "nick": "alice", "server": "twisted-chat/0", "rooms": ["#lobby"]},
+            {"type": "join", "room": "#lobby", "nick": "alice", "time": 0},
+            {"type": "presence", "room": "#lobby", "members": ["alice", "bob"]},
+            {"type": "history", "room": "#lobby", "epoch": "e1", "messages": []},
+        )
+        assert await _lines(ui, 3, reactor) == [
+            "*** Welcome to twisted-chat, alice! You are in #lobby. Type /help for commands.",
+            "*** #lobby: alice joined",
+            "*** #lobby: members: alice, bob",
+        ]
+        client.userLine("hi bob")
+        assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "say", "text": "hi bob", "ref": "c1"}
+        client.userLine("/fly")
+        assert await _lines(ui, 1, reactor) == ["!!! unknown command /fly (try /help)"]
+        server.send(msg("#lobby", 1, "alice", "hi bob"), {"type": "ack", "ref": "c1", "id": 1, "room": "#lobby", "epoch": "e1"})
+        server.sendMessage(b"\x00\x01", isBinary=True)
+        server.sendMessage(b"{not json")
+        assert await _lines(ui, 3, reactor) == [
+            "#lobby <alice> hi bob",
+            "!!! unexpected binary frame from the server: ignored",
+            "!!! a frame from the server was not valid JSON: ignored",
+        ]
+        client.userLine("/quit see you")
+        wasClean, code, reason = await factory.closes.get().addTimeout(TIMEOUT, reactor)
+        assert (wasClean, code, reason) == (True, 1000, "see you")
+        assert await client.done.addTimeout(TIMEOUT, reactor) == 0
+        assert ui.statuses == []
+    finally:
+        await _stopListening(port)
+
+
+@pytest_twisted.ensureDeferred
+async def test_jsonSessionServerCloses() -> None:
+    """
+    A WebSocket closed by the server ends the session with status 1 and
+    "connection closed by server", with the server's reason.
+    """
+    from twisted.internet import reactor
+
+    factory = _fakeJsonServerFactory()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        ui = FakeUI()
+        client = ChatClient(Target("ws", "127.0.0.1", port.getHost().port, "/"), ui, reactor)
+        connect(reactor, client)
+        assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "hello"}
+        server = factory.connections[0]
+        server.send({"type": "notice", "text": "server shutting down"})
+        # as the daemon does: 1001 "going away", which sendClose() refuses
+        server.sendCloseFrame(1001, b"server shutting down", isReply=False)
+        assert await client.done.addTimeout(TIMEOUT, reactor) == 1
+        assert ui.lines == ["*** notice: server shutting down"]
+        assert ui.statuses == ["connection closed by server (server shutting down)"]
+        await factory.closes.get().addTimeout(TIMEOUT, reactor)
+    finally:
+        await _stopListening(port)
+
+
+@pytest_twisted.ensureDeferred
+async def test_jsonSessionNeedsSubprotocol() -> None:
+    """
+    A WebSocket server that does not accept the C{chat.json} subprotocol is
+    a failure to connect (status 1), not a chat.
+    """
+    from twisted.internet import reactor
+
+    factory = _fakeJsonServerFactory(acceptJson=False)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        ui = FakeUI()
+        portNumber = port.getHost().port
+        client = ChatClient(Target("ws", "127.0.0.1", portNumber, "/"), ui, reactor)
+        connect(reactor, client)
+        assert await client.done.addTimeout(TIMEOUT, reactor) == 1
+        assert ui.statuses == [
+            "cannot connect to 127.0.0.1:%d: the server does not speak chat.json (wrong URL path?)" % (portNumber,)
+        ]
+        await factory.closes.get().addTimeout(TIMEOUT, reactor)
+    finally:
+        await _stopListening(port)
+
+
+@pytest_twisted.ensureDeferred
+async def test_connectRefused() -> None:
+    """
+    Connecting to a port nobody listens on ends with status 1 and "cannot
+    connect to HOST:PORT: connection refused".
+    """
+    from twisted.internet import reactor
+
+    portNumber = _freePort()
+    ui = FakeUI()
+    client = ChatClient(Target("tcp", "127.0.0.1", portNumber), ui, reactor)
+    connect(reactor, client)
+    assert await client.done.addTimeout(TIMEOUT, reactor) == 1
+    assert ui.statuses == ["cannot connect to 127.0.0.1:%d: connection refused" % (portNumber,)]
+
+
+async def _stopListening(port: Any) -> None:
+    from twisted.internet import reactor
+
+    d = port.stopListening()
+    if d is not None:
+        await d.addTimeout(TIMEOUT, reactor)
+
+
+def _freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- TLS (loopback) --
+
+
+@pytest.fixture(scope="module")
+def selfSigned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """
+    A self-signed certificate for C{localhost} (only), and its key.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    certPath, keyPath = folder / "cert.pem", folder / "key.pem"
+    certPath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyPath.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    return certPath, keyPath
+
+
+def _lineServerFactory(received: DeferredQueue[str], greeting: bytes = b"") -> Any:
+    """
+    A tiny line-chat server: greets, echoes every line as
+    C{#lobby <me> LINE}, and answers C{/quit} with C{*** bye} and a close.
+    """
+    from twisted.internet.protocol import Factory
+    from twisted.protocols.basic import LineOnlyReceiver
+
+    class Echo(LineOnlyReceiver):
+        delimiter = b"\n"
+
+        def connectionMade(self) -> None:
+            self.factory.connections.append(self)
+            if greeting:
+                self.transport.write(greeting)
+
+        def lineReceived(self, line: bytes) -> None:
+            text = line.decode("utf-8")
+            received.put(text)
+            if text.startswith("/quit"):
+                self.sendLine(b"*** bye")
+                self.transport.loseConnection()
+            elif not text.startswith("/"):
+                self.sendLine(b"#lobby <me> " + line)
+
+        def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
+            self.factory.lost.put(type(reason.value).__name__)
+
+    factory = Factory.forProtocol(Echo)
+    factory.noisy = False
+    factory.connections = []
+    factory.lost = DeferredQueue()
+    return factory
+
+
+@pytest_twisted.ensureDeferred
+async def test_tlsVerification(selfSigned: tuple[Path, Path]) -> None:
+    """
+    Over C{tls://} the server's certificate is verified: refused against
+    the system's trust store, accepted with C{--cafile} naming it but only
+    for the host name it is for, and accepted unverified with C{--insecure}.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from twisted.internet import reactor
+    from twisted.internet.ssl import CertificateOptions
+
+    certPath, keyPath = selfSigned
+    options = CertificateOptions(
+        privateKey=serialization.load_pem_private_key(keyPath.read_bytes(), None),
+        certificate=x509.load_pem_x509_certificate(certPath.read_bytes()),
+    )
+    received: DeferredQueue[str] = DeferredQueue()
+    factory = _lineServerFactory(received)
+    port = reactor.listenSSL(0, factory, options, interface="127.0.0.1")
+    portNumber = port.getHost().port
+    try:
+        for host, how, failure in [
+            ("localhost", {}, "TLS error: certificate verify failed"),
+            ("localhost", {"cafile": str(certPath)}, None),
+            ("127.0.0.1", {"cafile": str(certPath)}, "TLS error: the server's certificate is not valid for 127.0.0.1"),
+            ("127.0.0.1", {"insecure": True}, None),
+        ]:
+            target = Target("tls", host, portNumber)
+            ui = FakeUI()
+            client = ChatClient(target, ui, reactor)
+            connect(reactor, client, creator=tlsCreator(target, **how))  # type: ignore[arg-type]
+            if failure is None:
+                client.userLine("secret")
+                assert await ui.queue.get().addTimeout(TIMEOUT, reactor) == "#lobby <me> secret"
+                assert await received.get().addTimeout(TIMEOUT, reactor) == "secret"
+                client.userLine("/quit")
+                assert await received.get().addTimeout(TIMEOUT, reactor) == "/quit"
+                assert await client.done.addTimeout(TIMEOUT, reactor) == 0, (host, how)
+            else:
+                assert await client.done.addTimeout(TIMEOUT, reactor) == 1
+                assert ui.statuses == ["cannot connect to %s:%d: %s" % (host, portNumber, failure)]
+            await factory.lost.get().addTimeout(TIMEOUT, reactor)
+    finally:
+        await _stopListening(port)
+
+
+# -- the terminal UI, in memory --
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.eofs = 0
+
+    def userLine(self, line: str) -> None:
+        self.lines.append(line)
+
+    def userEOF(self) -> None:
+        self.eofs += 1
+
+
+def _terminal(width: int = 80) -> tuple[Any, Any, Sink]:
+    from twisted.conch.insults.helper import TerminalBuffer
+
+    from twisted_chat._client_tty import ChatTerminal
+
+    sink = Sink()
+    screen = TerminalBuffer()
+    screen.connectionMade()
+    term = ChatTerminal(sink, width=width)
+    term.makeConnection(screen)
+    return term, screen, sink
+
+
+def _type(term: Any, data: bytes) -> None:
+    for i in range(len(data)):
+        term.keystrokeReceived(data[i : i + 1], None)
+
+
+def _screen(screen: Any) -> list[str]:
+    return bytes(screen).decode("ascii").rstrip("\n").split("\n")
+
+
+def test_terminalShowsLinesAboveInput() -> None:
+    """
+    A line that arrives while the user types is printed above the input
+    line, which is redrawn intact with the cursor where it was.
+    """
+    term, screen, sink = _terminal()
+    _type(term, b"hello wrld")
+    for _ in range(3):
+        term.keystrokeReceived(screen.LEFT_ARROW, None)
+    term.showLine("#lobby <bob> hi")
+    assert _screen(screen) == ["#lobby <bob> hi", "> hello wrld"]
+    assert screen.reportCursorPosition() == (len("> hello w"), 1)
+    _type(term, b"o")
+    term.keystrokeReceived(b"\r", None)
+    assert sink.lines == ["hello world"]
+    assert _screen(screen) == ["#lobby <bob> hi", "> hello world", "> "]
+
+
+def test_terminalHistoryAndEditing() -> None:
+    """
+    The up and down arrows recall earlier lines; backspace, Home/End and
+    C{^U} edit; UTF-8 input is one character per key press.
+    """
+    term, screen, sink = _terminal()
+    _type(term, b"first\r")
+    _type(term, b"second\r")
+    term.keystrokeReceived(screen.UP_ARROW, None)
+    term.keystrokeReceived(screen.UP_ARROW, None)
+    _type(term, b"\x7f\x7fST\r")
+    term.keystrokeReceived(screen.UP_ARROW, None)
+    term.keystrokeReceived(screen.DOWN_ARROW, None)
+    _type(term, b"abc\x01X\x05Y\r")
+    _type(term, b"junk\x15ok\r")
+    _type(term, "h\u00e9 \u4f60\u597d".encode("utf-8") + b"\x7f\r")
+    assert sink.lines == ["first", "second", "firST", "XabcY", "ok", "h\u00e9 \u4f60"]
+
+
+def test_terminalQuitKeys() -> None:
+    """
+    C{^C} ends the input, and so does C{^D} on an empty line (elsewhere it
+    deletes); other control characters are ignored.
+    """
+    term, screen, sink = _terminal()
+    _type(term, b"ab\x01\x04\x07\x1b")
+    assert sink.eofs == 0
+    _type(term, b"\r")
+    assert sink.lines == ["b"]
+    _type(term, b"\x04")
+    assert sink.eofs == 1
+    _type(term, b"\x03")
+    assert sink.eofs == 2
+
+
+def test_terminalClose() -> None:
+    """
+    Closing the terminal UI erases the input line, leaves insert mode and
+    ignores further output.
+    """
+    from twisted.conch.insults import insults
+
+    term, screen, sink = _terminal()
+    _type(term, b"half-typed")
+    term.close()
+    assert _screen(screen) == [""]
+    assert not screen.modes.get(insults.modes.IRM)
+    term.showLine("late")
+    assert _screen(screen) == [""]
+
+
+def test_terminalWideCharacters() -> None:
+    """
+    Wide characters count two columns when the cursor moves over them.
+    """
+    from twisted.conch.insults.insults import ServerProtocol
+
+    from twisted_chat._client_tty import ChatTerminal, charWidth
+
+    assert [charWidth(c.encode()) for c in "a\u00e9\u4f60\u0301"] == [1, 1, 2, 0]
+    sink = Sink()
+    server = ServerProtocol(ChatTerminal, sink, 80)
+    out = StringTransport()
+    server.makeConnection(out)
+    server.dataReceived("\u4f60\u597d".encode("utf-8"))
+    out.clear()
+    server.dataReceived(b"\x1b[D")
+    assert out.value() == b"\x1b[2D"
+    server.dataReceived(b"\x7f")
+    assert out.value() == b"\x1b[2D\x1b[2D\x1b[2P"
+    server.dataReceived(b"\r")
+    assert sink.lines == ["\u597d"]
+
+
+# -- the real client under a pseudo-terminal --
+
+
+class _PtyClient:
+    """
+    The client running under a pseudo-terminal, as a Twisted process.
+    """
+
+    def __init__(self) -> None:
+        from twisted.internet.protocol import ProcessProtocol
+
+        self.output = b""
+        self.ended: Deferred[int] = Deferred()
+        self._waiting: list[tuple[bytes, int, Deferred[None]]] = []
+        outer = self
+
+        class Proto(ProcessProtocol):
+            def childDataReceived(self, fd: int, data: bytes) -> None:
+                outer.output += data
+                outer._check()
+
+            def processEnded(self, reason: Failure) -> None:
+                outer.ended.callback(getattr(reason.value, "exitCode", None))
+
+        self.protocol = Proto()
+
+    def _check(self) -> None:
+        for item in list(self._waiting):
+            pattern, start, d = item
+            if pattern in self.output[start:]:
+                self._waiting.remove(item)
+                d.callback(None)
+
+    def waitFor(self, pattern: bytes, start: int = 0) -> Deferred[None]:
+        """
+        Fires once the output (from offset C{start}) contains C{pattern}.
+        """
+        d: Deferred[None] = Deferred()
+        self._waiting.append((pattern, start, d))
+        self._check()
+        return d
+
+    def write(self, data: bytes) -> None:
+        self.protocol.transport.write(data)
+
+
+def _clientEnvironment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.pop("PYTHONWARNINGS", None)
+    env["TERM"] = "xterm"
+    return env
+
+
+@pytest_twisted.ensureDeferred
+async def test_terminalUnderPty() -> None:
+    """
+    On a (pseudo-)terminal the client runs in raw mode with line editing:
+    typed lines are sent, incoming lines appear above the input line
+    without disturbing what is being typed, the up arrow recalls the last
+    line, and C{/quit} exits with status 0 and the terminal settings
+    restored.
+    """
+    from twisted.internet import reactor
+
+    received: DeferredQueue[str] = DeferredQueue()
+    factory = _lineServerFactory(received, greeting=b"*** Welcome to the test server\n")
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    master, slave = os.openpty()
+    probe = os.dup(master)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    before = termios.tcgetattr(slave)
+    client = _PtyClient()
+    try:
+        url = "tcp://127.0.0.1:%d" % (port.getHost().port,)
+        reactor.spawnProcess(
+            client.protocol,
+            sys.executable,
+            [sys.executable, "-m", "twisted_chat._client", url, "--nick", "me"],
+            env=_clientEnvironment(),
+            path=str(REPO),
+            usePTY=(master, slave, os.ttyname(slave)),
+        )
+        await client.waitFor(b"*** Welcome to the test server").addTimeout(TIMEOUT, reactor)
+        assert await received.get().addTimeout(TIMEOUT, reactor) == "/nick me"
+        await client.waitFor(b"> ").addTimeout(TIMEOUT, reactor)
+        raw = termios.tcgetattr(probe)
+        assert not raw[3] & (termios.ICANON | termios.ECHO), "not in raw mode"
+
+        client.write(b"hello")
+        await client.waitFor(b"hello").addTimeout(TIMEOUT, reactor)
+        client.write(b"\r")
+        assert await received.get().addTimeout(TIMEOUT, reactor) == "hello"
+        await client.waitFor(b"#lobby <me> hello").addTimeout(TIMEOUT, reactor)
+
+        # a line arriving while the user types goes above the input line
+        client.write(b"par")
+        await client.waitFor(b"par", len(client.output)).addTimeout(TIMEOUT, reactor)
+        mark = len(client.output)
+        factory.connections[0].sendLine(b"#lobby <bob> interrupting")
+        await client.waitFor(b"> par", mark).addTimeout(TIMEOUT, reactor)
+        redraw = client.output[mark:]
+        assert b"\r\x1b[J#lobby <bob> interrupting\r\n> par" in redraw
+        client.write(b"tial\r")
+        assert await received.get().addTimeout(TIMEOUT, reactor) == "partial"
+
+        # the up arrow recalls the last line
+        client.write(b"\x1b[A\r")
+        assert await received.get().addTimeout(TIMEOUT, reactor) == "partial"
+
+        client.write(b"/quit\r")
+        assert await received.get().addTimeout(TIMEOUT, reactor) == "/quit"
+        assert await client.ended.addTimeout(TIMEOUT, reactor) == 0
+        after = termios.tcgetattr(probe)
+        assert after[:4] == before[:4], "terminal settings not restored"
+        assert client.output.endswith(b"\x1b[4l"), client.output[-40:]
+        assert b"\x1bc" not in client.output, "the screen was reset"
+    finally:
+        if not client.ended.called:
+            client.protocol.transport.signalProcess("KILL")
+            await client.ended.addTimeout(TIMEOUT, reactor)
+        os.close(probe)
+        await _stopListening(port)
+
+
+# -- end to end, with the real daemon --
+
+
+class ClientProcess:
+    """
+    C{python -m twisted_chat._client ARGS} with piped stdin, its output read
+    by threads as it comes, so a test can wait for a line without sleeping.
+    """
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "twisted_chat._client", *args],
+            env=_clientEnvironment(),
+            cwd=str(REPO),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._changed = threading.Condition()
+        self._threads = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, stream: Any, into: list[str]) -> None:
+        for raw in stream:
+            with self._changed:
+                into.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._changed.notify_all()
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode("utf-8") + b"\n")
+        self.proc.stdin.flush()
+
+    def waitFor(self, wanted: str | Callable[[str], bool], timeout: float = TIMEOUT) -> str:
+        match = wanted if callable(wanted) else (lambda line: line == wanted)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.out:
+                    if match(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no line %r; stdout:\n%s\nstderr:\n%s" % (wanted, "\n".join(self.out), "\n".join(self.err)))
+                self._changed.wait(left)
+
+    def finish(self, timeout: float = TIMEOUT) -> int:
+        """
+        Close stdin and wait for the exit status.
+        """
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+            raise AssertionError("the client did not exit; stdout:\n%s" % ("\n".join(self.out),))
+        for t in self._threads:
+            t.join(timeout)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(TIMEOUT)
+
+
+@pytest.fixture
+def clientProcesses() -> Iterator[Callable[..., ClientProcess]]:
+    started: list[ClientProcess] = []
+
+    def start(*args: str) -> ClientProcess:
+        p = ClientProcess(*args)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.kill()
+        for stream in (p.proc.stdin, p.proc.stdout, p.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def runClient(*args: str, input: str = "", timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "twisted_chat._client", *args],
+        env=_clientEnvironment(),
+        cwd=str(REPO),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_pipeConnectRefused() -> None:
+    """
+    The program says "cannot connect to HOST:PORT: reason" on stderr and
+    exits with status 1 when nobody listens.
+    """
+    portNumber = _freePort()
+    done = runClient("tcp://127.0.0.1:%d" % (portNumber,))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == "twisted-chat: cannot connect to 127.0.0.1:%d: connection refused\n" % (portNumber,)
+
+
+@pytest.mark.e2e
+def test_e2eLineChat(chatDaemon: Any, clientProcesses: Callable[..., ClientProcess]) -> None:
+    """
+    Two clients in pipe mode chat through the real daemon over the line
+    chat; each exits with status 0 when its input ends, after the server's
+    goodbye.
+    """
+    url = "tcp://127.0.0.1:%d" % (chatDaemon.ports["line"],)
+    bob = clientProcesses(url, "--nick", "bob")
+    bob.waitFor("*** you are now bob")
+    done = runClient(url, "--nick", "alice", input="hello bob\n/msg bob psst\n//slash\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"\*\*\* Welcome to twisted-chat, guest-\d+! You are in #lobby\. Type /help for commands\.", lines[0])
+    for expected in ["*** you are now alice", "#lobby <alice> hello bob", "-> *bob* psst", "#lobby <alice> /slash"]:
+        assert expected in lines, (expected, lines)
+    assert lines[-1] == "*** bye"
+    bob.waitFor("#lobby <alice> hello bob")
+    bob.waitFor("*alice* psst")
+    bob.waitFor("*** #lobby: alice left (quit)")
+    assert bob.finish() == 0
+    assert bob.out[-1] == "*** bye"
+    assert bob.err == []
+
+
+@pytest.mark.e2e
+def test_e2eServerShutdown(chatDaemon: Any, clientProcesses: Callable[..., ClientProcess]) -> None:
+    """
+    When the daemon shuts down, a connected client shows the server's notice,
+    says "connection closed by server" on stderr and exits with status 1.
+    """
+    url = "tcp://127.0.0.1:%d" % (chatDaemon.ports["line"],)
+    alice = clientProcesses(url)
+    alice.waitFor(lambda line: line.startswith("*** #lobby: members: "))
+    chatDaemon.stop()
+    assert alice.wait() == 1
+    assert alice.out[-1] == "*** server shutting down"
+    assert alice.err == ["twisted-chat: connection closed by server"]
+
+
+@pytest.mark.e2e
+def test_e2eJsonModeLooksLikeLineChat(startDaemon: Callable[..., Any], clientProcesses: Callable[..., ClientProcess]) -> None:
+    """
+    Through the real daemon, a client in WebSocket json mode and one on the
+    line chat see the same lines for the same things; the json client's
+    C{/quit} closes its WebSocket and exits 0, and its help is the line
+    chat's.
+    """
+    daemon = startDaemon(web="tcp:0:interface=127.0.0.1")
+    line = clientProcesses("tcp://127.0.0.1:%d" % (daemon.ports["line"],), "--nick", "bob")
+    line.waitFor("*** you are now bob")
+    line.send("before you came")
+    line.waitFor("#lobby <bob> before you came")
+    ws = clientProcesses("ws://127.0.0.1:%d/ws" % (daemon.ports["web"],), "--nick", "alice")
+    ws.waitFor("*** Welcome to twisted-chat, alice! You are in #lobby. Type /help for commands.")
+    ws.waitFor("*** #lobby: members: alice, bob")
+    ws.waitFor(lambda s: re.fullmatch(r"#lobby \[\d\d:\d\d\] <bob> before you came", s) is not None)
+    ws.send("hi from json")
+    line.waitFor("#lobby <alice> hi from json")
+    ws.waitFor("#lobby <alice> hi from json")
+    line.send("/me waves")
+    ws.waitFor("#lobby * bob waves")
+    ws.send("/msg bob psst")
+    ws.waitFor("-> *bob* psst")
+    line.waitFor("*alice* psst")
+    ws.send("/join dev")
+    ws.waitFor("*** #dev: alice joined")
+    ws.send("/rooms")
+    ws.waitFor("*** rooms: #dev (1), #lobby (2)")
+    ws.send("/help")
+    ws.waitFor("***   /quit [REASON]    leave")
+    ws.send("/quit")
+    assert ws.wait() == 0
+    assert ws.err == []
+    line.waitFor(lambda s: s.startswith("*** #lobby: alice left"))
+    assert line.finish() == 0

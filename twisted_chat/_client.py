@@ -1,0 +1,905 @@
+# -*- test-case-name: tests.test_client -*-
+"""
+C{twisted-chat}: the interactive terminal client.
+
+    twisted-chat [--nick NAME] [--insecure | --cafile PATH] [URL]
+
+It speaks the line chat over C{tcp://} and C{tls://}, and WebSocket json
+mode over C{ws://} and C{wss://}; either way the user types and sees the
+line chat (docs/protocol.md). On a terminal it edits the input line in raw
+mode (L{twisted_chat._client_tty}); with piped input it sends each line it
+reads and writes each line it receives, for scripts.
+
+The pieces, each replaceable in tests:
+
+  - L{ChatClient} decides what happens: it forwards typed lines to the link,
+    handles C{/quit}, C{bye} and end of input, and settles the exit status;
+  - a I{link} talks to the server: L{LineLink} (line chat) or L{JsonLink}
+    (Autobahn, json mode, translating with L{JsonChat});
+  - a I{UI} talks to the user: L{PipeUI} here, or the terminal UI.
+
+Nothing imports the reactor at module level; L{main} runs it with
+L{twisted.internet.task.react}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Protocol as TypingProtocol, cast
+
+from autobahn.exception import Disconnected
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import error as neterror
+from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeoutError, succeed
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    Logger,
+    eventAsText,
+    globalLogBeginner,
+)
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_chat import __version__
+from twisted_chat._client_core import (
+    DEFAULT_URL,
+    SUBPROTOCOL,
+    BadURL,
+    JsonChat,
+    Target,
+    parseTarget,
+    quitRequest,
+)
+from twisted_chat._errors import ChatError
+from twisted_chat._names import checkNick
+from twisted_chat._text import oneLine
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+
+PROG = "twisted-chat"
+
+
+class InputSink(TypingProtocol):
+    """
+    What a UI reports the user's input to (L{ChatClient}).
+    """
+
+    def userLine(self, line: str) -> None:
+        """
+        The user entered C{line} (decoded, without its line ending).
+        """
+
+    def userEOF(self) -> None:
+        """
+        The user's input ended (end of the pipe, Ctrl-D, Ctrl-C).
+        """
+
+
+class ChatUI(TypingProtocol):
+    """
+    The user's side: show lines and statuses, feed input to a sink.
+    """
+
+    def start(self, sink: InputSink, reactor: Any) -> None:
+        """
+        Start reading input for C{sink}.
+        """
+
+    def showLine(self, line: str) -> None:
+        """
+        Show one chat line (on stdout).
+        """
+
+    def showStatus(self, text: str) -> None:
+        """
+        Tell the user about the client itself (on stderr).
+        """
+
+    def close(self) -> Deferred[None]:
+        """
+        Stop reading, flush what was shown; fires once done.
+        """
+
+
+class ChatLink(TypingProtocol):
+    """
+    The server's side: one open connection.
+    """
+
+    def sendInput(self, line: str) -> None:
+        """
+        Send what the user typed (plain text or a line-chat command).
+        """
+
+    def sendQuit(self, reason: str) -> None:
+        """
+        Say goodbye; the server is expected to close the connection.
+        """
+
+    def abort(self) -> None:
+        """
+        Close the connection now.
+        """
+
+
+def describeFailure(failure: Failure) -> str:
+    """
+    A short, one-line reason for a failed or lost connection.
+    """
+    e = failure.value
+    if isinstance(e, neterror.ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, (neterror.TimeoutError, DeferredTimeoutError)):
+        return "timed out"
+    if isinstance(e, neterror.DNSLookupError):
+        return "cannot resolve the host name"
+    if isinstance(e, neterror.ConnectionDone):
+        return "connection closed"
+    if isinstance(e, neterror.ConnectionLost):
+        return "connection lost"
+    if type(e).__module__.startswith("service_identity"):
+        # VerificationError(errors=[DNSMismatch(mismatched_id=DNS_ID(...)), ...])
+        ids = [getattr(err, "mismatched_id", None) for err in getattr(e, "errors", [])]
+        names = [str(getattr(i, "hostname", None) or getattr(i, "ip", None) or i) for i in ids if i is not None]
+        return "TLS error: the server's certificate is not valid for " + (", ".join(names) or "this host")
+    if type(e).__module__.startswith("OpenSSL"):
+        # OpenSSL.SSL.Error([(library, function, reason), ...])
+        reasons = [r[2] for r in (e.args[0] if e.args else []) if isinstance(r, tuple) and len(r) == 3]
+        return "TLS error: " + ("; ".join(str(r) for r in reasons if r) or str(e))
+    text = failure.getErrorMessage().strip()
+    return oneLine(text) if text else type(e).__name__
+
+
+class ChatClient:
+    """
+    One session of the client: user input in, server lines out, an exit
+    status at the end.
+
+    Lines typed before the connection is open are queued and sent once it
+    is. C{/quit [REASON]} and C{bye} send the goodbye and wait (at most
+    C{quitTimeout} seconds) for the server to close; so does the end of the
+    input. L{done} fires with the exit status: 0 after a goodbye of ours,
+    1 when the connection cannot be made or the server closes it first
+    (with a one-line status for the user).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        target: Target,
+        ui: ChatUI,
+        clock: IReactorTime,
+        quitTimeout: float = 2.0,
+    ) -> None:
+        self.target = target
+        self.ui = ui
+        self.clock = clock
+        self.quitTimeout = quitTimeout
+        #: fires with the exit status
+        self.done: Deferred[int] = Deferred()
+        #: the open link, if any
+        self.link: ChatLink | None = None
+        #: the connection attempt, while it runs
+        self.connecting: Deferred[Any] | None = None
+        self._queue: list[str] = []
+        self._quitReason: str | None = None
+        self._quitTimer: IDelayedCall | None = None
+        self._cancelled = False
+        self._finished = False
+
+    # -- from the UI --
+
+    def userLine(self, line: str) -> None:
+        """
+        Send C{line}, or quit if it says so.
+        """
+        if self._finished or self._quitReason is not None:
+            return
+        reason = quitRequest(line)
+        if reason is not None:
+            self.quit(reason)
+        elif self.link is None:
+            self._queue.append(line)
+        else:
+            self.link.sendInput(line)
+
+    def userEOF(self) -> None:
+        """
+        No more input: quit, once connected and what was typed is sent (so
+        that a failure to connect is still reported).
+        """
+        self.quit("", giveUp=False)
+
+    def quit(self, reason: str = "", giveUp: bool = True) -> None:
+        """
+        End the session: say goodbye and wait for the server to close. Before
+        the connection is open, quit right after it opens; or, with
+        C{giveUp} and no typed lines waiting, stop connecting at once.
+        """
+        if self._finished or self._quitReason is not None:
+            return
+        self._quitReason = reason
+        link = self.link
+        if link is None:
+            if giveUp and not self._queue and self.connecting is not None:
+                self._cancelled = True
+                self.connecting.cancel()
+            return
+        link.sendQuit(reason)
+        self._quitTimer = self.clock.callLater(self.quitTimeout, self._quitTimedOut)
+
+    def _quitTimedOut(self) -> None:
+        self._quitTimer = None
+        if self.link is not None:
+            self._log.debug("the server did not close after our goodbye: closing")
+            self.link.abort()
+
+    # -- from the link --
+
+    def linkOpened(self, link: ChatLink) -> None:
+        """
+        The connection is open: send what was queued, and quit if asked to
+        meanwhile.
+        """
+        self.connecting = None
+        if self._finished:
+            link.abort()
+            return
+        self.link = link
+        queued, self._queue = self._queue, []
+        for line in queued:
+            link.sendInput(line)
+        if self._quitReason is not None:
+            reason, self._quitReason = self._quitReason, None
+            self.quit(reason)
+
+    def showLine(self, line: str) -> None:
+        """
+        Show a line from (or about) the server.
+        """
+        if not self._finished:
+            self.ui.showLine(line)
+
+    def connectFailed(self, reason: str) -> None:
+        """
+        The connection could not be made (or was lost before it was open).
+        """
+        self.connecting = None
+        if self._cancelled:
+            self._finish(0)
+        else:
+            self._finish(1, "cannot connect to %s: %s" % (self.target.address, reason))
+
+    def connectFailure(self, failure: Failure) -> None:
+        """
+        Errback of the connection attempt.
+        """
+        if self._cancelled:
+            self.connectFailed("cancelled")
+        else:
+            self.connectFailed(describeFailure(failure))
+
+    def linkClosed(self, reason: str | None = None) -> None:
+        """
+        The open connection is gone; C{reason} says why when the server gave
+        (or there was) one.
+        """
+        self.link = None
+        if self._quitTimer is not None:
+            if self._quitTimer.active():
+                self._quitTimer.cancel()
+            self._quitTimer = None
+        if self._quitReason is not None:
+            self._finish(0)
+        elif reason:
+            self._finish(1, "connection closed by server (%s)" % (reason,))
+        else:
+            self._finish(1, "connection closed by server")
+
+    def _finish(self, status: int, message: str | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if message is not None:
+            self.ui.showStatus(message)
+        self.done.callback(status)
+
+
+class LineSplitter(Protocol):
+    """
+    Split received bytes into lines (LF, with an optional CR before it)
+    without ever buffering more than C{maxLength} bytes: a longer line is
+    reported to L{lineTooLong} and the rest of it is discarded as it arrives.
+    """
+
+    maxLength = 1 << 20
+    _buffer = b""
+    _discarding = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._discarding:
+            i = data.find(b"\n")
+            if i == -1:
+                return
+            data = data[i + 1 :]
+            self._discarding = False
+        buf = self._buffer + data if self._buffer else data
+        start = 0
+        while True:
+            i = buf.find(b"\n", start)
+            if i == -1:
+                break
+            line = buf[start:i]
+            start = i + 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if len(line) > self.maxLength:
+                self.lineTooLong()
+            else:
+                self.lineReceived(line)
+        rest = buf[start:]
+        if len(rest) > self.maxLength:
+            self._buffer = b""
+            self._discarding = True
+            self.lineTooLong()
+        else:
+            self._buffer = rest
+
+    def lineReceived(self, line: bytes) -> None:
+        raise NotImplementedError
+
+    def lineTooLong(self) -> None:
+        raise NotImplementedError
+
+
+@implementer(IHandshakeListener)
+class LineLink(LineSplitter):
+    """
+    The line chat (C{tcp://}, C{tls://}): typed lines go out as they are,
+    received lines are shown as they are (made safe for a terminal).
+
+    Over TLS the link counts as open only once the handshake succeeded, so a
+    certificate that fails verification is a failed connect, not a close.
+    """
+
+    def __init__(self, client: ChatClient, nick: str | None = None, tls: bool = False) -> None:
+        self.client = client
+        self.nick = nick
+        self.tls = tls
+        self.opened = False
+
+    def connectionMade(self) -> None:
+        if not self.tls:
+            self._open()
+
+    def handshakeCompleted(self) -> None:
+        self._open()
+
+    def _open(self) -> None:
+        if self.opened:
+            return
+        self.opened = True
+        if self.nick:
+            self.sendInput("/nick " + self.nick)
+        self.client.linkOpened(self)
+
+    def lineReceived(self, line: bytes) -> None:
+        self.client.showLine(oneLine(line.decode("utf-8", "replace")))
+
+    def lineTooLong(self) -> None:
+        self.client.showLine("!!! a line from the server was too long (over %d bytes): not shown" % (self.maxLength,))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.opened:
+            self.client.connectFailed(describeFailure(reason))
+        elif reason.check(neterror.ConnectionDone):
+            self.client.linkClosed(None)
+        else:
+            self.client.linkClosed(describeFailure(reason))
+
+    # -- ChatLink --
+
+    def sendInput(self, line: str) -> None:
+        self.transport.write(line.encode("utf-8", "replace") + b"\n")  # type: ignore[union-attr]
+
+    def sendQuit(self, reason: str) -> None:
+        self.sendInput("/quit " + reason if reason else "/quit")
+
+    def abort(self) -> None:
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+
+def _closeReason(text: str) -> str:
+    """
+    Cut C{text} to the 123 bytes a WebSocket close reason may have.
+    """
+    return text.encode("utf-8")[:120].decode("utf-8", "ignore")
+
+
+class JsonLink(WebSocketClientProtocol):
+    """
+    WebSocket json mode (C{ws://}, C{wss://}): typed lines are translated
+    into requests and events into lines by the factory's L{JsonChat}, which
+    outlives the connection (it keeps the resume positions).
+    """
+
+    factory: JsonLinkFactory
+
+    opened = False
+    _refused: str | None = None
+
+    def onConnect(self, response: Any) -> None:
+        if response.protocol != SUBPROTOCOL:
+            self._refused = "the server does not speak %s (wrong URL path?)" % (SUBPROTOCOL,)
+
+    def onOpen(self) -> None:
+        if self._refused is not None:
+            self.sendClose(1000)
+            return
+        self.opened = True
+        self._sendRequest(self.factory.chat.hello())
+        self.factory.client.linkOpened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        client = self.factory.client
+        if isBinary:
+            client.showLine("!!! unexpected binary frame from the server: ignored")
+            return
+        try:
+            event = json.loads(payload.decode("utf-8"))
+        except ValueError:
+            client.showLine("!!! a frame from the server was not valid JSON: ignored")
+            return
+        chat = self.factory.chat
+        for line in chat.render(event):
+            client.showLine(line)
+        for request in chat.takeRequests():
+            self._sendRequest(request)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        client = self.factory.client
+        if not self.opened:
+            why = self._refused or self.wasNotCleanReason or reason or "connection closed"
+            client.connectFailed(oneLine(str(why)))
+        elif wasClean:
+            client.linkClosed(oneLine(reason) if reason else None)
+        else:
+            client.linkClosed(oneLine(str(self.wasNotCleanReason or "connection lost")))
+
+    def _sendRequest(self, request: dict[str, Any]) -> None:
+        try:
+            self.sendMessage(json.dumps(request, ensure_ascii=False).encode("utf-8"), isBinary=False)
+        except Disconnected:
+            pass
+
+    # -- ChatLink --
+
+    def sendInput(self, line: str) -> None:
+        requests, lines = self.factory.chat.translate(line)
+        for text in lines:
+            self.factory.client.showLine(text)
+        for request in requests:
+            self._sendRequest(request)
+
+    def sendQuit(self, reason: str) -> None:
+        self.sendClose(1000, _closeReason(reason) if reason else None)
+
+    def abort(self) -> None:
+        self.dropConnection(abort=True)
+
+
+class JsonLinkFactory(WebSocketClientFactory):
+    """
+    Builds L{JsonLink}s for one L{ChatClient}, offering the C{chat.json}
+    subprotocol, with bounded frames and handshakes.
+    """
+
+    protocol = JsonLink  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(self, client: ChatClient, target: Target, chat: JsonChat, reactor: Any = None) -> None:
+        WebSocketClientFactory.__init__(
+            self,
+            url=target.url,
+            protocols=[SUBPROTOCOL],
+            useragent="%s/%s" % (PROG, __version__),
+            reactor=reactor,
+        )
+        self.setProtocolOptions(
+            maxFramePayloadSize=4 << 20,
+            maxMessagePayloadSize=4 << 20,
+            openHandshakeTimeout=15,
+            closeHandshakeTimeout=2,
+            autoPingInterval=30,
+            autoPingTimeout=15,
+        )
+        self.client = client
+        self.chat = chat
+
+
+@implementer(IHalfCloseableProtocol)
+class PipeUI(LineSplitter):
+    """
+    Plain line mode for piped input: every line read from stdin is sent,
+    every line shown goes to stdout, statuses go to C{stderr}. The end of
+    stdin quits (stdout stays open until the server's last lines are out);
+    so does stdout going away.
+    """
+
+    def __init__(self, sink: InputSink | None = None, stderr: Callable[[str], None] | None = None) -> None:
+        self.sink = sink
+        self._stderr = stderr if stderr is not None else _writeStderr
+        self._closed: Deferred[None] | None = None
+        self._lost = False
+        self._writable = True
+
+    def start(self, sink: InputSink, reactor: Any) -> None:
+        from twisted.internet.stdio import StandardIO
+
+        self.sink = sink
+        StandardIO(self, reactor=reactor)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self.sink is not None:
+            self.sink.userLine(line.decode("utf-8", "replace"))
+
+    def lineTooLong(self) -> None:
+        self.showStatus("input line longer than %d bytes: not sent" % (self.maxLength,))
+
+    def readConnectionLost(self) -> None:
+        if self.sink is not None:
+            self.sink.userEOF()
+
+    def writeConnectionLost(self) -> None:
+        self._writable = False
+        if self.sink is not None:
+            self.sink.userEOF()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        self._writable = False
+        if self._closed is not None:
+            d, self._closed = self._closed, None
+            d.callback(None)
+        elif self.sink is not None:
+            self.sink.userEOF()
+
+    def showLine(self, line: str) -> None:
+        if self._writable and self.transport is not None:
+            self.transport.write(line.encode("utf-8", "replace") + b"\n")
+
+    def showStatus(self, text: str) -> None:
+        self._stderr(text)
+
+    def close(self) -> Deferred[None]:
+        if self._lost or self.transport is None:
+            return succeed(None)
+        if self._closed is None:
+            self._closed = Deferred()
+            self.transport.loseConnection()
+        return self._closed
+
+
+def _writeStderr(text: str) -> None:
+    try:
+        sys.stderr.write("%s: %s\n" % (PROG, text))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# -- TLS --
+
+
+class OptionError(ValueError):
+    """
+    A command-line option cannot be used; C{str()} says why in one line.
+    """
+
+
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def loadCertificates(path: str) -> list[Any]:
+    """
+    Every PEM certificate in the file at C{path}, as
+    L{twisted.internet.ssl.Certificate}s; L{OptionError} if there are none.
+    """
+    from twisted.internet.ssl import Certificate
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise OptionError("cannot read --cafile %s: %s" % (path, e.strerror or e))
+    blocks = _PEM.findall(data)
+    if not blocks:
+        raise OptionError("--cafile %s holds no PEM certificate" % (path,))
+    try:
+        return [Certificate.loadPEM(b) for b in blocks]
+    except Exception as e:
+        raise OptionError("--cafile %s: bad certificate: %s" % (path, oneLine(str(e)) or type(e).__name__))
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class InsecureTLS:
+    """
+    TLS that accepts any certificate (C{--insecure}): encrypted, but not
+    authenticated. It still sends the host name (SNI) so virtual hosts work.
+    """
+
+    def __init__(self, hostname: str) -> None:
+        from twisted.internet.abstract import isIPAddress, isIPv6Address
+        from twisted.internet.ssl import CertificateOptions
+
+        self._options = CertificateOptions()
+        isIP = isIPAddress(hostname) or isIPv6Address(hostname)
+        self._serverName = None if isIP else hostname.encode("idna")
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> Any:
+        connection = self._options.clientConnectionForTLS(tlsProtocol)
+        if self._serverName is not None:
+            connection.set_tlsext_host_name(self._serverName)
+        return connection
+
+
+def tlsCreator(target: Target, insecure: bool = False, cafile: str | None = None) -> IOpenSSLClientConnectionCreator:
+    """
+    How to start TLS with C{target}: verify its certificate and host name
+    against the system's trust store, or against the certificates in
+    C{cafile} only; or, with C{insecure}, not at all.
+    """
+    if insecure:
+        return InsecureTLS(target.host)  # type: ignore[return-value]
+    from twisted.internet.ssl import optionsForClientTLS, trustRootFromCertificates
+
+    trustRoot = trustRootFromCertificates(loadCertificates(cafile)) if cafile else None
+    return optionsForClientTLS(target.host, trustRoot=trustRoot)
+
+
+# -- connecting --
+
+
+def endpointFor(
+    reactor: Any, target: Target, creator: IOpenSSLClientConnectionCreator | None = None, timeout: float = 15
+) -> IStreamClientEndpoint:
+    """
+    The client endpoint for C{target}: TCP to its host name (all its
+    addresses tried, IPv6 and IPv4), wrapped in TLS when it is secure.
+    """
+    from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, target.host, target.port, timeout=timeout)
+    if target.secure:
+        if creator is None:
+            creator = tlsCreator(target)
+        endpoint = wrapClientTLS(creator, endpoint)
+    return endpoint
+
+
+def connect(
+    reactor: Any,
+    client: ChatClient,
+    nick: str | None = None,
+    creator: IOpenSSLClientConnectionCreator | None = None,
+    endpoint: IStreamClientEndpoint | None = None,
+) -> Deferred[Any]:
+    """
+    Connect C{client} to its target with the right link; failures go to
+    L{ChatClient.connectFailure}. The result is kept as
+    C{client.connecting}, so that quitting early can cancel it.
+    """
+    target = client.target
+    if endpoint is None:
+        endpoint = endpointFor(reactor, target, creator)
+    factory: Factory
+    if target.websocket:
+        chat = JsonChat(reactor.seconds, nick=nick)
+        factory = JsonLinkFactory(client, target, chat, reactor=reactor)
+    else:
+        factory = Factory.forProtocol(lambda: LineLink(client, nick, tls=target.secure))
+        factory.noisy = False
+    d: Deferred[Any] = endpoint.connect(factory)
+    client.connecting = d
+    d.addErrback(client.connectFailure)
+    return d
+
+
+# -- the program --
+
+
+def makeParser() -> argparse.ArgumentParser:
+    """
+    The command line of C{twisted-chat}.
+    """
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Chat on a twisted-chat server. Type a line to say it in your current room, "
+            "/help for the commands, /quit (or bye) to leave."
+        ),
+        epilog=(
+            "URL schemes: tcp://HOST:PORT and tls://HOST:PORT (line chat, default port 9000), "
+            "ws://HOST:PORT/PATH and wss://HOST:PORT/PATH (WebSocket json mode, e.g. "
+            "ws://127.0.0.1:8080/ws). With piped input, every input line is sent and every "
+            "server line printed; the end of input quits."
+        ),
+    )
+    parser.add_argument(
+        "url", nargs="?", default=DEFAULT_URL, metavar="URL", help="where to connect (default: %(default)s)"
+    )
+    parser.add_argument("--nick", metavar="NAME", help="the nickname to use")
+    parser.add_argument(
+        "--insecure", action="store_true", help="tls/wss: do NOT verify the server's certificate (testing only)"
+    )
+    parser.add_argument(
+        "--cafile", metavar="PATH", help="tls/wss: trust only the CA (or self-signed) certificates in this PEM file"
+    )
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    return parser
+
+
+class Settings:
+    """
+    What the command line asked for, checked.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        nick: str | None = None,
+        creator: IOpenSSLClientConnectionCreator | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.target = target
+        self.nick = nick
+        self.creator = creator
+        self.warnings = warnings or []
+
+
+def parseCommandLine(argv: list[str]) -> Settings:
+    """
+    Parse and check C{argv}; raise L{BadURL} or L{OptionError} with a
+    one-line reason (argparse itself exits for unknown options).
+    """
+    args = makeParser().parse_args(argv)
+    target = parseTarget(args.url)
+    nick = args.nick
+    if nick is not None:
+        try:
+            checkNick(nick)
+        except ChatError as e:
+            raise OptionError("bad --nick %r: %s" % (nick, e.message))
+    warnings = []
+    creator = None
+    if args.insecure and args.cafile:
+        raise OptionError("--insecure and --cafile exclude each other")
+    if target.secure:
+        if args.insecure:
+            warnings.append("warning: --insecure: the server's certificate is NOT verified")
+        creator = tlsCreator(target, args.insecure, args.cafile)
+    elif args.insecure or args.cafile:
+        option = "--insecure" if args.insecure else "--cafile"
+        warnings.append("warning: %s has no effect on %s:// (no TLS)" % (option, target.scheme))
+    return Settings(target, nick, creator, warnings)
+
+
+def statusObserver(ui: ChatUI) -> FilteringLogObserver:
+    """
+    A log observer that shows warnings and errors (of the client, Twisted
+    or Autobahn) to the user as statuses; lesser events are dropped.
+    """
+
+    def observe(event: dict[str, Any]) -> None:
+        text = eventAsText(event, includeTimestamp=False, includeSystem=False)
+        ui.showStatus(text.rstrip("\n"))
+
+    return FilteringLogObserver(
+        cast(ILogObserver, observe), [LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)]
+    )
+
+
+async def run(reactor: Any, settings: Settings, ui: ChatUI, quitTimeout: float = 2.0) -> NoReturn:
+    """
+    Run one session: connect, pass lines both ways until it ends, close the
+    UI, and exit (C{SystemExit}) with the session's status.
+    """
+    client = ChatClient(settings.target, ui, reactor, quitTimeout=quitTimeout)
+    ui.start(client, reactor)
+    connect(reactor, client, settings.nick, settings.creator)
+    status = await client.done
+    closing = ui.close()
+    closing.addTimeout(quitTimeout, reactor)
+    try:
+        await closing
+    except DeferredTimeoutError:
+        pass
+    raise SystemExit(status)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """
+    The C{twisted-chat} console script: parse the command line, run the
+    session under the reactor and exit with its status: 0 after C{/quit},
+    C{bye} or the end of input; 1 when the connection cannot be made or the
+    server closes it; 2 for a bad command line.
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+    try:
+        settings = parseCommandLine(argv)
+    except (BadURL, OptionError) as e:
+        _writeStderr("error: %s" % (e,))
+        raise SystemExit(2)
+    for warning in settings.warnings:
+        _writeStderr(warning)
+
+    from twisted.internet.task import react
+
+    ui: ChatUI
+    if os.isatty(0) and os.isatty(1):
+        from twisted_chat._client_tty import TerminalUI
+
+        tty = TerminalUI()
+        ui = tty
+        globalLogBeginner.beginLoggingTo([statusObserver(ui)], redirectStandardIO=False)
+        with tty.rawMode():
+            react(run, [settings, ui])
+    else:
+        ui = PipeUI()
+        globalLogBeginner.beginLoggingTo([statusObserver(ui)], redirectStandardIO=False)
+        with _restoreBlocking(0, 1):
+            react(run, [settings, ui])
+    raise SystemExit(0)  # not reached: react exits
+
+
+class _restoreBlocking:
+    """
+    Put the given file descriptors back into blocking mode on exit, as
+    StandardIO leaves them non-blocking and they are shared with the shell.
+    """
+
+    def __init__(self, *fds: int) -> None:
+        self.fds = fds
+        self.saved: dict[int, int] = {}
+
+    def __enter__(self) -> _restoreBlocking:
+        import fcntl
+
+        for fd in self.fds:
+            try:
+                self.saved[fd] = fcntl.fcntl(fd, fcntl.F_GETFL)
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        for fd, flags in self.saved.items():
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+            except OSError:
+                pass
+
+
+if __name__ == "__main__":
+    # Run the module under its real name, so that there is one copy of it.
+    from twisted_chat._client import main as _main
+
+    _main()
