@@ -54,10 +54,11 @@ class IMessageStore(Interface):
         The highest id ever assigned in C{room} (0 if none). Synchronous.
         """
 
-    def append(message: object) -> object:
+    def append(message: object, ref: str | None = None) -> object:
         """
-        Store one L{Message} or L{Private}; returns a Deferred that fires
-        once it is durable.
+        Store one L{Message} or L{Private} (with the client's C{ref}, if any);
+        returns a Deferred that fires once it is durable. Deferreds fire in
+        the order of the appends.
         """
 
     def recent(room: str, limit: int, before: int | None = None) -> object:
@@ -73,10 +74,32 @@ class IMessageStore(Interface):
         than C{limit} messages missed).
         """
 
-    def privateFor(nick: str, afterTime: float, limit: int) -> object:
+    def privateFor(nick: str, afterId: int | None, limit: int) -> object:
         """
-        A Deferred list of private messages to or from C{nick} after
-        C{afterTime}, oldest first.
+        A Deferred list of the last C{limit} private messages to or from
+        C{nick} with ids above C{afterId}, oldest first.
+        """
+
+    def refs(sinceTime: float) -> list[tuple[str, str, object]]:
+        """
+        (sender nick key, client ref, message) of the messages stored with a
+        ref since C{sinceTime}, for idempotent resends across restarts.
+        Synchronous; called once at start-up.
+        """
+
+    def tokens() -> dict[str, str]:
+        """
+        Nick key -> hash of its owner token. Synchronous; start-up only.
+        """
+
+    def saveToken(nickKey: str, tokenHash: str) -> object:
+        """
+        Remember the owner token (hash) of a nick; returns a Deferred.
+        """
+
+    def prune(now: float) -> object:
+        """
+        Forget what retention no longer keeps; a Deferred number of messages.
         """
 
     def close() -> object:

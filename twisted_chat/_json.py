@@ -263,24 +263,44 @@ class JsonSession:
         if not isinstance(since, dict):
             raise ChatError("bad-request", "'since' maps room names to positions")
         positions = {normalizeRoom(r): _position(p) for r, p in since.items()}
-        self.member = member = self.service.connect(self, nick=nick, peer=self.peer)  # type: ignore[arg-type]
-        self.sendObject({"type": "welcome", "nick": member.nick, "server": SERVER, "rooms": names})
+        token = _str(request, "token", required=False)
+        privateSince = request.get("private_since")
+        if privateSince is not None and (not isinstance(privateSince, int) or isinstance(privateSince, bool)):
+            raise ChatError("bad-request", "'private_since' must be a private message id")
+        self.member = member = self.service.connect(
+            self, nick=nick, peer=self.peer, token=token  # type: ignore[arg-type]
+        )
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "nick": member.nick,
+            "server": SERVER,
+            "rooms": names,
+            "owner": member.owner,
+        }
+        if member.token is not None:
+            welcome["token"] = member.token
+        self.sendObject(welcome)
         for name in names:
             member.join(name, since=positions.get(name))
         if names:
             member.join(names[0])  # the first room listed is the current one
+        if member.owner:
+            member.privateHistory(privateSince)
 
     def json_say(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         text = _str(request, "text")
         room = _str(request, "room", required=False)
         action = request.get("action", False) is True
-        d = self.member.say(text, room, action)  # type: ignore[arg-type]
-        self._acked(d, request.get("ref"), lambda m: {"id": m.id, "room": m.room, "epoch": m.epoch})
+        ref = request.get("ref")
+        d = self.member.say(text, room, action, ref)  # type: ignore[arg-type]
+        self._acked(d, ref, lambda m: {"id": m.id, "room": m.room, "epoch": m.epoch})
 
     def json_msg(self, request: dict[str, Any]) -> None:
         assert self.member is not None
-        d = self.member.private(_str(request, "to"), _str(request, "text"))  # type: ignore[arg-type]
+        d = self.member.private(
+            _str(request, "to"), _str(request, "text"), request.get("ref")  # type: ignore[arg-type]
+        )
         self._acked(d, request.get("ref"), lambda p: {"id": p.id, "to": p.recipient})
 
     def json_join(self, request: dict[str, Any]) -> None:

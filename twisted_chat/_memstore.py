@@ -18,14 +18,17 @@ from twisted_chat._interfaces import IMessageStore
 @implementer(IMessageStore)
 class MemoryStore:
     """
-    Keeps the last C{retain} messages per room and per private conversation
-    party in memory. Its epoch is new for every process, so a client resuming
-    against a restarted daemon is told its position is gone.
+    Keeps the last C{retain} messages per room (and ten times as many private
+    messages) in memory, and with C{retainDays} drops older ones on L{prune}.
+    Its epoch is new for every process, so a client resuming against a
+    restarted daemon is told its position is gone.
     """
 
-    def __init__(self, retain: int = 1000) -> None:
+    def __init__(self, retain: int = 1000, retainDays: float | None = None) -> None:
         self.epoch = secrets.token_hex(4)
         self._retain = retain
+        self._retainDays = retainDays
+        self._tokens: dict[str, str] = {}
         self._rooms: dict[str, deque[Message]] = {}
         self._last: dict[str, int] = {}
         self._private: deque[Private] = deque(maxlen=retain * 10)
@@ -42,7 +45,7 @@ class MemoryStore:
             return self._lastPrivate
         return self._last.get(room, 0)
 
-    def append(self, message: Message | Private) -> Deferred[None]:
+    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[None]:
         if isinstance(message, Private):
             self._private.append(message)
             self._lastPrivate = max(self._lastPrivate, message.id)
@@ -80,13 +83,35 @@ class MemoryStore:
         return succeed([m for m in q if m.id > afterId])
 
     def privateFor(
-        self, nick: str, afterTime: float, limit: int
+        self, nick: str, afterId: int | None, limit: int
     ) -> Deferred[list[Private]]:
         key = nick.lower()
+        after = afterId or 0
         found = [
             p
             for p in self._private
-            if p.time > afterTime
-            and (p.recipient.lower() == key or p.sender.lower() == key)
+            if p.id > after and (p.recipient.lower() == key or p.sender.lower() == key)
         ]
-        return succeed(found[-limit:])
+        return succeed(found[-limit:] if limit > 0 else [])
+
+    def refs(self, sinceTime: float) -> list[tuple[str, str, Message | Private]]:
+        # Nothing survives the process, so there is nothing to load.
+        return []
+
+    def tokens(self) -> dict[str, str]:
+        return dict(self._tokens)
+
+    def saveToken(self, nickKey: str, tokenHash: str) -> Deferred[None]:
+        self._tokens[nickKey] = tokenHash
+        return succeed(None)
+
+    def prune(self, now: float) -> Deferred[int]:
+        if not self._retainDays:
+            return succeed(0)
+        cutoff = now - self._retainDays * 86400
+        dropped = 0
+        for q in [*self._rooms.values(), self._private]:
+            while q and q[0].time < cutoff:
+                q.popleft()
+                dropped += 1
+        return succeed(dropped)

@@ -10,10 +10,15 @@ L{ChatError} synchronously and change nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -28,6 +33,7 @@ from twisted_chat._events import (
     Parted,
     Presence,
     Private,
+    PrivateHistory,
     RoomList,
 )
 from twisted_chat._interfaces import IChatClient, IMessageStore
@@ -43,6 +49,41 @@ PRIVATE = "@private"
 
 def _sortedNicks(nicks: Iterable[str]) -> list[str]:
     return sorted(nicks, key=str.lower)
+
+
+def hashToken(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class _Ref:
+    """
+    A client ref seen recently: its message once stored, and who waits for it.
+    """
+
+    __slots__ = ("time", "message", "waiting")
+
+    def __init__(self, time: float, message: Message | Private | None) -> None:
+        self.time = time
+        self.message = message
+        self.waiting: list[Deferred[Any]] = []
+
+    def result(self) -> Deferred[Any]:
+        if self.message is not None:
+            return succeed(self.message)
+        d: Deferred[Any] = Deferred()
+        self.waiting.append(d)
+        return d
+
+    def stored(self, message: Message | Private) -> None:
+        self.message = message
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(message)
+
+    def failed(self, f: Failure) -> None:
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.errback(f)
 
 
 class Room:
@@ -84,7 +125,7 @@ class Member:
     "avatar" of twisted.words.
     """
 
-    __slots__ = ("service", "client", "nick", "rooms", "current", "peer", "_held", "gone")
+    __slots__ = ("service", "client", "nick", "rooms", "current", "peer", "_held", "gone", "owner", "token")
 
     def __init__(self, service: ChatService, client: IChatClient, nick: str, peer: str) -> None:
         self.service = service
@@ -97,6 +138,10 @@ class Member:
         # room name -> events held back while that room's history is fetched
         self._held: dict[str, list[Event]] | None = None
         self.gone = False
+        #: whether this connection proved it owns its nick (see ChatService.connect)
+        self.owner = False
+        #: the owner token issued to this connection, when it got a new one
+        self.token: str | None = None
 
     def __repr__(self) -> str:
         return "<Member %s from %s>" % (self.nick, self.peer)
@@ -116,18 +161,33 @@ class Member:
         """
         return self.service._part(self, self._roomOrCurrent(room), reason)
 
-    def say(self, text: str, room: str | None = None, action: bool = False) -> Deferred[Message]:
+    def say(
+        self, text: str, room: str | None = None, action: bool = False, ref: str | None = None
+    ) -> Deferred[Message]:
         """
         Say C{text} in C{room} (default: current). The Deferred fires with the
         stored L{Message} once it is durable and has been handed to every member.
-        """
-        return self.service._say(self, self._roomOrCurrent(room), text, action)
 
-    def private(self, nick: str, text: str) -> Deferred[Private]:
+        A C{ref} makes the request idempotent: the same nick sending the same
+        ref again (after a reconnect, say) gets the first message back instead
+        of creating a second one.
         """
-        Send C{text} to C{nick} only.
+        return self.service._say(self, self._roomOrCurrent(room), text, action, ref)
+
+    def private(self, nick: str, text: str, ref: str | None = None) -> Deferred[Private]:
         """
-        return self.service._private(self, nick, text)
+        Send C{text} to C{nick} only (idempotent with a C{ref}, like L{say}).
+        """
+        return self.service._private(self, nick, text, ref)
+
+    def privateHistory(self, afterId: int | None = None) -> None:
+        """
+        Ask for the private messages to or from this nick with ids above
+        C{afterId} (default: the recent ones): answered with a
+        L{PrivateHistory} event. Only for a member that proved it owns its
+        nick; others get an empty list.
+        """
+        self.service._privateHistory(self, afterId)
 
     def setNick(self, nick: str) -> str:
         """
@@ -188,6 +248,8 @@ class ChatService(Service):
         maxRoomsPerMember: int = 50,
         resumeLimit: int = 1000,
         shutdownTimeout: float = 5.0,
+        refWindow: float = 3600.0,
+        pruneInterval: float = 600.0,
     ) -> None:
         self.store: IMessageStore = store if store is not None else MemoryStore()
         self._clock = clock
@@ -202,6 +264,12 @@ class ChatService(Service):
         self._guest = 0
         self._lastIds: dict[str, int] = {}
         self._allGone: Deferred[None] | None = None
+        self.refWindow = refWindow
+        self.pruneInterval = pruneInterval
+        # (sender nick key, client ref) -> its message, for idempotent resends
+        self._refs: OrderedDict[tuple[str, str], _Ref] = OrderedDict()
+        self._tokens: dict[str, str] = {}
+        self._pruner: LoopingCall | None = None
         self.setName("chat")
 
     @property
@@ -220,6 +288,26 @@ class ChatService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self.store.open()
+        now = self.now()
+        for key, ref, msg in self.store.refs(now - self.refWindow):
+            self._refs[(key, ref)] = _Ref(msg.time, msg)  # type: ignore[attr-defined]
+        self._tokens = self.store.tokens()
+        if self.pruneInterval > 0:
+            self._pruner = LoopingCall(self._prune)
+            self._pruner.clock = self.clock
+            self._pruner.start(self.pruneInterval, now=True).addErrback(
+                lambda f: self._log.failure("pruning stopped", f)
+            )
+
+    def _prune(self) -> Deferred[None]:
+        def done(count: int) -> None:
+            if count:
+                self._log.info("pruned {count} messages past retention", count=count)
+
+        def failed(f: Failure) -> None:
+            self._log.failure("pruning history failed", f)
+
+        return self.store.prune(self.now()).addCallbacks(done, failed)
 
     def stopService(self) -> Deferred[object]:
         """
@@ -227,6 +315,8 @@ class ChatService(Service):
         connections and wait (at most C{shutdownTimeout}) until they are gone.
         """
         Service.stopService(self)
+        if self._pruner is not None and self._pruner.running:
+            self._pruner.stop()
         self._log.info("shutting down: closing {count} connections", count=len(self.members))
         done: Deferred[None] = Deferred()
         if self.members:
@@ -245,15 +335,37 @@ class ChatService(Service):
 
     # Connections
 
-    def connect(self, client: IChatClient, nick: str | None = None, peer: str = "") -> Member:
+    def connect(
+        self, client: IChatClient, nick: str | None = None, peer: str = "", token: str | None = None
+    ) -> Member:
         """
         Register a new connection under C{nick}, or a fresh guest nick.
+
+        Nick ownership (for private history): the first connection that asks
+        for a nick by name gets a secret C{member.token}; a later connection
+        that presents it is the nick's C{owner}. Without it the nick can still
+        be used while free, but its private history is not shown.
         """
+        owner = False
+        issued = None
         if nick is not None:
             self._checkNickFree(checkNick(nick), None)
+            key = nickKey(nick)
+            known = self._tokens.get(key)
+            if known is None:
+                issued = secrets.token_urlsafe(18)
+                self._tokens[key] = known = hashToken(issued)
+                self.store.saveToken(key, known).addErrback(
+                    lambda f: self._log.failure("saving the token of {nick} failed", f, nick=nick)
+                )
+                owner = True
+            elif isinstance(token, str) and hmac.compare_digest(hashToken(token), known):
+                owner = True
         else:
             nick = self._guestNick()
         m = Member(self, client, nick, peer)
+        m.owner = owner
+        m.token = issued
         self.members.add(m)
         self._nicks[nickKey(nick)] = m
         self._log.info(
@@ -433,35 +545,92 @@ class ChatService(Service):
         self._lastIds[key] = last
         return last
 
-    def _say(self, member: Member, name: str, text: str, action: bool) -> Deferred[Message]:
-        text = self._checkText(text)
-        msg = Message(name, self._nextId(name), self.store.epoch, member.nick, text, self.now(), action)
-        d = self.store.append(msg)
+    def _idempotent(self, member: Member, ref: object, make: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        """
+        Run C{make} unless this nick already sent C{ref} within the window;
+        then answer with that first message (once it is stored) instead.
+        """
+        if ref is None:
+            return make()
+        key = (nickKey(member.nick), str(ref))
+        now = self.now()
+        refs = self._refs
+        while refs:
+            oldest = next(iter(refs.values()))
+            if oldest.time > now - self.refWindow and len(refs) < 100000:
+                break
+            refs.popitem(last=False)
+        entry = refs.get(key)
+        if entry is not None:
+            return entry.result()
+        entry = refs[key] = _Ref(now, None)
+        d = make()
 
-        def stored(_: object) -> Message:
-            room = self.rooms.get(name)
-            if room is not None:
-                self._broadcast(room, msg)
+        def stored(msg: Any) -> Any:
+            entry.stored(msg)
             return msg
 
-        return d.addCallback(stored)
+        def failed(f: Failure) -> Failure:
+            if refs.get(key) is entry:
+                del refs[key]
+            entry.failed(f)
+            return f
 
-    def _private(self, member: Member, nick: str, text: str) -> Deferred[Private]:
+        return d.addCallbacks(stored, failed)
+
+    def _say(self, member: Member, name: str, text: str, action: bool, ref: object = None) -> Deferred[Message]:
+        text = self._checkText(text)
+
+        def make() -> Deferred[Message]:
+            msg = Message(name, self._nextId(name), self.store.epoch, member.nick, text, self.now(), action)
+            d = self.store.append(msg, None if ref is None else str(ref))
+
+            def stored(_: object) -> Message:
+                room = self.rooms.get(name)
+                if room is not None:
+                    self._broadcast(room, msg)
+                return msg
+
+            return d.addCallback(stored)
+
+        return self._idempotent(member, ref, make)
+
+    def _private(self, member: Member, nick: str, text: str, ref: object = None) -> Deferred[Private]:
         target = self.lookup(checkNick(nick)) if isinstance(nick, str) else None
         if target is None:
             raise ChatError("no-such-nick", "nobody called %s is online" % (nick,))
         text = self._checkText(text)
-        msg = Private(self._nextId(PRIVATE), member.nick, target.nick, text, self.now())
-        d = self.store.append(msg)
 
-        def stored(_: object) -> Private:
-            if not target.gone:
-                self._send(target, msg)
-            if target is not member and not member.gone:
-                self._send(member, msg)
-            return msg
+        def make() -> Deferred[Private]:
+            msg = Private(self._nextId(PRIVATE), member.nick, target.nick, text, self.now())
+            d = self.store.append(msg, None if ref is None else str(ref))
 
-        return d.addCallback(stored)
+            def stored(_: object) -> Private:
+                if not target.gone:
+                    self._send(target, msg)
+                if target is not member and not member.gone:
+                    self._send(member, msg)
+                return msg
+
+            return d.addCallback(stored)
+
+        return self._idempotent(member, ref, make)
+
+    def _privateHistory(self, member: Member, afterId: int | None) -> None:
+        if not member.owner:
+            self._send(member, PrivateHistory([]))
+            return
+
+        def got(msgs: list[Private]) -> None:
+            if not member.gone:
+                self._send(member, PrivateHistory(msgs))
+
+        def failed(f: Failure) -> None:
+            self._log.failure("private history of {nick} failed", f, nick=member.nick)
+            if not member.gone:
+                self._send(member, PrivateHistory([]))
+
+        self.store.privateFor(member.nick, afterId, self.historySize).addCallbacks(got, failed)
 
     def _setNick(self, member: Member, nick: str) -> str:
         nick = checkNick(nick)

@@ -27,6 +27,8 @@ from twisted_chat._service import ChatService
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorCore
 
+    from twisted_chat._interfaces import IMessageStore
+
 
 def _bounded(name: str, low: float, high: float, kind: Callable[[str], float] = int) -> Callable[[str], float]:
     def coerce(value: str) -> float:
@@ -39,6 +41,16 @@ def _bounded(name: str, low: float, high: float, kind: Callable[[str], float] = 
         return v
 
     coerce.coerceDoc = "From %s to %s." % (low, high)  # type: ignore[attr-defined]
+    return coerce
+
+
+def _choice(name: str, choices: list[str]) -> Callable[[str], str]:
+    def coerce(value: str) -> str:
+        if value not in choices:
+            raise ValueError("%s must be one of %s, not %r" % (name, ", ".join(choices), value))
+        return value
+
+    coerce.coerceDoc = "One of %s." % (", ".join(choices),)  # type: ignore[attr-defined]
     return coerce
 
 
@@ -70,7 +82,10 @@ class Options(usage.Options):
         ["idle-timeout", None, 600, "Seconds without input before a connection is closed (0: never).", _bounded("idle-timeout", 0, 10**7, float)],
         ["max-outgoing", None, 1 << 20, "Bytes queued for a client that does not read before it is dropped.", _bounded("max-outgoing", 1 << 12, 1 << 30)],
         ["history-size", None, 50, "Messages of history sent on join.", _bounded("history-size", 0, 10000)],
-        ["retain-messages", None, 1000, "Messages kept per room (memory store).", _bounded("retain-messages", 1, 10**7)],
+        ["store", None, "sqlite:chat.sqlite3", "Where messages are kept: sqlite:PATH, or memory (lost on restart)."],
+        ["store-sync", None, "full", "SQLite durability: full (an acknowledged message survives a power loss) or normal (it survives a crash of the daemon).", _choice("store-sync", ["full", "normal"])],
+        ["retain-messages", None, 10000, "Messages kept per room (private messages: ten times as many).", _bounded("retain-messages", 1, 10**9)],
+        ["retain-days", None, 30.0, "Days messages are kept (0: no age limit).", _bounded("retain-days", 0, 36500, float)],
         ["ws-max-message", None, 65536, "Largest WebSocket message (bytes) a client may send; larger ones are closed with 1009.", _bounded("ws-max-message", 256, 1 << 26)],
         ["ws-ping-interval", None, 25.0, "Seconds between server pings on WebSocket connections (0: off).", _bounded("ws-ping-interval", 0, 3600, float)],
         ["ws-ping-timeout", None, 10.0, "Seconds to wait for a pong before dropping the peer.", _bounded("ws-ping-timeout", 1, 3600, float)],
@@ -119,6 +134,9 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         self["line"] = self._listeners(self["line"], ["tcp:9000"], "line")
         self["web"] = self._listeners(self["web"], ["tcp:8080"], "web")
+        store = self["store"]
+        if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
+            raise usage.UsageError("--store must be sqlite:PATH or memory, not %r" % (store,))
 
     def _listeners(self, given: list[str], default: list[str], name: str) -> list[str]:
         if not given:
@@ -130,6 +148,28 @@ class Options(usage.Options):
         return [checkEndpoint(d) for d in given]
 
 
+def makeStore(config: Options, reactor: object = None) -> IMessageStore:
+    """
+    Open the configured store; a database that cannot be used ends start-up
+    with a one-line reason and exit status 1, and is left untouched.
+    """
+    retainDays = config["retain-days"] or None
+    if config["store"] == "memory":
+        return MemoryStore(retain=config["retain-messages"], retainDays=retainDays)
+    from twisted_chat._sqlstore import SQLiteStore, StoreError
+
+    try:
+        return SQLiteStore(
+            config["store"][len("sqlite:") :],
+            reactor,  # type: ignore[arg-type]
+            retainMessages=config["retain-messages"],
+            retainDays=retainDays,
+            sync=config["store-sync"],
+        )
+    except StoreError as e:
+        raise SystemExit("twistd chat: %s" % (e,))
+
+
 def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiService:
     """
     Build the service tree for C{twistd chat}.
@@ -137,7 +177,7 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
     top = MultiService()
     _Daemon(reactor).setServiceParent(top)
     chat = ChatService(
-        store=MemoryStore(retain=config["retain-messages"]),
+        store=makeStore(config, reactor),
         clock=reactor,  # type: ignore[arg-type]
         historySize=config["history-size"],
         shutdownTimeout=config["shutdown-timeout"],

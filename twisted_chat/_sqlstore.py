@@ -1,0 +1,406 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The SQLite message store (the default).
+
+All database work runs in one dedicated thread, never in the reactor.
+Appends are queued; the thread takes everything queued at once and commits it
+in one transaction, so a burst of messages costs one commit, not one each.
+Reads go through the same queue, so a read sees every append queued before
+it. Deferreds fire in the reactor thread, in queue order, so the service
+delivers messages in id order once they are durable.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import sqlite3
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_chat._events import Message, Private
+from twisted_chat._interfaces import IMessageStore
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorFromThreads
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    room TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    text TEXT NOT NULL,
+    time REAL NOT NULL,
+    action INTEGER NOT NULL DEFAULT 0,
+    ref TEXT,
+    PRIMARY KEY (room, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_time ON messages (time);
+CREATE TABLE IF NOT EXISTS private (
+    id INTEGER PRIMARY KEY,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    sender_key TEXT NOT NULL,
+    recipient_key TEXT NOT NULL,
+    text TEXT NOT NULL,
+    time REAL NOT NULL,
+    ref TEXT
+);
+CREATE INDEX IF NOT EXISTS private_recipient ON private (recipient_key, id);
+CREATE INDEX IF NOT EXISTS private_sender ON private (sender_key, id);
+CREATE INDEX IF NOT EXISTS private_time ON private (time);
+CREATE TABLE IF NOT EXISTS nicks (nick_key TEXT PRIMARY KEY, token_hash TEXT NOT NULL);
+"""
+
+_STOP = object()
+
+
+class StoreError(Exception):
+    """
+    The database cannot be used; the message says why, for people.
+    """
+
+
+def _open(path: str, sync: str) -> sqlite3.Connection:
+    """
+    Open (or create) the database at C{path} and check it is ours; raise
+    L{StoreError} without changing anything if it is not usable.
+    """
+    exists = os.path.exists(path)
+    if exists and not os.path.isfile(path):
+        raise StoreError("%s is not a file" % (path,))
+    folder = os.path.dirname(os.path.abspath(path))
+    if not exists and not os.access(folder, os.W_OK):
+        raise StoreError("cannot create %s: folder %s is not writable" % (path, folder))
+    if exists and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError("cannot read and write %s: permission denied" % (path,))
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        if exists:
+            # Reading the schema fails at once on a file that is not SQLite.
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "meta" not in tables:
+                conn.close()
+                raise StoreError("%s is an SQLite database, but not a twisted-chat one" % (path,))
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                conn.close()
+                raise StoreError("%s is corrupted: %s" % (path, check))
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=%s" % ("FULL" if sync == "full" else "NORMAL",))
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        if conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone() is None:
+            conn.execute("INSERT INTO meta VALUES ('epoch', ?)", (secrets.token_hex(4),))
+            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError as e:
+        raise StoreError("cannot use %s: %s" % (path, e))
+    return conn
+
+
+@implementer(IMessageStore)
+class SQLiteStore:
+    """
+    Messages in an SQLite file; see the module docstring.
+
+    C{retainMessages} per room and C{retainDays} bound what is kept;
+    L{prune} enforces both (the service calls it periodically).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        path: str,
+        reactor: IReactorFromThreads | None = None,
+        retainMessages: int = 10000,
+        retainDays: float | None = None,
+        sync: str = "full",
+        batchMax: int = 2000,
+    ) -> None:
+        self.path = path
+        self.retainMessages = retainMessages
+        self.retainDays = retainDays
+        self.batchMax = batchMax
+        self._reactor = reactor
+        self._conn = _open(path, sync)
+        conn = self._conn
+        self.epoch: str = conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0]
+        self._last: dict[str, int] = dict(conn.execute("SELECT name, last_id FROM sequences").fetchall())
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed: Deferred[None] | None = None
+        self.committed = 0
+        self.batches = 0
+
+    # -- life cycle --
+
+    @property
+    def reactor(self) -> IReactorFromThreads:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor  # type: ignore[assignment]
+        return self._reactor  # type: ignore[return-value]
+
+    def open(self) -> Deferred[None]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="twisted-chat-sqlite", daemon=True)
+            self._thread.start()
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        """
+        Commit everything queued, stop the thread and close the database.
+        """
+        if self._closed is not None:
+            return self._closed
+        d: Deferred[None] = Deferred()
+        self._closed = d
+        if self._thread is None:
+            self._conn.close()
+            d.callback(None)
+        else:
+            self._queue.put((_STOP, d))
+        return d
+
+    # -- the database thread --
+
+    def _run(self) -> None:
+        q = self._queue
+        conn = self._conn
+        item = q.get()
+        while True:
+            if item[0] == "append":
+                # Everything queued behind it goes into the same transaction.
+                writes = [item[1:]]
+                item = None
+                while len(writes) < self.batchMax:
+                    try:
+                        following = q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if following[0] != "append":
+                        item = following
+                        break
+                    writes.append(following[1:])
+                self._commit(conn, writes)
+                if item is None:
+                    item = q.get()
+                continue
+            if item[0] is _STOP:
+                conn.close()
+                self.reactor.callFromThread(item[1].callback, None)
+                return
+            _, fn, d = item
+            try:
+                result = fn(conn)
+            except Exception:
+                self.reactor.callFromThread(d.errback, Failure())
+            else:
+                self.reactor.callFromThread(d.callback, result)
+            item = q.get()
+
+    def _commit(self, conn: sqlite3.Connection, writes: list[tuple[Any, str | None, Deferred[None]]]) -> None:
+        rooms = []
+        privates = []
+        last: dict[str, int] = {}
+        for msg, ref, _ in writes:
+            if isinstance(msg, Private):
+                privates.append(
+                    (msg.id, msg.sender, msg.recipient, msg.sender.lower(), msg.recipient.lower(), msg.text, msg.time, ref)
+                )
+                last["@private"] = max(last.get("@private", 0), msg.id)
+            else:
+                rooms.append((msg.room, msg.id, msg.sender, msg.text, msg.time, int(msg.action), ref))
+                last[msg.room] = max(last.get(msg.room, 0), msg.id)
+        try:
+            conn.execute("BEGIN")
+            if rooms:
+                conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)", rooms)
+            if privates:
+                conn.executemany("INSERT INTO private VALUES (?, ?, ?, ?, ?, ?, ?, ?)", privates)
+            conn.executemany(
+                "INSERT INTO sequences VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
+                "SET last_id = max(last_id, excluded.last_id)",
+                list(last.items()),
+            )
+            conn.execute("COMMIT")
+        except Exception:
+            f = Failure()
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.reactor.callFromThread(self._fire, writes, f)
+            return
+        self.reactor.callFromThread(self._fire, writes, None)
+
+    def _fire(self, writes: list[tuple[Any, str | None, Deferred[None]]], failure: Failure | None) -> None:
+        if failure is None:
+            self.committed += len(writes)
+            self.batches += 1
+            for _, _, d in writes:
+                d.callback(None)
+        else:
+            self._log.failure("committing {count} messages failed", failure, count=len(writes))
+            for _, _, d in writes:
+                d.errback(failure)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], Any]) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        if self._closed is not None:
+            d.errback(Failure(StoreError("the store is closed")))
+            return d
+        self._queue.put(("call", fn, d))
+        return d
+
+    # -- IMessageStore --
+
+    def lastId(self, room: str) -> int:
+        return self._last.get(room, 0)
+
+    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        if self._closed is not None:
+            d.errback(Failure(StoreError("the store is closed")))
+            return d
+        key = "@private" if isinstance(message, Private) else message.room
+        if message.id > self._last.get(key, 0):
+            self._last[key] = message.id
+        self._queue.put(("append", message, None if ref is None else str(ref), d))
+        return d
+
+    def _messages(self, rows: list[tuple[Any, ...]], room: str) -> list[Message]:
+        epoch = self.epoch
+        return [Message(room, r[0], epoch, r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        if limit <= 0:
+            return succeed([])
+
+        def query(conn: sqlite3.Connection) -> list[Message]:
+            if before is None:
+                rows = conn.execute(
+                    "SELECT id, sender, text, time, action FROM messages WHERE room = ? "
+                    "ORDER BY id DESC LIMIT ?",
+                    (room, limit),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT id, sender, text, time, action FROM messages WHERE room = ? AND id < ? "
+                    "ORDER BY id DESC LIMIT ?",
+                    (room, before, limit),
+                ).fetchall()
+            rows.reverse()
+            return self._messages(rows, room)
+
+        return self._call(query)
+
+    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
+        if epoch != self.epoch or afterId < 0:
+            return succeed(None)
+
+        def query(conn: sqlite3.Connection) -> list[Message] | None:
+            row = conn.execute("SELECT last_id FROM sequences WHERE name = ?", (room,)).fetchone()
+            last = row[0] if row else 0
+            if afterId > last:
+                return None
+            if afterId == last:
+                return []
+            if last - afterId > limit:
+                return None
+            first = conn.execute("SELECT min(id) FROM messages WHERE room = ?", (room,)).fetchone()[0]
+            if first is None or first > afterId + 1:
+                return None
+            rows = conn.execute(
+                "SELECT id, sender, text, time, action FROM messages WHERE room = ? AND id > ? ORDER BY id",
+                (room, afterId),
+            ).fetchall()
+            return self._messages(rows, room)
+
+        return self._call(query)
+
+    def privateFor(self, nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
+        key = nick.lower()
+
+        def query(conn: sqlite3.Connection) -> list[Private]:
+            rows = conn.execute(
+                "SELECT id, sender, recipient, text, time FROM private "
+                "WHERE (recipient_key = ? OR sender_key = ?) AND id > ? ORDER BY id DESC LIMIT ?",
+                (key, key, afterId or 0, limit),
+            ).fetchall()
+            rows.reverse()
+            return [Private(*r) for r in rows]
+
+        return self._call(query)
+
+    def refs(self, sinceTime: float) -> list[tuple[str, str, Message | Private]]:
+        """
+        Client refs of messages stored since C{sinceTime}, for idempotent
+        resends across restarts: (sender key, ref, message). Synchronous: for
+        start-up only.
+        """
+        out: list[tuple[str, str, Message | Private]] = []
+        for room, id, sender, text, t, action, ref in self._conn.execute(
+            "SELECT room, id, sender, text, time, action, ref FROM messages WHERE ref IS NOT NULL AND time > ?",
+            (sinceTime,),
+        ):
+            out.append((sender.lower(), ref, Message(room, id, self.epoch, sender, text, t, bool(action))))
+        for id, sender, recipient, text, t, ref in self._conn.execute(
+            "SELECT id, sender, recipient, text, time, ref FROM private WHERE ref IS NOT NULL AND time > ?",
+            (sinceTime,),
+        ):
+            out.append((sender.lower(), ref, Private(id, sender, recipient, text, t)))
+        return out
+
+    def tokens(self) -> dict[str, str]:
+        """
+        Nick key -> token hash, for nick ownership. Synchronous: start-up only.
+        """
+        return dict(self._conn.execute("SELECT nick_key, token_hash FROM nicks").fetchall())
+
+    def saveToken(self, nickKey: str, tokenHash: str) -> Deferred[None]:
+        def save(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO nicks VALUES (?, ?)", (nickKey, tokenHash))
+
+        return self._call(save)
+
+    def prune(self, now: float) -> Deferred[int]:
+        """
+        Delete what retention no longer keeps; fires with the number of rows
+        deleted.
+        """
+        keep = self.retainMessages
+        cutoff = now - self.retainDays * 86400 if self.retainDays else None
+
+        def prune(conn: sqlite3.Connection) -> int:
+            deleted = 0
+            conn.execute("BEGIN")
+            for name, last in conn.execute("SELECT name, last_id FROM sequences").fetchall():
+                if name == "@private":
+                    deleted += conn.execute("DELETE FROM private WHERE id <= ?", (last - keep * 10,)).rowcount
+                else:
+                    deleted += conn.execute(
+                        "DELETE FROM messages WHERE room = ? AND id <= ?", (name, last - keep)
+                    ).rowcount
+            if cutoff is not None:
+                deleted += conn.execute("DELETE FROM messages WHERE time < ?", (cutoff,)).rowcount
+                deleted += conn.execute("DELETE FROM private WHERE time < ?", (cutoff,)).rowcount
+            conn.execute("COMMIT")
+            return deleted
+
+        return self._call(prune)
