@@ -41,6 +41,10 @@
   };
 
   const STORE_NICK = 'twisted-chat.nick';
+  // per nick: the secret that proves we own it (for our private history),
+  // and the highest private message id we have shown
+  const tokenKey = (nick) => 'twisted-chat.token.' + nick.toLowerCase();
+  const privateSeenKey = (nick) => 'twisted-chat.private-seen.' + nick.toLowerCase();
   const BACKOFF_BASE = 1000;      // ms, first reconnect waits up to this
   const BACKOFF_CAP = 20000;      // ms, never wait longer than this
   const BACKOFF_MIN = 250;        // ms, do not hammer even with full jitter
@@ -442,6 +446,10 @@
     if (seen) return;
     state.seenPrivate.add(seenKey);
     state.ackedPrivate.add(m.id);
+    if (state.nick && Number.isInteger(m.id)) {
+      const before = Number(storageGet(privateSeenKey(state.nick)) || 0);
+      if (m.id > before) storageSet(privateSeenKey(state.nick), String(m.id));
+    }
     const li = messageElement(m, { private: true });
     li.dataset.id = String(m.id);
     li.dataset.room = key;
@@ -526,6 +534,7 @@
       clearTimeout(state.handshakeTimer);
       state.nick = ev.nick;
       if (state.nickChosen) storageSet(STORE_NICK, ev.nick);
+      if (typeof ev.token === 'string') storageSet(tokenKey(ev.nick), ev.token);
       el.nick.value = ev.nick;
       el.nickError.textContent = '';
       setStatus('online');
@@ -547,7 +556,7 @@
 
     private(ev) { renderPrivate(ev, { unread: true }); },
 
-    'private-history'(ev) {   // not in protocol.md yet; harmless if never sent
+    'private-history'(ev) {   // private messages we missed (sent after a hello with our token)
       for (const m of ev.messages || []) renderPrivate(m, { unread: false });
     },
 
@@ -764,7 +773,13 @@
 
   function helloRequest() {
     const hello = { type: 'hello' };
-    if (state.wantedNick) hello.nick = state.wantedNick;
+    if (state.wantedNick) {
+      hello.nick = state.wantedNick;
+      const token = storageGet(tokenKey(state.wantedNick));
+      if (token) hello.token = token;
+      const seen = Number(storageGet(privateSeenKey(state.wantedNick)) || 0);
+      if (seen > 0) hello.private_since = seen;
+    }
     const rooms = [...state.views.values()].filter((v) => !v.isPrivate);
     if (state.everWelcomed) {
       hello.rooms = rooms.map((v) => v.key);
