@@ -311,7 +311,7 @@ def test_translateCommands(line: str, request_: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["/nick", "/nick a b", "/join", "/join a b", "/part a b", "/who a b", "/msg", "/msg bob", "/msg bob  ",
+    ["/nick", "/join", "/join a b", "/part a b", "/who a b", "/msg", "/msg bob", "/msg bob  ",
      "/me", "/history x", "/history 0", "/history -3", "/fly", "/f1y", "/", "/ leading space"],
 )
 def test_translateErrorsLikeLineChat(line: str) -> None:

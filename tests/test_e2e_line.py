@@ -141,7 +141,8 @@ def test_stalledReaderIsDropped(startDaemon: Callable[..., Daemon], lineClients:
     server has queued --max-outgoing bytes for it; that is logged as a slow
     consumer, and the others see it leave and go on chatting undisturbed.
     """
-    daemon = startDaemon("--max-outgoing", "65536")
+    # Flood control off: the talker floods on purpose, to fill the stalled buffer.
+    daemon = startDaemon("--max-outgoing", "65536", "--flood-rate", "0")
     port = daemon.ports["line"]
     talker = named(lineClients(port), "talker")
     listener = named(lineClients(port), "listener")

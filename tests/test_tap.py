@@ -25,6 +25,14 @@ def parse(*args: str) -> Options:
     return options
 
 
+def parseForTree(*args: str) -> Options:
+    """
+    Options for building a service tree in memory: no web port and no
+    database file in the working directory.
+    """
+    return parse(*args, "--store", "memory", "--web", "none")
+
+
 def refused(*args: str) -> str:
     """
     The message C{twistd chat ARGS} exits with.
@@ -49,16 +57,20 @@ def chatServices(top: MultiService) -> list[ChatService]:
 
 def test_defaults() -> None:
     """
-    Without options the line chat listens on tcp:9000 with the documented
-    limits.
+    Without options the line chat listens on tcp:9000, the web port on
+    tcp:8080, messages are kept in chat.sqlite3, with the documented limits.
     """
     options = parse()
     assert options["line"] == ["tcp:9000"]
+    assert options["web"] == ["tcp:8080"]
+    assert options["store"] == "sqlite:chat.sqlite3"
+    assert options["store-sync"] == "full"
+    assert options["retain-days"] == 30
     assert options["max-line-length"] == 4096
     assert options["idle-timeout"] == 600
     assert options["max-outgoing"] == 1 << 20
     assert options["history-size"] == 50
-    assert options["retain-messages"] == 1000
+    assert options["retain-messages"] == 10000
     assert options["shutdown-timeout"] == 5.0
 
 
@@ -162,7 +174,7 @@ def test_makeServiceBuildsOneChatService() -> None:
     options and using an in-memory store that keeps the configured number of
     messages.
     """
-    options = parse("--line", "none", "--history-size", "7", "--retain-messages", "3", "--shutdown-timeout", "2")
+    options = parseForTree("--line", "none", "--history-size", "7", "--retain-messages", "3", "--shutdown-timeout", "2")
     top = makeService(options, reactor=MemoryReactorClock())
     [chat] = chatServices(top)
     assert top.getServiceNamed("chat") is chat
@@ -184,7 +196,7 @@ def test_makeServiceListensOnEveryLineEndpoint() -> None:
     each listening address.
     """
     reactor = MemoryReactorClock()
-    options = parse(
+    options = parseForTree(
         "--line", "tcp:9001:interface=127.0.0.1",
         "--line", "tcp:9002",
         "--max-line-length", "100",
@@ -217,7 +229,7 @@ def test_makeServiceWithLineNoneListensNowhere() -> None:
     With --line none the line chat listens nowhere.
     """
     reactor = MemoryReactorClock()
-    top = makeService(parse("--line", "none"), reactor=reactor)
+    top = makeService(parseForTree("--line", "none"), reactor=reactor)
     top.privilegedStartService()
     top.startService()
     try:
@@ -232,7 +244,7 @@ def test_stoppingTheTreeSaysGoodbye() -> None:
     and is done once they are gone.
     """
     reactor = MemoryReactorClock()
-    top = makeService(parse("--line", "tcp:9000"), reactor=reactor)
+    top = makeService(parseForTree("--line", "tcp:9000"), reactor=reactor)
     top.privilegedStartService()
     top.startService()
     [(_, factory, _)] = lineListeners(reactor)

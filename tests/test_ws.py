@@ -350,8 +350,10 @@ def test_textModeBinaryFrame(chat: Chat) -> None:
 def test_jsonHello(chat: Chat) -> None:
     """
     In json mode (subprotocol C{chat.json}) a C{hello} is answered with
-    C{welcome}, then C{join}, C{presence} and C{history} for #lobby; the
-    history holds what was said before.
+    C{welcome} (a first claim of a nick makes it the owner and gives it a
+    token), then C{join}, C{presence} and C{history} for #lobby, whose
+    history holds what was said before, then the owner's (empty) private
+    history.
     """
     bob = chat.text("bob")
     bob.sendMessage(b"earlier")
@@ -363,8 +365,18 @@ def test_jsonHello(chat: Chat) -> None:
     peer.sendObject({"type": "hello", "nick": "alice"})
     chat.flush()
     ms = int(START * 1000)
-    assert peer.objects() == [
-        {"type": "welcome", "nick": "alice", "server": "twisted-chat/" + __version__, "rooms": ["#lobby"]},
+    objects = peer.objects()
+    token = objects[0].get("token")
+    assert isinstance(token, str) and len(token) >= 20
+    assert objects == [
+        {
+            "type": "welcome",
+            "nick": "alice",
+            "server": "twisted-chat/" + __version__,
+            "rooms": ["#lobby"],
+            "owner": True,
+            "token": token,
+        },
         {"type": "join", "room": "#lobby", "nick": "alice", "time": ms},
         {"type": "presence", "room": "#lobby", "members": ["alice", "bob"]},
         {
@@ -384,6 +396,7 @@ def test_jsonHello(chat: Chat) -> None:
                 }
             ],
         },
+        {"type": "private-history", "messages": []},
     ]
     assert bob.lines()[-1] == "*** #lobby: alice joined"
 
@@ -482,6 +495,7 @@ def test_jsonHelloRequired(chat: Chat) -> None:
         "nick": "guest-1",
         "server": "twisted-chat/" + __version__,
         "rooms": ["#lobby"],
+        "owner": False,
     }
 
 

@@ -284,9 +284,50 @@ class JsonChat:
         return [], ["*** " + line for line in HELP]
 
     def _cmd_nick(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
+        nick, _, password = rest.partition(" ")
+        if not nick:
+            return self._usage("/nick NAME [PASSWORD]")
+        if password:
+            return self._cmd_login(rest)
+        return [{"type": "nick", "nick": nick}], []
+
+    def _cmd_login(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
+        nick, _, password = rest.partition(" ")
+        if not nick or not password:
+            return self._usage("/login NICK PASSWORD")
+        return [{"type": "login", "nick": nick, "password": password, "ref": self._nextRef()}], []
+
+    def _cmd_topic(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
+        if not rest:
+            return [{"type": "who"}], []
+        return [{"type": "topic", "topic": "" if rest == "-" else rest}], []
+
+    def _cmd_kick(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
+        nick, _, reason = rest.partition(" ")
+        if not nick:
+            return self._usage("/kick NICK [REASON]")
+        return [{"type": "kick", "nick": nick, "reason": reason.strip()}], []
+
+    def _cmd_ban(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
+        target, _, reason = rest.partition(" ")
+        if not target:
+            return self._usage("/ban NICK|ADDRESS [REASON]")
+        return [{"type": "ban", "target": target, "reason": reason.strip()}], []
+
+    def _cmd_unban(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
         if not rest or " " in rest:
-            return self._usage("/nick NAME")
-        return [{"type": "nick", "nick": rest}], []
+            return self._usage("/unban NICK|ADDRESS")
+        return [{"type": "unban", "target": rest}], []
+
+    def _cmd_op(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
+        if not rest or " " in rest:
+            return self._usage("/op NICK")
+        return [{"type": "op", "nick": rest}], []
+
+    def _cmd_notice(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
+        if not rest:
+            return self._usage("/notice TEXT")
+        return [{"type": "notice", "text": rest}], []
 
     def _cmd_join(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
         if not rest or " " in rest:
@@ -530,3 +571,8 @@ class JsonChat:
 
     def _on_notice(self, event: dict[str, Any]) -> list[str]:
         return ["*** notice: " + str(event["text"])]
+
+    def _on_topic(self, event: dict[str, Any]) -> list[str]:
+        if event["topic"]:
+            return ["*** %s: topic: %s (set by %s)" % (event["room"], event["topic"], event["by"])]
+        return ["*** %s: topic cleared by %s" % (event["room"], event["by"])]

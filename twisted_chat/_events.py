@@ -129,6 +129,22 @@ class NickChanged(Event):
         self.time = time
 
 
+class TopicChanged(Event):
+    """
+    The topic of C{room} is C{topic} (set by C{by}; C{""} clears it).
+    """
+
+    __slots__ = ("room", "topic", "by", "time")
+    kind = "topic"
+
+    def __init__(self, room: str, topic: str, by: str, time: float) -> None:
+        Event.__init__(self)
+        self.room = room
+        self.topic = topic
+        self.by = by
+        self.time = time
+
+
 class Presence(Event):
     """
     The members of C{room}, sorted case-insensitively.

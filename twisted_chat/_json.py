@@ -27,6 +27,7 @@ from twisted_chat._events import (
     Private,
     PrivateHistory,
     RoomList,
+    TopicChanged,
 )
 from twisted_chat._names import normalizeRoom
 from twisted_chat._service import LOBBY, ChatService, Member
@@ -118,6 +119,9 @@ def eventObject(event: Event) -> dict[str, Any] | None:
     if kind == "rooms":
         assert isinstance(event, RoomList)
         return {"type": "rooms", "rooms": [{"room": r, "members": n} for r, n in event.rooms]}
+    if kind == "topic":
+        assert isinstance(event, TopicChanged)
+        return {"type": "topic", "room": event.room, "topic": event.topic, "by": event.by, "time": ms(event.time)}
     if kind == "notice":
         assert isinstance(event, Notice)
         return {"type": "notice", "text": event.text}
@@ -176,6 +180,7 @@ class JsonSession:
     member: Member | None = None
     service: ChatService
     peer: str = ""
+    _helloPending = False
 
     def sendJson(self, data: bytes) -> None:
         raise NotImplementedError
@@ -221,6 +226,9 @@ class JsonSession:
         if handler is None:
             self.sendErrorObject("unknown-type", "unknown request type %r" % (kind,), ref)
             return
+        if self._helloPending:
+            self.sendErrorObject("hello-required", "wait for the welcome", ref)
+            return
         if self.member is None and kind != "hello":
             self.sendErrorObject("hello-required", "send a hello first", ref)
             return
@@ -264,12 +272,51 @@ class JsonSession:
             raise ChatError("bad-request", "'since' maps room names to positions")
         positions = {normalizeRoom(r): _position(p) for r, p in since.items()}
         token = _str(request, "token", required=False)
+        password = _str(request, "password", required=False)
         privateSince = request.get("private_since")
         if privateSince is not None and (not isinstance(privateSince, int) or isinstance(privateSince, bool)):
             raise ChatError("bad-request", "'private_since' must be a private message id")
-        self.member = member = self.service.connect(
-            self, nick=nick, peer=self.peer, token=token  # type: ignore[arg-type]
-        )
+        host = getattr(self, "_admitted", None) or ""
+        if password is not None:
+            if nick is None:
+                raise ChatError("bad-request", "a password goes with a nick")
+            self._helloPending = True
+            d = self.service.connectWithPassword(self, nick, password, peer=self.peer, token=token, host=host)  # type: ignore[arg-type]
+
+            def failed(f: Failure) -> None:
+                self._helloPending = False
+                if f.check(ChatError):
+                    self.sendErrorObject(f.value.code, f.value.message, request.get("ref"))  # type: ignore[union-attr]
+                else:
+                    self._log.failure("login failed", f)
+                    self.sendErrorObject("server-error", "login failed: please try again", request.get("ref"))
+
+            def connected(member: Member) -> None:
+                self._helloPending = False
+                if self.member is not None or not self.isOpen():
+                    member.quit("disconnected")
+                    return
+                self._welcome(member, names, positions, privateSince)
+
+            d.addCallbacks(connected, failed)
+            return
+        member = self.service.connect(self, nick=nick, peer=self.peer, token=token, host=host)  # type: ignore[arg-type]
+        self._welcome(member, names, positions, privateSince)
+
+    def isOpen(self) -> bool:
+        """
+        Whether the connection can still take events.
+        """
+        return True
+
+    def _welcome(
+        self,
+        member: Member,
+        names: list[str],
+        positions: dict[str, tuple[str, int] | None],
+        privateSince: int | None,
+    ) -> None:
+        self.member = member
         welcome: dict[str, Any] = {
             "type": "welcome",
             "nick": member.nick,
@@ -277,6 +324,8 @@ class JsonSession:
             "rooms": names,
             "owner": member.owner,
         }
+        if member.authenticated is not None:
+            welcome["authenticated"] = True
         if member.token is not None:
             welcome["token"] = member.token
         self.sendObject(welcome)
@@ -336,3 +385,36 @@ class JsonSession:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ChatError("bad-request", "'limit' must be a positive integer")
         self.member.history(_str(request, "room", required=False), limit, before)
+
+    def json_login(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        d = self.member.login(_str(request, "nick"), _str(request, "password"))  # type: ignore[arg-type]
+        self._acked(d, request.get("ref"), lambda nick: {"nick": nick})
+
+    def json_topic(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.setTopic(_str(request, "topic"), _str(request, "room", required=False))  # type: ignore[arg-type]
+
+    def json_kick(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.kick(
+            _str(request, "nick"), _str(request, "reason", required=False) or "", _str(request, "room", required=False)  # type: ignore[arg-type]
+        )
+
+    def json_ban(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.ban(
+            _str(request, "target"), _str(request, "reason", required=False) or "", _str(request, "room", required=False)  # type: ignore[arg-type]
+        )
+
+    def json_unban(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.unban(_str(request, "target"), _str(request, "room", required=False))  # type: ignore[arg-type]
+
+    def json_op(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.giveOp(_str(request, "nick"), _str(request, "room", required=False))  # type: ignore[arg-type]
+
+    def json_notice(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.serverNotice(_str(request, "text"))  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._service import ChatService
@@ -105,6 +106,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         self._buffer = b""
         self._discarding = False
         self._closing = False
+        self._admitted: str | None = None
         if clock is not None:
             self.callLater = clock.callLater  # type: ignore[assignment]
 
@@ -112,13 +114,26 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
 
     def connectionMade(self) -> None:
         self.transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
-        peer = peerName(self.transport.getPeer())  # type: ignore[union-attr]
+        address = self.transport.getPeer()  # type: ignore[union-attr]
+        peer = peerName(address)
+        host = str(getattr(address, "host", peer))
+        try:
+            self.service.admission.admit(host)
+        except ChatError as e:
+            self._log.info("refused {peer}: {why}", peer=peer, why=e.code)
+            self.sendError(e.message)
+            self.endSession(e.code)
+            return
+        self._admitted = host
         self.setTimeout(self.idleTimeout or None)
-        self.startTextSession(self.service, peer)
+        self.startTextSession(self.service, peer, host)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
         self._closing = True
+        if self._admitted is not None:
+            self.service.admission.release(self._admitted)
+            self._admitted = None
         if self.member is not None:
             self.member.quit("disconnected")
 

@@ -35,8 +35,10 @@ from twisted_chat._events import (
     Private,
     PrivateHistory,
     RoomList,
+    TopicChanged,
 )
 from twisted_chat._interfaces import IChatClient, IMessageStore
+from twisted_chat._limits import Admission, FloodGuard
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._names import checkNick, nickKey, normalizeRoom
 
@@ -49,6 +51,17 @@ PRIVATE = "@private"
 
 def _sortedNicks(nicks: Iterable[str]) -> list[str]:
     return sorted(nicks, key=str.lower)
+
+
+_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+def _NICKLIKE(text: str) -> bool:
+    try:
+        checkNick(text)
+    except ChatError:
+        return False
+    return True
 
 
 def hashToken(token: str) -> str:
@@ -95,12 +108,19 @@ class Room:
     trips over a member that leaves in the middle of it.
     """
 
-    __slots__ = ("name", "members", "_snapshot")
+    __slots__ = ("name", "members", "_snapshot", "ops", "bans", "topic", "topicBy")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.members: dict[Member, None] = {}
         self._snapshot: tuple[Member, ...] | None = None
+        #: the room's operators (its creator first); a connection, not a nick,
+        #: so nobody inherits operator rights by taking a nick
+        self.ops: set[Member] = set()
+        #: banned nick keys and addresses
+        self.bans: set[str] = set()
+        self.topic = ""
+        self.topicBy = ""
 
     def add(self, member: Member) -> None:
         self.members[member] = None
@@ -108,6 +128,7 @@ class Room:
 
     def remove(self, member: Member) -> None:
         self.members.pop(member, None)
+        self.ops.discard(member)
         self._snapshot = None
 
     def snapshot(self) -> tuple[Member, ...]:
@@ -125,13 +146,20 @@ class Member:
     "avatar" of twisted.words.
     """
 
-    __slots__ = ("service", "client", "nick", "rooms", "current", "peer", "_held", "gone", "owner", "token")
+    __slots__ = (
+        "service", "client", "nick", "rooms", "current", "peer", "host", "_held", "gone", "owner", "token",
+        "authenticated", "flood",
+    )
 
-    def __init__(self, service: ChatService, client: IChatClient, nick: str, peer: str) -> None:
+    def __init__(self, service: ChatService, client: IChatClient, nick: str, peer: str, host: str = "") -> None:
         self.service = service
         self.client = client
         self.nick = nick
         self.peer = peer
+        self.host = host
+        #: the nick key this connection logged in as (with --auth), or None
+        self.authenticated: str | None = None
+        self.flood = FloodGuard(service.floodBurst, service.now())
         # room name -> Room, in joining order
         self.rooms: dict[str, Room] = {}
         self.current: str | None = None
@@ -153,12 +181,14 @@ class Member:
         Join C{room} (or switch to it if already a member) and make it the
         current room. Returns the canonical name and whether it was newly joined.
         """
+        self.service._spend(self)
         return self.service._join(self, room, since)
 
     def part(self, room: str | None = None, reason: str = "left") -> str:
         """
         Leave C{room} (default: the current one). Returns its name.
         """
+        self.service._spend(self)
         return self.service._part(self, self._roomOrCurrent(room), reason)
 
     def say(
@@ -172,12 +202,14 @@ class Member:
         ref again (after a reconnect, say) gets the first message back instead
         of creating a second one.
         """
+        self.service._spend(self)
         return self.service._say(self, self._roomOrCurrent(room), text, action, ref)
 
     def private(self, nick: str, text: str, ref: str | None = None) -> Deferred[Private]:
         """
         Send C{text} to C{nick} only (idempotent with a C{ref}, like L{say}).
         """
+        self.service._spend(self)
         return self.service._private(self, nick, text, ref)
 
     def privateHistory(self, afterId: int | None = None) -> None:
@@ -193,12 +225,14 @@ class Member:
         """
         Change nickname; returns the new one.
         """
+        self.service._spend(self)
         return self.service._setNick(self, nick)
 
     def who(self, room: str | None = None) -> None:
         """
         Ask for the members of C{room}: answered with a L{Presence} event.
         """
+        self.service._spend(self)
         name = self._roomOrCurrent(room, mustBeMember=False)
         self.service._who(self, name)
 
@@ -206,14 +240,66 @@ class Member:
         """
         Ask for all rooms: answered with a L{RoomList} event.
         """
+        self.service._spend(self)
         self.client.deliver(RoomList(self.service.roomList()))
 
     def history(self, room: str | None = None, limit: int = 20, before: int | None = None) -> None:
         """
         Ask for past messages: answered with a L{History} event.
         """
+        self.service._spend(self)
         name = self._roomOrCurrent(room, mustBeMember=False)
         self.service._history(self, name, limit, before)
+
+    def login(self, nick: str, password: str) -> Deferred[str]:
+        """
+        Prove with C{password} that this connection is the registered C{nick}
+        and take that nick. Fires with the nick, or fails with L{ChatError}.
+        """
+        self.service._spend(self)
+        return self.service._login(self, nick, password)
+
+    def kick(self, nick: str, reason: str = "", room: str | None = None) -> str:
+        """
+        Put C{nick} out of C{room} (default: current); for the room's
+        operators and server admins. Returns the nick kicked.
+        """
+        self.service._spend(self)
+        return self.service._kick(self, self._roomOrCurrent(room), nick, reason)
+
+    def ban(self, target: str, reason: str = "", room: str | None = None) -> str:
+        """
+        Ban a nick or an address from C{room} (and kick whoever matches).
+        """
+        self.service._spend(self)
+        return self.service._ban(self, self._roomOrCurrent(room), target, reason)
+
+    def unban(self, target: str, room: str | None = None) -> str:
+        self.service._spend(self)
+        return self.service._unban(self, self._roomOrCurrent(room), target)
+
+    def setTopic(self, topic: str, room: str | None = None) -> None:
+        """
+        Set (or with C{""} clear) the topic of C{room}; operators only.
+        """
+        self.service._spend(self)
+        self.service._setTopic(self, self._roomOrCurrent(room), topic)
+
+    def giveOp(self, nick: str, room: str | None = None) -> str:
+        """
+        Make C{nick} an operator of C{room}; operators only.
+        """
+        self.service._spend(self)
+        return self.service._giveOp(self, self._roomOrCurrent(room), nick)
+
+    def serverNotice(self, text: str) -> None:
+        """
+        Send a notice to everyone on the server; admins only.
+        """
+        self.service._spend(self)
+        if not self.service.isAdmin(self):
+            raise ChatError("not-allowed", "only server admins can send notices")
+        self.service.notice(self.service._checkText(text))
 
     def quit(self, reason: str = "quit") -> None:
         """
@@ -250,6 +336,13 @@ class ChatService(Service):
         shutdownTimeout: float = 5.0,
         refWindow: float = 3600.0,
         pruneInterval: float = 600.0,
+        passwords: dict[str, str] | None = None,
+        requireAuth: bool = False,
+        admins: Iterable[str] = (),
+        floodRate: float = 0.0,
+        floodBurst: float = 10.0,
+        floodKick: float = 20.0,
+        admission: Admission | None = None,
     ) -> None:
         self.store: IMessageStore = store if store is not None else MemoryStore()
         self._clock = clock
@@ -270,6 +363,14 @@ class ChatService(Service):
         self._refs: OrderedDict[tuple[str, str], _Ref] = OrderedDict()
         self._tokens: dict[str, str] = {}
         self._pruner: LoopingCall | None = None
+        #: registered nicks (nick key -> password hash), from --auth
+        self.passwords: dict[str, str] = dict(passwords or {})
+        self.requireAuth = requireAuth
+        self.admins = {nickKey(a) for a in admins}
+        self.floodRate = floodRate
+        self.floodBurst = floodBurst
+        self.floodKick = floodKick
+        self.admission = admission if admission is not None else Admission()
         self.setName("chat")
 
     @property
@@ -336,7 +437,13 @@ class ChatService(Service):
     # Connections
 
     def connect(
-        self, client: IChatClient, nick: str | None = None, peer: str = "", token: str | None = None
+        self,
+        client: IChatClient,
+        nick: str | None = None,
+        peer: str = "",
+        token: str | None = None,
+        host: str = "",
+        authenticated: bool = False,
     ) -> Member:
         """
         Register a new connection under C{nick}, or a fresh guest nick.
@@ -351,6 +458,8 @@ class ChatService(Service):
         if nick is not None:
             self._checkNickFree(checkNick(nick), None)
             key = nickKey(nick)
+            if key in self.passwords and not authenticated:
+                raise ChatError("nick-registered", "%s is registered: log in with its password" % (nick,))
             known = self._tokens.get(key)
             if known is None:
                 issued = secrets.token_urlsafe(18)
@@ -363,7 +472,10 @@ class ChatService(Service):
                 owner = True
         else:
             nick = self._guestNick()
-        m = Member(self, client, nick, peer)
+        m = Member(self, client, nick, peer, host)
+        if authenticated:
+            m.authenticated = nickKey(nick)
+            owner = True
         m.owner = owner
         m.token = issued
         self.members.add(m)
@@ -375,6 +487,74 @@ class ChatService(Service):
             frontend=getattr(client, "kind", "?"),
         )
         return m
+
+    def connectWithPassword(
+        self,
+        client: IChatClient,
+        nick: str,
+        password: str,
+        peer: str = "",
+        token: str | None = None,
+        host: str = "",
+    ) -> Deferred[Member]:
+        """
+        Like L{connect} for a registered nick, once C{password} is checked
+        (in a thread: checking costs tens of milliseconds of CPU).
+        """
+        checkNick(nick)
+        d = self._checkPassword(nick, password)
+        return d.addCallback(lambda _: self.connect(client, nick, peer, token, host, authenticated=True))
+
+    def _checkPassword(self, nick: str, password: object) -> Deferred[None]:
+        from twisted.internet.threads import deferToThreadPool
+
+        from twisted_chat._auth import verifyPassword
+
+        encoded = self.passwords.get(nickKey(nick))
+        if encoded is None or not isinstance(password, str):
+            # The same work for an unknown nick, so timing tells nothing.
+            encoded = _DUMMY_HASH
+        reactor = self.clock
+        pool = reactor.getThreadPool()  # type: ignore[attr-defined]
+        d = deferToThreadPool(reactor, pool, verifyPassword, str(password), encoded)
+
+        def checked(ok: bool) -> None:
+            if not ok or nickKey(nick) not in self.passwords:
+                self._log.info("login as {nick} refused", nick=nick)
+                raise ChatError("bad-login", "wrong nick or password")
+            self._log.info("login as {nick} accepted", nick=nick)
+
+        return d.addCallback(checked)
+
+    def isAdmin(self, member: Member) -> bool:
+        return member.authenticated is not None and member.authenticated in self.admins
+
+    def _spend(self, member: Member) -> None:
+        """
+        Charge one request to C{member}'s flood budget; refuse it when the
+        budget is spent, and disconnect a member that keeps flooding.
+        """
+        if self.floodRate <= 0:
+            return
+        if member.flood.take(self.now(), self.floodRate, self.floodBurst):
+            return
+        if member.flood.strikes >= self.floodKick:
+            self._log.warn("disconnecting {nick} from {peer}: flooding", nick=member.nick, peer=member.peer)
+            try:
+                member.client.close("disconnected for flooding")
+            except Exception:
+                self._log.failure("closing {nick} failed", nick=member.nick)
+            self._quit(member, "flooding")
+            raise ChatError("flood", "disconnected for flooding")
+        raise ChatError(
+            "flood",
+            "slow down: at most %g requests a second (bursts of %g); this one was dropped"
+            % (self.floodRate, self.floodBurst),
+        )
+
+    def _requireLogin(self, member: Member) -> None:
+        if self.requireAuth and member.authenticated is None:
+            raise ChatError("auth-required", "log in first: /login NICK PASSWORD")
 
     def lookup(self, nick: str) -> Member | None:
         return self._nicks.get(nickKey(nick))
@@ -439,6 +619,7 @@ class ChatService(Service):
     # Requests
 
     def _join(self, member: Member, name: str, since: tuple[str, int] | None) -> tuple[str, bool]:
+        self._requireLogin(member)
         name = normalizeRoom(name)
         if name in member.rooms:
             member.current = name
@@ -449,13 +630,18 @@ class ChatService(Service):
                 "you are in %d rooms already (the limit): /part one first" % (len(member.rooms),),
             )
         room = self.rooms.get(name)
+        if room is not None and self._isBanned(room, member):
+            raise ChatError("banned", "you are banned from %s" % (name,))
         if room is None:
             room = self.rooms[name] = Room(name)
+            room.ops.add(member)
         room.add(member)
         member.rooms[name] = room
         member.current = name
         self._broadcast(room, Joined(name, member.nick, self.now()))
         self._send(member, Presence(name, _sortedNicks(m.nick for m in room.members)))
+        if room.topic:
+            self._send(member, TopicChanged(name, room.topic, room.topicBy, self.now()))
         self._fetchHistory(member, name, since)
         return name, True
 
@@ -579,6 +765,7 @@ class ChatService(Service):
         return d.addCallbacks(stored, failed)
 
     def _say(self, member: Member, name: str, text: str, action: bool, ref: object = None) -> Deferred[Message]:
+        self._requireLogin(member)
         text = self._checkText(text)
 
         def make() -> Deferred[Message]:
@@ -596,6 +783,7 @@ class ChatService(Service):
         return self._idempotent(member, ref, make)
 
     def _private(self, member: Member, nick: str, text: str, ref: object = None) -> Deferred[Private]:
+        self._requireLogin(member)
         target = self.lookup(checkNick(nick)) if isinstance(nick, str) else None
         if target is None:
             raise ChatError("no-such-nick", "nobody called %s is online" % (nick,))
@@ -632,13 +820,18 @@ class ChatService(Service):
 
         self.store.privateFor(member.nick, afterId, self.historySize).addCallbacks(got, failed)
 
-    def _setNick(self, member: Member, nick: str) -> str:
+    def _setNick(self, member: Member, nick: str, registeredOk: bool = False) -> str:
         nick = checkNick(nick)
         self._checkNickFree(nick, member)
+        if not registeredOk and nickKey(nick) in self.passwords and member.authenticated != nickKey(nick):
+            raise ChatError("nick-registered", "%s is registered: /login %s PASSWORD" % (nick, nick))
         old = member.nick
         if old == nick:
             return nick
         del self._nicks[nickKey(old)]
+        if nickKey(nick) != nickKey(old):
+            # Ownership was proven for the old nick, not for this one.
+            member.owner = False
         member.nick = nick
         self._nicks[nickKey(nick)] = member
         now = self.now()
@@ -688,6 +881,101 @@ class ChatService(Service):
         if self._allGone is not None and not self.members:
             d, self._allGone = self._allGone, None
             d.callback(None)
+
+    # Authentication and moderation
+
+    def _login(self, member: Member, nick: str, password: str) -> Deferred[str]:
+        checkNick(nick)
+        if not self.passwords:
+            raise ChatError("no-auth", "this server has no registered nicks")
+
+        def accepted(_: None) -> str:
+            if member.gone:
+                return nick
+            other = self.lookup(nick)
+            if other is not None and other is not member:
+                if other.authenticated == nickKey(nick):
+                    raise ChatError("nick-taken", "%s is logged in on another connection" % (nick,))
+                # Someone without the password holds a registered nick (it
+                # was registered while they were on): they become a guest.
+                self._setNick(other, self._guestNick())
+            self._setNick(member, nick, registeredOk=True)
+            member.authenticated = nickKey(nick)
+            member.owner = True
+            return member.nick
+
+        return self._checkPassword(nick, password).addCallback(accepted)
+
+    def _isBanned(self, room: Room, member: Member) -> bool:
+        return nickKey(member.nick) in room.bans or (member.host != "" and member.host in room.bans)
+
+    def _checkOp(self, member: Member, room: Room) -> None:
+        if member not in room.ops and not self.isAdmin(member):
+            raise ChatError("not-allowed", "only operators of %s can do that" % (room.name,))
+
+    def _roomFor(self, member: Member, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None or member not in room.members:
+            raise ChatError("not-in-room", "you are not in %s" % (name,))
+        return room
+
+    def _kick(self, member: Member, name: str, nick: str, reason: str) -> str:
+        room = self._roomFor(member, name)
+        self._checkOp(member, room)
+        target = self.lookup(checkNick(nick))
+        if target is None or target not in room.members:
+            raise ChatError("no-such-nick", "%s is not in %s" % (nick, name))
+        why = "kicked by %s" % (member.nick,) + (": " + reason if reason else "")
+        self._log.info("{op} kicked {nick} from {room}", op=member.nick, nick=target.nick, room=name)
+        self._part(target, name, why)
+        return target.nick
+
+    def _ban(self, member: Member, name: str, target: str, reason: str) -> str:
+        room = self._roomFor(member, name)
+        self._checkOp(member, room)
+        if not isinstance(target, str) or not target.strip():
+            raise ChatError("bad-request", "ban whom? a nick or an address")
+        target = target.strip()
+        banned = [target.lower()]
+        other = self.lookup(target) if _NICKLIKE(target) else None
+        if other is not None and other.host:
+            banned.append(other.host)
+        room.bans.update(banned)
+        self._log.info("{op} banned {target} from {room}", op=member.nick, target=target, room=name)
+        why = "banned by %s" % (member.nick,) + (": " + reason if reason else "")
+        for m in room.snapshot():
+            if m is not member and self._isBanned(room, m):
+                self._part(m, name, why)
+        return target
+
+    def _unban(self, member: Member, name: str, target: str) -> str:
+        room = self._roomFor(member, name)
+        self._checkOp(member, room)
+        key = target.strip().lower() if isinstance(target, str) else ""
+        if key not in room.bans:
+            raise ChatError("bad-request", "%s is not banned from %s" % (target, name))
+        room.bans.discard(key)
+        return key
+
+    def _setTopic(self, member: Member, name: str, topic: str) -> None:
+        room = self._roomFor(member, name)
+        self._checkOp(member, room)
+        topic = topic.strip() if isinstance(topic, str) else ""
+        if len(topic) > 300:
+            raise ChatError("too-long", "topics are at most 300 characters")
+        room.topic = topic
+        room.topicBy = member.nick
+        self._broadcast(room, TopicChanged(name, topic, member.nick, self.now()))
+
+    def _giveOp(self, member: Member, name: str, nick: str) -> str:
+        room = self._roomFor(member, name)
+        self._checkOp(member, room)
+        target = self.lookup(checkNick(nick))
+        if target is None or target not in room.members:
+            raise ChatError("no-such-nick", "%s is not in %s" % (nick, name))
+        room.ops.add(target)
+        self._send(target, Notice("you are now an operator of %s" % (name,)))
+        return target.nick
 
     # Server-wide
 

@@ -84,6 +84,7 @@ def _open(path: str, sync: str) -> sqlite3.Connection:
         raise StoreError("cannot create %s: folder %s is not writable" % (path, folder))
     if exists and not os.access(path, os.R_OK | os.W_OK):
         raise StoreError("cannot read and write %s: permission denied" % (path,))
+    conn = None
     try:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         if exists:
@@ -107,6 +108,10 @@ def _open(path: str, sync: str) -> sqlite3.Connection:
             conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except sqlite3.DatabaseError as e:
+        if conn is not None:
+            # Closed now, not whenever it is collected: it removes the
+            # -wal and -shm files that reading a WAL-mode file created.
+            conn.close()
         raise StoreError("cannot use %s: %s" % (path, e))
     return conn
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time as _time
 from typing import Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -30,6 +30,7 @@ from twisted_chat._events import (
     Private,
     PrivateHistory,
     RoomList,
+    TopicChanged,
 )
 from twisted_chat._service import LOBBY, ChatService, Member
 
@@ -44,7 +45,14 @@ HELP = [
     "  /msg NICK TEXT    private message",
     "  /me ACTION        action in your current room",
     "  /history [N]      the last N messages of your current room",
+    "  /topic [TEXT]     show or (operators) set the topic of your current room",
+    "  /login NICK PASS  log in as a registered nick (also: /nick NICK PASS)",
     "  /quit [REASON]    leave",
+    "operators of a room (its creator, and server admins):",
+    "  /kick NICK [WHY]  put someone out of your current room",
+    "  /ban NICK|ADDRESS [WHY]   keep them out;  /unban NICK|ADDRESS",
+    "  /op NICK          make someone an operator too",
+    "  /notice TEXT      (server admins) a notice to everyone",
 ]
 
 _CONTROL = dict.fromkeys(
@@ -125,12 +133,19 @@ class TextSession:
         assert self.member is not None
         return self.member.service.now()
 
-    def startTextSession(self, service: ChatService, peer: str) -> None:
+    def startTextSession(self, service: ChatService, peer: str, host: str = "") -> None:
         """
         Register with C{service} under a guest nick, greet the user and join
-        the lobby, as every text-mode connection starts.
+        the lobby, as every text-mode connection starts (on a server that
+        requires login, the lobby waits until after C{/login}).
         """
-        self.member = member = service.connect(self, peer=peer)  # type: ignore[arg-type]
+        self.member = member = service.connect(self, peer=peer, host=host)  # type: ignore[arg-type]
+        if service.requireAuth:
+            self.sendNotice(
+                "Welcome to twisted-chat, %s! This server is for registered users: /login NICK PASSWORD"
+                % (member.nick,)
+            )
+            return
         self.sendNotice(
             "Welcome to twisted-chat, %s! You are in %s. Type /help for commands."
             % (member.nick, LOBBY)
@@ -195,6 +210,12 @@ class TextSession:
                 self.sendNotice("rooms: " + ", ".join("%s (%d)" % r for r in event.rooms))
             else:
                 self.sendNotice("rooms: none")
+        elif kind == "topic":
+            assert isinstance(event, TopicChanged)
+            if event.topic:
+                self.sendRendered(event, "*** %s: topic: %s (set by %s)" % (event.room, oneLine(event.topic), event.by))
+            else:
+                self.sendRendered(event, "*** %s: topic cleared by %s" % (event.room, event.by))
         elif kind == "notice":
             assert isinstance(event, Notice)
             self.sendNotice("notice: " + oneLine(event.text))
@@ -244,6 +265,14 @@ class TextSession:
             self.sendError(e.message)
 
     def _watch(self, d: Deferred[object]) -> None:
+        pending = self.__dict__.setdefault("_pending", [])
+        pending.append(d)
+
+        def settled(result: object) -> object:
+            if d in pending:
+                pending.remove(d)
+            return result
+
         def failed(f: Failure) -> None:
             if f.check(ChatError):
                 self.sendError(f.value.message)  # type: ignore[union-attr]
@@ -251,7 +280,7 @@ class TextSession:
                 self._log.failure("storing a message failed", f)
                 self.sendError("message not stored (server error): please try again")
 
-        d.addErrback(failed)
+        d.addBoth(settled).addErrback(failed)
 
     def _command(self, member: Member, line: str) -> None:
         name, _, rest = line[1:].partition(" ")
@@ -270,9 +299,28 @@ class TextSession:
             self.sendNotice(line)
 
     def cmd_nick(self, member: Member, rest: str) -> None:
-        if not rest or " " in rest:
-            raise self._usage("/nick NAME")
-        member.setNick(rest)
+        nick, _, password = rest.partition(" ")
+        if not nick:
+            raise self._usage("/nick NAME [PASSWORD]")
+        if password:
+            self.cmd_login(member, rest)
+            return
+        member.setNick(nick)
+
+    def cmd_login(self, member: Member, rest: str) -> None:
+        nick, _, password = rest.partition(" ")
+        if not nick or not password:
+            raise self._usage("/login NICK PASSWORD")
+
+        def loggedIn(nick: str) -> None:
+            self.sendNotice("you are logged in as %s" % (nick,))
+            if not member.rooms and not member.gone:
+                try:
+                    member.join(LOBBY)
+                except ChatError as e:
+                    self.sendError(e.message)
+
+        self._watch(member.login(nick, password).addCallback(loggedIn))
 
     def cmd_join(self, member: Member, rest: str) -> None:
         if not rest or " " in rest:
@@ -321,8 +369,55 @@ class TextSession:
             n = 20
         member.history(None, min(n, member.service.historySize))
 
+    def cmd_topic(self, member: Member, rest: str) -> None:
+        if not rest:
+            room = member.service.rooms.get(member._roomOrCurrent(None))
+            if room is not None and room.topic:
+                self.sendNotice("%s: topic: %s (set by %s)" % (room.name, oneLine(room.topic), room.topicBy))
+            else:
+                self.sendNotice("%s: no topic" % (member.current,))
+            return
+        member.setTopic("" if rest == "-" else rest)
+
+    def cmd_kick(self, member: Member, rest: str) -> None:
+        nick, _, reason = rest.partition(" ")
+        if not nick:
+            raise self._usage("/kick NICK [REASON]")
+        member.kick(nick, reason.strip())
+
+    def cmd_ban(self, member: Member, rest: str) -> None:
+        target, _, reason = rest.partition(" ")
+        if not target:
+            raise self._usage("/ban NICK|ADDRESS [REASON]")
+        banned = member.ban(target, reason.strip())
+        self.sendNotice("%s: %s is banned" % (member.current, banned))
+
+    def cmd_unban(self, member: Member, rest: str) -> None:
+        if not rest or " " in rest:
+            raise self._usage("/unban NICK|ADDRESS")
+        self.sendNotice("%s: %s is no longer banned" % (member.current, member.unban(rest)))
+
+    def cmd_op(self, member: Member, rest: str) -> None:
+        if not rest or " " in rest:
+            raise self._usage("/op NICK")
+        self.sendNotice("%s: %s is now an operator" % (member.current, member.giveOp(rest)))
+
+    def cmd_notice(self, member: Member, rest: str) -> None:
+        if not rest:
+            raise self._usage("/notice TEXT")
+        member.serverNotice(rest)
+
     def cmd_quit(self, member: Member, rest: str) -> None:
         reason = "quit: " + oneLine(rest)[:200] if rest else "quit"
-        member.quit(reason)
-        self.sendNotice("bye")
-        self.endSession(reason)
+        pending = list(self.__dict__.get("_pending", ()))
+
+        def leave(_: object = None) -> None:
+            member.quit(reason)
+            self.sendNotice("bye")
+            self.endSession(reason)
+
+        if pending:
+            # Said just before quitting: stored and echoed first, then bye.
+            DeferredList(pending, consumeErrors=True).addCallback(leave)
+        else:
+            leave()

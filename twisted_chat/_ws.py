@@ -21,6 +21,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._json import JsonSession
@@ -86,6 +87,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
     json = False
     _guard: OutgoingGuard | None = None
     _dropped = False
+    _admitted: str | None = None
+    _helloTimer: Any = None
 
     # -- Autobahn callbacks --
 
@@ -99,6 +102,13 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
                 origin=origin,
             )
             raise ConnectionDeny(403, "origin not allowed")
+        host = str(getattr(self.transport.getPeer(), "host", request.peer))  # type: ignore[union-attr]
+        try:
+            factory.service.admission.admit(host)
+        except ChatError as e:
+            self._log.info("refused WebSocket handshake from {peer}: {why}", peer=request.peer, why=e.code)
+            raise ConnectionDeny(403 if e.code == "banned" else 503, e.message)
+        self._admitted = host
         if JSON_PROTOCOL in request.protocols:
             self.json = True
             self.kind = "ws-json"
@@ -117,8 +127,18 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         self._guard = OutgoingGuard(self.factory.maxOutgoing)
         transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
         self.service = self.factory.service
-        if not self.json:
-            self.startTextSession(self.service, self.peer)
+        if self.json:
+            timeout = self.factory.helloTimeout
+            if timeout:
+                self._helloTimer = self.service.clock.callLater(timeout, self._noHello)  # type: ignore[attr-defined]
+        else:
+            self.startTextSession(self.service, self.peer, self._admitted or "")
+
+    def _noHello(self) -> None:
+        self._helloTimer = None
+        if self.member is None and not self._helloPending and self.state == _OPEN:
+            self.sendErrorObject("hello-required", "no hello within %g s: closing" % (self.factory.helloTimeout,))
+            self.sendClose(1008, "no hello")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary:
@@ -138,8 +158,17 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
             self.handleText(text)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._helloTimer is not None and self._helloTimer.active():
+            self._helloTimer.cancel()
+        self._helloTimer = None
+        if self._admitted is not None:
+            self.factory.service.admission.release(self._admitted)
+            self._admitted = None
         if self.member is not None:
             self.member.quit("disconnected")
+
+    def isOpen(self) -> bool:
+        return self.state == _OPEN and not self._dropped
 
     # -- IChatClient --
 
@@ -231,12 +260,14 @@ class ChatWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         service: ChatService,
         allowedOrigins: list[str] | None = None,
         maxOutgoing: int = 1 << 20,
+        helloTimeout: float = 10.0,
         **options: Any,
     ) -> None:
         WebSocketServerFactory.__init__(self, server="twisted-chat")
         self.service = service
         self.allowedOrigins = list(allowedOrigins or [])
         self.maxOutgoing = maxOutgoing
+        self.helloTimeout = helloTimeout
         applyOptions(self, **options)
 
 

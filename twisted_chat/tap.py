@@ -20,6 +20,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from twisted_chat import __version__
+from twisted_chat._limits import Admission
 from twisted_chat._line import LineChatFactory
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._service import ChatService
@@ -89,10 +90,20 @@ class Options(usage.Options):
         ["ws-max-message", None, 65536, "Largest WebSocket message (bytes) a client may send; larger ones are closed with 1009.", _bounded("ws-max-message", 256, 1 << 26)],
         ["ws-ping-interval", None, 25.0, "Seconds between server pings on WebSocket connections (0: off).", _bounded("ws-ping-interval", 0, 3600, float)],
         ["ws-ping-timeout", None, 10.0, "Seconds to wait for a pong before dropping the peer.", _bounded("ws-ping-timeout", 1, 3600, float)],
+        ["max-connections", None, 10000, "Connections in all; more are refused politely (0: no limit).", _bounded("max-connections", 0, 10**7)],
+        ["max-per-ip", None, 50, "Connections from one address (0: no limit).", _bounded("max-per-ip", 0, 10**7)],
+        ["max-rooms", None, 50, "Rooms one connection may be in.", _bounded("max-rooms", 1, 100000)],
+        ["max-message-length", None, 4096, "Characters in one message.", _bounded("max-message-length", 1, 1 << 20)],
+        ["flood-rate", None, 5.0, "Requests (messages and commands) a second per connection (0: no flood control).", _bounded("flood-rate", 0, 10**6, float)],
+        ["flood-burst", None, 10.0, "Requests a connection may send at once before flood control slows it down.", _bounded("flood-burst", 1, 10**6, float)],
+        ["flood-kick", None, 20.0, "Refused requests (leaking away at the flood rate) after which a flooding connection is dropped.", _bounded("flood-kick", 1, 10**6, float)],
+        ["handshake-timeout", None, 10.0, "Seconds a WebSocket client has to finish its handshake (and, in json mode, say hello).", _bounded("handshake-timeout", 1, 3600, float)],
+        ["auth", None, None, "Password file of registered nicks (lines NICK:HASH; make them with twisted-chat-passwd)."],
         ["shutdown-timeout", None, 5.0, "Seconds to wait for connections to close on shutdown.", _bounded("shutdown-timeout", 0, 600, float)],
     ]
 
     optFlags = [
+        ["require-auth", None, "Only registered nicks may chat (needs --auth)."],
         ["ws-compression", None, "Accept permessage-deflate on WebSocket connections (off by default)."],
         ["ws-echo", None, "Also serve /echo, a WebSocket echo endpoint with the same options (for compliance testing)."],
     ]
@@ -102,6 +113,13 @@ class Options(usage.Options):
         self["line"] = []
         self["web"] = []
         self["allow-origin"] = []
+        self["admin"] = []
+
+    def opt_admin(self, nick: str) -> None:
+        """
+        A server admin (a registered nick of the --auth file; repeatable): operator in every room, may send server notices.
+        """
+        self["admin"].append(nick)
 
     def opt_web(self, description: str) -> None:
         """
@@ -134,6 +152,19 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         self["line"] = self._listeners(self["line"], ["tcp:9000"], "line")
         self["web"] = self._listeners(self["web"], ["tcp:8080"], "web")
+        self["passwords"] = {}
+        if self["auth"]:
+            from twisted_chat._auth import AuthFileError, loadPasswords
+
+            try:
+                self["passwords"] = loadPasswords(self["auth"])
+            except AuthFileError as e:
+                raise usage.UsageError(str(e))
+        elif self["require-auth"] or self["admin"]:
+            raise usage.UsageError("--require-auth and --admin need --auth FILE")
+        for nick in self["admin"]:
+            if nick.lower() not in self["passwords"]:
+                raise usage.UsageError("admin %s is not a registered nick of %s" % (nick, self["auth"]))
         store = self["store"]
         if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
             raise usage.UsageError("--store must be sqlite:PATH or memory, not %r" % (store,))
@@ -181,6 +212,15 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
         clock=reactor,  # type: ignore[arg-type]
         historySize=config["history-size"],
         shutdownTimeout=config["shutdown-timeout"],
+        maxTextLength=config["max-message-length"],
+        maxRoomsPerMember=config["max-rooms"],
+        passwords=config["passwords"],
+        requireAuth=bool(config["require-auth"]),
+        admins=config["admin"],
+        floodRate=config["flood-rate"],
+        floodBurst=config["flood-burst"],
+        floodKick=config["flood-kick"],
+        admission=Admission(config["max-connections"], config["max-per-ip"]),
     )
     chat.setServiceParent(top)
     lineFactory = LineChatFactory(
@@ -213,11 +253,13 @@ def _makeWebSite(config: Options, chat: ChatService, reactor: IReactorCore | Non
         pingInterval=config["ws-ping-interval"],
         pingTimeout=config["ws-ping-timeout"],
         compression=bool(config["ws-compression"]),
+        handshakeTimeout=config["handshake-timeout"],
     )
     wsFactory = ChatWebSocketFactory(
         chat,
         allowedOrigins=config["allow-origin"],
         maxOutgoing=config["max-outgoing"],
+        helloTimeout=config["handshake-timeout"],
         **wsOptions,
     )
     echo = EchoFactory(allowedOrigins=config["allow-origin"], **wsOptions) if config["ws-echo"] else None
