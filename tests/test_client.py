@@ -1641,7 +1641,7 @@ def test_e2eServerShutdown(chatDaemon: Any, clientProcesses: Callable[..., Clien
     alice.waitFor(lambda line: line.startswith("*** #lobby: members: "))
     chatDaemon.stop()
     assert alice.wait() == 1
-    assert alice.out[-1] == "*** server shutting down"
+    assert re.match('^\\*\\*\\* server shutting down \\(reconnect in about ([1-9]|1[01]) s\\)$', alice.out[-1]), alice.out[-1]
     assert alice.err == ["twisted-chat: connection closed by server"]
 
 

@@ -10,6 +10,8 @@ that is in the lines read on the way.
 
 from __future__ import annotations
 
+import re
+
 import signal
 import socket
 import time
@@ -191,7 +193,8 @@ def test_stalledReaderIsDropped(startDaemon: Callable[..., Daemon], lineClients:
 
 def test_sigtermSaysGoodbye(chatDaemon: Daemon, lineClients: Callable[..., LineClient]) -> None:
     """
-    On SIGTERM every client gets C{*** server shutting down} and its
+    On SIGTERM every client gets C{*** server shutting down} (with a
+    jittered hint when to reconnect) and its
     connection is closed; the daemon stops cleanly, without waiting for the
     shutdown timeout.
     """
@@ -205,7 +208,9 @@ def test_sigtermSaysGoodbye(chatDaemon: Daemon, lineClients: Callable[..., LineC
         barrier(c)
     chatDaemon.signal(signal.SIGTERM)
     for c in clients:
-        assert c.readUntilClosed(timeout=10) == ["*** server shutting down"]
+        [line] = c.readUntilClosed(timeout=10)
+        # the reconnect hint is jittered over --drain-spread (10 s) after 1 s
+        assert re.match('^\\*\\*\\* server shutting down \\(reconnect in about ([1-9]|1[01]) s\\)$', line), line
     chatDaemon.stop(timeout=4)
     assert chatDaemon.stoppedCleanly, chatDaemon.log
     assert "shutting down: closing 3 connections" in chatDaemon.log

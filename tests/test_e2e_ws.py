@@ -10,6 +10,8 @@ reactor pytest-twisted runs in the main thread; every wait in it is bounded.
 
 from __future__ import annotations
 
+import re
+
 import asyncio
 import base64
 import json
@@ -422,9 +424,12 @@ def test_sigtermClosesWebSockets(startDaemon: Callable[..., Daemon]) -> None:
         return jsonFrames, await closeCode(jason), textFrames, await closeCode(wsText)
 
     jsonFrames, jsonCode, textFrames, textCode = runAsync(main)
-    assert jsonFrames[-1] == {"type": "notice", "text": "server shutting down"}
+    notice = jsonFrames[-1]
+    assert notice["text"] == "server shutting down"
+    # clients are told to come back after a jittered 1-11 s: no reconnect storm
+    assert 1000 <= notice["reconnect_after"] <= 11000
     assert jsonCode == 1001
-    assert textFrames[-1] == "*** server shutting down"
+    assert re.match('^\\*\\*\\* server shutting down \\(reconnect in about ([1-9]|1[01]) s\\)$', textFrames[-1]), textFrames[-1]
     assert textCode == 1001
     daemon.stop()
     assert daemon.stoppedCleanly, daemon.log

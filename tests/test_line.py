@@ -7,6 +7,8 @@ C{transport.value()}.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IPushProducer
@@ -739,8 +741,8 @@ def test_shutdownClosesEveryConnection(factory: LineChatFactory, service: ChatSe
     quiet(alice, bob)
     d = service.stopService()
     # (This transport loses connections at once, so bob may also see alice go.)
-    assert alice.lines()[-1] == "*** server shutting down"
-    assert bob.lines()[-1] == "*** server shutting down"
+    assert re.match('^\\*\\*\\* server shutting down \\(reconnect in about ([1-9]|1[01]) s\\)$', alice.lines()[-1])
+    assert re.match('^\\*\\*\\* server shutting down \\(reconnect in about ([1-9]|1[01]) s\\)$', bob.lines()[-1])
     assert not alice.open and not bob.open
     done: list[object] = []
     d.addCallback(done.append)

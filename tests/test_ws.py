@@ -7,6 +7,8 @@ go through C{txaio.config.loop}) on one L{Clock}.
 
 from __future__ import annotations
 
+import re
+
 import json
 from typing import Any, Iterator
 
@@ -526,9 +528,12 @@ def test_jsonShutdown(chat: Chat) -> None:
     stopped: list[object] = []
     chat.service.stopService().addBoth(stopped.append)
     chat.flush()
-    assert alice.objects() == [{"type": "notice", "text": "server shutting down"}]
+    [notice] = alice.objects()
+    assert notice["type"] == "notice" and notice["text"] == "server shutting down"
+    assert 1000 <= notice["reconnect_after"] <= 11000
     assert alice.closed is not None and alice.closed[:2] == (True, 1001)
-    assert bob.lines() == ["*** server shutting down"]
+    [line] = bob.lines()
+    assert re.match('^\\*\\*\\* server shutting down \\(reconnect in about ([1-9]|1[01]) s\\)$', line), line
     assert bob.closed is not None and bob.closed[:2] == (True, 1001)
     assert stopped == [None]
 

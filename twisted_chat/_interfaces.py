@@ -26,10 +26,11 @@ class IChatClient(Interface):
         An exception raised here removes this client, never anyone else.
         """
 
-    def close(reason: str) -> None:
+    def close(reason: str, reconnectAfter: float | None = None) -> None:
         """
-        The service ends this connection (shutdown, kick): tell the user
-        C{reason} and close.
+        The service ends this connection (shutdown, flooding): tell the user
+        C{reason} (and, on a shutdown, after how many seconds to reconnect)
+        and close.
         """
 
 
@@ -105,4 +106,9 @@ class IMessageStore(Interface):
     def close() -> object:
         """
         Flush and close; returns a Deferred.
+        """
+
+    def ping() -> object:
+        """
+        A Deferred that fires when the store answers (readiness probes).
         """

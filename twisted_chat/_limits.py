@@ -6,6 +6,8 @@ Fairness under abuse: flood control per connection, and admission limits
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted_chat._errors import ChatError
 
 
@@ -56,6 +58,13 @@ class Admission:
         self.total = 0
         self.perHost: dict[str, int] = {}
         self.bannedHosts: set[str] = set()
+        #: told about refusals (metrics); set by the service
+        self.stats: Any = None
+
+    def _refuse(self, code: str, message: str) -> ChatError:
+        if self.stats is not None:
+            self.stats.refused(code)
+        return ChatError(code, message)
 
     def admit(self, host: str) -> None:
         """
@@ -63,14 +72,14 @@ class Admission:
         it is refused (nothing is counted then).
         """
         if host in self.bannedHosts:
-            raise ChatError("banned", "your address is banned from this server")
+            raise self._refuse("banned", "your address is banned from this server")
         if self.maxConnections and self.total >= self.maxConnections:
-            raise ChatError(
+            raise self._refuse(
                 "server-full", "the server is full (%d connections): please try again later" % (self.maxConnections,)
             )
         count = self.perHost.get(host, 0)
         if self.maxPerHost and count >= self.maxPerHost:
-            raise ChatError(
+            raise self._refuse(
                 "too-many-connections",
                 "too many connections from your address (at most %d): close one first" % (self.maxPerHost,),
             )

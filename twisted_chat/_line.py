@@ -23,7 +23,7 @@ from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._service import ChatService
-from twisted_chat._text import TextSession
+from twisted_chat._text import TextSession, closingText
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -155,9 +155,9 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         if not self._closing:
             self.deliverText(event)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
         if not self._closing:
-            self.sendNotice(reason)
+            self.sendNotice(closingText(reason, reconnectAfter))
             self.endSession(reason)
 
     # -- output --

@@ -40,6 +40,9 @@ class MemoryStore:
     def close(self) -> Deferred[None]:
         return succeed(None)
 
+    def ping(self) -> Deferred[None]:
+        return succeed(None)
+
     def lastId(self, room: str) -> int:
         if room == "@private":
             return self._lastPrivate

@@ -343,6 +343,9 @@ class ChatService(Service):
         floodBurst: float = 10.0,
         floodKick: float = 20.0,
         admission: Admission | None = None,
+        stats: Any = None,
+        drainSpread: float = 10.0,
+        logMessages: bool = False,
     ) -> None:
         self.store: IMessageStore = store if store is not None else MemoryStore()
         self._clock = clock
@@ -371,6 +374,15 @@ class ChatService(Service):
         self.floodBurst = floodBurst
         self.floodKick = floodKick
         self.admission = admission if admission is not None else Admission()
+        from twisted_chat._ops import Stats
+
+        #: where the service reports what happens (metrics); see _ops.Stats
+        self.stats = stats if stats is not None else Stats()
+        self.admission.stats = self.stats
+        #: on shutdown, clients are told to reconnect after a random delay of
+        #: up to this many seconds, so a restart causes no reconnect storm
+        self.drainSpread = drainSpread
+        self.logMessages = logMessages
         self.setName("chat")
 
     @property
@@ -422,9 +434,12 @@ class ChatService(Service):
         done: Deferred[None] = Deferred()
         if self.members:
             self._allGone = done
+            import random
+
             for m in list(self.members):
                 try:
-                    m.client.close("server shutting down")
+                    delay = 1 + random.random() * self.drainSpread if self.drainSpread else None
+                    m.client.close("server shutting down", delay)
                 except Exception:
                     self._log.failure("closing {member!r} failed", member=m.nick)
                     self._quit(m, "server shutting down")
@@ -538,6 +553,7 @@ class ChatService(Service):
             return
         if member.flood.take(self.now(), self.floodRate, self.floodBurst):
             return
+        self.stats.refused("flood")
         if member.flood.strikes >= self.floodKick:
             self._log.warn("disconnecting {nick} from {peer}: flooding", nick=member.nick, peer=member.peer)
             try:
@@ -757,6 +773,8 @@ class ChatService(Service):
             return msg
 
         def failed(f: Failure) -> Failure:
+            if not f.check(ChatError):
+                self.stats.storeFailed()
             if refs.get(key) is entry:
                 del refs[key]
             entry.failed(f)
@@ -773,6 +791,9 @@ class ChatService(Service):
             d = self.store.append(msg, None if ref is None else str(ref))
 
             def stored(_: object) -> Message:
+                self.stats.messageStored("room", self.now() - msg.time)
+                if self.logMessages:
+                    self._log.info("{nick} in {room}: {text}", nick=msg.sender, room=name, text=msg.text)
                 room = self.rooms.get(name)
                 if room is not None:
                     self._broadcast(room, msg)
@@ -794,6 +815,7 @@ class ChatService(Service):
             d = self.store.append(msg, None if ref is None else str(ref))
 
             def stored(_: object) -> Private:
+                self.stats.messageStored("private", self.now() - msg.time)
                 if not target.gone:
                     self._send(target, msg)
                 if target is not member and not member.gone:
@@ -871,6 +893,7 @@ class ChatService(Service):
         # Gone before the leave notices go out: a member whose delivery of
         # one of them fails is not closed and dropped a second time.
         member.gone = True
+        self.stats.disconnected(reason)
         for name in list(member.rooms):
             self._part(member, name, reason)
         member._held = None

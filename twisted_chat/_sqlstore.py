@@ -116,6 +116,35 @@ def _open(path: str, sync: str) -> sqlite3.Connection:
     return conn
 
 
+def checkStore(path: str) -> None:
+    """
+    Check, without changing anything, that C{path} can be used as the
+    database: raise L{StoreError} saying why not.
+    """
+    if not os.path.exists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.access(folder, os.W_OK):
+            raise StoreError("cannot create %s: folder %s is not writable" % (path, folder))
+        return
+    if not os.path.isfile(path):
+        raise StoreError("%s is not a file" % (path,))
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError("cannot read and write %s: permission denied" % (path,))
+    try:
+        conn = sqlite3.connect("file:%s?mode=ro" % (os.path.abspath(path),), uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "meta" not in tables:
+                raise StoreError("%s is an SQLite database, but not a twisted-chat one" % (path,))
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StoreError("%s is corrupted: %s" % (path, check))
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError("cannot use %s: %s" % (path, e))
+
+
 @implementer(IMessageStore)
 class SQLiteStore:
     """
@@ -272,6 +301,13 @@ class SQLiteStore:
             return d
         self._queue.put(("call", fn, d))
         return d
+
+    def ping(self) -> Deferred[None]:
+        """
+        Fires once the database thread has run a trivial query: the store
+        is alive and not stuck.
+        """
+        return self._call(lambda conn: conn.execute("SELECT 1").fetchone() and None)
 
     # -- IMessageStore --
 

@@ -68,6 +68,15 @@ def oneLine(text: str) -> str:
     return text.translate(_CONTROL) if not text.isprintable() else text
 
 
+def closingText(reason: str, reconnectAfter: float | None) -> str:
+    """
+    What a text-mode user is told when the server closes the connection.
+    """
+    if reconnectAfter is None:
+        return reason
+    return "%s (reconnect in about %d s)" % (reason, max(1, round(reconnectAfter)))
+
+
 def stamp(t: float, now: float) -> str:
     """
     A history stamp: C{HH:MM} for today (UTC), C{YYYY-MM-DD HH:MM} otherwise.

@@ -27,7 +27,7 @@ from twisted_chat._interfaces import IChatClient
 from twisted_chat._json import JsonSession
 from twisted_chat._line import OutgoingGuard
 from twisted_chat._service import ChatService
-from twisted_chat._text import TextSession
+from twisted_chat._text import TextSession, closingText
 
 JSON_PROTOCOL = "chat.json"
 TEXT_PROTOCOL = "chat"
@@ -180,13 +180,16 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         else:
             self.deliverText(event)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
         if self.state != _OPEN:
             return
         if self.json:
-            self.sendObject({"type": "notice", "text": reason})
+            notice: dict[str, Any] = {"type": "notice", "text": reason}
+            if reconnectAfter is not None:
+                notice["reconnect_after"] = int(reconnectAfter * 1000)
+            self.sendObject(notice)
         else:
-            self.sendNotice(reason)
+            self.sendNotice(closingText(reason, reconnectAfter))
         # 1001 (going away): Autobahn's sendClose() refuses every code but
         # 1000 and 3000-4999, so send the close frame itself.
         self.sendCloseFrame(_GOING_AWAY, encode_truncate(reason, 123), isReply=False)

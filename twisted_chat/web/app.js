@@ -662,6 +662,9 @@
     ack: onAck,
 
     notice(ev) {
+      // a server going down says when to come back (jittered per client),
+      // so a restart does not bring every page back at the same instant
+      if (Number.isFinite(ev.reconnect_after) && ev.reconnect_after > 0) state.serverDelay = ev.reconnect_after;
       const views = [...state.views.values()].filter((v) => !v.isPrivate);
       for (const v of views.length ? views : [currentView()].filter(Boolean)) addSys(v, String(ev.text), 'notice');
     },
@@ -793,7 +796,8 @@
   function scheduleReconnect(note) {
     state.attempt++;
     const cap = Math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.attempt - 1));
-    const delay = Math.max(BACKOFF_MIN, Math.random() * cap);   // full jitter
+    let delay = Math.max(BACKOFF_MIN, Math.random() * cap);   // full jitter
+    if (state.serverDelay) { delay = Math.max(delay, state.serverDelay); state.serverDelay = 0; }
     state.retryAt = Date.now() + delay;
     state.retryNote = note || '';
     const show = () => {
