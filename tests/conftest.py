@@ -170,6 +170,14 @@ class Daemon:
             finally:
                 probe.close()
             assert first is not None and first.startswith("*** Welcome"), (first, self.log)
+            # Wait until the probe has left too: otherwise its leave notice
+            # may reach the first client a test connects (whether it does
+            # depends on the order in which epoll reports the two sockets).
+            m = re.match(r"\*\*\* Welcome to twisted-chat, (\S+)!", first)
+            if m is not None:
+                self.waitForLog(
+                    r"\] %s disconnected" % (re.escape(m.group(1)),), max(0.0, deadline - time.monotonic())
+                )
         elif "web" in ports:
             with socket.create_connection(("127.0.0.1", ports["web"]), timeout=timeout) as s:
                 s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
@@ -243,11 +251,12 @@ def startDaemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         *extraArgs: str,
         line: str | None = LOOPBACK,
         web: str | None = "none",
+        metrics: str | None = "none",
         timeout: float = START_TIMEOUT,
     ) -> Daemon:
         args: list[str] = []
         frontends = []
-        for name, address in (("line", line), ("web", web)):
+        for name, address in (("line", line), ("web", web), ("metrics", metrics)):
             if address is not None:
                 args += ["--" + name, address]
                 if address != "none":

@@ -25,6 +25,7 @@ from twisted_chat._events import (
     Parted,
     Presence,
     Private,
+    PrivateHistory,
     RoomList,
 )
 from twisted_chat._interfaces import IChatClient, IMessageStore
@@ -62,8 +63,9 @@ class RecordingClient:
         assert isinstance(event, Event)
         self.events.append(event)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
         self.closed.append(reason)
+        self.reconnectAfter = reconnectAfter
 
     def take(self) -> list[Event]:
         """
@@ -87,8 +89,8 @@ class ClosingClient(RecordingClient):
 
     member: Member | None = None
 
-    def close(self, reason: str) -> None:
-        RecordingClient.close(self, reason)
+    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
+        RecordingClient.close(self, reason, reconnectAfter)
         assert self.member is not None
         self.member.quit("disconnected")
 
@@ -126,6 +128,8 @@ def describe(e: Event) -> tuple[Any, ...]:
         return ("rooms", e.rooms)
     if isinstance(e, Notice):
         return ("notice", e.text)
+    if isinstance(e, PrivateHistory):
+        return ("private-history", [p.id for p in e.messages])
     raise AssertionError("unexpected event %r" % (e,))
 
 
@@ -1020,3 +1024,327 @@ def test_storeIsAMessageStore(service: ChatService) -> None:
     """
     assert isinstance(service.store, MemoryStore)
     assert verifyObject(IMessageStore, service.store)
+
+
+# -- idempotent refs ----------------------------------------------------------
+
+
+class PendingStore(MemoryStore):
+    """
+    A memory store whose appends are confirmed (or failed) only when the
+    test says so, like a database that has not committed yet.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        MemoryStore.__init__(self, **kw)
+        self.pending: list[tuple[Deferred[None], Message | Private]] = []
+
+    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.pending.append((d, message))
+        return d
+
+    def commit(self) -> None:
+        """
+        Store and confirm the oldest pending append.
+        """
+        d, message = self.pending.pop(0)
+        MemoryStore.append(self, message)
+        d.callback(None)
+
+    def fail(self) -> None:
+        """
+        Fail the oldest pending append: nothing is stored.
+        """
+        d, _ = self.pending.pop(0)
+        d.errback(OSError("disk full"))
+
+
+def results(d: Deferred[T]) -> list[object]:
+    """
+    A list that gets C{d}'s result (or Failure) once it fires.
+    """
+    out: list[object] = []
+    d.addBoth(out.append)
+    return out
+
+
+def roomMessages(client: RecordingClient) -> list[tuple[Any, ...]]:
+    return [e for e in client.describe() if e[0] == "message"]
+
+
+def test_sayWithTheSameRefTwiceStoresOneMessage(service: ChatService) -> None:
+    """
+    Saying again with a ref already used by the same nick (a resend after a
+    lost ack) stores and delivers no second message: both calls answer with
+    the same message, so both acks carry the same id.
+    """
+    alice, ca = enter(service, "alice", "#lobby")
+    bob, cb = enter(service, "bob", "#lobby")
+    first = fired(alice.say("hello", ref="r1"))
+    again = fired(alice.say("hello", ref="r1"))
+    assert (again.id, again.text) == (first.id, "hello") == (1, "hello")
+    assert roomMessages(cb) == [("message", "#lobby", 1, "alice", "hello", False)]
+    assert roomMessages(ca) == [("message", "#lobby", 1, "alice", "hello", False)]
+    assert [m.id for m in fired(service.store.recent("#lobby", 10))] == [1]
+    assert say(alice, "next").id == 2
+
+
+def test_resendWhileTheFirstIsStillBeingStored() -> None:
+    """
+    A resend that arrives while the first send is still being stored waits
+    for it: nothing is delivered or stored twice, and both answer with the
+    one message once it is durable.
+    """
+    store = PendingStore()
+    service = ChatService(store=store, clock=Clock())
+    alice, _ = enter(service, "alice", "#lobby")
+    bob, cb = enter(service, "bob", "#lobby")
+    first = results(alice.say("hello", ref="r1"))
+    again = results(alice.say("hello", ref="r1"))
+    assert (first, again, len(store.pending)) == ([], [], 1)
+    assert roomMessages(cb) == []
+    store.commit()
+    assert len(first) == len(again) == 1
+    assert first[0] is again[0]
+    assert isinstance(first[0], Message) and first[0].id == 1
+    assert roomMessages(cb) == [("message", "#lobby", 1, "alice", "hello", False)]
+    assert store.pending == []
+
+
+def test_sameRefFromAnotherNickIsAnotherMessage(service: ChatService) -> None:
+    """
+    Refs belong to a nick: another nick using the same ref sends its own
+    message.
+    """
+    alice, _ = enter(service, "alice", "#lobby")
+    bob, cb = enter(service, "bob", "#lobby")
+    a = fired(alice.say("from alice", ref="c1"))
+    b = fired(bob.say("from bob", ref="c1"))
+    assert (a.id, b.id) == (1, 2)
+    assert roomMessages(cb) == [
+        ("message", "#lobby", 1, "alice", "from alice", False),
+        ("message", "#lobby", 2, "bob", "from bob", False),
+    ]
+
+
+def test_refIsForgottenAfterTheWindow(clock: Clock) -> None:
+    """
+    A ref is remembered for C{refWindow} seconds after its first use; a
+    resend within that time is the same message, reusing the ref later
+    sends a new one.
+    """
+    service = ChatService(clock=clock, refWindow=60.0)
+    alice, _ = enter(service, "alice", "#lobby")
+    bob, cb = enter(service, "bob", "#lobby")
+    assert fired(alice.say("hello", ref="r1")).id == 1
+    clock.advance(59)
+    assert fired(alice.say("hello", ref="r1")).id == 1
+    clock.advance(2)
+    assert fired(alice.say("hello", ref="r1")).id == 2
+    assert [e[2] for e in roomMessages(cb)] == [1, 2]
+
+
+def test_failedSendCanBeRetriedWithTheSameRef() -> None:
+    """
+    When storing fails, the send and a resend waiting for it both fail,
+    nothing is delivered, and trying again with the same ref sends the
+    message once.
+    """
+    store = PendingStore()
+    service = ChatService(store=store, clock=Clock())
+    alice, _ = enter(service, "alice", "#lobby")
+    bob, cb = enter(service, "bob", "#lobby")
+    first = results(alice.say("hello", ref="r1"))
+    waiting = results(alice.say("hello", ref="r1"))
+    store.fail()
+    for outcome in (first, waiting):
+        assert len(outcome) == 1 and isinstance(outcome[0], Failure)
+        assert outcome[0].check(OSError)
+    assert roomMessages(cb) == []
+    retry = results(alice.say("hello", ref="r1"))
+    assert len(store.pending) == 1
+    store.commit()
+    assert len(retry) == 1 and isinstance(retry[0], Message)
+    assert [(e[3], e[4]) for e in roomMessages(cb)] == [("alice", "hello")]
+    assert [m.text for m in fired(store.recent("#lobby", 10))] == ["hello"]
+
+
+def test_privateWithTheSameRefIsSentOnce(service: ChatService) -> None:
+    """
+    A private message resent with the same ref reaches the recipient once;
+    both sends answer with the same message.
+    """
+    alice, ca = connect(service, "alice")
+    bob, cb = connect(service, "bob")
+    first = fired(alice.private("bob", "psst", ref="p1"))
+    again = fired(alice.private("bob", "psst", ref="p1"))
+    assert first is again
+    assert cb.describe() == [("private", first.id, "alice", "bob", "psst")]
+    assert ca.describe() == [("private", first.id, "alice", "bob", "psst")]
+
+
+# -- nick tokens and private history ---------------------------------------------
+
+
+def test_firstNamedConnectGetsAToken(service: ChatService) -> None:
+    """
+    The first connection that asks for a nick gets a secret token and owns
+    the nick; the store keeps only a hash of the token. A guest gets none.
+    """
+    alice, _ = connect(service, "alice")
+    assert isinstance(alice.token, str) and len(alice.token) >= 16
+    assert alice.owner is True
+    stored = service.store.tokens()
+    assert list(stored) == ["alice"]
+    assert alice.token not in stored["alice"]
+    guest, _ = connect(service)
+    assert (guest.token, guest.owner) == (None, False)
+    assert list(service.store.tokens()) == ["alice"]
+
+
+@pytest.mark.parametrize(
+    "token, owner",
+    [("right", True), ("wrong", False), (None, False), ("", False), (12345, False)],
+    ids=["right-token", "wrong-token", "no-token", "empty-token", "not-a-string"],
+)
+def test_laterConnectOwnsTheNickOnlyWithTheToken(service: ChatService, token: object, owner: bool) -> None:
+    """
+    A later connection with the nick (in any case) owns it only when it
+    presents the token issued first; without it the nick may still be used
+    while free, but it is not the owner. No new token is issued either way.
+    """
+    first, _ = connect(service, "alice")
+    issued = first.token
+    assert issued is not None
+    stored = service.store.tokens()
+    first.quit()
+    presented = issued if token == "right" else token
+    again = service.connect(RecordingClient(), nick="ALICE", peer="test", token=presented)  # type: ignore[arg-type]
+    assert (again.nick, again.owner, again.token) == ("ALICE", owner, None)
+    assert service.store.tokens() == stored
+
+
+def test_tokensOutliveTheService(clock: Clock) -> None:
+    """
+    A service started over a store that holds a nick's token (a restarted
+    daemon) knows it: the token owns the nick, another one does not, and
+    no new token is issued.
+    """
+    store = MemoryStore()
+    before = ChatService(store=store, clock=clock)
+    before.startService()
+    first, _ = connect(before, "alice")
+    issued = first.token
+    first.quit()
+    fired(before.stopService())
+    after = ChatService(store=store, clock=clock)
+    after.startService()
+    again = after.connect(RecordingClient(), nick="alice", peer="test", token=issued)
+    assert (again.owner, again.token) == (True, None)
+    again.quit()
+    guesser = after.connect(RecordingClient(), nick="alice", peer="test", token="guess")
+    assert (guesser.owner, guesser.token) == (False, None)
+    guesser.quit()
+    assert list(store.tokens()) == ["alice"]
+    fired(after.stopService())
+
+
+def privates(service: ChatService) -> tuple[Member, RecordingClient, str]:
+    """
+    alice, bob and carol exchange private messages 1-4; bob then leaves.
+    Returns alice, her client, and bob's token.
+    """
+    alice, ca = connect(service, "alice")
+    bob, _ = connect(service, "bob")
+    carol, _ = connect(service, "carol")
+    fired(alice.private("bob", "1 alice to bob"))
+    fired(carol.private("Bob", "2 carol to bob"))
+    fired(carol.private("alice", "3 carol to alice"))
+    fired(bob.private("carol", "4 bob to carol"))
+    token = bob.token
+    assert token is not None
+    bob.quit()
+    ca.take()
+    return alice, ca, token
+
+
+def test_privateHistoryForTheOwner(service: ChatService) -> None:
+    """
+    The owner of a nick gets the private messages to and from that nick,
+    and only those, oldest first; with C{afterId} only the later ones.
+    """
+    alice, ca, token = privates(service)
+    bob = service.connect(RecordingClient(), nick="bob", peer="test", token=token)
+    client = bob.client
+    assert isinstance(client, RecordingClient)
+    assert bob.owner is True
+    bob.privateHistory()
+    [history] = client.take()
+    assert isinstance(history, PrivateHistory)
+    assert [(p.id, p.sender, p.recipient, p.text) for p in history.messages] == [
+        (1, "alice", "bob", "1 alice to bob"),
+        (2, "carol", "bob", "2 carol to bob"),
+        (4, "bob", "carol", "4 bob to carol"),
+    ]
+    bob.privateHistory(afterId=2)
+    assert client.describe() == [("private-history", [4])]
+    alice.privateHistory()
+    assert ca.describe() == [("private-history", [1, 3])]
+
+
+def test_privateHistoryOnlyForOwners(service: ChatService) -> None:
+    """
+    Private history is shown only to a connection that owns its nick: the
+    same nick without the token, or with a wrong one, gets an empty list.
+    """
+    privates(service)
+    for token in (None, "not-the-token"):
+        bob = service.connect(RecordingClient(), nick="bob", peer="test", token=token)
+        assert bob.owner is False
+        client = bob.client
+        assert isinstance(client, RecordingClient)
+        bob.privateHistory()
+        assert client.describe() == [("private-history", [])]
+        bob.quit()
+
+
+def test_nickChangeEndsOwnership(service: ChatService) -> None:
+    """
+    A connection that owns its nick keeps owning it through a change of
+    case, but changing to another nick does not make it the owner of that
+    one: it is not shown that nick's private history.
+    """
+    alice, ca, _ = privates(service)
+    assert alice.owner is True
+    alice.setNick("Alice")
+    alice.privateHistory()
+    assert ca.describe()[-1] == ("private-history", [1, 3])
+    alice.setNick("bob")
+    ca.take()
+    alice.privateHistory()
+    assert ca.describe() == [("private-history", [])]
+
+
+
+def test_privateToAnOwnedNickWhileAway(service: ChatService) -> None:
+    """
+    A private message to a nick that has an owner but is offline is stored
+    (the sender sees it echoed, and is told the recipient is away); the
+    owner gets it in its private history when it comes back with its
+    token. A nick nobody ever owned is still refused.
+    """
+    alice, ca, token = privates(service)
+    sent = fired(alice.private("bob", "5 while you were away"))
+    assert (sent.sender, sent.recipient, sent.id) == ("alice", "bob", 5)
+    events = ca.take()
+    assert [e.kind for e in events] == ["private", "notice"]
+    assert "bob is offline" in events[1].text  # type: ignore[attr-defined]
+    bob = service.connect(RecordingClient(), nick="bob", peer="test", token=token)
+    client = bob.client
+    assert isinstance(client, RecordingClient)
+    bob.privateHistory(afterId=4)
+    assert client.describe() == [("private-history", [5])]
+    with pytest.raises(ChatError) as e:
+        alice.private("nobody-ever", "hello?")
+    assert e.value.code == "no-such-nick"

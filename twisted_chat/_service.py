@@ -796,7 +796,9 @@ class ChatService(Service):
                     self._log.info("{nick} in {room}: {text}", nick=msg.sender, room=name, text=msg.text)
                 room = self.rooms.get(name)
                 if room is not None:
+                    recipients = len(room.members)
                     self._broadcast(room, msg)
+                    self.stats.delivered(recipients)
                 return msg
 
             return d.addCallback(stored)
@@ -806,16 +808,24 @@ class ChatService(Service):
     def _private(self, member: Member, nick: str, text: str, ref: object = None) -> Deferred[Private]:
         self._requireLogin(member)
         target = self.lookup(checkNick(nick)) if isinstance(nick, str) else None
-        if target is None:
+        if target is None and nickKey(nick) not in self._tokens and nickKey(nick) not in self.passwords:
             raise ChatError("no-such-nick", "nobody called %s is online" % (nick,))
+        # An owned (or registered) nick that is offline gets it later, in its
+        # private history, when it comes back with its token or password.
         text = self._checkText(text)
 
         def make() -> Deferred[Private]:
-            msg = Private(self._nextId(PRIVATE), member.nick, target.nick, text, self.now())
+            recipient = target.nick if target is not None else nick
+            msg = Private(self._nextId(PRIVATE), member.nick, recipient, text, self.now())
             d = self.store.append(msg, None if ref is None else str(ref))
 
             def stored(_: object) -> Private:
                 self.stats.messageStored("private", self.now() - msg.time)
+                if target is None:
+                    if not member.gone:
+                        self._send(member, msg)
+                        self._send(member, Notice("%s is offline: they will see it when they come back" % (recipient,)))
+                    return msg
                 if not target.gone:
                     self._send(target, msg)
                 if target is not member and not member.gone:
