@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]} with apt-get"
   sudo=""
@@ -20,6 +22,10 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check ".[test]"
 # Write the plugin cache now, as the installing user (see docs/operations.md).
 .venv/bin/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+
+# socket.io-client from npm for the Socket.IO end-to-end tests (tests/sio),
+# pinned by its package-lock.json; node_modules is not committed.
+[[ -d tests/sio/node_modules ]] || npm ci --prefix tests/sio --no-audit --no-fund
 
 mkdir -p test-artifacts
 exec .venv/bin/python -m pytest "$@"

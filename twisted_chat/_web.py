@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_web -*-
 """
 The web port: the chat page at C{/}, its assets, WebSocket at C{/ws} (and
-at C{/} for clients that upgrade there, like the seed's C{WsClient.js}), and
-optionally the C{/echo} endpoint for the compliance suite.
+at C{/} for clients that upgrade there, like the seed's C{WsClient.js}),
+Socket.IO at C{/socket.io/}, and optionally the C{/echo} endpoint for the
+compliance suite.
 
 Assets are read once at start-up from the package's C{web/} folder and served
 from memory with strict security headers (no inline script is allowed).
@@ -21,6 +22,7 @@ from twisted.web.server import Request, Site
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
+    from twisted_chat._engineio import EngineResource
     from twisted_chat._ws import ChatWebSocketFactory, EchoFactory
 
 _TYPES = {
@@ -117,9 +119,12 @@ def makeSite(
     wsFactory: ChatWebSocketFactory,
     echoFactory: EchoFactory | None = None,
     clock: IReactorTime | None = None,
+    socketIo: EngineResource | None = None,
 ) -> Site:
     """
-    Build the C{Site} for one or more C{--web} listeners.
+    Build the C{Site} for one or more C{--web} listeners; C{socketIo} is
+    mounted at C{/socket.io/}, and then request bodies are bounded by its
+    C{maxPayload}.
     """
     ws = WebSocketResource(wsFactory)
     assets = loadAssets()
@@ -132,6 +137,12 @@ def makeSite(
     if echoFactory is not None:
         root.putChild(b"echo", WebSocketResource(echoFactory))
     site = Site(root, reactor=clock)
+    if socketIo is not None:
+        from twisted_chat._engineio import BoundedRequest
+
+        root.putChild(b"socket.io", socketIo)
+        site.requestFactory = BoundedRequest
+        site.maxRequestBody = socketIo.engine.maxPayload  # type: ignore[attr-defined]
     site.displayTracebacks = False
     site.noisy = False
     return site
