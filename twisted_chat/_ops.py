@@ -86,7 +86,7 @@ class PrometheusStats(Stats):
         )
         self.storeFailures = Counter("chat_store_failures", "Messages the store failed to commit.", registry=registry)
         self.deliveries = Counter(
-            "chat_deliveries", "Events handed to connections (one per recipient).", registry=registry
+            "chat_deliveries", "Room messages handed to connections (one per member of the room).", registry=registry
         )
         self.disconnects = Counter(
             "chat_disconnects", "Connections that ended, by reason.", ["reason"], registry=registry
@@ -228,14 +228,22 @@ class ReadyResource(Resource):
             return json.dumps({"status": "stopping"}).encode() + b"\n"
         d: Deferred[Any] = service.store.ping()  # type: ignore[attr-defined]
         d.addTimeout(self.timeout, service.clock)  # type: ignore[arg-type]
+        # A prober that gave up (its own timeout is often 1 s too) is not
+        # answered: finishing a request whose connection is gone raises.
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
 
         def ready(_: object) -> None:
+            if gone:
+                return
             body = {"status": "ready", "store": "ok", "members": len(service.members)}
             request.write(json.dumps(body).encode() + b"\n")
             request.finish()
 
         def notReady(f: Any) -> None:
             self._log.warn("not ready: the store did not answer ({why})", why=str(f.value))
+            if gone:
+                return
             request.setResponseCode(503)
             request.write(json.dumps({"status": "unavailable", "store": str(f.value)}).encode() + b"\n")
             request.finish()

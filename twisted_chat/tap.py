@@ -62,8 +62,14 @@ def checkEndpoint(description: str) -> str:
     """
     try:
         serverFromString(MemoryReactor(), description)
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError) as e:
         raise usage.UsageError("invalid endpoint %r: %s" % (description, e))
+    except (IndexError, KeyError):
+        # systemd: endpoints name sockets inherited through socket activation
+        raise usage.UsageError(
+            "endpoint %r names a socket this process did not inherit (LISTEN_FDS/LISTEN_PID, "
+            "as systemd socket activation sets them)" % (description,)
+        )
     except ImportError as e:
         raise usage.UsageError("endpoint %r needs a missing module: %s" % (description, e))
     return description
@@ -99,10 +105,18 @@ class Options(usage.Options):
         ["flood-kick", None, 20.0, "Refused requests (leaking away at the flood rate) after which a flooding connection is dropped.", _bounded("flood-kick", 1, 10**6, float)],
         ["handshake-timeout", None, 10.0, "Seconds a WebSocket client has to finish its handshake (and, in json mode, say hello).", _bounded("handshake-timeout", 1, 3600, float)],
         ["auth", None, None, "Password file of registered nicks (lines NICK:HASH; make them with twisted-chat-passwd)."],
+        ["sio-ping-interval", None, 25.0, "Seconds between Engine.IO pings to Socket.IO clients.", _bounded("sio-ping-interval", 1, 3600, float)],
+        ["sio-ping-timeout", None, 20.0, "Seconds a Socket.IO client has to answer a ping; a quiet polling session expires after interval + timeout.", _bounded("sio-ping-timeout", 1, 3600, float)],
+        ["sio-max-payload", None, 100000, "Largest Socket.IO POST body or WebSocket message (bytes); larger POSTs get 413 and close the session.", _bounded("sio-max-payload", 1024, 1 << 26)],
+        ["sio-max-sessions", None, 10000, "Socket.IO sessions at once (0: no Socket.IO at /socket.io/).", _bounded("sio-max-sessions", 0, 10**7)],
+        ["limits", None, None, "A file of limits (lines NAME = VALUE, names as the options above: flood-rate, max-per-ip…), read at start and again on SIGHUP."],
+        ["drain-spread", None, 10.0, "On shutdown, clients are told to reconnect after a random 1 to 1+N seconds, so a restart causes no reconnect storm.", _bounded("drain-spread", 0, 3600, float)],
         ["shutdown-timeout", None, 5.0, "Seconds to wait for connections to close on shutdown.", _bounded("shutdown-timeout", 0, 600, float)],
     ]
 
     optFlags = [
+        ["check", None, "Check the options and files (auth, limits, store), print the result and exit."],
+        ["log-messages", None, "Log the text of every message (for debugging; off by default for privacy)."],
         ["require-auth", None, "Only registered nicks may chat (needs --auth)."],
         ["ws-compression", None, "Accept permessage-deflate on WebSocket connections (off by default)."],
         ["ws-echo", None, "Also serve /echo, a WebSocket echo endpoint with the same options (for compliance testing)."],
@@ -114,6 +128,13 @@ class Options(usage.Options):
         self["web"] = []
         self["allow-origin"] = []
         self["admin"] = []
+        self["metrics"] = []
+
+    def opt_metrics(self, description: str) -> None:
+        """
+        Serve /metrics (Prometheus), /healthz and /readyz on this endpoint (repeatable; default tcp:9464:interface=127.0.0.1; 'none' for off).
+        """
+        self["metrics"].append(description)
 
     def opt_admin(self, nick: str) -> None:
         """
@@ -129,7 +150,7 @@ class Options(usage.Options):
 
     def opt_allow_origin(self, origin: str) -> None:
         """
-        Also accept WebSocket handshakes from this Origin, e.g. https://example.com (repeatable; '*' for any).
+        Also accept WebSocket handshakes and Socket.IO (CORS) requests from this Origin, e.g. https://example.com (repeatable; '*' for any).
         """
         self["allow-origin"].append(origin.rstrip("/"))
 
@@ -152,6 +173,12 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         self["line"] = self._listeners(self["line"], ["tcp:9000"], "line")
         self["web"] = self._listeners(self["web"], ["tcp:8080"], "web")
+        self["metrics"] = self._listeners(self["metrics"], ["tcp:9464:interface=127.0.0.1"], "metrics")
+        if self["limits"]:
+            try:
+                readLimits(self["limits"], self)
+            except ValueError as e:
+                raise usage.UsageError(str(e))
         self["passwords"] = {}
         if self["auth"]:
             from twisted_chat._auth import AuthFileError, loadPasswords
@@ -168,6 +195,17 @@ class Options(usage.Options):
         store = self["store"]
         if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
             raise usage.UsageError("--store must be sqlite:PATH or memory, not %r" % (store,))
+        if self["check"]:
+            if store != "memory":
+                from twisted_chat._sqlstore import StoreError, checkStore
+
+                try:
+                    checkStore(store[len("sqlite:") :])
+                except StoreError as e:
+                    # the line start-up would end with (not a usage error)
+                    raise SystemExit("twistd chat: %s" % (e,))
+            print("twistd chat: configuration OK")
+            raise SystemExit(0)
 
     def _listeners(self, given: list[str], default: list[str], name: str) -> list[str]:
         if not given:
@@ -177,6 +215,72 @@ class Options(usage.Options):
                 raise usage.UsageError("--%s none cannot be combined with other --%s addresses" % (name, name))
             return []
         return [checkEndpoint(d) for d in given]
+
+
+#: the options a --limits file may set, and that SIGHUP reloads
+LIMIT_NAMES = (
+    "flood-rate",
+    "flood-burst",
+    "flood-kick",
+    "max-connections",
+    "max-per-ip",
+    "max-rooms",
+    "max-message-length",
+    "max-line-length",
+    "idle-timeout",
+    "max-outgoing",
+    "history-size",
+)
+
+
+def readLimits(path: str, into: dict[str, Any]) -> dict[str, Any]:
+    """
+    Read a limits file (C{NAME = VALUE} lines, C{#} comments) into C{into},
+    checking every value as its command-line option does; raise
+    C{ValueError} with the file and line of the first problem.
+    """
+    coercers = {row[0]: row[4] for row in Options.optParameters if len(row) > 4}
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError("cannot read limits file %s: %s" % (path, getattr(e, "strerror", None) or e))
+    found: dict[str, Any] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, value = (part.strip() for part in line.partition("="))
+        if not sep or name not in LIMIT_NAMES:
+            raise ValueError("%s line %d: expected NAME = VALUE with NAME one of %s" % (path, number, ", ".join(LIMIT_NAMES)))
+        try:
+            found[name] = coercers[name](value)
+        except ValueError as e:
+            raise ValueError("%s line %d: %s" % (path, number, e))
+    into.update(found)
+    return found
+
+
+def applyLimits(limits: dict[str, Any], chat: ChatService, lineFactory: LineChatFactory) -> None:
+    """
+    Put new limits into effect on a running service (new connections get
+    the new per-connection limits; open ones keep theirs).
+    """
+    setters = {
+        "flood-rate": lambda v: setattr(chat, "floodRate", v),
+        "flood-burst": lambda v: setattr(chat, "floodBurst", v),
+        "flood-kick": lambda v: setattr(chat, "floodKick", v),
+        "max-connections": lambda v: setattr(chat.admission, "maxConnections", v),
+        "max-per-ip": lambda v: setattr(chat.admission, "maxPerHost", v),
+        "max-rooms": lambda v: setattr(chat, "maxRoomsPerMember", v),
+        "max-message-length": lambda v: setattr(chat, "maxTextLength", v),
+        "history-size": lambda v: setattr(chat, "historySize", v),
+        "max-line-length": lambda v: setattr(lineFactory, "maxLineLength", v),
+        "idle-timeout": lambda v: setattr(lineFactory, "idleTimeout", v),
+        "max-outgoing": lambda v: setattr(lineFactory, "maxOutgoing", v),
+    }
+    for name, value in limits.items():
+        setters[name](value)
 
 
 def makeStore(config: Options, reactor: object = None) -> IMessageStore:
@@ -206,7 +310,8 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
     Build the service tree for C{twistd chat}.
     """
     top = MultiService()
-    _Daemon(reactor).setServiceParent(top)
+    daemon = _Daemon(reactor)
+    daemon.setServiceParent(top)
     chat = ChatService(
         store=makeStore(config, reactor),
         clock=reactor,  # type: ignore[arg-type]
@@ -221,7 +326,13 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
         floodBurst=config["flood-burst"],
         floodKick=config["flood-kick"],
         admission=Admission(config["max-connections"], config["max-per-ip"]),
+        drainSpread=config["drain-spread"],
+        logMessages=bool(config["log-messages"]),
     )
+    from twisted_chat._ops import LagMonitor, PrometheusStats
+
+    stats = PrometheusStats(chat)
+    chat.stats = chat.admission.stats = stats
     chat.setServiceParent(top)
     lineFactory = LineChatFactory(
         chat,
@@ -230,13 +341,34 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
         maxOutgoing=config["max-outgoing"],
         clock=reactor,  # type: ignore[arg-type]
     )
+    daemon.config, daemon.chat, daemon.lineFactory = config, chat, lineFactory
+    LagMonitor(stats, reactor or _globalReactor()).setServiceParent(top)
     for description in config["line"]:
         _Listener("line", description, lineFactory, reactor).setServiceParent(top)
     if config["web"]:
         site = _makeWebSite(config, chat, reactor)
+        from twisted_chat._ops import HealthResource, ReadyResource
+
+        site.resource.putChild(b"healthz", HealthResource())  # type: ignore[attr-defined]
+        site.resource.putChild(b"readyz", ReadyResource(chat))  # type: ignore[attr-defined]
         for description in config["web"]:
             _Listener("web", description, site, reactor).setServiceParent(top)
+    if config["metrics"]:
+        from twisted.web.server import Site
+
+        from twisted_chat._ops import makeAdminRoot
+
+        metricsSite = Site(makeAdminRoot(chat, stats), reactor=reactor)
+        metricsSite.noisy = False
+        for description in config["metrics"]:
+            _Listener("metrics", description, metricsSite, reactor).setServiceParent(top)
     return top
+
+
+def _globalReactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
 
 
 def _makeWebSite(config: Options, chat: ChatService, reactor: IReactorCore | None) -> IProtocolFactory:
@@ -263,7 +395,21 @@ def _makeWebSite(config: Options, chat: ChatService, reactor: IReactorCore | Non
         **wsOptions,
     )
     echo = EchoFactory(allowedOrigins=config["allow-origin"], **wsOptions) if config["ws-echo"] else None
-    return makeSite(wsFactory, echo, clock=reactor)  # type: ignore[arg-type]
+    socketIo = None
+    if config["sio-max-sessions"]:
+        from twisted_chat._socketio import makeSocketIo
+
+        socketIo = makeSocketIo(
+            chat,
+            clock=reactor,  # type: ignore[arg-type]
+            allowedOrigins=config["allow-origin"],
+            pingInterval=config["sio-ping-interval"],
+            pingTimeout=config["sio-ping-timeout"],
+            maxPayload=config["sio-max-payload"],
+            maxSessions=config["sio-max-sessions"],
+            maxOutgoing=config["max-outgoing"],
+        )
+    return makeSite(wsFactory, echo, clock=reactor, socketIo=socketIo)  # type: ignore[arg-type]
 
 
 class _Daemon(Service):
@@ -282,6 +428,9 @@ class _Daemon(Service):
 
     def __init__(self, reactor: object) -> None:
         self._reactor = reactor
+        self.config: Options | None = None
+        self.chat: ChatService | None = None
+        self.lineFactory: LineChatFactory | None = None
 
     def _theReactor(self) -> Any:
         if self._reactor is None:
@@ -295,6 +444,41 @@ class _Daemon(Service):
         reactor = self._theReactor()
         if hasattr(reactor, "callWhenRunning"):
             reactor.callWhenRunning(self._log.info, "twisted-chat {version} ready", version=__version__)
+        if self._reactor is None and hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+
+    def reload(self) -> None:
+        """
+        SIGHUP: read the auth file and the limits file again and put them
+        into effect, keeping every connection. A file with an error is
+        reported and ignored; what was in effect stays.
+        """
+        config, chat = self.config, self.chat
+        if config is None or chat is None or self.lineFactory is None:
+            return
+        self._log.info("SIGHUP: reloading")
+        if config["auth"]:
+            from twisted_chat._auth import AuthFileError, loadPasswords
+
+            try:
+                passwords = loadPasswords(config["auth"])
+            except AuthFileError as e:
+                self._log.error("reload: auth file not reloaded: {why}", why=str(e))
+            else:
+                missing = [a for a in chat.admins if a not in passwords]
+                if missing:
+                    self._log.error("reload: auth file not reloaded: admins {admins} are missing", admins=missing)
+                else:
+                    chat.passwords = passwords
+                    self._log.info("reload: {count} registered nicks", count=len(passwords))
+        if config["limits"]:
+            try:
+                limits = readLimits(config["limits"], {})
+            except ValueError as e:
+                self._log.error("reload: limits not reloaded: {why}", why=str(e))
+            else:
+                applyLimits(limits, chat, self.lineFactory)
+                self._log.info("reload: limits {limits}", limits=limits)
 
     def stopService(self) -> None:
         Service.stopService(self)
@@ -307,7 +491,8 @@ class _Listener(Service):
     """
     One listening endpoint of one front-end.
 
-    It binds in C{privilegedStartService} (before twistd drops privileges);
+    It binds in C{privilegedStartService} (before twistd drops privileges),
+    or in C{startService} under C{twist}, which never calls the former;
     a bind error ends start-up with a one-line message and exit status 1
     instead of a traceback, or, as with a bare endpoint service, a daemon
     that runs without that port. Once bound it logs the real address, so
@@ -325,6 +510,15 @@ class _Listener(Service):
 
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)
+        self._bind()
+
+    def startService(self) -> None:
+        Service.startService(self)
+        # twist (unlike twistd) only calls startService
+        if self.port is None:
+            self._bind()
+
+    def _bind(self) -> None:
         reactor = self._reactor
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
