@@ -7,6 +7,7 @@ objects, one per text frame. See docs/protocol.md.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
@@ -35,6 +36,22 @@ from twisted_chat._service import LOBBY, ChatService, Member
 SERVER = "twisted-chat/" + __version__
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+#: a \uD800-\uDFFF escape: JSON lets one stand alone, but then it is no text
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def isText(value: object) -> bool:
+    """
+    Whether every string in the decoded JSON C{value} is real text: a lone
+    surrogate (from an unpaired escape) cannot be encoded as UTF-8, so it
+    would fail in every connection it was sent to.
+    """
+    try:
+        _encode(value).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
 
 
 def ms(t: float) -> int:
@@ -99,7 +116,10 @@ def eventObject(event: Event) -> dict[str, Any] | None:
         }
     if kind == "presence":
         assert isinstance(event, Presence)
-        return {"type": "presence", "room": event.room, "members": event.members}
+        presence: dict[str, Any] = {"type": "presence", "room": event.room, "members": event.members}
+        if event.total is not None:
+            presence["total"] = event.total
+        return presence
     if kind == "history":
         assert isinstance(event, History)
         obj: dict[str, Any] = {
@@ -206,6 +226,11 @@ class JsonSession:
         """
         Act on one json-mode frame; refusals become C{error} events.
         """
+        if self.member is not None and self.member.gone:
+            # Closed by the service (flooding, a failed delivery): frames
+            # still arriving during the close handshake are ignored, as in
+            # text mode, so a departed member never rejoins as a ghost.
+            return
         try:
             request = json.loads(payload)
         except (ValueError, RecursionError):
@@ -214,6 +239,9 @@ class JsonSession:
             return
         if not isinstance(request, dict):
             self.sendErrorObject("bad-json", "a request is a JSON object with a \"type\"")
+            return
+        if _SURROGATE_ESCAPE.search(payload) is not None and not isText(request):
+            self.sendErrorObject("bad-json", "not valid JSON text: an unpaired \\ud800-\\udfff escape")
             return
         ref = request.get("ref")
         if ref is not None and not isinstance(ref, (str, int)) or isinstance(ref, bool):
@@ -317,6 +345,12 @@ class JsonSession:
         privateSince: int | None,
     ) -> None:
         self.member = member
+        service = self.service
+        # On a server for registered users only, a guest joins nothing (the
+        # welcome says so) until it logs in.
+        guest = service.requireAuth and member.authenticated is None
+        if guest:
+            names = []
         welcome: dict[str, Any] = {
             "type": "welcome",
             "nick": member.nick,
@@ -329,12 +363,16 @@ class JsonSession:
         if member.token is not None:
             welcome["token"] = member.token
         self.sendObject(welcome)
+        # The hello is one request: its joins (at most --max-rooms) are not
+        # charged to flood control one by one.
         for name in names:
-            member.join(name, since=positions.get(name))
+            service._join(member, name, positions.get(name))
         if names:
-            member.join(names[0])  # the first room listed is the current one
+            service._join(member, names[0], None)  # the first room listed is the current one
         if member.owner:
             member.privateHistory(privateSince)
+        if guest:
+            raise ChatError("auth-required", "log in first: send a login request, then join")
 
     def json_say(self, request: dict[str, Any]) -> None:
         assert self.member is not None

@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
+from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._service import ChatService
 from twisted_chat._text import TextSession, closingText
@@ -90,6 +91,8 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     kind = "line"
     renderKey = "line"
     _log = Logger()
+    #: the shortcut past transport.write() (None: TLS, test transports...)
+    _fast: FastWriter | None = None
 
     def __init__(
         self,
@@ -114,6 +117,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
 
     def connectionMade(self) -> None:
         self.transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
+        self._fast = fastWriterFor(self.transport)
         address = self.transport.getPeer()  # type: ignore[union-attr]
         peer = peerName(address)
         host = str(getattr(address, "host", peer))
@@ -152,8 +156,19 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     # -- IChatClient --
 
     def deliver(self, event: Event) -> None:
-        if not self._closing:
+        if self._closing:
+            return
+        # The hot path of a broadcast: the line is the same for every
+        # recipient and was encoded for the first one (see sendRendered).
+        data = event.cache.get("line")
+        if data is None:
             self.deliverText(event)
+            return
+        fast = self._fast
+        if fast is not None and not self._guard.paused:
+            fast.write(data, event.kind in LAZY_KINDS)
+        else:
+            self._write(data)
 
     def close(self, reason: str, reconnectAfter: float | None = None) -> None:
         if not self._closing:
@@ -187,7 +202,11 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
                 member.quit("too slow")
             self.transport.abortConnection()  # type: ignore[union-attr]
             return
-        self.transport.write(data)  # type: ignore[union-attr]
+        fast = self._fast
+        if fast is not None:
+            fast.write(data)
+        else:
+            self.transport.write(data)  # type: ignore[union-attr]
 
     # -- input --
 

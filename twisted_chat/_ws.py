@@ -11,6 +11,7 @@ thousand recipients cost one framing.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from zope.interface import implementer
 
 from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
+from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._json import JsonSession
 from twisted_chat._line import OutgoingGuard
@@ -35,6 +37,22 @@ TEXT_PROTOCOL = "chat"
 _OPEN = WebSocketProtocol.STATE_OPEN
 _GOING_AWAY = WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+_HEAD16 = struct.Struct("!BBH").pack
+_HEAD64 = struct.Struct("!BBQ").pack
+
+
+def textFrame(payload: bytes) -> bytes:
+    """
+    One unfragmented, unmasked, uncompressed WebSocket text frame (RFC 6455
+    5.2), as a server sends it; what Autobahn's C{sendMessage} writes for
+    C{payload} when neither compression nor auto-fragmentation is on.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return _HEAD16(0x81, 126, n) + payload
+    return _HEAD64(0x81, 127, n) + payload
 
 
 def _hostPort(netloc: str, scheme: str) -> tuple[str, int] | None:
@@ -86,6 +104,11 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
     kind = "ws"
     json = False
     _guard: OutgoingGuard | None = None
+    #: the shortcut past Autobahn's sendData() and transport.write()
+    #: (None: TLS, test transports, before the connection is open)
+    _fast: FastWriter | None = None
+    #: the event.cache key of this connection's prepared broadcast frames
+    _frameKey = "ws-text"
     _dropped = False
     _admitted: str | None = None
     _helloTimer: Any = None
@@ -112,6 +135,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         if JSON_PROTOCOL in request.protocols:
             self.json = True
             self.kind = "ws-json"
+            self._frameKey = "ws-json"
             return JSON_PROTOCOL
         self.kind = "ws-text"
         if TEXT_PROTOCOL in request.protocols:
@@ -126,6 +150,10 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
             transport.unregisterProducer()  # type: ignore[union-attr]
         self._guard = OutgoingGuard(self.factory.maxOutgoing)
         transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
+        if self._perMessageCompress is None and not self.autoFragmentSize:
+            # Frames are then the same bytes for every connection, and
+            # Autobahn's framing and sendData() can be skipped.
+            self._fast = fastWriterFor(transport)
         self.service = self.factory.service
         if self.json:
             timeout = self.factory.helloTimeout
@@ -138,7 +166,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         self._helloTimer = None
         if self.member is None and not self._helloPending and self.state == _OPEN:
             self.sendErrorObject("hello-required", "no hello within %g s: closing" % (self.factory.helloTimeout,))
-            self.sendClose(1008, "no hello")
+            # 1008 (policy violation): sendClose() refuses it, as with 1001 in close()
+            self.sendCloseFrame(1008, b"no hello", isReply=False)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary:
@@ -175,6 +204,18 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
     def deliver(self, event: Event) -> None:
         if self.state != _OPEN or self._dropped:
             return
+        # The hot path of a broadcast: the frame was prepared for the first
+        # recipient (see _sendPrepared) and is the same for every other one.
+        pm = event.cache.get(self._frameKey)
+        if pm is not None:
+            fast = self._fast
+            if fast is not None and not self._guard.paused and not self.send_queue:  # type: ignore[union-attr]
+                fast.write(pm.payloadHybi, event.kind in LAZY_KINDS)
+                return
+            if self._tooSlow(len(pm.payloadHybi)):
+                return
+            self.sendPreparedMessage(pm)
+            return
         if self.json:
             self.deliverJson(event)
         else:
@@ -205,7 +246,11 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
             return
         if self._tooSlow(len(data)):
             return
-        self.sendMessage(data, False)
+        fast = self._fast
+        if fast is not None and not self.send_queue:
+            fast.write(textFrame(data))
+        else:
+            self._unbounded(self.sendMessage, data, False)
 
     def _sendPrepared(self, event: Event, key: str, data: bytes) -> None:
         if self.state != _OPEN or self._dropped:
@@ -215,7 +260,23 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         pm = event.cache.get(key)
         if pm is None:
             pm = event.cache[key] = self.factory.prepareMessage(data)
-        self.sendPreparedMessage(pm)
+        fast = self._fast
+        if fast is not None and not self.send_queue:
+            fast.write(pm.payloadHybi)
+        else:
+            self._unbounded(self.sendPreparedMessage, pm)
+
+    def _unbounded(self, send: Any, *args: Any) -> None:
+        """
+        Send without Autobahn's size check: C{--ws-max-message} bounds what
+        a client sends, but Autobahn checks what is sent against it too, and
+        a history event or a long line echoed with its prefix may be larger.
+        """
+        limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+        try:
+            send(*args)
+        finally:
+            self.maxMessagePayloadSize = limit
 
     def _tooSlow(self, nbytes: int) -> bool:
         guard = self._guard

@@ -1,0 +1,279 @@
+# -*- test-case-name: tests.test_fastwrite -*-
+"""
+A shorter write path for broadcast fan-out, below Twisted's defaults.
+
+C{transport.write()} on a plain TCP connection appends to the transport's
+buffer and registers the socket with the reactor for writing; the bytes go
+out on the next reactor turn, when C{epoll} reports the socket writable, and
+the socket is unregistered again. For one small chat message to a thousand
+idle connections that is three system calls per delivery (two C{epoll_ctl}
+and a C{send}) plus the reactor's bookkeeping, where one C{send} would do.
+
+L{WriteBatcher} keeps Twisted's buffer as the one place where a connection's
+outgoing bytes wait (so bytes written by anyone else, such as Autobahn's
+control frames, stay in order behind ours), but when that buffer was empty it
+does not register the socket: it remembers the connection and, once the code
+running in this reactor turn is done (a C{callLater(0)}, run before the
+reactor polls again), sends everything queued for it with one C{send()}.
+Ten messages broadcast in the same turn (a burst) therefore cost one
+C{send()} per recipient, not ten; a single message costs exactly one.
+
+It stays out of the way whenever Twisted's own machinery is involved:
+
+ - only exact L{twisted.internet.tcp.Server} / L{tcp.Client} transports
+   without TLS (TLS goes through its own protocol, unchanged);
+ - only when Twisted has nothing buffered for the connection, no paused
+   producer, and the connection is not disconnecting, half-closed, aborted
+   or lost; otherwise the bytes go through C{transport.write()} as usual;
+ - whatever C{send()} could not take (a partial send, C{EAGAIN}) stays in
+   Twisted's buffer and the socket is registered for writing, exactly as if
+   Twisted had tried itself; any other error (C{EPIPE}, C{ECONNRESET}) leaves
+   the bytes where they are and registers the socket, so that Twisted's own
+   C{doWrite()} meets the same error and closes the connection its own way.
+
+Join and leave notices may be written I{lazily}: they wait in the same
+buffer up to L{WriteBatcher.lazyDelay} (0.2 s) for other bytes to go out
+with, so a room filling up at a thousand joins a second costs each member a
+few C{send()}s a second instead of a thousand. Anything else written to the
+connection takes them along at once, so the order of the stream is never
+changed, only the moment the notices leave.
+
+A protocol that uses it holds a L{FastWriter} (see L{fastWriterFor}).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import tcp
+
+#: the events whose broadcast may be written lazily (see FastWriter.write):
+#: join and leave notices, which in a big room arrive by the hundred
+LAZY_KINDS = frozenset({"join", "part"})
+
+#: TWISTED_CHAT_FASTWRITE=0 in the environment turns the shortcut off (every
+#: write goes through transport.write()), for comparisons
+ENABLED = os.environ.get("TWISTED_CHAT_FASTWRITE", "1") != "0"
+
+#: transports whose internals this module knows (exact classes: a subclass
+#: may change them)
+_FAST_TYPES = frozenset({tcp.Server, tcp.Client})
+
+_REQUIRED = (
+    "_tempDataBuffer",
+    "_tempDataLen",
+    "dataBuffer",
+    "connected",
+    "disconnecting",
+    "_writeDisconnected",
+    "_writeDisconnecting",
+    "producerPaused",
+    "bufferSize",
+    "_aborting",
+    "TLS",
+    "socket",
+    "startWriting",
+    "reactor",
+)
+
+
+def supportsFastWrite(transport: object) -> bool:
+    """
+    Is C{transport} a plain TCP transport whose write buffer L{WriteBatcher}
+    may use?
+    """
+    if type(transport) not in _FAST_TYPES:
+        return False
+    return all(hasattr(transport, name) for name in _REQUIRED) and not transport.TLS  # type: ignore[attr-defined]
+
+
+class WriteBatcher:
+    """
+    One per reactor: the connections with bytes queued in this turn, and the
+    one C{callLater(0)} that sends them; and the connections with only
+    I{lazy} bytes queued (see L{FastWriter.write}), sent every
+    C{lazyDelay} seconds unless something else sends them first.
+    """
+
+    #: how long lazy bytes (join and leave notices) may wait for company
+    lazyDelay = 0.2
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._dirty: list[FastWriter] = []
+        self._lazy: list[FastWriter] = []
+        self._call: Any = None
+        self._lazyCall: Any = None
+        #: statistics, for tests and benchmarks
+        self.flushes = 0
+        self.sends = 0
+
+    def _schedule(self, writer: FastWriter) -> None:
+        self._dirty.append(writer)
+        if self._call is None:
+            self._call = self._reactor.callLater(0, self.flush)
+
+    def _scheduleLazy(self, writer: FastWriter) -> None:
+        self._lazy.append(writer)
+        if self._lazyCall is None:
+            self._lazyCall = self._reactor.callLater(self.lazyDelay, self.flushLazy)
+
+    def flush(self) -> None:
+        """
+        Send what every queued connection has waiting, one C{send()} each.
+        """
+        self._call = None
+        dirty = self._dirty
+        if dirty:
+            self._dirty = []
+            self._send(dirty, _QUEUED)
+
+    def flushLazy(self) -> None:
+        """
+        Send what connections with only lazy bytes have waiting.
+        """
+        self._lazyCall = None
+        lazy = self._lazy
+        if lazy:
+            self._lazy = []
+            self._send(lazy, _LAZY)
+
+    def _send(self, writers: list[FastWriter], state: int) -> None:
+        self.flushes += 1
+        sends = 0
+        for w in writers:
+            if w.state != state:
+                # (a lazy writer that got company was sent with its turn)
+                continue
+            w.state = _IDLE
+            t = w.transport
+            if not t.connected or t._aborting:
+                # Lost or aborted meanwhile: Twisted drops its buffer too.
+                continue
+            buf = t._tempDataBuffer
+            if not buf or t.dataBuffer:
+                # Emptied or taken over by Twisted meanwhile: its business.
+                continue
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            sends += 1
+            try:
+                n = t.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                # EAGAIN: the kernel buffer is full; Twisted sends it when
+                # the socket is writable again.
+                t.startWriting()
+                continue
+            except OSError:
+                # EPIPE, ECONNRESET...: leave the bytes where they are; the
+                # reactor's doWrite() meets the same error and closes the
+                # connection through Twisted's usual path.
+                t.startWriting()
+                continue
+            if n == len(data):
+                t._tempDataBuffer = []
+                t._tempDataLen = 0
+                if t.producerPaused or t.disconnecting or t._writeDisconnecting:
+                    # Twisted's doWrite() on an empty buffer resumes the
+                    # producer, or finishes the (half-)close.
+                    t.startWriting()
+            else:
+                rest = data[n:]
+                t._tempDataBuffer = [rest]
+                t._tempDataLen = len(rest)
+                t.startWriting()
+        self.sends += sends
+
+
+#: FastWriter.state: nothing of ours waits; bytes wait for this turn's
+#: flush; only lazy bytes wait, for the lazy flush
+_IDLE, _QUEUED, _LAZY = 0, 1, 2
+
+
+_batchers: dict[Any, WriteBatcher] = {}
+
+
+def batcherFor(reactor: Any) -> WriteBatcher:
+    b = _batchers.get(reactor)
+    if b is None:
+        b = _batchers[reactor] = WriteBatcher(reactor)
+    return b
+
+
+class FastWriter:
+    """
+    The fast write path of one connection.
+    """
+
+    __slots__ = ("transport", "batcher", "state")
+
+    def __init__(self, transport: Any, batcher: WriteBatcher) -> None:
+        self.transport = transport
+        self.batcher = batcher
+        #: _IDLE, or whether our bytes wait in the transport's buffer for
+        #: this turn's flush (_QUEUED) or for the lazy flush (_LAZY)
+        self.state = _IDLE
+
+    @property
+    def queued(self) -> bool:
+        return self.state != _IDLE
+
+    def write(self, data: bytes, lazy: bool = False) -> None:
+        """
+        Like C{transport.write(data)}, sent at the end of this reactor turn
+        with everything else written to this connection in the same turn.
+
+        C{lazy} bytes (notices nobody waits for, such as a join in a big
+        room) may wait up to L{WriteBatcher.lazyDelay} seconds, so that a
+        connection receiving many of them gets them in a few C{send()}s;
+        anything written after them takes them along, so the order of the
+        stream never changes.
+        """
+        t = self.transport
+        state = self.state
+        if state:
+            # Behind our own bytes (and anything written through
+            # transport.write() since): same buffer, same order.
+            if t.connected and not t._writeDisconnected:
+                t._tempDataBuffer.append(data)
+                n = t._tempDataLen = t._tempDataLen + len(data)
+                if n > t.bufferSize:
+                    t._maybePauseProducer()
+                if state == _LAZY and not lazy:
+                    self.state = _QUEUED
+                    self.batcher._schedule(self)
+            return
+        if (
+            t._tempDataLen
+            or t.dataBuffer
+            or not t.connected
+            or t.disconnecting
+            or t._writeDisconnected
+            or t._writeDisconnecting
+            or t.producerPaused
+            or t._aborting
+            or t.TLS
+        ):
+            t.write(data)
+            return
+        t._tempDataBuffer.append(data)
+        t._tempDataLen = len(data)
+        if len(data) > t.bufferSize:
+            t._maybePauseProducer()
+        if lazy:
+            self.state = _LAZY
+            self.batcher._scheduleLazy(self)
+        else:
+            self.state = _QUEUED
+            self.batcher._schedule(self)
+
+
+def fastWriterFor(transport: object) -> FastWriter | None:
+    """
+    A L{FastWriter} for C{transport}, or L{None} when it must be written
+    through C{transport.write()} only (TLS, test transports, other reactors'
+    transports).
+    """
+    if not ENABLED or not supportsFastWrite(transport):
+        return None
+    return FastWriter(transport, batcherFor(transport.reactor))  # type: ignore[attr-defined]
