@@ -9,6 +9,7 @@ would install the default one instead (STYLE.md B.5, item 4).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -18,7 +19,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Awaitable, Callable, Iterator, TypeVar
 
 import pytest
 
@@ -228,6 +231,30 @@ class Daemon:
 
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
+
+#: bound on the asyncio part of one test (see L{runAsync})
+ASYNC_TEST_TIMEOUT = 60.0
+
+_T = TypeVar("_T")
+
+
+def runAsync(main: Callable[[], Awaitable[_T]], timeout: float = ASYNC_TEST_TIMEOUT) -> _T:
+    """
+    Run the coroutine function C{main} to completion in its own event loop,
+    in a worker thread (pytest-twisted runs each test inside its reactor),
+    and return its result; fail after C{timeout} s.
+    """
+
+    async def bounded() -> _T:
+        return await asyncio.wait_for(main(), timeout)
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(asyncio.run, bounded()).result(timeout + 5)
+    except FutureTimeout:
+        raise AssertionError("the asyncio part of the test did not finish in %s s" % (timeout,))
+    finally:
+        pool.shutdown(wait=False)
 
 
 @pytest.fixture

@@ -21,11 +21,10 @@ import socket
 import struct
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import pytest
+from conftest import LOOPBACK, runAsync
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -38,29 +37,9 @@ T = TypeVar("T")
 
 #: bound on every single wait (a frame, a handshake, a close)
 TIMEOUT = 10.0
-#: bound on a whole test's coroutine
-TEST_TIMEOUT = 60.0
-
-#: a free port on loopback, for --line and --web
-LOOPBACK = "tcp:0:interface=127.0.0.1"
 
 
-def runAsync(main: Callable[[], Awaitable[T]], timeout: float = TEST_TIMEOUT) -> T:
-    """
-    Run the coroutine function C{main} to completion in its own event loop
-    (in a worker thread) and return its result; fail after C{timeout} s.
-    """
 
-    async def bounded() -> T:
-        return await asyncio.wait_for(main(), timeout)
-
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(asyncio.run, bounded()).result(timeout + 5)
-    except FutureTimeout:
-        raise AssertionError("the asyncio part of the test did not finish in %s s" % (timeout,))
-    finally:
-        pool.shutdown(wait=False)
 
 
 def webUrl(daemon: Daemon, path: str = "/ws", scheme: str = "ws") -> str:
