@@ -225,6 +225,22 @@ def test_commandLineDefaults() -> None:
     s = parseCommandLine([])
     assert s.target == Target("tcp", "127.0.0.1", 9000)
     assert (s.nick, s.creator, s.warnings) == (None, None, [])
+    assert s.reconnectAttempts == 8
+
+
+def test_commandLineReconnectAttempts(capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    C{--reconnect-attempts N} sets how many failed attempts in a row end
+    the session (0: never reconnect); anything but a whole number from 0 is
+    a usage error (status 2).
+    """
+    assert parseCommandLine(["--reconnect-attempts", "0", "ws://h/ws"]).reconnectAttempts == 0
+    assert parseCommandLine(["--reconnect-attempts", "3", "ws://h/ws"]).reconnectAttempts == 3
+    for bad in ["-1", "x"]:
+        with pytest.raises(SystemExit) as e:
+            parseCommandLine(["--reconnect-attempts", bad])
+        assert e.value.code == 2
+        assert "--reconnect-attempts: must be a whole number" in capsys.readouterr().err
 
 
 def test_commandLineTLS() -> None:
@@ -432,6 +448,111 @@ def test_resumeResults() -> None:
     lines = chat.render({"type": "history", "room": "#dev", "epoch": "e2", "recovered": False, "messages": []})
     assert lines == ["*** #dev: could not resume where you left off; some messages may be missing"]
     assert "#dev" not in chat.positions
+
+
+def test_helloCarriesTokenAndPrivateSince() -> None:
+    """
+    The owner token of a welcome is sent with the same nick in later
+    hellos (not with another nick), and so is the highest private message
+    id seen, live or in a private history.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": [], "owner": True, "token": "t0k"})
+    chat.render({"type": "private", "id": 7, "from": "bob", "to": "alice", "text": "psst", "time": 0})
+    chat.render({"type": "private-history", "messages": [
+        {"id": 9, "from": "alice", "to": "bob", "text": "x", "time": 0},
+        {"id": 8, "from": "bob", "to": "alice", "text": "y", "time": 0},
+    ]})
+    assert chat.hello() == {"type": "hello", "nick": "alice", "token": "t0k", "private_since": 9}
+    # a welcome without a token keeps the one we have
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": [], "owner": True})
+    assert chat.hello()["token"] == "t0k"
+    chat.render({"type": "nick", "old": "alice", "new": "alicia", "time": 0})
+    assert chat.hello() == {"type": "hello", "nick": "alicia", "private_since": 9}
+
+
+def test_unackedRequestsAreResent() -> None:
+    """
+    Says and private messages are kept until their ack or error arrives;
+    after the next welcome they are sent again with the same ref, before
+    what was typed since the reconnect (held until the welcome), in order.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    chat.hello()
+    # before the welcome requests are held, then follow it
+    requests, _ = chat.translate("early")
+    assert chat.outgoing(requests) == []
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    assert chat.takeRequests() == [{"type": "say", "text": "early", "ref": "c1"}]
+    sent = []
+    for line in ["acked", "/msg bob refused", "/me waits", "/msg bob lost", "/who"]:
+        requests, _ = chat.translate(line)
+        sent += chat.outgoing(requests)
+    assert [r.get("ref") for r in sent] == ["c2", "c3", "c4", "c5", None]
+    chat.render({"type": "ack", "ref": "c1", "id": 1, "room": "#lobby", "epoch": "e1"})
+    chat.render({"type": "ack", "ref": "c2", "id": 2, "room": "#lobby", "epoch": "e1"})
+    chat.render({"type": "error", "code": "no-such-nick", "message": "no such nick", "ref": "c3"})
+    assert list(chat.unacked) == ["c4", "c5"]
+    # the connection drops; the user types on meanwhile
+    chat.hello()
+    requests, _ = chat.translate("typed while away")
+    assert chat.outgoing(requests) == []
+    requests, _ = chat.translate("/join dev")
+    assert chat.outgoing(requests) == []
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    assert chat.takeRequests() == [
+        {"type": "say", "text": "waits", "action": True, "ref": "c4"},
+        {"type": "msg", "to": "bob", "text": "lost", "ref": "c5"},
+        {"type": "say", "text": "typed while away", "ref": "c6"},
+        {"type": "join", "room": "dev"},
+    ]
+    assert chat.takeRequests() == []
+    # quitting before a welcome still sends what was held
+    chat.hello()
+    chat.outgoing(chat.translate("last words")[0])
+    assert chat.takeHeld() == [{"type": "say", "text": "last words", "ref": "c7"}]
+    assert chat.takeHeld() == []
+
+
+def test_resumeShowsEachMessageOnce() -> None:
+    """
+    A resumed history shows only the messages after the position kept for
+    the room (a live message at or below it is not shown again), while a
+    requested C{/history} shows all; an unrecovered resume says that
+    messages may be missing before the recent history. A notice's
+    C{reconnect_after} (milliseconds) is kept in seconds.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    chat.positions["#lobby"] = ("e1", 5)
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    lines = chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "recovered": True,
+                         "messages": [msg("#lobby", i, "bob", "m%d" % (i,)) for i in (4, 5, 6)]})
+    assert lines == ["*** #lobby: 1 message while you were away:", "#lobby [12:00] <bob> m6"]
+    assert chat.render(msg("#lobby", 6, "bob", "m6")) == []
+    assert chat.render(msg("#lobby", 7, "bob", "m7")) == ["#lobby <bob> m7"]
+    translate(chat, "/history 2")
+    lines = chat.render({"type": "history", "room": "#lobby", "epoch": "e1",
+                         "messages": [msg("#lobby", 6, "bob", "m6"), msg("#lobby", 7, "bob", "m7")]})
+    assert lines[1:3] == ["#lobby [12:00] <bob> m6", "#lobby [12:00] <bob> m7"]
+
+    chat.hello()
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    lines = chat.render({"type": "history", "room": "#lobby", "epoch": "e2", "recovered": False,
+                         "messages": [msg("#lobby", 1, "bob", "new", epoch="e2")]})
+    assert lines == [
+        "*** #lobby: could not resume where you left off; some messages may be missing",
+        "*** #lobby: last 1 message:",
+        "#lobby [12:00] <bob> new",
+    ]
+    assert chat.positions["#lobby"] == ("e2", 1)
+
+    assert chat.reconnectAfter is None
+    assert chat.render({"type": "notice", "text": "server shutting down", "reconnect_after": 2500}) == [
+        "*** notice: server shutting down"
+    ]
+    assert chat.reconnectAfter == 2.5
 
 
 def msg(room: str, id: int, sender: str, text: str, t: float = NOON, action: bool = False, epoch: str = "e1") -> dict[str, Any]:
@@ -849,6 +970,242 @@ def test_lineLinkTooLong() -> None:
 # -- pipe mode --
 
 
+class ResumeSession:
+    """
+    A L{ChatClient} for C{ws://} on a L{Clock}, whose C{redial} records the
+    attempts, and whose random numbers come from C{randoms} (cycled).
+    """
+
+    def __init__(self, randoms: tuple[float, ...] = (0.5,), scheme: str = "ws", **kw: Any) -> None:
+        self.clock = Clock()
+        self.ui = FakeUI()
+        self.randoms = list(randoms)
+        self.client = ChatClient(Target(scheme, "127.0.0.1", 8080, "/ws"), self.ui, self.clock, random=self._random, **kw)
+        self.ui.start(self.client, None)
+        self.dials = 0
+        self.client.redial = self._dial
+        self.links: list[FakeLink] = []
+        self.open()
+
+    def _random(self) -> float:
+        value = self.randoms.pop(0)
+        self.randoms.append(value)
+        return value
+
+    def _dial(self) -> None:
+        self.dials += 1
+
+    def open(self) -> FakeLink:
+        link = FakeLink()
+        self.links.append(link)
+        self.client.linkOpened(link)
+        return link
+
+    def nextDelay(self) -> float:
+        """
+        In how many seconds the one pending attempt to reconnect is made.
+        """
+        calls = self.clock.getDelayedCalls()
+        assert len(calls) == 1, calls
+        return float(calls[0].getTime() - self.clock.seconds())
+
+    def waitsFor(self, delay: float) -> bool:
+        """
+        Whether the next attempt comes C{delay} seconds from now (and is
+        made then).
+        """
+        before = self.dials
+        if self.nextDelay() != pytest.approx(delay):
+            return False
+        self.clock.advance(delay)
+        return self.dials == before + 1
+
+
+class FakeLink:
+    """
+    A link that records what the session asks of it.
+    """
+
+    def __init__(self) -> None:
+        self.inputs: list[str] = []
+        self.quits: list[str] = []
+        self.aborted = False
+
+    def sendInput(self, line: str) -> None:
+        self.inputs.append(line)
+
+    def sendQuit(self, reason: str) -> None:
+        self.quits.append(reason)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_reconnectBackoffWithJitter() -> None:
+    """
+    A lost WebSocket is reconnected after a random delay (full jitter) up to
+    0.5 s, then up to twice as long after each failed attempt, never more
+    than 15 s; the user is told each time. Once reconnected, the next loss
+    starts from 0.5 s again.
+    """
+    s = ResumeSession(randoms=(1.0,), reconnectAttempts=20)
+    s.client.linkClosed("connection lost", resumable=True)
+    assert s.ui.statuses == ["connection lost (connection lost): reconnecting in 0.5 s\u2026"]
+    bounds = []
+    assert s.waitsFor(0.5)
+    for _ in range(7):
+        s.client.connectFailed("connection refused")
+        delay = s.nextDelay()
+        bounds.append(delay)
+        assert s.waitsFor(delay)
+    assert bounds == pytest.approx([1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0])
+    assert s.ui.statuses[-1] == "cannot reconnect to 127.0.0.1:8080: connection refused: reconnecting in 15.0 s\u2026"
+    assert s.client.done.called is False
+    s.open()
+    assert s.ui.statuses[-1] == "reconnected to 127.0.0.1:8080"
+    s.client.linkClosed(None, resumable=True)
+    assert s.waitsFor(0.5)
+
+    # the delay is random below the bound: with 0.25, a quarter of it
+    s = ResumeSession(randoms=(0.25,))
+    s.client.linkClosed(None, resumable=True)
+    assert s.waitsFor(0.125)
+    s.client.connectFailed("connection refused")
+    assert s.waitsFor(0.25)
+    s = ResumeSession(randoms=(0.0,))
+    s.client.linkClosed(None, resumable=True)
+    assert s.waitsFor(0.0)
+
+
+def test_reconnectHonoursHint() -> None:
+    """
+    The server's C{reconnect_after} hint is a lower bound on the first
+    delay; a random delay longer than the hint is kept.
+    """
+    s = ResumeSession(randoms=(0.0,))
+    s.client.linkClosed("server shutting down", resumable=True, retryAfter=4.0)
+    assert s.ui.statuses == ["connection lost (server shutting down): reconnecting in 4.0 s\u2026"]
+    assert s.waitsFor(4.0)
+    # only the loss it came with: later attempts follow the backoff
+    s.client.connectFailed("connection refused")
+    assert s.waitsFor(0.0)
+
+    s = ResumeSession(randoms=(1.0,))
+    s.client.linkClosed(None, resumable=True, retryAfter=0.1)
+    assert s.waitsFor(0.5)
+
+
+def test_reconnectGivesUp() -> None:
+    """
+    After C{reconnectAttempts} failed attempts in a row the session ends
+    with status 1 and says why; with 0 attempts it ends at once, as when
+    the server closes the connection.
+    """
+    s = ResumeSession(reconnectAttempts=3)
+    s.client.linkClosed(None, resumable=True)
+    for _ in range(3):
+        assert not s.client.done.called
+        s.clock.advance(60)
+        s.client.connectFailed("connection refused")
+    assert result(s.client.done) == 1
+    assert s.dials == 3
+    assert s.ui.statuses[-1] == "cannot reconnect to 127.0.0.1:8080: connection refused (gave up after 3 attempts)"
+    assert s.clock.getDelayedCalls() == []
+
+    s = ResumeSession(reconnectAttempts=0)
+    s.client.linkClosed("server shutting down", resumable=True, retryAfter=1.0)
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == ["connection closed by server (server shutting down)"]
+    assert s.clock.getDelayedCalls() == []
+
+
+def test_noReconnectWhenNotResumable() -> None:
+    """
+    A close that is not resumable (the server's clean close, or any close
+    of the line chat, whose C{connect} sets no C{redial}) ends the session
+    with status 1 as before.
+    """
+    s = ResumeSession()
+    s.client.linkClosed("kicked", resumable=False)
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == ["connection closed by server (kicked)"]
+
+    class Endpoint:
+        def __init__(self) -> None:
+            self.attempts: list[Deferred[Any]] = []
+
+        def connect(self, factory: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            self.attempts.append(d)
+            return d
+
+    clock = Clock()
+    ui = FakeUI()
+    client = ChatClient(Target("tcp", "127.0.0.1", 9000), ui, clock)
+    endpoint = Endpoint()
+    connect(clock, client, endpoint=endpoint)  # type: ignore[arg-type]
+    assert client.redial is None
+    link = LineLink(client)
+    link.makeConnection(StringTransportWithDisconnection())
+    link.connectionLost(Failure(ConnectionLost()))
+    assert result(client.done) == 1
+    assert ui.statuses == ["connection closed by server (connection lost)"]
+    clock.advance(60)
+    assert len(endpoint.attempts) == 1
+
+    clock = Clock()
+    client = ChatClient(Target("ws", "127.0.0.1", 8080, "/ws"), FakeUI(), clock)
+    connect(clock, client, endpoint=endpoint)  # type: ignore[arg-type]
+    assert client.redial is not None
+
+
+def test_quitWhileWaitingToReconnect() -> None:
+    """
+    C{/quit} (or the end of input) while waiting to reconnect ends the
+    session with status 0 at once, and no attempt is made; C{/quit} while
+    an attempt runs cancels it, also with status 0.
+    """
+    for quit in [lambda c: c.userLine("/quit"), lambda c: c.userEOF()]:
+        s = ResumeSession()
+        s.client.linkClosed(None, resumable=True)
+        quit(s.client)
+        assert result(s.client.done) == 0
+        assert s.clock.getDelayedCalls() == []
+        assert s.dials == 0
+
+    s = ResumeSession()
+    s.client.linkClosed(None, resumable=True)
+    s.clock.advance(60)
+    assert s.dials == 1
+    attempt: Deferred[Any] = Deferred()
+    attempt.addErrback(s.client.connectFailure)
+    s.client.connecting = attempt
+    s.client.userLine("bye")
+    assert result(s.client.done) == 0
+
+
+def test_linesTypedWhileReconnectingAreSent() -> None:
+    """
+    Lines typed while reconnecting are sent once the link is open again; a
+    goodbye typed before it fails ends the session with status 0.
+    """
+    s = ResumeSession()
+    s.client.linkClosed(None, resumable=True)
+    s.client.userLine("still here?")
+    s.clock.advance(60)
+    link = s.open()
+    assert link.inputs == ["still here?"]
+
+    s = ResumeSession()
+    s.client.linkClosed(None, resumable=True)
+    s.client.userLine("one more")
+    s.client.userEOF()
+    assert not s.client.done.called
+    s.clock.advance(60)
+    s.client.connectFailed("connection refused")
+    assert result(s.client.done) == 0
+
+
 class PipeSession:
     """
     L{PipeUI} (on a L{StringTransport} standing in for stdio) and a
@@ -1030,8 +1387,9 @@ async def test_jsonSessionOverWebSocket() -> None:
 @pytest_twisted.ensureDeferred
 async def test_jsonSessionServerCloses() -> None:
     """
-    A WebSocket closed by the server ends the session with status 1 and
-    "connection closed by server", with the server's reason.
+    With reconnecting disabled, a WebSocket closed by the server ends the
+    session with status 1 and "connection closed by server", with the
+    server's reason.
     """
     from twisted.internet import reactor
 
@@ -1039,7 +1397,7 @@ async def test_jsonSessionServerCloses() -> None:
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     try:
         ui = FakeUI()
-        client = ChatClient(Target("ws", "127.0.0.1", port.getHost().port, "/"), ui, reactor)
+        client = ChatClient(Target("ws", "127.0.0.1", port.getHost().port, "/"), ui, reactor, reconnectAttempts=0)
         connect(reactor, client)
         assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "hello"}
         server = factory.connections[0]
@@ -1050,6 +1408,69 @@ async def test_jsonSessionServerCloses() -> None:
         assert ui.lines == ["*** notice: server shutting down"]
         assert ui.statuses == ["connection closed by server (server shutting down)"]
         await factory.closes.get().addTimeout(TIMEOUT, reactor)
+    finally:
+        await _stopListening(port)
+
+
+@pytest_twisted.ensureDeferred
+async def test_jsonSessionReconnectsAndResumes() -> None:
+    """
+    Over a real WebSocket, when the server goes away (a notice with
+    C{reconnect_after}, then 1001) the client reconnects by itself no sooner
+    than the hint, says C{hello} with its nick, owner token, rooms and
+    positions, and after the new welcome sends again, with the same ref, the
+    message whose ack never came; missed messages are shown once.
+    """
+    from twisted.internet import reactor
+
+    factory = _fakeJsonServerFactory()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        ui = FakeUI()
+        client = ChatClient(Target("ws", "127.0.0.1", port.getHost().port, "/ws"), ui, reactor, random=lambda: 0.0)
+        connect(reactor, client, nick="alice")
+        assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "hello", "nick": "alice"}
+        server = factory.connections[0]
+        server.send(
+            {"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"], "owner": True, "token": "s3cret"},
+            {"type": "join", "room": "#lobby", "nick": "alice", "time": 0},
+            msg("#lobby", 1, "bob", "one"),
+        )
+        assert (await _lines(ui, 3, reactor))[2] == "#lobby <bob> one"
+        client.userLine("unacked")
+        assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "say", "text": "unacked", "ref": "c1"}
+        server.send({"type": "notice", "text": "server shutting down", "reconnect_after": 200})
+        lostAt = reactor.seconds()
+        server.sendCloseFrame(1001, b"server shutting down", isReply=False)
+        assert await _lines(ui, 1, reactor) == ["*** notice: server shutting down"]
+        hello = await factory.requests.get().addTimeout(TIMEOUT, reactor)
+        assert reactor.seconds() - lostAt >= 0.2
+        assert hello == {
+            "type": "hello",
+            "nick": "alice",
+            "token": "s3cret",
+            "rooms": ["#lobby"],
+            "since": {"#lobby": {"epoch": "e1", "id": 1}},
+        }
+        assert ui.statuses == [
+            "connection lost (server shutting down): reconnecting in 0.2 s\u2026",
+            "reconnected to %s" % (client.target.address,),
+        ]
+        server = factory.connections[1]
+        server.send(
+            {"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"], "owner": True},
+            {"type": "join", "room": "#lobby", "nick": "alice", "time": 0},
+            {"type": "history", "room": "#lobby", "epoch": "e1", "recovered": True,
+             "messages": [msg("#lobby", 1, "bob", "one"), msg("#lobby", 2, "bob", "two")]},
+        )
+        assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "say", "text": "unacked", "ref": "c1"}
+        lines = await _lines(ui, 4, reactor)
+        assert lines[2] == "*** #lobby: 1 message while you were away:"
+        assert re.fullmatch(r"#lobby \[[^\]]+\] <bob> two", lines[3]), lines
+        assert [line for line in ui.lines if line.endswith("<bob> one")] == ["#lobby <bob> one"]
+        client.userLine("/quit")
+        await factory.closes.get().addTimeout(TIMEOUT, reactor)
+        assert await client.done.addTimeout(TIMEOUT, reactor) == 0
     finally:
         await _stopListening(port)
 
@@ -1538,6 +1959,21 @@ class ClientProcess:
                     raise AssertionError("no line %r; stdout:\n%s\nstderr:\n%s" % (wanted, "\n".join(self.out), "\n".join(self.err)))
                 self._changed.wait(left)
 
+    def waitCount(self, wanted: str | Callable[[str], bool], n: int, timeout: float = TIMEOUT) -> None:
+        """
+        Wait until at least C{n} lines of stdout are (or satisfy) C{wanted}.
+        """
+        match = wanted if callable(wanted) else (lambda line: line == wanted)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while sum(1 for line in self.out if match(line)) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        "not %d lines %r; stdout:\n%s\nstderr:\n%s" % (n, wanted, "\n".join(self.out), "\n".join(self.err))
+                    )
+                self._changed.wait(left)
+
     def finish(self, timeout: float = TIMEOUT) -> int:
         """
         Close stdin and wait for the exit status.
@@ -1681,3 +2117,52 @@ def test_e2eJsonModeLooksLikeLineChat(startDaemon: Callable[..., Any], clientPro
     assert ws.err == []
     line.waitFor(lambda s: s.startswith("*** #lobby: alice left"))
     assert line.finish() == 0
+
+
+@pytest.mark.e2e
+def test_e2eResumeAcrossRestart(
+    startDaemon: Callable[..., Any],
+    clientProcesses: Callable[..., ClientProcess],
+    lineClients: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """
+    A client in WebSocket json mode survives a restart of the daemon (SQLite
+    store, same ports): it says it is reconnecting, reconnects by itself and
+    shows what was said meanwhile and after exactly once, and nothing twice;
+    its C{/quit} then exits 0.
+    """
+    webPort, linePort = _freePort(), _freePort()
+    addresses = dict(line="tcp:%d:interface=127.0.0.1" % (linePort,), web="tcp:%d:interface=127.0.0.1" % (webPort,))
+    daemon = startDaemon("--drain-spread", "0", **addresses)
+    welcome = "*** Welcome to twisted-chat, alice! You are in #lobby. Type /help for commands."
+    ws = clientProcesses("ws://127.0.0.1:%d/ws" % (webPort,), "--nick", "alice")
+    ws.waitFor(welcome)
+    liner = lineClients(linePort)
+    first = liner.welcome()
+    ws.waitFor(lambda s: s.startswith("*** #lobby: members: "))
+    liner.send("one")
+    ws.waitFor("#lobby <%s> one" % (first,))
+    daemon.stop()
+    assert daemon.stoppedCleanly
+    assert (tmp_path / "chat.sqlite3").exists()
+
+    startDaemon("--drain-spread", "0", **addresses)
+    liner = lineClients(linePort)
+    second = liner.welcome()
+    liner.send("two")
+    liner.send("three")
+    # live, or (when said before the client was back) as missed history
+    said = lambda nick, text: re.compile(r"#lobby (\[[^\]]+\] )?<%s> %s" % (re.escape(nick), text))
+    ws.waitFor(lambda s: said(second, "three").fullmatch(s) is not None, timeout=45)
+    ws.waitCount(welcome, 2)
+    assert ws.out.count(welcome) == 2
+    assert [s for s in ws.out if said(second, "two").fullmatch(s)] != []
+    assert len([s for s in ws.out if said(second, "two").fullmatch(s)]) == 1, ws.out
+    assert len([s for s in ws.out if said(second, "three").fullmatch(s)]) == 1, ws.out
+    assert len([s for s in ws.out if s.endswith(" one")]) == 1, ws.out
+    assert not any("may be missing" in s for s in ws.out), ws.out
+    assert any(re.fullmatch(r"twisted-chat: connection lost \(server shutting down\): reconnecting in \d+\.\d s\u2026", s)
+               for s in ws.err), ws.err
+    ws.send("/quit")
+    assert ws.wait() == 0

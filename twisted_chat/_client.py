@@ -8,7 +8,9 @@ It speaks the line chat over C{tcp://} and C{tls://}, and WebSocket json
 mode over C{ws://} and C{wss://}; either way the user types and sees the
 line chat (docs/protocol.md). On a terminal it edits the input line in raw
 mode (L{twisted_chat._client_tty}); with piped input it sends each line it
-reads and writes each line it receives, for scripts.
+reads and writes each line it receives, for scripts. Over WebSocket a lost
+connection (or a server going away) is reconnected with backoff, and the
+session resumes: missed messages once, unacknowledged ones sent again.
 
 The pieces, each replaceable in tests:
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import sys
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Protocol as TypingProtocol, cast
@@ -175,9 +178,23 @@ class ChatClient:
     input. L{done} fires with the exit status: 0 after a goodbye of ours,
     1 when the connection cannot be made or the server closes it first
     (with a one-line status for the user).
+
+    When the link can resume (C{redial} is set: WebSocket json mode) and it
+    is lost without a goodbye of ours (abnormally, or closed by the server
+    with 1001 "going away"), the session goes on: it says so and connects
+    again after a random delay of up to C{baseDelay * 2 ** failures} seconds
+    (full jitter, capped at C{maxDelay}), and at least as long as the
+    server's C{reconnect_after} hint. After C{reconnectAttempts} failed
+    attempts in a row it gives up with status 1; 0 attempts means it never
+    reconnects. Quitting while it waits to reconnect ends with 0 at once.
     """
 
     _log = Logger()
+
+    #: the first reconnect waits up to this many seconds, doubling per failure
+    baseDelay = 0.5
+    #: no reconnect waits longer than this (unless the server asks to)
+    maxDelay = 15.0
 
     def __init__(
         self,
@@ -185,11 +202,21 @@ class ChatClient:
         ui: ChatUI,
         clock: IReactorTime,
         quitTimeout: float = 2.0,
+        reconnectAttempts: int = 8,
+        random: Callable[[], float] = random.random,
     ) -> None:
         self.target = target
         self.ui = ui
         self.clock = clock
         self.quitTimeout = quitTimeout
+        self.reconnectAttempts = reconnectAttempts
+        self.random = random
+        #: connects again (as L{connect} did), for links that can resume
+        self.redial: Callable[[], object] | None = None
+        #: whether the link was lost and we are connecting again
+        self.reconnecting = False
+        self._failures = 0
+        self._retryTimer: IDelayedCall | None = None
         #: fires with the exit status
         self.done: Deferred[int] = Deferred()
         #: the open link, if any
@@ -236,6 +263,10 @@ class ChatClient:
         self._quitReason = reason
         link = self.link
         if link is None:
+            if self._retryTimer is not None and (giveUp or not self._queue):
+                # waiting to reconnect: nothing to wait for
+                self._finish(0)
+                return
             if giveUp and not self._queue and self.connecting is not None:
                 self._cancelled = True
                 self.connecting.cancel()
@@ -261,6 +292,10 @@ class ChatClient:
             link.abort()
             return
         self.link = link
+        if self.reconnecting:
+            self.reconnecting = False
+            self._failures = 0
+            self.ui.showStatus("reconnected to %s" % (self.target.address,))
         queued, self._queue = self._queue, []
         for line in queued:
             link.sendInput(line)
@@ -282,6 +317,17 @@ class ChatClient:
         self.connecting = None
         if self._cancelled:
             self._finish(0)
+        elif self.reconnecting:
+            if self._quitReason is not None:
+                # the user asked to leave meanwhile
+                self._finish(0)
+                return
+            self._failures += 1
+            what = "cannot reconnect to %s: %s" % (self.target.address, reason)
+            if self._failures >= self.reconnectAttempts:
+                self._finish(1, "%s (gave up after %s)" % (what, _plural(self._failures, "attempt")))
+            else:
+                self._retry(what, None)
         else:
             self._finish(1, "cannot connect to %s: %s" % (self.target.address, reason))
 
@@ -294,10 +340,12 @@ class ChatClient:
         else:
             self.connectFailed(describeFailure(failure))
 
-    def linkClosed(self, reason: str | None = None) -> None:
+    def linkClosed(self, reason: str | None = None, resumable: bool = False, retryAfter: float | None = None) -> None:
         """
         The open connection is gone; C{reason} says why when the server gave
-        (or there was) one.
+        (or there was) one. C{resumable} when it was lost or the server went
+        away, so that connecting again makes sense, not before C{retryAfter}
+        seconds if given.
         """
         self.link = None
         if self._quitTimer is not None:
@@ -306,18 +354,52 @@ class ChatClient:
             self._quitTimer = None
         if self._quitReason is not None:
             self._finish(0)
+        elif resumable and self.redial is not None and self.reconnectAttempts > 0:
+            self.reconnecting = True
+            self._failures = 0
+            self._retry("connection lost (%s)" % (reason,) if reason else "connection lost", retryAfter)
         elif reason:
             self._finish(1, "connection closed by server (%s)" % (reason,))
         else:
             self._finish(1, "connection closed by server")
 
+    def retryDelay(self, retryAfter: float | None = None) -> float:
+        """
+        How long to wait before the next attempt to reconnect: a random time
+        up to C{baseDelay * 2 ** failures} seconds, at most C{maxDelay}, and
+        at least C{retryAfter} when given.
+        """
+        delay = self.random() * min(self.maxDelay, self.baseDelay * 2 ** min(self._failures, 32))
+        if retryAfter is not None:
+            delay = max(delay, retryAfter)
+        return delay
+
+    def _retry(self, what: str, retryAfter: float | None) -> None:
+        delay = self.retryDelay(retryAfter)
+        self.ui.showStatus("%s: reconnecting in %.1f s\u2026" % (what, delay))
+        self._retryTimer = self.clock.callLater(delay, self._redialNow)
+
+    def _redialNow(self) -> None:
+        self._retryTimer = None
+        if self._finished or self.redial is None:
+            return
+        self.redial()
+
     def _finish(self, status: int, message: str | None = None) -> None:
         if self._finished:
             return
         self._finished = True
+        if self._retryTimer is not None:
+            if self._retryTimer.active():
+                self._retryTimer.cancel()
+            self._retryTimer = None
         if message is not None:
             self.ui.showStatus(message)
         self.done.callback(status)
+
+
+def _plural(n: int, word: str) -> str:
+    return "%d %s%s" % (n, word, "" if n == 1 else "s")
 
 
 class LineSplitter(Protocol):
@@ -424,6 +506,9 @@ class LineLink(LineSplitter):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
 
+_GOING_AWAY = 1001
+
+
 def _closeReason(text: str) -> str:
     """
     Cut C{text} to the 123 bytes a WebSocket close reason may have.
@@ -476,10 +561,17 @@ class JsonLink(WebSocketClientProtocol):
         if not self.opened:
             why = self._refused or self.wasNotCleanReason or reason or "connection closed"
             client.connectFailed(oneLine(str(why)))
-        elif wasClean:
-            client.linkClosed(oneLine(reason) if reason else None)
+            return
+        chat = self.factory.chat
+        retryAfter, chat.reconnectAfter = chat.reconnectAfter, None
+        # lost without a close handshake (1006), or the server going away
+        # (1001, on shutdown): worth connecting again and resuming
+        resumable = not wasClean or code == _GOING_AWAY
+        if wasClean:
+            why = oneLine(reason) if reason else None
         else:
-            client.linkClosed(oneLine(str(self.wasNotCleanReason or "connection lost")))
+            why = oneLine(str(self.wasNotCleanReason or "connection lost"))
+        client.linkClosed(why, resumable=resumable, retryAfter=retryAfter)
 
     def _sendRequest(self, request: dict[str, Any]) -> None:
         try:
@@ -490,13 +582,17 @@ class JsonLink(WebSocketClientProtocol):
     # -- ChatLink --
 
     def sendInput(self, line: str) -> None:
-        requests, lines = self.factory.chat.translate(line)
+        chat = self.factory.chat
+        requests, lines = chat.translate(line)
         for text in lines:
             self.factory.client.showLine(text)
-        for request in requests:
+        for request in chat.outgoing(requests):
             self._sendRequest(request)
 
     def sendQuit(self, reason: str) -> None:
+        # what waits for the welcome still goes: the server handles it first
+        for request in self.factory.chat.takeHeld():
+            self._sendRequest(request)
         self.sendClose(1000, _closeReason(reason) if reason else None)
 
     def abort(self) -> None:
@@ -702,7 +798,9 @@ def connect(
     """
     Connect C{client} to its target with the right link; failures go to
     L{ChatClient.connectFailure}. The result is kept as
-    C{client.connecting}, so that quitting early can cancel it.
+    C{client.connecting}, so that quitting early can cancel it. For
+    WebSocket json mode, C{client.redial} connects again with the same
+    L{JsonChat}, so that the session can resume.
     """
     target = client.target
     if endpoint is None:
@@ -714,10 +812,17 @@ def connect(
     else:
         factory = Factory.forProtocol(lambda: LineLink(client, nick, tls=target.secure))
         factory.noisy = False
-    d: Deferred[Any] = endpoint.connect(factory)
-    client.connecting = d
-    d.addErrback(client.connectFailure)
-    return d
+    theEndpoint = endpoint
+
+    def dial() -> Deferred[Any]:
+        d: Deferred[Any] = theEndpoint.connect(factory)
+        client.connecting = d
+        d.addErrback(client.connectFailure)
+        return d
+
+    if target.websocket:
+        client.redial = dial
+    return dial()
 
 
 # -- the program --
@@ -750,8 +855,26 @@ def makeParser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cafile", metavar="PATH", help="tls/wss: trust only the CA (or self-signed) certificates in this PEM file"
     )
+    parser.add_argument(
+        "--reconnect-attempts",
+        metavar="N",
+        type=_attempts,
+        default=8,
+        help="ws/wss: when the connection is lost, try to reconnect (and resume) up to N times "
+        "in a row before giving up; 0 never reconnects (default: %(default)s)",
+    )
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     return parser
+
+
+def _attempts(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 1000:
+        raise argparse.ArgumentTypeError("must be a whole number from 0 to 1000, not %r" % (text,))
+    return n
 
 
 class Settings:
@@ -765,11 +888,13 @@ class Settings:
         nick: str | None = None,
         creator: IOpenSSLClientConnectionCreator | None = None,
         warnings: list[str] | None = None,
+        reconnectAttempts: int = 8,
     ) -> None:
         self.target = target
         self.nick = nick
         self.creator = creator
         self.warnings = warnings or []
+        self.reconnectAttempts = reconnectAttempts
 
 
 def parseCommandLine(argv: list[str]) -> Settings:
@@ -796,7 +921,7 @@ def parseCommandLine(argv: list[str]) -> Settings:
     elif args.insecure or args.cafile:
         option = "--insecure" if args.insecure else "--cafile"
         warnings.append("warning: %s has no effect on %s:// (no TLS)" % (option, target.scheme))
-    return Settings(target, nick, creator, warnings)
+    return Settings(target, nick, creator, warnings, args.reconnect_attempts)
 
 
 def statusObserver(ui: ChatUI) -> FilteringLogObserver:
@@ -819,7 +944,9 @@ async def run(reactor: Any, settings: Settings, ui: ChatUI, quitTimeout: float =
     Run one session: connect, pass lines both ways until it ends, close the
     UI, and exit (C{SystemExit}) with the session's status.
     """
-    client = ChatClient(settings.target, ui, reactor, quitTimeout=quitTimeout)
+    client = ChatClient(
+        settings.target, ui, reactor, quitTimeout=quitTimeout, reconnectAttempts=settings.reconnectAttempts
+    )
     ui.start(client, reactor)
     connect(reactor, client, settings.nick, settings.creator)
     status = await client.done
@@ -837,7 +964,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     The C{twisted-chat} console script: parse the command line, run the
     session under the reactor and exit with its status: 0 after C{/quit},
     C{bye} or the end of input; 1 when the connection cannot be made or the
-    server closes it; 2 for a bad command line.
+    server closes it (in WebSocket json mode: when reconnecting failed
+    C{--reconnect-attempts} times in a row); 2 for a bad command line.
     """
     if argv is None:
         argv = sys.argv[1:]

@@ -187,7 +187,12 @@ class JsonChat:
     lines in the line chat's format. It remembers what the lines depend on:
     the nick, the rooms joined (in order, with the current one), and per room
     the last message position C{(epoch, id)} seen, which L{hello} sends as
-    C{since} so that a reconnecting client gets exactly what it missed.
+    C{since} so that a reconnecting client gets exactly what it missed; the
+    nick's owner C{token} and the highest private id seen, which L{hello}
+    sends too; and the C{say} and C{msg} requests not yet acknowledged,
+    which are sent again (same C{ref}) after the next C{welcome}. Requests
+    made before the C{welcome} of a connection are held (L{outgoing}) and
+    sent after those.
 
     C{now} returns the current time in seconds; it dates history stamps.
     """
@@ -214,17 +219,32 @@ class JsonChat:
         self.welcomed = False
         #: requests the events call for (see L{takeRequests})
         self._pending: list[dict[str, Any]] = []
+        #: the owner token the server gave us, and the nick it is for
+        self.token: str | None = None
+        self._tokenNick: str | None = None
+        #: the highest private message id seen
+        self.privateSince: int | None = None
+        #: ref -> the C{say} or C{msg} request not acknowledged yet, oldest first
+        self.unacked: dict[str, dict[str, Any]] = {}
+        # requests made on this connection before its welcome, in order
+        self._held: list[dict[str, Any]] = []
+        #: the server's C{reconnect_after} hint (seconds) of its last notice
+        self.reconnectAfter: float | None = None
 
     # -- requests --
 
     def hello(self) -> dict[str, Any]:
         """
-        The first request of a connection: our nick if any, and after a
-        reconnect the rooms we were in and where we were in each.
+        The first request of a connection: our nick if any (with its owner
+        token, if a welcome gave us one for it), and after a reconnect the
+        rooms we were in, where we were in each, and the highest private id
+        seen.
         """
         request: dict[str, Any] = {"type": "hello"}
         if self.nick:
             request["nick"] = self.nick
+            if self.token is not None and self._tokenNick is not None and self.nick.lower() == self._tokenNick.lower():
+                request["token"] = self.token
         if self.rooms:
             rooms = list(self.rooms)
             if self.current in rooms:
@@ -235,6 +255,8 @@ class JsonChat:
             since = {r: {"epoch": e, "id": i} for r, (e, i) in self.positions.items() if r in rooms}
             if since:
                 request["since"] = since
+        if self.privateSince is not None:
+            request["private_since"] = self.privateSince
         # what the welcome and joins tell us is the truth from here on
         self._historyRequests = []
         self._joinHistories = set()
@@ -249,6 +271,31 @@ class JsonChat:
         """
         pending, self._pending = self._pending, []
         return pending
+
+    def outgoing(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """
+        Of the translated C{requests}, those to send now: all of them once
+        the server has welcomed us; before that none, as they are held and
+        sent after the welcome (see L{takeRequests}), in order, after the
+        unacknowledged ones of an earlier connection.
+        """
+        if self.welcomed:
+            return requests
+        self._held.extend(requests)
+        return []
+
+    def takeHeld(self) -> list[dict[str, Any]]:
+        """
+        The requests held until the welcome, to be sent now (when quitting
+        before it: the server still handles them before the close).
+        """
+        held, self._held = self._held, []
+        return held
+
+    def _record(self, request: dict[str, Any]) -> dict[str, Any]:
+        # a say or msg is kept until its ack (or error) arrives
+        self.unacked[request["ref"]] = request
+        return request
 
     def _nextRef(self) -> str:
         self._ref += 1
@@ -266,7 +313,7 @@ class JsonChat:
             return [], []
         if not line.startswith("/") or line.startswith("//"):
             text = line[1:] if line.startswith("//") else line
-            return [{"type": "say", "text": text, "ref": self._nextRef()}], []
+            return [self._record({"type": "say", "text": text, "ref": self._nextRef()})], []
         name, _, rest = line[1:].partition(" ")
         name = name.lower()
         rest = rest.strip()
@@ -366,12 +413,12 @@ class JsonChat:
         nick, _, text = rest.partition(" ")
         if not nick or not text.strip():
             return self._usage("/msg NICK TEXT")
-        return [{"type": "msg", "to": nick, "text": text, "ref": self._nextRef()}], []
+        return [self._record({"type": "msg", "to": nick, "text": text, "ref": self._nextRef()})], []
 
     def _cmd_me(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
         if not rest:
             return self._usage("/me ACTION")
-        return [{"type": "say", "text": rest, "action": True, "ref": self._nextRef()}], []
+        return [self._record({"type": "say", "text": rest, "action": True, "ref": self._nextRef()})], []
 
     def _cmd_history(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
         n = 20
@@ -424,6 +471,20 @@ class JsonChat:
         if old is None or old[0] != epoch or old[1] < id:
             self.positions[room] = (epoch, id)
 
+    def _known(self, room: str, epoch: str, id: int) -> bool:
+        """
+        Whether message C{id} of C{room} was seen already (at or below the
+        position kept for the room, in the same epoch).
+        """
+        old = self.positions.get(room)
+        return old is not None and old[0] == epoch and id <= old[1]
+
+    def _seenPrivate(self, p: dict[str, Any]) -> None:
+        id = p.get("id")
+        if isinstance(id, int) and not isinstance(id, bool):
+            if self.privateSince is None or id > self.privateSince:
+                self.privateSince = id
+
     def _privateLine(self, p: dict[str, Any], when: str | None = None) -> str:
         prefix = "[" + when + "] " if when else ""
         sender, recipient, text = str(p["from"]), str(p["to"]), str(p["text"])
@@ -434,6 +495,16 @@ class JsonChat:
     def _on_welcome(self, event: dict[str, Any]) -> list[str]:
         self.welcomed = True
         self.nick = str(event["nick"])
+        token = event.get("token")
+        if isinstance(token, str) and token:
+            self.token, self._tokenNick = token, self.nick
+        # what was never acknowledged goes again, with the same ref (the
+        # server answers a duplicate with the first ack), then what was
+        # typed since
+        held, self._held = self._held, []
+        heldRefs = {r.get("ref") for r in held}
+        self._pending.extend(r for ref, r in self.unacked.items() if ref not in heldRefs)
+        self._pending.extend(held)
         rooms = [str(r) for r in event.get("rooms") or []]
         # The joins that follow re-add the rooms one by one; the first room
         # of the hello is the current one.
@@ -445,11 +516,15 @@ class JsonChat:
 
     def _on_message(self, event: dict[str, Any]) -> list[str]:
         m = self._message(event)
+        if self._known(m.room, m.epoch, m.id):
+            return []
         self._seen(m.room, m.epoch, m.id)
         return [messageLine(m)]
 
     def _on_private(self, event: dict[str, Any]) -> list[str]:
-        return [self._privateLine(event)]
+        line = self._privateLine(event)
+        self._seenPrivate(event)
+        return [line]
 
     def _on_private_history(self, event: dict[str, Any]) -> list[str]:
         messages = event["messages"]
@@ -458,6 +533,7 @@ class JsonChat:
         now = self._now()
         lines = ["*** %s while you were away:" % (_plural(len(messages), "private message"),)]
         for p in messages:
+            self._seenPrivate(p)
             lines.append(self._privateLine(p, stamp(float(p["time"]) / 1000.0, now)))
         return lines
 
@@ -503,6 +579,9 @@ class JsonChat:
 
     def _on_presence(self, event: dict[str, Any]) -> list[str]:
         room, members = str(event["room"]), [str(m) for m in event["members"]]
+        total = event.get("total")
+        if isinstance(total, int) and total > len(members):
+            return ["*** %s: %d members, among them: %s" % (room, total, ", ".join(members))]
         if members:
             return ["*** %s: members: %s" % (room, ", ".join(members))]
         return ["*** %s: nobody is here" % (room,)]
@@ -517,6 +596,9 @@ class JsonChat:
             requested = False
         else:
             requested = self._answersRequest(room)
+        if not requested:
+            # what came before (a resume, a rejoin) is not shown twice
+            messages = [m for m in messages if not self._known(room, epoch, m.id)]
         lines: list[str] = []
         if recovered is False:
             old = self.positions.get(room)
@@ -562,7 +644,14 @@ class JsonChat:
             return ["*** rooms: none"]
         return ["*** rooms: " + ", ".join("%s (%d)" % (str(r["room"]), int(r["members"])) for r in rooms)]
 
+    def _on_ack(self, event: dict[str, Any]) -> list[str]:
+        self.unacked.pop(str(event.get("ref")), None)
+        return []
+
     def _on_error(self, event: dict[str, Any]) -> list[str]:
+        ref = event.get("ref")
+        if ref is not None:
+            self.unacked.pop(str(ref), None)
         if not self.welcomed and self.nick and event.get("code") in ("bad-nick", "nick-taken"):
             # the hello was refused for its nick: try again as a guest
             self.nick = None
@@ -570,6 +659,9 @@ class JsonChat:
         return ["!!! " + str(event.get("message") or event.get("code") or "error")]
 
     def _on_notice(self, event: dict[str, Any]) -> list[str]:
+        after = event.get("reconnect_after")
+        if isinstance(after, (int, float)) and not isinstance(after, bool) and after >= 0:
+            self.reconnectAfter = after / 1000.0
         return ["*** notice: " + str(event["text"])]
 
     def _on_topic(self, event: dict[str, Any]) -> list[str]:
