@@ -1179,7 +1179,10 @@ def test_privateWithTheSameRefIsSentOnce(service: ChatService) -> None:
     bob, cb = connect(service, "bob")
     first = fired(alice.private("bob", "psst", ref="p1"))
     again = fired(alice.private("bob", "psst", ref="p1"))
-    assert first is again
+    # the same message (kept compactly once stored: an equal copy, not the object)
+    assert (again.id, again.sender, again.recipient, again.text, again.time) == (
+        first.id, first.sender, first.recipient, first.text, first.time,
+    )
     assert cb.describe() == [("private", first.id, "alice", "bob", "psst")]
     assert ca.describe() == [("private", first.id, "alice", "bob", "psst")]
 
@@ -1348,3 +1351,32 @@ def test_privateToAnOwnedNickWhileAway(service: ChatService) -> None:
     with pytest.raises(ChatError) as e:
         alice.private("nobody-ever", "hello?")
     assert e.value.code == "no-such-nick"
+
+
+def test_ownerReplacesItsStaleConnection(service: ChatService) -> None:
+    """
+    When the owner of a nick comes back with its token while the server
+    still holds its previous connection (dropped without the server
+    noticing yet), that stale connection is closed and the nick goes to the
+    new one; the room sees the old one leave ("reconnected"). Without the
+    token, the nick is still taken.
+    """
+    alice, ca = connect(service, "alice")
+    bob, cb = connect(service, "bob")
+    for m in (alice, bob):
+        m.join("#lobby")
+    token = alice.token
+    assert token is not None
+    ca.take()
+    cb.take()
+    with pytest.raises(ChatError) as e:
+        service.connect(RecordingClient(), nick="alice", peer="test", token="wrong")
+    assert e.value.code == "nick-taken"
+    again = service.connect(RecordingClient(), nick="alice", peer="test", token=token)
+    assert again.owner is True
+    assert alice.gone
+    assert ca.closed == ["replaced by a new connection of alice"]
+    assert service.lookup("alice") is again
+    assert ("part", "#lobby", "alice", "reconnected") in [
+        (ev.kind, ev.room, ev.nick, ev.reason) for ev in cb.take() if ev.kind == "part"  # type: ignore[attr-defined]
+    ]

@@ -36,6 +36,7 @@ _REASONS = (
     "banned",
     "server shutting down",
     "internal error",
+    "reconnected",
 )
 
 
