@@ -1055,3 +1055,17 @@ def test_admission(clock: Clock) -> None:
     admission.maxPerHost = 0
     response = chat.net.fetch("GET", POLLING)
     assert (response.status, response.json()) == (403, {"code": 4, "message": "your address is banned from this server"})
+
+
+def test_loneSurrogateEscapeIsRefused() -> None:
+    """
+    A packet whose JSON holds an unpaired \\ud800-\\udfff escape is refused
+    as invalid (it is no text, and could not be sent on to anyone), while a
+    properly paired escape is text like any other.
+    """
+    from twisted_chat._engineio import ProtocolError
+    from twisted_chat._socketio import decodeText
+
+    with pytest.raises(ProtocolError):
+        decodeText('2["message","\\ud800"]')
+    assert decodeText('2["message","\\ud83d\\ude00 ok"]').data == ["message", "\U0001f600 ok"]

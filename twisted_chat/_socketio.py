@@ -35,7 +35,7 @@ from twisted_chat._engineio import Data, EngineResource, EngineServer, EngineSoc
 from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
 from twisted_chat._interfaces import IChatClient
-from twisted_chat._json import JsonSession, _position, _str
+from twisted_chat._json import JsonSession, _position, _str, isText
 from twisted_chat._service import ChatService, Member
 from twisted_chat._text import TextSession, closingText
 
@@ -182,6 +182,9 @@ def decodeText(text: str, maxAttachments: int = 10) -> Packet:
             data = _decodeJson(text[i:])
         except (ValueError, RecursionError):
             raise ProtocolError("invalid payload")
+        if "\\u" in text and not isText(data):
+            # a lone \ud800-\udfff escape is no text: it could not be sent on
+            raise ProtocolError("invalid payload: unpaired surrogate escape")
     if not _validPayload(ptype, data, id):
         raise ProtocolError("invalid payload for packet type %d" % (ptype,))
     return Packet(ptype, nsp, data, id, attachments)
