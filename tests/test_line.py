@@ -11,6 +11,7 @@ import re
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
@@ -19,6 +20,7 @@ from zope.interface.verify import verifyObject
 
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._line import LineChatFactory, LineChatProtocol
+from twisted_chat._memstore import MemoryStore
 from twisted_chat._service import ChatService
 from twisted_chat._text import HELP
 
@@ -747,3 +749,59 @@ def test_shutdownClosesEveryConnection(factory: LineChatFactory, service: ChatSe
     done: list[object] = []
     d.addCallback(done.append)
     assert done == [None]
+
+
+# -- end of input (half-close) ---------------------------------------------------
+
+
+class SlowStore(MemoryStore):
+    """
+    A memory store whose commits wait until L{commit} is called.
+    """
+
+    def __init__(self) -> None:
+        MemoryStore.__init__(self)
+        self.waiting: list[tuple[Deferred[None], object]] = []
+
+    def append(self, message: object, ref: object = None) -> Deferred[None]:
+        MemoryStore.append(self, message, ref)  # type: ignore[arg-type]
+        d: Deferred[None] = Deferred()
+        self.waiting.append((d, message))
+        return d
+
+    def commit(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for d, _ in waiting:
+            d.callback(None)
+
+
+def test_endOfInputAnswersWhatWasAskedThenCloses(clock: Clock) -> None:
+    """
+    When a client finishes sending but still reads (C{printf 'hi\\n' | nc -N
+    HOST 9000}), the line it sent last is still stored and echoed to it, and
+    only then does it leave the rooms and the connection close; the others
+    see the message, then the departure.
+    """
+    store = SlowStore()
+    service = ChatService(store=store, clock=clock)
+    factory = LineChatFactory(service, clock=clock)
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    quiet(alice, bob)
+    alice.send("last words\n")
+    alice.protocol.readConnectionLost()
+    assert alice.open and alice.lines() == []
+    store.commit()
+    assert alice.lines() == ["#lobby <alice> last words", "*** #lobby: alice left (disconnected)"]
+    assert not alice.open
+    assert bob.lines() == ["#lobby <alice> last words", "*** #lobby: alice left (disconnected)"]
+
+
+def test_endOfInputWithNothingPendingClosesAtOnce(factory: LineChatFactory) -> None:
+    """
+    End of input with nothing in progress closes the connection at once.
+    """
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    quiet(alice, bob)
+    alice.protocol.readConnectionLost()
+    assert not alice.open
+    assert bob.lines() == ["*** #lobby: alice left (disconnected)"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -27,7 +27,7 @@ from twisted_chat._service import ChatService
 from twisted_chat._text import TextSession, closingText
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorTime
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 
 def peerName(address: IAddress | None) -> str:
@@ -52,11 +52,12 @@ class OutgoingGuard:
     connection is aborted (a slow consumer) instead of growing server memory.
     """
 
-    paused = False
-    queued = 0
+    __slots__ = ("limit", "paused", "queued")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.paused = False
+        self.queued = 0
 
     def pauseProducing(self) -> None:
         # A transport calls this on every write while its buffer is full, not
@@ -82,7 +83,7 @@ class OutgoingGuard:
         return self.queued > self.limit
 
 
-@implementer(IChatClient)
+@implementer(IChatClient, IHalfCloseableProtocol)
 class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     """
     One line-chat connection.
@@ -118,6 +119,14 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     def connectionMade(self) -> None:
         self.transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
         self._fast = fastWriterFor(self.transport)
+        # Chat lines are small and wanted now: no Nagle delay (as WebSocket
+        # connections, which Autobahn sets up with tcpNoDelay).
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            try:
+                setNoDelay(True)
+            except OSError:
+                pass
         address = self.transport.getPeer()  # type: ignore[union-attr]
         peer = peerName(address)
         host = str(getattr(address, "host", peer))
@@ -132,9 +141,28 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         self.setTimeout(self.idleTimeout or None)
         self.startTextSession(self.service, peer, host)
 
+    def readConnectionLost(self) -> None:
+        """
+        The peer finished sending but still reads (C{printf '/who\\n' | nc
+        HOST 9000}): answer what it asked, then leave and close.
+        """
+        if self._closing:
+            return
+        if self.member is None or self.member.gone:
+            self.endSession("disconnected")
+            return
+        self.leaveAfterPending("disconnected", bye=False)
+
+    def writeConnectionLost(self) -> None:
+        # The peer stopped reading: nothing more can reach it.
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
         self._closing = True
+        self._lost = True
+        if self._forceClose is not None and self._forceClose.active():
+            self._forceClose.cancel()
         if self._admitted is not None:
             self.service.admission.release(self._admitted)
             self._admitted = None
@@ -148,10 +176,26 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self.member.quit("idle")
         self.endSession("idle")
 
+    #: the pending abort of a connection that does not close (see endSession)
+    _forceClose: IDelayedCall | None = None
+    _lost = False
+
     def endSession(self, reason: str) -> None:
         self._closing = True
         self.setTimeout(None)
+        if self._admitted is not None:
+            # The session is over (the socket closes in a moment): its place
+            # under --max-per-ip is free from now, not from a later turn.
+            self.service.admission.release(self._admitted)
+            self._admitted = None
         self.transport.loseConnection()  # type: ignore[union-attr]
+        if not self._lost and self._forceClose is None:
+            # loseConnection() waits for the peer to take what is queued and,
+            # over TLS, to answer close_notify; a peer that never does would
+            # keep the connection, and its place under --max-per-ip, for ever.
+            self._forceClose = self.callLater(
+                max(1.0, self.service.shutdownTimeout), self.transport.abortConnection  # type: ignore[union-attr]
+            )
 
     # -- IChatClient --
 
@@ -165,9 +209,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self.deliverText(event)
             return
         fast = self._fast
-        if fast is not None and not self._guard.paused:
-            fast.write(data, event.kind in LAZY_KINDS)
-        else:
+        if fast is None or not fast.take(data, event.kind in LAZY_KINDS):
             self._write(data)
 
     def close(self, reason: str, reconnectAfter: float | None = None) -> None:
@@ -203,9 +245,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self.transport.abortConnection()  # type: ignore[union-attr]
             return
         fast = self._fast
-        if fast is not None:
-            fast.write(data)
-        else:
+        if fast is None or not fast.take(data):
             self.transport.write(data)  # type: ignore[union-attr]
 
     # -- input --

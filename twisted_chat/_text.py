@@ -53,6 +53,7 @@ HELP = [
     "  /ban NICK|ADDRESS [WHY]   keep them out;  /unban NICK|ADDRESS",
     "  /op NICK          make someone an operator too",
     "  /notice TEXT      (server admins) a notice to everyone",
+    "  /status           (server admins) connections, rooms and recent errors",
 ]
 
 _CONTROL = dict.fromkeys(
@@ -200,7 +201,11 @@ class TextSession:
                 )
         elif kind == "presence":
             assert isinstance(event, Presence)
-            if event.members:
+            if event.total is not None and event.total > len(event.members):
+                self.sendNotice(
+                    "%s: %d members, among them: %s" % (event.room, event.total, ", ".join(event.members))
+                )
+            elif event.members:
                 self.sendNotice("%s: members: %s" % (event.room, ", ".join(event.members)))
             else:
                 self.sendNotice("%s: nobody is here" % (event.room,))
@@ -260,6 +265,11 @@ class TextSession:
         """
         member = self.member
         if member is None or member.gone:
+            return
+        held = self.__dict__.get("_heldInput")
+        if held is not None:
+            # A login is being checked: what follows waits for its outcome.
+            held.append(line)
             return
         if not line.strip():
             return
@@ -329,7 +339,17 @@ class TextSession:
                 except ChatError as e:
                     self.sendError(e.message)
 
-        self._watch(member.login(nick, password).addCallback(loggedIn))
+        def release(result: object) -> object:
+            held = self.__dict__.pop("_heldInput", None) or []
+            for line in held:
+                self.handleText(line)
+            return result
+
+        d = member.login(nick, password)  # (a refusal raises here: nothing is held)
+        self.__dict__["_heldInput"] = []
+        d.addCallback(loggedIn)
+        self._watch(d)
+        d.addBoth(release)
 
     def cmd_join(self, member: Member, rest: str) -> None:
         if not rest or " " in rest:
@@ -411,6 +431,9 @@ class TextSession:
             raise self._usage("/op NICK")
         self.sendNotice("%s: %s is now an operator" % (member.current, member.giveOp(rest)))
 
+    def cmd_status(self, member: Member, rest: str) -> None:
+        member.status()
+
     def cmd_notice(self, member: Member, rest: str) -> None:
         if not rest:
             raise self._usage("/notice TEXT")
@@ -418,15 +441,24 @@ class TextSession:
 
     def cmd_quit(self, member: Member, rest: str) -> None:
         reason = "quit: " + oneLine(rest)[:200] if rest else "quit"
+        self.leaveAfterPending(reason, bye=True)
+
+    def leaveAfterPending(self, reason: str, bye: bool) -> None:
+        """
+        Quit with C{reason} once the requests still in progress (messages
+        being stored, a login being checked, and the lines held behind it)
+        have been answered, so that nothing said just before leaving goes
+        unanswered; then close.
+        """
         pending = list(self.__dict__.get("_pending", ()))
-
-        def leave(_: object = None) -> None:
-            member.quit(reason)
-            self.sendNotice("bye")
-            self.endSession(reason)
-
         if pending:
-            # Said just before quitting: stored and echoed first, then bye.
-            DeferredList(pending, consumeErrors=True).addCallback(leave)
-        else:
-            leave()
+            # Lines held behind a login may start new requests: look again.
+            DeferredList(pending, consumeErrors=True).addCallback(
+                lambda _: self.leaveAfterPending(reason, bye)
+            )
+            return
+        if self.member is not None:
+            self.member.quit(reason)
+        if bye:
+            self.sendNotice("bye")
+        self.endSession(reason)
