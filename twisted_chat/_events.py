@@ -150,13 +150,15 @@ class Presence(Event):
     The members of C{room}, sorted case-insensitively.
     """
 
-    __slots__ = ("room", "members")
+    __slots__ = ("room", "members", "total")
     kind = "presence"
 
-    def __init__(self, room: str, members: list[str]) -> None:
+    def __init__(self, room: str, members: list[str], total: int | None = None) -> None:
         Event.__init__(self)
         self.room = room
         self.members = members
+        #: in a big room, C{members} lists only some: the total is here
+        self.total = total
 
 
 class History(Event):

@@ -83,9 +83,17 @@ def supportsFastWrite(transport: object) -> bool:
     Is C{transport} a plain TCP transport whose write buffer L{WriteBatcher}
     may use?
     """
-    if type(transport) not in _FAST_TYPES:
+    cls = type(transport)
+    if cls not in _FAST_TYPES:
         return False
-    return all(hasattr(transport, name) for name in _REQUIRED) and not transport.TLS  # type: ignore[attr-defined]
+    known = _checked.get(cls)
+    if known is None:
+        known = _checked[cls] = all(hasattr(transport, name) for name in _REQUIRED)
+    return known and not transport.TLS  # type: ignore[attr-defined]
+
+
+#: transport class -> whether it has every attribute the shortcut uses
+_checked: dict[type, bool] = {}
 
 
 class WriteBatcher:
@@ -155,10 +163,11 @@ class WriteBatcher:
             if not buf or t.dataBuffer:
                 # Emptied or taken over by Twisted meanwhile: its business.
                 continue
-            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            # (join() returns a lone item itself, without copying it)
+            data = b"".join(buf)
             sends += 1
             try:
-                n = t.socket.send(data)
+                n = w.send(data)
             except (BlockingIOError, InterruptedError):
                 # EAGAIN: the kernel buffer is full; Twisted sends it when
                 # the socket is writable again.
@@ -170,8 +179,8 @@ class WriteBatcher:
                 # connection through Twisted's usual path.
                 t.startWriting()
                 continue
-            if n == len(data):
-                t._tempDataBuffer = []
+            if n == t._tempDataLen:
+                buf.clear()
                 t._tempDataLen = 0
                 if t.producerPaused or t.disconnecting or t._writeDisconnecting:
                     # Twisted's doWrite() on an empty buffer resumes the
@@ -205,11 +214,13 @@ class FastWriter:
     The fast write path of one connection.
     """
 
-    __slots__ = ("transport", "batcher", "state")
+    __slots__ = ("transport", "batcher", "state", "send")
 
     def __init__(self, transport: Any, batcher: WriteBatcher) -> None:
         self.transport = transport
         self.batcher = batcher
+        #: the socket's send(), bound once
+        self.send = transport.socket.send
         #: _IDLE, or whether our bytes wait in the transport's buffer for
         #: this turn's flush (_QUEUED) or for the lazy flush (_LAZY)
         self.state = _IDLE
@@ -229,11 +240,22 @@ class FastWriter:
         anything written after them takes them along, so the order of the
         stream never changes.
         """
+        if not self.take(data, lazy):
+            self.transport.write(data)
+
+    def take(self, data: bytes, lazy: bool = False) -> bool:
+        """
+        L{write} C{data} if it can go the short way; C{False} if not, and
+        then the caller writes it with C{transport.write()} (after counting
+        it against a slow consumer's allowance, for instance).
+        """
         t = self.transport
         state = self.state
         if state:
             # Behind our own bytes (and anything written through
             # transport.write() since): same buffer, same order.
+            if t.producerPaused:
+                return False
             if t.connected and not t._writeDisconnected:
                 t._tempDataBuffer.append(data)
                 n = t._tempDataLen = t._tempDataLen + len(data)
@@ -242,7 +264,7 @@ class FastWriter:
                 if state == _LAZY and not lazy:
                     self.state = _QUEUED
                     self.batcher._schedule(self)
-            return
+            return True
         if (
             t._tempDataLen
             or t.dataBuffer
@@ -254,8 +276,7 @@ class FastWriter:
             or t._aborting
             or t.TLS
         ):
-            t.write(data)
-            return
+            return False
         t._tempDataBuffer.append(data)
         t._tempDataLen = len(data)
         if len(data) > t.bufferSize:
@@ -266,6 +287,7 @@ class FastWriter:
         else:
             self.state = _QUEUED
             self.batcher._schedule(self)
+        return True
 
 
 def fastWriterFor(transport: object) -> FastWriter | None:

@@ -456,3 +456,7 @@ class JsonSession:
     def json_notice(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.serverNotice(_str(request, "text"))  # type: ignore[arg-type]
+
+    def json_status(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.status()

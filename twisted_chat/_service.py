@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from twisted.application.service import Service
@@ -99,6 +100,24 @@ class _Ref:
             d.errback(f)
 
 
+def _packRef(time: float, message: Message | Private) -> tuple[Any, ...]:
+    """
+    A stored message as a ref entry: a tuple of strings and numbers, which
+    the garbage collector stops tracking, where a _Ref and a Message (two
+    tracked objects per ref, up to 100,000 refs) made every full collection
+    walk them all: a stall of a few hundred milliseconds.
+    """
+    if isinstance(message, Private):
+        return ("p", time, message.id, message.sender, message.recipient, message.text, message.time)
+    return ("m", time, message.room, message.id, message.epoch, message.sender, message.text, message.time, message.action)
+
+
+def _unpackRef(entry: tuple[Any, ...]) -> Message | Private:
+    if entry[0] == "p":
+        return Private(*entry[2:])
+    return Message(*entry[2:])
+
+
 class Room:
     """
     A room and its members, in joining order.
@@ -108,7 +127,7 @@ class Room:
     trips over a member that leaves in the middle of it.
     """
 
-    __slots__ = ("name", "members", "_snapshot", "ops", "bans", "topic", "topicBy")
+    __slots__ = ("name", "members", "_snapshot", "ops", "bans", "banHosts", "topic", "topicBy", "presence")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -119,15 +138,24 @@ class Room:
         self.ops: set[Member] = set()
         #: banned nick keys and addresses
         self.bans: set[str] = set()
+        #: nick key -> the address banned along with that nick (unbanned with it)
+        self.banHosts: dict[str, str] = {}
         self.topic = ""
         self.topicBy = ""
+        #: (limit, sorted nicks of the first `limit` members), or None
+        self.presence: tuple[int, list[str]] | None = None
 
     def add(self, member: Member) -> None:
         self.members[member] = None
         self._snapshot = None
+        cached = self.presence
+        if cached is not None and len(self.members) <= cached[0]:
+            # (a member past the first cached[0] does not change that list)
+            self.presence = None
 
     def remove(self, member: Member) -> None:
         self.members.pop(member, None)
+        self.presence = None
         self.ops.discard(member)
         self._snapshot = None
 
@@ -301,6 +329,20 @@ class Member:
             raise ChatError("not-allowed", "only server admins can send notices")
         self.service.notice(self.service._checkText(text))
 
+    def status(self) -> None:
+        """
+        Ask for the node's status (connections, rooms, recent errors): server
+        admins only; answered with L{Notice} events.
+        """
+        self.service._spend(self)
+        if not self.service.isAdmin(self):
+            raise ChatError("not-allowed", "only server admins can see the status")
+        from twisted_chat._ops import statusLines
+
+        service = self.service
+        for line in statusLines(service, service.recentErrors, service.startedAt, service.now()):
+            self.client.deliver(Notice("status: " + line))
+
     def quit(self, reason: str = "quit") -> None:
         """
         Leave every room and give up the nick. Safe to call more than once.
@@ -363,7 +405,7 @@ class ChatService(Service):
         self.refWindow = refWindow
         self.pruneInterval = pruneInterval
         # (sender nick key, client ref) -> its message, for idempotent resends
-        self._refs: OrderedDict[tuple[str, str], _Ref] = OrderedDict()
+        self._refs: OrderedDict[tuple[str, str], _Ref | tuple[Any, ...]] = OrderedDict()
         self._tokens: dict[str, str] = {}
         self._pruner: LoopingCall | None = None
         #: registered nicks (nick key -> password hash), from --auth
@@ -374,6 +416,11 @@ class ChatService(Service):
         self.floodBurst = floodBurst
         self.floodKick = floodKick
         self.admission = admission if admission is not None else Admission()
+        #: In a room with more members than this, joins and leaves are told
+        #: only to the member concerned, and member lists (on join, /who)
+        #: name this many members and give the total: otherwise every join
+        #: costs O(members) deliveries and bytes, O(members²) to fill a room.
+        self.announceLimit = 1000
         from twisted_chat._ops import Stats
 
         #: where the service reports what happens (metrics); see _ops.Stats
@@ -383,6 +430,9 @@ class ChatService(Service):
         #: up to this many seconds, so a restart causes no reconnect storm
         self.drainSpread = drainSpread
         self.logMessages = logMessages
+        #: the daemon's ring of recent warnings and errors (for /status)
+        self.recentErrors: Any = None
+        self.startedAt = 0.0
         self.setName("chat")
 
     @property
@@ -400,10 +450,11 @@ class ChatService(Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        self.startedAt = self.now()
         self.store.open()
         now = self.now()
         for key, ref, msg in self.store.refs(now - self.refWindow):
-            self._refs[(key, ref)] = _Ref(msg.time, msg)  # type: ignore[attr-defined]
+            self._refs[(key, ref)] = _packRef(msg.time, msg)  # type: ignore[attr-defined]
         self._tokens = self.store.tokens()
         if self.pruneInterval > 0:
             self._pruner = LoopingCall(self._prune)
@@ -471,8 +522,24 @@ class ChatService(Service):
         owner = False
         issued = None
         if nick is not None:
-            self._checkNickFree(checkNick(nick), None)
-            key = nickKey(nick)
+            key = nickKey(checkNick(nick))
+            known = self._tokens.get(key)
+            other = self._nicks.get(key)
+            if (
+                other is not None
+                and known is not None
+                and isinstance(token, str)
+                and hmac.compare_digest(hashToken(token), known)
+            ):
+                # The nick's owner is back (after a drop the server has not
+                # noticed yet): the stale connection gives way to it.
+                self._log.info("{nick} reconnected: closing its previous connection", nick=other.nick)
+                try:
+                    other.client.close("replaced by a new connection of %s" % (other.nick,))
+                except Exception:
+                    self._log.failure("closing the previous connection of {nick} failed", nick=other.nick)
+                self._quit(other, "reconnected")
+            self._checkNickFree(nick, None)
             if key in self.passwords and not authenticated:
                 raise ChatError("nick-registered", "%s is registered: log in with its password" % (nick,))
             known = self._tokens.get(key)
@@ -654,8 +721,13 @@ class ChatService(Service):
         room.add(member)
         member.rooms[name] = room
         member.current = name
-        self._broadcast(room, Joined(name, member.nick, self.now()))
-        self._send(member, Presence(name, _sortedNicks(m.nick for m in room.members)))
+        joined = Joined(name, member.nick, self.now())
+        if len(room.members) > self.announceLimit:
+            # A big room: only the joiner hears of it (see announceLimit).
+            self._send(member, joined)
+        else:
+            self._broadcast(room, joined)
+        self._send(member, self._presence(name, room))
         if room.topic:
             self._send(member, TopicChanged(name, room.topic, room.topicBy, self.now()))
         self._fetchHistory(member, name, since)
@@ -722,7 +794,11 @@ class ChatService(Service):
                 member._held = None
         if member.current == name:
             member.current = next(reversed(member.rooms), None) if member.rooms else None
-        self._broadcast(room, Parted(name, member.nick, reason, self.now()))
+        parted = Parted(name, member.nick, reason, self.now())
+        if len(room.members) > self.announceLimit:
+            self._send(member, parted)
+        else:
+            self._broadcast(room, parted)
         room.remove(member)
         if not room.members:
             del self.rooms[name]
@@ -759,17 +835,19 @@ class ChatService(Service):
         refs = self._refs
         while refs:
             oldest = next(iter(refs.values()))
-            if oldest.time > now - self.refWindow and len(refs) < 100000:
+            if (oldest[1] if type(oldest) is tuple else oldest.time) > now - self.refWindow and len(refs) < 100000:
                 break
             refs.popitem(last=False)
         entry = refs.get(key)
         if entry is not None:
-            return entry.result()
+            return succeed(_unpackRef(entry)) if type(entry) is tuple else entry.result()
         entry = refs[key] = _Ref(now, None)
         d = make()
 
         def stored(msg: Any) -> Any:
             entry.stored(msg)
+            if refs.get(key) is entry:
+                refs[key] = _packRef(entry.time, msg)
             return msg
 
         def failed(f: Failure) -> Failure:
@@ -865,6 +943,8 @@ class ChatService(Service):
             # Ownership was proven for the old nick, not for this one.
             member.owner = False
         member.nick = nick
+        for room in member.rooms.values():
+            room.presence = None
         self._nicks[nickKey(nick)] = member
         now = self.now()
         # One notice per member that shares a room, listing the shared rooms.
@@ -880,8 +960,24 @@ class ChatService(Service):
 
     def _who(self, member: Member, name: str) -> None:
         room = self.rooms.get(name)
-        nicks = _sortedNicks(m.nick for m in room.members) if room is not None else []
-        self._send(member, Presence(name, nicks))
+        self._send(member, self._presence(name, room) if room is not None else Presence(name, []))
+
+    def _presence(self, name: str, room: Room) -> Presence:
+        """
+        Who is in C{room}: everyone, sorted; in a room bigger than
+        C{announceLimit}, the first C{announceLimit} to have joined (sorted)
+        and the total, so that a member list never costs O(members) per join.
+        """
+        members = room.members
+        limit = self.announceLimit
+        cached = room.presence
+        if cached is None or cached[0] != limit:
+            # (kept until the first `limit` members change: see Room.add)
+            cached = room.presence = (limit, _sortedNicks(m.nick for m in islice(members, limit)))
+        nicks = list(cached[1])
+        if len(members) <= limit:
+            return Presence(name, nicks)
+        return Presence(name, nicks, total=len(members))
 
     def _history(self, member: Member, name: str, limit: int, before: int | None) -> None:
         limit = max(0, min(int(limit), max(self.historySize, 200)))
@@ -972,6 +1068,8 @@ class ChatService(Service):
         banned = [target.lower()]
         other = self.lookup(target) if _NICKLIKE(target) else None
         if other is not None and other.host:
+            if other.host not in room.bans:
+                room.banHosts[target.lower()] = other.host
             banned.append(other.host)
         room.bans.update(banned)
         self._log.info("{op} banned {target} from {room}", op=member.nick, target=target, room=name)
@@ -988,6 +1086,9 @@ class ChatService(Service):
         if key not in room.bans:
             raise ChatError("bad-request", "%s is not banned from %s" % (target, name))
         room.bans.discard(key)
+        host = room.banHosts.pop(key, None)
+        if host is not None:
+            room.bans.discard(host)
         return key
 
     def _setTopic(self, member: Member, name: str, topic: str) -> None:

@@ -17,6 +17,9 @@ import queue
 import secrets
 import sqlite3
 import threading
+import time
+from collections import deque
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
@@ -63,6 +66,37 @@ CREATE TABLE IF NOT EXISTS nicks (nick_key TEXT PRIMARY KEY, token_hash TEXT NOT
 """
 
 _STOP = object()
+
+#: SQLite's smallest default limit of ? parameters in one statement
+_MAX_PARAMETERS = 999
+_INSERT_SQL: dict[tuple[str, int, int], str] = {}
+
+
+def _insertRows(conn: sqlite3.Connection, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+    """
+    INSERT C{rows} into C{table} with a few multi-row statements (chunks of
+    powers of two, so the statement cache holds a handful of SQL strings).
+
+    executemany() runs one statement per row and releases and re-takes the
+    GIL around each; while the reactor thread is busy, every re-take waits
+    for its switch interval (5 ms), so a batch of a thousand rows could take
+    seconds. One statement per chunk of up to 128 rows takes it a few times.
+    """
+    biggest = 1
+    while biggest * 2 * width <= _MAX_PARAMETERS:
+        biggest *= 2
+    i, n = 0, len(rows)
+    size = biggest
+    while i < n:
+        while size > n - i:
+            size //= 2
+        key = (table, width, size)
+        sql = _INSERT_SQL.get(key)
+        if sql is None:
+            one = "(" + ", ".join(["?"] * width) + ")"
+            sql = _INSERT_SQL[key] = "INSERT INTO %s VALUES %s" % (table, ", ".join([one] * size))
+        conn.execute(sql, list(chain.from_iterable(rows[i : i + size])))
+        i += size
 
 
 class StoreError(Exception):
@@ -164,6 +198,7 @@ class SQLiteStore:
         retainDays: float | None = None,
         sync: str = "full",
         batchMax: int = 2000,
+        fireBudget: float = 0.01,
     ) -> None:
         self.path = path
         self.retainMessages = retainMessages
@@ -179,6 +214,13 @@ class SQLiteStore:
         self._closed: Deferred[None] | None = None
         self.committed = 0
         self.batches = 0
+        #: results that arrived from the thread, to be fired in the reactor
+        #: thread in arrival order: (Deferred, result, is it a failure)
+        self._done: deque[tuple[Deferred[Any], Any, bool]] = deque()
+        self._draining = False
+        #: seconds of callbacks (acks, broadcasts) run per reactor turn at
+        #: most, so that a big batch does not stall the reactor
+        self.fireBudget = fireBudget
 
     # -- life cycle --
 
@@ -237,15 +279,15 @@ class SQLiteStore:
                 continue
             if item[0] is _STOP:
                 conn.close()
-                self.reactor.callFromThread(item[1].callback, None)
+                self.reactor.callFromThread(self._arrived, [(item[1], None, False)])
                 return
             _, fn, d = item
             try:
                 result = fn(conn)
             except Exception:
-                self.reactor.callFromThread(d.errback, Failure())
+                self.reactor.callFromThread(self._arrived, [(d, Failure(), True)])
             else:
-                self.reactor.callFromThread(d.callback, result)
+                self.reactor.callFromThread(self._arrived, [(d, result, False)])
             item = q.get()
 
     def _commit(self, conn: sqlite3.Connection, writes: list[tuple[Any, str | None, Deferred[None]]]) -> None:
@@ -264,9 +306,9 @@ class SQLiteStore:
         try:
             conn.execute("BEGIN")
             if rooms:
-                conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)", rooms)
+                _insertRows(conn, "messages", 7, rooms)
             if privates:
-                conn.executemany("INSERT INTO private VALUES (?, ?, ?, ?, ?, ?, ?, ?)", privates)
+                _insertRows(conn, "private", 8, privates)
             conn.executemany(
                 "INSERT INTO sequences VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
                 "SET last_id = max(last_id, excluded.last_id)",
@@ -287,12 +329,43 @@ class SQLiteStore:
         if failure is None:
             self.committed += len(writes)
             self.batches += 1
-            for _, _, d in writes:
-                d.callback(None)
+            self._arrived([(d, None, False) for _, _, d in writes])
         else:
             self._log.failure("committing {count} messages failed", failure, count=len(writes))
-            for _, _, d in writes:
-                d.errback(failure)
+            self._arrived([(d, failure, True) for _, _, d in writes])
+
+    def _arrived(self, results: list[tuple[Deferred[Any], Any, bool]]) -> None:
+        """
+        Results from the thread, in its order: fire them in that order, a
+        time budget's worth per reactor turn.
+        """
+        self._done.extend(results)
+        if not self._draining:
+            self._drain()
+
+    def _drain(self) -> None:
+        """
+        Fire queued results for at most C{fireBudget} seconds (at least one),
+        then let the reactor serve others and go on in its next turn. Acks
+        of a big batch each broadcast a message, so firing them all at once
+        could stall the reactor for hundreds of milliseconds.
+        """
+        self._draining = True
+        done = self._done
+        clock = time.perf_counter
+        deadline = clock() + self.fireBudget
+        while done:
+            d, result, failed = done.popleft()
+            if failed:
+                d.errback(result)
+            else:
+                d.callback(result)
+            if clock() > deadline:
+                break
+        if done:
+            self.reactor.callLater(0, self._drain)  # type: ignore[attr-defined]
+        else:
+            self._draining = False
 
     def _call(self, fn: Callable[[sqlite3.Connection], Any]) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
@@ -330,7 +403,9 @@ class SQLiteStore:
         return [Message(room, r[0], epoch, r[1], r[2], r[3], bool(r[4])) for r in rows]
 
     def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
-        if limit <= 0:
+        if limit <= 0 or room not in self._last:
+            # Nothing was ever appended to this room (an append notes its id
+            # at once, before it is queued): no need to ask the thread.
             return succeed([])
 
         def query(conn: sqlite3.Connection) -> list[Message]:

@@ -12,12 +12,14 @@ thousand recipients cost one framing.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.util import encode_truncate
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket import protocol as _abprotocol
+from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -39,6 +41,98 @@ _GOING_AWAY = WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 _HEAD16 = struct.Struct("!BBH").pack
 _HEAD64 = struct.Struct("!BBQ").pack
+
+
+#: what only the opening handshake reads: dropped once the connection is open
+_HANDSHAKE_ONLY = (
+    "http_headers",
+    "http_request_data",
+    "http_response_data",
+    "http_status_line",
+    "http_request_params",
+    "http_request_uri",
+    "http_request_host",
+    "http_request_path",
+    "websocket_protocols",
+    "websocket_extensions",
+    "websocket_origin",
+    "_wskey",
+)
+#: the protocol options Autobahn copies from its factory into every connection
+_CONFIG_ATTRS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
+#: one TrafficStats for all connections: Autobahn adds to its counters on
+#: every frame, nobody here reads them, and each one costs ~1 KB
+_SHARED_STATS = TrafficStats()
+_MISSING = object()
+#: Autobahn's per-connection state that an open, quiet connection has at
+#: these values: kept as class attributes of the configured class instead
+#: (reading falls back to them; Autobahn's first write makes its own again)
+_STATE_DEFAULTS: dict[str, Any] = dict.fromkeys(
+    (
+        "autoPingPending", "autoPingTimeoutCall", "closeHandshakeTimeoutCall", "current_frame",
+        "localCloseCode", "localCloseReason", "openHandshakeTimeoutCall", "remoteCloseCode",
+        "remoteCloseReason", "trackedTimings", "wasNotCleanReason", "_perMessageCompress",
+    ),
+    None,
+)
+_STATE_DEFAULTS.update(
+    dict.fromkeys(
+        (
+            "closedByMe", "droppedByMe", "failedByMe", "inside_message", "triggered", "wasClean",
+            "wasCloseHandshakeTimeout", "wasMaxFramePayloadSizeExceeded", "wasMaxMessagePayloadSizeExceeded",
+            "wasOpenHandshakeTimeout", "wasServerConnectionDropTimeout", "wasServingFlashSocketPolicyFile",
+        ),
+        False,
+    )
+)
+
+
+class _Unformatted:
+    """
+    Stands for C{pformat(value)} in a debug log event: formatted only if
+    someone reads it. Autobahn pretty-prints its 29 options for a debug line
+    on every new connection, debug on or off: ~10% of a handshake.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        from pprint import pformat
+
+        return pformat(self.value)
+
+    __repr__ = __str__
+
+
+class _NoQueue:
+    """
+    The C{send_queue} of a connection that never queued a write (Autobahn
+    queues only for its chopped and sync writes, which are not used here):
+    empty, and a real deque from the first append on. An empty deque costs
+    ~600 bytes per connection.
+    """
+
+    __slots__ = ("_proto",)
+
+    def __init__(self, proto: WebSocketProtocol) -> None:
+        self._proto = proto
+
+    def __len__(self) -> int:
+        return 0
+
+    def __bool__(self) -> bool:
+        return False
+
+    def append(self, item: Any) -> None:
+        q: deque[Any] = deque()
+        self._proto.send_queue = q
+        q.append(item)
+
+    def popleft(self) -> Any:
+        raise IndexError("pop from an empty deque")
 
 
 def textFrame(payload: bytes) -> bytes:
@@ -115,6 +209,16 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
 
     # -- Autobahn callbacks --
 
+    def _connectionMade(self) -> None:
+        # Autobahn's module global pformat is used there only for that debug
+        # line; the reactor is single-threaded, so the swap is invisible.
+        real = _abprotocol.pformat
+        _abprotocol.pformat = _Unformatted  # type: ignore[assignment]
+        try:
+            super()._connectionMade()
+        finally:
+            _abprotocol.pformat = real
+
     def onConnect(self, request: ConnectionRequest) -> Any:
         factory = self.factory
         origin = request.headers.get("origin")
@@ -155,12 +259,40 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
             # Autobahn's framing and sendData() can be skipped.
             self._fast = fastWriterFor(transport)
         self.service = self.factory.service
+        self._slim()
         if self.json:
             timeout = self.factory.helloTimeout
             if timeout:
                 self._helloTimer = self.service.clock.callLater(timeout, self._noHello)  # type: ignore[attr-defined]
         else:
             self.startTextSession(self.service, self.peer, self._admitted or "")
+
+    def _slim(self) -> None:
+        """
+        Shed what an open connection no longer needs (a WebSocket connection
+        is mostly idle: its size is the server's capacity): the handshake's
+        leftovers, the per-connection copies of the factory's options (kept
+        once, on a subclass made per factory), an empty send queue and
+        Autobahn's traffic counters; then rebuild the instance dict, which
+        never shrinks by itself.
+        """
+        d = self.__dict__
+        for name in _HANDSHAKE_ONLY:
+            d.pop(name, None)
+        cls = _configuredClass(self.factory, type(self))
+        if cls is not None:
+            for name in _CONFIG_ATTRS:
+                value = d.get(name, _MISSING)
+                if value is not _MISSING and value is getattr(cls, name, _MISSING):
+                    del d[name]
+            for name, default in _STATE_DEFAULTS.items():
+                if d.get(name, _MISSING) is default:
+                    del d[name]
+            self.__class__ = cls
+        if type(self.send_queue) is deque and not self.send_queue:
+            self.send_queue = _NoQueue(self)
+        self.trafficStats = _SHARED_STATS
+        self.__dict__ = dict(d)
 
     def _noHello(self) -> None:
         self._helloTimer = None
@@ -209,12 +341,16 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         pm = event.cache.get(self._frameKey)
         if pm is not None:
             fast = self._fast
-            if fast is not None and not self._guard.paused and not self.send_queue:  # type: ignore[union-attr]
-                fast.write(pm.payloadHybi, event.kind in LAZY_KINDS)
+            if fast is not None and (type(self.send_queue) is _NoQueue or not self.send_queue):
+                if fast.take(pm.payloadHybi, event.kind in LAZY_KINDS):
+                    return
+                # Twisted holds unsent bytes: the same frame behind them
+                if not self._tooSlow(len(pm.payloadHybi)):
+                    self.transport.write(pm.payloadHybi)  # type: ignore[union-attr]
                 return
             if self._tooSlow(len(pm.payloadHybi)):
                 return
-            self.sendPreparedMessage(pm)
+            self._unbounded(self.sendPreparedMessage, pm)
             return
         if self.json:
             self.deliverJson(event)
@@ -241,16 +377,19 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
 
     # -- output --
 
-    def _send(self, data: bytes) -> None:
+    def _sendOwn(self, data: bytes) -> None:
+        # (not _send: that is Autobahn's own method, which sends its queue)
         if self.state != _OPEN or self._dropped:
             return
         if self._tooSlow(len(data)):
             return
         fast = self._fast
-        if fast is not None and not self.send_queue:
-            fast.write(textFrame(data))
-        else:
+        if fast is None or self.send_queue:
             self._unbounded(self.sendMessage, data, False)
+            return
+        frame = textFrame(data)
+        if not fast.take(frame):
+            self.transport.write(frame)  # type: ignore[union-attr]
 
     def _sendPrepared(self, event: Event, key: str, data: bytes) -> None:
         if self.state != _OPEN or self._dropped:
@@ -261,10 +400,10 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         if pm is None:
             pm = event.cache[key] = self.factory.prepareMessage(data)
         fast = self._fast
-        if fast is not None and not self.send_queue:
-            fast.write(pm.payloadHybi)
-        else:
+        if fast is None or self.send_queue:
             self._unbounded(self.sendPreparedMessage, pm)
+        elif not fast.take(pm.payloadHybi):
+            self.transport.write(pm.payloadHybi)  # type: ignore[union-attr]
 
     def _unbounded(self, send: Any, *args: Any) -> None:
         """
@@ -272,11 +411,16 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         a client sends, but Autobahn checks what is sent against it too, and
         a history event or a long line echoed with its prefix may be larger.
         """
+        own = "maxMessagePayloadSize" in self.__dict__
         limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
         try:
             send(*args)
         finally:
-            self.maxMessagePayloadSize = limit
+            if own:
+                self.maxMessagePayloadSize = limit
+            else:
+                # (the limit lives on the class: see _slim)
+                del self.maxMessagePayloadSize
 
     def _tooSlow(self, nbytes: int) -> bool:
         guard = self._guard
@@ -296,7 +440,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         return True
 
     def sendText(self, text: str) -> None:
-        self._send(text.encode("utf-8"))
+        self._sendOwn(text.encode("utf-8"))
 
     def sendRendered(self, event: Event, text: str) -> None:
         data = event.cache.get("utf8")
@@ -305,10 +449,38 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         self._sendPrepared(event, "ws-text", data)
 
     def sendJson(self, data: bytes) -> None:
-        self._send(data)
+        self._sendOwn(data)
 
     def sendEventJson(self, event: Event, data: bytes) -> None:
         self._sendPrepared(event, "ws-json", data)
+
+
+def _configuredClass(factory: Any, base: type) -> type | None:
+    """
+    A subclass of C{base} holding C{factory}'s current protocol options as
+    class attributes, made once per factory (and again if the options
+    change), so that connections need not carry copies of them.
+    """
+    if not all(hasattr(factory, name) for name in _CONFIG_ATTRS):
+        return None
+    values = tuple(getattr(factory, name) for name in _CONFIG_ATTRS)
+    cache: dict[type, tuple[tuple[Any, ...], type]] = factory.__dict__.setdefault("_configuredClasses", {})
+    known = cache.get(base)
+    if known is not None and all(a is b for a, b in zip(known[0], values)):
+        return known[1]
+    if getattr(base, "_configuredFor", None) is not None:
+        # already a configured class (of an older option set): derive from its parent
+        base = base.__mro__[1]
+        known = cache.get(base)
+        if known is not None and all(a is b for a, b in zip(known[0], values)):
+            return known[1]
+    attrs: dict[str, Any] = dict(_STATE_DEFAULTS)
+    attrs.update(zip(_CONFIG_ATTRS, values))
+    attrs["_configuredFor"] = factory
+    attrs["__module__"] = base.__module__
+    cls = type(base.__name__, (base,), attrs)
+    cache[base] = (values, cls)
+    return cls
 
 
 class ChatWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]

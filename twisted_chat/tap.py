@@ -9,6 +9,7 @@ accepting, then the chat service says goodbye to every connection.
 
 from __future__ import annotations
 
+import gc
 import signal
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -342,6 +343,9 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
         clock=reactor,  # type: ignore[arg-type]
     )
     daemon.config, daemon.chat, daemon.lineFactory = config, chat, lineFactory
+    from twisted_chat._ops import RecentErrors
+
+    chat.recentErrors = daemon.recentErrors = RecentErrors()
     LagMonitor(stats, reactor or _globalReactor()).setServiceParent(top)
     for description in config["line"]:
         _Listener("line", description, lineFactory, reactor).setServiceParent(top)
@@ -409,7 +413,26 @@ def _makeWebSite(config: Options, chat: ChatService, reactor: IReactorCore | Non
             maxSessions=config["sio-max-sessions"],
             maxOutgoing=config["max-outgoing"],
         )
-    return makeSite(wsFactory, echo, clock=reactor, socketIo=socketIo)  # type: ignore[arg-type]
+    site = makeSite(wsFactory, echo, clock=reactor, socketIo=socketIo)  # type: ignore[arg-type]
+    # A connection that has not sent a whole request (or idles between
+    # requests) is closed after the handshake timeout, not Twisted's default
+    # of 12 hours: such connections are not counted by --max-connections yet.
+    # (Twisted suspends this timeout while a request is handled, so long
+    # polls and WebSockets are not affected.)
+    site.timeOut = config["handshake-timeout"]
+    return site
+
+
+def freezeStartupObjects() -> None:
+    """
+    Take the objects of start-up (modules, classes, functions: most of the
+    process's objects, for its whole life) out of the garbage collector's
+    view: every full collection walked them all, a reactor stall of tens of
+    milliseconds each time (see docs/benchmarks.md). Garbage made later is
+    collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class _Daemon(Service):
@@ -431,6 +454,7 @@ class _Daemon(Service):
         self.config: Options | None = None
         self.chat: ChatService | None = None
         self.lineFactory: LineChatFactory | None = None
+        self.recentErrors: Any = None
 
     def _theReactor(self) -> Any:
         if self._reactor is None:
@@ -446,6 +470,12 @@ class _Daemon(Service):
             reactor.callWhenRunning(self._log.info, "twisted-chat {version} ready", version=__version__)
         if self._reactor is None and hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+        if self._reactor is None and hasattr(reactor, "callWhenRunning"):
+            reactor.callWhenRunning(freezeStartupObjects)
+        if self.recentErrors is not None:
+            from twisted.logger import globalLogPublisher
+
+            globalLogPublisher.addObserver(self.recentErrors)
 
     def reload(self) -> None:
         """
@@ -482,9 +512,30 @@ class _Daemon(Service):
 
     def stopService(self) -> None:
         Service.stopService(self)
+        if self.recentErrors is not None:
+            from twisted.logger import globalLogPublisher
+
+            globalLogPublisher.removeObserver(self.recentErrors)
         reactor = self._theReactor()
         if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
             reactor._exitSignal = None
+
+
+#: the listen queue of stream endpoints that do not set one (Twisted's is
+#: 50: a burst of connections overflows it, and each refused SYN costs its
+#: client a one-second retransmission)
+LISTEN_BACKLOG = 1024
+
+
+def withBacklog(description: str) -> str:
+    """
+    C{description} with C{backlog=LISTEN_BACKLOG} added to a TCP, TLS or
+    UNIX endpoint that does not give one.
+    """
+    kind = description.split(":", 1)[0].lower()
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return "%s:backlog=%d" % (description, LISTEN_BACKLOG)
+    return description
 
 
 class _Listener(Service):
@@ -523,7 +574,7 @@ class _Listener(Service):
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
         outcome: list[object] = []
-        serverFromString(reactor, self.description).listen(self.factory).addBoth(outcome.append)
+        serverFromString(reactor, withBacklog(self.description)).listen(self.factory).addBoth(outcome.append)
         if not outcome:
             raise SystemExit("twistd chat: %s did not start listening at once" % (self.description,))
         if isinstance(outcome[0], Failure):
