@@ -482,3 +482,53 @@ def test_systemdUnitsAgree() -> None:
     assert socketUnit["Socket"]["ListenStream"] == listen
     assert service["Service"]["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert service["Service"]["KillSignal"] == ["SIGTERM"]
+
+
+def test_statusForAdminsOnly() -> None:
+    """
+    C{/status} shows a logged-in admin this node, its connections by
+    front-end, its rooms and the recent warnings and errors (newest last);
+    anyone else is refused with one error line.
+    """
+    from twisted.logger import Logger, globalLogPublisher
+
+    from twisted_chat._ops import RecentErrors
+
+    clock = Clock()
+    service = ChatService(clock=clock, passwords={"boss": "unused"}, admins=["boss"])
+    service.recentErrors = errors = RecentErrors()
+    service.startService()
+    factory = LineChatFactory(service, clock=clock)
+
+    def line() -> tuple[LineChatProtocol, StringTransportWithDisconnection]:
+        proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        transport = StringTransportWithDisconnection()
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        return proto, transport
+
+    guest, gt = line()
+    gt.clear()
+    guest.dataReceived(b"/status\n")
+    assert gt.value() == b"!!! only server admins can see the status\n"
+    boss, bt = line()
+    assert boss.member is not None
+    service._setNick(boss.member, "boss", registeredOk=True)
+    boss.member.authenticated = "boss"
+    boss.dataReceived(b"/join ops\n")
+    globalLogPublisher.addObserver(errors)
+    try:
+        Logger(namespace="test").error("the disk is on fire")
+    finally:
+        globalLogPublisher.removeObserver(errors)
+    bt.clear()
+    boss.dataReceived(b"/status\n")
+    lines = bt.value().decode().splitlines()
+    assert all(line.startswith("*** notice: status: ") for line in lines)
+    text = [line[len("*** notice: status: ") :] for line in lines]
+    assert re.match(r"node \S+ pid \d+, up \d+ s", text[0])
+    assert text[1] == "connections: 2 open, 2 in the chat (line 2)"
+    assert text[2] == "rooms: 2; biggest: #lobby (2), #ops (1)"
+    assert text[3] == "recent errors (last 1):"
+    assert text[4].endswith("the disk is on fire")
+    service.stopService()
