@@ -924,7 +924,7 @@ async def test_wsOpenConnectionIsSlim(listen: Any, service: ChatService) -> None
     await texts(c, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
     proto = next(iter(service.rooms["#lobby"].members)).client
     d = proto.__dict__
-    for name in ("http_headers", "http_request_data", "maxMessagePayloadSize", "autoPingInterval", "wasClean"):
+    for name in ("http_headers", "http_request_data", "maxMessagePayloadSize", "autoPingInterval", "wasClean", "_results"):
         assert name not in d, name
     assert proto.maxMessagePayloadSize == 12345 == factory.maxMessagePayloadSize
     assert proto.autoPingInterval == factory.autoPingInterval

@@ -167,7 +167,7 @@ class WriteBatcher:
             data = b"".join(buf)
             sends += 1
             try:
-                n = w.send(data)
+                n = t.socket.send(data)
             except (BlockingIOError, InterruptedError):
                 # EAGAIN: the kernel buffer is full; Twisted sends it when
                 # the socket is writable again.
@@ -214,16 +214,18 @@ class FastWriter:
     The fast write path of one connection.
     """
 
-    __slots__ = ("transport", "batcher", "state", "send")
+    __slots__ = ("transport", "state")
 
     def __init__(self, transport: Any, batcher: WriteBatcher) -> None:
         self.transport = transport
-        self.batcher = batcher
-        #: the socket's send(), bound once
-        self.send = transport.socket.send
+        _batchers.setdefault(transport.reactor, batcher)
         #: _IDLE, or whether our bytes wait in the transport's buffer for
         #: this turn's flush (_QUEUED) or for the lazy flush (_LAZY)
         self.state = _IDLE
+
+    @property
+    def batcher(self) -> WriteBatcher:
+        return _batchers[self.transport.reactor]
 
     @property
     def queued(self) -> bool:
@@ -263,7 +265,7 @@ class FastWriter:
                     t._maybePauseProducer()
                 if state == _LAZY and not lazy:
                     self.state = _QUEUED
-                    self.batcher._schedule(self)
+                    _batchers[t.reactor]._schedule(self)
             return True
         if (
             t._tempDataLen
@@ -281,12 +283,13 @@ class FastWriter:
         t._tempDataLen = len(data)
         if len(data) > t.bufferSize:
             t._maybePauseProducer()
+        batcher = _batchers[t.reactor]
         if lazy:
             self.state = _LAZY
-            self.batcher._scheduleLazy(self)
+            batcher._scheduleLazy(self)
         else:
             self.state = _QUEUED
-            self.batcher._schedule(self)
+            batcher._schedule(self)
         return True
 
 

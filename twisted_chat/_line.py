@@ -10,6 +10,8 @@ after framing, so a UTF-8 character split across TCP segments is fine.
 
 from __future__ import annotations
 
+import sys
+
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer
@@ -94,6 +96,14 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     _log = Logger()
     #: the shortcut past transport.write() (None: TLS, test transports...)
     _fast: FastWriter | None = None
+    # Defaults as class attributes: a connection stores only what differs
+    # (thousands of idle connections: each attribute is 8 bytes or more).
+    maxLineLength = 4096
+    idleTimeout: float = 600
+    _buffer = b""
+    _discarding = False
+    _closing = False
+    _admitted: str | None = None
 
     def __init__(
         self,
@@ -104,13 +114,11 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         clock: IReactorTime | None = None,
     ) -> None:
         self.service = service
-        self.maxLineLength = maxLineLength
-        self.idleTimeout = idleTimeout
+        if maxLineLength != LineChatProtocol.maxLineLength:
+            self.maxLineLength = maxLineLength
+        if idleTimeout != LineChatProtocol.idleTimeout:
+            self.idleTimeout = idleTimeout
         self._guard = OutgoingGuard(maxOutgoing)
-        self._buffer = b""
-        self._discarding = False
-        self._closing = False
-        self._admitted: str | None = None
         if clock is not None:
             self.callLater = clock.callLater  # type: ignore[assignment]
 
@@ -129,7 +137,8 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
                 pass
         address = self.transport.getPeer()  # type: ignore[union-attr]
         peer = peerName(address)
-        host = str(getattr(address, "host", peer))
+        # (interned: thousands of connections from one address share it)
+        host = sys.intern(str(getattr(address, "host", peer)))
         try:
             self.service.admission.admit(host)
         except ChatError as e:
@@ -138,7 +147,8 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self.endSession(e.code)
             return
         self._admitted = host
-        self.setTimeout(self.idleTimeout or None)
+        if self.idleTimeout:
+            self.setTimeout(self.idleTimeout)
         self.startTextSession(self.service, peer, host)
 
     def readConnectionLost(self) -> None:

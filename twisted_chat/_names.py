@@ -33,7 +33,10 @@ def nickKey(nick: str) -> str:
     """
     The case-insensitive identity of a nickname.
     """
-    return nick.lower()
+    key = nick.lower()
+    # (a nick already in lower case is its own key: one string, not two,
+    # per connection)
+    return nick if key == nick else key
 
 
 def normalizeRoom(name: object) -> str:

@@ -12,6 +12,7 @@ thousand recipients cost one framing.
 from __future__ import annotations
 
 import struct
+import sys
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from autobahn.util import encode_truncate
 from autobahn.websocket import protocol as _abprotocol
 from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -64,6 +66,8 @@ _CONFIG_ATTRS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
 #: every frame, nobody here reads them, and each one costs ~1 KB
 _SHARED_STATS = TrafficStats()
 _MISSING = object()
+#: the is_open of every open connection (see ChatWebSocketProtocol._slim)
+_OPENED: Deferred[None] = succeed(None)
 #: Autobahn's per-connection state that an open, quiet connection has at
 #: these values: kept as class attributes of the configured class instead
 #: (reading falls back to them; Autobahn's first write makes its own again)
@@ -72,6 +76,7 @@ _STATE_DEFAULTS: dict[str, Any] = dict.fromkeys(
         "autoPingPending", "autoPingTimeoutCall", "closeHandshakeTimeoutCall", "current_frame",
         "localCloseCode", "localCloseReason", "openHandshakeTimeoutCall", "remoteCloseCode",
         "remoteCloseReason", "trackedTimings", "wasNotCleanReason", "_perMessageCompress",
+        "websocket_protocol_in_use",
     ),
     None,
 )
@@ -229,7 +234,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
                 origin=origin,
             )
             raise ConnectionDeny(403, "origin not allowed")
-        host = str(getattr(self.transport.getPeer(), "host", request.peer))  # type: ignore[union-attr]
+        # (interned: thousands of connections from one address share it)
+        host = sys.intern(str(getattr(self.transport.getPeer(), "host", request.peer)))  # type: ignore[union-attr]
         try:
             factory.service.admission.admit(host)
         except ChatError as e:
@@ -289,9 +295,27 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
                 if d.get(name, _MISSING) is default:
                     del d[name]
             self.__class__ = cls
+            # the configured class also holds these, the same for all:
+            if d.get("websocket_extensions_in_use") == []:
+                del d["websocket_extensions_in_use"]  # (an empty tuple there)
+            if getattr(d.get("is_open"), "called", False):
+                # Resolved by Autobahn when the handshake succeeded, never
+                # read again by a server connection: one resolved Deferred.
+                del d["is_open"]
+            # read by Autobahn only up to its _onOpen (TLS channel bindings)
+            d.pop("_transport_details", None)
+            # nobody reads Autobahn's traffic counters here: one shared
+            d.pop("trafficStats", None)
+            for name in ("websocket_version", "send_state", "service"):
+                if d.get(name, _MISSING) == getattr(cls, name, _MISSING):
+                    del d[name]
         if type(self.send_queue) is deque and not self.send_queue:
             self.send_queue = _NoQueue(self)
-        self.trafficStats = _SHARED_STATS
+        if self._listeners is None:
+            # Autobahn's observable events ("message" listeners): none are
+            # registered, so fire() returns before it needs these two
+            d.pop("_results", None)
+            d.pop("_valid_events", None)
         self.__dict__ = dict(d)
 
     def _noHello(self) -> None:
@@ -475,6 +499,16 @@ def _configuredClass(factory: Any, base: type) -> type | None:
         if known is not None and all(a is b for a, b in zip(known[0], values)):
             return known[1]
     attrs: dict[str, Any] = dict(_STATE_DEFAULTS)
+    attrs.update(
+        websocket_extensions_in_use=(),
+        is_open=_OPENED,
+        _transport_details=None,
+        trafficStats=_SHARED_STATS,
+        websocket_version=13,
+        send_state=WebSocketProtocol.SEND_STATE_GROUND,
+    )
+    if hasattr(factory, "service"):
+        attrs["service"] = factory.service
     attrs.update(zip(_CONFIG_ATTRS, values))
     attrs["_configuredFor"] = factory
     attrs["__module__"] = base.__module__
