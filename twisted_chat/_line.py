@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -25,7 +25,7 @@ from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
 from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor
 from twisted_chat._interfaces import IChatClient
-from twisted_chat._service import ChatService
+from twisted_chat._service import ChatService, Member
 from twisted_chat._text import TextSession, closingText
 
 if TYPE_CHECKING:
@@ -83,6 +83,22 @@ class OutgoingGuard:
             return False
         self.queued += nbytes
         return self.queued > self.limit
+
+
+def dropSlowConsumer(log: Logger, peer: str, member: Member | None, limit: int, abort: Callable[[], object]) -> None:
+    """
+    A peer is over its outgoing limit (see L{OutgoingGuard}): log it, take
+    it out of the chat and abort the connection.
+    """
+    log.warn(
+        "dropping slow consumer {peer} ({nick}): over {limit} bytes queued",
+        peer=peer,
+        nick=member.nick if member else "?",
+        limit=limit,
+    )
+    if member is not None:
+        member.quit("too slow")
+    abort()
 
 
 @implementer(IChatClient, IHalfCloseableProtocol)
@@ -244,15 +260,13 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         if self._guard.overLimit(len(data)):
             self._closing = True
             member = self.member
-            self._log.warn(
-                "dropping slow consumer {peer} ({nick}): over {limit} bytes queued",
-                peer=member.peer if member else "?",
-                nick=member.nick if member else "?",
-                limit=self._guard.limit,
+            dropSlowConsumer(
+                self._log,
+                member.peer if member else "?",
+                member,
+                self._guard.limit,
+                self.transport.abortConnection,  # type: ignore[union-attr]
             )
-            if member is not None:
-                member.quit("too slow")
-            self.transport.abortConnection()  # type: ignore[union-attr]
             return
         fast = self._fast
         if fast is None or not fast.take(data):

@@ -31,7 +31,7 @@ from twisted_chat._events import Event
 from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._json import JsonSession
-from twisted_chat._line import OutgoingGuard
+from twisted_chat._line import OutgoingGuard, dropSlowConsumer
 from twisted_chat._service import ChatService
 from twisted_chat._text import TextSession, closingText
 
@@ -451,16 +451,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         if guard is None or not guard.overLimit(nbytes):
             return False
         self._dropped = True
-        member = self.member
-        self._log.warn(
-            "dropping slow consumer {peer} ({nick}): over {limit} bytes queued",
-            peer=self.peer,
-            nick=member.nick if member else "?",
-            limit=guard.limit,
-        )
-        if member is not None:
-            member.quit("too slow")
-        self.dropConnection(abort=True)
+        dropSlowConsumer(self._log, self.peer, self.member, guard.limit, lambda: self.dropConnection(abort=True))
         return True
 
     def sendText(self, text: str) -> None:
