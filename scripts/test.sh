@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a fresh Debian machine, then run them.
 #   bash scripts/test.sh [pytest args...]
-# Debian packages (chromium for the browser tests) come from apt-get, Python
+# Debian packages (chromium for the browser tests, redis-server for the
+# scale-out tests) come from apt-get, Python
 # packages go into ./.venv; the compliance test uses ../shared/tools/wstest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]} with apt-get"
   sudo=""

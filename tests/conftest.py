@@ -456,3 +456,312 @@ def lineClients() -> Iterator[Callable[..., LineClient]]:
     yield connect
     for client in opened:
         client.close()
+
+
+# --- A real redis-server for the scale-out tests -----------------------------
+
+#: how long redis-server may take to answer PING, and to exit on SIGTERM
+REDIS_START_TIMEOUT = 10.0
+REDIS_STOP_TIMEOUT = 10.0
+
+
+def missingComponent(why: str) -> None:
+    """
+    Something a test needs is not installed: fail on CI (C{CI=true}), where
+    every component must be there, and skip elsewhere.
+    """
+    if os.environ.get("CI") == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def _freeLoopbackPort() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisReplyError(Exception):
+    """
+    Redis answered a command with an error reply (C{-ERR ...}); the message
+    is the reply's text.
+    """
+
+
+class _RESPReader:
+    """
+    Parse one RESP2 reply from a blocking socket: simple strings as C{str},
+    errors as L{RedisReplyError} (raised), integers as C{int}, bulk strings
+    as C{bytes} (C{str} with C{decode}), arrays as C{list}, nil as C{None}.
+    """
+
+    def __init__(self, sock: socket.socket, decode: bool) -> None:
+        self.sock = sock
+        self.decode = decode
+        self.buffer = b""
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("redis closed the connection mid-reply")
+        self.buffer += data
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            self._fill()
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def _exactly(self, n: int) -> bytes:
+        while len(self.buffer) < n + 2:
+            self._fill()
+        data, self.buffer = self.buffer[:n], self.buffer[n + 2 :]
+        return data
+
+    def reply(self) -> object:
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode("utf-8")
+        if kind == b"-":
+            raise RedisReplyError(rest.decode("utf-8", "replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self._exactly(n)
+            return data.decode("utf-8") if self.decode else data
+        if kind == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self.reply() for _ in range(n)]
+        raise ConnectionError("not a RESP2 reply: %r" % (line,))
+
+
+def _encodeCommand(args: tuple[object, ...]) -> bytes:
+    parts = [b"*%d\r\n" % (len(args),)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode("utf-8")
+        else:
+            data = str(arg).encode("ascii")
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class RedisServer:
+    """
+    A C{redis-server} subprocess of the tests' own, on loopback.
+
+    It listens on C{127.0.0.1:port} (a free port picked at construction and
+    kept across L{stop}/L{start}, so a test can restart Redis under a running
+    daemon), keeps its files and its log (C{redis.log}) in C{directory}, and
+    by default persists nothing (C{--save '' --appendonly no}). With
+    C{persistent=True} it writes an append-only file synced on every write
+    (C{--appendonly yes --appendfsync always}), so what it holds survives
+    L{stop}, L{kill} and L{start}. C{password} sets C{requirepass} (and goes
+    into L{url}); C{extraArgs} are more C{redis-server} options, e.g.
+    C{("--maxmemory", "1mb")}.
+
+    L{command} is a tiny blocking client for inspecting and resetting its
+    state from a test. Only the process started here is ever signalled.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        persistent: bool = False,
+        password: str | None = None,
+        extraArgs: tuple[str, ...] = (),
+        executable: str = "redis-server",
+    ) -> None:
+        self.host = "127.0.0.1"
+        self.port = _freeLoopbackPort()
+        self.directory = directory
+        self.persistent = persistent
+        self.password = password
+        self.extraArgs = tuple(extraArgs)
+        self.executable = executable
+        self.logPath = directory / "redis.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        """
+        C{redis://127.0.0.1:PORT/0}, with C{:PASSWORD@} if it has one.
+        """
+        auth = ":%s@" % (self.password,) if self.password is not None else ""
+        return "redis://%s%s:%d/0" % (auth, self.host, self.port)
+
+    @property
+    def pid(self) -> int | None:
+        """
+        The process id of the running server, C{None} when it is stopped.
+        """
+        return self.proc.pid if self.running else None  # type: ignore[union-attr]
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def log(self) -> str:
+        try:
+            return self.logPath.read_text("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def arguments(self) -> list[str]:
+        args = [
+            self.executable,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--protected-mode", "no",
+            "--daemonize", "no",
+            "--dir", str(self.directory),
+            "--logfile", str(self.logPath),
+            "--save", "",
+        ]  # fmt: skip
+        if self.persistent:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        return args + list(self.extraArgs)
+
+    def start(self, timeout: float = REDIS_START_TIMEOUT, retryPort: bool | None = None) -> "RedisServer":
+        """
+        Start the server (again: same port, same directory) and wait until
+        it answers PING, at most C{timeout} seconds; fails with its log if
+        it exits or does not answer. Nothing happens if it is running.
+        """
+        if self.running:
+            return self
+        if retryPort is None:
+            retryPort = self.proc is None
+        self._reap()
+        with open(self.logPath, "ab") as output:
+            # Before --logfile takes over, errors (a bad option) go to stderr.
+            self.proc = subprocess.Popen(
+                self.arguments(),
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        why = "it did not answer PING within %s s" % (timeout,)
+        while True:
+            status = self.proc.poll()
+            if status is not None:
+                why = "it exited with status %s" % (status,)
+                break
+            try:
+                # A short timeout per try: if something else holds the port
+                # and accepts, the exit of redis-server is still noticed.
+                if self.command("PING", timeout=min(1.0, max(0.05, deadline - time.monotonic()))) == "PONG":
+                    return self
+            except (OSError, RedisReplyError):
+                # Not listening yet (refused), or still loading (-LOADING).
+                pass
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
+        self.kill()
+        if retryPort and "Address already in use" in self.log:
+            # Something took the free port before Redis bound it: the first
+            # start may pick another one (a restart must keep its port).
+            self.port = _freeLoopbackPort()
+            return self.start(timeout, retryPort=False)
+        raise AssertionError("redis-server on port %d did not start: %s. Log:\n%s" % (self.port, why, self.log))
+
+    def stop(self, timeout: float = REDIS_STOP_TIMEOUT) -> int | None:
+        """
+        SIGTERM the server and wait at most C{timeout} seconds for it to
+        exit, then SIGKILL it. Returns its exit status (C{None} if it was
+        never started). Safe to call more than once.
+        """
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> int | None:
+        """
+        SIGKILL the server (a crash: nothing is flushed) and reap it.
+        """
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait()
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            self.proc.wait()
+
+    def command(self, *args: object, decode: bool = False, timeout: float = 5.0) -> object:
+        """
+        Send one command on a fresh connection (authenticated if the server
+        has a password) and return the reply: simple strings as C{str}
+        (C{"PONG"}, C{"OK"}), integers as C{int}, bulk strings as C{bytes}
+        (C{str} when C{decode}), arrays as lists, nil as C{None}; an error
+        reply raises L{RedisReplyError}. E.g. C{command("KEYS", "*")},
+        C{command("FLUSHALL")}.
+        """
+        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+            reader = _RESPReader(sock, decode)
+            if self.password is not None:
+                sock.sendall(_encodeCommand(("AUTH", self.password)))
+                reader.reply()
+            sock.sendall(_encodeCommand(args))
+            return reader.reply()
+
+
+@pytest.fixture
+def redisServerFactory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """
+    Start real C{redis-server}s: C{redisServerFactory(persistent=False,
+    password=None, extraArgs=())} returns a started L{RedisServer}, each in
+    its own directory under C{tmp_path}; all are killed in teardown. Fails
+    on CI and skips elsewhere when C{redis-server} is not installed.
+    """
+    import shutil
+
+    executable = shutil.which("redis-server")
+    if executable is None:
+        missingComponent("redis-server not installed")
+    started: list[RedisServer] = []
+
+    def start(**kw: object) -> RedisServer:
+        server = RedisServer(tmp_path / ("redis-%d" % (len(started),)), executable=executable, **kw)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    yield start
+    # SIGKILL: nothing in tmp_path needs flushing, and SIGTERM costs up to
+    # 100 ms (Redis acts on it in its next serverCron tick, hz 10).
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+def redisServer(redisServerFactory: Callable[..., RedisServer]) -> RedisServer:
+    """
+    A real C{redis-server} on a free loopback port, persisting nothing; see
+    L{RedisServer}.
+    """
+    return redisServerFactory()

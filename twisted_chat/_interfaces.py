@@ -112,3 +112,95 @@ class IMessageStore(Interface):
         """
         A Deferred that fires when the store answers (readiness probes).
         """
+
+
+class IBroker(Interface):
+    """
+    How the service shares a conversation with other nodes.
+
+    The service calls the broker after each change it made locally (and
+    delivered to its own members); a broker tells the other nodes, and calls
+    the service's C{remote*} methods for what happened elsewhere. The
+    in-process broker (L{twisted_chat._broker.LocalBroker}) has no other
+    nodes: it delivers room messages at once and knows no remote members.
+    """
+
+    def attach(service: object) -> None:
+        """
+        Called once by the service it serves.
+        """
+
+    def remoteNick(key: str) -> str | None:
+        """
+        The nick with key C{key} if a member on another node holds it.
+        """
+
+    def remoteRoomNicks(room: str) -> list[str]:
+        """
+        The nicks of C{room}'s members on other nodes.
+        """
+
+    def remoteRooms() -> dict[str, int]:
+        """
+        Room name -> members on other nodes, for every room that has some.
+        """
+
+    def nextGuest() -> int | None:
+        """
+        A guest number no other node hands out, or None to count locally.
+        """
+
+    def topicOf(room: str) -> tuple[str, str] | None:
+        """
+        (topic, set by) of C{room} as set on any node, or None.
+        """
+
+    def memberAdded(member: object, force: bool) -> None:
+        """
+        A connection registered under C{member.nick}; C{force} when it took
+        over the nick from a stale connection (by its owner token).
+        """
+
+    def memberGone(member: object) -> None:
+        """
+        A member left for good (its parts were announced before).
+        """
+
+    def joined(member: object, room: str, event: object) -> None:
+        """
+        C{member} joined C{room} (L{Joined} C{event}).
+        """
+
+    def parted(member: object, room: str, event: object) -> None:
+        """
+        C{member} left C{room} (L{Parted} C{event}).
+        """
+
+    def nickChanged(member: object, old: str, time: float) -> None:
+        """
+        C{member} is now called C{member.nick}, was C{old}.
+        """
+
+    def topicChanged(event: object) -> None:
+        """
+        A topic was set (L{TopicChanged} C{event}).
+        """
+
+    def deliverMessage(message: object) -> object:
+        """
+        Hand a stored room message to the members of its room on every
+        node (this one included); returns the message, or a Deferred that
+        fires with it once this node's members have it.
+        """
+
+    def appendPrivate(message: object, ref: str | None) -> object:
+        """
+        Store a private message (like L{IMessageStore.append}) and route it
+        to the node of its recipient when that is another node.
+        """
+
+    def kickRemote(op: object, room: str, nick: str, why: str) -> bool:
+        """
+        Put C{nick}, a member of C{room} on another node, out of it; False
+        when no other node has such a member.
+        """

@@ -38,7 +38,7 @@ from twisted_chat._events import (
     RoomList,
     TopicChanged,
 )
-from twisted_chat._interfaces import IChatClient, IMessageStore
+from twisted_chat._interfaces import IBroker, IChatClient, IMessageStore
 from twisted_chat._limits import Admission, FloodGuard
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._names import checkNick, nickKey, normalizeRoom
@@ -388,8 +388,14 @@ class ChatService(Service):
         stats: Any = None,
         drainSpread: float = 10.0,
         logMessages: bool = False,
+        broker: IBroker | None = None,
     ) -> None:
         self.store: IMessageStore = store if store is not None else MemoryStore()
+        from twisted_chat._broker import LocalBroker
+
+        #: how this node shares rooms with others (see IBroker)
+        self.broker: IBroker = broker if broker is not None else LocalBroker()
+        self.broker.attach(self)
         self._clock = clock
         self.historySize = historySize
         self.maxTextLength = maxTextLength
@@ -521,16 +527,19 @@ class ChatService(Service):
         """
         owner = False
         issued = None
+        force = False
         if nick is not None:
             key = nickKey(checkNick(nick))
             known = self._tokens.get(key)
             other = self._nicks.get(key)
-            if (
-                other is not None
-                and known is not None
-                and isinstance(token, str)
-                and hmac.compare_digest(hashToken(token), known)
-            ):
+            validToken = (
+                known is not None and isinstance(token, str) and hmac.compare_digest(hashToken(token), known)
+            )
+            if other is None and validToken and self.broker.remoteNick(key) is not None:
+                # The owner is back on this node while another node (or a
+                # dead one) still holds the nick: take it over.
+                force = True
+            elif other is not None and validToken:
                 # The nick's owner is back (after a drop the server has not
                 # noticed yet): the stale connection gives way to it.
                 self._log.info("{nick} reconnected: closing its previous connection", nick=other.nick)
@@ -539,7 +548,7 @@ class ChatService(Service):
                 except Exception:
                     self._log.failure("closing the previous connection of {nick} failed", nick=other.nick)
                 self._quit(other, "reconnected")
-            self._checkNickFree(nick, None)
+            self._checkNickFree(nick, None, force)
             if key in self.passwords and not authenticated:
                 raise ChatError("nick-registered", "%s is registered: log in with its password" % (nick,))
             known = self._tokens.get(key)
@@ -562,6 +571,7 @@ class ChatService(Service):
         m.token = issued
         self.members.add(m)
         self._nicks[nickKey(nick)] = m
+        self.broker.memberAdded(m, force)
         self._log.info(
             "{nick} connected from {peer} via {frontend}",
             nick=nick,
@@ -643,18 +653,28 @@ class ChatService(Service):
         return self._nicks.get(nickKey(nick))
 
     def roomList(self) -> list[tuple[str, int]]:
-        return sorted((r.name, len(r.members)) for r in self.rooms.values())
+        counts = dict(self.broker.remoteRooms())
+        for r in self.rooms.values():
+            counts[r.name] = counts.get(r.name, 0) + len(r.members)
+        return sorted(counts.items())
 
     def _guestNick(self) -> str:
         while True:
-            self._guest += 1
-            nick = "guest-%d" % (self._guest,)
-            if nickKey(nick) not in self._nicks:
+            number = self.broker.nextGuest()
+            if number is None:
+                self._guest += 1
+                number = self._guest
+            nick = "guest-%d" % (number,)
+            key = nickKey(nick)
+            if key not in self._nicks and self.broker.remoteNick(key) is None:
                 return nick
 
-    def _checkNickFree(self, nick: str, member: Member | None) -> None:
-        other = self._nicks.get(nickKey(nick))
-        if other is not None and other is not member:
+    def _checkNickFree(self, nick: str, member: Member | None, force: bool = False) -> None:
+        key = nickKey(nick)
+        other = self._nicks.get(key)
+        if (other is not None and other is not member) or (
+            not force and other is None and self.broker.remoteNick(key) is not None
+        ):
             raise ChatError("nick-taken", "the nickname %s is taken" % (nick,))
 
     # Delivery
@@ -717,12 +737,19 @@ class ChatService(Service):
             raise ChatError("banned", "you are banned from %s" % (name,))
         if room is None:
             room = self.rooms[name] = Room(name)
-            room.ops.add(member)
+            topic = self.broker.topicOf(name)
+            if topic is not None:
+                room.topic, room.topicBy = topic
+            if not self.broker.remoteRoomNicks(name):
+                # (joining a room that has members on other nodes makes
+                # nobody an operator)
+                room.ops.add(member)
         room.add(member)
         member.rooms[name] = room
         member.current = name
         joined = Joined(name, member.nick, self.now())
-        if len(room.members) > self.announceLimit:
+        self.broker.joined(member, name, joined)
+        if self._roomSize(room) > self.announceLimit:
             # A big room: only the joiner hears of it (see announceLimit).
             self._send(member, joined)
         else:
@@ -795,14 +822,18 @@ class ChatService(Service):
         if member.current == name:
             member.current = next(reversed(member.rooms), None) if member.rooms else None
         parted = Parted(name, member.nick, reason, self.now())
-        if len(room.members) > self.announceLimit:
+        if self._roomSize(room) > self.announceLimit:
             self._send(member, parted)
         else:
             self._broadcast(room, parted)
         room.remove(member)
         if not room.members:
             del self.rooms[name]
+        self.broker.parted(member, name, parted)
         return name
+
+    def _roomSize(self, room: Room) -> int:
+        return len(room.members) + len(self.broker.remoteRoomNicks(room.name))
 
     def _checkText(self, text: object) -> str:
         if not isinstance(text, str):
@@ -865,40 +896,64 @@ class ChatService(Service):
         text = self._checkText(text)
 
         def make() -> Deferred[Message]:
-            msg = Message(name, self._nextId(name), self.store.epoch, member.nick, text, self.now(), action)
+            assigns = getattr(self.store, "assignsIds", False)
+            msg = Message(
+                name, 0 if assigns else self._nextId(name), self.store.epoch, member.nick, text, self.now(), action
+            )
             d = self.store.append(msg, None if ref is None else str(ref))
 
-            def stored(_: object) -> Message:
+            def stored(result: object) -> Any:
+                final = result if isinstance(result, Message) else msg
                 self.stats.messageStored("room", self.now() - msg.time)
                 if self.logMessages:
-                    self._log.info("{nick} in {room}: {text}", nick=msg.sender, room=name, text=msg.text)
-                room = self.rooms.get(name)
-                if room is not None:
-                    recipients = len(room.members)
-                    self._broadcast(room, msg)
-                    self.stats.delivered(recipients)
-                return msg
+                    self._log.info("{nick} in {room}: {text}", nick=final.sender, room=name, text=final.text)
+                return self.broker.deliverMessage(final)
 
             return d.addCallback(stored)
 
         return self._idempotent(member, ref, make)
 
+    def _deliverMessage(self, msg: Message) -> None:
+        """
+        Hand a stored room message to this node's members of its room.
+        """
+        room = self.rooms.get(msg.room)
+        if room is not None:
+            recipients = len(room.members)
+            self._broadcast(room, msg)
+            self.stats.delivered(recipients)
+
     def _private(self, member: Member, nick: str, text: str, ref: object = None) -> Deferred[Private]:
         self._requireLogin(member)
         target = self.lookup(checkNick(nick)) if isinstance(nick, str) else None
-        if target is None and nickKey(nick) not in self._tokens and nickKey(nick) not in self.passwords:
+        remote = self.broker.remoteNick(nickKey(nick)) if target is None else None
+        if (
+            target is None
+            and remote is None
+            and nickKey(nick) not in self._tokens
+            and nickKey(nick) not in self.passwords
+        ):
             raise ChatError("no-such-nick", "nobody called %s is online" % (nick,))
         # An owned (or registered) nick that is offline gets it later, in its
         # private history, when it comes back with its token or password.
         text = self._checkText(text)
 
         def make() -> Deferred[Private]:
-            recipient = target.nick if target is not None else nick
-            msg = Private(self._nextId(PRIVATE), member.nick, recipient, text, self.now())
-            d = self.store.append(msg, None if ref is None else str(ref))
+            recipient = target.nick if target is not None else (remote or nick)
+            assigns = getattr(self.store, "assignsIds", False)
+            msg = Private(0 if assigns else self._nextId(PRIVATE), member.nick, recipient, text, self.now())
+            d = self.broker.appendPrivate(msg, None if ref is None else str(ref))
 
-            def stored(_: object) -> Private:
+            def stored(result: object) -> Private:
+                nonlocal msg
+                if isinstance(result, Private):
+                    msg = result
                 self.stats.messageStored("private", self.now() - msg.time)
+                if remote is not None:
+                    # (the broker routes it to the recipient's node)
+                    if not member.gone:
+                        self._send(member, msg)
+                    return msg
                 if target is None:
                     if not member.gone:
                         self._send(member, msg)
@@ -955,12 +1010,21 @@ class ChatService(Service):
                     shared.setdefault(m, []).append(name)
         for m, rooms in shared.items():
             self._send(m, NickChanged(old, nick, tuple(rooms), now))
+        self.broker.nickChanged(member, old, now)
         self._log.info("{old} is now known as {new}", old=old, new=nick)
         return nick
 
     def _who(self, member: Member, name: str) -> None:
         room = self.rooms.get(name)
-        self._send(member, self._presence(name, room) if room is not None else Presence(name, []))
+        if room is not None:
+            self._send(member, self._presence(name, room))
+        else:
+            remote = self.broker.remoteRoomNicks(name)
+            limit = self.announceLimit
+            self._send(
+                member,
+                Presence(name, _sortedNicks(remote[:limit]), total=len(remote) if len(remote) > limit else None),
+            )
 
     def _presence(self, name: str, room: Room) -> Presence:
         """
@@ -975,9 +1039,13 @@ class ChatService(Service):
             # (kept until the first `limit` members change: see Room.add)
             cached = room.presence = (limit, _sortedNicks(m.nick for m in islice(members, limit)))
         nicks = list(cached[1])
-        if len(members) <= limit:
+        remote = self.broker.remoteRoomNicks(name)
+        if remote:
+            nicks = _sortedNicks(nicks + remote[: max(0, limit - len(nicks))])
+        total = len(members) + len(remote)
+        if total <= limit:
             return Presence(name, nicks)
-        return Presence(name, nicks, total=len(members))
+        return Presence(name, nicks, total=total)
 
     def _history(self, member: Member, name: str, limit: int, before: int | None) -> None:
         limit = max(0, min(int(limit), max(self.historySize, 200)))
@@ -1006,6 +1074,7 @@ class ChatService(Service):
         self.members.discard(member)
         if self._nicks.get(nickKey(member.nick)) is member:
             del self._nicks[nickKey(member.nick)]
+            self.broker.memberGone(member)
         self._log.info("{nick} disconnected ({reason})", nick=member.nick, reason=reason)
         if self._allGone is not None and not self.members:
             d, self._allGone = self._allGone, None
@@ -1052,9 +1121,12 @@ class ChatService(Service):
         room = self._roomFor(member, name)
         self._checkOp(member, room)
         target = self.lookup(checkNick(nick))
+        why = "kicked by %s" % (member.nick,) + (": " + reason if reason else "")
+        if target is None and self.broker.kickRemote(member, name, nick, why):
+            self._log.info("{op} kicked {nick} from {room} (on another node)", op=member.nick, nick=nick, room=name)
+            return self.broker.remoteNick(nickKey(nick)) or nick
         if target is None or target not in room.members:
             raise ChatError("no-such-nick", "%s is not in %s" % (nick, name))
-        why = "kicked by %s" % (member.nick,) + (": " + reason if reason else "")
         self._log.info("{op} kicked {nick} from {room}", op=member.nick, nick=target.nick, room=name)
         self._part(target, name, why)
         return target.nick
@@ -1099,7 +1171,9 @@ class ChatService(Service):
             raise ChatError("too-long", "topics are at most 300 characters")
         room.topic = topic
         room.topicBy = member.nick
-        self._broadcast(room, TopicChanged(name, topic, member.nick, self.now()))
+        event = TopicChanged(name, topic, member.nick, self.now())
+        self._broadcast(room, event)
+        self.broker.topicChanged(event)
 
     def _giveOp(self, member: Member, name: str, nick: str) -> str:
         room = self._roomFor(member, name)
@@ -1110,6 +1184,71 @@ class ChatService(Service):
         room.ops.add(target)
         self._send(target, Notice("you are now an operator of %s" % (name,)))
         return target.nick
+
+    # What happened on other nodes (called by the broker)
+
+    def remoteJoined(self, name: str, nick: str, time: float) -> None:
+        room = self.rooms.get(name)
+        if room is not None and self._roomSize(room) <= self.announceLimit:
+            self._broadcast(room, Joined(name, nick, time))
+
+    def remoteParted(self, name: str, nick: str, reason: str, time: float) -> None:
+        room = self.rooms.get(name)
+        if room is not None and self._roomSize(room) < self.announceLimit:
+            self._broadcast(room, Parted(name, nick, reason, time))
+
+    def remoteNickChanged(self, old: str, new: str, rooms: Iterable[str], time: float) -> None:
+        shared: dict[Member, list[str]] = {}
+        for name in rooms:
+            room = self.rooms.get(name)
+            if room is not None:
+                for m in room.members:
+                    shared.setdefault(m, []).append(name)
+        for m, names in shared.items():
+            self._send(m, NickChanged(old, new, tuple(names), time))
+
+    def remoteTopic(self, event: TopicChanged) -> None:
+        room = self.rooms.get(event.room)
+        if room is not None:
+            room.topic, room.topicBy = event.topic, event.by
+            self._broadcast(room, event)
+
+    def remotePrivate(self, msg: Private) -> None:
+        target = self.lookup(msg.recipient)
+        if target is not None and not target.gone:
+            self._send(target, msg)
+
+    def remoteKick(self, name: str, nick: str, why: str) -> None:
+        target = self.lookup(nick)
+        if target is not None and name in target.rooms:
+            self._log.info("{nick} kicked from {room} by another node", nick=target.nick, room=name)
+            self._part(target, name, why)
+
+    def replaced(self, key: str) -> None:
+        """
+        The owner of nick C{key} connected to another node: this node's
+        stale connection of that nick gives way.
+        """
+        member = self._nicks.get(key)
+        if member is None:
+            return
+        self._log.info("{nick} reconnected to another node: closing this connection", nick=member.nick)
+        try:
+            member.client.close("replaced by a new connection of %s" % (member.nick,))
+        except Exception:
+            self._log.failure("closing the previous connection of {nick} failed", nick=member.nick)
+        self._quit(member, "reconnected")
+
+    def nickCollision(self, member: Member) -> None:
+        """
+        Another node gave C{member}'s nick to someone else at the same
+        moment: this member becomes a guest.
+        """
+        if member.gone:
+            return
+        old = member.nick
+        self._setNick(member, self._guestNick(), registeredOk=True)
+        self._send(member, Notice("%s was taken on another server at the same moment: you are now %s" % (old, member.nick)))
 
     # Server-wide
 

@@ -1,0 +1,445 @@
+"""
+Scale-out through a real Redis: several chat services (nodes) in this
+process, each with its own Redis connections, sharing rooms, history,
+presence and resume. End-to-end tests with daemons are in
+tests/test_e2e_cluster.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+import pytest_twisted
+from zope.interface import implementer
+
+from twisted_chat._errors import ChatError
+from twisted_chat._events import Event, History, Joined, Message, Notice, Parted, Presence, Private, TopicChanged
+from twisted_chat._interfaces import IChatClient
+from twisted_chat._redis import RedisCluster, checkRedis, parseRedisURL
+from twisted_chat._service import ChatService
+
+TIMEOUT = 10.0
+
+
+@implementer(IChatClient)
+class Client:
+    """
+    A front-end that records events and lets a test wait for one.
+    """
+
+    kind = "test"
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.closed: list[str] = []
+        self._waiting: list[tuple[Callable[[Event], bool], Any]] = []
+        self.member: Any = None
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+        for entry in list(self._waiting):
+            match, d = entry
+            if match(event):
+                self._waiting.remove(entry)
+                d.callback(event)
+
+    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
+        self.closed.append(reason)
+        if self.member is not None:
+            self.member.quit("disconnected")
+
+    def waitFor(self, match: Callable[[Event], bool], timeout: float = TIMEOUT) -> Any:
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred, succeed
+
+        for event in self.events:
+            if match(event):
+                return succeed(event)
+        d: Deferred[Event] = Deferred()
+        self._waiting.append((match, d))
+        return d.addTimeout(timeout, reactor)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def isMessage(text: str) -> Callable[[Event], bool]:
+    return lambda e: isinstance(e, Message) and e.text == text
+
+
+class Node:
+    def __init__(self, url: str, name: str, ttl: float = 5.0) -> None:
+        self.cluster = RedisCluster(parseRedisURL(url), nodeId=name)
+        self.cluster.nodeTTL = ttl
+        self.cluster.heartbeat = min(1.0, ttl / 3)
+        self.chat = ChatService(store=self.cluster.store, broker=self.cluster.broker, pruneInterval=0)
+
+    async def start(self) -> "Node":
+        from twisted.internet import reactor
+
+        self.cluster.startService()
+        self.chat.startService()
+        await self.cluster.ready.addTimeout(TIMEOUT, reactor)
+        return self
+
+    async def stop(self) -> None:
+        if self.chat.running:
+            await self.chat.stopService()
+        if self.cluster.running:
+            await self.cluster.stopService()
+
+    def crash(self) -> None:
+        """
+        Go away like a killed process: no goodbye, connections just drop.
+        """
+        self.cluster._stopping = True
+        if self.cluster._heart is not None and self.cluster._heart.running:
+            self.cluster._heart.stop()
+        for f in self.cluster._factories:
+            f.stopTrying()
+            for conn in list(f.pool):
+                conn.transport.abortConnection()
+        self.cluster.running = False
+        self.chat.running = False
+
+    def connect(self, nick: str | None = None, token: str | None = None) -> Client:
+        client = Client()
+        client.member = self.chat.connect(client, nick, peer="test", token=token)
+        return client
+
+
+@pytest.fixture
+def nodes(redisServer: Any) -> Any:
+    started: list[Node] = []
+
+    async def make(name: str, ttl: float = 5.0) -> Node:
+        node = await Node(redisServer.url, name, ttl).start()
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        if node.cluster.running:
+            from twisted.internet.defer import ensureDeferred
+
+            pytest_twisted.blockon(ensureDeferred(node.stop()))
+
+
+def test_parseURL() -> None:
+    u = parseRedisURL("redis://:s3cret@10.0.0.5:6380/2?prefix=chat1")
+    assert (u.host, u.port, u.db, u.password, u.username, u.tls, u.prefix) == (
+        "10.0.0.5", 6380, 2, "s3cret", None, False, "chat1",
+    )
+    assert u.display() == "redis://10.0.0.5:6380/2"
+    d = parseRedisURL("rediss://user:pw@redis.example")
+    assert (d.port, d.db, d.tls, d.username, d.prefix) == (6379, 0, True, "user", "twisted-chat")
+    for bad in ["http://x", "redis://", "redis://h/x", "redis://h:99999", "redis://h/0?pool=3"]:
+        with pytest.raises(ValueError) as e:
+            parseRedisURL(bad)
+        assert "\n" not in str(e.value)
+
+
+def test_checkRedis(redisServer: Any) -> None:
+    checkRedis(parseRedisURL(redisServer.url))
+    redisServer.stop()
+    with pytest.raises(ValueError, match="cannot reach Redis at redis://127.0.0.1:%d/0" % redisServer.port):
+        checkRedis(parseRedisURL(redisServer.url))
+
+
+def test_checkRedisPassword(redisServerFactory: Any) -> None:
+    server = redisServerFactory(password="pw")
+    checkRedis(parseRedisURL(server.url))
+    with pytest.raises(ValueError, match="refused"):
+        checkRedis(parseRedisURL("redis://:wrong@127.0.0.1:%d/0" % server.port))
+
+
+@pytest_twisted.ensureDeferred
+async def test_roomAcrossNodes(nodes: Any) -> None:
+    """
+    Members on two nodes share a room: presence, join notices, messages in
+    the same order with the same ids, the sender's echo before its ack.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice = a.connect("alice")
+    alice.member.join("#room")
+    bob = b.connect("bob")
+    # b learns of alice's join through the bus
+    await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#room"))
+    bob.member.join("#room")
+    presence = await bob.waitFor(lambda e: isinstance(e, Presence))
+    assert presence.members == ["alice", "bob"]
+    joined = await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
+    assert joined.room == "#room"
+    await bob.waitFor(lambda e: isinstance(e, History))
+    sent = await alice.member.say("hello from a")
+    assert alice.of(Message)[-1].id == sent.id  # echo before the acknowledgement
+    got = await bob.waitFor(isMessage("hello from a"))
+    assert (got.id, got.sender, got.epoch) == (sent.id, "alice", sent.epoch)
+    second = await bob.member.say("hello from b")
+    assert second.id == sent.id + 1
+    await alice.waitFor(isMessage("hello from b"))
+    assert [m.text for m in alice.of(Message)] == [m.text for m in bob.of(Message)] == ["hello from a", "hello from b"]
+    # the nick is taken on the other node too
+    with pytest.raises(ChatError) as e:
+        a.connect("bob")
+    assert e.value.code == "nick-taken"
+    # lists and rooms count members on every node
+    assert a.chat.roomList() == [("#room", 2)]
+    bob.member.part("#room")
+    parted = await alice.waitFor(lambda e: isinstance(e, Parted) and e.nick == "bob")
+    assert parted.reason == "left"
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """
+    Wait for state that arrives through Redis: C{predicate} is checked
+    again whenever a node hears something from Redis or its connections
+    change (RedisCluster.observers), until it holds or the time is up.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    if predicate():
+        return
+    done: Deferred[None] = Deferred()
+
+    def check() -> None:
+        if not done.called and predicate():
+            done.callback(None)
+
+    observers = RedisCluster.observers
+    observers.append(check)
+    try:
+        await done.addTimeout(timeout, reactor)
+    finally:
+        observers.remove(check)
+
+
+@pytest_twisted.ensureDeferred
+async def test_historyAndResumeAcrossNodes(nodes: Any) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    alice = a.connect("alice")
+    alice.member.join("#h")
+    await alice.waitFor(lambda e: isinstance(e, History))
+    first = await alice.member.say("one")
+    await alice.member.say("two")
+    await alice.member.say("three")
+    # a client that saw "one" on node a resumes on node b
+    carol = b.connect("carol")
+    carol.member.join("#h", since=(first.epoch, first.id))
+    history = await carol.waitFor(lambda e: isinstance(e, History))
+    assert history.recovered is True
+    assert [m.text for m in history.messages] == ["two", "three"]
+    # a plain join gets the recent history; an unknown epoch is refused
+    dave = b.connect("dave")
+    dave.member.join("#h", since=("other", 2))
+    history = await dave.waitFor(lambda e: isinstance(e, History))
+    assert (history.recovered, history.reason) == (False, "epoch")
+    assert [m.text for m in history.messages] == ["one", "two", "three"]
+    # paging with before=
+    dave.member.history("#h", limit=1, before=3)
+    page = await dave.waitFor(lambda e: isinstance(e, History) and not e.onJoin)
+    assert [m.text for m in page.messages] == ["two"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_idempotentAcrossNodes(nodes: Any) -> None:
+    """
+    A message resent with the same ref through another node is not stored
+    twice: the first one comes back.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice = a.connect("alice")
+    alice.member.join("#r")
+    first = await alice.member.say("once", ref="r1")
+    alice.member.quit()
+    await _until(lambda: b.chat.broker.remoteNick("alice") is None)
+    again = b.connect("alice")
+    again.member.join("#r")
+    second = await again.member.say("once", ref="r1")
+    assert second.id == first.id
+    history = await again.waitFor(lambda e: isinstance(e, History))
+    assert [m.text for m in history.messages] == ["once"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_privateAcrossNodes(nodes: Any) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    alice = a.connect("alice")
+    bob = b.connect("bob")
+    await _until(lambda: a.chat.broker.remoteNick("bob") == "bob")
+    sent = await alice.member.private("bob", "psst")
+    got = await bob.waitFor(lambda e: isinstance(e, Private))
+    assert (got.id, got.sender, got.recipient, got.text) == (sent.id, "alice", "bob", "psst")
+    assert alice.of(Private)[-1].text == "psst"
+    # bob's private history, asked on node b, has it
+    assert bob.member.owner
+    bob.member.privateHistory()
+    history = await bob.waitFor(lambda e: type(e).__name__ == "PrivateHistory")
+    assert [p.text for p in history.messages] == ["psst"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_nickChangeAndTopicAcrossNodes(nodes: Any) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    alice = a.connect("alice")
+    alice.member.join("#t")
+    bob = b.connect("bob")
+    await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#t"))
+    bob.member.join("#t")
+    await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
+    # alice created the room: she is its operator; bob, joining an existing
+    # room through another node, is not
+    alice.member.setTopic("cluster talk")
+    topic = await bob.waitFor(lambda e: isinstance(e, TopicChanged))
+    assert (topic.topic, topic.by) == ("cluster talk", "alice")
+    with pytest.raises(ChatError):
+        bob.member.setTopic("mine")
+    bob.member.setNick("robert")
+    changed = await alice.waitFor(lambda e: type(e).__name__ == "NickChanged")
+    assert (changed.old, changed.new, changed.rooms) == ("bob", "robert", ("#t",))
+    await _until(lambda: a.chat.broker.remoteNick("bob") is None)
+    a.connect("bob")  # free again
+    # a newcomer on a third node sees the topic
+    c = await nodes("c")
+    carol = c.connect("carol")
+    carol.member.join("#t")
+    topic = await carol.waitFor(lambda e: isinstance(e, TopicChanged))
+    assert topic.topic == "cluster talk"
+    presence = carol.of(Presence)[0]
+    assert presence.members == ["alice", "carol", "robert"]
+    # an operator kicks a member of another node
+    alice.member.kick("robert", "enough")
+    parted = await alice.waitFor(lambda e: isinstance(e, Parted) and e.nick == "robert")
+    assert parted.reason == "kicked by alice: enough"
+    assert "#t" not in bob.member.rooms
+
+
+@pytest_twisted.ensureDeferred
+async def test_deadNodeExpires(nodes: Any) -> None:
+    """
+    A node that dies without a word: once its heartbeat expires its members
+    leave, announced once to each member elsewhere, and its nicks are free.
+    """
+    a, b, c = await nodes("a", ttl=1.5), await nodes("b", ttl=1.5), await nodes("c", ttl=1.5)
+    alice = a.connect("alice")
+    alice.member.join("#x")
+    carol = c.connect("carol")
+    carol.member.join("#x")
+    bob = b.connect("bob")
+    await _until(lambda: "carol" in b.chat.broker.remoteRoomNicks("#x"))
+    bob.member.join("#x")
+    await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
+    await carol.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
+    b.crash()
+    parted = await alice.waitFor(lambda e: isinstance(e, Parted) and e.nick == "bob")
+    assert parted.reason == "disconnected"
+    await carol.waitFor(lambda e: isinstance(e, Parted) and e.nick == "bob")
+    assert len([e for e in alice.events if isinstance(e, Parted) and e.nick == "bob"]) == 1
+    assert a.chat.roomList() == [("#x", 2)]
+    a.connect("bob")
+
+
+@pytest_twisted.ensureDeferred
+async def test_ownerTakesOverNickFromDeadNode(nodes: Any) -> None:
+    """
+    The owner of a nick whose node died reconnects elsewhere with its token
+    at once, without waiting for the heartbeat to expire.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    first = b.connect("alice")
+    token = first.member.token
+    assert token
+    await _until(lambda: a.chat.broker.remoteNick("alice") == "alice" and "alice" in a.chat._tokens)
+    with pytest.raises(ChatError):
+        a.connect("alice")
+    again = a.connect("alice", token=token)
+    assert again.member.owner
+    await _until(lambda: bool(first.closed))
+    assert first.closed == ["replaced by a new connection of alice"]
+    assert b.chat.lookup("alice") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_redisRestart(nodes: Any, redisServerFactory: Any) -> None:
+    """
+    Redis restarts (with its append-only file): nodes reconnect, members
+    stay connected, a message said during the outage is refused (never
+    silently dropped), and messages published while a node was away are
+    delivered once it is back, in order.
+    """
+    server = redisServerFactory(persistent=True)
+    a = await Node(server.url, "a").start()
+    b = await Node(server.url, "b").start()
+    try:
+        alice = a.connect("alice")
+        alice.member.join("#r")
+        bob = b.connect("bob")
+        await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#r"))
+        bob.member.join("#r")
+        await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
+        await alice.member.say("before")
+        await bob.waitFor(isMessage("before"))
+        server.stop()
+        await _until(lambda: not a.cluster.connected and not b.cluster.connected)
+        with pytest.raises(ChatError) as e:
+            await alice.member.say("during")
+        assert e.value.code == "unavailable"
+        server.start()
+        await _until(lambda: a.cluster.connected and b.cluster.connected and a.cluster._subscriber is not None
+                     and b.cluster._subscriber is not None and a.cluster._buffer is None and b.cluster._buffer is None)
+        after = await alice.member.say("after")
+        got = await bob.waitFor(isMessage("after"))
+        assert got.id == after.id
+        assert [m.text for m in bob.of(Message)] == ["before", "after"]
+        assert not alice.closed and not bob.closed
+        assert b.chat.lookup("bob") is bob.member
+        assert "bob" in a.chat.broker.remoteRoomNicks("#r")
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_gapIsFilledFromHistory(nodes: Any) -> None:
+    """
+    Messages a node missed on the bus (its subscription was down) are
+    delivered from the stream, before anything newer, exactly once.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice = a.connect("alice")
+    alice.member.join("#g")
+    bob = b.connect("bob")
+    await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#g"))
+    bob.member.join("#g")
+    await bob.waitFor(lambda e: isinstance(e, History))
+    await alice.member.say("m1")
+    await bob.waitFor(isMessage("m1"))
+    # b's subscription drops; two messages go by; it comes back
+    sub = b.cluster._subscriber
+    sub.transport.loseConnection()
+    await _until(lambda: b.cluster._subscriber is None)
+    await alice.member.say("m2")
+    await alice.member.say("m3")
+    await _until(lambda: b.cluster._subscriber is not None and b.cluster._buffer is None)
+    await bob.waitFor(isMessage("m3"))
+    await alice.member.say("m4")
+    await bob.waitFor(isMessage("m4"))
+    assert [m.text for m in bob.of(Message)] == ["m1", "m2", "m3", "m4"]
+    assert [m.id for m in bob.of(Message)] == [1, 2, 3, 4]
+
+
+@pytest_twisted.ensureDeferred
+async def test_noticeOfCollision(nodes: Any) -> None:
+    """
+    Two nodes give the same nick at the same moment: one keeps it, the
+    other member becomes a guest and is told why.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    x = a.connect("zed")
+    y = b.connect("zed")  # neither node has heard of the other's yet
+    await _until(lambda: x.member.nick != "zed" or y.member.nick != "zed")
+    loser = x if x.member.nick != "zed" else y
+    assert loser.member.nick.startswith("guest-")
+    assert any(isinstance(e, Notice) and "taken on another server" in e.text for e in loser.events)

@@ -1,0 +1,69 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The in-process broker: one node, nothing to share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zope.interface import implementer
+
+from twisted_chat._interfaces import IBroker
+
+
+@implementer(IBroker)
+class LocalBroker:
+    """
+    The default broker of a single process: every member is local, a room
+    message is delivered as soon as it is stored.
+    """
+
+    def __init__(self) -> None:
+        self.service: Any = None
+
+    def attach(self, service: Any) -> None:
+        self.service = service
+
+    def remoteNick(self, key: str) -> str | None:
+        return None
+
+    def remoteRoomNicks(self, room: str) -> list[str]:
+        return []
+
+    def remoteRooms(self) -> dict[str, int]:
+        return {}
+
+    def nextGuest(self) -> int | None:
+        return None
+
+    def topicOf(self, room: str) -> tuple[str, str] | None:
+        return None
+
+    def memberAdded(self, member: Any, force: bool) -> None:
+        pass
+
+    def memberGone(self, member: Any) -> None:
+        pass
+
+    def joined(self, member: Any, room: str, event: Any) -> None:
+        pass
+
+    def parted(self, member: Any, room: str, event: Any) -> None:
+        pass
+
+    def nickChanged(self, member: Any, old: str, time: float) -> None:
+        pass
+
+    def topicChanged(self, event: Any) -> None:
+        pass
+
+    def deliverMessage(self, message: Any) -> Any:
+        self.service._deliverMessage(message)
+        return message
+
+    def appendPrivate(self, message: Any, ref: str | None) -> Any:
+        return self.service.store.append(message, ref)
+
+    def kickRemote(self, op: Any, room: str, nick: str, why: str) -> bool:
+        return False

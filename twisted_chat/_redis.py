@@ -1,0 +1,1164 @@
+# -*- test-case-name: tests.test_redis -*-
+"""
+Scale-out on Redis: several nodes (processes, machines), one conversation.
+
+One L{RedisCluster} per node holds two connections to Redis (through
+C{txredisapi}): one for commands, one subscribed to the cluster's bus and
+to this node's own channel. It offers the service a L{RedisStore} (ids,
+epoch and history shared by every node, in Redis streams) and a
+L{RedisBroker} (presence across nodes, fan-out through the bus).
+
+Design, in short (docs/design.md has the long version):
+
+  - A message is stored by a Lua script that assigns its id (C{INCR}), adds
+    it to the room's stream (C{XADD}) and publishes it on the bus, in one
+    atomic step: every node sees the messages of a room in id order, and
+    delivers them to its own members only. The sender's acknowledgement
+    waits for that delivery, so it still comes after the echo.
+  - Each node remembers the last id it delivered per room; a gap (a
+    subscription lost while Redis restarted) is filled from the stream
+    before anything newer is delivered, so nothing acknowledged is lost
+    and nothing is delivered twice.
+  - Presence: each node keeps its members in a hash of its own and its
+    nick claims in a shared hash, refreshes a heartbeat key with a TTL and
+    tells the others of every change on the bus; every node keeps a replica
+    of the others' members, so nick checks, /who and room lists stay
+    synchronous. When a node's heartbeat expires, the first node to notice
+    removes its members in one atomic script and announces it once; each
+    node then tells its own members who left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import ssl as _ssl
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import txredisapi
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_chat._errors import ChatError
+from twisted_chat._events import Message, Private, TopicChanged
+from twisted_chat._interfaces import IBroker, IMessageStore
+from twisted_chat._names import nickKey
+
+PRIVATE = "@private"
+
+
+class RedisURL(NamedTuple):
+    host: str
+    port: int
+    db: int
+    password: str | None
+    username: str | None
+    tls: bool
+    prefix: str
+
+    def display(self) -> str:
+        """
+        The URL without its password, for logs and errors.
+        """
+        return "%s://%s:%d/%d" % ("rediss" if self.tls else "redis", self.host, self.port, self.db)
+
+
+def parseRedisURL(url: str) -> RedisURL:
+    """
+    C{redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P]}, C{rediss://}
+    for TLS. Raises ValueError with a one-line reason.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 6379
+    except ValueError as e:
+        raise ValueError("bad Redis URL %r: %s" % (url, e))
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError("bad Redis URL %r: it must start with redis:// or rediss://" % (url,))
+    if not parts.hostname:
+        raise ValueError("bad Redis URL %r: no host" % (url,))
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError("bad Redis URL %r: the database must be a number" % (url,))
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"prefix"}
+    if unknown:
+        raise ValueError("bad Redis URL %r: unknown parameter %s" % (url, ", ".join(sorted(unknown))))
+    prefix = query.get("prefix", ["twisted-chat"])[-1]
+    if not prefix or any(c.isspace() for c in prefix):
+        raise ValueError("bad Redis URL %r: bad prefix" % (url,))
+    return RedisURL(
+        parts.hostname,
+        port,
+        int(path or 0),
+        unquote(parts.password) if parts.password else None,
+        unquote(parts.username) if parts.username else None,
+        parts.scheme == "rediss",
+        prefix,
+    )
+
+
+def _resp(*args: str) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a.encode("utf-8")
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def checkRedis(url: RedisURL, timeout: float = 5.0) -> None:
+    """
+    A blocking probe for start-up, before the reactor runs: connect, log in,
+    select the database and PING. Raises ValueError with a one-line reason.
+    """
+    where = url.display()
+    try:
+        sock = socket.create_connection((url.host, url.port), timeout=timeout)
+    except OSError as e:
+        raise ValueError("cannot reach Redis at %s: %s" % (where, e.strerror or e))
+    try:
+        if url.tls:
+            context = _ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=url.host)
+        request = b""
+        if url.password is not None:
+            request += _resp("AUTH", *([url.username] if url.username else []), url.password)
+        request += _resp("SELECT", str(url.db)) + _resp("PING")
+        sock.sendall(request)
+        expected = request.count(b"*")
+        buf = b""
+        while buf.count(b"\r\n") < expected:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ValueError("Redis at %s closed the connection" % (where,))
+            buf += chunk
+        for line in buf.split(b"\r\n")[:expected]:
+            if line.startswith(b"-"):
+                raise ValueError("Redis at %s refused: %s" % (where, line[1:].decode("utf-8", "replace")))
+    except OSError as e:
+        raise ValueError("cannot reach Redis at %s: %s" % (where, getattr(e, "strerror", None) or e))
+    finally:
+        sock.close()
+
+
+# Lua scripts. Keys are passed as KEYS where a script touches one known
+# key; the presence scripts build per-node keys from the prefix (a single
+# Redis, not Redis Cluster).
+
+_SAY = """
+local e = redis.call('GET', KEYS[1])
+if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end
+if ARGV[7] == '1' then
+  local old = redis.call('GET', KEYS[4])
+  if old then return old end
+end
+local id = redis.call('INCR', KEYS[2])
+local body = cjson.encode({t='m', r=ARGV[2], i=id, e=e, n=ARGV[3], x=ARGV[4], s=tonumber(ARGV[5]),
+                           a=(ARGV[6] == '1'), o=ARGV[10]})
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], id .. '-1', 'm', body)
+redis.call('SADD', KEYS[5], ARGV[2])
+if ARGV[7] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[8]) end
+redis.call('PUBLISH', KEYS[6], body)
+return body
+"""
+
+_PRIVATE = """
+local e = redis.call('GET', KEYS[1])
+if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end
+if ARGV[6] == '1' then
+  local old = redis.call('GET', KEYS[5])
+  if old then return old end
+end
+local id = redis.call('INCR', KEYS[2])
+local body = cjson.encode({t='p', i=id, n=ARGV[2], to=ARGV[3], x=ARGV[4], s=tonumber(ARGV[5]), o=ARGV[9]})
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body)
+if KEYS[4] ~= KEYS[3] then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body) end
+if ARGV[6] == '1' then redis.call('SET', KEYS[5], body, 'EX', ARGV[7]) end
+if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[10], body) end
+return body
+"""
+
+# KEYS: nicks, members of this node, bus. ARGV: key, nick, node, force, state
+_CLAIM = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[3] and ARGV[4] ~= '1' then return holder end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+redis.call('PUBLISH', KEYS[3], cjson.encode({t='on', o=ARGV[3], k=ARGV[1], n=ARGV[2], f=holder or ''}))
+return ''
+"""
+
+# KEYS: nicks, members of this node, bus. ARGV: old key, new key, node, state, event
+_RENAME = """
+local holder = redis.call('HGET', KEYS[1], ARGV[2])
+if holder and holder ~= ARGV[3] then return holder end
+if ARGV[1] ~= ARGV[2] then
+  if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[3] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+redis.call('PUBLISH', KEYS[3], ARGV[5])
+return ''
+"""
+
+# KEYS: members of this node, bus. ARGV: key, state, event
+_STATE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: nicks, members of this node, bus. ARGV: key, node, event
+_GONE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[3])
+return 1
+"""
+
+# Remove the members of dead nodes (or, with ARGV[3] == '1', of node
+# ARGV[2] itself: a restarted node clearing what its previous life left).
+# KEYS: nodes, nicks, bus. ARGV: prefix, this node, self
+_REAP = """
+local reaped = 0
+local function reap(n)
+  local flat = redis.call('HGETALL', ARGV[1] .. ':m:' .. n)
+  local members = {}
+  for i = 1, #flat, 2 do
+    if redis.call('HGET', KEYS[2], flat[i]) == n then redis.call('HDEL', KEYS[2], flat[i]) end
+    members[flat[i]] = flat[i + 1]
+  end
+  redis.call('DEL', ARGV[1] .. ':m:' .. n)
+  redis.call('SREM', KEYS[1], n)
+  if #flat > 0 then redis.call('PUBLISH', KEYS[3], cjson.encode({t='down', o=n, m=members})) end
+  reaped = reaped + 1
+end
+if ARGV[3] == '1' then
+  reap(ARGV[2])
+else
+  for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if n ~= ARGV[2] and redis.call('EXISTS', ARGV[1] .. ':alive:' .. n) == 0 then reap(n) end
+  end
+end
+return reaped
+"""
+
+# Register this node with its current members (start-up, or after Redis
+# came back). KEYS: nodes, nicks, bus. ARGV: prefix, node, incarnation, ttl ms,
+# then key, state pairs. Returns the keys other nodes hold now.
+_REGISTER = """
+local n = ARGV[2]
+redis.call('SADD', KEYS[1], n)
+redis.call('SET', ARGV[1] .. ':alive:' .. n, ARGV[3], 'PX', ARGV[4])
+redis.call('DEL', ARGV[1] .. ':m:' .. n)
+local lost = {}
+local members = {}
+for i = 5, #ARGV, 2 do
+  local holder = redis.call('HGET', KEYS[2], ARGV[i])
+  if holder and holder ~= n then
+    table.insert(lost, ARGV[i])
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], n)
+    redis.call('HSET', ARGV[1] .. ':m:' .. n, ARGV[i], ARGV[i + 1])
+    members[ARGV[i]] = ARGV[i + 1]
+  end
+end
+redis.call('PUBLISH', KEYS[3], cjson.encode({t='node', o=n, m=members}))
+return lost
+"""
+
+# Delete messages older than ARGV[1] from stream KEYS[1].
+_PRUNE = """
+local cutoff = tonumber(ARGV[1])
+local n = 0
+while true do
+  local batch = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 100)
+  if #batch == 0 then break end
+  local stop = false
+  for _, entry in ipairs(batch) do
+    local body = cjson.decode(entry[2][2])
+    if body.s >= cutoff then stop = true; break end
+    redis.call('XDEL', KEYS[1], entry[1])
+    n = n + 1
+  end
+  if stop then break end
+end
+return n
+"""
+
+
+def _message(body: dict[str, Any]) -> Message:
+    return Message(body["r"], int(body["i"]), body["e"], body["n"], body["x"], float(body["s"]), bool(body["a"]))
+
+
+def _private(body: dict[str, Any]) -> Private:
+    return Private(int(body["i"]), body["n"], body["to"], body["x"], float(body["s"]))
+
+
+def _entries(reply: Any) -> list[dict[str, Any]]:
+    """
+    The JSON bodies of an XRANGE/XREVRANGE reply.
+    """
+    return [json.loads(fields[1]) for _, fields in reply or ()]
+
+
+def _unavailable() -> ChatError:
+    return ChatError("unavailable", "the message store is unreachable: not sent, try again")
+
+
+class _Commands(txredisapi.RedisProtocol):
+    """
+    The command connection: tells the cluster when it is (again) ready.
+    """
+
+    def connectionMade(self) -> Any:
+        d = txredisapi.RedisProtocol.connectionMade(self)
+        cluster = self.factory.cluster
+        if isinstance(d, Deferred):
+            d.addCallback(lambda _: self.connected and cluster._commandsUp(self))
+        return d
+
+    def connectionLost(self, why: Failure) -> None:
+        txredisapi.RedisProtocol.connectionLost(self, why)
+        self.factory.cluster._commandsDown(self)
+
+
+class _Subscriber(txredisapi.SubscriberProtocol):
+    """
+    The subscribed connection: hands every bus message to the cluster.
+    """
+
+    def connectionMade(self) -> Any:
+        d = txredisapi.SubscriberProtocol.connectionMade(self)
+        cluster = self.factory.cluster
+        if isinstance(d, Deferred):
+            d.addCallback(lambda _: self.connected and cluster._subscriberUp(self))
+        return d
+
+    def messageReceived(self, pattern: Any, channel: str, message: str) -> None:
+        self.factory.cluster._busMessage(message)
+
+    def connectionLost(self, why: Failure) -> None:
+        txredisapi.SubscriberProtocol.connectionLost(self, why)
+        self.factory.cluster._subscriberDown(self)
+
+
+class _Remote:
+    __slots__ = ("node", "nick", "rooms")
+
+    def __init__(self, node: str, nick: str, rooms: list[str]) -> None:
+        self.node = node
+        self.nick = nick
+        self.rooms = set(rooms)
+
+
+class RedisCluster(Service):
+    """
+    The Redis side of one node: C{store} and C{broker} for the ChatService,
+    and the connections behind them. C{ready} fires once the shared state
+    is loaded; listeners accept connections only after that.
+    """
+
+    name = "redis"
+    _log = Logger()
+
+    #: seconds between heartbeats; a node is dead after nodeTTL without one
+    heartbeat = 1.0
+    nodeTTL = 5.0
+    #: longest wait of an acknowledgement for this node's own delivery
+    ackTimeout = 5.0
+    #: called (without arguments) after every bus message and connection
+    #: change of any node in this process: a hook for tests and probes
+    observers: list[Any] = []
+
+    def __init__(
+        self,
+        url: RedisURL,
+        clock: Any = None,
+        nodeId: str | None = None,
+        retainMessages: int = 10000,
+        retainDays: float | None = None,
+        refWindow: float = 3600.0,
+    ) -> None:
+        self.url = url
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.node = nodeId or "%s-%d" % (socket.gethostname(), os.getpid())
+        self.incarnation = secrets.token_hex(8)
+        self.prefix = url.prefix
+        self.retainMessages = retainMessages
+        self.retainDays = retainDays
+        self.refWindow = refWindow
+        self.ready: Deferred[None] = Deferred()
+        self.isReady = False
+        self.store = RedisStore(self)
+        self.broker = RedisBroker(self)
+        self._commands: _Commands | None = None
+        self._subscriber: _Subscriber | None = None
+        self._factories: list[Any] = []
+        self._handler: Any = None
+        self._heart: LoopingCall | None = None
+        self._stopping = False
+        self._loading = False
+        self._buffer: list[str] | None = None
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # Connections
+
+    def _endpoint(self) -> Any:
+        from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+        from twisted.internet.ssl import optionsForClientTLS
+
+        endpoint = HostnameEndpoint(self.clock, self.url.host, self.url.port, timeout=5)
+        if self.url.tls:
+            endpoint = wrapClientTLS(optionsForClientTLS(self.url.host), endpoint)
+        return endpoint
+
+    def _factory(self, protocol: type, subscriber: bool) -> Any:
+        f = txredisapi.RedisFactory(
+            None if subscriber else self.url.display(),
+            None if subscriber else self.url.db,
+            1,
+            isLazy=True,
+            password=self.url.password,
+            username=self.url.username,
+            replyTimeout=None if subscriber else 10,
+        )
+        if subscriber:
+            f.dbid = None
+        f.protocol = protocol
+        f.cluster = self
+        f.maxDelay = 5
+        f.initialDelay = 0.5
+        self._factories.append(f)
+        f.startConnecting(self._endpoint())
+        return f
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._log.info("node {node}: connecting to Redis at {url}", node=self.node, url=self.url.display())
+        self._handler = self._factory(_Commands, False).handler
+        self._factory(_Subscriber, True)
+        self._heart = LoopingCall(self._beat)
+        self._heart.clock = self.clock
+        self._heart.start(self.heartbeat, now=False)
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        self._stopping = True
+        if self._heart is not None and self._heart.running:
+            self._heart.stop()
+        d = succeed(None)
+        if self._commands is not None and self._commands.connected:
+            # Leave cleanly: the others remove our members at once instead
+            # of after the heartbeat expires.
+            d = self.eval(_REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "1"])
+            d.addCallback(lambda _: self.call("del", self.key("alive", self.node)))
+            d.addErrback(lambda f: None)
+
+        def disconnect(_: object) -> Deferred[Any]:
+            from twisted.internet.defer import gatherResults
+
+            return gatherResults([f.disconnect() for f in self._factories], consumeErrors=True).addErrback(
+                lambda f: None
+            )
+
+        return d.addCallback(disconnect).addCallback(lambda _: None)
+
+    @property
+    def connected(self) -> bool:
+        return self._commands is not None and bool(self._commands.connected)
+
+    def call(self, method: str, *args: Any) -> Deferred[Any]:
+        return getattr(self._handler, method)(*args)
+
+    def eval(self, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
+        return self._handler.eval(script, keys, [str(a) for a in args])
+
+    def _commandsUp(self, protocol: _Commands) -> None:
+        self._commands = protocol
+        self._notify()
+
+    def _commandsDown(self, protocol: _Commands) -> None:
+        if self._commands is protocol:
+            self._commands = None
+        self._notify()
+
+    def _subscriberUp(self, protocol: _Subscriber) -> None:
+        """
+        (Re)subscribed: load the shared state, announce ours, catch up.
+        """
+        self._subscriber = protocol
+        self._buffer = []
+        d = protocol.subscribe([self.key("bus"), self.key("node", self.node)])
+        d.addCallback(lambda _: self._load())
+
+        def failed(f: Failure) -> None:
+            self._log.error("node {node}: loading the shared state failed: {why}", node=self.node, why=f.getErrorMessage())
+            self._buffer = None
+            protocol.transport.loseConnection()
+
+        d.addErrback(failed)
+
+    def _subscriberDown(self, protocol: _Subscriber) -> None:
+        if self._subscriber is protocol:
+            self._subscriber = None
+            self._buffer = None
+            if not self._stopping:
+                self._log.warn("node {node}: lost Redis; reconnecting", node=self.node)
+        self._notify()
+
+    async def _loadAsync(self) -> None:
+        first = not self.isReady
+        epochKey = self.key("epoch")
+        yield_ = self.call
+        await yield_("set", epochKey, secrets.token_hex(4), None, None, True)
+        epoch = await yield_("get", epochKey)
+        if first:
+            # A node restarted under the same id: clear what its previous
+            # life left behind (its members leave, once, for everyone).
+            await self.eval(_REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "1"])
+        broker = self.broker
+        lost = await self.eval(
+            _REGISTER,
+            [self.key("nodes"), self.key("nicks"), self.key("bus")],
+            [self.prefix, self.node, self.incarnation, int(self.nodeTTL * 1000), *broker.localState()],
+        )
+        nodes = await yield_("smembers", self.key("nodes"))
+        members: dict[str, dict[str, str]] = {}
+        for n in nodes or ():
+            if n != self.node:
+                members[n] = await yield_("hgetall", self.key("m", n)) or {}
+        tokens = await yield_("hgetall", self.key("tok")) or {}
+        topics = await yield_("hgetall", self.key("topic")) or {}
+        guest = await yield_("incrby", self.key("guest"), broker.guestBlock)
+        self.store.setEpoch(epoch)
+        broker.load(members, tokens, topics, guest)
+        for key in lost or ():
+            broker.lostNick(key)
+        buffered, self._buffer = self._buffer or [], None
+        for raw in buffered:
+            self._busMessage(raw)
+        await broker.catchUp()
+
+    def _load(self) -> Deferred[None]:
+        from twisted.internet.defer import ensureDeferred
+
+        def done(_: None) -> None:
+            if not self.isReady:
+                self.isReady = True
+                self._log.info("node {node}: joined the cluster at {url}", node=self.node, url=self.url.display())
+                self.ready.callback(None)
+            else:
+                self._log.info("node {node}: Redis is back; state re-announced", node=self.node)
+            self._notify()
+
+        return ensureDeferred(self._loadAsync()).addCallback(done)
+
+    def _beat(self) -> None:
+        if not self.connected or not self.isReady:
+            return
+
+        def alive(previous: Any) -> Any:
+            if previous is not None and previous != self.incarnation:
+                self._log.error(
+                    "node id {node} is used by another process too: give each node its own --node-id",
+                    node=self.node,
+                )
+            return self.eval(_REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "0"])
+
+        d = self._handler.execute_command(
+            "SET", self.key("alive", self.node), self.incarnation, "PX", str(int(self.nodeTTL * 1000)), "GET"
+        )
+        d.addCallback(alive)
+        d.addErrback(lambda f: self._log.warn("heartbeat failed: {why}", why=f.getErrorMessage()))
+
+    def _busMessage(self, raw: str) -> None:
+        if self._buffer is not None:
+            self._buffer.append(raw)
+            return
+        try:
+            body = json.loads(raw)
+            self.broker.received(body)
+        except Exception:
+            self._log.failure("bad message on the Redis bus: {raw!r}", raw=raw[:200])
+        self._notify()
+
+    def _notify(self) -> None:
+        for observer in list(self.observers):
+            observer()
+
+
+@implementer(IMessageStore)
+class RedisStore:
+    """
+    Ids, epochs and history in Redis, shared by every node: a stream per
+    room, one per nick for private messages, a counter per room.
+    """
+
+    #: the store assigns ids as it stores (see ChatService._say)
+    assignsIds = True
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+        self.epoch = ""
+
+    def setEpoch(self, epoch: str) -> None:
+        if self.epoch and epoch != self.epoch:
+            self.cluster._log.warn("the Redis history was lost: new epoch {epoch}", epoch=epoch)
+        self.epoch = epoch
+
+    def open(self) -> Deferred[None]:
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
+
+    def ping(self) -> Deferred[None]:
+        if not self.cluster.connected:
+            return fail(ConnectionError("Redis is unreachable"))
+        return self.cluster.call("ping").addCallback(lambda _: None)
+
+    def lastId(self, room: str) -> int:
+        return 0
+
+    def _ref(self, sender: str, ref: str | None) -> str:
+        return self.cluster.key("ref", nickKey(sender), ref or "")
+
+    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[Any]:
+        if isinstance(message, Private):
+            return self.appendPrivate(message, ref, None)
+        c = self.cluster
+        if not c.connected:
+            return fail(_unavailable())
+        room = message.room
+        d = c.eval(
+            _SAY,
+            [c.key("epoch"), c.key("seq", room), c.key("h", room), self._ref(message.sender, ref), c.key("rooms"), c.key("bus")],
+            [
+                secrets.token_hex(4), room, message.sender, message.text, repr(message.time),
+                "1" if message.action else "0", "1" if ref is not None else "0", int(c.refWindow),
+                c.retainMessages, c.node,
+            ],
+        )
+        return d.addCallbacks(lambda raw: _message(json.loads(raw)), self._failed)
+
+    def appendPrivate(self, message: Private, ref: str | None, channel: str | None) -> Deferred[Any]:
+        c = self.cluster
+        if not c.connected:
+            return fail(_unavailable())
+        d = c.eval(
+            _PRIVATE,
+            [
+                c.key("epoch"), c.key("seq", PRIVATE), c.key("pm", nickKey(message.sender)),
+                c.key("pm", nickKey(message.recipient)), self._ref(message.sender, ref),
+            ],
+            [
+                secrets.token_hex(4), message.sender, message.recipient, message.text, repr(message.time),
+                "1" if ref is not None else "0", int(c.refWindow), c.retainMessages * 10, c.node, channel or "",
+            ],
+        )
+        return d.addCallbacks(lambda raw: _private(json.loads(raw)), self._failed)
+
+    def _failed(self, f: Failure) -> Failure:
+        if f.check(ChatError):
+            return f
+        self.cluster._log.warn("Redis did not confirm a message: {why}", why=f.getErrorMessage())
+        return Failure(
+            ChatError(
+                "unavailable",
+                "the message store did not confirm this message (Redis: %s); it may not have been sent"
+                % (f.getErrorMessage(),),
+            )
+        )
+
+    def _range(self, key: str, start: str, end: str, count: int, reverse: bool = False) -> Deferred[list[Any]]:
+        c = self.cluster
+        if not c.connected:
+            return fail(ConnectionError("Redis is unreachable"))
+        if reverse:
+            d = c._handler.execute_command("XREVRANGE", key, end, start, "COUNT", str(count))
+        else:
+            d = c._handler.execute_command("XRANGE", key, start, end, "COUNT", str(count))
+        return d.addCallback(_entries)
+
+    def range(self, room: str, afterId: int, limit: int) -> Deferred[list[Message]]:
+        """
+        Up to C{limit} messages of C{room} after C{afterId}, oldest first.
+        """
+        d = self._range(self.cluster.key("h", room), "%d-1" % (afterId + 1), "+", limit)
+        return d.addCallback(lambda bodies: [_message(b) for b in bodies])
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        if limit <= 0 or (before is not None and before <= 1):
+            return succeed([])
+        end = "+" if before is None else "%d-1" % (before - 1)
+        d = self._range(self.cluster.key("h", room), "-", end, limit, reverse=True)
+        return d.addCallback(lambda bodies: [_message(b) for b in reversed(bodies)])
+
+    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
+        if epoch != self.epoch or afterId < 0:
+            return succeed(None)
+        c = self.cluster
+        if not c.connected:
+            return fail(ConnectionError("Redis is unreachable"))
+
+        def got(last: Any) -> Any:
+            last = int(last or 0)
+            if afterId > last:
+                return None
+            if afterId == last:
+                return []
+            if last - afterId > limit:
+                return None
+
+            def check(msgs: list[Message]) -> list[Message] | None:
+                if not msgs or msgs[0].id != afterId + 1:
+                    return None
+                return msgs
+
+            return self.range(room, afterId, limit).addCallback(check)
+
+        return c.call("get", c.key("seq", room)).addCallback(got)
+
+    def privateFor(self, nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
+        if limit <= 0:
+            return succeed([])
+        start = "%d-1" % ((afterId or 0) + 1)
+        d = self._range(self.cluster.key("pm", nickKey(nick)), start, "+", limit, reverse=True)
+        return d.addCallback(lambda bodies: [_private(b) for b in reversed(bodies)])
+
+    def refs(self, sinceTime: float) -> list[tuple[str, str, Any]]:
+        # Refs live in Redis (checked by the storing script itself).
+        return []
+
+    def tokens(self) -> dict[str, str]:
+        # Loaded with the rest of the shared state (RedisBroker.load).
+        return {}
+
+    def saveToken(self, key: str, tokenHash: str) -> Deferred[None]:
+        c = self.cluster
+        if not c.connected:
+            return fail(ConnectionError("Redis is unreachable"))
+        d = c.call("hsetnx", c.key("tok"), key, tokenHash)
+
+        def saved(new: Any) -> Any:
+            if new:
+                return c.call("publish", c.key("bus"), json.dumps({"t": "tok", "o": c.node, "k": key, "h": tokenHash}))
+            return None
+
+        return d.addCallback(saved).addCallback(lambda _: None)
+
+    def prune(self, now: float) -> Deferred[int]:
+        c = self.cluster
+        if not self.cluster.retainDays or not c.connected:
+            return succeed(0)
+        cutoff = now - self.cluster.retainDays * 86400
+
+        async def run() -> int:
+            total = 0
+            for room in await c.call("smembers", c.key("rooms")) or ():
+                total += int(await c.eval(_PRUNE, [c.key("h", room)], [repr(cutoff)]))
+            return total
+
+        from twisted.internet.defer import ensureDeferred
+
+        return ensureDeferred(run())
+
+
+@implementer(IBroker)
+class RedisBroker:
+    """
+    Presence and fan-out across nodes (see the module docstring).
+    """
+
+    _log = Logger()
+    guestBlock = 1000
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+        self.service: Any = None
+        #: nick key -> member of another node
+        self.remote: dict[str, _Remote] = {}
+        #: room -> nick key -> nick, of members on other nodes
+        self.rooms: dict[str, dict[str, str]] = {}
+        self.topics: dict[str, tuple[str, str]] = {}
+        #: room -> the last message id delivered on this node
+        self.lastIds: dict[str, int] = {}
+        #: rooms whose gap is being filled -> bus messages waiting meanwhile
+        self.filling: dict[str, list[dict[str, Any]]] = {}
+        #: (room, id) -> acknowledgements waiting for this node's delivery
+        self.waiters: dict[tuple[str, int], list[Deferred[Any]]] = {}
+        self._guest = 0
+        self._guestEnd = 0
+
+    def attach(self, service: Any) -> None:
+        self.service = service
+
+    # Replica
+
+    def _add(self, node: str, key: str, nick: str, rooms: list[str]) -> None:
+        self._remove(key)
+        r = self.remote[key] = _Remote(node, nick, rooms)
+        for name in r.rooms:
+            self.rooms.setdefault(name, {})[key] = nick
+
+    def _remove(self, key: str) -> _Remote | None:
+        r = self.remote.pop(key, None)
+        if r is not None:
+            for name in r.rooms:
+                inRoom = self.rooms.get(name)
+                if inRoom is not None:
+                    inRoom.pop(key, None)
+                    if not inRoom:
+                        del self.rooms[name]
+        return r
+
+    def load(self, members: dict[str, dict[str, str]], tokens: dict[str, str], topics: dict[str, str], guest: int) -> None:
+        self.remote.clear()
+        self.rooms.clear()
+        for node, entries in members.items():
+            for key, state in entries.items():
+                nick, rooms = json.loads(state)
+                self._add(node, key, nick, rooms)
+        self.service._tokens.update(tokens)
+        self.topics = {}
+        for room, raw in topics.items():
+            topic, by = json.loads(raw)
+            if topic:
+                self.topics[room] = (topic, by)
+        self._guestEnd = int(guest)
+        self._guest = self._guestEnd - self.guestBlock
+
+    def localState(self) -> list[str]:
+        out: list[str] = []
+        for m in list(self.service.members):
+            out += [nickKey(m.nick), self._state(m)]
+        return out
+
+    def lostNick(self, key: str) -> None:
+        member = self.service._nicks.get(key)
+        if member is not None:
+            self.service.nickCollision(member)
+
+    # IBroker: queries
+
+    def remoteNick(self, key: str) -> str | None:
+        r = self.remote.get(key)
+        return None if r is None else r.nick
+
+    def remoteRoomNicks(self, room: str) -> list[str]:
+        inRoom = self.rooms.get(room)
+        return list(inRoom.values()) if inRoom else []
+
+    def remoteRooms(self) -> dict[str, int]:
+        return {name: len(keys) for name, keys in self.rooms.items()}
+
+    def nextGuest(self) -> int | None:
+        if self._guest >= self._guestEnd:
+            return None
+        self._guest += 1
+        if self._guestEnd - self._guest == self.guestBlock // 5:
+            c = self.cluster
+
+            def refill(end: Any) -> None:
+                self._guest, self._guestEnd = int(end) - self.guestBlock, int(end)
+
+            if c.connected:
+                c.call("incrby", c.key("guest"), self.guestBlock).addCallbacks(refill, lambda f: None)
+        return self._guest
+
+    def topicOf(self, room: str) -> tuple[str, str] | None:
+        return self.topics.get(room)
+
+    # IBroker: what happened here
+
+    def _state(self, member: Any) -> str:
+        return json.dumps([member.nick, list(member.rooms)])
+
+    def _publish(self, script: str, keys: list[str], args: list[Any], what: str) -> Deferred[Any] | None:
+        c = self.cluster
+        if not c.connected:
+            # Announced with everything else once Redis is back (_REGISTER).
+            return None
+        d = c.eval(script, keys, args)
+        d.addErrback(lambda f: self._log.warn("could not tell the cluster {what}: {why}", what=what, why=f.getErrorMessage()))
+        return d
+
+    def memberAdded(self, member: Any, force: bool) -> None:
+        c = self.cluster
+        key = nickKey(member.nick)
+        self._remove(key)
+        d = self._publish(
+            _CLAIM,
+            [c.key("nicks"), c.key("m", c.node), c.key("bus")],
+            [key, member.nick, c.node, "1" if force else "0", self._state(member)],
+            "of a new member",
+        )
+        if d is not None:
+            d.addCallback(lambda holder: holder and self._collision(member, key))
+
+    def _collision(self, member: Any, key: str) -> None:
+        if not member.gone and nickKey(member.nick) == key:
+            self.service.nickCollision(member)
+
+    def memberGone(self, member: Any) -> None:
+        c = self.cluster
+        key = nickKey(member.nick)
+        self._publish(
+            _GONE,
+            [c.key("nicks"), c.key("m", c.node), c.key("bus")],
+            [key, c.node, json.dumps({"t": "off", "o": c.node, "k": key})],
+            "of a member who left",
+        )
+
+    def _event(self, member: Any, event: dict[str, Any], what: str) -> None:
+        c = self.cluster
+        event["o"] = c.node
+        self._publish(
+            _STATE,
+            [c.key("m", c.node), c.key("bus")],
+            [nickKey(member.nick), self._state(member), json.dumps(event)],
+            what,
+        )
+
+    def joined(self, member: Any, room: str, event: Any) -> None:
+        self._event(member, {"t": "j", "k": nickKey(member.nick), "n": member.nick, "r": room, "s": event.time}, "of a join")
+
+    def parted(self, member: Any, room: str, event: Any) -> None:
+        self._event(
+            member,
+            {"t": "l", "k": nickKey(member.nick), "n": member.nick, "r": room, "s": event.time, "y": event.reason},
+            "of a part",
+        )
+
+    def nickChanged(self, member: Any, old: str, time: float) -> None:
+        c = self.cluster
+        oldKey, newKey = nickKey(old), nickKey(member.nick)
+        event = {"t": "nick", "o": c.node, "k": oldKey, "nk": newKey, "n": old, "nn": member.nick, "s": time}
+        d = self._publish(
+            _RENAME,
+            [c.key("nicks"), c.key("m", c.node), c.key("bus")],
+            [oldKey, newKey, c.node, self._state(member), json.dumps(event)],
+            "of a nick change",
+        )
+        if d is not None:
+            d.addCallback(lambda holder: holder and self._collision(member, newKey))
+
+    def topicChanged(self, event: Any) -> None:
+        c = self.cluster
+        if not c.connected:
+            return
+        if event.topic:
+            self.topics[event.room] = (event.topic, event.by)
+        else:
+            self.topics.pop(event.room, None)
+        body = {"t": "topic", "o": c.node, "r": event.room, "x": event.topic, "n": event.by, "s": event.time}
+        d = c.call("hset", c.key("topic"), event.room, json.dumps([event.topic, event.by]))
+        d.addCallback(lambda _: c.call("publish", c.key("bus"), json.dumps(body)))
+        d.addErrback(lambda f: self._log.warn("could not share a topic: {why}", why=f.getErrorMessage()))
+
+    def deliverMessage(self, message: Message) -> Any:
+        """
+        The bus delivers it here (in id order with everyone else's); the
+        acknowledgement waits until it has.
+        """
+        room, id = message.room, message.id
+        if self.lastIds.get(room, 0) >= id and room not in self.filling:
+            return message
+        d: Deferred[Any] = Deferred()
+        waiting = self.waiters.setdefault((room, id), [])
+        waiting.append(d)
+
+        def late(result: Any, timeout: float) -> Message:
+            # Stored, but this node has not seen it come back yet: it will
+            # be delivered when the bus (or the catch-up) brings it.
+            if d in waiting:
+                waiting.remove(d)
+            return message
+
+        d.addTimeout(self.cluster.ackTimeout, self.cluster.clock, onTimeoutCancel=late)
+        return d.addCallback(lambda _: message)
+
+    def appendPrivate(self, message: Private, ref: str | None) -> Any:
+        r = self.remote.get(nickKey(message.recipient))
+        channel = self.cluster.key("node", r.node) if r is not None else None
+        return self.cluster.store.appendPrivate(message, ref, channel)
+
+    def kickRemote(self, op: Any, room: str, nick: str, why: str) -> bool:
+        r = self.remote.get(nickKey(nick))
+        if r is None or room not in r.rooms:
+            return False
+        c = self.cluster
+        if not c.connected:
+            raise _unavailable()
+        body = {"t": "kick", "o": c.node, "r": room, "n": r.nick, "y": why}
+        c.call("publish", c.key("node", r.node), json.dumps(body)).addErrback(lambda f: None)
+        return True
+
+    # What happened elsewhere
+
+    def received(self, body: dict[str, Any]) -> None:
+        kind = body["t"]
+        if kind == "m":
+            self._message(body)
+            return
+        if body.get("o") == self.cluster.node and kind not in ("p", "kick"):
+            return
+        handler = getattr(self, "_on_" + kind, None)
+        if handler is not None:
+            handler(body)
+
+    def _on_on(self, body: dict[str, Any]) -> None:
+        key = body["k"]
+        self._add(body["o"], key, body["n"], [])
+        if body.get("f") == self.cluster.node:
+            self.service.replaced(key)
+
+    def _on_off(self, body: dict[str, Any]) -> None:
+        r = self.remote.get(body["k"])
+        if r is not None and r.node == body["o"]:
+            self._remove(body["k"])
+
+    def _on_j(self, body: dict[str, Any]) -> None:
+        key, name = body["k"], body["r"]
+        r = self.remote.get(key)
+        if r is None or r.node != body["o"]:
+            self._add(body["o"], key, body["n"], [name])
+        else:
+            r.rooms.add(name)
+            self.rooms.setdefault(name, {})[key] = r.nick
+        self.service.remoteJoined(name, body["n"], body["s"])
+
+    def _on_l(self, body: dict[str, Any]) -> None:
+        key, name = body["k"], body["r"]
+        r = self.remote.get(key)
+        if r is not None:
+            r.rooms.discard(name)
+            inRoom = self.rooms.get(name)
+            if inRoom is not None:
+                inRoom.pop(key, None)
+                if not inRoom:
+                    del self.rooms[name]
+        self.service.remoteParted(name, body["n"], body["y"], body["s"])
+
+    def _on_nick(self, body: dict[str, Any]) -> None:
+        r = self._remove(body["k"])
+        rooms = list(r.rooms) if r is not None else []
+        self._add(body["o"], body["nk"], body["nn"], rooms)
+        self.service.remoteNickChanged(body["n"], body["nn"], rooms, body["s"])
+
+    def _on_topic(self, body: dict[str, Any]) -> None:
+        if body["x"]:
+            self.topics[body["r"]] = (body["x"], body["n"])
+        else:
+            self.topics.pop(body["r"], None)
+        self.service.remoteTopic(TopicChanged(body["r"], body["x"], body["n"], body["s"]))
+
+    def _on_tok(self, body: dict[str, Any]) -> None:
+        self.service._tokens.setdefault(body["k"], body["h"])
+
+    def _on_p(self, body: dict[str, Any]) -> None:
+        self.service.remotePrivate(_private(body))
+
+    def _on_kick(self, body: dict[str, Any]) -> None:
+        self.service.remoteKick(body["r"], body["n"], body["y"])
+
+    def _on_node(self, body: dict[str, Any]) -> None:
+        node = body["o"]
+        for key in [k for k, r in self.remote.items() if r.node == node]:
+            self._remove(key)
+        for key, state in (body.get("m") or {}).items():
+            nick, rooms = json.loads(state)
+            self._add(node, key, nick, rooms)
+
+    def _on_down(self, body: dict[str, Any]) -> None:
+        node = body["o"]
+        now = self.service.now()
+        self._log.info("node {node} is gone: its members left", node=node)
+        members = body.get("m") or {}
+        for key in [k for k, r in self.remote.items() if r.node == node]:
+            self._remove(key)
+        for key, state in members.items() if isinstance(members, dict) else ():
+            nick, rooms = json.loads(state)
+            for name in rooms:
+                self.service.remoteParted(name, nick, "disconnected", now)
+
+    # Room messages, in id order
+
+    def _message(self, body: dict[str, Any]) -> None:
+        room = body["r"]
+        pending = self.filling.get(room)
+        if pending is not None:
+            pending.append(body)
+            return
+        store = self.cluster.store
+        if body["e"] != store.epoch:
+            # Redis lost its data and started a new epoch: ids start over.
+            store.setEpoch(body["e"])
+            self.lastIds.clear()
+        id = int(body["i"])
+        last = self.lastIds.get(room)
+        if last is not None and id <= last:
+            return
+        if last is not None and id > last + 1 and room in self.service.rooms:
+            self.filling[room] = [body]
+            self._fill(room, last)
+            return
+        self._deliver(room, id, _message(body))
+
+    def _deliver(self, room: str, id: int, msg: Message) -> None:
+        self.lastIds[room] = id
+        self.service._deliverMessage(msg)
+        if self.waiters:
+            for key in [k for k in self.waiters if k[0] == room and k[1] <= id]:
+                for d in self.waiters.pop(key):
+                    d.callback(msg)
+
+    def _fill(self, room: str, last: int) -> Deferred[None]:
+        """
+        Deliver what the bus did not bring (after C{last}) from the stream,
+        then what waited meanwhile.
+        """
+        store = self.cluster.store
+
+        def got(msgs: list[Message]) -> None:
+            for msg in msgs:
+                if msg.id > self.lastIds.get(room, 0):
+                    self._deliver(room, msg.id, msg)
+            waiting = self.filling.pop(room, [])
+            for body in waiting:
+                self._message(body)
+
+        def failed(f: Failure) -> None:
+            self._log.warn("could not fetch missed messages of {room}: {why}", room=room, why=f.getErrorMessage())
+            waiting = self.filling.pop(room, [])
+            if waiting:
+                # Deliver on rather than hold the room back forever.
+                self.lastIds[room] = int(waiting[0]["i"]) - 1
+                for body in waiting:
+                    self._message(body)
+
+        return store.range(room, last, 10000).addCallbacks(got, failed)
+
+    async def catchUp(self) -> None:
+        """
+        After (re)subscribing: deliver what this node's rooms missed.
+        """
+        for room in list(self.service.rooms):
+            last = self.lastIds.get(room)
+            if last is None or room in self.filling:
+                continue
+            self.filling[room] = []
+            await self._fill(room, last)
