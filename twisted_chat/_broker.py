@@ -28,8 +28,11 @@ class LocalBroker:
     def remoteNick(self, key: str) -> str | None:
         return None
 
-    def remoteRoomNicks(self, room: str) -> list[str]:
+    def remoteRoomNicks(self, room: str, limit: int | None = None) -> list[str]:
         return []
+
+    def remoteRoomCount(self, room: str) -> int:
+        return 0
 
     def remoteRooms(self) -> dict[str, int]:
         return {}

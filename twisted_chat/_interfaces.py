@@ -135,9 +135,14 @@ class IBroker(Interface):
         The nick with key C{key} if a member on another node holds it.
         """
 
-    def remoteRoomNicks(room: str) -> list[str]:
+    def remoteRoomNicks(room: str, limit: int | None = None) -> list[str]:
         """
-        The nicks of C{room}'s members on other nodes.
+        The nicks of C{room}'s members on other nodes (at most C{limit}).
+        """
+
+    def remoteRoomCount(room: str) -> int:
+        """
+        How many members C{room} has on other nodes (in constant time).
         """
 
     def remoteRooms() -> dict[str, int]:

@@ -31,6 +31,7 @@ Design, in short (docs/design.md has the long version):
 from __future__ import annotations
 
 import json
+from itertools import islice
 import os
 import secrets
 import socket
@@ -858,9 +859,15 @@ class RedisBroker:
         r = self.remote.get(key)
         return None if r is None else r.nick
 
-    def remoteRoomNicks(self, room: str) -> list[str]:
+    def remoteRoomNicks(self, room: str, limit: int | None = None) -> list[str]:
         inRoom = self.rooms.get(room)
-        return list(inRoom.values()) if inRoom else []
+        if not inRoom:
+            return []
+        return list(inRoom.values() if limit is None else islice(inRoom.values(), limit))
+
+    def remoteRoomCount(self, room: str) -> int:
+        inRoom = self.rooms.get(room)
+        return len(inRoom) if inRoom else 0
 
     def remoteRooms(self) -> dict[str, int]:
         return {name: len(keys) for name, keys in self.rooms.items()}

@@ -740,7 +740,7 @@ class ChatService(Service):
             topic = self.broker.topicOf(name)
             if topic is not None:
                 room.topic, room.topicBy = topic
-            if not self.broker.remoteRoomNicks(name):
+            if not self.broker.remoteRoomCount(name):
                 # (joining a room that has members on other nodes makes
                 # nobody an operator)
                 room.ops.add(member)
@@ -833,7 +833,7 @@ class ChatService(Service):
         return name
 
     def _roomSize(self, room: Room) -> int:
-        return len(room.members) + len(self.broker.remoteRoomNicks(room.name))
+        return len(room.members) + self.broker.remoteRoomCount(room.name)
 
     def _checkText(self, text: object) -> str:
         if not isinstance(text, str):
@@ -1019,12 +1019,10 @@ class ChatService(Service):
         if room is not None:
             self._send(member, self._presence(name, room))
         else:
-            remote = self.broker.remoteRoomNicks(name)
             limit = self.announceLimit
-            self._send(
-                member,
-                Presence(name, _sortedNicks(remote[:limit]), total=len(remote) if len(remote) > limit else None),
-            )
+            remote = self.broker.remoteRoomNicks(name, limit)
+            count = self.broker.remoteRoomCount(name)
+            self._send(member, Presence(name, _sortedNicks(remote), total=count if count > limit else None))
 
     def _presence(self, name: str, room: Room) -> Presence:
         """
@@ -1039,10 +1037,10 @@ class ChatService(Service):
             # (kept until the first `limit` members change: see Room.add)
             cached = room.presence = (limit, _sortedNicks(m.nick for m in islice(members, limit)))
         nicks = list(cached[1])
-        remote = self.broker.remoteRoomNicks(name)
-        if remote:
-            nicks = _sortedNicks(nicks + remote[: max(0, limit - len(nicks))])
-        total = len(members) + len(remote)
+        count = self.broker.remoteRoomCount(name)
+        if count:
+            nicks = _sortedNicks(nicks + self.broker.remoteRoomNicks(name, max(0, limit - len(nicks))))
+        total = len(members) + count
         if total <= limit:
             return Presence(name, nicks)
         return Presence(name, nicks, total=total)
