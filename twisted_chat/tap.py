@@ -5,16 +5,28 @@ C{twistd chat}: options and the service tree.
 One L{ChatService} first, then one listener per configured endpoint, every
 front-end sharing that service. Stopping runs in reverse: listeners stop
 accepting, then the chat service says goodbye to every connection.
+
+With C{--broker} the chat service keeps its history and meets the other
+nodes in Redis (a L{twisted_chat._redis.RedisCluster} before it in the
+tree), and the listeners accept connections only once the shared state is
+loaded. With C{--workers N} (N > 1) this process becomes a parent that binds
+the ports and runs N workers (L{twisted_chat._workers}).
 """
 
 from __future__ import annotations
 
 import gc
+import getopt
+import os
 import signal
+import socket
+import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
@@ -25,6 +37,7 @@ from twisted_chat._limits import Admission
 from twisted_chat._line import LineChatFactory
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._service import ChatService
+from twisted_chat._workers import READY_FORMAT
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorCore
@@ -54,6 +67,31 @@ def _choice(name: str, choices: list[str]) -> Callable[[str], str]:
 
     coerce.coerceDoc = "One of %s." % (", ".join(choices),)  # type: ignore[attr-defined]
     return coerce
+
+
+def _workerCount(value: str) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError("workers must be a number or auto, not %r" % (value,))
+    if not 1 <= count <= MAX_WORKERS:
+        raise ValueError("workers must be between 1 and %d, not %s" % (MAX_WORKERS, value))
+    return count
+
+
+_workerCount.coerceDoc = "From 1 to 256, or auto."  # type: ignore[attr-defined]
+
+#: the most worker processes --workers may ask for
+MAX_WORKERS = 256
+
+#: the front-ends whose listening sockets a parent shares with its workers
+#: (each worker binds its own --metrics port: the given one + its index)
+SHARED_FRONTENDS = ("line", "web")
+
+#: options of a worker process only (set by its parent; not in --help)
+_HIDDEN_OPTIONS = ("worker", "inherit-fds")
 
 
 def checkEndpoint(description: str) -> str:
@@ -90,7 +128,7 @@ class Options(usage.Options):
         ["idle-timeout", None, 600, "Seconds without input before a connection is closed (0: never).", _bounded("idle-timeout", 0, 10**7, float)],
         ["max-outgoing", None, 1 << 20, "Bytes queued for a client that does not read before it is dropped.", _bounded("max-outgoing", 1 << 12, 1 << 30)],
         ["history-size", None, 50, "Messages of history sent on join.", _bounded("history-size", 0, 10000)],
-        ["store", None, "sqlite:chat.sqlite3", "Where messages are kept: sqlite:PATH, or memory (lost on restart)."],
+        ["store", None, None, "Where messages are kept: sqlite:PATH, or memory (lost on restart). [default: sqlite:chat.sqlite3; none with --broker]"],
         ["store-sync", None, "full", "SQLite durability: full (an acknowledged message survives a power loss) or normal (it survives a crash of the daemon).", _choice("store-sync", ["full", "normal"])],
         ["retain-messages", None, 10000, "Messages kept per room (private messages: ten times as many).", _bounded("retain-messages", 1, 10**9)],
         ["retain-days", None, 30.0, "Days messages are kept (0: no age limit).", _bounded("retain-days", 0, 36500, float)],
@@ -113,6 +151,12 @@ class Options(usage.Options):
         ["limits", None, None, "A file of limits (lines NAME = VALUE, names as the options above: flood-rate, max-per-ip…), read at start and again on SIGHUP."],
         ["drain-spread", None, 10.0, "On shutdown, clients are told to reconnect after a random 1 to 1+N seconds, so a restart causes no reconnect storm.", _bounded("drain-spread", 0, 3600, float)],
         ["shutdown-timeout", None, 5.0, "Seconds to wait for connections to close on shutdown.", _bounded("shutdown-timeout", 0, 600, float)],
+        ["broker", None, None, "Share rooms, nicks and history with every other node using the same Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P] (rediss:// for TLS); the history then lives in Redis (no --store)."],
+        ["workers", None, 1, "Worker processes (auto: one per CPU); more than 1 needs --broker. The parent binds the line and web ports and shares them with its workers, restarts a worker that dies, and stops them all on SIGTERM; worker I serves --metrics on the given port + I (tcp:0: each its own free port).", _workerCount],
+        ["node-id", None, None, "This node's name among the nodes sharing --broker, unique to it and the same across its restarts (a restarted node then clears what its previous life left in Redis at once). [default: HOST-PID; worker I of a --workers parent: NODE-wI, NODE the given one or the host name]"],
+        # a worker's own options, set by its parent (left out of --help)
+        ["worker", None, None, "(internal) This process is worker N of a --workers parent.", _bounded("worker", 0, MAX_WORKERS - 1)],
+        ["inherit-fds", None, None, "(internal) The listening sockets inherited from the parent: FRONTEND=FD,..."],
     ]
 
     optFlags = [
@@ -161,11 +205,23 @@ class Options(usage.Options):
         """
         self["line"].append(description)
 
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The usage text, without the options only a worker process is given.
+        """
+        everything = self.longOpt
+        self.longOpt = [o for o in everything if o.rstrip("=") not in _HIDDEN_OPTIONS]
+        try:
+            return usage.Options.getUsage(self, width)
+        finally:
+            self.longOpt = everything
+
     def parseOptions(self, options: list[str] | None = None) -> None:
         """
         Parse, turning any usage error into a one-line message and exit
         status 1 (twistd would otherwise print the whole usage first).
         """
+        self.arguments = list(sys.argv[1:] if options is None else options)
         try:
             usage.Options.parseOptions(self, options)
         except usage.UsageError as e:
@@ -193,20 +249,97 @@ class Options(usage.Options):
         for nick in self["admin"]:
             if nick.lower() not in self["passwords"]:
                 raise usage.UsageError("admin %s is not a registered nick of %s" % (nick, self["auth"]))
-        store = self["store"]
-        if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
-            raise usage.UsageError("--store must be sqlite:PATH or memory, not %r" % (store,))
+        self["broker-url"] = None
+        if self["broker"] is not None:
+            from twisted_chat import _redis
+
+            try:
+                self["broker-url"] = _redis.parseRedisURL(self["broker"])
+            except ValueError as e:
+                raise usage.UsageError("--broker: %s" % (e,))
+            if self["store"] is not None:
+                raise usage.UsageError("with --broker the history lives in Redis; drop --store")
+        elif self["workers"] > 1:
+            raise usage.UsageError(
+                "--workers %d needs --broker redis://...: workers share rooms only through Redis" % (self["workers"],)
+            )
+        else:
+            if self["store"] is None:
+                self["store"] = "sqlite:chat.sqlite3"
+            store = self["store"]
+            if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
+                raise usage.UsageError("--store must be sqlite:PATH or memory, not %r" % (store,))
+        self._checkWorkerOptions()
         if self["check"]:
-            if store != "memory":
+            if self["broker-url"] is not None:
+                checkBroker(self["broker-url"])
+            elif self["store"] != "memory":
                 from twisted_chat._sqlstore import StoreError, checkStore
 
                 try:
-                    checkStore(store[len("sqlite:") :])
+                    checkStore(self["store"][len("sqlite:") :])
                 except StoreError as e:
                     # the line start-up would end with (not a usage error)
                     raise SystemExit("twistd chat: %s" % (e,))
             print("twistd chat: configuration OK")
             raise SystemExit(0)
+
+    def _checkWorkerOptions(self) -> None:
+        """
+        Check what --workers needs (a parent), and read the hidden options
+        of a worker.
+        """
+        self["inherited"] = None
+        if self["worker"] is not None:
+            if self["inherit-fds"] is None:
+                raise usage.UsageError("--worker needs --inherit-fds")
+            self["inherited"] = _parseInherited(self["inherit-fds"], self)
+            return
+        if self["inherit-fds"] is not None:
+            raise usage.UsageError("--inherit-fds is for worker processes (--worker N)")
+        if self["workers"] <= 1:
+            return
+        for name in SHARED_FRONTENDS:
+            for description in self[name]:
+                if description.split(":", 1)[0].lower() not in ("tcp", "tcp6", "ssl"):
+                    raise usage.UsageError(
+                        "with --workers, --%s must be a tcp:, tcp6: or ssl: endpoint (the parent shares its "
+                        "socket with the workers), not %r" % (name, description)
+                    )
+        from twisted_chat._workers import shiftPort
+
+        for description in self["metrics"]:
+            try:
+                shiftPort(description, self["workers"] - 1)
+            except ValueError as e:
+                raise usage.UsageError("with --workers, worker I serves --metrics on its port + I: %s" % (e,))
+
+    def workerArguments(self, index: int, inherit: str) -> list[str]:
+        """
+        The C{twistd chat} options of worker C{index} of this parent: the
+        options given, without --workers, its --metrics ports moved up by
+        C{index}, and the hidden worker options (C{inherit}: the
+        --inherit-fds value).
+        """
+        from twisted_chat._workers import shiftPort
+
+        opts, _ = getopt.getopt(self.arguments, self.shortOpt, self.longOpt)
+        args = []
+        for opt, value in opts:
+            name = opt[2:] if opt.startswith("--") else self.synonyms[opt[1:]]
+            name = self.synonyms.get(name, name).replace("_", "-")
+            if name in ("workers", "metrics", "node-id") or name in _HIDDEN_OPTIONS:
+                continue
+            if name + "=" in self.longOpt:
+                args.append("--%s=%s" % (name, value))
+            else:
+                args.append("--" + name)
+        if self["metrics"]:
+            args += ["--metrics=" + shiftPort(description, index) for description in self["metrics"]]
+        else:
+            args.append("--metrics=none")
+        base = self["node-id"] or socket.gethostname()
+        return args + ["--worker=%d" % (index,), "--node-id=%s-w%d" % (base, index), "--inherit-fds=" + inherit]
 
     def _listeners(self, given: list[str], default: list[str], name: str) -> list[str]:
         if not given:
@@ -216,6 +349,38 @@ class Options(usage.Options):
                 raise usage.UsageError("--%s none cannot be combined with other --%s addresses" % (name, name))
             return []
         return [checkEndpoint(d) for d in given]
+
+
+def _parseInherited(value: str, config: Options) -> dict[str, list[int]]:
+    """
+    Read --inherit-fds (C{line=3,web=4,...}: a listening socket for each
+    --line and --web address, in order) into {front-end: [fd, ...]}.
+    """
+    found: dict[str, list[int]] = {name: [] for name in SHARED_FRONTENDS}
+    for item in filter(None, value.split(",")):
+        name, _, fd = item.partition("=")
+        if name not in found or not fd.isdigit():
+            raise usage.UsageError("--inherit-fds: expected FRONTEND=FD,... with FRONTEND line or web, not %r" % (item,))
+        found[name].append(int(fd))
+    for name in SHARED_FRONTENDS:
+        if len(found[name]) != len(config[name]):
+            raise usage.UsageError(
+                "--inherit-fds gives %d %s sockets for %d --%s addresses" % (len(found[name]), name, len(config[name]), name)
+            )
+    return found
+
+
+def checkBroker(url: Any) -> None:
+    """
+    Probe Redis before start-up; a failure ends it with a one-line reason
+    and exit status 1 (as an unusable database does).
+    """
+    from twisted_chat import _redis
+
+    try:
+        _redis.checkRedis(url)
+    except ValueError as e:
+        raise SystemExit("twistd chat: %s" % (e,))
 
 
 #: the options a --limits file may set, and that SIGHUP reloads
@@ -308,13 +473,37 @@ def makeStore(config: Options, reactor: object = None) -> IMessageStore:
 
 def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiService:
     """
-    Build the service tree for C{twistd chat}.
+    Build the service tree for C{twistd chat}: a parent's (L{makeParent})
+    with C{--workers} N > 1, else one node's.
     """
-    top = MultiService()
+    if config.get("workers", 1) > 1 and config.get("worker") is None:
+        return makeParent(config, reactor)
+    url = config.get("broker-url")
+    cluster = None
+    if url is not None:
+        from twisted_chat import _redis
+
+        checkBroker(url)
+        cluster = _redis.RedisCluster(
+            url,
+            clock=reactor,
+            nodeId=config.get("node-id"),
+            retainMessages=config["retain-messages"],
+            retainDays=config["retain-days"] or None,
+        )
+    # In a cluster the tree stops one service after the other, so the chat
+    # service has said goodbye to every connection before Redis is let go.
+    top = MultiService() if cluster is None else _StopInOrder()
     daemon = _Daemon(reactor)
     daemon.setServiceParent(top)
+    chatOptions: dict[str, Any] = {}
+    if cluster is not None:
+        cluster.setServiceParent(top)
+        daemon.ready, daemon.brokerName = cluster.ready, url.display()
+        chatOptions.update(store=cluster.store, broker=cluster.broker)
+    else:
+        chatOptions.update(store=makeStore(config, reactor))
     chat = ChatService(
-        store=makeStore(config, reactor),
         clock=reactor,  # type: ignore[arg-type]
         historySize=config["history-size"],
         shutdownTimeout=config["shutdown-timeout"],
@@ -329,6 +518,7 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
         admission=Admission(config["max-connections"], config["max-per-ip"]),
         drainSpread=config["drain-spread"],
         logMessages=bool(config["log-messages"]),
+        **chatOptions,
     )
     from twisted_chat._ops import LagMonitor, PrometheusStats
 
@@ -347,16 +537,30 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
 
     chat.recentErrors = daemon.recentErrors = RecentErrors()
     LagMonitor(stats, reactor or _globalReactor()).setServiceParent(top)
-    for description in config["line"]:
-        _Listener("line", description, lineFactory, reactor).setServiceParent(top)
+    worker = config.get("worker")
+    inherited: dict[str, list[int]] = config.get("inherited") or {}
+    if worker is not None:
+        from twisted_chat._workers import ParentWatch
+
+        daemon.worker = worker
+        ParentWatch(reactor or _globalReactor()).setServiceParent(top)
+    ready = cluster.ready if cluster is not None else None
+
+    def listen(frontend: str, factory: IProtocolFactory) -> None:
+        fds = inherited.get(frontend)
+        for i, description in enumerate(config[frontend]):
+            _Listener(
+                frontend, description, factory, reactor, ready=ready, inherited=fds[i] if fds else None
+            ).setServiceParent(top)
+
+    listen("line", lineFactory)
     if config["web"]:
         site = _makeWebSite(config, chat, reactor)
         from twisted_chat._ops import HealthResource, ReadyResource
 
         site.resource.putChild(b"healthz", HealthResource())  # type: ignore[attr-defined]
         site.resource.putChild(b"readyz", ReadyResource(chat))  # type: ignore[attr-defined]
-        for description in config["web"]:
-            _Listener("web", description, site, reactor).setServiceParent(top)
+        listen("web", site)
     if config["metrics"]:
         from twisted.web.server import Site
 
@@ -364,9 +568,100 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
 
         metricsSite = Site(makeAdminRoot(chat, stats), reactor=reactor)
         metricsSite.noisy = False
+        # (not held back until Redis is ready: /readyz says when it is)
         for description in config["metrics"]:
             _Listener("metrics", description, metricsSite, reactor).setServiceParent(top)
     return top
+
+
+def makeParent(config: Options, reactor: IReactorCore | None = None) -> MultiService:
+    """
+    The tree of a C{--workers} parent: it binds every --line and --web
+    address (logging each as a node does) without ever accepting on them,
+    and runs the workers (L{twisted_chat._workers.WorkerPool}) that do.
+    """
+    from twisted_chat._workers import FIRST_INHERITED_FD, WorkerPool
+
+    checkBroker(config["broker-url"])
+    top = MultiService()
+    daemon = _Daemon(reactor)
+    daemon.config = config
+    daemon.setServiceParent(top)
+    shared: list[tuple[str, _Listener]] = []
+    for frontend in SHARED_FRONTENDS:
+        for description in config[frontend]:
+            listener = _Listener(frontend, description, _NOBODY, reactor, serve=False)
+            listener.setServiceParent(top)
+            shared.append((frontend, listener))
+    inherit = ",".join("%s=%d" % (frontend, FIRST_INHERITED_FD + i) for i, (frontend, _) in enumerate(shared))
+
+    def inherited() -> dict[int, int]:
+        return {
+            FIRST_INHERITED_FD + i: listener.port.fileno()  # type: ignore[attr-defined, union-attr]
+            for i, (_, listener) in enumerate(shared)
+        }
+
+    def arguments(index: int) -> list[str]:
+        twistd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+        twistd += ["--nodaemon", "--pidfile=", "--logger=twisted_chat._workers.relayObserver"]
+        reactorName = (getattr(config, "parent", None) or {}).get("reactor")
+        if reactorName:
+            twistd.append("--reactor=" + reactorName)
+        return twistd + ["chat"] + config.workerArguments(index, inherit)
+
+    pool = WorkerPool(
+        config["workers"],
+        arguments,
+        inherited,
+        reactor or _globalReactor(),
+        grace=config["shutdown-timeout"] + WORKER_STOP_MARGIN,
+    )
+    daemon.workers = pool
+    pool.setServiceParent(top)
+    return top
+
+
+#: seconds a worker has, beyond --shutdown-timeout, to exit on SIGTERM
+#: before its parent sends SIGKILL
+WORKER_STOP_MARGIN = 5.0
+
+
+class _Nobody(Protocol):
+    def connectionMade(self) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class _ForTheWorkers(ServerFactory):
+    """
+    The factory of a parent's listening ports: they never accept (their
+    workers do), so it never builds a protocol.
+    """
+
+    protocol = _Nobody
+    noisy = False
+
+    def logPrefix(self) -> str:
+        return "for the workers"
+
+
+_NOBODY = _ForTheWorkers()
+
+
+class _StopInOrder(MultiService):
+    """
+    A L{MultiService} that stops its children one after the other, last
+    first, each once the one after it has stopped.
+    """
+
+    _log = Logger()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        d: Deferred[Any] = succeed(None)
+        for service in reversed(list(self)):
+            d.addCallback(lambda _, s=service: maybeDeferred(s.stopService))
+            d.addErrback(lambda f, s=service: self._log.failure("stopping {service!r} failed", f, service=s))
+        return d.addCallback(lambda _: None)
 
 
 def _globalReactor() -> Any:
@@ -445,6 +740,11 @@ class _Daemon(Service):
     otherwise re-raise the signal after stopping, and the process would look
     killed to whoever started it. Stopped last (it is the first child), so
     only once every connection has been closed.
+
+    In a cluster (C{--broker}) it logs C{ready} once the shared state is
+    loaded from Redis instead. In a C{--workers} parent it passes SIGHUP on
+    to the workers (whose pool logs when they are all ready); in a worker
+    it leaves SIGINT to the parent and ignores more signals once stopping.
     """
 
     _log = Logger()
@@ -455,6 +755,13 @@ class _Daemon(Service):
         self.chat: ChatService | None = None
         self.lineFactory: LineChatFactory | None = None
         self.recentErrors: Any = None
+        #: in a cluster: fires once the shared state is loaded from Redis
+        self.ready: Deferred[Any] | None = None
+        self.brokerName = ""
+        #: in a --workers parent: the workers (SIGHUP is passed on to them)
+        self.workers: Any = None
+        #: in a worker: its index
+        self.worker: int | None = None
 
     def _theReactor(self) -> Any:
         if self._reactor is None:
@@ -463,11 +770,36 @@ class _Daemon(Service):
             return reactor
         return self._reactor
 
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        if self.worker is not None and self._reactor is None:
+            # A Ctrl-C in a terminal reaches the whole process group: the
+            # parent stops its workers itself. (Before the reactor runs: it
+            # leaves an ignored SIGINT alone.)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def _ignoreMoreSignals(self) -> None:
+        """
+        A worker being stopped ignores more SIGTERMs (say its parent's and
+        systemd's both) instead of logging a traceback for each; its parent
+        sends SIGKILL if it takes too long.
+        """
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def startService(self) -> None:
         Service.startService(self)
         reactor = self._theReactor()
-        if hasattr(reactor, "callWhenRunning"):
-            reactor.callWhenRunning(self._log.info, "twisted-chat {version} ready", version=__version__)
+        if self.worker is not None and self._reactor is None:
+            reactor.addSystemEventTrigger("before", "shutdown", self._ignoreMoreSignals)
+        if self.workers is not None:
+            # the parent: the pool says when all its workers are ready
+            pass
+        elif self.ready is not None:
+            self._log.info("waiting for Redis at {broker}", broker=self.brokerName)
+            self.ready.addCallbacks(self._clusterReady, self._clusterFailed)
+        elif hasattr(reactor, "callWhenRunning"):
+            reactor.callWhenRunning(self._announce)
         if self._reactor is None and hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
         if self._reactor is None and hasattr(reactor, "callWhenRunning"):
@@ -477,12 +809,32 @@ class _Daemon(Service):
 
             globalLogPublisher.addObserver(self.recentErrors)
 
+    def _announce(self) -> None:
+        self._log.info(READY_FORMAT, version=__version__)
+
+    def _clusterReady(self, result: object) -> object:
+        # (the reactor runs: Redis was reached through it)
+        self._log.info("Redis at {broker} ready: accepting connections", broker=self.brokerName)
+        self._announce()
+        return result
+
+    def _clusterFailed(self, f: Failure) -> None:
+        self._log.failure("the shared state could not be loaded from Redis at {broker}: stopping", f, broker=self.brokerName)
+        reactor = self._theReactor()
+        if self.running and hasattr(reactor, "stop"):
+            reactor.stop()
+
     def reload(self) -> None:
         """
         SIGHUP: read the auth file and the limits file again and put them
         into effect, keeping every connection. A file with an error is
-        reported and ignored; what was in effect stays.
+        reported and ignored; what was in effect stays. A --workers parent
+        passes the signal on to its workers.
         """
+        if self.workers is not None:
+            count = self.workers.signalAll("HUP")
+            self._log.info("SIGHUP: passed on to {count} workers", count=count)
+            return
         config, chat = self.config, self.chat
         if config is None or chat is None or self.lineFactory is None:
             return
@@ -548,16 +900,40 @@ class _Listener(Service):
     instead of a traceback, or, as with a bare endpoint service, a daemon
     that runs without that port. Once bound it logs the real address, so
     C{tcp:0} can be used and read back.
+
+    Given a C{ready} Deferred (a cluster's), it binds all the same but
+    accepts only once that fires. A worker's listener adopts the socket its
+    parent bound (C{inherited}) instead; a parent's (C{serve=False}) binds
+    and never accepts.
     """
 
     _log = Logger()
 
-    def __init__(self, frontend: str, description: str, factory: IProtocolFactory, reactor: object) -> None:
+    def __init__(
+        self,
+        frontend: str,
+        description: str,
+        factory: IProtocolFactory,
+        reactor: object,
+        ready: Deferred[Any] | None = None,
+        inherited: int | None = None,
+        serve: bool = True,
+    ) -> None:
         self.frontend = frontend
         self.description = description
         self.factory = factory
         self._reactor = reactor
         self.port: IListeningPort | None = None
+        #: accept only once this fires (bound at once all the same: the
+        #: kernel's listen queue holds the connections that come before)
+        self.ready = ready
+        #: a listening socket inherited from a --workers parent, to adopt
+        #: instead of binding
+        self.inherited = inherited
+        #: False in a --workers parent: bind, but never accept
+        self.serve = serve
+        #: whether the port is accepting connections
+        self.accepting = False
 
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)
@@ -573,6 +949,60 @@ class _Listener(Service):
         reactor = self._reactor
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
+        if self.inherited is not None:
+            self._adopt(reactor)
+        else:
+            self._listen(reactor)
+        self.accepting = True
+        if not self.serve:
+            self._hold()
+        elif self.ready is not None:
+            self._hold()
+            self.ready.addCallback(self._accept, self.port)
+
+    def _hold(self) -> None:
+        stopReading = getattr(self.port, "stopReading", None)
+        if stopReading is not None:
+            stopReading()
+        self.accepting = False
+
+    def _accept(self, result: object, port: IListeningPort) -> object:
+        if self.port is port and not self.accepting:
+            startReading = getattr(port, "startReading", None)
+            if startReading is not None:
+                startReading()
+            self.accepting = True
+        return result
+
+    def _adopt(self, reactor: Any) -> None:
+        """
+        Serve on the listening socket inherited from a --workers parent (an
+        C{ssl:} address: wrapped in TLS as the parent's endpoint would be).
+        """
+        from twisted_chat._workers import socketFamily
+
+        fd = self.inherited
+        assert fd is not None
+        factory = self.factory
+        if self.description.split(":", 1)[0].lower() == "ssl":
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            contextFactory = getattr(serverFromString(reactor, self.description), "_sslContextFactory", None)
+            if contextFactory is None:
+                raise SystemExit("twistd chat: cannot make TLS options for %s" % (self.description,))
+            factory = TLSMemoryBIOFactory(contextFactory, False, factory)
+        try:
+            self.port = reactor.adoptStreamPort(fd, socketFamily(fd), factory)
+        except OSError as e:
+            raise SystemExit("twistd chat: cannot serve on %s (socket %d of the parent): %s" % (self.description, fd, e))
+        os.close(fd)  # (adopted as a copy)
+        self._log.info(
+            "{frontend} serving {address} (the parent's socket)",
+            frontend=self.frontend,
+            address=_address(self.port),
+        )
+
+    def _listen(self, reactor: Any) -> None:
         outcome: list[object] = []
         serverFromString(reactor, withBacklog(self.description)).listen(self.factory).addBoth(outcome.append)
         if not outcome:
@@ -582,20 +1012,24 @@ class _Listener(Service):
                 "twistd chat: cannot listen on %s: %s" % (self.description, _reason(outcome[0].value))
             )
         self.port = outcome[0]  # type: ignore[assignment]
-        host = self.port.getHost()  # type: ignore[union-attr]
-        address = "%s:%s:%s" % (host.type.lower(), host.host, host.port) if hasattr(host, "port") else str(host)
         self._log.info(
             "{frontend} listening on {address}",
             frontend=self.frontend,
-            address=address,
+            address=_address(self.port),
         )
 
     def stopService(self) -> object:
         Service.stopService(self)
+        self.accepting = False
         if self.port is not None:
             port, self.port = self.port, None
             return port.stopListening()
         return None
+
+
+def _address(port: Any) -> str:
+    host = port.getHost()
+    return "%s:%s:%s" % (host.type.lower(), host.host, host.port) if hasattr(host, "port") else str(host)
 
 
 def _reason(e: Exception) -> str:
