@@ -1119,6 +1119,10 @@ class RedisBroker:
         last = self.lastIds.get(room)
         if last is not None and id <= last:
             return
+        if room not in self.service.rooms and not self.waiters:
+            # (no member here: nothing to deliver, only the position)
+            self.lastIds[room] = id
+            return
         if last is not None and id > last + 1 and room in self.service.rooms:
             self.filling[room] = [body]
             self._fill(room, last)
