@@ -134,7 +134,8 @@ def test_parseURL() -> None:
     assert u.display() == "redis://10.0.0.5:6380/2"
     d = parseRedisURL("rediss://user:pw@redis.example")
     assert (d.port, d.db, d.tls, d.username, d.prefix) == (6379, 0, True, "user", "twisted-chat")
-    for bad in ["http://x", "redis://", "redis://h/x", "redis://h:99999", "redis://h/0?pool=3"]:
+    for bad in ["http://x", "redis://", "redis://h/x", "redis://h:99999", "redis://h/0?pool=3", "redis://h?ca=/etc/hosts",
+                "rediss://h?ca=/no/such/file"]:
         with pytest.raises(ValueError) as e:
             parseRedisURL(bad)
         assert "\n" not in str(e.value)
@@ -443,3 +444,42 @@ async def test_noticeOfCollision(nodes: Any) -> None:
     loser = x if x.member.nick != "zed" else y
     assert loser.member.nick.startswith("guest-")
     assert any(isinstance(e, Notice) and "taken on another server" in e.text for e in loser.events)
+
+
+@pytest_twisted.ensureDeferred
+async def test_overTLS(redisServerFactory: Any, tmp_path: Any) -> None:
+    """
+    rediss:// with ca=: the probe and both connections of a node speak TLS
+    to Redis, checking its certificate against that file.
+    """
+    import socket
+
+    from conftest import writeSelfSignedCertificate
+
+    cert, key = writeSelfSignedCertificate(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        tlsPort = s.getsockname()[1]
+    server = redisServerFactory(
+        extraArgs=("--tls-port", str(tlsPort), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                   "--tls-auth-clients", "no")
+    )
+    url = "rediss://127.0.0.1:%d/0?ca=%s" % (tlsPort, cert)
+    checkRedis(parseRedisURL(url))
+    with pytest.raises(ValueError):
+        # (the system's trust store does not know this certificate)
+        checkRedis(parseRedisURL("rediss://127.0.0.1:%d/0" % (tlsPort,)))
+    a = await Node(url, "a").start()
+    b = await Node(server.url, "b").start()  # plain TCP to the same Redis
+    try:
+        alice = a.connect("alice")
+        alice.member.join("#tls")
+        bob = b.connect("bob")
+        await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#tls"))
+        bob.member.join("#tls")
+        await bob.waitFor(lambda e: isinstance(e, History))
+        await alice.member.say("over tls")
+        await bob.waitFor(isMessage("over tls"))
+    finally:
+        await a.stop()
+        await b.stop()

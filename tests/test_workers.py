@@ -641,7 +641,9 @@ def test_workersWithTLS(
     """
     import ssl
 
-    cert, key = _certificate(tmp_path)
+    from conftest import writeSelfSignedCertificate
+
+    cert, key = writeSelfSignedCertificate(tmp_path, withAddress=False)
     # (startDaemon's own --line, a plain one, comes first: it probes that)
     daemon = startWorkers(startDaemon, redisServer, "--line", "ssl:0:interface=127.0.0.1:privateKey=%s:certKey=%s" % (key, cert))
     tlsPort = daemon.listening["line"][1][1]
@@ -655,37 +657,3 @@ def test_workersWithTLS(
                 assert chunk, data
                 data += chunk
     assert data.startswith(b"*** Welcome to twisted-chat, ")
-
-
-def _certificate(folder: Any) -> tuple[Any, Any]:
-    """
-    A self-signed certificate for localhost and its key, as PEM files.
-    """
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certPath, keyPath = folder / "cert.pem", folder / "key.pem"
-    certPath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyPath.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
-    )
-    return certPath, keyPath

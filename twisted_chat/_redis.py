@@ -63,6 +63,8 @@ class RedisURL(NamedTuple):
     username: str | None
     tls: bool
     prefix: str
+    #: a PEM file of the certificates to trust for rediss:// (default: the system's)
+    ca: str | None = None
 
     def display(self) -> str:
         """
@@ -74,7 +76,8 @@ class RedisURL(NamedTuple):
 def parseRedisURL(url: str) -> RedisURL:
     """
     C{redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P]}, C{rediss://}
-    for TLS. Raises ValueError with a one-line reason.
+    for TLS (C{&ca=PEMFILE}: trust these certificates instead of the
+    system's). Raises ValueError with a one-line reason.
     """
     try:
         parts = urlsplit(url)
@@ -89,12 +92,18 @@ def parseRedisURL(url: str) -> RedisURL:
     if path and not path.isdigit():
         raise ValueError("bad Redis URL %r: the database must be a number" % (url,))
     query = parse_qs(parts.query)
-    unknown = set(query) - {"prefix"}
+    unknown = set(query) - {"prefix", "ca"}
     if unknown:
         raise ValueError("bad Redis URL %r: unknown parameter %s" % (url, ", ".join(sorted(unknown))))
     prefix = query.get("prefix", ["twisted-chat"])[-1]
     if not prefix or any(c.isspace() for c in prefix):
         raise ValueError("bad Redis URL %r: bad prefix" % (url,))
+    ca = query.get("ca", [None])[-1]
+    if ca is not None:
+        if parts.scheme != "rediss":
+            raise ValueError("bad Redis URL %r: ca= goes with rediss:// (TLS)" % (url,))
+        if not os.path.isfile(ca):
+            raise ValueError("bad Redis URL %r: no such file %s" % (url, ca))
     return RedisURL(
         parts.hostname,
         port,
@@ -103,6 +112,7 @@ def parseRedisURL(url: str) -> RedisURL:
         unquote(parts.username) if parts.username else None,
         parts.scheme == "rediss",
         prefix,
+        ca,
     )
 
 
@@ -126,7 +136,7 @@ def checkRedis(url: RedisURL, timeout: float = 5.0) -> None:
         raise ValueError("cannot reach Redis at %s: %s" % (where, e.strerror or e))
     try:
         if url.tls:
-            context = _ssl.create_default_context()
+            context = _ssl.create_default_context(cafile=url.ca)
             sock = context.wrap_socket(sock, server_hostname=url.host)
         request = b""
         if url.password is not None:
@@ -419,11 +429,15 @@ class RedisCluster(Service):
 
     def _endpoint(self) -> Any:
         from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-        from twisted.internet.ssl import optionsForClientTLS
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
 
         endpoint = HostnameEndpoint(self.clock, self.url.host, self.url.port, timeout=5)
         if self.url.tls:
-            endpoint = wrapClientTLS(optionsForClientTLS(self.url.host), endpoint)
+            trust = None
+            if self.url.ca is not None:
+                with open(self.url.ca) as f:
+                    trust = Certificate.loadPEM(f.read())
+            endpoint = wrapClientTLS(optionsForClientTLS(self.url.host, trustRoot=trust), endpoint)
         return endpoint
 
     def _factory(self, protocol: type, subscriber: bool) -> Any:
