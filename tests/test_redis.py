@@ -217,6 +217,21 @@ async def _until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> Non
         observers.remove(check)
 
 
+async def twoInRoom(a: Node, b: Node, room: str) -> tuple[Client, Client]:
+    """
+    alice on node C{a} and bob on node C{b}, both in C{room}, bob past the
+    history of his join (so what is said next reaches him live).
+    """
+    alice = a.connect("alice")
+    alice.member.join(room)
+    bob = b.connect("bob")
+    await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks(room))
+    bob.member.join(room)
+    await bob.waitFor(lambda e: isinstance(e, History))
+    await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
+    return alice, bob
+
+
 @pytest_twisted.ensureDeferred
 async def test_historyAndResumeAcrossNodes(nodes: Any) -> None:
     a, b = await nodes("a"), await nodes("b")
@@ -374,12 +389,7 @@ async def test_redisRestart(nodes: Any, redisServerFactory: Any) -> None:
     a = await Node(server.url, "a").start()
     b = await Node(server.url, "b").start()
     try:
-        alice = a.connect("alice")
-        alice.member.join("#r")
-        bob = b.connect("bob")
-        await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#r"))
-        bob.member.join("#r")
-        await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
+        alice, bob = await twoInRoom(a, b, "#r")
         await alice.member.say("before")
         await bob.waitFor(isMessage("before"))
         server.stop()
@@ -409,12 +419,7 @@ async def test_gapIsFilledFromHistory(nodes: Any) -> None:
     delivered from the stream, before anything newer, exactly once.
     """
     a, b = await nodes("a"), await nodes("b")
-    alice = a.connect("alice")
-    alice.member.join("#g")
-    bob = b.connect("bob")
-    await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#g"))
-    bob.member.join("#g")
-    await bob.waitFor(lambda e: isinstance(e, History))
+    alice, bob = await twoInRoom(a, b, "#g")
     await alice.member.say("m1")
     await bob.waitFor(isMessage("m1"))
     # b's subscription drops; two messages go by; it comes back
@@ -472,12 +477,7 @@ async def test_overTLS(redisServerFactory: Any, tmp_path: Any) -> None:
     a = await Node(url, "a").start()
     b = await Node(server.url, "b").start()  # plain TCP to the same Redis
     try:
-        alice = a.connect("alice")
-        alice.member.join("#tls")
-        bob = b.connect("bob")
-        await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#tls"))
-        bob.member.join("#tls")
-        await bob.waitFor(lambda e: isinstance(e, History))
+        alice, bob = await twoInRoom(a, b, "#tls")
         await alice.member.say("over tls")
         await bob.waitFor(isMessage("over tls"))
     finally:

@@ -9,6 +9,21 @@ from __future__ import annotations
 from zope.interface import Attribute, Interface
 
 
+def resumePosition(afterId: int, last: int, limit: int) -> str:
+    """
+    What L{IMessageStore.since} makes of a client's position C{afterId} in a
+    room whose last id is C{last}: C{"gone"} (ahead of the room, or more
+    than C{limit} messages behind), C{"current"} (nothing missed), or
+    C{"fetch"} (read the messages after it; gone too if the first of them
+    was pruned).
+    """
+    if afterId < 0 or afterId > last or last - afterId > limit:
+        return "gone"
+    if afterId == last:
+        return "current"
+    return "fetch"
+
+
 class IChatClient(Interface):
     """
     One connection as the service sees it: the service calls it back.

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from twisted_chat._events import Message, Private
-from twisted_chat._interfaces import IMessageStore
+from twisted_chat._interfaces import IMessageStore, resumePosition
 
 
 @implementer(IMessageStore)
@@ -75,13 +75,11 @@ class MemoryStore:
     ) -> Deferred[list[Message] | None]:
         if epoch != self.epoch:
             return succeed(None)
-        last = self._last.get(room, 0)
-        if afterId > last or afterId < 0:
-            return succeed(None)
-        if afterId == last:
-            return succeed([])
+        verdict = resumePosition(afterId, self._last.get(room, 0), limit)
+        if verdict != "fetch":
+            return succeed([] if verdict == "current" else None)
         q = self._rooms.get(room, ())
-        if not q or q[0].id > afterId + 1 or last - afterId > limit:
+        if not q or q[0].id > afterId + 1:
             return succeed(None)
         return succeed([m for m in q if m.id > afterId])
 

@@ -49,7 +49,7 @@ from zope.interface import implementer
 
 from twisted_chat._errors import ChatError
 from twisted_chat._events import Message, Private, TopicChanged
-from twisted_chat._interfaces import IBroker, IMessageStore
+from twisted_chat._interfaces import IBroker, IMessageStore, resumePosition
 from twisted_chat._names import nickKey
 
 PRIVATE = "@private"
@@ -730,13 +730,9 @@ class RedisStore:
             return fail(ConnectionError("Redis is unreachable"))
 
         def got(last: Any) -> Any:
-            last = int(last or 0)
-            if afterId > last:
-                return None
-            if afterId == last:
-                return []
-            if last - afterId > limit:
-                return None
+            verdict = resumePosition(afterId, int(last or 0), limit)
+            if verdict != "fetch":
+                return [] if verdict == "current" else None
 
             def check(msgs: list[Message]) -> list[Message] | None:
                 if not msgs or msgs[0].id != afterId + 1:

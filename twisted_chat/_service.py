@@ -542,12 +542,7 @@ class ChatService(Service):
             elif other is not None and validToken:
                 # The nick's owner is back (after a drop the server has not
                 # noticed yet): the stale connection gives way to it.
-                self._log.info("{nick} reconnected: closing its previous connection", nick=other.nick)
-                try:
-                    other.client.close("replaced by a new connection of %s" % (other.nick,))
-                except Exception:
-                    self._log.failure("closing the previous connection of {nick} failed", nick=other.nick)
-                self._quit(other, "reconnected")
+                self._giveWay(other, "{nick} reconnected: closing its previous connection")
             self._checkNickFree(nick, None, force)
             if key in self.passwords and not authenticated:
                 raise ChatError("nick-registered", "%s is registered: log in with its password" % (nick,))
@@ -1228,9 +1223,14 @@ class ChatService(Service):
         stale connection of that nick gives way.
         """
         member = self._nicks.get(key)
-        if member is None:
-            return
-        self._log.info("{nick} reconnected to another node: closing this connection", nick=member.nick)
+        if member is not None:
+            self._giveWay(member, "{nick} reconnected to another node: closing this connection")
+
+    def _giveWay(self, member: Member, why: str) -> None:
+        """
+        Close C{member}'s stale connection: its nick's owner connected anew.
+        """
+        self._log.info(why, nick=member.nick)
         try:
             member.client.close("replaced by a new connection of %s" % (member.nick,))
         except Exception:

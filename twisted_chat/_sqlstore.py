@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_chat._events import Message, Private
-from twisted_chat._interfaces import IMessageStore
+from twisted_chat._interfaces import IMessageStore, resumePosition
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
@@ -432,13 +432,9 @@ class SQLiteStore:
 
         def query(conn: sqlite3.Connection) -> list[Message] | None:
             row = conn.execute("SELECT last_id FROM sequences WHERE name = ?", (room,)).fetchone()
-            last = row[0] if row else 0
-            if afterId > last:
-                return None
-            if afterId == last:
-                return []
-            if last - afterId > limit:
-                return None
+            verdict = resumePosition(afterId, row[0] if row else 0, limit)
+            if verdict != "fetch":
+                return [] if verdict == "current" else None
             first = conn.execute("SELECT min(id) FROM messages WHERE room = ?", (room,)).fetchone()[0]
             if first is None or first > afterId + 1:
                 return None
