@@ -556,6 +556,18 @@ class EchoFactory(WebSocketServerFactory):  # type: ignore[misc]
         applyOptions(self, **options)
 
 
+def _acceptDeflate(offers: list[Any]) -> Any:
+    """
+    Accept the first permessage-deflate offer (with --ws-compression).
+    """
+    from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
 def applyOptions(
     factory: WebSocketServerFactory,
     maxMessageSize: int = 65536,
@@ -568,16 +580,6 @@ def applyOptions(
     The WebSocket protocol options shared by the chat and echo endpoints,
     each set deliberately rather than inherited from Autobahn's defaults.
     """
-    accept = None
-    if compression:
-        from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
-
-        def accept(offers: list[Any]) -> Any:
-            for offer in offers:
-                if isinstance(offer, PerMessageDeflateOffer):
-                    return PerMessageDeflateOfferAccept(offer)
-            return None
-
     factory.setProtocolOptions(
         # Answer protocol violations with the proper close code instead of
         # dropping TCP silently, so clients learn why.
@@ -593,7 +595,7 @@ def applyOptions(
         autoPingTimeout=pingTimeout,
         openHandshakeTimeout=handshakeTimeout,
         closeHandshakeTimeout=5,
-        perMessageCompressionAccept=accept,
+        perMessageCompressionAccept=_acceptDeflate if compression else None,
         webStatus=False,
         echoCloseCodeReason=False,
         tcpNoDelay=True,
