@@ -483,3 +483,40 @@ async def test_overTLS(redisServerFactory: Any, tmp_path: Any) -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_banAndOpAcrossNodes(nodes: Any) -> None:
+    """
+    A ban given on one node holds on every node (also one where the room
+    has no members yet, and for nodes that start later); an operator can
+    make a member of another node an operator.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice, bob = await twoInRoom(a, b, "#mod")
+    alice.member.ban("bob", "spam")
+    parted = await alice.waitFor(lambda e: isinstance(e, Parted) and e.nick == "bob")
+    assert parted.reason == "banned by alice: spam"
+    assert "#mod" not in bob.member.rooms
+    with pytest.raises(ChatError) as e:
+        bob.member.join("#mod")
+    assert e.value.code == "banned"
+    c = await nodes("c")
+    bob.member.quit()
+    await _until(lambda: c.chat.broker.remoteNick("bob") is None)
+    again = c.connect("bob")
+    with pytest.raises(ChatError) as e:
+        again.member.join("#mod")
+    assert e.value.code == "banned"
+    alice.member.unban("bob")
+    await _until(lambda: "bob" not in c.chat.broker.bansOf("#mod"))
+    again.member.join("#mod")
+    await _until(lambda: len([e for e in alice.of(Joined) if e.nick == "bob"]) == 2)
+    # bob (on c) is not an operator; alice (on a) makes him one
+    with pytest.raises(ChatError):
+        again.member.setTopic("bob's room")
+    alice.member.giveOp("bob")
+    await again.waitFor(lambda e: isinstance(e, Notice) and "operator of #mod" in e.text)
+    again.member.setTopic("bob's room")
+    topic = await alice.waitFor(lambda e: isinstance(e, TopicChanged))
+    assert topic.topic == "bob's room"

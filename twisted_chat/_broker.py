@@ -68,5 +68,17 @@ class LocalBroker:
     def appendPrivate(self, message: Any, ref: str | None) -> Any:
         return self.service.store.append(message, ref)
 
+    def bansOf(self, room: str) -> dict[str, str]:
+        return {}
+
+    def banned(self, room: str, key: str, host: str, why: str) -> None:
+        pass
+
+    def unbanned(self, room: str, key: str) -> None:
+        pass
+
+    def opRemote(self, room: str, nick: str) -> bool:
+        return False
+
     def kickRemote(self, op: Any, room: str, nick: str, why: str) -> bool:
         return False

@@ -219,6 +219,29 @@ class IBroker(Interface):
         to the node of its recipient when that is another node.
         """
 
+    def bansOf(room: str) -> dict[str, str]:
+        """
+        Bans of C{room} given on other nodes: banned nick key or address ->
+        the address banned along with that nick (or C{""}).
+        """
+
+    def banned(room: str, key: str, host: str, why: str) -> None:
+        """
+        C{key} (a nick key or an address, and with a nick its C{host}) was
+        banned from C{room} here: ban it on every node.
+        """
+
+    def unbanned(room: str, key: str) -> None:
+        """
+        C{key} was unbanned from C{room} here.
+        """
+
+    def opRemote(room: str, nick: str) -> bool:
+        """
+        Make C{nick}, a member of C{room} on another node, an operator of
+        it; False when no other node has such a member.
+        """
+
     def kickRemote(op: object, room: str, nick: str, why: str) -> bool:
         """
         Put C{nick}, a member of C{room} on another node, out of it; False

@@ -286,6 +286,21 @@ redis.call('PUBLISH', KEYS[3], cjson.encode({t='node', o=n, m=members}))
 return lost
 """
 
+# KEYS: the room's bans, rooms with bans, bus. ARGV: key, host, room, event
+_BAN = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('PUBLISH', KEYS[3], ARGV[4])
+return 1
+"""
+
+# KEYS: the room's bans, bus. ARGV: key, event
+_UNBAN = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 1
+"""
+
 # Delete messages older than ARGV[1] from stream KEYS[1].
 _PRUNE = """
 local cutoff = tonumber(ARGV[1])
@@ -558,8 +573,11 @@ class RedisCluster(Service):
         tokens = await yield_("hgetall", self.key("tok")) or {}
         topics = await yield_("hgetall", self.key("topic")) or {}
         guest = await yield_("incrby", self.key("guest"), broker.guestBlock)
+        bans: dict[str, dict[str, str]] = {}
+        for room in await yield_("smembers", self.key("banrooms")) or ():
+            bans[room] = await yield_("hgetall", self.key("bans", room)) or {}
         self.store.setEpoch(epoch)
-        broker.load(members, tokens, topics, guest)
+        broker.load(members, tokens, topics, guest, bans)
         for key in lost or ():
             broker.lostNick(key)
         buffered, self._buffer = self._buffer or [], None
@@ -805,6 +823,8 @@ class RedisBroker:
         #: room -> nick key -> nick, of members on other nodes
         self.rooms: dict[str, dict[str, str]] = {}
         self.topics: dict[str, tuple[str, str]] = {}
+        #: room -> banned nick key or address -> address banned with it
+        self.bans: dict[str, dict[str, str]] = {}
         #: room -> the last message id delivered on this node
         self.lastIds: dict[str, int] = {}
         #: rooms whose gap is being filled -> bus messages waiting meanwhile
@@ -836,7 +856,15 @@ class RedisBroker:
                         del self.rooms[name]
         return r
 
-    def load(self, members: dict[str, dict[str, str]], tokens: dict[str, str], topics: dict[str, str], guest: int) -> None:
+    def load(
+        self,
+        members: dict[str, dict[str, str]],
+        tokens: dict[str, str],
+        topics: dict[str, str],
+        guest: int,
+        bans: dict[str, dict[str, str]],
+    ) -> None:
+        self.bans = bans
         self.remote.clear()
         self.rooms.clear()
         for node, entries in members.items():
@@ -1014,15 +1042,41 @@ class RedisBroker:
         return self.cluster.store.appendPrivate(message, ref, channel)
 
     def kickRemote(self, op: Any, room: str, nick: str, why: str) -> bool:
+        return self._command(room, nick, {"t": "kick", "y": why})
+
+    def opRemote(self, room: str, nick: str) -> bool:
+        return self._command(room, nick, {"t": "op"})
+
+    def _command(self, room: str, nick: str, body: dict[str, Any]) -> bool:
+        """
+        Send C{body} about C{nick} in C{room} to the node that has it.
+        """
         r = self.remote.get(nickKey(nick))
         if r is None or room not in r.rooms:
             return False
         c = self.cluster
         if not c.connected:
             raise _unavailable()
-        body = {"t": "kick", "o": c.node, "r": room, "n": r.nick, "y": why}
+        body.update(o=c.node, r=room, n=r.nick)
         c.call("publish", c.key("node", r.node), json.dumps(body)).addErrback(lambda f: None)
         return True
+
+    def bansOf(self, room: str) -> dict[str, str]:
+        return self.bans.get(room, {})
+
+    def banned(self, room: str, key: str, host: str, why: str) -> None:
+        self.bans.setdefault(room, {})[key] = host
+        c = self.cluster
+        body = json.dumps({"t": "ban", "o": c.node, "r": room, "k": key, "h": host, "y": why})
+        self._publish(_BAN, [c.key("bans", room), c.key("banrooms"), c.key("bus")], [key, host, room, body], "of a ban")
+
+    def unbanned(self, room: str, key: str) -> None:
+        inRoom = self.bans.get(room)
+        if inRoom is not None:
+            inRoom.pop(key, None)
+        c = self.cluster
+        body = json.dumps({"t": "unban", "o": c.node, "r": room, "k": key})
+        self._publish(_UNBAN, [c.key("bans", room), c.key("bus")], [key, body], "of an unban")
 
     # What happened elsewhere
 
@@ -1031,7 +1085,7 @@ class RedisBroker:
         if kind == "m":
             self._message(body)
             return
-        if body.get("o") == self.cluster.node and kind not in ("p", "kick"):
+        if body.get("o") == self.cluster.node and kind not in ("p", "kick", "op"):
             return
         handler = getattr(self, "_on_" + kind, None)
         if handler is not None:
@@ -1091,6 +1145,19 @@ class RedisBroker:
 
     def _on_kick(self, body: dict[str, Any]) -> None:
         self.service.remoteKick(body["r"], body["n"], body["y"])
+
+    def _on_op(self, body: dict[str, Any]) -> None:
+        self.service.remoteOp(body["r"], body["n"])
+
+    def _on_ban(self, body: dict[str, Any]) -> None:
+        self.bans.setdefault(body["r"], {})[body["k"]] = body["h"]
+        self.service.remoteBan(body["r"], body["k"], body["h"], body["y"])
+
+    def _on_unban(self, body: dict[str, Any]) -> None:
+        inRoom = self.bans.get(body["r"])
+        if inRoom is not None:
+            inRoom.pop(body["k"], None)
+        self.service.remoteUnban(body["r"], body["k"])
 
     def _on_node(self, body: dict[str, Any]) -> None:
         node = body["o"]

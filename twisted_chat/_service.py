@@ -728,13 +728,19 @@ class ChatService(Service):
                 "you are in %d rooms already (the limit): /part one first" % (len(member.rooms),),
             )
         room = self.rooms.get(name)
-        if room is not None and self._isBanned(room, member):
+        if room is None:
+            remoteBans = self.broker.bansOf(name)
+            if nickKey(member.nick) in remoteBans or (member.host != "" and member.host in remoteBans.values()):
+                raise ChatError("banned", "you are banned from %s" % (name,))
+        elif self._isBanned(room, member):
             raise ChatError("banned", "you are banned from %s" % (name,))
         if room is None:
             room = self.rooms[name] = Room(name)
             topic = self.broker.topicOf(name)
             if topic is not None:
                 room.topic, room.topicBy = topic
+            for key, host in self.broker.bansOf(name).items():
+                self._addBan(room, key, host)
             if not self.broker.remoteRoomCount(name):
                 # (joining a room that has members on other nodes makes
                 # nobody an operator)
@@ -1130,19 +1136,30 @@ class ChatService(Service):
         if not isinstance(target, str) or not target.strip():
             raise ChatError("bad-request", "ban whom? a nick or an address")
         target = target.strip()
-        banned = [target.lower()]
         other = self.lookup(target) if _NICKLIKE(target) else None
-        if other is not None and other.host:
-            if other.host not in room.bans:
-                room.banHosts[target.lower()] = other.host
-            banned.append(other.host)
-        room.bans.update(banned)
+        host = other.host if other is not None else ""
+        self._addBan(room, target.lower(), host)
         self._log.info("{op} banned {target} from {room}", op=member.nick, target=target, room=name)
         why = "banned by %s" % (member.nick,) + (": " + reason if reason else "")
-        for m in room.snapshot():
-            if m is not member and self._isBanned(room, m):
-                self._part(m, name, why)
+        self._partBanned(room, why, spare=member)
+        self.broker.banned(name, target.lower(), host, why)
         return target
+
+    def _addBan(self, room: Room, key: str, host: str) -> None:
+        """
+        Ban C{key} (a nick key or an address) from C{room}, and with a nick
+        the address it came from, unless that address was banned already.
+        """
+        if host and host not in room.bans:
+            room.banHosts[key] = host
+        room.bans.add(key)
+        if host:
+            room.bans.add(host)
+
+    def _partBanned(self, room: Room, why: str, spare: Member | None = None) -> None:
+        for m in room.snapshot():
+            if m is not spare and self._isBanned(room, m):
+                self._part(m, room.name, why)
 
     def _unban(self, member: Member, name: str, target: str) -> str:
         room = self._roomFor(member, name)
@@ -1150,11 +1167,15 @@ class ChatService(Service):
         key = target.strip().lower() if isinstance(target, str) else ""
         if key not in room.bans:
             raise ChatError("bad-request", "%s is not banned from %s" % (target, name))
+        self._removeBan(room, key)
+        self.broker.unbanned(name, key)
+        return key
+
+    def _removeBan(self, room: Room, key: str) -> None:
         room.bans.discard(key)
         host = room.banHosts.pop(key, None)
         if host is not None:
             room.bans.discard(host)
-        return key
 
     def _setTopic(self, member: Member, name: str, topic: str) -> None:
         room = self._roomFor(member, name)
@@ -1172,10 +1193,11 @@ class ChatService(Service):
         room = self._roomFor(member, name)
         self._checkOp(member, room)
         target = self.lookup(checkNick(nick))
+        if target is None and self.broker.opRemote(name, nick):
+            return self.broker.remoteNick(nickKey(nick)) or nick
         if target is None or target not in room.members:
             raise ChatError("no-such-nick", "%s is not in %s" % (nick, name))
-        room.ops.add(target)
-        self._send(target, Notice("you are now an operator of %s" % (name,)))
+        self.remoteOp(name, target.nick)
         return target.nick
 
     # What happened on other nodes (called by the broker)
@@ -1210,6 +1232,29 @@ class ChatService(Service):
         target = self.lookup(msg.recipient)
         if target is not None and not target.gone:
             self._send(target, msg)
+
+    def remoteBan(self, name: str, key: str, host: str, why: str) -> None:
+        room = self.rooms.get(name)
+        if room is None:
+            return
+        if not host:
+            # (a nick banned on another node: its address, if it is here)
+            other = self.lookup(key) if _NICKLIKE(key) else None
+            host = other.host if other is not None else ""
+        self._addBan(room, key, host)
+        self._partBanned(room, why)
+
+    def remoteUnban(self, name: str, key: str) -> None:
+        room = self.rooms.get(name)
+        if room is not None:
+            self._removeBan(room, key)
+
+    def remoteOp(self, name: str, nick: str) -> None:
+        target = self.lookup(nick)
+        room = self.rooms.get(name)
+        if target is not None and room is not None and target in room.members:
+            room.ops.add(target)
+            self._send(target, Notice("you are now an operator of %s" % (name,)))
 
     def remoteKick(self, name: str, nick: str, why: str) -> None:
         target = self.lookup(nick)
