@@ -520,3 +520,20 @@ async def test_banAndOpAcrossNodes(nodes: Any) -> None:
     again.member.setTopic("bob's room")
     topic = await alice.waitFor(lambda e: isinstance(e, TopicChanged))
     assert topic.topic == "bob's room"
+
+
+@pytest_twisted.ensureDeferred
+async def test_nodeThatWasThoughtDeadComesBack(nodes: Any, redisServer: Any) -> None:
+    """
+    A node whose heartbeat expired (a stalled process) is reaped by the
+    others; at its next heartbeat it notices and announces its members
+    again, who are then back in every replica.
+    """
+    a, b = await nodes("a", ttl=1.5), await nodes("b", ttl=1.5)
+    alice, bob = await twoInRoom(a, b, "#z")
+    redisServer.command("DEL", "twisted-chat:alive:b")
+    await alice.waitFor(lambda e: isinstance(e, Parted) and e.nick == "bob")
+    await _until(lambda: a.chat.broker.remoteNick("bob") == "bob" and "bob" in a.chat.broker.remoteRoomNicks("#z"))
+    assert redisServer.command("HGET", "twisted-chat:nicks", "bob") == b"b"
+    with pytest.raises(ChatError):
+        a.connect("bob")

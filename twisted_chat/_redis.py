@@ -560,11 +560,7 @@ class RedisCluster(Service):
             # life left behind (its members leave, once, for everyone).
             await self.eval(_REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "1"])
         broker = self.broker
-        lost = await self.eval(
-            _REGISTER,
-            [self.key("nodes"), self.key("nicks"), self.key("bus")],
-            [self.prefix, self.node, self.incarnation, int(self.nodeTTL * 1000), *broker.localState()],
-        )
+        await self._register()
         nodes = await yield_("smembers", self.key("nodes"))
         members: dict[str, dict[str, str]] = {}
         for n in nodes or ():
@@ -578,8 +574,6 @@ class RedisCluster(Service):
             bans[room] = await yield_("hgetall", self.key("bans", room)) or {}
         self.store.setEpoch(epoch)
         broker.load(members, tokens, topics, guest, bans)
-        for key in lost or ():
-            broker.lostNick(key)
         buffered, self._buffer = self._buffer or [], None
         for raw in buffered:
             self._busMessage(raw)
@@ -599,12 +593,33 @@ class RedisCluster(Service):
 
         return ensureDeferred(self._loadAsync()).addCallback(done)
 
+    async def _register(self) -> None:
+        """
+        Announce this node and all its members (start-up, Redis back, or a
+        heartbeat that had expired); members whose nick another node took
+        meanwhile become guests.
+        """
+        lost = await self.eval(
+            _REGISTER,
+            [self.key("nodes"), self.key("nicks"), self.key("bus")],
+            [self.prefix, self.node, self.incarnation, int(self.nodeTTL * 1000), *self.broker.localState()],
+        )
+        for key in lost or ():
+            self.broker.lostNick(key)
+
     def _beat(self) -> None:
         if not self.connected or not self.isReady:
             return
 
         def alive(previous: Any) -> Any:
-            if previous is not None and previous != self.incarnation:
+            from twisted.internet.defer import ensureDeferred
+
+            if previous is None:
+                # Our heartbeat had expired (this process stalled, or Redis
+                # lost its data): the others may have seen our members leave.
+                self._log.warn("node {node}: heartbeat had expired; announcing this node again", node=self.node)
+                return ensureDeferred(self._register())
+            if previous != self.incarnation:
                 self._log.error(
                     "node id {node} is used by another process too: give each node its own --node-id",
                     node=self.node,
