@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import pytest
 
@@ -63,15 +63,18 @@ class Daemon:
     line (L{waitForLog}) without sleeping.
     """
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, command: list[str] | None = None, env: dict[str, str] | None = None, **popen: Any
+    ) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            twistdCommand(*args),
+            twistdCommand(*args) if command is None else command,
             cwd=cwd,
-            env=_environment(),
+            env={**_environment(), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            **popen,
         )
         self.pid = self.proc.pid
         self.signalled: list[int] = []
@@ -810,3 +813,161 @@ def writeSelfSignedCertificate(folder: Path, withAddress: bool = True) -> tuple[
         )
     )
     return certPath, keyPath
+
+
+# -- Shared helpers of the in-memory web tests and the browser tests ----------
+# This section's import is here rather than at the top of the file; the
+# Playwright and Twisted names are for type checking only: this module
+# imports neither when it is loaded.
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Playwright
+    from twisted.internet.task import Clock
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    """
+    A Clock, advanced to C{_harness.START}, that is also Autobahn's timer
+    loop for the test: what the in-memory clients of C{tests/_harness.py}
+    run on. (A test module may define a C{clock} of its own.)
+    """
+    # Imported when the fixture runs, after pytest-twisted has installed the
+    # reactor: _harness imports Twisted and Autobahn.
+    from _harness import autobahnTimers
+    from twisted.internet.task import Clock
+
+    with autobahnTimers(Clock()) as clock:
+        yield clock
+
+
+def lineUser(lineClients: Callable[..., LineClient], daemon: Daemon, nick: str, timeout: float = 10.0) -> LineClient:
+    """
+    A line-chat user of C{daemon} called C{nick}, in #lobby (through the
+    L{lineClients} fixture; every read bounded by C{timeout}).
+    """
+    line = lineClients(daemon.ports["line"], timeout=timeout)
+    line.welcome()
+    line.send("/nick " + nick)
+    line.expect("*** you are now " + nick)
+    return line
+
+
+#: where browser tests save screenshots, at the top of the repository
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: seconds: Playwright's bound on every single wait (an element, a page)
+BROWSER_TIMEOUT = 10.0
+#: seconds: bound on one test's whole browser scenario
+SCENARIO_TIMEOUT = 90.0
+
+
+class BrowserThread:
+    """
+    Playwright and headless Chromium, owned by one worker thread.
+
+    pytest-twisted runs every test function inside its reactor greenlet,
+    with the reactor running. Under the default reactor the Playwright sync
+    API would work there, but under C{--reactor=asyncio} an asyncio loop is
+    running in that thread and Playwright's own loop refuses to run
+    ("Cannot run the event loop while another loop is running"). So every
+    Playwright call is made in this thread (Playwright objects belong to the
+    thread that created them), and the test thread only waits, with a
+    timeout, for each scenario to finish.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
+        self._playwright: Playwright | None = None
+        self.browser: Browser | None = None
+
+    def call(self, fn: Callable[..., _T], *args: object, timeout: float = SCENARIO_TIMEOUT) -> _T:
+        """
+        Run C{fn(*args)} in the browser thread; return its result or raise
+        its exception; fail after C{timeout} seconds.
+        """
+        future = self._pool.submit(fn, *args)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            raise AssertionError("the browser part of the test did not finish in %s s" % (timeout,)) from None
+
+    def inContext(self, scenario: Callable[[BrowserContext], None], **options: object) -> None:
+        """
+        Run C{scenario(context)} in the browser thread with a fresh browser
+        context (made with C{options}, waits bounded by L{BROWSER_TIMEOUT}),
+        closed afterwards.
+        """
+
+        def run() -> None:
+            assert self.browser is not None
+            context = self.browser.new_context(**options)  # type: ignore[arg-type]
+            try:
+                context.set_default_timeout(BROWSER_TIMEOUT * 1000)
+                scenario(context)
+            finally:
+                context.close()
+
+        self.call(run)
+
+    def start(self) -> None:
+        self.call(self._start, timeout=60)
+
+    def _start(self) -> None:
+        from playwright.sync_api import expect, sync_playwright
+
+        expect.set_options(timeout=BROWSER_TIMEOUT * 1000)
+        self._playwright = sync_playwright().start()
+        self.browser = self._playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            timeout=30000,
+        )
+
+    def stop(self) -> None:
+        try:
+            self.call(self._stop, timeout=30)
+        finally:
+            self._pool.shutdown(wait=False)
+
+    def _stop(self) -> None:
+        try:
+            if self.browser is not None:
+                self.browser.close()
+        finally:
+            if self._playwright is not None:
+                self._playwright.stop()
+
+
+@pytest.fixture(scope="module")
+def browserThread() -> Iterator[BrowserThread]:
+    """
+    Headless Debian Chromium, once for the module, in its own thread (see
+    L{BrowserThread}). Missing Chromium (or Playwright) fails the test on
+    CI, skips it elsewhere.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("playwright") is None:
+        missingComponent("Playwright for Python is not installed (pip install playwright; no 'playwright install')")
+    if not os.path.exists(CHROMIUM):
+        missingComponent("%s is missing (apt-get install chromium)" % (CHROMIUM,))
+    thread = BrowserThread()
+    try:
+        thread.start()
+        yield thread
+    finally:
+        thread.stop()

@@ -9,71 +9,51 @@ connections to the browser and to the daemon are both closed under them,
 with no WebSocket close handshake) while the daemon keeps running, and
 watch the page reconnect by itself through the same proxy.
 
-All Playwright calls run in one worker thread (L{BrowserThread}), because
-pytest-twisted runs each test function inside its reactor greenlet, where an
-asyncio reactor would clash with Playwright's own event loop; the daemon is
-a separate process and no test here uses the reactor. Every wait is
-bounded: Playwright's by L{TIMEOUT}, the line client's by its own deadline,
-the proxy's by L{TIMEOUT}, each browser scenario by L{SCENARIO_TIMEOUT}.
+All Playwright calls run in one worker thread (L{conftest.BrowserThread}),
+because pytest-twisted runs each test function inside its reactor greenlet,
+where an asyncio reactor would clash with Playwright's own event loop; the
+daemon is a separate process and no test here uses the reactor. Every wait is
+bounded: Playwright's by L{conftest.BROWSER_TIMEOUT}, the line client's by its
+own deadline, the proxy's by L{TIMEOUT}, each browser scenario by
+L{conftest.SCENARIO_TIMEOUT}.
 
 Screenshots go to C{test-artifacts/} at the top of the repository.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
+from conftest import ARTIFACTS, LOOPBACK, BrowserThread, lineUser
+
 try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # reported by the browserThread fixture
-    expect = sync_playwright = None  # type: ignore[assignment]
+    from playwright.sync_api import expect
+except ImportError:  # reported by the browserThread fixture (conftest)
+    expect = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from conftest import Daemon, LineClient
     from playwright.sync_api import (
-        Browser,
+        BrowserContext,
         ConsoleMessage,
         Dialog,
         Error,
         Locator,
         Page,
-        Playwright,
         Request,
     )
 
-T = TypeVar("T")
-
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-#: seconds: bound on every single wait (an element, a line, a connection)
+#: seconds: bound on every wait of the proxy (a connection, its threads)
 TIMEOUT = 10.0
-#: seconds: bound on one test's whole browser scenario
-SCENARIO_TIMEOUT = 90.0
-#: a free port on loopback, for --line and --web
-LOOPBACK = "tcp:0:interface=127.0.0.1"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 #: Injected before the page's own script (Playwright init scripts are not
 #: subject to the page's CSP): keeps every value <body data-state> takes, so
@@ -275,88 +255,6 @@ def proxies() -> Iterator[Callable[[int], DroppingProxy]]:
 # -- the browser --
 
 
-class BrowserThread:
-    """
-    Playwright and Chromium, owned by one worker thread.
-
-    pytest-twisted runs every test function inside its reactor greenlet,
-    with the reactor running. Under the default reactor the Playwright sync
-    API would work there, but under C{--reactor=asyncio} an asyncio loop is
-    running in that thread and Playwright's own loop refuses to run
-    ("Cannot run the event loop while another loop is running"). So every
-    Playwright call is made in this thread (Playwright objects belong to the
-    thread that created them), and the test thread only waits, with a
-    timeout, for each scenario to finish.
-    """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
-        self._playwright: Playwright | None = None
-        self.browser: Browser | None = None
-
-    def call(self, fn: Callable[..., T], *args: object, timeout: float = SCENARIO_TIMEOUT) -> T:
-        """
-        Run C{fn(*args)} in the browser thread; return its result or raise
-        its exception; fail after C{timeout} seconds.
-        """
-        future = self._pool.submit(fn, *args)
-        try:
-            return future.result(timeout)
-        except FutureTimeout:
-            raise AssertionError("the browser part of the test did not finish in %s s" % (timeout,)) from None
-
-    def start(self) -> None:
-        self.call(self._start, timeout=60)
-
-    def _start(self) -> None:
-        expect.set_options(timeout=TIMEOUT * 1000)
-        self._playwright = sync_playwright().start()
-        self.browser = self._playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            timeout=30000,
-        )
-
-    def stop(self) -> None:
-        try:
-            self.call(self._stop, timeout=30)
-        finally:
-            self._pool.shutdown(wait=False)
-
-    def _stop(self) -> None:
-        try:
-            if self.browser is not None:
-                self.browser.close()
-        finally:
-            if self._playwright is not None:
-                self._playwright.stop()
-
-
-@pytest.fixture(scope="module")
-def browserThread() -> Iterator[BrowserThread]:
-    """
-    Headless Debian Chromium, once for the module, in its own thread.
-    Missing Chromium (or Playwright) fails the test on CI, skips it
-    elsewhere.
-    """
-    missing = None
-    if sync_playwright is None:
-        missing = "Playwright for Python is not installed (pip install playwright; no 'playwright install')"
-    elif not os.path.exists(CHROMIUM):
-        missing = "%s is missing (apt-get install chromium)" % (CHROMIUM,)
-    if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
-    thread = BrowserThread()
-    try:
-        thread.start()
-        yield thread
-    finally:
-        thread.stop()
-
-
 class BrowserPage:
     """
     A page in a fresh browser context, and everything worth failing a test
@@ -432,34 +330,17 @@ def inBrowser(browserThread: BrowserThread) -> Callable[[Callable[[BrowserPage],
     laptop size, closed afterwards.
     """
 
-    def inContext(scenario: Callable[[BrowserPage], None]) -> None:
-        assert browserThread.browser is not None
-        context = browserThread.browser.new_context(viewport=LAPTOP, locale="en-US", timezone_id="UTC")  # type: ignore[arg-type]
-        try:
-            context.set_default_timeout(TIMEOUT * 1000)
+    def run(scenario: Callable[[BrowserPage], None]) -> None:
+        def inContext(context: BrowserContext) -> None:
             context.add_init_script(_INSTRUMENT)
             scenario(BrowserPage(context.new_page()))
-        finally:
-            context.close()
 
-    def run(scenario: Callable[[BrowserPage], None]) -> None:
-        browserThread.call(inContext, scenario)
+        browserThread.inContext(inContext, viewport=LAPTOP, locale="en-US", timezone_id="UTC")
 
     return run
 
 
 # -- helpers --
-
-
-def lineUser(lineClients: Callable[..., LineClient], daemon: Daemon, nick: str) -> LineClient:
-    """
-    A line-chat user called C{nick} in #lobby.
-    """
-    line = lineClients(daemon.ports["line"], timeout=TIMEOUT)
-    line.welcome()
-    line.send("/nick " + nick)
-    line.expect("*** you are now " + nick)
-    return line
 
 
 def pageUrl(port: int) -> str:

@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from conftest import LOOPBACK, Daemon, LineClient, _environment, twistdCommand
+from conftest import LOOPBACK, Daemon, LineClient, twistdCommand
 from twisted_chat._auth import hashPassword
 
 pytestmark = pytest.mark.e2e
@@ -126,23 +125,7 @@ class Process(Daemon):
     """
 
     def __init__(self, command: list[str], cwd: Path, env: dict[str, str] | None = None, **popen: Any) -> None:
-        self.args = command
-        self.proc = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env={**_environment(), **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            **popen,
-        )
-        self.pid = self.proc.pid
-        self.signalled: list[int] = []
-        self.lines: list[str] = []
-        self._eof = False
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, name="process-output-%d" % (self.pid,), daemon=True)
-        self._reader.start()
+        Daemon.__init__(self, command, cwd, command=command, env=env, **popen)
 
 
 @pytest.fixture
@@ -470,7 +453,6 @@ def test_socketActivation(processes: Callable[..., Process], tmp_path: Path) -> 
         listening.close()
     daemon.waitForLog(r"\] line listening on tcp:127\.0\.0\.1:%d$" % (port,))
     user = LineClient(port)
-    peer = "127.0.0.1:%d" % (user.sock.getsockname()[1],)
     try:
         assert user.welcome() == "guest-1"
     finally:

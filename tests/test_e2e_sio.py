@@ -12,74 +12,49 @@ subprocess, and real third-party clients on loopback:
 
 Each chats with a line-chat user in #lobby. Every wait is bounded: node's
 output by L{TIMEOUT} per event, node itself by its own lifetime and a kill
-in teardown, Playwright by L{TIMEOUT} per wait and L{SCENARIO_TIMEOUT} per
-scenario. Node, the npm packages or Chromium missing fail the test on CI
-(C{CI=true}) and skip it elsewhere; C{node_modules} is installed with
-C{npm ci} when missing (scripts/test.sh does it too).
+in teardown, Playwright by L{conftest.BROWSER_TIMEOUT} per wait and
+L{conftest.SCENARIO_TIMEOUT} per scenario. Node, the npm packages or
+Chromium missing fail the test on CI (C{CI=true}) and skip it elsewhere;
+C{node_modules} is installed with C{npm ci} when missing (scripts/test.sh
+does it too).
 """
 
 from __future__ import annotations
 
 import http.server
 import json
-import os
 import queue
 import re
 import shutil
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
+from conftest import ARTIFACTS, LOOPBACK, BrowserThread, lineUser, missingComponent
+
 try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # reported by the browser fixture
-    expect = sync_playwright = None  # type: ignore[assignment]
+    from playwright.sync_api import expect
+except ImportError:  # reported by the browserThread fixture (conftest)
+    expect = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from conftest import Daemon, LineClient
-    from playwright.sync_api import Browser, Page, Playwright
-
-T = TypeVar("T")
+    from playwright.sync_api import BrowserContext, Page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 SIO = Path(__file__).resolve().parent / "sio"
 DRIVER = SIO / "driver.mjs"
 BUNDLE = SIO / "node_modules" / "socket.io-client" / "dist" / "socket.io.js"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-LOOPBACK = "tcp:0:interface=127.0.0.1"
-#: seconds: bound on every single wait (an event, a line, an element)
+#: seconds: bound on every single wait (an event, a line)
 TIMEOUT = 10.0
-SCENARIO_TIMEOUT = 90.0
 NPM_TIMEOUT = 300.0
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WELCOME = re.compile(r"\*\*\* Welcome to twisted-chat, (\S+)! You are in #lobby\.")
 TRANSPORTS = ["polling", "websocket", "polling,websocket"]
-
-
-def missing(why: str) -> None:
-    """
-    A tool the test needs is not there: fail on CI, skip elsewhere.
-    """
-    if os.environ.get("CI") == "true":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +65,11 @@ def nodeModules() -> Path:
     """
     node = shutil.which("node")
     if node is None:
-        missing("node is not installed (apt-get install nodejs npm)")
+        missingComponent("node is not installed (apt-get install nodejs npm)")
     if not BUNDLE.exists():
         npm = shutil.which("npm")
         if npm is None:
-            missing("npm is not installed (apt-get install npm)")
+            missingComponent("npm is not installed (apt-get install npm)")
         try:
             subprocess.run(
                 [npm, "ci", "--no-audit", "--no-fund"],  # type: ignore[list-item]
@@ -105,7 +80,7 @@ def nodeModules() -> Path:
                 capture_output=True,
             )
         except (subprocess.SubprocessError, OSError) as e:
-            missing("npm ci in tests/sio failed: %s" % (e,))
+            missingComponent("npm ci in tests/sio failed: %s" % (e,))
     return SIO / "node_modules"
 
 
@@ -235,17 +210,6 @@ def nodeClients(nodeModules: Path) -> Iterator[Callable[..., NodeClient]]:
     yield start
     for client in started:
         client.close()
-
-
-def lineUser(lineClients: Callable[..., LineClient], daemon: Daemon, nick: str) -> LineClient:
-    """
-    A line-chat user called C{nick} in #lobby.
-    """
-    line = lineClients(daemon.ports["line"], timeout=TIMEOUT)
-    line.welcome()
-    line.send("/nick " + nick)
-    line.expect("*** you are now " + nick)
-    return line
 
 
 def webUrl(daemon: Daemon) -> str:
@@ -412,92 +376,24 @@ def staticSite(nodeModules: Path) -> Iterator[StaticSite]:
     site.close()
 
 
-class BrowserThread:
-    """
-    Playwright and Chromium in one worker thread: pytest-twisted runs the
-    test in its reactor greenlet, where Playwright's sync API may clash
-    with a running event loop, so every Playwright call is made here and
-    the test waits for each scenario with a timeout.
-    """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
-        self._playwright: Playwright | None = None
-        self.browser: Browser | None = None
-
-    def call(self, fn: Callable[..., T], *args: object, timeout: float = SCENARIO_TIMEOUT) -> T:
-        future = self._pool.submit(fn, *args)
-        try:
-            return future.result(timeout)
-        except FutureTimeout:
-            raise AssertionError("the browser part of the test did not finish in %s s" % (timeout,)) from None
-
-    def start(self) -> None:
-        def launch() -> None:
-            expect.set_options(timeout=TIMEOUT * 1000)
-            self._playwright = sync_playwright().start()
-            self.browser = self._playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=30000
-            )
-
-        self.call(launch, timeout=60)
-
-    def stop(self) -> None:
-        def close() -> None:
-            try:
-                if self.browser is not None:
-                    self.browser.close()
-            finally:
-                if self._playwright is not None:
-                    self._playwright.stop()
-
-        try:
-            self.call(close, timeout=30)
-        finally:
-            self._pool.shutdown(wait=False)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[BrowserThread]:
-    """
-    Headless Debian Chromium, once for the module, in its own thread.
-    """
-    if sync_playwright is None:
-        missing("Playwright for Python is not installed (pip install playwright; no 'playwright install')")
-    if not os.path.exists(CHROMIUM):
-        missing("%s is missing (apt-get install chromium)" % (CHROMIUM,))
-    thread = BrowserThread()
-    try:
-        thread.start()
-        yield thread
-    finally:
-        thread.stop()
-
-
-def inPage(browser: BrowserThread, scenario: Callable[[Page, list[str]], None]) -> None:
+def inPage(browserThread: BrowserThread, scenario: Callable[[Page, list[str]], None]) -> None:
     """
     Run C{scenario(page, dialogs)} in a fresh context, in the browser thread;
     C{dialogs} collects any alert/confirm the page opens (dismissed).
     """
 
-    def run() -> None:
-        assert browser.browser is not None
-        context = browser.browser.new_context(viewport={"width": 900, "height": 600}, locale="en-US")
-        try:
-            context.set_default_timeout(TIMEOUT * 1000)
-            page = context.new_page()
-            dialogs: list[str] = []
+    def run(context: BrowserContext) -> None:
+        page = context.new_page()
+        dialogs: list[str] = []
 
-            def onDialog(dialog: Any) -> None:
-                dialogs.append(dialog.message)
-                dialog.dismiss()
+        def onDialog(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            dialog.dismiss()
 
-            page.on("dialog", onDialog)
-            scenario(page, dialogs)
-        finally:
-            context.close()
+        page.on("dialog", onDialog)
+        scenario(page, dialogs)
 
-    browser.call(run)
+    browserThread.inContext(run, viewport={"width": 900, "height": 600}, locale="en-US")
 
 
 @pytest.mark.browser
@@ -505,7 +401,7 @@ def test_seedPage(
     startDaemon: Callable[..., Daemon],
     lineClients: Callable[..., LineClient],
     staticSite: StaticSite,
-    browser: BrowserThread,
+    browserThread: BrowserThread,
 ) -> None:
     """
     The seed's page works unchanged against the daemon from another origin
@@ -544,14 +440,14 @@ def test_seedPage(
         page.screenshot(path=str(ARTIFACTS / "socketio-seed-page.png"))
         assert dialogs == [], dialogs
 
-    inPage(browser, scenario)
+    inPage(browserThread, scenario)
 
 
 @pytest.mark.browser
 def test_seedPageOtherOrigin(
     startDaemon: Callable[..., Daemon],
     staticSite: StaticSite,
-    browser: BrowserThread,
+    browserThread: BrowserThread,
 ) -> None:
     """
     Without --allow-origin, a page of another origin cannot connect: its
@@ -567,5 +463,5 @@ def test_seedPageOtherOrigin(
         assert tried, "the page made no Socket.IO request"
         expect(page.locator("#chatroom .line")).to_have_count(0)
 
-    inPage(browser, scenario)
+    inPage(browserThread, scenario)
     daemon.waitForLog(r"refused engine\.io request from .*: origin %s not allowed" % (re.escape(staticSite.origin),))

@@ -11,19 +11,12 @@ C{maxPayload} 1000000: the same packets, status codes and error bodies.
 
 from __future__ import annotations
 
-import http.client
-import io
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-import txaio
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet.address import IPv4Address
-from twisted.internet.protocol import Protocol
+from _harness import HOST, PING_INTERVAL, PING_TIMEOUT, HttpExchange, Network, Response
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
-from twisted.test import iosim
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -43,184 +36,6 @@ from twisted_chat._engineio import (
     encodePacket,
     encodePayload,
 )
-
-HOST = "localhost:8080"
-PING_INTERVAL = 0.3
-PING_TIMEOUT = 0.2
-START = 1764201600.0
-
-
-# -- in-memory HTTP and WebSocket clients --
-
-
-class _Bytes:
-    """
-    Just enough of a socket for L{http.client.HTTPResponse}.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def makefile(self, mode: str) -> io.BytesIO:
-        return io.BytesIO(self.data)
-
-
-class Response:
-    """
-    A parsed HTTP response.
-    """
-
-    def __init__(self, raw: bytes) -> None:
-        parsed = http.client.HTTPResponse(_Bytes(raw))  # type: ignore[arg-type]
-        parsed.begin()
-        self.status = parsed.status
-        self.headers = {k.lower(): v for k, v in parsed.getheaders()}
-        self.body = parsed.read()
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8")
-
-    def json(self) -> Any:
-        assert self.headers.get("content-type") == "application/json", self.headers
-        return json.loads(self.body)
-
-    def __repr__(self) -> str:
-        return "<Response %d %r>" % (self.status, self.body[:200])
-
-
-class HttpExchange(Protocol):
-    """
-    One HTTP request (with C{Connection: close}) and its response, which is
-    complete once the server has closed the connection.
-    """
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.received = b""
-        self.done = False
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.done = True
-
-    @property
-    def response(self) -> Response:
-        assert self.done, "the response is not complete: %r" % (self.received,)
-        return Response(self.received)
-
-
-class Peer(WebSocketClientProtocol):  # type: ignore[misc]
-    """
-    A WebSocket client that keeps every frame and how the connection ended.
-    """
-
-    def __init__(self) -> None:
-        WebSocketClientProtocol.__init__(self)
-        self.frames: list[str | bytes] = []
-        self.opened = False
-        self.closed: tuple[bool, int | None, str | None] | None = None
-
-    def onOpen(self) -> None:
-        self.opened = True
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.frames.append(payload if isBinary else payload.decode("utf-8"))
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.closed = (wasClean, code, reason)
-
-    def take(self) -> list[str | bytes]:
-        frames, self.frames = self.frames, []
-        return frames
-
-    def send(self, data: str | bytes) -> None:
-        if isinstance(data, bytes):
-            self.sendMessage(data, True)
-        else:
-            self.sendMessage(data.encode("utf-8"))
-
-
-class Network:
-    """
-    In-memory connections to one C{Site}, pumped until quiet.
-    """
-
-    def __init__(self, clock: Clock, site: Site) -> None:
-        self.clock = clock
-        self.site = site
-        self.pumps: list[iosim.IOPump] = []
-        self._port = 50000
-
-    def open(self, client: Protocol) -> None:
-        self._port += 1
-        address = IPv4Address("TCP", "127.0.0.1", self._port)
-        server = self.site.buildProtocol(address)
-        pump = iosim.connect(
-            server,
-            iosim.FakeTransport(server, True, peerAddress=address),
-            client,
-            iosim.FakeTransport(client, False),
-            greet=False,
-            clock=self.clock,
-        )
-        self.pumps.append(pump)
-        self.flush()
-
-    def flush(self) -> None:
-        """
-        Move bytes (and run what is due now) until nothing moves any more.
-        """
-        for _ in range(1000):
-            self.clock.advance(0)
-            moved = False
-            for pump in self.pumps:
-                if pump.flush():
-                    moved = True
-            if not moved:
-                return
-        raise AssertionError("the connections never went quiet")
-
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        self.flush()
-
-    def send(
-        self, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> HttpExchange:
-        """
-        Send a request; its response may come later (a long poll).
-        """
-        lines = ["%s %s HTTP/1.1" % (method, target), "Host: " + HOST, "Connection: close"]
-        all = dict(headers or {})
-        if method in ("POST", "PUT") and "Transfer-Encoding" not in all:
-            all["Content-Length"] = str(len(body))
-        lines += ["%s: %s" % item for item in all.items()]
-        exchange = HttpExchange(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        self.open(exchange)
-        return exchange
-
-    def fetch(
-        self, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> Response:
-        """
-        Send a request that is answered at once; return the response.
-        """
-        exchange = self.send(method, target, body, headers)
-        assert exchange.done, "no response yet to %s %s: %r" % (method, target, exchange.received)
-        return exchange.response
-
-    def websocket(self, target: str, origin: str | None = None) -> Peer:
-        factory = WebSocketClientFactory("ws://" + HOST + target, origin=origin, reactor=self.clock)
-        factory.protocol = Peer
-        peer: Peer = factory.buildProtocol(None)
-        self.open(peer)
-        return peer
 
 
 class Echo:
@@ -280,22 +95,6 @@ class Engine:
     def post(self, sid: str, body: str | bytes, headers: dict[str, str] | None = None) -> Response:
         data = body.encode("utf-8") if isinstance(body, str) else body
         return self.net.fetch("POST", self.url("EIO=4&transport=polling&sid=" + sid), data, headers)
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    """
-    A Clock that is also Autobahn's timer loop for the test.
-    """
-    txaio.use_twisted()
-    saved = txaio.config.loop
-    clock = Clock()
-    clock.advance(START)
-    txaio.config.loop = clock
-    try:
-        yield clock
-    finally:
-        txaio.config.loop = saved
 
 
 @pytest.fixture

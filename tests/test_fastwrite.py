@@ -28,7 +28,7 @@ from twisted.internet.testing import StringTransport
 from twisted_chat import _fastwrite
 from twisted_chat._events import Message
 from twisted_chat._fastwrite import FastWriter, WriteBatcher, batcherFor, fastWriterFor, supportsFastWrite
-from twisted_chat._line import LineChatFactory, LineChatProtocol
+from twisted_chat._line import LineChatFactory
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._service import ChatService
 from twisted_chat._ws import ChatWebSocketFactory, ChatWebSocketProtocol, textFrame

@@ -17,8 +17,7 @@ import json
 from typing import Any, Callable, Iterator
 
 import pytest
-import txaio
-from test_engineio import HOST, PING_INTERVAL, PING_TIMEOUT, START, Network, Peer, Response
+from _harness import HOST, PING_INTERVAL, PING_TIMEOUT, Network, Peer, Response, autobahnTimers
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -54,22 +53,6 @@ from zope.interface.verify import verifyObject
 WS = "/socket.io/?EIO=4&transport=websocket"
 POLLING = "/socket.io/?EIO=4&transport=polling"
 GREETING = "*** Welcome to twisted-chat, %s! You are in #lobby. Type /help for commands."
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    """
-    A Clock that is also Autobahn's timer loop for the test.
-    """
-    txaio.use_twisted()
-    saved = txaio.config.loop
-    clock = Clock()
-    clock.advance(START)
-    txaio.config.loop = clock
-    try:
-        yield clock
-    finally:
-        txaio.config.loop = saved
 
 
 # -- the packet format --
@@ -980,15 +963,8 @@ def threads() -> Iterator[QueuedThreads]:
     """
     A L{QueuedThreads} clock that is also Autobahn's timer loop.
     """
-    txaio.use_twisted()
-    saved = txaio.config.loop
-    clock = QueuedThreads()
-    clock.advance(START)
-    txaio.config.loop = clock
-    try:
+    with autobahnTimers(QueuedThreads()) as clock:
         yield clock
-    finally:
-        txaio.config.loop = saved
 
 
 def test_jsonPasswordLogin(threads: QueuedThreads) -> None:

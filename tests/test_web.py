@@ -6,15 +6,13 @@ connection to the real C{Site}.
 
 from __future__ import annotations
 
-import http.client
-import io
 from html.parser import HTMLParser
 from importlib import resources
 from urllib.parse import urlsplit
 
 import pytest
+from _harness import RawClient, Response
 from twisted.internet.address import IPv4Address
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.test import iosim
 from twisted.web.server import Site
@@ -45,45 +43,6 @@ def packaged(name: str) -> bytes:
     return (resources.files("twisted_chat") / "web" / name).read_bytes()
 
 
-class _Recorder(Protocol):
-    """
-    A client that writes one request and keeps what comes back.
-    """
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.received = b""
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-
-class _Bytes:
-    """
-    Just enough of a socket for L{http.client.HTTPResponse} to parse bytes.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def makefile(self, mode: str) -> io.BytesIO:
-        return io.BytesIO(self.data)
-
-
-class Response:
-    """
-    A parsed HTTP response.
-    """
-
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-
 @pytest.fixture
 def site() -> Site:
     """
@@ -99,7 +58,7 @@ def request(site: Site, path: str, method: str = "GET") -> Response:
     Make one HTTP/1.1 request to C{site} in memory and parse the response.
     """
     raw = "%s %s HTTP/1.1\r\nHost: localhost:8080\r\nConnection: close\r\n\r\n" % (method, path)
-    client = _Recorder(raw.encode("ascii"))
+    client = RawClient(raw.encode("ascii"))
     server = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
     assert server is not None
     pump = iosim.connect(
@@ -112,10 +71,7 @@ def request(site: Site, path: str, method: str = "GET") -> Response:
     )
     pump.flush()
     assert client.received, "no response"
-    response = http.client.HTTPResponse(_Bytes(client.received), method=method)  # type: ignore[arg-type]
-    response.begin()
-    headers = {k.lower(): v for k, v in response.getheaders()}
-    return Response(response.status, headers, response.read())
+    return Response(client.received, method)
 
 
 class _Links(HTMLParser):

@@ -10,17 +10,14 @@ from __future__ import annotations
 import re
 
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-import txaio
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from _harness import HOST, START, Network, RawClient, WebSocketPeer
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
-from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
-from twisted.test import iosim
 from zope.interface import implementer
 
 from twisted_chat import __version__
@@ -30,32 +27,20 @@ from twisted_chat._service import ChatService
 from twisted_chat._web import makeSite
 from twisted_chat._ws import ChatWebSocketFactory, ChatWebSocketProtocol, originAllowed
 
-#: the Host the in-memory clients connect to
-HOST = "localhost:8080"
-#: the clock's start: 2025-11-27 00:00 UTC, so message times are realistic
-START = 1764201600.0
 GREETING = "*** Welcome to twisted-chat, %s! You are in #lobby. Type /help for commands."
 
 
-class Peer(WebSocketClientProtocol):  # type: ignore[misc]
+class Peer(WebSocketPeer):
     """
     A WebSocket client that keeps every frame it receives and how it closed.
     """
 
     def __init__(self) -> None:
-        WebSocketClientProtocol.__init__(self)
+        WebSocketPeer.__init__(self)
         self.frames: list[tuple[bytes, bool]] = []
-        self.opened = False
-        self.closed: tuple[bool, int | None, str | None] | None = None
-
-    def onOpen(self) -> None:
-        self.opened = True
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.frames.append((payload, isBinary))
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.closed = (wasClean, code, reason)
 
     def take(self) -> list[bytes]:
         """
@@ -79,22 +64,6 @@ class Peer(WebSocketClientProtocol):  # type: ignore[misc]
 
     def sendObject(self, obj: object) -> None:
         self.sendMessage(json.dumps(obj).encode("utf-8"))
-
-
-class RawClient(Protocol):
-    """
-    A client that writes bytes as given and keeps what comes back.
-    """
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.received = b""
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
 
 
 @implementer(IChatClient)
@@ -142,49 +111,25 @@ class Chat:
         self.service.startService()
         self.factory = factoryClass(self.service, **options)
         self.site = makeSite(self.factory, clock=clock)
-        self.pumps: list[iosim.IOPump] = []
-        self._nextPort = 40000
+        self.net = Network(clock, self.site, firstPort=40000, runDueCalls=False)
 
     def connect(self, path: str = "/ws", protocols: list[str] | None = None, origin: str | None = None) -> Peer:
         """
         Open a WebSocket to C{path} and run the handshake.
         """
-        factory = WebSocketClientFactory("ws://" + HOST + path, origin=origin, protocols=protocols, reactor=self.clock)
-        factory.protocol = Peer
-        peer: Peer = factory.buildProtocol(None)
-        self.open(peer)
-        return peer
+        return self.net.websocket(path, origin=origin, protocols=protocols, peerClass=Peer)
 
     def open(self, client: Protocol) -> None:
         """
         Connect C{client} to the Site and move bytes until both sides are quiet.
         """
-        self._nextPort += 1
-        address = IPv4Address("TCP", "127.0.0.1", self._nextPort)
-        server = self.site.buildProtocol(address)
-        pump = iosim.connect(
-            server,
-            iosim.FakeTransport(server, True, peerAddress=address),
-            client,
-            iosim.FakeTransport(client, False),
-            greet=False,
-            clock=self.clock,
-        )
-        self.pumps.append(pump)
-        self.flush()
+        self.net.open(client)
 
     def flush(self) -> None:
         """
         Move bytes on every connection until nothing moves any more.
         """
-        for _ in range(1000):
-            moved = False
-            for pump in self.pumps:
-                if pump.flush():
-                    moved = True
-            if not moved:
-                return
-        raise AssertionError("the connections never went quiet")
+        self.net.flush()
 
     def json(self, nick: str) -> Peer:
         """
@@ -217,22 +162,6 @@ class Chat:
         client = member.client
         assert isinstance(client, ChatWebSocketProtocol)
         return client
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    """
-    A Clock that is also Autobahn's timer loop for the test.
-    """
-    txaio.use_twisted()
-    saved = txaio.config.loop
-    clock = Clock()
-    clock.advance(START)
-    txaio.config.loop = clock
-    try:
-        yield clock
-    finally:
-        txaio.config.loop = saved
 
 
 @pytest.fixture
