@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+import autobahn.util as _abutil
 from autobahn.util import encode_truncate
 from autobahn.websocket import protocol as _abprotocol
 from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
@@ -34,6 +35,12 @@ from twisted_chat._json import JsonSession
 from twisted_chat._line import OutgoingGuard, dropSlowConsumer
 from twisted_chat._service import ChatService
 from twisted_chat._text import TextSession, closingText
+
+# Autobahn colours the values in its log messages with click (ANSI escapes)
+# whenever click is importable, and it does so eagerly: every sendData()
+# and every handshake formats a dozen debug messages nobody sees, about a
+# tenth of a handshake's CPU. Plain text is also what log files want.
+_abutil._HAS_CLICK = False
 
 JSON_PROTOCOL = "chat.json"
 TEXT_PROTOCOL = "chat"
