@@ -199,35 +199,43 @@ def test_killedWorkersUserResumesOnAnother(
     """
     import os
 
-    from test_workers import workerPids
+    from test_workers import workerOf, workerPids
 
     daemon = startDaemon("--broker", redisServer.url, "--workers", "2", web=LOOPBACK)
     daemon.waitForLog(r"\] twisted-chat \S+ ready: 2 workers", TIMEOUT)
     missed = ["missed %d" % (i,) for i in range(1, 4)]
 
-    async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]:
+    async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str, str]:
         async with Users() as users:
-            liner = await lineUser(lineClients, daemon, "liner")
             amy, events = await users.hello(daemon, nick="amy")
             token = one(events, "welcome")["token"]
             port = amy.ws.transport.get_extra_info("sockname")[1]
             worker = int(daemon.waitForLog(r"\[w(\d+):[^\]]*\] amy connected from \S*127\.0\.0\.1:%d " % (port,)).group(1))
-            await lineSays(liner, "liner", "before")
+            # a line user on the other worker (the kernel picks the worker)
+            for attempt in range(60):
+                nick = "liner%d" % (attempt,)
+                liner = await lineUser(lineClients, daemon, nick)
+                if await asyncio.to_thread(workerOf, daemon, liner) != worker:
+                    break
+                liner.close()
+            else:
+                raise AssertionError("every line connection went to worker %d" % (worker,))
+            await lineSays(liner, nick, "before")
             last = (await amy.until("message"))[-1]
             os.kill(workerPids(daemon)[worker], signal.SIGKILL)
             with pytest.raises(ConnectionClosed):
                 while True:
                     await amy.recv()
-            await lineSays(liner, "liner", *missed)
+            await lineSays(liner, nick, *missed)
             amy, events = await users.hello(
                 daemon, nick="amy", token=token, since={"#lobby": {"epoch": last["epoch"], "id": last["id"]}}
             )
-            await lineSays(liner, "liner", "live")
+            await lineSays(liner, nick, "live")
             live = (await amy.until("message"))[-1]
-            return last, one(events, "history"), live, one(events, "welcome")["nick"]
+            return last, one(events, "history"), live, one(events, "welcome")["nick"], nick
 
-    last, resumed, live, nick = runAsync(main)
-    assert nick == "amy"
+    last, resumed, live, amyNick, liner = runAsync(main)
+    assert amyNick == "amy"
     assert resumed["recovered"] is True
-    assert texts(resumed["messages"]) == [(last["id"] + i, "liner", t) for i, t in enumerate(missed, 1)]
+    assert texts(resumed["messages"]) == [(last["id"] + i, liner, t) for i, t in enumerate(missed, 1)]
     assert (live["id"], live["text"]) == (last["id"] + len(missed) + 1, "live")

@@ -537,3 +537,70 @@ async def test_nodeThatWasThoughtDeadComesBack(nodes: Any, redisServer: Any) -> 
     assert redisServer.command("HGET", "twisted-chat:nicks", "bob") == b"b"
     with pytest.raises(ChatError):
         a.connect("bob")
+
+
+def test_throttleWhileRedisIsBehind() -> None:
+    """
+    Past highWater commands in flight a node pauses its listeners (once),
+    and resumes them when the commands have drained to lowWater.
+    """
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    cluster = RedisCluster(parseRedisURL("redis://127.0.0.1:1/0"), clock=Clock(), nodeId="t")
+    cluster.highWater, cluster.lowWater = 4, 1
+    calls: list[str] = []
+    cluster.addThrottle(lambda: calls.append("pause"), lambda: calls.append("resume"))
+    pending: list[Deferred[None]] = [cluster._track(Deferred()) for _ in range(5)]
+    assert calls == ["pause"]
+    for d in pending[:3]:
+        d.callback(None)
+    assert calls == ["pause"]
+    pending[3].callback(None)
+    assert calls == ["pause", "resume"]
+    late: list[str] = []
+    cluster._track(Deferred()), cluster._track(Deferred()), cluster._track(Deferred())
+    cluster.addThrottle(lambda: late.append("pause"), lambda: late.append("resume"))
+    assert late == ["pause"]  # (a listener that comes while paused starts paused)
+
+
+@pytest_twisted.ensureDeferred
+async def test_slowRedisIsAnErrorNotADisconnect(nodes: Any, redisServer: Any) -> None:
+    """
+    Redis that does not answer in time: the sender is told its message was
+    not confirmed, nobody is disconnected, and the next message goes through.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice, bob = await twoInRoom(a, b, "#slow")
+    a.cluster.commandTimeout = 0.3
+    redisServer.command("CLIENT", "PAUSE", "1500", "WRITE")
+    with pytest.raises(ChatError) as e:
+        await alice.member.say("stuck")
+    assert e.value.code == "unavailable" and "no answer within 0.3 s" in e.value.message
+    assert a.cluster.connected
+    a.cluster.commandTimeout = 10.0
+    sent = await alice.member.say("unstuck")  # (answered once Redis resumes)
+    got = await bob.waitFor(isMessage("unstuck"))
+    assert got.id == sent.id
+    # the paused one was stored after all, and came before it
+    assert [m.text for m in bob.of(Message)] == ["stuck", "unstuck"]
+    assert not alice.closed and not bob.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_stoppingNodeLeavesWithOneAnnouncement(nodes: Any) -> None:
+    """
+    A node stopped cleanly announces its leaving members once, as one
+    event, with the reason; the others tell their members.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice, bob = await twoInRoom(a, b, "#bye")
+    carol = b.connect("carol")
+    carol.member.join("#bye")
+    await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "carol")
+    await b.stop()
+    await _until(lambda: len([e for e in alice.of(Parted)]) == 2)
+    assert sorted((e.nick, e.reason) for e in alice.of(Parted)) == [
+        ("bob", "server shutting down"), ("carol", "server shutting down"),
+    ]
+    assert a.chat.roomList() == [("#bye", 1)]

@@ -237,7 +237,7 @@ return 1
 
 # Remove the members of dead nodes (or, with ARGV[3] == '1', of node
 # ARGV[2] itself: a restarted node clearing what its previous life left).
-# KEYS: nodes, nicks, bus. ARGV: prefix, this node, self
+# KEYS: nodes, nicks, bus. ARGV: prefix, this node, self, why they left
 _REAP = """
 local reaped = 0
 local function reap(n)
@@ -249,7 +249,7 @@ local function reap(n)
   end
   redis.call('DEL', ARGV[1] .. ':m:' .. n)
   redis.call('SREM', KEYS[1], n)
-  if #flat > 0 then redis.call('PUBLISH', KEYS[3], cjson.encode({t='down', o=n, m=members})) end
+  if #flat > 0 then redis.call('PUBLISH', KEYS[3], cjson.encode({t='down', o=n, m=members, y=ARGV[4]})) end
   reaped = reaped + 1
 end
 if ARGV[3] == '1' then
@@ -398,7 +398,16 @@ class RedisCluster(Service):
 
     #: seconds between heartbeats; a node is dead after nodeTTL without one
     heartbeat = 1.0
-    nodeTTL = 5.0
+    nodeTTL = 10.0
+    #: seconds a user's message (or a history read) may wait for Redis
+    #: before the user is told it was not confirmed; the connection stays
+    commandTimeout = 10.0
+    #: Redis commands in flight at which this node stops accepting new
+    #: connections, and the number below which it accepts again: a burst
+    #: of connections then waits in the listen queue instead of piling up
+    #: thousands of commands (and delaying heartbeats past the TTL)
+    highWater = 2000
+    lowWater = 500
     #: longest wait of an acknowledgement for this node's own delivery
     ackTimeout = 5.0
     #: called (without arguments) after every bus message and connection
@@ -434,6 +443,9 @@ class RedisCluster(Service):
         self._handler: Any = None
         self._heart: LoopingCall | None = None
         self._stopping = False
+        self._inflight = 0
+        self._paused = False
+        self._throttles: list[tuple[Any, Any]] = []
         self._loading = False
         self._buffer: list[str] | None = None
 
@@ -463,7 +475,10 @@ class RedisCluster(Service):
             isLazy=True,
             password=self.url.password,
             username=self.url.username,
-            replyTimeout=None if subscriber else 10,
+            # (no reply timeout: txredisapi answers one by dropping the
+            # connection and failing every command in flight; the commands
+            # that need a bound get one of their own, see _timed)
+            replyTimeout=None,
         )
         if subscriber:
             f.dbid = None
@@ -493,7 +508,9 @@ class RedisCluster(Service):
         if self._commands is not None and self._commands.connected:
             # Leave cleanly: the others remove our members at once instead
             # of after the heartbeat expires.
-            d = self.eval(_REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "1"])
+            d = self.eval(
+                _REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "1", "server shutting down"]
+            )
             d.addCallback(lambda _: self.call("del", self.key("alive", self.node)))
             d.addErrback(lambda f: None)
 
@@ -511,10 +528,52 @@ class RedisCluster(Service):
         return self._commands is not None and bool(self._commands.connected)
 
     def call(self, method: str, *args: Any) -> Deferred[Any]:
-        return getattr(self._handler, method)(*args)
+        return self._track(getattr(self._handler, method)(*args))
 
     def eval(self, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
-        return self._handler.eval(script, keys, [str(a) for a in args])
+        return self._track(self._handler.eval(script, keys, [str(a) for a in args]))
+
+    def command(self, *args: str) -> Deferred[Any]:
+        return self._track(self._handler.execute_command(*args))
+
+    def timed(self, d: Deferred[Any]) -> Deferred[Any]:
+        """
+        C{d}, failed with a TimeoutError after C{commandTimeout} seconds
+        (its reply, if it comes later, is then ignored).
+        """
+        return d.addTimeout(self.commandTimeout, self.clock)
+
+    # Backpressure
+
+    def addThrottle(self, pause: Any, resume: Any) -> None:
+        """
+        Call C{pause} when too many commands are in flight, C{resume} when
+        they have drained (listening ports: stop and start accepting).
+        """
+        self._throttles.append((pause, resume))
+        if self._paused:
+            pause()
+
+    def _track(self, d: Deferred[Any]) -> Deferred[Any]:
+        self._inflight += 1
+        if self._inflight >= self.highWater and not self._paused:
+            self._paused = True
+            self._log.warn(
+                "node {node}: {count} Redis commands in flight: not accepting connections until they drain",
+                node=self.node, count=self._inflight,
+            )
+            for pause, _ in self._throttles:
+                pause()
+        return d.addBoth(self._untrack)
+
+    def _untrack(self, result: Any) -> Any:
+        self._inflight -= 1
+        if self._paused and self._inflight <= self.lowWater:
+            self._paused = False
+            self._log.info("node {node}: Redis caught up: accepting connections again", node=self.node)
+            for _, resume in self._throttles:
+                resume()
+        return result
 
     def _commandsUp(self, protocol: _Commands) -> None:
         self._commands = protocol
@@ -558,7 +617,9 @@ class RedisCluster(Service):
         if first:
             # A node restarted under the same id: clear what its previous
             # life left behind (its members leave, once, for everyone).
-            await self.eval(_REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "1"])
+            await self.eval(
+                _REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "1", "disconnected"]
+            )
         broker = self.broker
         await self._register()
         nodes = await yield_("smembers", self.key("nodes"))
@@ -624,9 +685,11 @@ class RedisCluster(Service):
                     "node id {node} is used by another process too: give each node its own --node-id",
                     node=self.node,
                 )
-            return self.eval(_REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "0"])
+            return self.eval(
+                _REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "0", "disconnected"]
+            )
 
-        d = self._handler.execute_command(
+        d = self.command(
             "SET", self.key("alive", self.node), self.incarnation, "PX", str(int(self.nodeTTL * 1000)), "GET"
         )
         d.addCallback(alive)
@@ -700,7 +763,7 @@ class RedisStore:
                 c.retainMessages, c.node,
             ],
         )
-        return d.addCallbacks(lambda raw: _message(json.loads(raw)), self._failed)
+        return c.timed(d).addCallbacks(lambda raw: _message(json.loads(raw)), self._failed)
 
     def appendPrivate(self, message: Private, ref: str | None, channel: str | None) -> Deferred[Any]:
         c = self.cluster
@@ -717,17 +780,24 @@ class RedisStore:
                 "1" if ref is not None else "0", int(c.refWindow), c.retainMessages * 10, c.node, channel or "",
             ],
         )
-        return d.addCallbacks(lambda raw: _private(json.loads(raw)), self._failed)
+        return c.timed(d).addCallbacks(lambda raw: _private(json.loads(raw)), self._failed)
 
     def _failed(self, f: Failure) -> Failure:
         if f.check(ChatError):
             return f
-        self.cluster._log.warn("Redis did not confirm a message: {why}", why=f.getErrorMessage())
+        from twisted.internet.defer import TimeoutError as DeferredTimeout
+
+        why = (
+            "no answer within %g s" % (self.cluster.commandTimeout,)
+            if f.check(DeferredTimeout)
+            else f.getErrorMessage()
+        )
+        self.cluster._log.warn("Redis did not confirm a message: {why}", why=why)
         return Failure(
             ChatError(
                 "unavailable",
-                "the message store did not confirm this message (Redis: %s); it may not have been sent"
-                % (f.getErrorMessage(),),
+                "the message store did not confirm this message (Redis: %s); it may have been stored: "
+                "resend it with the same ref to be sure" % (why,),
             )
         )
 
@@ -736,10 +806,10 @@ class RedisStore:
         if not c.connected:
             return fail(ConnectionError("Redis is unreachable"))
         if reverse:
-            d = c._handler.execute_command("XREVRANGE", key, end, start, "COUNT", str(count))
+            d = c.command("XREVRANGE", key, end, start, "COUNT", str(count))
         else:
-            d = c._handler.execute_command("XRANGE", key, start, end, "COUNT", str(count))
-        return d.addCallback(_entries)
+            d = c.command("XRANGE", key, start, end, "COUNT", str(count))
+        return c.timed(d).addCallback(_entries)
 
     def range(self, room: str, afterId: int, limit: int) -> Deferred[list[Message]]:
         """
@@ -774,7 +844,7 @@ class RedisStore:
 
             return self.range(room, afterId, limit).addCallback(check)
 
-        return c.call("get", c.key("seq", room)).addCallback(got)
+        return c.timed(c.call("get", c.key("seq", room))).addCallback(got)
 
     def privateFor(self, nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
         if limit <= 0:
@@ -949,6 +1019,10 @@ class RedisBroker:
 
     def _publish(self, script: str, keys: list[str], args: list[Any], what: str) -> Deferred[Any] | None:
         c = self.cluster
+        if not self.service.running:
+            # Shutting down: the node leaves with one announcement of all
+            # its members (RedisCluster.stopService), not one per member.
+            return None
         if not c.connected:
             # Announced with everything else once Redis is back (_REGISTER).
             return None
@@ -1192,7 +1266,7 @@ class RedisBroker:
         for key, state in members.items() if isinstance(members, dict) else ():
             nick, rooms = json.loads(state)
             for name in rooms:
-                self.service.remoteParted(name, nick, "disconnected", now)
+                self.service.remoteParted(name, nick, body.get("y") or "disconnected", now)
 
     # Room messages, in id order
 

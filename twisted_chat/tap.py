@@ -550,7 +550,7 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
         fds = inherited.get(frontend)
         for i, description in enumerate(config[frontend]):
             _Listener(
-                frontend, description, factory, reactor, ready=ready, inherited=fds[i] if fds else None
+                frontend, description, factory, reactor, ready=ready, inherited=fds[i] if fds else None, throttle=cluster
             ).setServiceParent(top)
 
     listen("line", lineFactory)
@@ -918,6 +918,7 @@ class _Listener(Service):
         ready: Deferred[Any] | None = None,
         inherited: int | None = None,
         serve: bool = True,
+        throttle: Any = None,
     ) -> None:
         self.frontend = frontend
         self.description = description
@@ -934,6 +935,8 @@ class _Listener(Service):
         self.serve = serve
         #: whether the port is accepting connections
         self.accepting = False
+        #: a cluster that pauses accepting while Redis is behind (addThrottle)
+        self.throttle = throttle
 
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)
@@ -959,12 +962,20 @@ class _Listener(Service):
         elif self.ready is not None:
             self._hold()
             self.ready.addCallback(self._accept, self.port)
+            self.ready.addCallback(self._throttled, self.port)
 
     def _hold(self) -> None:
         stopReading = getattr(self.port, "stopReading", None)
         if stopReading is not None:
             stopReading()
         self.accepting = False
+
+    def _throttled(self, result: object, port: IListeningPort) -> object:
+        # (from now on the cluster may pause accepting while Redis is behind)
+        addThrottle = getattr(self.throttle, "addThrottle", None)
+        if addThrottle is not None and self.port is port:
+            addThrottle(self._hold, lambda: self._accept(None, port))
+        return result
 
     def _accept(self, result: object, port: IListeningPort) -> object:
         if self.port is port and not self.accepting:
