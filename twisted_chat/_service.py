@@ -1039,8 +1039,9 @@ class ChatService(Service):
             cached = room.presence = (limit, _sortedNicks(m.nick for m in islice(members, limit)))
         nicks = list(cached[1])
         count = self.broker.remoteRoomCount(name)
-        if count:
-            nicks = _sortedNicks(nicks + self.broker.remoteRoomNicks(name, max(0, limit - len(nicks))))
+        shown = len(nicks)
+        if count and shown < limit:
+            nicks = _sortedNicks(nicks + self.broker.remoteRoomNicks(name, limit - shown))
         total = len(members) + count
         if total <= limit:
             return Presence(name, nicks)
