@@ -23,6 +23,16 @@ repeat, so that all targets share the same machine noise.
     python3 benchmarks/run.py --variant twisted-chat --variant before=/path/to/old/tree   # two builds, same run
     python3 benchmarks/run.py --variant twisted-chat --variant nofast:TWISTED_CHAT_FASTWRITE=0
     python3 benchmarks/run.py --report docs/benchmarks.md --table 'benchmarks/results/*.jsonl'
+    python3 benchmarks/run.py --cluster workers=1 --cluster workers=2   # + Redis (one process), + 2 workers on Redis
+    python3 benchmarks/run.py --no-single --cluster workers=4 --scenarios C2 --set-C2 conns=76000 --set workers=6 --set localAddrBase=10
+
+With --cluster, a twisted-chat target runs as a cluster on a fresh
+redis-server (a free loopback port, no persistence unless appendonly=yes)
+started for that run: `twistd -n chat --broker redis://127.0.0.1:PORT/0`
+plus `--workers N` when N > 1. The harness then measures the CPU and RSS of
+every process of the cluster summed (the parent, each worker and
+redis-server), and run.py adds the same per process (redis-server's CPU
+separately) in the result line.
 
 Results are appended as JSON lines to benchmarks/results/<tag>.jsonl (one
 object per run, as the harness writes them); --report writes the Markdown
@@ -37,6 +47,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -135,16 +146,122 @@ def waitPort(port: int, timeout: float = 20.0) -> bool:
     return False
 
 
-class Daemon:
+class Redis:
     """
-    One twisted-chat daemon (twistd chat) in a fresh scratch folder.
+    A redis-server of our own on a free loopback port, in C{folder}: no
+    snapshots; no append-only file unless C{appendonly}.
     """
 
-    def __init__(self, variant: Variant, extra: list[str]) -> None:
+    def __init__(self, folder: str, appendonly: bool = False) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is not installed (needed by --cluster)")
+        self.port = freePort()
+        self.argv = [
+            server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "yes" if appendonly else "no", "--dir", folder,
+            "--logfile", os.path.join(folder, "redis.log"), "--daemonize", "no",
+        ]
+        self.proc = subprocess.Popen(self.argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if self.command("PING") == b"+PONG":
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("redis-server did not start; log in %s" % (os.path.join(folder, "redis.log"),))
+            time.sleep(0.1)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def command(self, *words: str) -> bytes:
+        """
+        One command; the reply's first line, or a bulk reply's payload.
+        """
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w.encode()), w.encode()) for w in words))
+            buf = b""
+            while b"\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("redis closed the connection")
+                buf += chunk
+            head, _, rest = buf.partition(b"\r\n")
+            if not head.startswith(b"$"):
+                return head
+            size = int(head[1:])
+            while len(rest) < size + 2:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise OSError("redis closed the connection")
+                rest += chunk
+            return rest[:size]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Cluster:
+    """
+    A --cluster spec: workers=N[,appendonly=yes][,name=NAME]. workers=1
+    is one process with --broker (no --workers).
+    """
+
+    def __init__(self, spec: str) -> None:
+        self.workers = 1
+        self.appendonly = False
+        self.name = ""
+        for item in filter(None, spec.split(",")):
+            k, _, v = item.partition("=")
+            if k == "workers":
+                self.workers = (os.cpu_count() or 1) if v == "auto" else int(v)
+            elif k == "appendonly":
+                self.appendonly = v.lower() in ("yes", "1", "true", "")
+            elif k == "name":
+                self.name = v
+            elif k == "broker" and not v:
+                pass
+            else:
+                raise SystemExit("--cluster: unknown item %r (workers=N, appendonly=yes, name=NAME)" % (item,))
+        if not self.name:
+            self.name = "redis" + ("-w%d" % (self.workers,) if self.workers > 1 else "") + ("-aof" if self.appendonly else "")
+
+    def options(self, redisPort: int) -> list[str]:
+        opts = ["--broker", "redis://127.0.0.1:%d/0" % (redisPort,)]
+        if self.workers > 1:
+            opts += ["--workers", str(self.workers)]
+        return opts
+
+
+class Daemon:
+    """
+    One twisted-chat daemon (twistd chat) in a fresh scratch folder; with a
+    L{Cluster}, on a fresh redis-server, and with its workers.
+    """
+
+    def __init__(self, variant: Variant, extra: list[str], cluster: Cluster | None = None) -> None:
         self.variant = variant
+        self.cluster = cluster
         self.folder = tempfile.mkdtemp(prefix="chat-bench-")
+        self.redis: Redis | None = None
+        self.workerPids: dict[int, int] = {}
         self.line = freePort()
         self.web = freePort()
+        clusterOptions: list[str] = []
+        if cluster is not None:
+            self.redis = Redis(self.folder, cluster.appendonly)
+            clusterOptions = cluster.options(self.redis.port)
         self.argv = [
             sys.executable,
             "-c",
@@ -156,7 +273,7 @@ class Daemon:
             "--web", "tcp:%d:interface=127.0.0.1" % (self.web,),
             # the metrics endpoint stays on (its default), on a free port
             "--metrics", "tcp:0:interface=127.0.0.1",
-        ] + BENCH_OPTIONS + extra
+        ] + BENCH_OPTIONS + clusterOptions + extra
         env = dict(os.environ)
         env.pop("PYTHONWARNINGS", None)
         if variant.path:
@@ -168,27 +285,283 @@ class Daemon:
         if not (waitPort(self.line) and waitPort(self.web)):
             self.stop()
             raise RuntimeError("twisted-chat did not start; log in %s" % (self.logPath,))
+        if cluster is not None:
+            # the ports are bound before Redis is reached (and, with
+            # workers, by the parent): wait for the ready line
+            if cluster.workers > 1:
+                ready = re.compile(r"twisted-chat \S+ ready: %d workers" % (cluster.workers,))
+            else:
+                ready = re.compile(r"twisted-chat \S+ ready$", re.M)
+            text = self.waitLog(ready, 60.0)
+            if text is None:
+                self.stop()
+                raise RuntimeError("twisted-chat (cluster) not ready after 60 s; log in %s" % (self.logPath,))
+            for index, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)", text):
+                self.workerPids[int(index)] = int(pid)
+            if cluster.workers > 1 and len(self.workerPids) != cluster.workers:
+                self.stop()
+                raise RuntimeError("expected %d worker pids in %s, found %r" % (cluster.workers, self.logPath, self.workerPids))
         time.sleep(0.5)
+
+    def waitLog(self, pattern: re.Pattern[str], timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.logPath, errors="replace") as f:
+                text = f.read()
+            if pattern.search(text):
+                return text
+            if self.proc.poll() is not None:
+                return None
+            time.sleep(0.2)
+        return None
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def processes(self) -> dict[str, int]:
+        """
+        Every process of the daemon, by role: "server" (one process), or
+        "parent", "w0", "w1", ... and "redis".
+        """
+        if self.cluster is None:
+            return {"server": self.proc.pid}
+        out = {("parent" if self.workerPids else "server"): self.proc.pid}
+        for index, pid in sorted(self.workerPids.items()):
+            out["w%d" % (index,)] = pid
+        assert self.redis is not None
+        out["redis"] = self.redis.pid
+        return out
 
     def target(self, frontend: str) -> dict[str, Any]:
         if frontend == "line":
             return dict(proto="tcp", host="127.0.0.1", port=self.line)
         return dict(proto="ws", url="ws://127.0.0.1:%d/ws" % (self.web,))
 
+    #: what to count in a cluster's log (Daemon.logCounts)
+    LOG_PATTERNS = {
+        "redis_reply_timeouts": "Not received Redis response",
+        "redis_lost_connection": "Lost connection",
+        "nodes_reaped": "is gone: its members left",
+        "node_id_conflicts": "is used by another process too",
+        "nick_renames": "is now known as",
+        "critical": "#critical]",
+        "errors": "#error]",
+        "workers_sigkilled": "still running",
+        "out_of_fds": "Too many open files",
+    }
+
+    def logCounts(self) -> dict[str, int]:
+        """
+        How many log lines match each of L{LOG_PATTERNS} (after the run): a
+        cluster's trouble under load shows there first.
+        """
+        counts = dict.fromkeys(self.LOG_PATTERNS, 0)
+        try:
+            with open(self.logPath, errors="replace") as f:
+                for line in f:
+                    for key, text in self.LOG_PATTERNS.items():
+                        if text in line:
+                            counts[key] += 1
+        except OSError:
+            pass
+        return counts
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        # workers stop with their parent; make sure (they are ours)
+        for pid in self.workerPids.values():
+            for _ in range(50):
+                if not pidAlive(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                log("worker pid %d still running after its parent stopped: SIGKILL" % (pid,))
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if self.redis is not None:
+            self.redis.stop()
         self._log.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def cleanup(self) -> None:
+        if os.environ.get("CHAT_BENCH_KEEP"):
+            log("kept %s" % (self.folder,))
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def pidAlive(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % (pid,)) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def procCpuNs(pid: int) -> int:
+    """
+    The CPU time (user + system) of process C{pid} so far in ns: its
+    threads' on-CPU time from /proc/PID/task/*/schedstat (finer than the
+    10 ms clock ticks of /proc/PID/stat, which the harness uses).
+    """
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % (pid,)):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def procRssKb(pid: int) -> int:
+    with open("/proc/%d/status" % (pid,)) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Sampler:
+    """
+    Samples, in a thread, the CPU time of each process of a cluster (ns,
+    from schedstat; a process's threads summed) every
+    C{interval} s (and their RSS and open file descriptors every
+    C{slowEvery} samples), and how many messages Redis has stored (the
+    C{INCR} calls of the store script, from INFO commandstats): the moments
+    the stored count starts and stops moving bound the harness's publish
+    window, so redis-server's CPU in that window can be told apart from the
+    others'.
+    """
+
+    def __init__(self, processes: dict[str, int], redis: Redis | None, interval: float = 0.25, slowEvery: int = 4) -> None:
+        import threading
+
+        self.processes = processes
+        self.redis = redis
+        self.interval = interval
+        self.slowEvery = slowEvery
+        #: (monotonic time, {role: CPU ns}, messages stored so far)
+        self.samples: list[tuple[float, dict[str, int], int | None]] = []
+        self.peakFds: dict[str, int] = {}
+        self.rssAtPeak: dict[str, int] = {}
+        self._peakTotal = -1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _stored(self) -> int | None:
+        if self.redis is None:
+            return None
+        try:
+            info = self.redis.command("INFO", "commandstats").decode()
+        except (OSError, ValueError):
+            return None
+        m = re.search(r"^cmdstat_incr:calls=(\d+)", info, re.M)
+        return int(m.group(1)) if m else 0
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            t = time.monotonic()
+            cpu = {}
+            for role, pid in self.processes.items():
+                try:
+                    cpu[role] = procCpuNs(pid)
+                except (OSError, IndexError, ValueError):
+                    pass
+            self.samples.append((t, cpu, self._stored()))
+            if n % self.slowEvery == 0:
+                fds, rss = {}, {}
+                for role, pid in self.processes.items():
+                    try:
+                        fds[role] = len(os.listdir("/proc/%d/fd" % (pid,)))
+                        rss[role] = procRssKb(pid)
+                    except OSError:
+                        pass
+                total = sum(fds.values())
+                if total > self._peakTotal:
+                    self._peakTotal, self.peakFds, self.rssAtPeak = total, fds, rss
+            n += 1
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _cpuAt(self, t: float) -> dict[str, float]:
+        """
+        Each process's CPU seconds at time C{t}, interpolated between samples.
+        """
+        s = self.samples
+        out: dict[str, float] = {}
+        for i in range(1, len(s)):
+            if s[i][0] >= t or i == len(s) - 1:
+                (t0, c0, _), (t1, c1, _) = s[i - 1], s[i]
+                f = 0.0 if t1 <= t0 else min(1.0, max(0.0, (t - t0) / (t1 - t0)))
+                for role in c1:
+                    a = c0.get(role, c1[role])
+                    out[role] = (a + f * (c1[role] - a)) / 1e9
+                return out
+        return out
+
+    def wholeRun(self) -> dict[str, float]:
+        if len(self.samples) < 2:
+            return {}
+        first, last = self.samples[0][1], self.samples[-1][1]
+        return {role: round((last[role] - first.get(role, last[role])) / 1e9, 3) for role in last}
+
+    def timeline(self, step: float = 1.0) -> list[list[Any]]:
+        """
+        [seconds since the first sample, CPU seconds used by all the
+        processes in the step before, messages stored so far] every C{step}
+        s: when the cluster was busy (say, still applying presence events
+        after the last handshake).
+        """
+        out: list[list[Any]] = []
+        if not self.samples:
+            return out
+        t0, prev, _ = self.samples[0]
+        nextT = t0 + step
+        for t, cpu, stored in self.samples:
+            if t >= nextT:
+                used = sum(cpu[r] - prev.get(r, cpu[r]) for r in cpu) / 1e9
+                out.append([round(t - t0, 1), round(used, 3), stored])
+                prev, nextT = cpu, t + step
+        return out
+
+    def window(self, drainS: float) -> tuple[float, float] | None:
+        """
+        The publish window plus C{drainS} (as the harness measures it),
+        from the stored-message count: start just before it first moved,
+        stop where it stopped moving, plus the drain.
+        """
+        counts = [(t, c) for t, _, c in self.samples if c is not None]
+        if len(counts) < 3:
+            return None
+        base, final = counts[0][1], counts[-1][1]
+        if final == base:
+            return None
+        first = next(i for i, (_, c) in enumerate(counts) if c > base)
+        last = next(i for i, (_, c) in enumerate(counts) if c == final)
+        start = counts[first - 1][0] if first > 0 else counts[0][0]
+        stop = (counts[last - 1][0] + counts[last][0]) / 2 if last > 0 else counts[last][0]
+        return start, stop + drainS
+
+    def inWindow(self, drainS: float) -> dict[str, float] | None:
+        w = self.window(drainS)
+        if w is None:
+            return None
+        a, b = self._cpuAt(w[0]), self._cpuAt(w[1])
+        return {role: round(b[role] - a.get(role, b[role]), 3) for role in b}
 
 
 class Variant:
@@ -245,13 +618,15 @@ def run(args: argparse.Namespace) -> str:
         cfg.update(conns=n)
         plan.append(("C1", cfg, "@conns%d" % (n,)))
 
+    clusters = [Cluster(c) for c in args.cluster or []]
     results = []
     for rep in range(args.repeat):
         for scen, cfg0, suffix in plan:
             targets: list[tuple[str, Any]] = []
             for variant in variants:
-                for fe in frontends:
-                    targets.append(("chat", (variant, fe)))
+                for setup in ([None] if not args.no_single else []) + clusters:
+                    for fe in frontends:
+                        targets.append(("chat", (variant, fe, setup)))
             sweepPeers = ["node-ws"] if suffix.startswith("@room") else peers
             if suffix.startswith("@room"):
                 targets = [t for t in targets if t[1][1] == "ws"]
@@ -259,47 +634,73 @@ def run(args: argparse.Namespace) -> str:
                 if p in peers:
                     targets.append(("peer", p))
             for kind, what in targets:
+                setup = None
                 if kind == "chat":
-                    variant, fe = what
-                    name = "%s-%s" % (variant.name, fe)
+                    variant, fe, setup = what
+                    name = "%s-%s%s" % (variant.name, setup.name + "-" if setup else "", fe)
                 else:
                     name = what
-                cfg = dict(cfg0, name=scen + suffix, target=name, handshakeTimeoutMs=20000, hardLimitS=600)
-                daemon = proc = None
+                # (--set may raise the handshake timeout and the time limit)
+                cfg = dict(dict(handshakeTimeoutMs=20000, hardLimitS=600), **cfg0)
+                cfg.update(name=scen + suffix, target=name)
+                daemon = proc = sampler = None
+                processes: dict[str, int] = {}
+                logCounts: dict[str, int] = {}
                 try:
                     if kind == "chat":
-                        daemon = Daemon(variant, args.chat_option or [])
+                        daemon = Daemon(variant, args.chat_option or [], setup)
                         cfg.update(daemon.target(fe))
-                        cfg["serverPids"] = [daemon.pid]
+                        processes = daemon.processes()
+                        cfg["serverPids"] = list(processes.values())
+                        if setup is not None:
+                            sampler = Sampler(processes, daemon.redis)
                     else:
                         proc, t = bench.start_peer(what, os.path.join(harnessPath, "results", "logs"))
                         cfg.update(t)
                         cfg["serverPids"] = [proc.pid]
                     log("rep %d/%d %s%s %s ..." % (rep + 1, args.repeat, scen, suffix, name))
-                    r = bench.run_coord(cfg, timeout=660)
+                    r = bench.run_coord(cfg, timeout=float(cfg["hardLimitS"]) + 60)
                     if daemon is not None and daemon.proc.poll() is not None:
                         r["server_exited"] = daemon.proc.returncode
+                    if daemon is not None and setup is not None:
+                        gone = [role for role, pid in processes.items() if not pidAlive(pid)]
+                        if gone:
+                            r["processes_gone"] = gone
                 except Exception as e:  # keep going with the other targets
                     r = {"scenario": scen + suffix, "target": name, "error": str(e)}
                 finally:
+                    if sampler is not None:
+                        sampler.stop()
                     if daemon is not None:
                         daemon.stop()
+                        if setup is not None:
+                            logCounts = daemon.logCounts()
+                        daemon.cleanup()
                     if proc is not None:
                         bench.stop_peer(proc)
+                if setup is not None:
+                    r["cluster"] = {"workers": setup.workers, "redis_appendonly": setup.appendonly, "processes": processes}
+                    if sampler is not None:
+                        addProcessFigures(r, sampler)
+                    r["log_counts"] = logCounts
                 r["rep"] = rep + 1
                 r["params"] = {k: v for k, v in cfg.items() if k != "serverPids"}
                 r["machine"] = machine
                 r["command"] = command
                 if kind == "chat":
                     r["chat_options"] = BENCH_OPTIONS + (args.chat_option or [])
+                    if setup is not None:
+                        r["chat_options"] += ["--broker", "redis://127.0.0.1:PORT/0"] + (
+                            ["--workers", str(setup.workers)] if setup.workers > 1 else []
+                        )
                 results.append(r)
                 with open(out, "a") as f:
                     f.write(json.dumps(r) + "\n")
                 brief = {
                     k: r.get(k)
                     for k in (
-                        "deliveries_per_s_in_window", "lost", "server_cpu_us_per_delivery", "lat_p99_ms",
-                        "handshakes_per_s", "rss_kb_per_conn", "error", "warning",
+                        "deliveries_per_s_in_window", "lost", "server_cpu_us_per_delivery", "redis_cpu_us_per_delivery",
+                        "lat_p99_ms", "open", "handshakes_per_s", "rss_kb_per_conn", "liveness_delivered", "error", "warning",
                     )
                     if r.get(k) is not None
                 }
@@ -308,6 +709,34 @@ def run(args: argparse.Namespace) -> str:
     print(bench.table(results))
     log("results appended to %s" % (out,))
     return out
+
+
+def addProcessFigures(r: dict[str, Any], sampler: Sampler) -> None:
+    """
+    Per-process figures of a cluster run: CPU seconds over the whole
+    harness run (connect to close) and, for fan-out, in the harness's
+    measurement window (publish start to drain end, found from Redis's
+    stored-message count; compare C{window_cpu_s_sum} with the harness's
+    C{server_cpu_s}); redis-server's CPU per delivery; the open file
+    descriptors and RSS of each process when their total peaked.
+    """
+    r["cpu_s_by_process_run"] = sampler.wholeRun()
+    r["cpu_timeline"] = sampler.timeline()
+    r["fds_by_process_at_peak"] = sampler.peakFds
+    r["rss_kb_by_process_at_peak"] = sampler.rssAtPeak
+    if r.get("drain_s") is None:
+        return
+    window = sampler.inWindow(float(r["drain_s"]))
+    if not window:
+        return
+    r["cpu_s_by_process"] = window
+    r["window_cpu_s_sum"] = round(sum(window.values()), 3)
+    allConns = r.get("delivered_all_conns") or 0
+    if "redis" in window and allConns:
+        r["redis_cpu_s"] = window["redis"]
+        r["redis_cpu_us_per_delivery"] = round(window["redis"] * 1e6 / allConns, 3)
+        total = r["window_cpu_s_sum"]
+        r["redis_cpu_share"] = round(window["redis"] / total, 3) if total else None
 
 
 def machineInfo() -> str:
@@ -338,6 +767,15 @@ IDLE = [
     ("handshakes/s", lambda r: r.get("handshakes_per_s"), 0, False),
     ("CPU µs/handshake", lambda r: r.get("server_cpu_us_per_handshake"), 0, True),
     ("live %", lambda r: 100.0 * (r.get("liveness_delivered") or 0) / max(1, r.get("liveness_expected") or 1), 1, False),
+]
+
+#: extra columns when a table has --cluster runs
+CLUSTER_FANOUT = [
+    ("of which redis-server µs/delivery", lambda r: r.get("redis_cpu_us_per_delivery"), 2, True),
+]
+CLUSTER_IDLE = [
+    ("open", lambda r: r.get("open"), 0, False),
+    ("s to open all", lambda r: r["connect_ms"] / 1000.0 if r.get("connect_ms") is not None else None, 1, True),
 ]
 
 
@@ -383,6 +821,8 @@ def report(results: list[dict[str, Any]], path: str | None) -> str:
         rows = groups[scen]
         idle = any("rss_kb_per_conn" in r for rs in rows.values() for r in rs)
         cols = IDLE if idle else FANOUT
+        if any("cluster" in r for rs in rows.values() for r in rs):
+            cols = cols + (CLUSTER_IDLE if idle else CLUSTER_FANOUT)
         ex = next(iter(rows.values()))[0]
         p = ex.get("params", {})
         desc = "conns=%s" % (ex.get("conns"),)
@@ -504,6 +944,14 @@ def main() -> None:
         help="a twisted-chat build to run (repeat; default: the installed one, 'twisted-chat'): "
         "NAME (installed), NAME=PATH (a folder holding a twisted_chat package) and/or NAME:ENV=VALUE,...",
     )
+    ap.add_argument(
+        "--cluster",
+        action="append",
+        metavar="workers=N[,appendonly=yes][,name=NAME]",
+        help="also run twisted-chat as a cluster on a fresh redis-server (repeat): --broker, and --workers N when N > 1 "
+        "(workers=1: one process with --broker); every process's CPU and RSS are measured (summed)",
+    )
+    ap.add_argument("--no-single", action="store_true", help="with --cluster: skip the one-process (SQLite) target")
     ap.add_argument("--chat-option", action="append", help="an extra twistd chat option (repeat; e.g. --chat-option=--store=memory)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--sweep", help="F1 at these room sizes (ws and node-ws; ~20,000 deliveries/s offered)")
