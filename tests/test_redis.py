@@ -604,3 +604,22 @@ async def test_stoppingNodeLeavesWithOneAnnouncement(nodes: Any) -> None:
         ("bob", "server shutting down"), ("carol", "server shutting down"),
     ]
     assert a.chat.roomList() == [("#bye", 1)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_numericLookingStringsStayStrings(nodes: Any, redisServer: Any) -> None:
+    """
+    An epoch (or anything else Redis keeps as text) that looks like a
+    number is read back as the same text.
+    """
+    redisServer.command("SET", "twisted-chat:epoch", "1e500000")
+    a = await nodes("a")
+    assert a.cluster.store.epoch == "1e500000"
+    alice = a.connect("alice")
+    alice.member.join("#n")
+    first = await alice.member.say("one")
+    assert first.epoch == "1e500000"
+    bob = a.connect("bob")
+    bob.member.join("#n", since=("1e500000", 0))
+    history = await bob.waitFor(lambda e: isinstance(e, History))
+    assert history.recovered is True and [m.text for m in history.messages] == ["one"]

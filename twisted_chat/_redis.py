@@ -479,6 +479,9 @@ class RedisCluster(Service):
             # connection and failing every command in flight; the commands
             # that need a bound get one of their own, see _timed)
             replyTimeout=None,
+            # (strings stay strings: an epoch such as "12345678" or "1e500000"
+            # must not come back as a number)
+            convertNumbers=False,
         )
         if subscriber:
             f.dbid = None
