@@ -477,9 +477,9 @@ class RedisCluster(Service):
             username=self.url.username,
             # (no reply timeout: txredisapi answers one by dropping the
             # connection and failing every command in flight; the commands
-            # that need a bound get one of their own, see _timed)
+            # that need a bound get one of their own, see timed())
             replyTimeout=None,
-            # (strings stay strings: an epoch such as "12345678" or "1e500000"
+            # (strings stay strings: an epoch such as "12345678"
             # must not come back as a number)
             convertNumbers=False,
         )
