@@ -53,12 +53,17 @@ class IMessageStore(Interface):
     """
     Where messages live: ids, epochs and history.
 
-    Ids are assigned by the service from L{lastId}; L{append} makes a message
-    durable and the service delivers it only after that Deferred fires, so
-    delivery follows commit order.
+    Ids are assigned by the service from L{lastId}, or, when C{assignsIds}
+    (a store shared by several nodes), by the store as it appends; L{append}
+    makes a message durable and the service delivers it only after that
+    Deferred fires, so delivery follows commit order.
     """
 
     epoch = Attribute("A short string naming this store's unbroken id sequence.")
+    assignsIds = Attribute(
+        "Whether append() gives messages their ids (and fires with the stored "
+        "message) instead of storing the id the service gave them."
+    )
 
     def open() -> object:
         """
@@ -73,8 +78,9 @@ class IMessageStore(Interface):
     def append(message: object, ref: str | None = None) -> object:
         """
         Store one L{Message} or L{Private} (with the client's C{ref}, if any);
-        returns a Deferred that fires once it is durable. Deferreds fire in
-        the order of the appends.
+        returns a Deferred that fires once it is durable (with the stored
+        message, when the store C{assignsIds}). Deferreds fire in the order
+        of the appends.
         """
 
     def recent(room: str, limit: int, before: int | None = None) -> object:

@@ -211,6 +211,16 @@ class JsonSession:
     def sendObject(self, obj: dict[str, Any]) -> None:
         self.sendJson(_encode(obj).encode("utf-8"))
 
+    def sendClosingNotice(self, reason: str, reconnectAfter: float | None) -> None:
+        """
+        Tell a json-mode user why the server ends the connection (and, on a
+        shutdown, after how many milliseconds to reconnect).
+        """
+        notice: dict[str, Any] = {"type": "notice", "text": reason}
+        if reconnectAfter is not None:
+            notice["reconnect_after"] = int(reconnectAfter * 1000)
+        self.sendObject(notice)
+
     def sendErrorObject(self, code: str, message: str, ref: object = None) -> None:
         obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if ref is not None:

@@ -24,6 +24,9 @@ class MemoryStore:
     restarted daemon is told its position is gone.
     """
 
+    #: the service numbers messages (from lastId)
+    assignsIds = False
+
     def __init__(self, retain: int = 1000, retainDays: float | None = None) -> None:
         self.epoch = secrets.token_hex(4)
         self._retain = retain

@@ -446,7 +446,6 @@ class RedisCluster(Service):
         self._inflight = 0
         self._paused = False
         self._throttles: list[tuple[Any, Any]] = []
-        self._loading = False
         self._buffer: list[str] | None = None
 
     def key(self, *parts: str) -> str:
@@ -511,9 +510,7 @@ class RedisCluster(Service):
         if self._commands is not None and self._commands.connected:
             # Leave cleanly: the others remove our members at once instead
             # of after the heartbeat expires.
-            d = self.eval(
-                _REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "1", "server shutting down"]
-            )
+            d = self._reap(own=True, why="server shutting down")
             d.addCallback(lambda _: self.call("del", self.key("alive", self.node)))
             d.addErrback(lambda f: None)
 
@@ -614,28 +611,25 @@ class RedisCluster(Service):
     async def _loadAsync(self) -> None:
         first = not self.isReady
         epochKey = self.key("epoch")
-        yield_ = self.call
-        await yield_("set", epochKey, secrets.token_hex(4), None, None, True)
-        epoch = await yield_("get", epochKey)
+        await self.call("set", epochKey, secrets.token_hex(4), None, None, True)
+        epoch = await self.call("get", epochKey)
         if first:
             # A node restarted under the same id: clear what its previous
             # life left behind (its members leave, once, for everyone).
-            await self.eval(
-                _REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "1", "disconnected"]
-            )
+            await self._reap(own=True, why="disconnected")
         broker = self.broker
         await self._register()
-        nodes = await yield_("smembers", self.key("nodes"))
+        nodes = await self.call("smembers", self.key("nodes"))
         members: dict[str, dict[str, str]] = {}
         for n in nodes or ():
             if n != self.node:
-                members[n] = await yield_("hgetall", self.key("m", n)) or {}
-        tokens = await yield_("hgetall", self.key("tok")) or {}
-        topics = await yield_("hgetall", self.key("topic")) or {}
-        guest = await yield_("incrby", self.key("guest"), broker.guestBlock)
+                members[n] = await self.call("hgetall", self.key("m", n)) or {}
+        tokens = await self.call("hgetall", self.key("tok")) or {}
+        topics = await self.call("hgetall", self.key("topic")) or {}
+        guest = await self.call("incrby", self.key("guest"), broker.guestBlock)
         bans: dict[str, dict[str, str]] = {}
-        for room in await yield_("smembers", self.key("banrooms")) or ():
-            bans[room] = await yield_("hgetall", self.key("bans", room)) or {}
+        for room in await self.call("smembers", self.key("banrooms")) or ():
+            bans[room] = await self.call("hgetall", self.key("bans", room)) or {}
         self.store.setEpoch(epoch)
         broker.load(members, tokens, topics, guest, bans)
         buffered, self._buffer = self._buffer or [], None
@@ -656,6 +650,18 @@ class RedisCluster(Service):
             self._notify()
 
         return ensureDeferred(self._loadAsync()).addCallback(done)
+
+    def _reap(self, own: bool, why: str) -> Deferred[Any]:
+        """
+        Remove the members of dead nodes (with C{own}: of this node's id,
+        left by its previous life or on the way out), announced once as
+        leaving for C{why}.
+        """
+        return self.eval(
+            _REAP,
+            [self.key("nodes"), self.key("nicks"), self.key("bus")],
+            [self.prefix, self.node, "1" if own else "0", why],
+        )
 
     async def _register(self) -> None:
         """
@@ -688,9 +694,7 @@ class RedisCluster(Service):
                     "node id {node} is used by another process too: give each node its own --node-id",
                     node=self.node,
                 )
-            return self.eval(
-                _REAP, [self.key("nodes"), self.key("nicks"), self.key("bus")], [self.prefix, self.node, "0", "disconnected"]
-            )
+            return self._reap(own=False, why="disconnected")
 
         d = self.command(
             "SET", self.key("alive", self.node), self.incarnation, "PX", str(int(self.nodeTTL * 1000)), "GET"

@@ -897,9 +897,8 @@ class ChatService(Service):
         text = self._checkText(text)
 
         def make() -> Deferred[Message]:
-            assigns = getattr(self.store, "assignsIds", False)
             msg = Message(
-                name, 0 if assigns else self._nextId(name), self.store.epoch, member.nick, text, self.now(), action
+                name, 0 if self.store.assignsIds else self._nextId(name), self.store.epoch, member.nick, text, self.now(), action
             )
             d = self.store.append(msg, None if ref is None else str(ref))
 
@@ -941,8 +940,7 @@ class ChatService(Service):
 
         def make() -> Deferred[Private]:
             recipient = target.nick if target is not None else (remote or nick)
-            assigns = getattr(self.store, "assignsIds", False)
-            msg = Private(0 if assigns else self._nextId(PRIVATE), member.nick, recipient, text, self.now())
+            msg = Private(0 if self.store.assignsIds else self._nextId(PRIVATE), member.nick, recipient, text, self.now())
             d = self.broker.appendPrivate(msg, None if ref is None else str(ref))
 
             def stored(result: object) -> Private:

@@ -795,10 +795,7 @@ class SocketIoChatClient(TextSession, JsonSession):
         """
         if not self.socket.closed:
             if self.json:
-                notice: dict[str, Any] = {"type": "notice", "text": reason}
-                if reconnectAfter is not None:
-                    notice["reconnect_after"] = int(reconnectAfter * 1000)
-                self.sendObject(notice)
+                self.sendClosingNotice(reason, reconnectAfter)
             else:
                 self.sendNotice(closingText(reason, reconnectAfter))
         member = self.member

@@ -189,6 +189,8 @@ class SQLiteStore:
     """
 
     _log = Logger()
+    #: the service numbers messages (from lastId)
+    assignsIds = False
 
     def __init__(
         self,

@@ -392,10 +392,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         if self.state != _OPEN:
             return
         if self.json:
-            notice: dict[str, Any] = {"type": "notice", "text": reason}
-            if reconnectAfter is not None:
-                notice["reconnect_after"] = int(reconnectAfter * 1000)
-            self.sendObject(notice)
+            self.sendClosingNotice(reason, reconnectAfter)
         else:
             self.sendNotice(closingText(reason, reconnectAfter))
         # 1001 (going away): Autobahn's sendClose() refuses every code but
