@@ -103,9 +103,9 @@ class Node:
         self.cluster.running = False
         self.chat.running = False
 
-    def connect(self, nick: str | None = None, token: str | None = None) -> Client:
+    def connect(self, nick: str | None = None, token: str | None = None, host: str = "") -> Client:
         client = Client()
-        client.member = self.chat.connect(client, nick, peer="test", token=token)
+        client.member = self.chat.connect(client, nick, peer="test", token=token, host=host)
         return client
 
 
@@ -508,6 +508,13 @@ async def test_banAndOpAcrossNodes(nodes: Any) -> None:
     with pytest.raises(ChatError) as e:
         again.member.join("#mod")
     assert e.value.code == "banned"
+    # an address banned on a: refused on c, where the room has no member yet
+    alice.member.ban("10.9.9.9")
+    await _until(lambda: "10.9.9.9" in c.chat.broker.bansOf("#mod"))
+    with pytest.raises(ChatError) as e:
+        c.connect("dave", host="10.9.9.9").member.join("#mod")
+    assert e.value.code == "banned"
+    assert "#mod" not in c.chat.rooms
     alice.member.unban("bob")
     await _until(lambda: "bob" not in c.chat.broker.bansOf("#mod"))
     again.member.join("#mod")

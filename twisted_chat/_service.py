@@ -728,19 +728,19 @@ class ChatService(Service):
                 "you are in %d rooms already (the limit): /part one first" % (len(member.rooms),),
             )
         room = self.rooms.get(name)
+        fresh = room is None
         if room is None:
-            remoteBans = self.broker.bansOf(name)
-            if nickKey(member.nick) in remoteBans or (member.host != "" and member.host in remoteBans.values()):
-                raise ChatError("banned", "you are banned from %s" % (name,))
-        elif self._isBanned(room, member):
-            raise ChatError("banned", "you are banned from %s" % (name,))
-        if room is None:
-            room = self.rooms[name] = Room(name)
+            # (with the topic and bans given on other nodes)
+            room = Room(name)
             topic = self.broker.topicOf(name)
             if topic is not None:
                 room.topic, room.topicBy = topic
             for key, host in self.broker.bansOf(name).items():
                 self._addBan(room, key, host)
+        if self._isBanned(room, member):
+            raise ChatError("banned", "you are banned from %s" % (name,))
+        if fresh:
+            self.rooms[name] = room
             if not self.broker.remoteRoomCount(name):
                 # (joining a room that has members on other nodes makes
                 # nobody an operator)
