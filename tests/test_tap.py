@@ -6,6 +6,7 @@ service tree (L{twisted_chat.tap.makeService}) and the plugin.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from twisted.application.service import IServiceMaker, MultiService, Service
@@ -508,7 +509,12 @@ class _FakeCluster(Service):
         self.broker = LocalBroker()
         self.ready: Deferred[None] = Deferred()
         self.events: list[str] = []
+        #: (pause, resume) of each listener that Redis backpressure may hold
+        self.throttles: list[tuple[Any, Any]] = []
         _FakeCluster.made.append(self)
+
+    def addThrottle(self, pause: Any, resume: Any) -> None:
+        self.throttles.append((pause, resume))
 
     def startService(self) -> None:
         Service.startService(self)
@@ -581,6 +587,32 @@ def test_checkProbesRedis(fakeRedis: list[object], capsys: pytest.CaptureFixture
     assert e.value.code == 0
     assert len(fakeRedis) == 1
     assert capsys.readouterr().out == "twistd chat: configuration OK\n"
+
+
+def test_listenersPauseWhileRedisIsBehind(fakeRedis: list[object]) -> None:
+    """
+    Once ready, the line and web listeners (not metrics) let the cluster
+    pause and resume accepting while too many Redis commands are in flight.
+    """
+    reactor = _ReadingReactor()
+    options = parse("--broker", REDIS, "--line", "tcp:9001", "--web", "tcp:9002", "--metrics", "tcp:9003")
+    top = makeService(options, reactor=reactor)
+    [cluster] = _FakeCluster.made
+    top.privilegedStartService()
+    top.startService()
+    try:
+        line, web, metrics = reactor.ports
+        assert cluster.throttles == []
+        cluster.ready.callback(None)
+        assert len(cluster.throttles) == 2
+        for pause, _ in cluster.throttles:
+            pause()
+        assert (line.reading, web.reading, metrics.reading) == (False, False, True)
+        for _, resume in cluster.throttles:
+            resume()
+        assert (line.reading, web.reading, metrics.reading) == (True, True, True)
+    finally:
+        top.stopService()
 
 
 def test_listenersWaitForRedis(fakeRedis: list[object]) -> None:
