@@ -710,6 +710,228 @@ async def test_lineOverTLSUntouched(service: ChatService) -> None:
         await turn(3)
 
 
+# -- room messages all at once (WriteBatcher.broadcast) --
+
+
+async def lineClients(listen: Any, service: ChatService, n: int) -> list[Client]:
+    """
+    C{n} line clients in #lobby, greetings and join notices read.
+    """
+    port = listen(LineChatFactory(service, idleTimeout=0))
+    clients = [await lineClient(port) for _ in range(n)]
+    await deferLater(reactor, WriteBatcher.lazyDelay * 2, lambda: None)  # the join notices
+    for c in clients:
+        c.pull()
+        c.data = b""
+    return clients
+
+
+def membersOf(service: ChatService, room: str = "#lobby") -> list[Any]:
+    """
+    The members of C{room}, in the order their clients connected.
+    """
+    return list(service.rooms[room].members)
+
+
+@pytest_twisted.ensureDeferred
+async def test_roomMessagesGoThroughTheRoomsFanOut(listen: Any, service: ChatService) -> None:
+    """
+    A room message is handed to the batcher once for the room's fast
+    connections, not delivered one by one; it goes out at the end of the
+    turn, one send() per connection for everything of the turn.
+    """
+    clients = await lineClients(listen, service, 3)
+    room = service.rooms["#lobby"]
+    fan, groups, others = room.fanOut()
+    assert others == ()
+    assert [(key, len(sinks)) for key, sinks in groups] == [("line", 3)]
+    delivered: list[Any] = []
+    for m in room.members:
+        m.client.deliver = delivered.append  # (the one-by-one path, not taken)
+    sends = fan.sends
+    service._broadcast(room, message("one", 1))
+    service._broadcast(room, message("two", 2))
+    assert fan.sends == sends  # nothing sent before the end of the turn
+    await turn()
+    assert fan.sends == sends + 3
+    assert delivered == []
+    for c in clients:
+        assert await c.read(len(b"#lobby <alice> one\n#lobby <alice> two\n")) == b"#lobby <alice> one\n#lobby <alice> two\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_roomMessageBeforeTheAck(listen: Any, service: ChatService) -> None:
+    """
+    Something written to a connection after a room message (the sender's
+    acknowledgement, a notice) comes after it: the pending room messages
+    go first.
+    """
+    clients = await lineClients(listen, service, 2)
+    first, second = membersOf(service)
+    service._broadcast(service.rooms["#lobby"], message("echo", 1))
+    first.client.sendNotice("acknowledged")
+    await turn()
+    assert await clients[0].read(len(b"#lobby <alice> echo\n*** acknowledged\n")) == (
+        b"#lobby <alice> echo\n*** acknowledged\n"
+    )
+    assert await clients[1].read(len(b"#lobby <alice> echo\n")) == b"#lobby <alice> echo\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_roomMessagesInterleavedAcrossRooms(listen: Any, service: ChatService) -> None:
+    """
+    A member of two rooms gets their messages in the order they were
+    broadcast, although each room's go out together.
+    """
+    clients = await lineClients(listen, service, 2)
+    both, lobbyOnly = membersOf(service)
+    both.join("#other")
+    await turn(3)
+    clients[0].pull()
+    clients[0].data = b""
+    lobby, other = service.rooms["#lobby"], service.rooms["#other"]
+    service._broadcast(lobby, message("a1", 1))
+    service._broadcast(other, Message("#other", 1, "e", "bob", "b1", 0.0))
+    service._broadcast(lobby, message("a2", 2))
+    expected = b"#lobby <alice> a1\n#other <bob> b1\n#lobby <alice> a2\n"
+    assert await clients[0].read(len(expected)) == expected
+    expected = b"#lobby <alice> a1\n#lobby <alice> a2\n"
+    assert await clients[1].read(len(expected)) == expected
+    await turn(2)
+    assert clients[1].pull() == expected
+
+
+@pytest_twisted.ensureDeferred
+async def test_partBetweenRoomMessagesOfOneTurn(listen: Any, service: ChatService) -> None:
+    """
+    A member leaving between two messages of the same turn gets the first,
+    then its leave notice, and not the second; the others get all three.
+    """
+    clients = await lineClients(listen, service, 2)
+    stays, leaves = membersOf(service)
+    room = service.rooms["#lobby"]
+    service._broadcast(room, message("before", 1))
+    leaves.part("#lobby")
+    service._broadcast(room, message("after", 2))
+    left = b"*** #lobby: %s left\n" % (leaves.nick.encode(),)
+    expected = b"#lobby <alice> before\n" + left + b"#lobby <alice> after\n"
+    assert await clients[0].read(len(expected)) == expected
+    got = await clients[1].readUntil(left)
+    assert got.startswith(b"#lobby <alice> before\n*** #lobby: ")
+    await turn(3)
+    assert b"after" not in clients[1].pull()
+
+
+@pytest_twisted.ensureDeferred
+async def test_closeAfterRoomMessage(listen: Any, service: ChatService) -> None:
+    """
+    A session ended right after a room message (the user quit) still
+    sends that message before the connection closes.
+    """
+    clients = await lineClients(listen, service, 1)
+    (member,) = membersOf(service)
+    service._broadcast(service.rooms["#lobby"], message("last words", 1))
+    member.client.endSession("quit")
+    await clients[0].closed()
+    assert clients[0].data.startswith(b"#lobby <alice> last words\n")
+
+
+@pytest_twisted.ensureDeferred
+async def test_busyConnectionGetsRoomMessagesBehindItsBacklog(listen: Any, service: ChatService) -> None:
+    """
+    A connection with bytes already waiting in Twisted's buffer gets the
+    room's messages through its own path, behind them; the idle ones get
+    them at once.
+    """
+    clients = await lineClients(listen, service, 2)
+    busy, idle = membersOf(service)
+    t = busy.client.transport
+    t.write(b"backlog\n")  # (waits in Twisted's buffer until the reactor writes it)
+    assert t._tempDataLen
+    service._broadcast(service.rooms["#lobby"], message("m", 1))
+    assert await clients[0].read(len(b"backlog\n#lobby <alice> m\n")) == b"backlog\n#lobby <alice> m\n"
+    assert await clients[1].read(len(b"#lobby <alice> m\n")) == b"#lobby <alice> m\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_failingMemberDroppedAfterTheOthersHadTheMessage(listen: Any, service: ChatService) -> None:
+    """
+    A connection whose delivery fails is dropped, alone, and only once every
+    other member has the message (so they see it before its leave notice).
+    """
+    clients = await lineClients(listen, service, 3)
+    members = membersOf(service)
+    bad = members[0]
+
+    def broken(event: Any) -> None:
+        raise RuntimeError("a bug in a front-end")
+
+    bad.client.fastOpen = lambda: False  # (takes its own path...)
+    bad.client.deliver = broken  # (...which fails)
+    service._broadcast(service.rooms["#lobby"], message("m", 1))
+    await turn()
+    assert bad.gone
+    left = b"*** #lobby: %s left (disconnected)\n" % (bad.nick.encode(),)
+    for c in clients[1:]:
+        assert await c.read(len(b"#lobby <alice> m\n") + len(left)) == b"#lobby <alice> m\n" + left
+    await clients[0].closed()
+    assert b"<alice> m" not in clients[0].data
+
+
+class SlowHistory(MemoryStore):
+    """
+    A memory store whose history of #slow arrives when the test says.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[Deferred[list[Message]]] = []
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        if room != "#slow":
+            return super().recent(room, limit, before)
+        d: Deferred[list[Message]] = Deferred()
+        self.pending.append(d)
+        return d
+
+
+@pytest_twisted.ensureDeferred
+async def test_memberFetchingHistoryIsHeldNotFannedOut(listen: Any) -> None:
+    """
+    A member still waiting for a room's history gets that room's live
+    messages after the history (held), never before or twice; the room's
+    other members get them at once.
+    """
+    store = SlowHistory()
+    service = ChatService(store=store, clock=reactor, pruneInterval=0)
+    service.startService()
+    try:
+        clients = await lineClients(listen, service, 2)
+        waiting, present = membersOf(service)
+        present.join("#slow")
+        store.pending.pop().callback([])
+        waiting.join("#slow")
+        await turn(3)
+        for c in clients:
+            c.pull()
+            c.data = b""
+        room = service.rooms["#slow"]
+        fan, groups, others = room.fanOut()
+        assert others == (waiting,) and [len(sinks) for _, sinks in groups] == [1]
+        service._broadcast(room, Message("#slow", 1, "e", "bob", "live", 0.0))
+        live = b"#slow <bob> live\n"
+        assert await clients[1].read(len(live)) == live
+        await turn(3)
+        assert live not in clients[0].pull()
+        store.pending.pop().callback([])
+        got = await clients[0].readUntil(live)
+        assert got.count(live) == 1 and got.endswith(live)
+        # history sent: the member is back on the fast path
+        assert room.fanOut()[2] == ()
+    finally:
+        service.stopService()
+
+
 # -- WebSocket --
 
 
@@ -868,6 +1090,73 @@ async def test_wsClosingStateGetsNothing(listen: Any, service: ChatService, wsFa
     await c.closed()
     assert proto.state == WebSocketProtocol.STATE_CLOSED
     assert b"too late" not in c.data
+
+
+@pytest_twisted.ensureDeferred
+async def test_wsEchoBeforeAck(listen: Any, service: ChatService, wsFactory: ChatWebSocketFactory) -> None:
+    """
+    A json client's own message comes back (through the room's fan-out)
+    before its acknowledgement, and a text client in the room gets it too.
+    """
+    port = listen(wsFactory)
+    text = await wsClient(port)
+    await texts(text, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
+    js = await wsClient(port, protocols="chat.json")
+    js.sock.send(b"\x81\x90" + b"\x00\x00\x00\x00" + b'{"type":"hello"}')
+    await texts(js, lambda ts: any('"type":"history"' in t for t in ts), "the json welcome")
+    await turn(3)
+    js.pull()
+    js.data = b""
+    say = b'{"type":"say","text":"hi all","ref":"r1"}'
+    js.sock.send(b"\x81" + bytes([0x80 | len(say)]) + b"\x00\x00\x00\x00" + say)
+    got = await texts(js, lambda ts: any('"type":"ack"' in t for t in ts), "the ack")
+    kinds = [t for t in got if '"type":"message"' in t or '"type":"ack"' in t]
+    assert len(kinds) == 2 and '"text":"hi all"' in kinds[0] and '"ref":"r1"' in kinds[1]
+    got = await texts(text, lambda ts: any(t.endswith("hi all") for t in ts), "the message")
+    text.close()
+    js.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wsEndSessionAfterRoomMessage(listen: Any, service: ChatService, wsFactory: ChatWebSocketFactory) -> None:
+    """
+    A session ended right after a room message sends the message, then the
+    close frame.
+    """
+    port = listen(wsFactory)
+    c = await wsClient(port)
+    await texts(c, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
+    proto = next(iter(service.rooms["#lobby"].members)).client
+    service._broadcast(service.rooms["#lobby"], message("just before"))
+    proto.endSession("quit")
+    await until(lambda: any(op == 8 for op, _, _ in frames(c.pull())[0]), "the close frame")
+    fs = [(op, p) for op, _, p in frames(c.data)[0]]
+    assert fs[-2] == (1, b"#lobby <alice> just before")
+    assert fs[-1][0] == 8
+    c.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wsQueuedInAutobahnTakesItsOwnPath(
+    listen: Any, service: ChatService, wsFactory: ChatWebSocketFactory
+) -> None:
+    """
+    While Autobahn's own send queue holds bytes (a chopped write), room
+    messages wait behind them instead of overtaking them.
+    """
+    port = listen(wsFactory)
+    c = await wsClient(port)
+    await texts(c, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
+    await turn(3)
+    c.pull()
+    c.data = b""
+    proto = next(iter(service.rooms["#lobby"].members)).client
+    proto.sendData(b"\x81\x06queued", chopsize=2)
+    assert proto.send_queue and not proto.fastOpen()
+    service._broadcast(service.rooms["#lobby"], message("behind"))
+    got = await texts(c, lambda ts: len(ts) >= 2, "two frames")
+    assert got[:2] == ["queued", "#lobby <alice> behind"]
+    c.close()
 
 
 @pytest_twisted.ensureDeferred

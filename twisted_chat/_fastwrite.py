@@ -38,7 +38,22 @@ few C{send()}s a second instead of a thousand. Anything else written to the
 connection takes them along at once, so the order of the stream is never
 changed, only the moment the notices leave.
 
-A protocol that uses it holds a L{FastWriter} (see L{fastWriterFor}).
+Room messages go one step further (L{WriteBatcher.broadcast}): the service
+hands over the event once, with the room's writers grouped by the bytes they
+need (line, WebSocket text or json frames), instead of one C{write} per
+recipient. At the end of the turn each group's bytes are built once and the
+room's idle connections get them in one tight loop, one C{send()} each; a
+connection that is not idle (bytes already waiting, a paused producer, a
+closing connection) gets the events through its protocol's usual
+C{deliver()}, behind what it has waiting. Anything else written to any
+fast connection meanwhile first sends the pending room messages
+(L{FastWriter.take}), so a connection's stream keeps the order in which
+things were written: a message's echo still comes before its
+acknowledgement.
+
+A protocol that uses it holds a L{FastWriter} (see L{fastWriterFor}); one
+that takes room messages this way also implements C{fastOpen()} and
+C{fastFrame(event)} (see L{FastWriter.client}).
 """
 
 from __future__ import annotations
@@ -47,6 +62,7 @@ import os
 from typing import Any
 
 from twisted.internet import tcp
+from twisted.logger import Logger
 
 #: the events whose broadcast may be written lazily (see FastWriter.write):
 #: join and leave notices, which in a big room arrive by the hundred
@@ -107,15 +123,29 @@ class WriteBatcher:
     #: how long lazy bytes (join and leave notices) may wait for company
     lazyDelay = 0.2
 
+    _log = Logger()
+
     def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
         self._dirty: list[FastWriter] = []
         self._lazy: list[FastWriter] = []
+        #: room messages not sent yet: (groups, event), in broadcast order
+        self._rooms: list[tuple[Any, Any]] = []
         self._call: Any = None
         self._lazyCall: Any = None
         #: statistics, for tests and benchmarks
         self.flushes = 0
         self.sends = 0
+
+    def broadcast(self, groups: tuple[tuple[str, tuple[FastWriter, ...]], ...], event: Any) -> None:
+        """
+        Deliver C{event} to every writer of C{groups} (C{(key, writers)}
+        pairs: writers of one key get the same bytes), at the end of this
+        reactor turn, together with the other room messages of the turn.
+        """
+        self._rooms.append((groups, event))
+        if self._call is None:
+            self._call = self._reactor.callLater(0, self.flush)
 
     def _schedule(self, writer: FastWriter) -> None:
         self._dirty.append(writer)
@@ -129,13 +159,98 @@ class WriteBatcher:
 
     def flush(self) -> None:
         """
-        Send what every queued connection has waiting, one C{send()} each.
+        Send the pending room messages, then what every queued connection
+        has waiting, one C{send()} each.
         """
-        self._call = None
-        dirty = self._dirty
-        if dirty:
-            self._dirty = []
-            self._send(dirty, _QUEUED)
+        # (a write queued while the room messages go out joins this flush)
+        self._call = _FLUSHING
+        try:
+            if self._rooms:
+                self.flushRooms()
+            dirty = self._dirty
+            if dirty:
+                self._dirty = []
+                self._send(dirty, _QUEUED)
+        finally:
+            self._call = None
+            if self._rooms or self._dirty:
+                self._call = self._reactor.callLater(0, self.flush)
+
+    def flushRooms(self) -> None:
+        """
+        Send the pending room messages now (see L{broadcast}).
+        """
+        pending = self._rooms
+        self._rooms = []
+        failed: list[Any] = []
+        i, n = 0, len(pending)
+        while i < n:
+            groups, event = pending[i]
+            j = i + 1
+            # A run of messages to the same room (same members) goes as one.
+            while j < n and pending[j][0] is groups:
+                j += 1
+            events = [event] if j == i + 1 else [e for _, e in pending[i:j]]
+            for key, group in groups:
+                self._fan(group, events, failed)
+            i = j
+        # Dropped only once everyone had the messages (as the service does).
+        for client in failed:
+            member = getattr(client, "member", None)
+            if member is not None:
+                member.service.dropFailed(member)
+
+    def _fan(self, group: tuple[FastWriter, ...], events: list[Any], failed: list[Any]) -> None:
+        """
+        Send C{events} to the writers of one group: the same bytes for all.
+        """
+        data = b""
+        sends = 0
+        for w in group:
+            t = w.transport
+            client = w.client
+            if (
+                w.state
+                or t._tempDataLen
+                or t.dataBuffer
+                or not t.connected
+                or t.disconnecting
+                or t.producerPaused
+                or t._writeDisconnecting
+                or t._writeDisconnected
+                or t._aborting
+                or not client.fastOpen()
+            ):
+                # Not idle: the protocol's own path, behind what waits.
+                try:
+                    for e in events:
+                        client.deliver(e)
+                except Exception:
+                    self._log.failure("delivery to {client!r} failed; dropping it", client=client)
+                    failed.append(client)
+                continue
+            if not data:
+                frames = [client.fastFrame(e) for e in events]
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                if not data:
+                    return
+            sends += 1
+            try:
+                sent = t.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                # EPIPE, ECONNRESET...: Twisted's doWrite() meets it again
+                # and closes the connection its own way.
+                sent = 0
+            if sent != len(data):
+                rest = data[sent:] if sent else data
+                t._tempDataBuffer.append(rest)
+                t._tempDataLen = len(rest)
+                if len(rest) > t.bufferSize:
+                    t._maybePauseProducer()
+                t.startWriting()
+        self.sends += sends
 
     def flushLazy(self) -> None:
         """
@@ -194,6 +309,9 @@ class WriteBatcher:
         self.sends += sends
 
 
+#: WriteBatcher._call while a flush runs
+_FLUSHING = object()
+
 #: FastWriter.state: nothing of ours waits; bytes wait for this turn's
 #: flush; only lazy bytes wait, for the lazy flush
 _IDLE, _QUEUED, _LAZY = 0, 1, 2
@@ -214,14 +332,21 @@ class FastWriter:
     The fast write path of one connection.
     """
 
-    __slots__ = ("transport", "state")
+    __slots__ = ("transport", "state", "client", "key")
 
-    def __init__(self, transport: Any, batcher: WriteBatcher) -> None:
+    def __init__(self, transport: Any, batcher: WriteBatcher, client: Any = None, key: str = "") -> None:
         self.transport = transport
         _batchers.setdefault(transport.reactor, batcher)
         #: _IDLE, or whether our bytes wait in the transport's buffer for
         #: this turn's flush (_QUEUED) or for the lazy flush (_LAZY)
         self.state = _IDLE
+        #: the protocol, for room messages (L{WriteBatcher.broadcast}): its
+        #: C{fastOpen()} says whether it takes bytes now, C{fastFrame(event)}
+        #: gives an event's bytes for it, and C{deliver(event)} delivers one
+        #: its usual way
+        self.client = client
+        #: writers with the same key get the same bytes for a room message
+        self.key = key
 
     @property
     def batcher(self) -> WriteBatcher:
@@ -252,6 +377,10 @@ class FastWriter:
         it against a slow consumer's allowance, for instance).
         """
         t = self.transport
+        batcher = _batchers[t.reactor]
+        if batcher._rooms:
+            # Room messages written before this go first.
+            batcher.flushRooms()
         state = self.state
         if state:
             # Behind our own bytes (and anything written through
@@ -265,7 +394,7 @@ class FastWriter:
                     t._maybePauseProducer()
                 if state == _LAZY and not lazy:
                     self.state = _QUEUED
-                    _batchers[t.reactor]._schedule(self)
+                    batcher._schedule(self)
             return True
         if (
             t._tempDataLen
@@ -283,7 +412,6 @@ class FastWriter:
         t._tempDataLen = len(data)
         if len(data) > t.bufferSize:
             t._maybePauseProducer()
-        batcher = _batchers[t.reactor]
         if lazy:
             self.state = _LAZY
             batcher._scheduleLazy(self)
@@ -293,12 +421,25 @@ class FastWriter:
         return True
 
 
-def fastWriterFor(transport: object) -> FastWriter | None:
+def fastWriterFor(transport: object, client: Any = None, key: str = "") -> FastWriter | None:
     """
     A L{FastWriter} for C{transport}, or L{None} when it must be written
     through C{transport.write()} only (TLS, test transports, other reactors'
-    transports).
+    transports). With a C{client} (see L{FastWriter.client}) it also takes
+    room messages (L{WriteBatcher.broadcast}).
     """
     if not ENABLED or not supportsFastWrite(transport):
         return None
-    return FastWriter(transport, batcherFor(transport.reactor))  # type: ignore[attr-defined]
+    return FastWriter(transport, batcherFor(transport.reactor), client, key)  # type: ignore[attr-defined]
+
+
+def sync(writer: FastWriter | None) -> None:
+    """
+    Send pending room messages before something written to C{writer}'s
+    connection another way than L{FastWriter.take} (Autobahn's own send
+    path, a close).
+    """
+    if writer is not None:
+        batcher = _batchers[writer.transport.reactor]
+        if batcher._rooms:
+            batcher.flushRooms()

@@ -30,6 +30,13 @@ class IChatClient(Interface):
 
     Front-ends implement this (as C{IChatClient} in twisted.words); they turn
     events into bytes. The service never touches a socket.
+
+    A client may also have a C{fastSink} attribute (optional, so not an
+    attribute of this interface): an object through which room messages
+    reach it together with other members', without a C{deliver()} call each.
+    It has a C{key} (sinks with the same key take the same bytes) and a
+    C{batcher} whose C{broadcast(groups, event)} the service calls with
+    C{(key, sinks)} groups (see L{twisted_chat._fastwrite}).
     """
 
     kind = Attribute("A short name of the front-end, e.g. 'line' or 'ws-text'.")

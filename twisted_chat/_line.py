@@ -23,10 +23,10 @@ from zope.interface import implementer
 
 from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
-from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor
+from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor, sync
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._service import ChatService, Member
-from twisted_chat._text import TextSession, closingText
+from twisted_chat._text import TextSession, closingText, messageText
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -142,7 +142,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
 
     def connectionMade(self) -> None:
         self.transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
-        self._fast = fastWriterFor(self.transport)
+        self._fast = fastWriterFor(self.transport, self, "line")
         # Chat lines are small and wanted now: no Nagle delay (as WebSocket
         # connections, which Autobahn sets up with tcpNoDelay).
         setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
@@ -207,6 +207,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     _lost = False
 
     def endSession(self, reason: str) -> None:
+        sync(self._fast)  # (room messages written before the close go first)
         self._closing = True
         self.setTimeout(None)
         if self._admitted is not None:
@@ -242,6 +243,21 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         if not self._closing:
             self.sendNotice(closingText(reason, reconnectAfter))
             self.endSession(reason)
+
+    # -- room messages all at once (see _fastwrite.WriteBatcher.broadcast) --
+
+    @property
+    def fastSink(self) -> FastWriter | None:
+        return self._fast
+
+    def fastOpen(self) -> bool:
+        return not self._closing
+
+    def fastFrame(self, event: Event) -> bytes:
+        data = event.cache.get("line")
+        if data is None:
+            data = event.cache["line"] = messageText(event).encode("utf-8") + b"\n"  # type: ignore[arg-type]
+        return data
 
     # -- output --
 

@@ -127,12 +127,13 @@ class Room:
     trips over a member that leaves in the middle of it.
     """
 
-    __slots__ = ("name", "members", "_snapshot", "ops", "bans", "banHosts", "topic", "topicBy", "presence")
+    __slots__ = ("name", "members", "_snapshot", "_fan", "ops", "bans", "banHosts", "topic", "topicBy", "presence")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.members: dict[Member, None] = {}
         self._snapshot: tuple[Member, ...] | None = None
+        self._fan: tuple[Any, tuple[Any, ...], tuple[Member, ...]] | None = None
         #: the room's operators (its creator first); a connection, not a nick,
         #: so nobody inherits operator rights by taking a nick
         self.ops: set[Member] = set()
@@ -147,7 +148,7 @@ class Room:
 
     def add(self, member: Member) -> None:
         self.members[member] = None
-        self._snapshot = None
+        self._snapshot = self._fan = None
         cached = self.presence
         if cached is not None and len(self.members) <= cached[0]:
             # (a member past the first cached[0] does not change that list)
@@ -157,13 +158,44 @@ class Room:
         self.members.pop(member, None)
         self.presence = None
         self.ops.discard(member)
-        self._snapshot = None
+        self._snapshot = self._fan = None
 
     def snapshot(self) -> tuple[Member, ...]:
         s = self._snapshot
         if s is None:
             s = self._snapshot = tuple(self.members)
         return s
+
+    def fanOut(self) -> tuple[Any, tuple[Any, ...], tuple[Member, ...]]:
+        """
+        How a room message reaches the members: C{(fan, groups, others)}.
+        Members whose client offers a C{fastSink} (see L{IChatClient}) are
+        handed to C{fan.broadcast(groups, event)} all at once, C{groups}
+        being C{(key, sinks)} pairs (sinks of one key take the same bytes);
+        the C{others} get C{deliver()} one by one. A member still fetching
+        this room's history is among the others (its events are held).
+        Rebuilt only when membership changes (or a hold starts or ends).
+        """
+        f = self._fan
+        if f is None:
+            fan: Any = None
+            groups: dict[str, list[Any]] = {}
+            others: list[Member] = []
+            name = self.name
+            for m in self.members:
+                sink = getattr(m.client, "fastSink", None)
+                held = m._held
+                if sink is None or (held is not None and name in held):
+                    others.append(m)
+                    continue
+                if fan is None:
+                    fan = sink.batcher
+                elif sink.batcher is not fan:
+                    others.append(m)
+                    continue
+                groups.setdefault(sink.key, []).append(sink)
+            f = self._fan = (fan, tuple((k, tuple(v)) for k, v in groups.items()), tuple(others))
+        return f
 
 
 class Member:
@@ -687,7 +719,14 @@ class ChatService(Service):
     def _broadcast(self, room: Room, event: Event) -> None:
         name = room.name
         failed: list[Member] | None = None
-        for m in room.snapshot():
+        if event.kind == "message":
+            # The hot path: the members with a fast sink all at once.
+            fan, groups, members = room.fanOut()
+            if groups:
+                fan.broadcast(groups, event)
+        else:
+            members = room.snapshot()
+        for m in members:
             held = m._held
             if held is not None and name in held:
                 held[name].append(event)
@@ -704,6 +743,13 @@ class ChatService(Service):
         if failed is not None:
             for m in failed:
                 self._drop(m)
+
+    def dropFailed(self, member: Member) -> None:
+        """
+        A delivery to C{member} failed (and was logged) outside a
+        broadcast loop of ours: close and drop it, alone.
+        """
+        self._drop(member)
 
     def _drop(self, member: Member) -> None:
         if member.gone:
@@ -771,6 +817,9 @@ class ChatService(Service):
         if member._held is None:
             member._held = {}
         member._held[name] = held
+        room = member.rooms.get(name)
+        if room is not None:
+            room._fan = None  # (held: off the fast path)
         store = self.store
 
         def fetched(result: tuple[list[Message], bool | None, str]) -> None:
@@ -781,6 +830,9 @@ class ChatService(Service):
             del holds[name]
             if not holds:
                 member._held = None
+            room = member.rooms.get(name)
+            if room is not None:
+                room._fan = None  # (back on the fast path)
             self._send(member, History(name, store.epoch, messages, recovered, reason, onJoin=True))
             last = messages[-1].id if messages else 0
             for ev in held:

@@ -98,6 +98,17 @@ def messageLine(m: Message, when: str | None = None) -> str:
     return prefix + "<" + m.sender + "> " + oneLine(m.text)
 
 
+def messageText(m: Message) -> str:
+    """
+    L{messageLine} of a live room message, rendered once per event.
+    """
+    cache = m.cache
+    text = cache.get("text")
+    if text is None:
+        text = cache["text"] = messageLine(m)
+    return text
+
+
 def partText(ev: Parted) -> str:
     if ev.reason == "left":
         return "*** %s: %s left" % (ev.room, ev.nick)
@@ -176,11 +187,7 @@ class TextSession:
         """
         kind = event.kind
         if kind == "message":
-            cache = event.cache
-            text = cache.get("text")
-            if text is None:
-                text = cache["text"] = messageLine(event)  # type: ignore[arg-type]
-            self.sendRendered(event, text)
+            self.sendRendered(event, messageText(event))  # type: ignore[arg-type]
         elif kind == "join":
             assert isinstance(event, Joined)
             self.sendRendered(event, "*** %s: %s joined" % (event.room, event.nick))

@@ -29,12 +29,12 @@ from zope.interface import implementer
 
 from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
-from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor
+from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor, sync
 from twisted_chat._interfaces import IChatClient
-from twisted_chat._json import JsonSession
+from twisted_chat._json import JsonSession, encodeEvent
 from twisted_chat._line import OutgoingGuard, dropSlowConsumer
 from twisted_chat._service import ChatService
-from twisted_chat._text import TextSession, closingText
+from twisted_chat._text import TextSession, closingText, messageText
 
 # Autobahn colours the values in its log messages with click (ANSI escapes)
 # whenever click is importable, and it does so eagerly: every sendData()
@@ -270,7 +270,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         if self._perMessageCompress is None and not self.autoFragmentSize:
             # Frames are then the same bytes for every connection, and
             # Autobahn's framing and sendData() can be skipped.
-            self._fast = fastWriterFor(transport)
+            self._fast = fastWriterFor(transport, self, self._frameKey)
         self.service = self.factory.service
         self._slim()
         if self.json:
@@ -367,6 +367,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
     def deliver(self, event: Event) -> None:
         if self.state != _OPEN or self._dropped:
             return
+        sync(self._fast)
         # The hot path of a broadcast: the frame was prepared for the first
         # recipient (see _sendPrepared) and is the same for every other one.
         pm = event.cache.get(self._frameKey)
@@ -391,6 +392,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
     def close(self, reason: str, reconnectAfter: float | None = None) -> None:
         if self.state != _OPEN:
             return
+        sync(self._fast)
         if self.json:
             self.sendClosingNotice(reason, reconnectAfter)
         else:
@@ -401,7 +403,33 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
 
     def endSession(self, reason: str) -> None:
         if self.state == _OPEN:
+            sync(self._fast)  # (room messages written before the close go first)
             self.sendClose(1000, reason[:120])
+
+    # -- room messages all at once (see _fastwrite.WriteBatcher.broadcast) --
+
+    @property
+    def fastSink(self) -> FastWriter | None:
+        return self._fast
+
+    def fastOpen(self) -> bool:
+        return self.state == _OPEN and not self._dropped and (type(self.send_queue) is _NoQueue or not self.send_queue)
+
+    def fastFrame(self, event: Event) -> bytes:
+        key = self._frameKey
+        cache = event.cache
+        pm = cache.get(key)
+        if pm is None:
+            if self.json:
+                data = encodeEvent(event)
+                if data is None:
+                    return b""
+            else:
+                data = cache.get("utf8")
+                if data is None:
+                    data = cache["utf8"] = messageText(event).encode("utf-8")  # type: ignore[arg-type]
+            pm = cache[key] = self.factory.prepareMessage(data)
+        return pm.payloadHybi
 
     # -- output --
 
@@ -412,6 +440,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         if self._tooSlow(len(data)):
             return
         fast = self._fast
+        sync(fast)
         if fast is None or self.send_queue:
             self._unbounded(self.sendMessage, data, False)
             return
@@ -428,6 +457,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         if pm is None:
             pm = event.cache[key] = self.factory.prepareMessage(data)
         fast = self._fast
+        sync(fast)
         if fast is None or self.send_queue:
             self._unbounded(self.sendPreparedMessage, pm)
         elif not fast.take(pm.payloadHybi):
