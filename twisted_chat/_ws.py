@@ -367,7 +367,6 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
     def deliver(self, event: Event) -> None:
         if self.state != _OPEN or self._dropped:
             return
-        sync(self._fast)
         # The hot path of a broadcast: the frame was prepared for the first
         # recipient (see _sendPrepared) and is the same for every other one.
         pm = event.cache.get(self._frameKey)
@@ -382,6 +381,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
                 return
             if self._tooSlow(len(pm.payloadHybi)):
                 return
+            sync(fast)  # (Autobahn's path: room messages written before go first)
             self._unbounded(self.sendPreparedMessage, pm)
             return
         if self.json:
@@ -440,8 +440,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         if self._tooSlow(len(data)):
             return
         fast = self._fast
-        sync(fast)
         if fast is None or self.send_queue:
+            sync(fast)  # (Autobahn's path: room messages written before go first)
             self._unbounded(self.sendMessage, data, False)
             return
         frame = textFrame(data)
@@ -457,8 +457,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         if pm is None:
             pm = event.cache[key] = self.factory.prepareMessage(data)
         fast = self._fast
-        sync(fast)
         if fast is None or self.send_queue:
+            sync(fast)  # (Autobahn's path: room messages written before go first)
             self._unbounded(self.sendPreparedMessage, pm)
         elif not fast.take(pm.payloadHybi):
             self.transport.write(pm.payloadHybi)  # type: ignore[union-attr]
