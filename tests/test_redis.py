@@ -381,8 +381,8 @@ async def test_ownerTakesOverNickFromDeadNode(nodes: Any) -> None:
 async def test_redisRestart(nodes: Any, redisServerFactory: Any) -> None:
     """
     Redis restarts (with its append-only file): nodes reconnect, members
-    stay connected, a message said during the outage is refused (never
-    silently dropped), and messages published while a node was away are
+    stay connected, a message said (or a kick across nodes) during the
+    outage is refused (never silently dropped), and messages published while a node was away are
     delivered once it is back, in order.
     """
     server = redisServerFactory(persistent=True)
@@ -397,6 +397,12 @@ async def test_redisRestart(nodes: Any, redisServerFactory: Any) -> None:
         with pytest.raises(ChatError) as e:
             await alice.member.say("during")
         assert e.value.code == "unavailable"
+        # a kick of a member of the other node says why it failed, and that
+        # the store has nothing to do with it
+        with pytest.raises(ChatError) as e:
+            alice.member.kick("bob")
+        assert e.value.code == "unavailable"
+        assert "cannot reach bob on another node" in e.value.message and "store" not in e.value.message
         server.start()
         await _until(lambda: a.cluster.connected and b.cluster.connected and a.cluster._subscriber is not None
                      and b.cluster._subscriber is not None and a.cluster._buffer is None and b.cluster._buffer is None)

@@ -336,8 +336,8 @@ def _entries(reply: Any) -> list[dict[str, Any]]:
     return [json.loads(fields[1]) for _, fields in reply or ()]
 
 
-def _unavailable() -> ChatError:
-    return ChatError("unavailable", "the message store is unreachable: not sent, try again")
+def _unavailable(what: str = "the message store is unreachable: not sent") -> ChatError:
+    return ChatError("unavailable", what + ", try again")
 
 
 class _Commands(txredisapi.RedisProtocol):
@@ -1152,7 +1152,7 @@ class RedisBroker:
             return False
         c = self.cluster
         if not c.connected:
-            raise _unavailable()
+            raise _unavailable("cannot reach %s on another node now (the cluster's Redis is unreachable)" % (r.nick,))
         body.update(o=c.node, r=room, n=r.nick)
         c.call("publish", c.key("node", r.node), json.dumps(body)).addErrback(lambda f: None)
         return True
