@@ -988,6 +988,25 @@ async def wsClient(port: int, protocols: str | None = None, extensions: str | No
     return c
 
 
+async def greeted(port: int) -> Client:
+    """
+    A text-mode WebSocket client that has read its greeting.
+    """
+    c = await wsClient(port)
+    await texts(c, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
+    return c
+
+
+async def jsonClient(port: int) -> Client:
+    """
+    A json-mode WebSocket client that said hello and got its welcome.
+    """
+    js = await wsClient(port, protocols="chat.json")
+    js.sock.send(b"\x81\x90" + b"\x00\x00\x00\x00" + b'{"type":"hello"}')
+    await texts(js, lambda ts: any('"type":"history"' in t for t in ts), "the json welcome")
+    return js
+
+
 async def texts(c: Client, until_: Callable[[list[str]], bool], what: str) -> list[str]:
     result: list[str] = []
 
@@ -1022,11 +1041,8 @@ async def test_wsBroadcastFramesInOrder(listen: Any, service: ChatService, wsFac
     frames, complete and in order, one send() per client per turn.
     """
     port = listen(wsFactory)
-    text = await wsClient(port)
-    await texts(text, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
-    js = await wsClient(port, protocols="chat.json")
-    js.sock.send(b"\x81\x90" + b"\x00\x00\x00\x00" + b'{"type":"hello"}')
-    await texts(js, lambda ts: any('"type":"history"' in t for t in ts), "the json welcome")
+    text = await greeted(port)
+    js = await jsonClient(port)
     await turn(3)
     for c in (text, js):
         c.pull()
@@ -1048,24 +1064,33 @@ async def test_wsBroadcastFramesInOrder(listen: Any, service: ChatService, wsFac
     js.close()
 
 
+@pytest.mark.parametrize("end", ["close", "endSession"])
 @pytest_twisted.ensureDeferred
-async def test_wsCloseFrameAfterTheNotice(listen: Any, service: ChatService, wsFactory: ChatWebSocketFactory) -> None:
+async def test_wsCloseFrameAfterTheNotice(
+    listen: Any, service: ChatService, wsFactory: ChatWebSocketFactory, end: str
+) -> None:
     """
-    close(): a broadcast, the notice and Autobahn's close frame, in that
-    order, although Autobahn writes its frame through transport.write().
+    close() right after a room message: the message, the notice and
+    Autobahn's close frame, in that order, although Autobahn writes its
+    frame through transport.write(). endSession() (the user quit): the
+    message, then the close frame.
     """
     port = listen(wsFactory)
-    c = await wsClient(port)
-    await texts(c, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
+    c = await greeted(port)
     proto = next(iter(service.rooms["#lobby"].members)).client
     service._broadcast(service.rooms["#lobby"], message("before close"))
-    proto.close("going away now")
+    if end == "close":
+        proto.close("going away now")
+        expected = [(1, b"#lobby <alice> before close"), (1, b"*** going away now")]
+    else:
+        proto.endSession("quit")
+        expected = [(1, b"#lobby <alice> before close")]
     await until(lambda: any(op == 8 for op, _, _ in frames(c.pull())[0]), "the close frame")
     fs = [(op, p) for op, _, p in frames(c.data)[0]]
-    tail = fs[-3:]
-    assert tail[0] == (1, b"#lobby <alice> before close")
-    assert tail[1] == (1, b"*** going away now")
-    assert tail[2][0] == 8 and struct.unpack("!H", tail[2][1][:2])[0] == 1001
+    assert fs[-1 - len(expected) : -1] == expected
+    assert fs[-1][0] == 8
+    code = struct.unpack("!H", fs[-1][1][:2])[0]
+    assert code == (1001 if end == "close" else 1000)
     c.close()
 
 
@@ -1076,8 +1101,7 @@ async def test_wsClosingStateGetsNothing(listen: Any, service: ChatService, wsFa
     more is delivered on that connection; the handshake completes.
     """
     port = listen(wsFactory)
-    c = await wsClient(port)
-    await texts(c, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
+    c = await greeted(port)
     member = next(iter(service.rooms["#lobby"].members))
     proto = member.client
     proto.sendClose(1000, "bye")
@@ -1099,11 +1123,8 @@ async def test_wsEchoBeforeAck(listen: Any, service: ChatService, wsFactory: Cha
     before its acknowledgement, and a text client in the room gets it too.
     """
     port = listen(wsFactory)
-    text = await wsClient(port)
-    await texts(text, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
-    js = await wsClient(port, protocols="chat.json")
-    js.sock.send(b"\x81\x90" + b"\x00\x00\x00\x00" + b'{"type":"hello"}')
-    await texts(js, lambda ts: any('"type":"history"' in t for t in ts), "the json welcome")
+    text = await greeted(port)
+    js = await jsonClient(port)
     await turn(3)
     js.pull()
     js.data = b""
@@ -1118,25 +1139,6 @@ async def test_wsEchoBeforeAck(listen: Any, service: ChatService, wsFactory: Cha
 
 
 @pytest_twisted.ensureDeferred
-async def test_wsEndSessionAfterRoomMessage(listen: Any, service: ChatService, wsFactory: ChatWebSocketFactory) -> None:
-    """
-    A session ended right after a room message sends the message, then the
-    close frame.
-    """
-    port = listen(wsFactory)
-    c = await wsClient(port)
-    await texts(c, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
-    proto = next(iter(service.rooms["#lobby"].members)).client
-    service._broadcast(service.rooms["#lobby"], message("just before"))
-    proto.endSession("quit")
-    await until(lambda: any(op == 8 for op, _, _ in frames(c.pull())[0]), "the close frame")
-    fs = [(op, p) for op, _, p in frames(c.data)[0]]
-    assert fs[-2] == (1, b"#lobby <alice> just before")
-    assert fs[-1][0] == 8
-    c.close()
-
-
-@pytest_twisted.ensureDeferred
 async def test_wsQueuedInAutobahnTakesItsOwnPath(
     listen: Any, service: ChatService, wsFactory: ChatWebSocketFactory
 ) -> None:
@@ -1145,8 +1147,7 @@ async def test_wsQueuedInAutobahnTakesItsOwnPath(
     messages wait behind them instead of overtaking them.
     """
     port = listen(wsFactory)
-    c = await wsClient(port)
-    await texts(c, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
+    c = await greeted(port)
     await turn(3)
     c.pull()
     c.data = b""
@@ -1209,8 +1210,7 @@ async def test_wsOpenConnectionIsSlim(listen: Any, service: ChatService) -> None
     """
     factory = ChatWebSocketFactory(service, maxMessageSize=12345)
     port = listen(factory)
-    c = await wsClient(port)
-    await texts(c, lambda ts: any(t.startswith("*** #lobby: members") for t in ts), "the greeting")
+    c = await greeted(port)
     proto = next(iter(service.rooms["#lobby"].members)).client
     d = proto.__dict__
     for name in ("http_headers", "http_request_data", "maxMessagePayloadSize", "autoPingInterval", "wasClean", "_results"):
