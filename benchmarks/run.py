@@ -146,6 +146,19 @@ def waitPort(port: int, timeout: float = 20.0) -> bool:
     return False
 
 
+def terminate(proc: subprocess.Popen[Any], grace: float) -> None:
+    """
+    Stop a process we started: SIGTERM, then SIGKILL after C{grace} seconds.
+    """
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class Redis:
     """
     A redis-server of our own on a free loopback port, in C{folder}: no
@@ -203,13 +216,7 @@ class Redis:
             return rest[:size]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 20)
 
 
 class Cluster:
@@ -368,13 +375,7 @@ class Daemon:
         return counts
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 60)
         # workers stop with their parent; make sure (they are ours)
         for pid in self.workerPids.values():
             for _ in range(50):

@@ -299,12 +299,7 @@ async def test_privateAcrossNodes(nodes: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_nickChangeAndTopicAcrossNodes(nodes: Any) -> None:
     a, b = await nodes("a"), await nodes("b")
-    alice = a.connect("alice")
-    alice.member.join("#t")
-    bob = b.connect("bob")
-    await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#t"))
-    bob.member.join("#t")
-    await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
+    alice, bob = await twoInRoom(a, b, "#t")
     # alice created the room: she is its operator; bob, joining an existing
     # room through another node, is not
     alice.member.setTopic("cluster talk")
