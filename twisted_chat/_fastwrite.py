@@ -191,7 +191,7 @@ class WriteBatcher:
             while j < n and pending[j][0] is groups:
                 j += 1
             events = [event] if j == i + 1 else [e for _, e in pending[i:j]]
-            for key, group in groups:
+            for _, group in groups:
                 self._fan(group, events, failed)
             i = j
         # Dropped only once everyone had the messages (as the service does).
@@ -209,6 +209,8 @@ class WriteBatcher:
         for w in group:
             t = w.transport
             client = w.client
+            # (FastWriter.take's conditions, inline: this loop runs once per
+            # recipient; TLS transports never get a FastWriter)
             if (
                 w.state
                 or t._tempDataLen
@@ -237,9 +239,8 @@ class WriteBatcher:
             sends += 1
             try:
                 sent = t.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
             except OSError:
+                # EAGAIN: Twisted sends it when the socket is writable;
                 # EPIPE, ECONNRESET...: Twisted's doWrite() meets it again
                 # and closes the connection its own way.
                 sent = 0

@@ -101,6 +101,17 @@ def dropSlowConsumer(log: Logger, peer: str, member: Member | None, limit: int, 
     abort()
 
 
+
+def _lineBytes(event: Event, text: str) -> bytes:
+    """
+    C{event}'s line C{text} as bytes, encoded for its first recipient and
+    kept on the event for every other.
+    """
+    data = event.cache.get("line")
+    if data is None:
+        data = event.cache["line"] = text.encode("utf-8") + b"\n"
+    return data
+
 @implementer(IChatClient, IHalfCloseableProtocol)
 class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     """
@@ -254,10 +265,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         return not self._closing
 
     def fastFrame(self, event: Event) -> bytes:
-        data = event.cache.get("line")
-        if data is None:
-            data = event.cache["line"] = messageText(event).encode("utf-8") + b"\n"  # type: ignore[arg-type]
-        return data
+        return _lineBytes(event, messageText(event))  # type: ignore[arg-type]
 
     # -- output --
 
@@ -265,10 +273,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         self._write(text.encode("utf-8") + b"\n")
 
     def sendRendered(self, event: Event, text: str) -> None:
-        data = event.cache.get("line")
-        if data is None:
-            data = event.cache["line"] = text.encode("utf-8") + b"\n"
-        self._write(data)
+        self._write(_lineBytes(event, text))
 
     def _write(self, data: bytes) -> None:
         if self._closing:

@@ -21,7 +21,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 import autobahn.util as _abutil
 from autobahn.util import encode_truncate
 from autobahn.websocket import protocol as _abprotocol
-from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
+from autobahn.websocket.protocol import PreparedMessage, TrafficStats, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -417,18 +417,15 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
 
     def fastFrame(self, event: Event) -> bytes:
         key = self._frameKey
-        cache = event.cache
-        pm = cache.get(key)
+        pm = event.cache.get(key)
         if pm is None:
             if self.json:
                 data = encodeEvent(event)
                 if data is None:
                     return b""
             else:
-                data = cache.get("utf8")
-                if data is None:
-                    data = cache["utf8"] = messageText(event).encode("utf-8")  # type: ignore[arg-type]
-            pm = cache[key] = self.factory.prepareMessage(data)
+                data = self._utf8(event, messageText(event))  # type: ignore[arg-type]
+            pm = self._prepared(event, key, data)
         return pm.payloadHybi
 
     # -- output --
@@ -453,9 +450,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
             return
         if self._tooSlow(len(data)):
             return
-        pm = event.cache.get(key)
-        if pm is None:
-            pm = event.cache[key] = self.factory.prepareMessage(data)
+        pm = self._prepared(event, key, data)
         fast = self._fast
         if fast is None or self.send_queue:
             sync(fast)  # (Autobahn's path: room messages written before go first)
@@ -492,10 +487,27 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         self._sendOwn(text.encode("utf-8"))
 
     def sendRendered(self, event: Event, text: str) -> None:
+        self._sendPrepared(event, "ws-text", self._utf8(event, text))
+
+    @staticmethod
+    def _utf8(event: Event, text: str) -> bytes:
+        """
+        C{event}'s C{text}, encoded once for all its recipients.
+        """
         data = event.cache.get("utf8")
         if data is None:
             data = event.cache["utf8"] = text.encode("utf-8")
-        self._sendPrepared(event, "ws-text", data)
+        return data
+
+    def _prepared(self, event: Event, key: str, data: bytes) -> PreparedMessage:
+        """
+        C{event}'s frame for C{key} (C{data} framed), prepared once for all
+        its recipients.
+        """
+        pm = event.cache.get(key)
+        if pm is None:
+            pm = event.cache[key] = self.factory.prepareMessage(data)
+        return pm
 
     def sendJson(self, data: bytes) -> None:
         self._sendOwn(data)
