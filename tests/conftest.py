@@ -252,9 +252,14 @@ def runAsync(main: Callable[[], Awaitable[_T]], timeout: float = ASYNC_TEST_TIME
         return await asyncio.wait_for(main(), timeout)
 
     pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(asyncio.run, bounded())
     try:
-        return pool.submit(asyncio.run, bounded()).result(timeout + 5)
+        return future.result(timeout + 5)
     except FutureTimeout:
+        if future.done():
+            # (a TimeoutError of the test itself, e.g. a bounded read: since
+            # Python 3.11 the same class as the future's own timeout)
+            raise
         raise AssertionError("the asyncio part of the test did not finish in %s s" % (timeout,))
     finally:
         pool.shutdown(wait=False)
