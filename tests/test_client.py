@@ -449,6 +449,24 @@ def test_resumeResults() -> None:
     assert "#dev" not in chat.positions
 
 
+def test_historyResetByTheServer() -> None:
+    """
+    The server's store lost its messages (an C{epoch} event): the user is
+    told, the new epoch's messages from id 1 are shown (not taken for ones
+    already seen), and a resume asks for the new epoch from its start.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    chat.render(msg("#lobby", 7, "bob", "before", NOON))
+    lines = chat.render({"type": "epoch", "room": "#lobby", "epoch": "e2", "previous": "e1", "time": 0})
+    assert lines == [
+        "*** #lobby: the message history was reset (the server lost its stored messages); message numbers start again"
+    ]
+    assert chat.render(dict(msg("#lobby", 1, "bob", "after", NOON), epoch="e2")) == ["#lobby <bob> after"]
+    assert chat.hello()["since"] == {"#lobby": {"epoch": "e2", "id": 1}}
+
+
 def test_helloCarriesTokenAndPrivateSince() -> None:
     """
     The owner token of a welcome is sent with the same nick in later

@@ -239,3 +239,47 @@ def test_killedWorkersUserResumesOnAnother(
     assert resumed["recovered"] is True
     assert texts(resumed["messages"]) == [(last["id"] + i, liner, t) for i, t in enumerate(missed, 1)]
     assert (live["id"], live["text"]) == (last["id"] + len(missed) + 1, "live")
+
+
+def test_redisBackEmptyUsersAreToldAndKeepChatting(
+    startDaemon: Callable[..., Daemon], lineClients: Callable[..., LineClient], redisServer: Any
+) -> None:
+    """
+    One node on a Redis that persists nothing; Redis restarts (empty).
+    Everyone connected is told the history was reset (json: an C{epoch}
+    event; line: a notice), and what alice says afterwards is echoed to her
+    and reaches bob live, ids starting again at 1.
+    """
+    a = node(startDaemon, redisServer, "a", web=LOOPBACK)
+
+    async def main() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], dict[str, Any]]:
+        async with Users() as users:
+            bob = await lineUser(lineClients, a, "bob")
+            alice, _ = await users.hello(a, nick="alice")
+            before = [await alice.say("before %d" % (i,), ref="b%d" % (i,)) for i in range(1, 4)]
+            await asyncio.to_thread(bob.expect, "#lobby <alice> before 3")
+            redisServer.kill()
+            a.waitForLog("node a: lost Redis", TIMEOUT)
+            redisServer.start()
+            told = (await alice.until("epoch"))[-1]
+            await asyncio.to_thread(bob.expect, lambda s: "history was reset" in s)
+            notice = [s for s in bob.history if "history was reset" in s]
+            echoes: list[dict[str, Any]] = []
+            acks = []
+            for i in range(1, 6):
+                await alice.send(type="say", text="after %d" % (i,), ref="a%d" % (i,))
+                events = await alice.until("ack")
+                echoes += events[:-1]
+                acks.append(events[-1])
+            for i in range(1, 6):
+                await asyncio.to_thread(bob.expect, "#lobby <alice> after %d" % (i,))
+            return before + acks, [e for e in echoes if e["type"] == "message"], notice, told
+
+    acks, echoes, notice, told = runAsync(main)
+    old, new = acks[0]["epoch"], acks[-1]["epoch"]
+    assert old != new and (told["room"], told["previous"], told["epoch"]) == ("#lobby", old, new)
+    assert [a["id"] for a in acks] == [1, 2, 3, 1, 2, 3, 4, 5]
+    assert [(e["id"], e["epoch"], e["text"]) for e in echoes] == [(i, new, "after %d" % (i,)) for i in range(1, 6)]
+    assert notice == ["*** #lobby: the message history was reset (the server lost its stored messages); "
+                      "message numbers start again"]
+

@@ -14,7 +14,7 @@ import pytest_twisted
 from zope.interface import implementer
 
 from twisted_chat._errors import ChatError
-from twisted_chat._events import Event, History, Joined, Message, Notice, Parted, Presence, Private, TopicChanged
+from twisted_chat._events import EpochChanged, Event, History, Joined, Message, Notice, Parted, Presence, Private, TopicChanged
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._redis import RedisCluster, checkRedis, parseRedisURL
 from twisted_chat._service import ChatService
@@ -411,6 +411,74 @@ async def test_redisRestart(nodes: Any, redisServerFactory: Any) -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+async def _saysAfterReset(alice: Client, bob: Client, before: list[Message]) -> None:
+    """
+    Redis lost everything under alice (node a) and bob (node b): both are
+    told, once per room, and what alice says next reaches both live, once,
+    in order, with ids from 1 in the new epoch.
+    """
+    old = before[-1].epoch
+    for client in (alice, bob):
+        told = await client.waitFor(lambda e: isinstance(e, EpochChanged))
+        assert (told.room, told.previous) == ("#r", old) and told.epoch != old
+    acks = [await alice.member.say("after %d" % (i,)) for i in range(1, 6)]
+    epoch = acks[0].epoch
+    assert epoch != old and [m.id for m in acks] == [1, 2, 3, 4, 5]
+    assert {m.epoch for m in acks} == {epoch}
+    await bob.waitFor(isMessage("after 5"))
+    for client in (alice, bob):
+        seen = [(m.epoch, m.id, m.text) for m in client.of(Message)]
+        assert seen == [(old, m.id, m.text) for m in before] + [(epoch, i, "after %d" % (i,)) for i in range(1, 6)]
+        # told before the first message of the new epoch
+        kinds = [e.kind for e in client.events if e.kind in ("epoch", "message")]
+        assert kinds == ["message"] * len(before) + ["epoch"] + ["message"] * 5
+        assert not client.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_redisBackEmpty(nodes: Any, redisServer: Any) -> None:
+    """
+    Redis restarts without its data (no persistence, or a failover to an
+    empty replica): ids start again at 1 in a new epoch. Members are told
+    so, and every message acknowledged afterwards reaches everyone live,
+    the sender included, although its id is below the last one delivered
+    before the restart.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice, bob = await twoInRoom(a, b, "#r")
+    before = [await alice.member.say("before %d" % (i,)) for i in range(1, 4)]
+    await bob.waitFor(isMessage("before 3"))
+    redisServer.kill()
+    await _until(lambda: not a.cluster.connected and not b.cluster.connected)
+    redisServer.start()
+    await _until(lambda: all(n.cluster.connected and n.cluster._subscriber is not None
+                             and n.cluster._buffer is None for n in (a, b)))
+    await _saysAfterReset(alice, bob, before)
+
+
+@pytest_twisted.ensureDeferred
+async def test_redisFlushedUnderNodes(nodes: Any, redisServer: Any) -> None:
+    """
+    Redis loses its data without dropping a connection (FLUSHALL, say):
+    the nodes notice the new epoch on the first message that carries it,
+    the sender's own acknowledgement included, and start the room over.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice, bob = await twoInRoom(a, b, "#r")
+    before = [await alice.member.say("before %d" % (i,)) for i in range(1, 4)]
+    await bob.waitFor(isMessage("before 3"))
+    redisServer.command("FLUSHALL")
+    # (nobody can be told before a message shows the new epoch)
+    first = await alice.member.say("after 1")
+    assert first.id == 1 and first.epoch != before[-1].epoch
+    rest = [await alice.member.say("after %d" % (i,)) for i in range(2, 6)]
+    await bob.waitFor(isMessage("after 5"))
+    for client in (alice, bob):
+        seen = [(m.epoch, m.id, m.text) for m in client.of(Message)]
+        assert seen == [(m.epoch, m.id, m.text) for m in before + [first] + rest]
+        assert [(e.previous, e.epoch) for e in client.of(EpochChanged)] == [(before[-1].epoch, first.epoch)]
 
 
 @pytest_twisted.ensureDeferred

@@ -664,6 +664,16 @@ class JsonChat:
             self.reconnectAfter = after / 1000.0
         return ["*** notice: " + str(event["text"])]
 
+    def _on_epoch(self, event: dict[str, Any]) -> list[str]:
+        # The server's store lost its messages: positions in the old epoch
+        # are void; ids start again at 1 in the new one.
+        room = str(event["room"])
+        self.positions[room] = (str(event["epoch"]), 0)
+        return [
+            "*** %s: the message history was reset (the server lost its stored messages); message numbers start again"
+            % (room,)
+        ]
+
     def _on_topic(self, event: dict[str, Any]) -> list[str]:
         if event["topic"]:
             return ["*** %s: topic: %s (set by %s)" % (event["room"], event["topic"], event["by"])]

@@ -145,6 +145,24 @@ class TopicChanged(Event):
         self.time = time
 
 
+class EpochChanged(Event):
+    """
+    The message history of C{room} was lost (a store shared by several
+    nodes came back empty): its id sequence starts again from 1 in epoch
+    C{epoch}. Positions a client kept in C{previous} are gone.
+    """
+
+    __slots__ = ("room", "epoch", "previous", "time")
+    kind = "epoch"
+
+    def __init__(self, room: str, epoch: str, previous: str, time: float) -> None:
+        Event.__init__(self)
+        self.room = room
+        self.epoch = epoch
+        self.previous = previous
+        self.time = time
+
+
 class Presence(Event):
     """
     The members of C{room}, sorted case-insensitively.

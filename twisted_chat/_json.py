@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted_chat import __version__
 from twisted_chat._errors import ChatError
 from twisted_chat._events import (
+    EpochChanged,
     Event,
     History,
     Joined,
@@ -142,6 +143,9 @@ def eventObject(event: Event) -> dict[str, Any] | None:
     if kind == "topic":
         assert isinstance(event, TopicChanged)
         return {"type": "topic", "room": event.room, "topic": event.topic, "by": event.by, "time": ms(event.time)}
+    if kind == "epoch":
+        assert isinstance(event, EpochChanged)
+        return {"type": "epoch", "room": event.room, "epoch": event.epoch, "previous": event.previous, "time": ms(event.time)}
     if kind == "notice":
         assert isinstance(event, Notice)
         return {"type": "notice", "text": event.text}

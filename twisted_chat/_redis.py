@@ -731,11 +731,27 @@ class RedisStore:
     def __init__(self, cluster: RedisCluster) -> None:
         self.cluster = cluster
         self.epoch = ""
+        #: epochs this node saw replaced (Redis came back empty)
+        self.retired: set[str] = set()
 
-    def setEpoch(self, epoch: str) -> None:
-        if self.epoch and epoch != self.epoch:
-            self.cluster._log.warn("the Redis history was lost: new epoch {epoch}", epoch=epoch)
+    def setEpoch(self, epoch: str, authoritative: bool = True) -> bool:
+        """
+        The epoch Redis holds is C{epoch} (read at (re)connection when
+        C{authoritative}; else seen on a message). A new one means Redis
+        lost its data: the broker starts the rooms over (see
+        L{RedisBroker.epochChanged}). Returns C{False} for a message of an
+        epoch already replaced (to be ignored).
+        """
+        old = self.epoch
+        if epoch == old:
+            return True
+        if not authoritative and epoch in self.retired:
+            return False
         self.epoch = epoch
+        if old:
+            self.retired.add(old)
+            self.cluster.broker.epochChanged(old, epoch)
+        return True
 
     def open(self) -> Deferred[None]:
         return succeed(None)
@@ -1115,6 +1131,8 @@ class RedisBroker:
         The bus delivers it here (in id order with everyone else's); the
         acknowledgement waits until it has.
         """
+        if not self.cluster.store.setEpoch(message.epoch, authoritative=False):
+            return message
         room, id = message.room, message.id
         if self.lastIds.get(room, 0) >= id and room not in self.filling:
             return message
@@ -1283,11 +1301,8 @@ class RedisBroker:
         if pending is not None:
             pending.append(body)
             return
-        store = self.cluster.store
-        if body["e"] != store.epoch:
-            # Redis lost its data and started a new epoch: ids start over.
-            store.setEpoch(body["e"])
-            self.lastIds.clear()
+        if not self.cluster.store.setEpoch(body["e"], authoritative=False):
+            return  # (of an epoch Redis no longer has)
         id = int(body["i"])
         last = self.lastIds.get(room)
         if last is not None and id <= last:
@@ -1316,8 +1331,11 @@ class RedisBroker:
         then what waited meanwhile.
         """
         store = self.cluster.store
+        epoch = store.epoch
 
         def got(msgs: list[Message]) -> None:
+            if store.epoch != epoch:
+                return  # (Redis was reset meanwhile: epochChanged started over)
             for msg in msgs:
                 if msg.id > self.lastIds.get(room, 0):
                     self._deliver(room, msg.id, msg)
@@ -1326,6 +1344,8 @@ class RedisBroker:
                 self._message(body)
 
         def failed(f: Failure) -> None:
+            if store.epoch != epoch:
+                return
             self._log.warn("could not fetch missed messages of {room}: {why}", room=room, why=f.getErrorMessage())
             waiting = self.filling.pop(room, [])
             if waiting:
@@ -1335,6 +1355,23 @@ class RedisBroker:
                     self._message(body)
 
         return store.range(room, last, 10000).addCallbacks(got, failed)
+
+    def epochChanged(self, previous: str, epoch: str) -> None:
+        """
+        Redis came back without its data (no persistence, or a failover to
+        an empty replica): ids start again at 1. Positions of the old epoch
+        are void; the rooms with members here are delivered from the new
+        epoch's first message on (by the catch-up after the reload, or by a
+        fill when a message shows the gap), and their members are told.
+        """
+        self.lastIds = {room: 0 for room in self.service.rooms}
+        self.filling.clear()
+        # (acknowledgements waiting for old-epoch messages: those are gone)
+        waiters, self.waiters = self.waiters, {}
+        for ds in waiters.values():
+            for d in ds:
+                d.callback(None)
+        self.service.epochChanged(previous, epoch)
 
     async def catchUp(self) -> None:
         """

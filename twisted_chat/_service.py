@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from twisted_chat._errors import ChatError
 from twisted_chat._events import (
+    EpochChanged,
     Event,
     History,
     Joined,
@@ -1262,6 +1263,19 @@ class ChatService(Service):
         room = self.rooms.get(name)
         if room is not None and self._roomSize(room) < self.announceLimit:
             self._broadcast(room, Parted(name, nick, reason, time))
+
+    def epochChanged(self, previous: str, epoch: str) -> None:
+        """
+        The shared store lost its messages and started epoch C{epoch}
+        (ids start again at 1): every member is told, in every room.
+        """
+        self._log.warn(
+            "the message store was reset: epoch {previous} is gone, new epoch {epoch}", previous=previous, epoch=epoch
+        )
+        self._lastIds.clear()
+        now = self.now()
+        for name, room in list(self.rooms.items()):
+            self._broadcast(room, EpochChanged(name, epoch, previous, now))
 
     def remoteNickChanged(self, old: str, new: str, rooms: Iterable[str], time: float) -> None:
         shared: dict[Member, list[str]] = {}

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from twisted_chat._errors import ChatError
 from twisted_chat._events import (
+    EpochChanged,
     Event,
     History,
     Joined,
@@ -237,6 +238,13 @@ class TextSession:
                 self.sendRendered(event, "*** %s: topic: %s (set by %s)" % (event.room, oneLine(event.topic), event.by))
             else:
                 self.sendRendered(event, "*** %s: topic cleared by %s" % (event.room, event.by))
+        elif kind == "epoch":
+            assert isinstance(event, EpochChanged)
+            self.sendRendered(
+                event,
+                "*** %s: the message history was reset (the server lost its stored messages); "
+                "message numbers start again" % (event.room,),
+            )
         elif kind == "notice":
             assert isinstance(event, Notice)
             self.sendNotice("notice: " + oneLine(event.text))

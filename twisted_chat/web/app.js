@@ -654,6 +654,16 @@
       }
     },
 
+    epoch(ev) {
+      // The server's store lost its messages: ids start again at 1 in a new
+      // epoch, and what this view showed can no longer be resumed from.
+      const view = state.views.get(normalizeRoom(ev.room));
+      if (!view) return;
+      view.epoch = ev.epoch == null ? null : String(ev.epoch);
+      view.lastId = 0;
+      addSys(view, 'The server lost the message history: earlier messages are gone', 'gap', ev.time);
+    },
+
     rooms(ev) {
       const list = (ev.rooms || []).map((r) => r.room + ' (' + r.members + ')').join(', ');
       addSys(currentView(), 'Rooms: ' + (list || 'none'), 'info');
