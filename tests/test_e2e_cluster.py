@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 
-def node(startDaemon: Callable[..., Daemon], redis: Any, name: str, **kw: Any) -> Daemon:
-    daemon = startDaemon("--broker", redis.url, "--node-id", name, **kw)
+def node(startDaemon: Callable[..., Daemon], redis: Any, name: str, *args: str, **kw: Any) -> Daemon:
+    daemon = startDaemon("--broker", redis.url, "--node-id", name, *args, **kw)
     daemon.waitForLog(r"node %s: joined the cluster" % (name,), TIMEOUT)
     return daemon
 
@@ -283,3 +283,74 @@ def test_redisBackEmptyUsersAreToldAndKeepChatting(
     assert notice == ["*** #lobby: the message history was reset (the server lost its stored messages); "
                       "message numbers start again"]
 
+
+def test_noDuplicatesWhenJoiningUnderWriteLoad(
+    startDaemon: Callable[..., Daemon], redisServer: Any
+) -> None:
+    """
+    A writer on node a says hundreds of messages a second; json users on
+    node b leave and join the room again and again, with and without
+    C{since}. Every join gets history then live messages with no gap and
+    no message twice, although the history is read on one Redis connection
+    and live messages come on another.
+    """
+    a = node(startDaemon, redisServer, "a", "--flood-rate", "0", web=LOOPBACK)
+    b = node(startDaemon, redisServer, "b", "--flood-rate", "0", web=LOOPBACK)
+
+    async def main() -> list[list[int]]:
+        async with Users() as users:
+            writer, _ = await users.hello(a, nick="writer", rooms=["#load"])
+            stop = asyncio.Event()
+
+            async def write() -> None:
+                n = 0
+                while not stop.is_set():
+                    for _ in range(50):
+                        n += 1
+                        await writer.send(type="say", room="#load", text="w%d" % (n,))
+                    await asyncio.sleep(0.1)  # (pacing the writer: ~500 a second)
+
+            async def drain() -> None:
+                async for _ in writer.ws:  # (its echoes and acks)
+                    pass
+
+            async def joinAgainAndAgain(nick: str) -> list[list[int]]:
+                joiner, _ = await users.hello(b, nick=nick)
+                sessions: list[list[int]] = []
+                last: dict[str, Any] | None = None
+                for attempt in range(40):
+                    since = {"epoch": last["epoch"], "id": last["id"]} if last is not None and attempt % 2 else None
+                    await joiner.send(type="join", room="#load", **({"since": since} if since else {}))
+                    ids: list[int] = []
+                    while len(ids) < 20 or last is None or last["id"] != ids[-1]:
+                        event = await joiner.recv()
+                        assert event["type"] != "error", event
+                        if event.get("room") != "#load":
+                            continue
+                        if event["type"] == "history":
+                            ids += [m["id"] for m in event["messages"]]
+                        elif event["type"] == "message":
+                            ids.append(event["id"])
+                            last = event
+                    await joiner.send(type="part", room="#load")
+                    while True:
+                        event = await joiner.recv()
+                        if event["type"] == "part" and event["nick"] == nick:
+                            break
+                    sessions.append(ids)
+                return sessions
+
+            task = asyncio.create_task(write())
+            drainer = asyncio.create_task(drain())
+            try:
+                results = await asyncio.gather(*(joinAgainAndAgain("joiner%d" % (i,)) for i in range(4)))
+            finally:
+                stop.set()
+                await task
+                drainer.cancel()
+            return [ids for sessions in results for ids in sessions]
+
+    sessions = runAsync(main, timeout=120)
+    assert len(sessions) == 160
+    for ids in sessions:
+        assert ids == list(range(ids[0], ids[0] + len(ids))), ids

@@ -932,6 +932,41 @@ async def test_memberFetchingHistoryIsHeldNotFannedOut(listen: Any) -> None:
         service.stopService()
 
 
+@pytest_twisted.ensureDeferred
+async def test_memberWhoseHistoryIsAheadIsNotFannedOut(listen: Any) -> None:
+    """
+    A member whose history holds messages this node has yet to deliver
+    (a cluster's store is ahead of its bus) is off the fast path until
+    they have come by: they reach it once (in the history), and it is back
+    in the fan-out with the next message.
+    """
+    from test_service import LaggingBroker
+
+    broker = LaggingBroker()
+    service = ChatService(store=MemoryStore(), clock=reactor, pruneInterval=0, broker=broker)
+    service.startService()
+    try:
+        clients = await lineClients(listen, service, 2)
+        present, joiner = membersOf(service)
+        for member in (present, joiner):
+            member.join("#ahead")
+        for i in (1, 2, 3):
+            present.say("m%d" % (i,), "#ahead")
+        joiner.part("#ahead")
+        joiner.join("#ahead")  # its history: m1..m3, none delivered here yet
+        room = service.rooms["#ahead"]
+        assert room.fanOut()[2] == (joiner,)
+        broker.catchUp()
+        present.say("m4", "#ahead")
+        broker.catchUp()
+        got = await clients[1].readUntil(b"<alice> m4\n".replace(b"alice", present.nick.encode()))
+        for i in (1, 2, 3, 4):
+            assert got.count(b"> m%d\n" % (i,)) == 1, got
+        assert room.fanOut()[2] == ()
+    finally:
+        service.stopService()
+
+
 # -- WebSocket --
 
 

@@ -28,6 +28,7 @@ from twisted_chat._events import (
     PrivateHistory,
     RoomList,
 )
+from twisted_chat._broker import LocalBroker
 from twisted_chat._interfaces import IChatClient, IMessageStore
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._service import ChatService, Member
@@ -973,6 +974,61 @@ def test_resumeWhileMessagesArrive(slowService: tuple[ChatService, SlowStore], a
     assert ids == [3, 4, 5]
     say(alice, "m5")
     assert [e[2] for e in cb.describe()] == [6]
+
+
+class LaggingBroker(LocalBroker):
+    """
+    A broker of a cluster whose deliveries lag behind the shared store (as
+    with Redis: a history read on the command connection can return
+    messages the subscription brings a moment later): stored messages wait
+    until L{catchUp}.
+    """
+
+    def __init__(self) -> None:
+        LocalBroker.__init__(self)
+        self.pending: list[Message] = []
+        self.delivered: dict[str, int] = {}
+
+    def deliveredUpTo(self, room: str) -> int:
+        return self.delivered.get(room, 0)
+
+    def deliverMessage(self, message: Any) -> Any:
+        self.pending.append(message)
+        return message
+
+    def catchUp(self) -> None:
+        pending, self.pending = self.pending, []
+        for m in pending:
+            self.delivered[m.room] = m.id
+            self.service._deliverMessage(m)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_historyAheadOfThisNodesDeliveries(clock: Clock, resume: bool) -> None:
+    """
+    A joiner (or a resume) whose history already holds messages this node
+    has not delivered yet gets each of them once: the live copies that
+    arrive afterwards are skipped, and what follows them is delivered.
+    """
+    broker = LaggingBroker()
+    service = ChatService(clock=clock, broker=broker)
+    alice, ca = enter(service, "alice", "#lobby")
+    for i in range(1, 4):
+        say(alice, "m%d" % (i,))
+    broker.catchUp()
+    say(alice, "m4")
+    say(alice, "m5")  # stored, still on their way to this node
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(service.store.epoch, 1) if resume else None)
+    history = [e for e in cb.take() if isinstance(e, History)][-1]
+    assert [m.id for m in history.messages] == ([2, 3, 4, 5] if resume else [1, 2, 3, 4, 5])
+    broker.catchUp()
+    say(alice, "m6")
+    broker.catchUp()
+    assert [e.id for e in cb.take() if isinstance(e, Message)] == [6]
+    assert [e.id for e in ca.take() if isinstance(e, Message)] == [1, 2, 3, 4, 5, 6]
+    # and bob is back on the fast path with everyone else
+    assert bob._floor is None
 
 
 # -- shutdown -----------------------------------------------------------------------

@@ -61,6 +61,10 @@ class LocalBroker:
     def topicChanged(self, event: Any) -> None:
         pass
 
+    def deliveredUpTo(self, room: str) -> int | None:
+        # (a stored message is delivered at once: never behind the store)
+        return None
+
     def deliverMessage(self, message: Any) -> Any:
         self.service._deliverMessage(message)
         return message

@@ -226,6 +226,13 @@ class IBroker(Interface):
         fires with it once this node's members have it.
         """
 
+    def deliveredUpTo(room: str) -> int | None:
+        """
+        The last message id of C{room} this node has delivered to its
+        members, or C{None} when it never lags behind the store (a history
+        read then never holds messages still on their way here).
+        """
+
     def appendPrivate(message: object, ref: str | None) -> object:
         """
         Store a private message (like L{IMessageStore.append}) and route it

@@ -1356,6 +1356,9 @@ class RedisBroker:
 
         return store.range(room, last, 10000).addCallbacks(got, failed)
 
+    def deliveredUpTo(self, room: str) -> int:
+        return self.lastIds.get(room, 0)
+
     def epochChanged(self, previous: str, epoch: str) -> None:
         """
         Redis came back without its data (no persistence, or a failover to

@@ -174,7 +174,9 @@ class Room:
         handed to C{fan.broadcast(groups, event)} all at once, C{groups}
         being C{(key, sinks)} pairs (sinks of one key take the same bytes);
         the C{others} get C{deliver()} one by one. A member still fetching
-        this room's history is among the others (its events are held).
+        this room's history is among the others (its events are held), and
+        so is one whose history ran ahead of this node's deliveries (see
+        C{Member._floor}).
         Rebuilt only when membership changes (or a hold starts or ends).
         """
         f = self._fan
@@ -186,7 +188,8 @@ class Room:
             for m in self.members:
                 sink = getattr(m.client, "fastSink", None)
                 held = m._held
-                if sink is None or (held is not None and name in held):
+                floor = m._floor
+                if sink is None or (held is not None and name in held) or (floor is not None and name in floor):
                     others.append(m)
                     continue
                 if fan is None:
@@ -208,8 +211,8 @@ class Member:
     """
 
     __slots__ = (
-        "service", "client", "nick", "rooms", "current", "peer", "host", "_held", "gone", "owner", "token",
-        "authenticated", "flood",
+        "service", "client", "nick", "rooms", "current", "peer", "host", "_held", "_floor", "gone", "owner",
+        "token", "authenticated", "flood",
     )
 
     def __init__(self, service: ChatService, client: IChatClient, nick: str, peer: str, host: str = "") -> None:
@@ -226,6 +229,11 @@ class Member:
         self.current: str | None = None
         # room name -> events held back while that room's history is fetched
         self._held: dict[str, list[Event]] | None = None
+        # room name -> the last message id of the history this member got,
+        # while this node has not delivered that far yet (a store shared by
+        # several nodes can answer a history read with messages that reach
+        # this node live a moment later): live messages up to it are skipped
+        self._floor: dict[str, int] | None = None
         self.gone = False
         #: whether this connection proved it owns its nick (see ChatService.connect)
         self.owner = False
@@ -732,6 +740,13 @@ class ChatService(Service):
             if held is not None and name in held:
                 held[name].append(event)
                 continue
+            floor = m._floor
+            if floor is not None and name in floor:
+                if event.kind == "message" and event.id <= floor[name]:  # type: ignore[attr-defined]
+                    continue  # (in the history it got already)
+                if event.kind in ("message", "epoch"):
+                    # This node has caught up with that history.
+                    self._dropFloor(m, name)
             try:
                 m.client.deliver(event)
             except Exception:
@@ -842,6 +857,14 @@ class ChatService(Service):
                 if isinstance(ev, Message) and ev.id <= last:
                     continue
                 self._send(member, ev)
+            delivered = self.broker.deliveredUpTo(name) if messages and messages[-1].epoch == store.epoch else None
+            if delivered is not None and delivered < last and room is not None and not member.gone:
+                # The history holds messages this node has not delivered
+                # yet: they are on their way, and must not come twice.
+                if member._floor is None:
+                    member._floor = {}
+                member._floor[name] = last
+                room._fan = None  # (off the fast path until it has caught up)
 
         def recent(reason: str, recovered: bool | None) -> Deferred[tuple[list[Message], bool | None, str]]:
             return store.recent(name, self.historySize).addCallback(
@@ -867,12 +890,25 @@ class ChatService(Service):
 
         d.addCallbacks(fetched, failed)
 
+    def _dropFloor(self, member: Member, name: str) -> None:
+        floor = member._floor
+        if floor is not None and floor.pop(name, None) is not None:
+            if not floor:
+                member._floor = None
+            room = member.rooms.get(name)
+            if room is not None:
+                room._fan = None  # (back on the fast path)
+
     def _part(self, member: Member, name: str, reason: str) -> str:
         room = member.rooms.pop(name)
         if member._held is not None:
             member._held.pop(name, None)
             if not member._held:
                 member._held = None
+        if member._floor is not None:
+            member._floor.pop(name, None)
+            if not member._floor:
+                member._floor = None
         if member.current == name:
             member.current = next(reversed(member.rooms), None) if member.rooms else None
         parted = Parted(name, member.nick, reason, self.now())
@@ -1121,7 +1157,7 @@ class ChatService(Service):
         self.stats.disconnected(reason)
         for name in list(member.rooms):
             self._part(member, name, reason)
-        member._held = None
+        member._held = member._floor = None
         self.members.discard(member)
         if self._nicks.get(nickKey(member.nick)) is member:
             del self._nicks[nickKey(member.nick)]
