@@ -163,6 +163,34 @@ def quitRequest(line: str) -> str | None:
     return None
 
 
+#: how much of a typed line a status quotes
+DESCRIBE_LENGTH = 120
+
+
+def describeInput(line: str) -> str:
+    """
+    C{line} as typed, on one line and cut to L{DESCRIBE_LENGTH} characters,
+    to name it in a status.
+    """
+    text = oneLine(line)
+    if len(text) > DESCRIBE_LENGTH:
+        text = text[: DESCRIBE_LENGTH - 1] + "\u2026"
+    return text
+
+
+def describeRequest(request: dict[str, Any]) -> str:
+    """
+    The line a user types for the C{say} or C{msg} C{request}, as
+    L{describeInput} shows it.
+    """
+    text = str(request.get("text", ""))
+    if request.get("type") == "msg":
+        return describeInput("/msg %s %s" % (request.get("to"), text))
+    if request.get("action") is True:
+        return describeInput("/me " + text)
+    return describeInput("/" + text if text.startswith("/") else text)
+
+
 def _plural(n: int, word: str) -> str:
     return "%d %s%s" % (n, word, "" if n == 1 else "s")
 
@@ -230,6 +258,12 @@ class JsonChat:
         self._held: list[dict[str, Any]] = []
         #: the server's C{reconnect_after} hint (seconds) of its last notice
         self.reconnectAfter: float | None = None
+        #: how many requests were refused: C{error} events from the server,
+        #: and typed lines refused here (usage errors, unknown commands)
+        self.refusals = 0
+        # (room, epoch, id) of acknowledged messages whose echo has not been
+        # seen while a history for their room is on its way (after a resume)
+        self._echoes: list[tuple[str, str, int]] = []
 
     # -- requests --
 
@@ -319,12 +353,13 @@ class JsonChat:
         rest = rest.strip()
         handler = getattr(self, "_cmd_" + name, None) if _COMMAND.match(name) else None
         if handler is None:
+            self.refusals += 1
             return [], ["!!! unknown command /%s (try /help)" % (oneLine(name)[:32],)]
         result: tuple[list[dict[str, Any]], list[str]] = handler(rest)
         return result
 
-    @staticmethod
-    def _usage(usage: str) -> tuple[list[dict[str, Any]], list[str]]:
+    def _usage(self, usage: str) -> tuple[list[dict[str, Any]], list[str]]:
+        self.refusals += 1
         return [], ["!!! usage: " + usage]
 
     def _cmd_help(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -646,9 +681,29 @@ class JsonChat:
 
     def _on_ack(self, event: dict[str, Any]) -> list[str]:
         self.unacked.pop(str(event.get("ref")), None)
+        room, epoch, id = event.get("room"), event.get("epoch"), event.get("id")
+        if isinstance(room, str) and isinstance(epoch, str) and isinstance(id, int):
+            # The echo comes before the ack, except for a message sent again
+            # after a resume: the server acknowledges the first one at once,
+            # and its echo may still be on its way in the room's history.
+            self._echoes.append((room, epoch, id))
+            self.echoesPending()
         return []
 
+    def echoesPending(self) -> bool:
+        """
+        Whether an acknowledged message of ours has not been shown yet while
+        the history that will show it is still on its way (it was sent again
+        after a resume, and acknowledged before the rejoin's history came).
+        """
+        waiting = self._helloRooms + list(self._joinHistories)
+        self._echoes = [
+            (room, epoch, id) for room, epoch, id in self._echoes if room in waiting and not self._known(room, epoch, id)
+        ]
+        return bool(self._echoes)
+
     def _on_error(self, event: dict[str, Any]) -> list[str]:
+        self.refusals += 1
         ref = event.get("ref")
         if ref is not None:
             self.unacked.pop(str(ref), None)
