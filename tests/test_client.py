@@ -49,7 +49,15 @@ from twisted_chat._client import (
     parseCommandLine,
     tlsCreator,
 )
-from twisted_chat._client_core import BadURL, JsonChat, Target, describeRequest, parseTarget, quitRequest
+from twisted_chat._client_core import (
+    BadURL,
+    JsonChat,
+    Target,
+    describeRequest,
+    newRefPrefix,
+    parseTarget,
+    quitRequest,
+)
 from twisted_chat._events import Private, PrivateHistory
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._service import ChatService
@@ -588,7 +596,8 @@ def test_refusalsAndDescriptions() -> None:
     """
     Refusals are counted: every C{error} event, and every typed line the
     client refuses itself; the server's oddities are not refusals. A
-    request is described as the line that was typed for it.
+    request is described as the line that was typed for it. Each session
+    can have refs of its own.
     """
     chat = JsonChat(lambda: NOON)
     chat.translate("/fly")
@@ -598,6 +607,10 @@ def test_refusalsAndDescriptions() -> None:
     chat.render([1, 2])
     chat.render({"type": "presence"})
     assert chat.refusals == 3
+    prefixes = {newRefPrefix() for _ in range(100)}
+    assert len(prefixes) == 100 and all(re.fullmatch(r"c[0-9a-f]{12}-", p) for p in prefixes)
+    chat = JsonChat(lambda: NOON, refPrefix="c0123456789ab-")
+    assert chat.translate("hi")[0][0]["ref"] == "c0123456789ab-1"
     assert [describeRequest(chat.translate(line)[0][0]) for line in ["hi", "//slash", "/me waves", "/msg bob psst"]] == [
         "hi", "//slash", "/me waves", "/msg bob psst"
     ]
@@ -1627,7 +1640,7 @@ async def test_jsonSessionOverWebSocket() -> None:
     try:
         ui = FakeUI()
         client = ChatClient(Target("ws", "127.0.0.1", port.getHost().port, "/ws"), ui, reactor)
-        connect(reactor, client, nick="alice")
+        connect(reactor, client, nick="alice", refPrefix="c")
         assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "hello", "nick": "alice"}
         server = factory.connections[0]
         server.send(
@@ -1706,7 +1719,7 @@ async def test_jsonSessionReconnectsAndResumes() -> None:
     try:
         ui = FakeUI()
         client = ChatClient(Target("ws", "127.0.0.1", port.getHost().port, "/ws"), ui, reactor, random=lambda: 0.0)
-        connect(reactor, client, nick="alice")
+        connect(reactor, client, nick="alice", refPrefix="c")
         assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "hello", "nick": "alice"}
         server = factory.connections[0]
         server.send(
@@ -1794,7 +1807,7 @@ class JsonMemorySession:
         self.endpoint = MemoryEndpoint(clock, self.factory)
         self.client = ChatClient(Target("ws", "127.0.0.1", 8080, "/ws"), self.ui, clock, random=lambda: 0.0)
         self.ui.start(self.client, None)
-        connect(clock, self.client, nick="alice", endpoint=self.endpoint)
+        connect(clock, self.client, nick="alice", endpoint=self.endpoint, refPrefix="c")
         self.flush()
 
     def flush(self) -> None:
@@ -2693,6 +2706,20 @@ def test_e2ePipedLineEchoed(startDaemon: Callable[..., Any]) -> None:
     done = runClient(_wsURL(daemon), "--nick", "alice", input="hi\n", installed=True)
     assert (done.returncode, done.stderr) == (0, ""), done
     assert done.stdout.splitlines()[-1] == "#lobby <alice> hi", done.stdout
+
+
+@pytest.mark.e2e
+def test_e2eSessionsDoNotShareRefs(startDaemon: Callable[..., Any]) -> None:
+    """
+    Two sessions with the same nick, one after the other: the second one's
+    message is a new message, not taken for a resend of the first one's
+    (the refs of each session are its own), so both are stored and echoed.
+    """
+    daemon = startDaemon(web=LOOPBACK_WEB)
+    for text in ["first", "second"]:
+        done = runClient(_wsURL(daemon), "--nick", "alice", input=text + "\n", installed=True)
+        assert (done.returncode, done.stderr) == (0, ""), done
+        assert done.stdout.splitlines()[-1] == "#lobby <alice> %s" % (text,), done.stdout
 
 
 @pytest.mark.e2e

@@ -68,6 +68,7 @@ from twisted_chat._client_core import (
     Target,
     describeInput as _describe,
     describeRequest,
+    newRefPrefix,
     parseTarget,
     quitRequest,
 )
@@ -1066,20 +1067,22 @@ def connect(
     nick: str | None = None,
     creator: IOpenSSLClientConnectionCreator | None = None,
     endpoint: IStreamClientEndpoint | None = None,
+    refPrefix: str | None = None,
 ) -> Deferred[Any]:
     """
     Connect C{client} to its target with the right link; failures go to
     L{ChatClient.connectFailure}. The result is kept as
     C{client.connecting}, so that quitting early can cancel it. For
     WebSocket json mode, C{client.redial} connects again with the same
-    L{JsonChat}, so that the session can resume.
+    L{JsonChat}, so that the session can resume; its refs start with
+    C{refPrefix}, by default one of L{newRefPrefix}, new for each session.
     """
     target = client.target
     if endpoint is None:
         endpoint = endpointFor(reactor, target, creator)
     factory: Factory
     if target.websocket:
-        chat = JsonChat(reactor.seconds, nick=nick)
+        chat = JsonChat(reactor.seconds, nick=nick, refPrefix=refPrefix if refPrefix is not None else newRefPrefix())
         factory = JsonLinkFactory(client, target, chat, reactor=reactor)
     else:
         factory = Factory.forProtocol(lambda: LineLink(client, nick, tls=target.secure))

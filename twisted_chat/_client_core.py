@@ -14,6 +14,7 @@ L{twisted_chat._text}; the tests compare both renderings event by event.
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -148,6 +149,14 @@ def parseTarget(url: str) -> Target:
     return Target(scheme, host, port, path)
 
 
+def newRefPrefix() -> str:
+    """
+    A prefix for the C{ref}s of one session, unlike any other session's:
+    48 random bits, e.g. C{"c3f9a0b1c2d4e-"}.
+    """
+    return "c%s-" % (secrets.token_hex(6),)
+
+
 def quitRequest(line: str) -> str | None:
     """
     If C{line} ends the session, return the reason given (maybe empty),
@@ -223,10 +232,15 @@ class JsonChat:
     sent after those.
 
     C{now} returns the current time in seconds; it dates history stamps.
+    The C{ref}s are C{refPrefix} and a count. The server takes a second
+    request with a nick's ref (within an hour) for a resend of the first, so
+    a session's refs must not repeat another's: give each session its own
+    prefix (see L{newRefPrefix}).
     """
 
-    def __init__(self, now: Callable[[], float], nick: str | None = None) -> None:
+    def __init__(self, now: Callable[[], float], nick: str | None = None, refPrefix: str = "c") -> None:
         self._now = now
+        self.refPrefix = refPrefix
         #: the nick we asked for, then the nick the server gave us
         self.nick = nick
         #: rooms we are in, in joining order
@@ -333,7 +347,7 @@ class JsonChat:
 
     def _nextRef(self) -> str:
         self._ref += 1
-        return "c%d" % (self._ref,)
+        return "%s%d" % (self.refPrefix, self._ref)
 
     def translate(self, line: str) -> tuple[list[dict[str, Any]], list[str]]:
         """
