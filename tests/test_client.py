@@ -1045,11 +1045,14 @@ def test_lineSessionEndOfInputBeforeOpen() -> None:
     s.connect()
     assert s.sent() == ["queued", "/quit"]
 
-    s = LineSession(connectNow=False)
-    s.client.userEOF()
-    s.connecting.errback(Failure(ConnectionRefusedError()))
-    assert result(s.client.done) == 1
-    assert s.ui.statuses == ["cannot connect to 127.0.0.1:9000: connection refused"]
+    for typed in [[], ["never sent"]]:
+        s = LineSession(connectNow=False)
+        for line in typed:
+            s.client.userLine(line)
+        s.client.userEOF()
+        s.connecting.errback(Failure(ConnectionRefusedError()))
+        assert result(s.client.done) == 1
+        assert s.ui.statuses == ["cannot connect to 127.0.0.1:9000: connection refused"]
 
 
 def test_lineSessionQuitWhileConnecting() -> None:

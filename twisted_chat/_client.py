@@ -541,8 +541,8 @@ class ChatClient:
     def _finish(self, status: int, message: str | None = None) -> None:
         """
         End the session with C{status}, made 1 if something is still
-        unconfirmed or typed and not sent (listed in statuses), or 3 if
-        something was refused.
+        unconfirmed, or typed and not sent after a connection was lost
+        (listed in statuses), or 3 if something was refused.
         """
         if self._finished:
             return
@@ -554,7 +554,8 @@ class ChatClient:
         if message is not None:
             self.ui.showStatus(message)
         count, unconfirmed = self.unconfirmed()
-        notSent = self._typedNotSent()
+        # (never connected: "cannot connect" says that nothing went)
+        notSent = self._typedNotSent() if self._lastLink is not None else []
         if count or notSent:
             if status != 1:
                 status = 1
