@@ -52,7 +52,6 @@ from twisted.logger import (
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
-    Logger,
     eventAsText,
     globalLogBeginner,
 )
@@ -248,8 +247,6 @@ class ChatClient:
     sent again with its C{ref} and answered once. Quitting while it waits to
     reconnect, with nothing to confirm, ends with 0 at once.
     """
-
-    _log = Logger()
 
     #: the first reconnect waits up to this many seconds, doubling per failure
     baseDelay = 0.5
