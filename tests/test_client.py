@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -48,7 +49,15 @@ from twisted_chat._client import (
     parseCommandLine,
     tlsCreator,
 )
-from twisted_chat._client_core import BadURL, JsonChat, Target, parseTarget, quitRequest
+from twisted_chat._client_core import (
+    BadURL,
+    JsonChat,
+    Target,
+    describeRequest,
+    newRefPrefix,
+    parseTarget,
+    quitRequest,
+)
 from twisted_chat._events import Private, PrivateHistory
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._service import ChatService
@@ -61,6 +70,9 @@ NOON = float(calendar.timegm((2026, 11, 26, 12, 0, 0)))
 
 TIMEOUT = 10.0
 
+#: a web front-end on a free loopback port (for C{startDaemon(web=…)})
+LOOPBACK_WEB = "tcp:0:interface=127.0.0.1"
+
 
 class FakeUI:
     """
@@ -70,6 +82,7 @@ class FakeUI:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.statuses: list[str] = []
+        self.notices: list[str] = []
         self.sink: Any = None
         self.closed = False
         self.queue: DeferredQueue[str] = DeferredQueue()
@@ -83,6 +96,9 @@ class FakeUI:
 
     def showStatus(self, text: str) -> None:
         self.statuses.append(text)
+
+    def showNotice(self, text: str) -> None:
+        self.notices.append(text)
 
     def close(self) -> Deferred[None]:
         self.closed = True
@@ -225,6 +241,26 @@ def test_commandLineDefaults() -> None:
     assert s.target == Target("tcp", "127.0.0.1", 9000)
     assert (s.nick, s.creator, s.warnings) == (None, None, [])
     assert s.reconnectAttempts == 8
+    assert s.confirmTimeout == 10.0
+
+
+def test_commandLineConfirmTimeout(capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    C{--confirm-timeout SECONDS} bounds the wait for confirmations when
+    quitting; it must be above 0 and at most an hour (else status 2). The
+    help describes the wait and the exit statuses.
+    """
+    assert parseCommandLine(["--confirm-timeout", "2.5", "ws://h/ws"]).confirmTimeout == 2.5
+    for bad in ["0", "-1", "x", "3601", "nan"]:
+        with pytest.raises(SystemExit) as e:
+            parseCommandLine(["--confirm-timeout", bad])
+        assert e.value.code == 2
+        assert "--confirm-timeout: must be a number of seconds above 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parseCommandLine(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--confirm-timeout SECONDS" in text
+    assert "Exit status: 0 when everything was confirmed; 3 when it was, but something was refused" in text
 
 
 def test_commandLineReconnectAttempts(capsys: pytest.CaptureFixture[str]) -> None:
@@ -529,6 +565,74 @@ def test_unackedRequestsAreResent() -> None:
     chat.outgoing(chat.translate("last words")[0])
     assert chat.takeHeld() == [{"type": "say", "text": "last words", "ref": "c7"}]
     assert chat.takeHeld() == []
+
+
+def test_echoesPendingAfterResume() -> None:
+    """
+    An ack whose message was already shown (the echo comes first) leaves
+    nothing pending. After a resume, the ack of a message sent again may
+    come before the rejoin's history that shows it: its echo is pending
+    until that history arrives (or, if the history does not have it, is
+    given up then).
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    chat.hello()
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": []})
+    chat.outgoing(chat.translate("hi")[0])
+    chat.render(msg("#lobby", 1, "alice", "hi"))
+    chat.render({"type": "ack", "ref": "c1", "id": 1, "room": "#lobby", "epoch": "e1"})
+    assert (chat.unacked, chat.echoesPending()) == ({}, False)
+
+    chat.outgoing(chat.translate("again")[0])
+    chat.hello()
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    assert chat.takeRequests() == [{"type": "say", "text": "again", "ref": "c2"}]
+    chat.render({"type": "ack", "ref": "c2", "id": 2, "room": "#lobby", "epoch": "e1"})
+    assert chat.echoesPending()
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    assert chat.echoesPending()
+    lines = chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "recovered": True,
+                         "messages": [msg("#lobby", 2, "alice", "again")]})
+    assert lines[0] == "*** #lobby: 1 message while you were away:"
+    assert not chat.echoesPending()
+
+    # a history without it: nothing more to wait for
+    chat.outgoing(chat.translate("lost")[0])
+    chat.hello()
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.takeRequests()
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    chat.render({"type": "ack", "ref": "c3", "id": 9, "room": "#lobby", "epoch": "e2"})
+    assert chat.echoesPending()
+    chat.render({"type": "history", "room": "#lobby", "epoch": "e2", "recovered": False, "messages": []})
+    assert not chat.echoesPending()
+
+
+def test_refusalsAndDescriptions() -> None:
+    """
+    Refusals are counted: every C{error} event, and every typed line the
+    client refuses itself; the server's oddities are not refusals. A
+    request is described as the line that was typed for it. Each session
+    can have refs of its own.
+    """
+    chat = JsonChat(lambda: NOON)
+    chat.translate("/fly")
+    chat.translate("/msg bob")
+    chat.translate("/help")
+    chat.render({"type": "error", "code": "flood", "message": "slow down"})
+    chat.render([1, 2])
+    chat.render({"type": "presence"})
+    assert chat.refusals == 3
+    prefixes = {newRefPrefix() for _ in range(100)}
+    assert len(prefixes) == 100 and all(re.fullmatch(r"c[0-9a-f]{12}-", p) for p in prefixes)
+    chat = JsonChat(lambda: NOON, refPrefix="c0123456789ab-")
+    assert chat.translate("hi")[0][0]["ref"] == "c0123456789ab-1"
+    assert [describeRequest(chat.translate(line)[0][0]) for line in ["hi", "//slash", "/me waves", "/msg bob psst"]] == [
+        "hi", "//slash", "/me waves", "/msg bob psst"
+    ]
+    assert describeRequest({"type": "say", "text": "x\ny" * 100}) == ("x y" * 40)[:119] + "\u2026"
 
 
 def test_resumeShowsEachMessageOnce() -> None:
@@ -869,31 +973,83 @@ def test_lineSessionQuit(line: str, sent: str) -> None:
     assert s.clock.getDelayedCalls() == []
 
 
-def test_lineSessionQuitTimeout() -> None:
+def test_lineSessionQuitUnconfirmed() -> None:
     """
-    A server that does not close after C{/quit} is disconnected after the
-    quit timeout; the status is still 0.
+    A server that does not answer C{/quit} with C{*** bye} (the line chat's
+    confirmation of every line before it) and close within the confirm
+    timeout, 10 s by default, is disconnected; after a second of waiting the
+    user is told, and at the end the lines sent are listed as unconfirmed
+    and the status is 1.
     """
     s = LineSession()
+    assert s.client.confirmTimeout == 10.0
+    s.client.userLine("hello")
     s.client.userLine("/quit")
-    s.clock.advance(s.client.quitTimeout - 0.1)
+    assert s.sent() == ["hello", "/quit"]
+    s.clock.advance(1.0)
+    assert s.ui.notices == ["waiting for the server to confirm 1 line (at most 10 s)"]
+    s.clock.advance(8.9)
     assert s.transport.connected
+    s.serverSays(b"#lobby <guest-1> hello\n")
     s.clock.advance(0.2)
     assert not s.transport.connected
-    assert result(s.client.done) == 0
+    assert result(s.client.done) == 1
+    assert s.ui.lines == ["#lobby <guest-1> hello"]
+    assert s.ui.statuses == [
+        "gave up waiting for the server after 10 s",
+        "1 line not confirmed by the server (it may or may not have gone through):",
+        "  hello",
+    ]
+    assert s.clock.getDelayedCalls() == []
 
 
 def test_lineSessionEndOfInput() -> None:
     """
-    The end of the input sends C{/quit} and waits for the server to close.
+    The end of the input sends C{/quit} and waits for the server's
+    C{*** bye} and close: status 0. A close without C{*** bye} (the server
+    went away first) leaves what was sent unconfirmed: status 1, listed.
     """
     s = LineSession()
     s.client.userLine("last words")
     s.client.userEOF()
     assert s.sent() == ["last words", "/quit"]
     assert not s.client.done.called
+    s.serverSays(b"#lobby <guest-1> last words\n*** bye\n")
     s.serverCloses()
     assert result(s.client.done) == 0
+    assert s.ui.statuses == []
+
+    s = LineSession(nick="alice")
+    s.client.userLine("last words")
+    s.client.userEOF()
+    s.serverSays(b"*** server shutting down (reconnect in about 5 s)\n")
+    s.serverCloses()
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == [
+        "connection closed by server",
+        "2 lines not confirmed by the server (they may or may not have gone through):",
+        "  /nick alice",
+        "  last words",
+    ]
+
+
+def test_lineSessionRefusals() -> None:
+    """
+    Every C{!!! } line from the server is a refusal: after a confirmed
+    goodbye the status is 3, and stderr says how many; a C{!!! } line the
+    client makes up itself (a line too long to show) is not one.
+    """
+    s = LineSession()
+    s.link.maxLength = 40
+    s.client.userLine("/msg nobody hi")
+    s.client.userLine("/fly")
+    s.serverSays(b"!!! nobody called nobody is online\n!!! unknown command /fly (try /help)\n")
+    s.serverSays(b"x" * 50 + b"\n")
+    s.client.userEOF()
+    s.serverSays(b"*** bye\n")
+    s.serverCloses()
+    assert result(s.client.done) == 3
+    assert s.ui.statuses == ["2 requests were refused"]
 
 
 def test_lineSessionEndOfInputBeforeOpen() -> None:
@@ -907,11 +1063,14 @@ def test_lineSessionEndOfInputBeforeOpen() -> None:
     s.connect()
     assert s.sent() == ["queued", "/quit"]
 
-    s = LineSession(connectNow=False)
-    s.client.userEOF()
-    s.connecting.errback(Failure(ConnectionRefusedError()))
-    assert result(s.client.done) == 1
-    assert s.ui.statuses == ["cannot connect to 127.0.0.1:9000: connection refused"]
+    for typed in [[], ["never sent"]]:
+        s = LineSession(connectNow=False)
+        for line in typed:
+            s.client.userLine(line)
+        s.client.userEOF()
+        s.connecting.errback(Failure(ConnectionRefusedError()))
+        assert result(s.client.done) == 1
+        assert s.ui.statuses == ["cannot connect to 127.0.0.1:9000: connection refused"]
 
 
 def test_lineSessionQuitWhileConnecting() -> None:
@@ -1012,8 +1171,8 @@ class ResumeSession:
     def _dial(self) -> None:
         self.dials += 1
 
-    def open(self) -> FakeLink:
-        link = FakeLink()
+    def open(self, pending: list[str] | None = None) -> FakeLink:
+        link = FakeLink(pending)
         self.links.append(link)
         self.client.linkOpened(link)
         return link
@@ -1022,8 +1181,8 @@ class ResumeSession:
         """
         In how many seconds the one pending attempt to reconnect is made.
         """
-        calls = self.clock.getDelayedCalls()
-        assert len(calls) == 1, calls
+        calls = [c for c in self.clock.getDelayedCalls() if c.func == self.client._redialNow]
+        assert len(calls) == 1, self.clock.getDelayedCalls()
         return float(calls[0].getTime() - self.clock.seconds())
 
     def waitsFor(self, delay: float) -> bool:
@@ -1040,13 +1199,23 @@ class ResumeSession:
 
 class FakeLink:
     """
-    A link that records what the session asks of it.
+    A link that records what the session asks of it; C{pending} stands for
+    what it sent and has not had confirmed.
     """
 
-    def __init__(self) -> None:
+    unit = "message"
+
+    def __init__(self, pending: list[str] | None = None) -> None:
         self.inputs: list[str] = []
         self.quits: list[str] = []
         self.aborted = False
+        self.pending = pending if pending is not None else []
+
+    def unconfirmed(self) -> tuple[int, list[str]]:
+        return len(self.pending), list(self.pending)
+
+    def refusals(self) -> int:
+        return 0
 
     def sendInput(self, line: str) -> None:
         self.inputs.append(line)
@@ -1203,8 +1372,9 @@ def test_quitWhileWaitingToReconnect() -> None:
 
 def test_linesTypedWhileReconnectingAreSent() -> None:
     """
-    Lines typed while reconnecting are sent once the link is open again; a
-    goodbye typed before it fails ends the session with status 0.
+    Lines typed while reconnecting are sent once the link is open again,
+    even when the input ends meanwhile: a failed attempt then does not end
+    the session, which quits once the lines are sent.
     """
     s = ResumeSession()
     s.client.linkClosed(None, resumable=True)
@@ -1218,9 +1388,127 @@ def test_linesTypedWhileReconnectingAreSent() -> None:
     s.client.userLine("one more")
     s.client.userEOF()
     assert not s.client.done.called
-    s.clock.advance(60)
+    s.clock.advance(s.nextDelay())
     s.client.connectFailed("connection refused")
+    assert not s.client.done.called, "gave up with a typed line not sent"
+    s.clock.advance(s.nextDelay())
+    link = s.open()
+    assert (link.inputs, link.quits) == (["one more"], [""])
+    s.client.linkClosed(None)
     assert result(s.client.done) == 0
+    assert s.clock.getDelayedCalls() == []
+
+
+def test_linesTypedWhileReconnectingNeverSent() -> None:
+    """
+    When the goodbye's bound passes before the connection is back, the
+    session ends with status 1 and lists the lines typed but not sent.
+    """
+    s = ResumeSession(randoms=(1.0,))
+    s.client.linkClosed(None, resumable=True)
+    s.client.userLine("one more")
+    s.client.userEOF()
+    waited = 0.0
+    for _ in range(4):
+        delay = s.nextDelay()
+        waited += delay
+        s.clock.advance(delay)
+        s.client.connectFailed("connection refused")
+    assert waited == pytest.approx(0.5 + 1 + 2 + 4)
+    assert s.ui.notices == ["waiting for the server to confirm 1 message (at most 10 s)"]
+    s.clock.advance(10 - waited)
+    assert result(s.client.done) == 1
+    assert s.ui.statuses[-3:] == ["gave up waiting for the server after 10 s", "1 line typed but not sent:", "  one more"]
+    assert s.clock.getDelayedCalls() == []
+
+
+def test_quitWaitsForConfirmations() -> None:
+    """
+    The goodbye goes to the link at once (the link holds it until what it
+    sent is confirmed); the session ends with status 0 once the link closes
+    with nothing unconfirmed. If the link closes with something still
+    unconfirmed, the status is 1 and each is listed (at most ten, the
+    latest).
+    """
+    s = ResumeSession()
+    pending = ["hi"]
+    link = s.open(pending)
+    s.client.userEOF()
+    assert link.quits == [""]
+    pending.clear()
+    s.client.linkClosed(None)
+    assert result(s.client.done) == 0
+    assert s.ui.statuses == s.ui.notices == []
+
+    s = ResumeSession()
+    pending = ["line %d" % (i,) for i in range(12)]
+    s.open(pending)
+    s.client.userEOF()
+    s.client.linkClosed("kicked")
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == [
+        "connection closed by server (kicked)",
+        "12 messages not confirmed by the server (they may or may not have gone through):",
+        "  \u2026 2 before these",
+    ] + ["  line %d" % (i,) for i in range(2, 12)]
+
+
+def test_quitResumesLostLink() -> None:
+    """
+    A link lost while the goodbye waits for confirmations is reconnected
+    (as any lost link); the new link gets the goodbye too, and what it
+    confirms ends the session with status 0. Without reconnecting (0
+    attempts) the session ends with status 1 at once.
+    """
+    s = ResumeSession()
+    pending = ["hi"]
+    first = s.open(pending)
+    s.client.userEOF()
+    s.client.linkClosed("connection lost", resumable=True)
+    assert not s.client.done.called
+    assert s.waitsFor(0.25)
+    second = s.open(pending)
+    assert (first.quits, second.quits) == ([""], [""])
+    pending.clear()
+    s.client.linkClosed(None)
+    assert result(s.client.done) == 0
+    assert s.ui.statuses == [
+        "connection lost (connection lost): reconnecting in 0.2 s\u2026",
+        "reconnected to 127.0.0.1:8080",
+    ]
+
+    s = ResumeSession(reconnectAttempts=0)
+    s.open(["hi"])
+    s.client.userEOF()
+    s.client.linkClosed("connection lost", resumable=True)
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == [
+        "connection closed by server (connection lost)",
+        "1 message not confirmed by the server (it may or may not have gone through):",
+        "  hi",
+    ]
+
+
+def test_quitInterrupted() -> None:
+    """
+    A first interrupt (Ctrl-C) quits like the end of input; a second one
+    while waiting for confirmations stops waiting: the link is aborted and
+    the session ends with status 1, listing what is unconfirmed.
+    """
+    s = ResumeSession()
+    link = s.open(["hi"])
+    s.client.userInterrupt()
+    assert link.quits == [""] and not link.aborted
+    s.client.userInterrupt()
+    assert link.aborted
+    s.client.linkClosed("connection lost", resumable=True)
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == [
+        "stopped waiting for the server",
+        "1 message not confirmed by the server (it may or may not have gone through):",
+        "  hi",
+    ]
+    assert s.clock.getDelayedCalls() == []
 
 
 class PipeSession:
@@ -1305,13 +1593,19 @@ def test_pipeModeStdoutGone() -> None:
 
 def test_pipeModeLongInput() -> None:
     """
-    An input line over the limit is not sent; it is reported on stderr.
+    An input line over the limit is not sent; it is reported on stderr, and
+    counts as refused: the status is 3 after a confirmed goodbye.
     """
     p = PipeSession()
     p.ui.maxLength = 8
     p.ui.dataReceived(b"x" * 20 + b"\nok\n")
     assert p.sent() == b"ok\n"
     assert p.statuses == ["input line longer than 8 bytes: not sent"]
+    p.ui.readConnectionLost()
+    p.link.dataReceived(b"*** bye\n")
+    p.link.connectionLost(Failure(ConnectionDone()))
+    assert result(p.client.done) == 3
+    assert p.statuses == ["input line longer than 8 bytes: not sent", "1 request was refused"]
 
 
 # -- json mode over a real WebSocket (loopback) --
@@ -1357,7 +1651,8 @@ async def test_jsonSessionOverWebSocket() -> None:
     Over a real WebSocket (subprotocol C{chat.json}) the client sends a
     C{hello} with its nick, translates typed lines into requests, shows
     events as line-chat lines, and on C{/quit} closes the WebSocket cleanly
-    (with the reason) and ends with status 0.
+    (with the reason) and ends with status 3, as a typed line was refused
+    (the server's oddities it ignored are no refusals).
     """
     from twisted.internet import reactor
 
@@ -1366,7 +1661,7 @@ async def test_jsonSessionOverWebSocket() -> None:
     try:
         ui = FakeUI()
         client = ChatClient(Target("ws", "127.0.0.1", port.getHost().port, "/ws"), ui, reactor)
-        connect(reactor, client, nick="alice")
+        connect(reactor, client, nick="alice", refPrefix="c")
         assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "hello", "nick": "alice"}
         server = factory.connections[0]
         server.send(
@@ -1395,8 +1690,8 @@ async def test_jsonSessionOverWebSocket() -> None:
         client.userLine("/quit see you")
         wasClean, code, reason = await factory.closes.get().addTimeout(TIMEOUT, reactor)
         assert (wasClean, code, reason) == (True, 1000, "see you")
-        assert await client.done.addTimeout(TIMEOUT, reactor) == 0
-        assert ui.statuses == []
+        assert await client.done.addTimeout(TIMEOUT, reactor) == 3
+        assert ui.statuses == ["1 request was refused"]
     finally:
         await _stopListening(port)
 
@@ -1445,7 +1740,7 @@ async def test_jsonSessionReconnectsAndResumes() -> None:
     try:
         ui = FakeUI()
         client = ChatClient(Target("ws", "127.0.0.1", port.getHost().port, "/ws"), ui, reactor, random=lambda: 0.0)
-        connect(reactor, client, nick="alice")
+        connect(reactor, client, nick="alice", refPrefix="c")
         assert await factory.requests.get().addTimeout(TIMEOUT, reactor) == {"type": "hello", "nick": "alice"}
         server = factory.connections[0]
         server.send(
@@ -1485,11 +1780,234 @@ async def test_jsonSessionReconnectsAndResumes() -> None:
         assert lines[2] == "*** #lobby: 1 message while you were away:"
         assert re.fullmatch(r"#lobby \[[^\]]+\] <bob> two", lines[3]), lines
         assert [line for line in ui.lines if line.endswith("<bob> one")] == ["#lobby <bob> one"]
+        server.send({"type": "ack", "ref": "c1", "id": 3, "room": "#lobby", "epoch": "e1"})
         client.userLine("/quit")
         await factory.closes.get().addTimeout(TIMEOUT, reactor)
         assert await client.done.addTimeout(TIMEOUT, reactor) == 0
     finally:
         await _stopListening(port)
+
+
+# -- json mode in memory: the goodbye waits for acknowledgements --
+
+
+class MemoryEndpoint:
+    """
+    A client endpoint whose connections go, through C{iosim}, to protocols
+    of C{serverFactory}, all on one clock.
+    """
+
+    def __init__(self, clock: Clock, serverFactory: Any) -> None:
+        self.clock = clock
+        self.serverFactory = serverFactory
+        self.pumps: list[Any] = []
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        from twisted.test import iosim
+
+        client = factory.buildProtocol(None)
+        server = self.serverFactory.buildProtocol(None)
+        pump = iosim.connect(
+            server, iosim.FakeTransport(server, True), client, iosim.FakeTransport(client, False), greet=False, clock=self.clock
+        )
+        self.pumps.append(pump)
+        return succeed(client)
+
+
+class JsonMemorySession:
+    """
+    A L{ChatClient} in json mode (made by L{connect}, so with its real
+    L{JsonLink} and resuming), talking in memory to the fake json-mode
+    server of L{_fakeJsonServerFactory}, which the test drives by hand.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.ui = FakeUI()
+        self.factory = _fakeJsonServerFactory()
+        self.endpoint = MemoryEndpoint(clock, self.factory)
+        self.client = ChatClient(Target("ws", "127.0.0.1", 8080, "/ws"), self.ui, clock, random=lambda: 0.0)
+        self.ui.start(self.client, None)
+        connect(clock, self.client, nick="alice", endpoint=self.endpoint, refPrefix="c")
+        self.flush()
+
+    def flush(self) -> None:
+        """
+        Move bytes both ways (and run what is due) until nothing moves.
+        """
+        for _ in range(100):
+            self.clock.advance(0)
+            if not [pump for pump in self.endpoint.pumps if pump.flush()]:
+                return
+        raise AssertionError("the connections never went quiet")
+
+    @property
+    def server(self) -> Any:
+        """
+        The server's side of the latest connection.
+        """
+        return self.factory.connections[-1]
+
+    def requests(self) -> list[Any]:
+        """
+        The requests the server received since the last call.
+        """
+        pending = self.factory.requests.pending
+        taken = list(pending)
+        del pending[:]
+        return taken
+
+    def closes(self) -> list[Any]:
+        return list(self.factory.closes.pending)
+
+    def serverSends(self, *events: dict[str, Any]) -> None:
+        self.server.send(*events)
+        self.flush()
+
+    def welcome(self) -> None:
+        self.serverSends(
+            {"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]},
+            {"type": "join", "room": "#lobby", "nick": "alice", "time": 0},
+        )
+
+
+def ack(ref: str, id: int) -> dict[str, Any]:
+    return {"type": "ack", "ref": ref, "id": id, "room": "#lobby", "epoch": "e1"}
+
+
+def test_jsonQuitWaitsForAcks(clock: Clock) -> None:
+    """
+    At the end of input the client closes its WebSocket only once every
+    C{say} and C{msg} it sent has its C{ack}, showing what arrives
+    meanwhile (the echoes come before the acks); after a second it says
+    what it waits for. Status 0.
+    """
+    s = JsonMemorySession(clock)
+    assert s.requests() == [{"type": "hello", "nick": "alice"}]
+    s.welcome()
+    s.client.userLine("hi")
+    s.client.userLine("/msg bob psst")
+    s.client.userEOF()
+    s.flush()
+    assert s.requests() == [
+        {"type": "say", "text": "hi", "ref": "c1"},
+        {"type": "msg", "to": "bob", "text": "psst", "ref": "c2"},
+    ]
+    assert s.closes() == []
+    s.serverSends(msg("#lobby", 1, "alice", "hi"), ack("c1", 1))
+    assert s.closes() == []
+    s.clock.advance(1.0)
+    assert s.ui.notices == ["waiting for the server to confirm 1 message (at most 10 s)"]
+    s.serverSends(
+        {"type": "private", "id": 7, "from": "alice", "to": "bob", "text": "psst", "time": 0},
+        {"type": "ack", "ref": "c2", "id": 7, "to": "bob"},
+    )
+    assert s.closes() == [(True, 1000, None)]
+    assert result(s.client.done) == 0
+    assert s.ui.lines[-2:] == ["#lobby <alice> hi", "-> *bob* psst"]
+    assert s.ui.statuses == []
+
+
+def test_jsonQuitBeforeWelcome(clock: Clock) -> None:
+    """
+    Lines typed and ended before the welcome are sent after it, and the
+    goodbye waits for their acks too.
+    """
+    s = JsonMemorySession(clock)
+    s.requests()
+    s.client.userLine("early")
+    s.client.userEOF()
+    s.flush()
+    assert (s.requests(), s.closes()) == ([], [])
+    s.welcome()
+    assert s.requests() == [{"type": "say", "text": "early", "ref": "c1"}]
+    assert s.closes() == []
+    s.serverSends(msg("#lobby", 1, "alice", "early"), ack("c1", 1))
+    assert s.closes() == [(True, 1000, None)]
+    assert result(s.client.done) == 0
+
+
+def test_jsonQuitRefused(clock: Clock) -> None:
+    """
+    An C{error} answering a C{say} confirms it too (it was refused, not
+    lost): the goodbye goes, and the status is 3.
+    """
+    s = JsonMemorySession(clock)
+    s.welcome()
+    s.client.userLine("hi")
+    s.client.userEOF()
+    s.flush()
+    s.serverSends({"type": "error", "code": "flood", "message": "slow down", "ref": "c1"})
+    assert s.closes() == [(True, 1000, None)]
+    assert result(s.client.done) == 3
+    assert s.ui.lines[-1] == "!!! slow down"
+    assert s.ui.statuses == ["1 request was refused"]
+
+
+def test_jsonQuitUnconfirmed(clock: Clock) -> None:
+    """
+    A server that never acknowledges: after the confirm timeout the client
+    drops the connection (no reconnect) and ends with status 1, naming the
+    message on stderr.
+    """
+    s = JsonMemorySession(clock)
+    s.welcome()
+    s.client.userLine("/me waves")
+    s.client.userEOF()
+    s.flush()
+    s.clock.advance(9.9)
+    s.flush()
+    assert not s.client.done.called
+    s.clock.advance(0.1)
+    s.flush()
+    assert result(s.client.done) == 1
+    assert s.ui.statuses == [
+        "gave up waiting for the server after 10 s",
+        "1 message not confirmed by the server (it may or may not have gone through):",
+        "  /me waves",
+    ]
+    assert len(s.endpoint.pumps) == 1
+
+
+def test_jsonQuitResumesLostConnection(clock: Clock) -> None:
+    """
+    When the connection is lost while the goodbye waits for an ack, the
+    client reconnects, resumes, sends the message again with the same ref,
+    and quits once that is acknowledged and its echo, in the rejoin's
+    history, has arrived: status 0, the echo shown once.
+    """
+    s = JsonMemorySession(clock)
+    s.welcome()
+    s.requests()
+    s.client.userLine("hi")
+    s.client.userEOF()
+    s.flush()
+    assert s.requests() == [{"type": "say", "text": "hi", "ref": "c1"}]
+    # stored and echoed, but the echo and the ack are lost with the connection
+    s.server.transport.abortConnection()
+    s.flush()
+    assert not s.client.done.called
+    assert s.ui.statuses == [
+        "connection lost (peer dropped the TCP connection without previous WebSocket closing handshake):"
+        " reconnecting in 0.0 s\u2026",
+        "reconnected to 127.0.0.1:8080",
+    ]
+    assert len(s.endpoint.pumps) == 2
+    assert s.requests() == [{"type": "hello", "nick": "alice", "rooms": ["#lobby"]}]
+    s.serverSends(
+        {"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]},
+        {"type": "join", "room": "#lobby", "nick": "alice", "time": 0},
+    )
+    assert s.requests() == [{"type": "say", "text": "hi", "ref": "c1"}]
+    assert [wasClean for wasClean, _, _ in s.closes()] == [False]
+    # the first message's ack at once; its echo comes with the history
+    s.serverSends(ack("c1", 1))
+    assert len(s.closes()) == 1
+    s.serverSends({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [msg("#lobby", 1, "alice", "hi")]})
+    assert s.closes()[1:] == [(True, 1000, None)]
+    assert result(s.client.done) == 0
+    echoes = [line for line in s.ui.lines if line.endswith("<alice> hi")]
+    assert len(echoes) == 1 and re.fullmatch(r"#lobby \[[^\]]+\] <alice> hi", echoes[0]), s.ui.lines
 
 
 @pytest_twisted.ensureDeferred
@@ -1648,12 +2166,19 @@ class Sink:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.eofs = 0
+        self.interrupts = 0
 
     def userLine(self, line: str) -> None:
         self.lines.append(line)
 
     def userEOF(self) -> None:
         self.eofs += 1
+
+    def userInterrupt(self) -> None:
+        self.interrupts += 1
+
+    def inputRefused(self) -> None:
+        pass
 
 
 def _terminal(width: int = 80) -> tuple[Any, Any, Sink]:
@@ -1717,8 +2242,8 @@ def test_terminalHistoryAndEditing() -> None:
 
 def test_terminalQuitKeys() -> None:
     """
-    C{^C} ends the input, and so does C{^D} on an empty line (elsewhere it
-    deletes); other control characters are ignored.
+    C{^D} on an empty line ends the input (elsewhere it deletes), C{^C} is
+    an interrupt; other control characters are ignored.
     """
     term, screen, sink = _terminal()
     _type(term, b"ab\x01\x04\x07\x1b")
@@ -1728,7 +2253,7 @@ def test_terminalQuitKeys() -> None:
     _type(term, b"\x04")
     assert sink.eofs == 1
     _type(term, b"\x03")
-    assert sink.eofs == 2
+    assert (sink.eofs, sink.interrupts) == (1, 1)
 
 
 def test_terminalClose() -> None:
@@ -1898,15 +2423,33 @@ async def test_terminalUnderPty() -> None:
 # -- end to end, with the real daemon --
 
 
+def installedClient() -> list[str]:
+    """
+    The command of the installed C{twisted-chat} console script (next to
+    the interpreter running the tests).
+    """
+    script = Path(sys.executable).with_name("twisted-chat")
+    if not script.exists():
+        from conftest import missingComponent
+
+        missingComponent("the twisted-chat console script is not installed next to %s" % (sys.executable,))
+    return [str(script)]
+
+
+def _command(installed: bool) -> list[str]:
+    return installedClient() if installed else [sys.executable, "-m", "twisted_chat._client"]
+
+
 class ClientProcess:
     """
-    C{python -m twisted_chat._client ARGS} with piped stdin, its output read
-    by threads as it comes, so a test can wait for a line without sleeping.
+    C{python -m twisted_chat._client ARGS} (or, C{installed}, the installed
+    C{twisted-chat ARGS}) with piped stdin, its output read by threads as it
+    comes, so a test can wait for a line without sleeping.
     """
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, installed: bool = False) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "twisted_chat._client", *args],
+            [*_command(installed), *args],
             env=_clientEnvironment(),
             cwd=str(REPO),
             stdin=subprocess.PIPE,
@@ -1934,12 +2477,16 @@ class ClientProcess:
         self.proc.stdin.write(line.encode("utf-8") + b"\n")
         self.proc.stdin.flush()
 
-    def waitFor(self, wanted: str | Callable[[str], bool], timeout: float = TIMEOUT) -> str:
+    def waitFor(self, wanted: str | Callable[[str], bool], timeout: float = TIMEOUT, stderr: bool = False) -> str:
+        """
+        Wait for a line of stdout (or stderr) that is (or satisfies) C{wanted}.
+        """
         match = wanted if callable(wanted) else (lambda line: line == wanted)
         deadline = time.monotonic() + timeout
+        lines = self.err if stderr else self.out
         with self._changed:
             while True:
-                for line in self.out:
+                for line in lines:
                     if match(line):
                         return line
                 left = deadline - time.monotonic()
@@ -1991,8 +2538,8 @@ class ClientProcess:
 def clientProcesses() -> Iterator[Callable[..., ClientProcess]]:
     started: list[ClientProcess] = []
 
-    def start(*args: str) -> ClientProcess:
-        p = ClientProcess(*args)
+    def start(*args: str, installed: bool = False) -> ClientProcess:
+        p = ClientProcess(*args, installed=installed)
         started.append(p)
         return p
 
@@ -2004,9 +2551,11 @@ def clientProcesses() -> Iterator[Callable[..., ClientProcess]]:
                 stream.close()
 
 
-def runClient(*args: str, input: str = "", timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+def runClient(
+    *args: str, input: str = "", timeout: float = TIMEOUT, installed: bool = False
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "twisted_chat._client", *args],
+        [*_command(installed), *args],
         env=_clientEnvironment(),
         cwd=str(REPO),
         input=input,
@@ -2154,3 +2703,303 @@ def test_e2eResumeAcrossRestart(
                for s in ws.err), ws.err
     ws.send("/quit")
     assert ws.wait() == 0
+
+
+# -- end to end: the end of input waits for the server's confirmations --
+
+
+def _wsURL(daemon: Any) -> str:
+    return "ws://127.0.0.1:%d/ws" % (daemon.ports["web"],)
+
+
+def _lineURL(daemon: Any) -> str:
+    return "tcp://127.0.0.1:%d" % (daemon.ports["line"],)
+
+
+@pytest.mark.e2e
+def test_e2ePipedLineEchoed(startDaemon: Callable[..., Any]) -> None:
+    """
+    C{printf 'hi\\n' | twisted-chat ws://…}: the installed client waits for
+    the message's acknowledgement before it quits, so its echo is printed;
+    status 0, nothing on stderr.
+    """
+    daemon = startDaemon(web=LOOPBACK_WEB)
+    done = runClient(_wsURL(daemon), "--nick", "alice", input="hi\n", installed=True)
+    assert (done.returncode, done.stderr) == (0, ""), done
+    assert done.stdout.splitlines()[-1] == "#lobby <alice> hi", done.stdout
+
+
+@pytest.mark.e2e
+def test_e2eSessionsDoNotShareRefs(startDaemon: Callable[..., Any]) -> None:
+    """
+    Two sessions with the same nick, one after the other: the second one's
+    message is a new message, not taken for a resend of the first one's
+    (the refs of each session are its own), so both are stored and echoed.
+    """
+    daemon = startDaemon(web=LOOPBACK_WEB)
+    for text in ["first", "second"]:
+        done = runClient(_wsURL(daemon), "--nick", "alice", input=text + "\n", installed=True)
+        assert (done.returncode, done.stderr) == (0, ""), done
+        assert done.stdout.splitlines()[-1] == "#lobby <alice> %s" % (text,), done.stdout
+
+
+@pytest.mark.e2e
+def test_e2ePipedManyLinesEchoed(
+    startDaemon: Callable[..., Any], lineClients: Callable[..., Any]
+) -> None:
+    """
+    Many lines piped at once (and a private message) over ws: every one is
+    echoed, in order, before the client exits with status 0. (Flood control
+    is off: it would refuse most of a paste.)
+    """
+    daemon = startDaemon("--flood-rate", "0", web=LOOPBACK_WEB)
+    bob = lineClients(daemon.ports["line"])
+    bob.welcome()
+    bob.send("/nick bob")
+    bob.expect("*** you are now bob")
+    lines = ["line %d" % (i,) for i in range(200)] + ["/msg bob psst"]
+    done = runClient(_wsURL(daemon), "--nick", "alice", input="\n".join(lines) + "\n", installed=True)
+    assert (done.returncode, done.stderr) == (0, ""), done
+    echoes = [line for line in done.stdout.splitlines() if line.startswith("#lobby <alice> ") or line.startswith("-> ")]
+    assert echoes == ["#lobby <alice> line %d" % (i,) for i in range(200)] + ["-> *bob* psst"]
+    bob.expect("*alice* psst")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("scheme", ["ws", "tcp"])
+def test_e2ePipedRefused(startDaemon: Callable[..., Any], scheme: str) -> None:
+    """
+    A message the server refuses (a private message to nobody) is not lost
+    but did not go through: the client shows the error, still waits for the
+    rest, and exits with status 3, saying so on stderr; the same over the
+    line chat and over ws.
+    """
+    daemon = startDaemon(web=LOOPBACK_WEB)
+    url = _wsURL(daemon) if scheme == "ws" else _lineURL(daemon)
+    done = runClient(url, "--nick", "alice", input="/msg nobody psst\nstill here\n", installed=True)
+    assert done.returncode == 3, done
+    assert done.stderr == "twisted-chat: 1 request was refused\n"
+    out = done.stdout.splitlines()
+    assert "!!! nobody called nobody is online" in out
+    assert "#lobby <alice> still here" in out
+
+
+class _StoppedDaemon:
+    """
+    C{with _StoppedDaemon(daemon):} the daemon is stopped (SIGSTOP, by its
+    PID) for the block and always continued (SIGCONT) afterwards.
+    """
+
+    def __init__(self, daemon: Any) -> None:
+        self.pid = daemon.proc.pid
+
+    def __enter__(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def __exit__(self, *exc: object) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("scheme, bound", [("ws", None), ("tcp", 3)])
+def test_e2eUnconfirmedExitsNonZero(
+    startDaemon: Callable[..., Any], clientProcesses: Callable[..., ClientProcess], scheme: str, bound: int | None
+) -> None:
+    """
+    When the server never confirms what was sent (it is stopped), the client
+    gives up after 10 s (or C{--confirm-timeout} seconds) and exits with
+    status 1, naming on stderr what was not confirmed; over ws each
+    message, over the line chat every line (it confirms them all with the
+    C{*** bye} that answers C{/quit}).
+    """
+    daemon = startDaemon(web=LOOPBACK_WEB)
+    url = _wsURL(daemon) if scheme == "ws" else _lineURL(daemon)
+    options = ["--confirm-timeout", str(bound)] if bound is not None else []
+    client = clientProcesses(url, *options, installed=True)
+    client.waitFor(lambda line: line.startswith("*** #lobby: members: "))
+    with _StoppedDaemon(daemon):
+        client.send("anyone there?")
+        status = client.finish(timeout=TIMEOUT + (bound or 10))
+    assert status == 1, (client.out, client.err)
+    unit = "message" if scheme == "ws" else "line"
+    seconds = bound or 10
+    assert client.err == [
+        "twisted-chat: waiting for the server to confirm 1 %s (at most %d s)" % (unit, seconds),
+        "twisted-chat: gave up waiting for the server after %d s" % (seconds,),
+        "twisted-chat: 1 %s not confirmed by the server (it may or may not have gone through):" % (unit,),
+        "twisted-chat:   anyone there?",
+    ]
+
+
+class MutingProxy:
+    """
+    A TCP proxy on 127.0.0.1 (a free port) to C{127.0.0.1:targetPort}, one
+    thread per direction and connection. L{mute} makes the connections open
+    so far throw away what the server sends (the client hears nothing);
+    L{cut} closes them. Later connections are forwarded normally.
+    """
+
+    def __init__(self, targetPort: int) -> None:
+        self.targetPort = targetPort
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._links: list[dict[str, Any]] = []
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._accept, name="muting-proxy", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            if self._closed:
+                client.close()
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.targetPort), timeout=TIMEOUT)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            link: dict[str, Any] = {"sockets": (client, upstream), "muted": False, "running": 2}
+            with self._lock:
+                self._links.append(link)
+                self.accepted += 1
+            for src, dst, fromServer in ((client, upstream, False), (upstream, client, True)):
+                t = threading.Thread(target=self._pump, args=(link, src, dst, fromServer), daemon=True)
+                self._threads.append(t)
+                t.start()
+
+    def _pump(self, link: dict[str, Any], src: socket.socket, dst: socket.socket, fromServer: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not (fromServer and link["muted"]):
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            # one side is gone: so is the other (which ends the other pump)
+            self._shutdown(link)
+            with self._lock:
+                link["running"] -= 1
+                last = link["running"] == 0
+            if last:
+                for s in link["sockets"]:
+                    s.close()
+
+    def _shutdown(self, link: dict[str, Any]) -> None:
+        for s in link["sockets"]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def mute(self) -> None:
+        with self._lock:
+            for link in self._links:
+                link["muted"] = True
+
+    def cut(self) -> None:
+        with self._lock:
+            links, self._links = self._links, []
+        for link in links:
+            self._shutdown(link)
+
+    def close(self) -> None:
+        self._closed = True
+        # a connection wakes the thread blocked in accept(), which then ends
+        socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT).close()
+        self._thread.join(TIMEOUT)
+        self.listener.close()
+        self.cut()
+        for t in self._threads:
+            t.join(TIMEOUT)
+
+
+@pytest.mark.e2e
+def test_e2eConnectionLostWhileWaiting(
+    startDaemon: Callable[..., Any], clientProcesses: Callable[..., ClientProcess], lineClients: Callable[..., Any]
+) -> None:
+    """
+    The connection drops while the client waits for an acknowledgement (the
+    server stored the message, its echo and ack were lost): the client
+    reconnects, resumes (what it missed comes as "while you were away") and
+    sends the message again with the same ref; the server answers with the
+    first message, so it is stored and shown once, and the client exits
+    with status 0 within the bound.
+    """
+    daemon = startDaemon(web=LOOPBACK_WEB)
+    watcher = lineClients(daemon.ports["line"])
+    watcher.welcome()
+    proxy = MutingProxy(daemon.ports["web"])
+    try:
+        client = clientProcesses("ws://127.0.0.1:%d/ws" % (proxy.port,), "--nick", "alice", installed=True)
+        client.waitFor(lambda line: line.startswith("*** #lobby: members: "))
+        watcher.send("before")
+        client.waitFor("#lobby <%s> before" % (watcher.nick,))
+        proxy.mute()
+        client.send("only once")
+        watcher.expect("#lobby <alice> only once")
+        client.proc.stdin.close()  # type: ignore[union-attr]
+        client.waitFor("twisted-chat: waiting for the server to confirm 1 message (at most 10 s)", stderr=True)
+        proxy.cut()
+        assert client.wait() == 0, (client.out, client.err)
+        assert proxy.accepted == 2
+    finally:
+        proxy.close()
+    said = [line for line in client.out if line.endswith("<alice> only once")]
+    assert len(said) == 1 and re.fullmatch(r"#lobby \[\d\d:\d\d\] <alice> only once", said[0]), client.out
+    assert "*** #lobby: 1 message while you were away:" in client.out
+    assert client.err[0] == "twisted-chat: waiting for the server to confirm 1 message (at most 10 s)"
+    assert re.fullmatch(r"twisted-chat: connection lost \(.*\): reconnecting in 0\.\d s\u2026", client.err[1]), client.err
+    assert client.err[2:] == ["twisted-chat: reconnected to 127.0.0.1:%d" % (proxy.port,)]
+    # stored once: a second copy would have reached the watcher before the
+    # ack reached the client, so before the watcher's next line
+    watcher.send("after")
+    between = watcher.expect("#lobby <%s> after" % (watcher.nick,))
+    assert not [line for line in between if "only once" in line], between
+
+
+@pytest.mark.e2e
+@pytest_twisted.ensureDeferred
+async def test_e2eTerminalEndOfInputWaits(startDaemon: Callable[..., Any]) -> None:
+    """
+    On a terminal, Ctrl-D (the end of input) waits for the server to confirm
+    what was typed too: while the daemon is stopped, a notice above the
+    input line says so; once it runs again the echo is shown and the client
+    exits with status 0.
+    """
+    from twisted.internet import reactor
+
+    daemon = startDaemon(web=LOOPBACK_WEB)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    client = _PtyClient()
+    script = installedClient()[0]
+    try:
+        reactor.spawnProcess(
+            client.protocol,
+            script,
+            [script, _wsURL(daemon), "--nick", "alice"],
+            env=_clientEnvironment(),
+            path=str(REPO),
+            usePTY=(master, slave, os.ttyname(slave)),
+        )
+        await client.waitFor(b"*** #lobby: members: alice").addTimeout(TIMEOUT, reactor)
+        await client.waitFor(b"> ").addTimeout(TIMEOUT, reactor)
+        with _StoppedDaemon(daemon):
+            client.write(b"hi\r\x04")
+            await client.waitFor(b"twisted-chat: waiting for the server to confirm 1 message (at most 10 s)").addTimeout(
+                TIMEOUT, reactor
+            )
+        await client.waitFor(b"#lobby <alice> hi").addTimeout(TIMEOUT, reactor)
+        assert await client.ended.addTimeout(TIMEOUT, reactor) == 0
+    finally:
+        if not client.ended.called:
+            client.protocol.transport.signalProcess("KILL")
+            await client.ended.addTimeout(TIMEOUT, reactor)

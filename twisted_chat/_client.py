@@ -10,7 +10,9 @@ line chat (docs/protocol.md). On a terminal it edits the input line in raw
 mode (L{twisted_chat._client_tty}); with piped input it sends each line it
 reads and writes each line it receives, for scripts. Over WebSocket a lost
 connection (or a server going away) is reconnected with backoff, and the
-session resumes: missed messages once, unacknowledged ones sent again.
+session resumes: missed messages once, unacknowledged ones sent again. The
+session ends only once the server has confirmed what was sent (or a bound
+passed), and the exit status says whether everything went through.
 
 The pieces, each replaceable in tests:
 
@@ -32,6 +34,7 @@ import os
 import random
 import re
 import sys
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Protocol as TypingProtocol, cast
 
 from autobahn.exception import Disconnected
@@ -49,7 +52,6 @@ from twisted.logger import (
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
-    Logger,
     eventAsText,
     globalLogBeginner,
 )
@@ -63,6 +65,9 @@ from twisted_chat._client_core import (
     BadURL,
     JsonChat,
     Target,
+    describeInput as _describe,
+    describeRequest,
+    newRefPrefix,
     parseTarget,
     quitRequest,
 )
@@ -74,6 +79,9 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 
 PROG = "twisted-chat"
+
+#: how long the end of the session waits for the server's confirmations
+DEFAULT_CONFIRM_TIMEOUT = 10.0
 
 
 class InputSink(TypingProtocol):
@@ -88,7 +96,17 @@ class InputSink(TypingProtocol):
 
     def userEOF(self) -> None:
         """
-        The user's input ended (end of the pipe, Ctrl-D, Ctrl-C).
+        The user's input ended (end of the pipe, Ctrl-D).
+        """
+
+    def userInterrupt(self) -> None:
+        """
+        The user pressed the interrupt key (Ctrl-C on a terminal).
+        """
+
+    def inputRefused(self) -> None:
+        """
+        A line the user typed could not be sent (the UI has said why).
         """
 
 
@@ -112,6 +130,12 @@ class ChatUI(TypingProtocol):
         Tell the user about the client itself (on stderr).
         """
 
+    def showNotice(self, text: str) -> None:
+        """
+        Tell the user, now, what the client is waiting for (on stderr, or
+        above the input line of a terminal).
+        """
+
     def close(self) -> Deferred[None]:
         """
         Stop reading, flush what was shown; fires once done.
@@ -128,14 +152,33 @@ class ChatLink(TypingProtocol):
         Send what the user typed (plain text or a line-chat command).
         """
 
+    #: what L{unconfirmed} counts, in the singular ("message", "line")
+    unit: str
+
     def sendQuit(self, reason: str) -> None:
         """
-        Say goodbye; the server is expected to close the connection.
+        Say goodbye once nothing sent is L{unconfirmed} (at once if the
+        goodbye itself is what confirms it); the server is expected to
+        close the connection.
         """
 
     def abort(self) -> None:
         """
         Close the connection now.
+        """
+
+    def unconfirmed(self) -> tuple[int, list[str]]:
+        """
+        How many things sent in this session (on this connection or, when
+        it resumes one, an earlier one) the server has not confirmed yet,
+        and the latest of them (at least the last ten), one short
+        description each, as typed. L{sendQuit} waits until there are none.
+        """
+
+    def refusals(self) -> int:
+        """
+        How many requests were refused so far in this session (each shown
+        as a C{!!! } line).
         """
 
 
@@ -173,11 +216,24 @@ class ChatClient:
     status at the end.
 
     Lines typed before the connection is open are queued and sent once it
-    is. C{/quit [REASON]} and C{bye} send the goodbye and wait (at most
-    C{quitTimeout} seconds) for the server to close; so does the end of the
-    input. L{done} fires with the exit status: 0 after a goodbye of ours,
-    1 when the connection cannot be made or the server closes it first
-    (with a one-line status for the user).
+    is. C{/quit [REASON]}, C{bye} and the end of the input end the session,
+    but not before the server has confirmed what was sent: everything the
+    link reports as L{unconfirmed <ChatLink.unconfirmed>} (json mode: every
+    C{say} and C{msg} until its C{ack} or C{error}; the line chat: every
+    line until the C{*** bye} that answers C{/quit}, which the server sends
+    once it has handled the lines before it). It waits at most
+    C{confirmTimeout} seconds from the first goodbye, shows what arrives
+    meanwhile, and gives up on a second interrupt (L{userInterrupt}).
+
+    L{done} fires with the exit status:
+
+      - 0 after a goodbye of ours, with everything confirmed;
+      - 3 likewise, but the server (or the client, for a mistyped command)
+        refused some of it: an C{!!! } line was shown for each (see
+        L{ChatLink.refusals});
+      - 1 when the connection cannot be made, the server closes it first,
+        or something sent (or typed) was never confirmed; those are then
+        listed, one status line each.
 
     When the link can resume (C{redial} is set: WebSocket json mode) and it
     is lost without a goodbye of ours (abnormally, or closed by the server
@@ -186,31 +242,36 @@ class ChatClient:
     (full jitter, capped at C{maxDelay}), and at least as long as the
     server's C{reconnect_after} hint. After C{reconnectAttempts} failed
     attempts in a row it gives up with status 1; 0 attempts means it never
-    reconnects. Quitting while it waits to reconnect ends with 0 at once.
+    reconnects. A link lost while waiting for confirmations is resumed the
+    same way (within the same bound), so that what was not acknowledged is
+    sent again with its C{ref} and answered once. Quitting while it waits to
+    reconnect, with nothing to confirm, ends with 0 at once.
     """
-
-    _log = Logger()
 
     #: the first reconnect waits up to this many seconds, doubling per failure
     baseDelay = 0.5
     #: no reconnect waits longer than this (unless the server asks to)
     maxDelay = 15.0
+    #: still waiting for confirmations this long after the goodbye: say so
+    noticeDelay = 1.0
+    #: at most this many unconfirmed messages are listed one by one
+    maxListed = 10
 
     def __init__(
         self,
         target: Target,
         ui: ChatUI,
         clock: IReactorTime,
-        quitTimeout: float = 2.0,
         reconnectAttempts: int = 8,
         random: Callable[[], float] = random.random,
+        confirmTimeout: float = DEFAULT_CONFIRM_TIMEOUT,
     ) -> None:
         self.target = target
         self.ui = ui
         self.clock = clock
-        self.quitTimeout = quitTimeout
         self.reconnectAttempts = reconnectAttempts
         self.random = random
+        self.confirmTimeout = confirmTimeout
         #: connects again (as L{connect} did), for links that can resume
         self.redial: Callable[[], object] | None = None
         #: whether the link was lost and we are connecting again
@@ -221,11 +282,19 @@ class ChatClient:
         self.done: Deferred[int] = Deferred()
         #: the open link, if any
         self.link: ChatLink | None = None
+        # the link opened last, open or not (what it sent, what was refused)
+        self._lastLink: ChatLink | None = None
         #: the connection attempt, while it runs
         self.connecting: Deferred[Any] | None = None
         self._queue: list[str] = []
         self._quitReason: str | None = None
-        self._quitTimer: IDelayedCall | None = None
+        # since the first goodbye: the bound on waiting for confirmations,
+        # and the notice that we wait
+        self._deadline: IDelayedCall | None = None
+        self._noticeTimer: IDelayedCall | None = None
+        # why we stopped waiting for confirmations, if we did
+        self._stopped: str | None = None
+        self._inputRefusals = 0
         self._cancelled = False
         self._finished = False
 
@@ -248,37 +317,110 @@ class ChatClient:
     def userEOF(self) -> None:
         """
         No more input: quit, once connected and what was typed is sent (so
-        that a failure to connect is still reported).
+        that a failure to connect is still reported) and confirmed.
         """
         self.quit("", giveUp=False)
 
+    def userInterrupt(self) -> None:
+        """
+        The user pressed the interrupt key (Ctrl-C): the first time, as the
+        end of input; while waiting for confirmations, stop waiting now.
+        """
+        if self._quitReason is None and self._deadline is None:
+            self.userEOF()
+        else:
+            self._stopWaiting("stopped waiting for the server")
+
+    def inputRefused(self) -> None:
+        """
+        A line the user typed could not be sent (and the UI said so).
+        """
+        self._inputRefusals += 1
+
     def quit(self, reason: str = "", giveUp: bool = True) -> None:
         """
-        End the session: say goodbye and wait for the server to close. Before
-        the connection is open, quit right after it opens; or, with
-        C{giveUp} and no typed lines waiting, stop connecting at once.
+        End the session: say goodbye once what was sent is confirmed (the
+        link waits for that), then wait for the server to close, all within
+        C{confirmTimeout} seconds. Before the connection is open, quit right
+        after it opens; or, with C{giveUp} and nothing typed waiting, stop
+        connecting at once.
         """
         if self._finished or self._quitReason is not None:
             return
         self._quitReason = reason
+        if self._deadline is None and self._stopped is None:
+            self._deadline = self.clock.callLater(self.confirmTimeout, self._confirmTimedOut)
+            if self.noticeDelay < self.confirmTimeout:
+                self._noticeTimer = self.clock.callLater(self.noticeDelay, self._waitingNotice)
         link = self.link
         if link is None:
-            if self._retryTimer is not None and (giveUp or not self._queue):
+            if self._queue or self.unconfirmed()[0]:
+                # connecting (again) to send and confirm it
+                return
+            if self._retryTimer is not None:
                 # waiting to reconnect: nothing to wait for
                 self._finish(0)
-                return
-            if giveUp and not self._queue and self.connecting is not None:
+            elif giveUp and self.connecting is not None:
                 self._cancelled = True
                 self.connecting.cancel()
             return
         link.sendQuit(reason)
-        self._quitTimer = self.clock.callLater(self.quitTimeout, self._quitTimedOut)
 
-    def _quitTimedOut(self) -> None:
-        self._quitTimer = None
+    def _waitingNotice(self) -> None:
+        self._noticeTimer = None
+        if self._finished:
+            return
+        waiting = self.unconfirmed()[0] + len(self._typedNotSent())
+        if waiting:
+            self.ui.showNotice(
+                "waiting for the server to confirm %s (at most %s s)"
+                % (_plural(waiting, self._unit()), _seconds(self.confirmTimeout))
+            )
+
+    def _confirmTimedOut(self) -> None:
+        self._deadline = None
+        if self._lastLink is None:
+            self._stopWaiting("no connection within %s s" % (_seconds(self.confirmTimeout),))
+        else:
+            self._stopWaiting("gave up waiting for the server after %s s" % (_seconds(self.confirmTimeout),))
+
+    def _stopWaiting(self, why: str) -> None:
+        """
+        Give up waiting for confirmations (or for the connection): close
+        what is open; the session then ends, reporting what is unconfirmed.
+        """
+        if self._finished:
+            return
+        if self._stopped is None:
+            self._stopped = why
         if self.link is not None:
-            self._log.debug("the server did not close after our goodbye: closing")
             self.link.abort()
+        elif self.connecting is not None:
+            self._cancelled = True
+            self.connecting.cancel()
+        else:
+            self._finish(0)
+
+    # -- what is not confirmed --
+
+    def unconfirmed(self) -> tuple[int, list[str]]:
+        """
+        How much was sent (on this link or an earlier one) and is not
+        confirmed yet, and the latest of it (see L{ChatLink.unconfirmed}).
+        """
+        link = self.link if self.link is not None else self._lastLink
+        return link.unconfirmed() if link is not None else (0, [])
+
+    def _typedNotSent(self) -> list[str]:
+        return [_describe(line) for line in self._queue if line.strip()]
+
+    def _unit(self) -> str:
+        link = self.link if self.link is not None else self._lastLink
+        return link.unit if link is not None else "message"
+
+    def _refusals(self) -> int:
+        link = self.link if self.link is not None else self._lastLink
+        return self._inputRefusals + (link.refusals() if link is not None else 0)
 
     # -- from the link --
 
@@ -291,7 +433,7 @@ class ChatClient:
         if self._finished:
             link.abort()
             return
-        self.link = link
+        self.link = self._lastLink = link
         if self.reconnecting:
             self.reconnecting = False
             self._failures = 0
@@ -316,10 +458,14 @@ class ChatClient:
         """
         self.connecting = None
         if self._cancelled:
-            self._finish(0)
+            if self._stopped is not None and self._lastLink is None:
+                # never connected, and we stopped waiting for it
+                self._finish(1, "cannot connect to %s: %s" % (self.target.address, self._stopped))
+            else:
+                self._finish(0)
         elif self.reconnecting:
-            if self._quitReason is not None:
-                # the user asked to leave meanwhile
+            if self._quitReason is not None and not (self._queue or self.unconfirmed()[0]):
+                # the user asked to leave meanwhile, with nothing to deliver
                 self._finish(0)
                 return
             self._failures += 1
@@ -348,20 +494,24 @@ class ChatClient:
         seconds if given.
         """
         self.link = None
-        if self._quitTimer is not None:
-            if self._quitTimer.active():
-                self._quitTimer.cancel()
-            self._quitTimer = None
+        canResume = resumable and self.redial is not None and self.reconnectAttempts > 0
         if self._quitReason is not None:
-            self._finish(0)
-        elif resumable and self.redial is not None and self.reconnectAttempts > 0:
-            self.reconnecting = True
-            self._failures = 0
-            self._retry("connection lost (%s)" % (reason,) if reason else "connection lost", retryAfter)
-        elif reason:
-            self._finish(1, "connection closed by server (%s)" % (reason,))
+            if canResume and self._stopped is None and self.unconfirmed()[0]:
+                # lost while waiting for confirmations: resume, send again
+                self._reconnect(reason, retryAfter)
+            elif self.unconfirmed()[0] and self._stopped is None:
+                self._finish(1, _closedBy(reason))
+            else:
+                self._finish(0)
+        elif canResume:
+            self._reconnect(reason, retryAfter)
         else:
-            self._finish(1, "connection closed by server")
+            self._finish(1, _closedBy(reason))
+
+    def _reconnect(self, reason: str | None, retryAfter: float | None) -> None:
+        self.reconnecting = True
+        self._failures = 0
+        self._retry("connection lost (%s)" % (reason,) if reason else "connection lost", retryAfter)
 
     def retryDelay(self, retryAfter: float | None = None) -> float:
         """
@@ -386,16 +536,63 @@ class ChatClient:
         self.redial()
 
     def _finish(self, status: int, message: str | None = None) -> None:
+        """
+        End the session with C{status}, made 1 if something is still
+        unconfirmed, or typed and not sent after a connection was lost
+        (listed in statuses), or 3 if something was refused.
+        """
         if self._finished:
             return
         self._finished = True
-        if self._retryTimer is not None:
-            if self._retryTimer.active():
-                self._retryTimer.cancel()
-            self._retryTimer = None
+        for timer in (self._retryTimer, self._deadline, self._noticeTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._retryTimer = self._deadline = self._noticeTimer = None
         if message is not None:
             self.ui.showStatus(message)
+        count, unconfirmed = self.unconfirmed()
+        # (never connected: "cannot connect" says that nothing went)
+        notSent = self._typedNotSent() if self._lastLink is not None else []
+        if count or notSent:
+            if status != 1:
+                status = 1
+                if message is None and self._stopped is not None:
+                    self.ui.showStatus(self._stopped)
+            if count:
+                self._list(
+                    count,
+                    unconfirmed,
+                    "%s not confirmed by the server (%s may or may not have gone through):"
+                    % (_plural(count, self._unit()), "it" if count == 1 else "they"),
+                )
+            if notSent:
+                self._list(len(notSent), notSent, "%s typed but not sent:" % (_plural(len(notSent), "line"),))
+        elif status == 0:
+            refused = self._refusals()
+            if refused:
+                status = 3
+                self.ui.showStatus("1 request was refused" if refused == 1 else "%d requests were refused" % (refused,))
         self.done.callback(status)
+
+    def _list(self, count: int, latest: list[str], header: str) -> None:
+        """
+        Show C{header}, then the last (at most L{maxListed}) of the C{count}
+        things described by C{latest}, one status line each.
+        """
+        self.ui.showStatus(header)
+        shown = latest[-self.maxListed :]
+        if count > len(shown):
+            self.ui.showStatus("  \u2026 %d before these" % (count - len(shown),))
+        for item in shown:
+            self.ui.showStatus("  " + item)
+
+
+def _seconds(value: float) -> str:
+    return "%g" % (value,)
+
+
+def _closedBy(reason: str | None) -> str:
+    return "connection closed by server (%s)" % (reason,) if reason else "connection closed by server"
 
 
 def _plural(n: int, word: str) -> str:
@@ -455,15 +652,32 @@ class LineLink(LineSplitter):
     The line chat (C{tcp://}, C{tls://}): typed lines go out as they are,
     received lines are shown as they are (made safe for a terminal).
 
+    The line chat has no acknowledgements, but the server handles a
+    connection's lines in order and answers C{/quit} with C{*** bye} only
+    once it has answered every line before it: so the goodbye goes at once,
+    and every line sent counts as unconfirmed from then on until that
+    C{*** bye} arrives. Every C{!!! } line from the server is a refusal.
+
     Over TLS the link counts as open only once the handshake succeeded, so a
     certificate that fails verification is a failed connect, not a close.
     """
+
+    unit = "line"
+    #: the server's answer to C{/quit}, once it has answered what came before
+    BYE = "*** bye"
+    #: how many of the lines sent are kept, to say which were not confirmed
+    keepSent = 100
 
     def __init__(self, client: ChatClient, nick: str | None = None, tls: bool = False) -> None:
         self.client = client
         self.nick = nick
         self.tls = tls
         self.opened = False
+        self._sent: deque[str] = deque(maxlen=self.keepSent)
+        self._sentCount = 0
+        self._quitting = False
+        self._bye = False
+        self._refused = 0
 
     def connectionMade(self) -> None:
         if not self.tls:
@@ -481,7 +695,12 @@ class LineLink(LineSplitter):
         self.client.linkOpened(self)
 
     def lineReceived(self, line: bytes) -> None:
-        self.client.showLine(oneLine(line.decode("utf-8", "replace")))
+        text = oneLine(line.decode("utf-8", "replace"))
+        if text.startswith("!!! "):
+            self._refused += 1
+        elif self._quitting and text == self.BYE:
+            self._bye = True
+        self.client.showLine(text)
 
     def lineTooLong(self) -> None:
         self.client.showLine("!!! a line from the server was too long (over %d bytes): not shown" % (self.maxLength,))
@@ -497,13 +716,28 @@ class LineLink(LineSplitter):
     # -- ChatLink --
 
     def sendInput(self, line: str) -> None:
+        self._write(line)
+        if line.strip():
+            self._sent.append(_describe(line))
+            self._sentCount += 1
+
+    def _write(self, line: str) -> None:
         self.transport.write(line.encode("utf-8", "replace") + b"\n")  # type: ignore[union-attr]
 
     def sendQuit(self, reason: str) -> None:
-        self.sendInput("/quit " + reason if reason else "/quit")
+        self._quitting = True
+        self._write("/quit " + reason if reason else "/quit")
 
     def abort(self) -> None:
         self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def unconfirmed(self) -> tuple[int, list[str]]:
+        if not self._quitting or self._bye:
+            return 0, []
+        return self._sentCount, list(self._sent)
+
+    def refusals(self) -> int:
+        return self._refused
 
 
 _GOING_AWAY = 1001
@@ -525,8 +759,12 @@ class JsonLink(WebSocketClientProtocol):
 
     factory: JsonLinkFactory
 
+    unit = "message"
     opened = False
     _refused: str | None = None
+    # the goodbye's reason once asked for, and whether the close went out
+    _quitting: str | None = None
+    _closing = False
 
     def onConnect(self, response: Any) -> None:
         if response.protocol != SUBPROTOCOL:
@@ -555,6 +793,8 @@ class JsonLink(WebSocketClientProtocol):
             client.showLine(line)
         for request in chat.takeRequests():
             self._sendRequest(request)
+        if self._quitting is not None:
+            self._closeWhenConfirmed()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         client = self.factory.client
@@ -590,13 +830,39 @@ class JsonLink(WebSocketClientProtocol):
             self._sendRequest(request)
 
     def sendQuit(self, reason: str) -> None:
+        self._quitting = reason
+        self._closeWhenConfirmed()
+
+    def _closeWhenConfirmed(self) -> None:
+        """
+        Once every C{say} and C{msg} has its C{ack} or C{error} (which come
+        after their echo, or, after a resume, maybe before the history that
+        has it: see L{JsonChat.echoesPending}), close; until then each event
+        looks again.
+        """
+        chat = self.factory.chat
+        if self._closing or chat.unacked or chat.echoesPending():
+            return
+        self._closing = True
         # what waits for the welcome still goes: the server handles it first
-        for request in self.factory.chat.takeHeld():
+        for request in chat.takeHeld():
             self._sendRequest(request)
+        reason = self._quitting
         self.sendClose(1000, _closeReason(reason) if reason else None)
 
     def abort(self) -> None:
-        self.dropConnection(abort=True)
+        # not dropConnection(), which warns about an unclean close: this
+        # one is ours, and the session says why it ends
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def unconfirmed(self) -> tuple[int, list[str]]:
+        unacked = self.factory.chat.unacked
+        latest = list(unacked.values())[-100:] if len(unacked) > 100 else list(unacked.values())
+        return len(unacked), [describeRequest(r) for r in latest]
+
+    def refusals(self) -> int:
+        return self.factory.chat.refusals
 
 
 class JsonLinkFactory(WebSocketClientFactory):
@@ -656,6 +922,8 @@ class PipeUI(LineSplitter):
 
     def lineTooLong(self) -> None:
         self.showStatus("input line longer than %d bytes: not sent" % (self.maxLength,))
+        if self.sink is not None:
+            self.sink.inputRefused()
 
     def readConnectionLost(self) -> None:
         if self.sink is not None:
@@ -680,6 +948,9 @@ class PipeUI(LineSplitter):
             self.transport.write(line.encode("utf-8", "replace") + b"\n")
 
     def showStatus(self, text: str) -> None:
+        self._stderr(text)
+
+    def showNotice(self, text: str) -> None:
         self._stderr(text)
 
     def close(self) -> Deferred[None]:
@@ -794,20 +1065,22 @@ def connect(
     nick: str | None = None,
     creator: IOpenSSLClientConnectionCreator | None = None,
     endpoint: IStreamClientEndpoint | None = None,
+    refPrefix: str | None = None,
 ) -> Deferred[Any]:
     """
     Connect C{client} to its target with the right link; failures go to
     L{ChatClient.connectFailure}. The result is kept as
     C{client.connecting}, so that quitting early can cancel it. For
     WebSocket json mode, C{client.redial} connects again with the same
-    L{JsonChat}, so that the session can resume.
+    L{JsonChat}, so that the session can resume; its refs start with
+    C{refPrefix}, by default one of L{newRefPrefix}, new for each session.
     """
     target = client.target
     if endpoint is None:
         endpoint = endpointFor(reactor, target, creator)
     factory: Factory
     if target.websocket:
-        chat = JsonChat(reactor.seconds, nick=nick)
+        chat = JsonChat(reactor.seconds, nick=nick, refPrefix=refPrefix if refPrefix is not None else newRefPrefix())
         factory = JsonLinkFactory(client, target, chat, reactor=reactor)
     else:
         factory = Factory.forProtocol(lambda: LineLink(client, nick, tls=target.secure))
@@ -842,7 +1115,14 @@ def makeParser() -> argparse.ArgumentParser:
             "URL schemes: tcp://HOST:PORT and tls://HOST:PORT (line chat, default port 9000), "
             "ws://HOST:PORT/PATH and wss://HOST:PORT/PATH (WebSocket json mode, e.g. "
             "ws://127.0.0.1:8080/ws). With piped input, every input line is sent and every "
-            "server line printed; the end of input quits."
+            "server line printed. The end of input (Ctrl-D on a terminal), /quit or bye quits "
+            "once the server has confirmed everything sent (ws: each message's ack; tcp: the "
+            "'*** bye' that answers /quit), showing what arrives meanwhile, waiting at most "
+            "--confirm-timeout seconds (on a terminal, Ctrl-C stops waiting). "
+            "Exit status: 0 when everything was confirmed; "
+            "3 when it was, but something was refused (a '!!! ' line); 1 when something sent "
+            "was not confirmed (listed on stderr), the connection failed or the server closed "
+            "it; 2 for a bad command line."
         ),
     )
     parser.add_argument(
@@ -863,8 +1143,26 @@ def makeParser() -> argparse.ArgumentParser:
         help="ws/wss: when the connection is lost, try to reconnect (and resume) up to N times "
         "in a row before giving up; 0 never reconnects (default: %(default)s)",
     )
+    parser.add_argument(
+        "--confirm-timeout",
+        metavar="SECONDS",
+        type=_confirmTimeout,
+        default=DEFAULT_CONFIRM_TIMEOUT,
+        help="when quitting, wait at most this long for the server to confirm what was sent "
+        "(default: %(default)g)",
+    )
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     return parser
+
+
+def _confirmTimeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0, at most 3600, not %r" % (text,))
+    return seconds
 
 
 def _attempts(text: str) -> int:
@@ -889,12 +1187,14 @@ class Settings:
         creator: IOpenSSLClientConnectionCreator | None = None,
         warnings: list[str] | None = None,
         reconnectAttempts: int = 8,
+        confirmTimeout: float = DEFAULT_CONFIRM_TIMEOUT,
     ) -> None:
         self.target = target
         self.nick = nick
         self.creator = creator
         self.warnings = warnings or []
         self.reconnectAttempts = reconnectAttempts
+        self.confirmTimeout = confirmTimeout
 
 
 def parseCommandLine(argv: list[str]) -> Settings:
@@ -921,7 +1221,7 @@ def parseCommandLine(argv: list[str]) -> Settings:
     elif args.insecure or args.cafile:
         option = "--insecure" if args.insecure else "--cafile"
         warnings.append("warning: %s has no effect on %s:// (no TLS)" % (option, target.scheme))
-    return Settings(target, nick, creator, warnings, args.reconnect_attempts)
+    return Settings(target, nick, creator, warnings, args.reconnect_attempts, args.confirm_timeout)
 
 
 def statusObserver(ui: ChatUI) -> FilteringLogObserver:
@@ -939,19 +1239,24 @@ def statusObserver(ui: ChatUI) -> FilteringLogObserver:
     )
 
 
-async def run(reactor: Any, settings: Settings, ui: ChatUI, quitTimeout: float = 2.0) -> NoReturn:
+async def run(reactor: Any, settings: Settings, ui: ChatUI, closeTimeout: float = 2.0) -> NoReturn:
     """
     Run one session: connect, pass lines both ways until it ends, close the
-    UI, and exit (C{SystemExit}) with the session's status.
+    UI (waiting at most C{closeTimeout} seconds for its output to drain),
+    and exit (C{SystemExit}) with the session's status.
     """
     client = ChatClient(
-        settings.target, ui, reactor, quitTimeout=quitTimeout, reconnectAttempts=settings.reconnectAttempts
+        settings.target,
+        ui,
+        reactor,
+        reconnectAttempts=settings.reconnectAttempts,
+        confirmTimeout=settings.confirmTimeout,
     )
     ui.start(client, reactor)
     connect(reactor, client, settings.nick, settings.creator)
     status = await client.done
     closing = ui.close()
-    closing.addTimeout(quitTimeout, reactor)
+    closing.addTimeout(closeTimeout, reactor)
     try:
         await closing
     except DeferredTimeoutError:
@@ -962,9 +1267,12 @@ async def run(reactor: Any, settings: Settings, ui: ChatUI, quitTimeout: float =
 def main(argv: list[str] | None = None) -> NoReturn:
     """
     The C{twisted-chat} console script: parse the command line, run the
-    session under the reactor and exit with its status: 0 after C{/quit},
-    C{bye} or the end of input; 1 when the connection cannot be made or the
-    server closes it (in WebSocket json mode: when reconnecting failed
+    session under the reactor and exit with its status (see L{ChatClient}):
+    0 after C{/quit}, C{bye} or the end of input, with everything sent
+    confirmed by the server (within C{--confirm-timeout} seconds); 3 the
+    same, but something was refused (an C{!!! } line); 1 when something
+    sent was not confirmed, the connection cannot be made or the server
+    closes it (in WebSocket json mode: when reconnecting failed
     C{--reconnect-attempts} times in a row); 2 for a bad command line.
     """
     if argv is None:

@@ -14,6 +14,7 @@ L{twisted_chat._text}; the tests compare both renderings event by event.
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -148,6 +149,14 @@ def parseTarget(url: str) -> Target:
     return Target(scheme, host, port, path)
 
 
+def newRefPrefix() -> str:
+    """
+    A prefix for the C{ref}s of one session, unlike any other session's:
+    48 random bits, e.g. C{"c3f9a0b1c2d4e-"}.
+    """
+    return "c%s-" % (secrets.token_hex(6),)
+
+
 def quitRequest(line: str) -> str | None:
     """
     If C{line} ends the session, return the reason given (maybe empty),
@@ -161,6 +170,34 @@ def quitRequest(line: str) -> str | None:
     if word.lower() == "/quit":
         return rest.strip()
     return None
+
+
+#: how much of a typed line a status quotes
+DESCRIBE_LENGTH = 120
+
+
+def describeInput(line: str) -> str:
+    """
+    C{line} as typed, on one line and cut to L{DESCRIBE_LENGTH} characters,
+    to name it in a status.
+    """
+    text = oneLine(line)
+    if len(text) > DESCRIBE_LENGTH:
+        text = text[: DESCRIBE_LENGTH - 1] + "\u2026"
+    return text
+
+
+def describeRequest(request: dict[str, Any]) -> str:
+    """
+    The line a user types for the C{say} or C{msg} C{request}, as
+    L{describeInput} shows it.
+    """
+    text = str(request.get("text", ""))
+    if request.get("type") == "msg":
+        return describeInput("/msg %s %s" % (request.get("to"), text))
+    if request.get("action") is True:
+        return describeInput("/me " + text)
+    return describeInput("/" + text if text.startswith("/") else text)
 
 
 def _plural(n: int, word: str) -> str:
@@ -195,10 +232,15 @@ class JsonChat:
     sent after those.
 
     C{now} returns the current time in seconds; it dates history stamps.
+    The C{ref}s are C{refPrefix} and a count. The server takes a second
+    request with a nick's ref (within an hour) for a resend of the first, so
+    a session's refs must not repeat another's: give each session its own
+    prefix (see L{newRefPrefix}).
     """
 
-    def __init__(self, now: Callable[[], float], nick: str | None = None) -> None:
+    def __init__(self, now: Callable[[], float], nick: str | None = None, refPrefix: str = "c") -> None:
         self._now = now
+        self.refPrefix = refPrefix
         #: the nick we asked for, then the nick the server gave us
         self.nick = nick
         #: rooms we are in, in joining order
@@ -230,6 +272,12 @@ class JsonChat:
         self._held: list[dict[str, Any]] = []
         #: the server's C{reconnect_after} hint (seconds) of its last notice
         self.reconnectAfter: float | None = None
+        #: how many requests were refused: C{error} events from the server,
+        #: and typed lines refused here (usage errors, unknown commands)
+        self.refusals = 0
+        # (room, epoch, id) of acknowledged messages whose echo has not been
+        # seen while a history for their room is on its way (after a resume)
+        self._echoes: list[tuple[str, str, int]] = []
 
     # -- requests --
 
@@ -299,7 +347,7 @@ class JsonChat:
 
     def _nextRef(self) -> str:
         self._ref += 1
-        return "c%d" % (self._ref,)
+        return "%s%d" % (self.refPrefix, self._ref)
 
     def translate(self, line: str) -> tuple[list[dict[str, Any]], list[str]]:
         """
@@ -319,12 +367,13 @@ class JsonChat:
         rest = rest.strip()
         handler = getattr(self, "_cmd_" + name, None) if _COMMAND.match(name) else None
         if handler is None:
+            self.refusals += 1
             return [], ["!!! unknown command /%s (try /help)" % (oneLine(name)[:32],)]
         result: tuple[list[dict[str, Any]], list[str]] = handler(rest)
         return result
 
-    @staticmethod
-    def _usage(usage: str) -> tuple[list[dict[str, Any]], list[str]]:
+    def _usage(self, usage: str) -> tuple[list[dict[str, Any]], list[str]]:
+        self.refusals += 1
         return [], ["!!! usage: " + usage]
 
     def _cmd_help(self, rest: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -646,9 +695,29 @@ class JsonChat:
 
     def _on_ack(self, event: dict[str, Any]) -> list[str]:
         self.unacked.pop(str(event.get("ref")), None)
+        room, epoch, id = event.get("room"), event.get("epoch"), event.get("id")
+        if isinstance(room, str) and isinstance(epoch, str) and isinstance(id, int):
+            # The echo comes before the ack, except for a message sent again
+            # after a resume: the server acknowledges the first one at once,
+            # and its echo may still be on its way in the room's history.
+            self._echoes.append((room, epoch, id))
+            self.echoesPending()
         return []
 
+    def echoesPending(self) -> bool:
+        """
+        Whether an acknowledged message of ours has not been shown yet while
+        the history that will show it is still on its way (it was sent again
+        after a resume, and acknowledged before the rejoin's history came).
+        """
+        waiting = self._helloRooms + list(self._joinHistories)
+        self._echoes = [
+            (room, epoch, id) for room, epoch, id in self._echoes if room in waiting and not self._known(room, epoch, id)
+        ]
+        return bool(self._echoes)
+
     def _on_error(self, event: dict[str, Any]) -> list[str]:
+        self.refusals += 1
         ref = event.get("ref")
         if ref is not None:
             self.unacked.pop(str(ref), None)

@@ -31,7 +31,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
-from twisted_chat._client import InputSink, _writeStderr
+from twisted_chat._client import PROG, InputSink, _writeStderr
 
 #: reset the terminal's insert mode (which line editing switches on)
 RESET_INSERT_MODE = b"\x1b[4l"
@@ -59,8 +59,10 @@ class ChatTerminal(HistoricRecvLine):
     """
     The input line: what RecvLine edits, plus UTF-8 input (one buffer entry
     per character, wide characters moving the cursor two columns), a few
-    Emacs-style keys (C{^A ^E ^U ^K}), C{^C} and C{^D} on an empty line to
-    quit, and L{showLine} to print above the input without disturbing it.
+    Emacs-style keys (C{^A ^E ^U ^K}), C{^D} on an empty line to quit
+    (the end of input) and C{^C} to quit too, or, pressed while the client
+    waits for the server to confirm what was sent, to stop waiting; and
+    L{showLine} to print above the input without disturbing it.
 
     It does not reset (and so clear) the terminal when it starts, unlike
     RecvLine.
@@ -123,7 +125,7 @@ class ChatTerminal(HistoricRecvLine):
             self.characterReceived(c.encode("utf-8"), True)
 
     def handle_INTERRUPT(self) -> None:
-        self.sink.userEOF()
+        self.sink.userInterrupt()
 
     def handle_EOF(self) -> None:
         if self.lineBuffer:
@@ -272,7 +274,8 @@ class TerminalUI:
     L{rawMode} must wrap the session: it puts the terminal in raw mode and
     always restores it (and the descriptors' blocking mode), even after an
     error. Statuses are written to stderr once the terminal is restored,
-    after the session; chat lines appear above the input line at once.
+    after the session; chat lines and notices (what the client waits for)
+    appear above the input line at once.
     """
 
     maxStatuses = 100
@@ -327,6 +330,11 @@ class TerminalUI:
     def showStatus(self, text: str) -> None:
         if len(self._statuses) < self.maxStatuses:
             self._statuses.append(text)
+
+    def showNotice(self, text: str) -> None:
+        terminal = self.terminal
+        if terminal is not None:
+            terminal.showLine("%s: %s" % (PROG, text))
 
     def close(self) -> Deferred[None]:
         if self._oldWinch is not None:
