@@ -406,7 +406,8 @@ def test_lineCloseIsForcedAfterShutdownTimeout() -> None:
     """
     clock = Clock()
     service = ChatService(clock=clock, shutdownTimeout=3, admission=Admission(maxPerHost=1))
-    factory = LineChatFactory(service, idleTimeout=0, clock=clock)
+    service.settings.idleTimeout = 0
+    factory = LineChatFactory(service, clock=clock)
     LineConnection(factory, "10.0.0.1")
     address = IPv4Address("TCP", "10.0.0.1", 50999)
     stuck = factory.buildProtocol(address)

@@ -366,6 +366,12 @@ NEW_LIMITS = {
 
 
 def inEffect(chat: ChatService, lineFactory: LineChatFactory) -> dict[str, object]:
+    """
+    The limits as the service, its admission and the line front-end read
+    them.
+    """
+    settings = lineFactory.service.settings
+    assert settings is chat.settings and chat.admission.settings is settings
     return {
         "flood-rate": chat.floodRate,
         "flood-burst": chat.floodBurst,
@@ -374,9 +380,9 @@ def inEffect(chat: ChatService, lineFactory: LineChatFactory) -> dict[str, objec
         "max-per-ip": chat.admission.maxPerHost,
         "max-rooms": chat.maxRoomsPerMember,
         "max-message-length": chat.maxTextLength,
-        "max-line-length": lineFactory.maxLineLength,
-        "idle-timeout": lineFactory.idleTimeout,
-        "max-outgoing": lineFactory.maxOutgoing,
+        "max-line-length": settings.maxLineLength,
+        "idle-timeout": settings.idleTimeout,
+        "max-outgoing": settings.maxOutgoing,
         "history-size": chat.historySize,
     }
 

@@ -895,6 +895,31 @@ def test_chatOverPolling(chat: Chat) -> None:
     assert poll.response.text == '42["message","#lobby <bob> long poll answered"]'
 
 
+def test_outgoingLimitChangedForOpenSessions(chat: Chat) -> None:
+    """
+    Socket.IO sessions read the outgoing limit from the service's settings
+    (what a reload changes), on both transports: a polling session opened
+    before the limit was lowered is dropped as too slow once more than the
+    new limit waits for its next poll.
+    """
+    bob = chat.bot("bob")
+    sid = json.loads(chat.net.fetch("GET", POLLING).text[1:])["sid"]
+    target = POLLING + "&sid=" + sid
+    chat.net.fetch("POST", target, b"40")
+    chat.net.fetch("GET", target)
+    assert chat.resource.engine.settings is chat.service.settings  # type: ignore[attr-defined]
+    chat.service.settings.maxOutgoing = 8192
+    member = chat.service.lookup("bob")
+    assert member is not None
+    said = 0
+    while chat.service.lookup("guest-1") is not None:
+        member.say("%03d %s" % (said, "x" * 1000))
+        said += 1
+        assert said < 100, "never dropped"
+    assert said in (8, 9)
+    assert bob.events[-1].kind == "part" and bob.events[-1].reason == "too slow"  # type: ignore[attr-defined]
+
+
 def test_quietPollerExpires(clock: Clock) -> None:
     """
     A polling client that goes quiet is dropped after pingInterval +

@@ -557,14 +557,17 @@ def test_slowConsumerDropped(clock: Clock) -> None:
     """
     While the transport has paused a WebSocket's producer (its peer does not
     read), whatever is sent to it is counted; past the outgoing limit the
-    connection is dropped, and everyone else keeps receiving.
+    connection is dropped, and everyone else keeps receiving. The limit is
+    read from the service's settings when it is checked: here it is lowered
+    (as a reload does) after the connections opened.
     """
-    chat = Chat(clock, maxOutgoing=4096)
+    chat = Chat(clock)
     slow = chat.json("slow")
     alice = chat.json("alice")
     carol = chat.text("carol")
     slow.objects()
     alice.objects()
+    chat.service.settings.maxOutgoing = 4096
     slowServer = chat.server("slow")
     guard = slowServer.transport.producer  # type: ignore[union-attr]
     assert guard is not None and guard is slowServer._guard

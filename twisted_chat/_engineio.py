@@ -40,6 +40,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from twisted_chat._errors import ChatError
 from twisted_chat._line import OutgoingGuard
+from twisted_chat._settings import Settings
 from twisted_chat._ws import applyOptions, originAllowed
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ class EngineSocket:
     One Engine.IO session, on HTTP long-polling or a WebSocket.
 
     Packets for a polling client wait in C{_buffer} until it polls; past
-    C{server.maxOutgoing} bytes waiting, the client is too slow and the
+    C{server.settings.maxOutgoing} bytes waiting, the client is too slow and the
     session is closed. A WebSocket client gets its packets at once.
     """
 
@@ -365,12 +366,13 @@ class EngineSocket:
             return
         self._buffer.append((ptype, data))
         self._buffered += _packetSize(data)
-        if self._buffered > self.server.maxOutgoing:
+        limit = self.server.settings.maxOutgoing
+        if self._buffered > limit:
             self._log.warn(
                 "dropping slow engine.io client {peer} (session {sid}): over {limit} bytes waiting for a poll",
                 peer=self.peer,
                 sid=self.sid,
-                limit=self.server.maxOutgoing,
+                limit=limit,
             )
             self.fail("too slow")
             return
@@ -547,10 +549,13 @@ class EngineServer:
         maxSessions: int = 10000,
         allowedOrigins: list[str] | None = None,
         upgradeTimeout: float = 10.0,
-        maxOutgoing: int = 1 << 20,
         admission: Any = None,
+        settings: Settings | None = None,
     ) -> None:
         self.handlerFactory = handlerFactory
+        #: the limits that can be reloaded (C{maxOutgoing}), read when
+        #: needed: the chat service's settings, or defaults of its own
+        self.settings = settings if settings is not None else Settings()
         #: who may open a session (the chat's Admission: connections per address, bans), or None
         self.admission = admission
         self._clock = clock
@@ -560,7 +565,6 @@ class EngineServer:
         self.maxSessions = maxSessions
         self.allowedOrigins = list(allowedOrigins or [])
         self.upgradeTimeout = upgradeTimeout
-        self.maxOutgoing = maxOutgoing
         self.sessions: dict[str, EngineSocket] = {}
 
     @property
@@ -879,7 +883,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         # producer; take its place to see backpressure.
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()  # type: ignore[union-attr]
-        self._guard = OutgoingGuard(self.factory.server.maxOutgoing)
+        self._guard = OutgoingGuard(self.factory.server.settings)
         transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
         server = self.factory.server
         if self._sid is not None:

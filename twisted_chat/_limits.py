@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted_chat._errors import ChatError
+from twisted_chat._settings import Settings
 
 
 class FloodGuard:
@@ -50,16 +51,37 @@ class Admission:
 
     Front-ends call L{admit} before anything else and L{release} when the
     connection is gone; both are cheap dictionary operations.
+
+    The two limits are read from C{settings} (the service's L{Settings},
+    changed on reload) at every admission; without one, the admission gets
+    settings of its own with the limits given.
     """
 
-    def __init__(self, maxConnections: int = 0, maxPerHost: int = 0) -> None:
-        self.maxConnections = maxConnections
-        self.maxPerHost = maxPerHost
+    def __init__(self, maxConnections: int = 0, maxPerHost: int = 0, settings: Settings | None = None) -> None:
+        if settings is None:
+            settings = Settings(maxConnections=maxConnections, maxPerHost=maxPerHost)
+        self.settings = settings
         self.total = 0
         self.perHost: dict[str, int] = {}
         self.bannedHosts: set[str] = set()
         #: told about refusals (metrics); set by the service
         self.stats: Any = None
+
+    @property
+    def maxConnections(self) -> int:
+        return self.settings.maxConnections
+
+    @maxConnections.setter
+    def maxConnections(self, value: int) -> None:
+        self.settings.maxConnections = value
+
+    @property
+    def maxPerHost(self) -> int:
+        return self.settings.maxPerHost
+
+    @maxPerHost.setter
+    def maxPerHost(self, value: int) -> None:
+        self.settings.maxPerHost = value
 
     def _refuse(self, code: str, message: str) -> ChatError:
         if self.stats is not None:
@@ -73,15 +95,18 @@ class Admission:
         """
         if host in self.bannedHosts:
             raise self._refuse("banned", "your address is banned from this server")
-        if self.maxConnections and self.total >= self.maxConnections:
+        settings = self.settings
+        maxConnections = settings.maxConnections
+        if maxConnections and self.total >= maxConnections:
             raise self._refuse(
-                "server-full", "the server is full (%d connections): please try again later" % (self.maxConnections,)
+                "server-full", "the server is full (%d connections): please try again later" % (maxConnections,)
             )
         count = self.perHost.get(host, 0)
-        if self.maxPerHost and count >= self.maxPerHost:
+        maxPerHost = settings.maxPerHost
+        if maxPerHost and count >= maxPerHost:
             raise self._refuse(
                 "too-many-connections",
-                "too many connections from your address (at most %d): close one first" % (self.maxPerHost,),
+                "too many connections from your address (at most %d): close one first" % (maxPerHost,),
             )
         self.perHost[host] = count + 1
         self.total += 1

@@ -26,6 +26,7 @@ from twisted_chat._events import Event
 from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor, sync
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._service import ChatService, Member
+from twisted_chat._settings import Settings
 from twisted_chat._text import TextSession, closingText, messageText
 
 if TYPE_CHECKING:
@@ -50,16 +51,22 @@ class OutgoingGuard:
 
     Registered as the transport's streaming producer: the transport pauses it
     once its userspace buffer is full (64 KiB) and resumes it when drained.
-    While paused, everything written is counted; past C{limit} bytes the
-    connection is aborted (a slow consumer) instead of growing server memory.
+    While paused, everything written is counted; past C{limit} bytes (the
+    C{maxOutgoing} of C{settings}, read at every check, so a reload applies
+    at once) the connection is aborted (a slow consumer) instead of growing
+    server memory.
     """
 
-    __slots__ = ("limit", "paused", "queued")
+    __slots__ = ("settings", "paused", "queued")
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.paused = False
         self.queued = 0
+
+    @property
+    def limit(self) -> int:
+        return self.settings.maxOutgoing
 
     def pauseProducing(self) -> None:
         # A transport calls this on every write while its buffer is full, not
@@ -82,7 +89,7 @@ class OutgoingGuard:
         if not self.paused:
             return False
         self.queued += nbytes
-        return self.queued > self.limit
+        return self.queued > self.settings.maxOutgoing
 
 
 def dropSlowConsumer(log: Logger, peer: str, member: Member | None, limit: int, abort: Callable[[], object]) -> None:
@@ -125,27 +132,15 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     _fast: FastWriter | None = None
     # Defaults as class attributes: a connection stores only what differs
     # (thousands of idle connections: each attribute is 8 bytes or more).
-    maxLineLength = 4096
-    idleTimeout: float = 600
+    # Limits are not copied here: they are read from service.settings.
     _buffer = b""
     _discarding = False
     _closing = False
     _admitted: str | None = None
 
-    def __init__(
-        self,
-        service: ChatService,
-        maxLineLength: int = 4096,
-        idleTimeout: float = 600,
-        maxOutgoing: int = 1 << 20,
-        clock: IReactorTime | None = None,
-    ) -> None:
+    def __init__(self, service: ChatService, clock: IReactorTime | None = None) -> None:
         self.service = service
-        if maxLineLength != LineChatProtocol.maxLineLength:
-            self.maxLineLength = maxLineLength
-        if idleTimeout != LineChatProtocol.idleTimeout:
-            self.idleTimeout = idleTimeout
-        self._guard = OutgoingGuard(maxOutgoing)
+        self._guard = OutgoingGuard(service.settings)
         if clock is not None:
             self.callLater = clock.callLater  # type: ignore[assignment]
 
@@ -174,8 +169,9 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self.endSession(e.code)
             return
         self._admitted = host
-        if self.idleTimeout:
-            self.setTimeout(self.idleTimeout)
+        idle = self.service.settings.idleTimeout
+        if idle:
+            self.setTimeout(idle)
         self.startTextSession(self.service, peer, host)
 
     def readConnectionLost(self) -> None:
@@ -207,7 +203,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self.member.quit("disconnected")
 
     def timeoutConnection(self) -> None:
-        self.sendNotice("idle for %d s: disconnecting" % (self.idleTimeout,))
+        self.sendNotice("idle for %d s: disconnecting" % (self.timeOut or 0,))
         self._log.info("{peer} idle: disconnecting", peer=self.member.peer if self.member else "?")
         if self.member is not None:
             self.member.quit("idle")
@@ -295,10 +291,21 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
 
     # -- input --
 
+    def _inputSeen(self) -> None:
+        """
+        Restart the idle timer, with the idle timeout now in effect (a
+        reload changes it for an open connection from its next input on).
+        """
+        idle = self.service.settings.idleTimeout or None
+        if idle != self.timeOut:
+            self.setTimeout(idle)
+        else:
+            self.resetTimeout()
+
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        self.resetTimeout()
+        self._inputSeen()
         if self._discarding:
             i = data.find(b"\n")
             if i == -1:
@@ -306,7 +313,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             data = data[i + 1 :]
             self._discarding = False
         buf = self._buffer + data if self._buffer else data
-        limit = self.maxLineLength
+        limit = self.service.settings.maxLineLength
         start = 0
         while not self._closing:
             i = buf.find(b"\n", start)
@@ -331,7 +338,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self._buffer = rest
 
     def _tooLong(self) -> None:
-        self.sendError("line too long (max %d bytes): discarded" % (self.maxLineLength,))
+        self.sendError("line too long (max %d bytes): discarded" % (self.service.settings.maxLineLength,))
 
     def lineReceived(self, line: bytes) -> None:
         try:
@@ -344,28 +351,18 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
 
 class LineChatFactory(Factory):
     """
-    Builds L{LineChatProtocol}s that all share one L{ChatService}.
+    Builds L{LineChatProtocol}s that all share one L{ChatService}; their
+    limits (C{maxLineLength}, C{idleTimeout}, C{maxOutgoing}) are the
+    service's C{settings}.
     """
 
     noisy = False
 
-    def __init__(
-        self,
-        service: ChatService,
-        maxLineLength: int = 4096,
-        idleTimeout: float = 600,
-        maxOutgoing: int = 1 << 20,
-        clock: IReactorTime | None = None,
-    ) -> None:
+    def __init__(self, service: ChatService, clock: IReactorTime | None = None) -> None:
         self.service = service
-        self.maxLineLength = maxLineLength
-        self.idleTimeout = idleTimeout
-        self.maxOutgoing = maxOutgoing
         self.clock = clock
 
     def buildProtocol(self, addr: IAddress) -> LineChatProtocol:
-        p = LineChatProtocol(
-            self.service, self.maxLineLength, self.idleTimeout, self.maxOutgoing, self.clock
-        )
+        p = LineChatProtocol(self.service, self.clock)
         p.factory = self
         return p

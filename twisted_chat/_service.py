@@ -42,6 +42,7 @@ from twisted_chat._interfaces import IBroker, IChatClient, IMessageStore
 from twisted_chat._limits import Admission, FloodGuard
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._names import checkNick, nickKey, normalizeRoom
+from twisted_chat._settings import Settings
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -219,7 +220,7 @@ class Member:
         self.host = host
         #: the nick key this connection logged in as (with --auth), or None
         self.authenticated: str | None = None
-        self.flood = FloodGuard(service.floodBurst, service.now())
+        self.flood = FloodGuard(service.settings.floodBurst, service.now())
         # room name -> Room, in joining order
         self.rooms: dict[str, Room] = {}
         self.current: str | None = None
@@ -392,6 +393,20 @@ class Member:
         return name
 
 
+def _setting(name: str) -> Any:
+    """
+    A property of the service that reads and writes C{settings.NAME}.
+    """
+
+    def get(service: ChatService) -> Any:
+        return getattr(service.settings, name)
+
+    def set(service: ChatService, value: Any) -> None:
+        setattr(service.settings, name, value)
+
+    return property(get, set, doc="C{settings.%s}" % (name,))
+
+
 class ChatService(Service):
     """
     The one service every front-end shares.
@@ -403,9 +418,9 @@ class ChatService(Service):
         self,
         store: IMessageStore | None = None,
         clock: IReactorTime | None = None,
-        historySize: int = 50,
-        maxTextLength: int = 4096,
-        maxRoomsPerMember: int = 50,
+        historySize: int | None = None,
+        maxTextLength: int | None = None,
+        maxRoomsPerMember: int | None = None,
         resumeLimit: int = 1000,
         shutdownTimeout: float = 5.0,
         refWindow: float = 3600.0,
@@ -413,15 +428,34 @@ class ChatService(Service):
         passwords: dict[str, str] | None = None,
         requireAuth: bool = False,
         admins: Iterable[str] = (),
-        floodRate: float = 0.0,
-        floodBurst: float = 10.0,
-        floodKick: float = 20.0,
+        floodRate: float | None = None,
+        floodBurst: float | None = None,
+        floodKick: float | None = None,
         admission: Admission | None = None,
         stats: Any = None,
         drainSpread: float = 10.0,
         logMessages: bool = False,
         broker: IBroker | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        if settings is None:
+            settings = admission.settings if admission is not None else Settings()
+        elif admission is not None and admission.settings is not settings:
+            raise ValueError("the admission must read the service's settings")
+        #: the limits in effect, read live by the service and every front-end
+        #: (a reload changes them here); the limits given as arguments are
+        #: put into it
+        self.settings = settings
+        for name, value in (
+            ("historySize", historySize),
+            ("maxTextLength", maxTextLength),
+            ("maxRoomsPerMember", maxRoomsPerMember),
+            ("floodRate", floodRate),
+            ("floodBurst", floodBurst),
+            ("floodKick", floodKick),
+        ):
+            if value is not None:
+                setattr(settings, name, value)
         self.store: IMessageStore = store if store is not None else MemoryStore()
         from twisted_chat._broker import LocalBroker
 
@@ -429,9 +463,6 @@ class ChatService(Service):
         self.broker: IBroker = broker if broker is not None else LocalBroker()
         self.broker.attach(self)
         self._clock = clock
-        self.historySize = historySize
-        self.maxTextLength = maxTextLength
-        self.maxRoomsPerMember = maxRoomsPerMember
         self.resumeLimit = resumeLimit
         self.shutdownTimeout = shutdownTimeout
         self.rooms: dict[str, Room] = {}
@@ -450,10 +481,7 @@ class ChatService(Service):
         self.passwords: dict[str, str] = dict(passwords or {})
         self.requireAuth = requireAuth
         self.admins = {nickKey(a) for a in admins}
-        self.floodRate = floodRate
-        self.floodBurst = floodBurst
-        self.floodKick = floodKick
-        self.admission = admission if admission is not None else Admission()
+        self.admission = admission if admission is not None else Admission(settings=settings)
         #: In a room with more members than this, joins and leaves are told
         #: only to the member concerned, and member lists (on join, /who)
         #: name this many members and give the total: otherwise every join
@@ -472,6 +500,15 @@ class ChatService(Service):
         self.recentErrors: Any = None
         self.startedAt = 0.0
         self.setName("chat")
+
+    # The service's limits, as they were attributes before they moved to
+    # its settings: the same values, read and written there.
+    historySize = _setting("historySize")
+    maxTextLength = _setting("maxTextLength")
+    maxRoomsPerMember = _setting("maxRoomsPerMember")
+    floodRate = _setting("floodRate")
+    floodBurst = _setting("floodBurst")
+    floodKick = _setting("floodKick")
 
     @property
     def clock(self) -> IReactorTime:
@@ -653,12 +690,14 @@ class ChatService(Service):
         Charge one request to C{member}'s flood budget; refuse it when the
         budget is spent, and disconnect a member that keeps flooding.
         """
-        if self.floodRate <= 0:
+        settings = self.settings
+        rate = settings.floodRate
+        if rate <= 0:
             return
-        if member.flood.take(self.now(), self.floodRate, self.floodBurst):
+        if member.flood.take(self.now(), rate, settings.floodBurst):
             return
         self.stats.refused("flood")
-        if member.flood.strikes >= self.floodKick:
+        if member.flood.strikes >= settings.floodKick:
             self._log.warn("disconnecting {nick} from {peer}: flooding", nick=member.nick, peer=member.peer)
             try:
                 member.client.close("disconnected for flooding")
@@ -669,7 +708,7 @@ class ChatService(Service):
         raise ChatError(
             "flood",
             "slow down: at most %g requests a second (bursts of %g); this one was dropped"
-            % (self.floodRate, self.floodBurst),
+            % (rate, settings.floodBurst),
         )
 
     def _requireLogin(self, member: Member) -> None:
@@ -768,7 +807,7 @@ class ChatService(Service):
         if name in member.rooms:
             member.current = name
             return name, False
-        if len(member.rooms) >= self.maxRoomsPerMember:
+        if len(member.rooms) >= self.settings.maxRoomsPerMember:
             raise ChatError(
                 "too-many-rooms",
                 "you are in %d rooms already (the limit): /part one first" % (len(member.rooms),),
@@ -843,7 +882,7 @@ class ChatService(Service):
                 self._send(member, ev)
 
         def recent(reason: str, recovered: bool | None) -> Deferred[tuple[list[Message], bool | None, str]]:
-            return store.recent(name, self.historySize).addCallback(
+            return store.recent(name, self.settings.historySize).addCallback(
                 lambda msgs: (msgs, recovered, reason)
             )
 
@@ -893,10 +932,9 @@ class ChatService(Service):
             raise ChatError("bad-request", "text must be a string")
         if not text.strip():
             raise ChatError("empty-message", "empty message: nothing sent")
-        if len(text) > self.maxTextLength:
-            raise ChatError(
-                "too-long", "message too long (max %d characters): not sent" % (self.maxTextLength,)
-            )
+        limit = self.settings.maxTextLength
+        if len(text) > limit:
+            raise ChatError("too-long", "message too long (max %d characters): not sent" % (limit,))
         return text
 
     def _nextId(self, key: str) -> int:
@@ -1034,7 +1072,7 @@ class ChatService(Service):
             if not member.gone:
                 self._send(member, PrivateHistory([]))
 
-        self.store.privateFor(member.nick, afterId, self.historySize).addCallbacks(got, failed)
+        self.store.privateFor(member.nick, afterId, self.settings.historySize).addCallbacks(got, failed)
 
     def _setNick(self, member: Member, nick: str, registeredOk: bool = False) -> str:
         nick = checkNick(nick)
@@ -1098,7 +1136,7 @@ class ChatService(Service):
         return Presence(name, nicks, total=total)
 
     def _history(self, member: Member, name: str, limit: int, before: int | None) -> None:
-        limit = max(0, min(int(limit), max(self.historySize, 200)))
+        limit = max(0, min(int(limit), max(self.settings.historySize, 200)))
 
         def got(msgs: list[Message]) -> None:
             if not member.gone:

@@ -859,14 +859,14 @@ def makeSocketIo(
     pingTimeout: float = 20.0,
     maxPayload: int = 100000,
     maxSessions: int = 10000,
-    maxOutgoing: int = 1 << 20,
     connectTimeout: float = 45.0,
 ) -> EngineResource:
     """
     The chat's C{/socket.io/} resource: Engine.IO sessions whose main
     namespace is the chat. A session counts as a connection of its address
     (the service's admission: --max-connections, --max-per-ip, bans) from its
-    handshake until it is closed.
+    handshake until it is closed. The reloadable limits (C{maxOutgoing}…)
+    are the service's C{settings}.
     """
     sio = SocketIoServer({"/": lambda socket: SocketIoChatClient(service, socket)}, connectTimeout=connectTimeout)
     engine = EngineServer(
@@ -877,7 +877,7 @@ def makeSocketIo(
         maxPayload=maxPayload,
         maxSessions=maxSessions,
         allowedOrigins=allowedOrigins,
-        maxOutgoing=maxOutgoing,
         admission=service.admission,
+        settings=service.settings,
     )
     return EngineResource(engine)

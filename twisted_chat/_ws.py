@@ -265,7 +265,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         # the transport's producer; take its place to see backpressure.
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()  # type: ignore[union-attr]
-        self._guard = OutgoingGuard(self.factory.maxOutgoing)
+        self._guard = OutgoingGuard(self.factory.service.settings)
         transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
         if self._perMessageCompress is None and not self.autoFragmentSize:
             # Frames are then the same bytes for every connection, and
@@ -556,7 +556,9 @@ def _configuredClass(factory: Any, base: type) -> type | None:
 
 class ChatWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
     """
-    Builds chat WebSocket connections that share one L{ChatService}.
+    Builds chat WebSocket connections that share one L{ChatService}; the
+    limits that can be reloaded (C{maxOutgoing}…) are read from the
+    service's C{settings}, the WebSocket protocol options are this factory's.
     """
 
     protocol = ChatWebSocketProtocol
@@ -566,14 +568,12 @@ class ChatWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         self,
         service: ChatService,
         allowedOrigins: list[str] | None = None,
-        maxOutgoing: int = 1 << 20,
         helloTimeout: float = 10.0,
         **options: Any,
     ) -> None:
         WebSocketServerFactory.__init__(self, server="twisted-chat")
         self.service = service
         self.allowedOrigins = list(allowedOrigins or [])
-        self.maxOutgoing = maxOutgoing
         self.helloTimeout = helloTimeout
         applyOptions(self, **options)
 
