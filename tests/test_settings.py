@@ -31,7 +31,7 @@ def test_defaults() -> None:
     assert Settings().asOptions() == {
         "flood-rate": 0.0,
         "flood-burst": 10.0,
-        "flood-kick": 20.0,
+        "flood-kick": 100.0,
         "max-connections": 0,
         "max-per-ip": 0,
         "max-rooms": 50,

@@ -202,6 +202,10 @@ class EngineSocket:
         self._flushCall: IDelayedCall | None = None
         self._upgradeCall: IDelayedCall | None = None
         self._closeCall: IDelayedCall | None = None
+        #: the handler asked to read nothing more for now (pauseInput)
+        self.inputPaused = False
+        #: a POST whose answer waits until input resumes
+        self._heldPost: Request | None = None
 
     def __repr__(self) -> str:
         return "<EngineSocket %s %s %s>" % (self.sid, self.transport, self.state)
@@ -217,6 +221,59 @@ class EngineSocket:
         Send one message packet (text, or binary data).
         """
         self._sendPacket(MESSAGE, data)
+
+    def pauseInput(self) -> None:
+        """
+        Read nothing more from the client for now (flood control): on a
+        WebSocket its transport stops reading (the frames wait in the
+        kernel); on polling, the POST being read is answered only once
+        input resumes (the client sends no other meanwhile). Pings and
+        pongs of the packets already read still count.
+        """
+        if self.inputPaused or self.state == "closed":
+            return
+        self.inputPaused = True
+        ws = self._ws
+        if ws is not None:
+            ws.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeInput(self) -> None:
+        """
+        Read from the client again (see L{pauseInput}).
+        """
+        if not self.inputPaused:
+            return
+        self.inputPaused = False
+        ws = self._ws
+        if ws is not None and ws.state != WebSocketProtocol.STATE_CLOSED:
+            ws.transport.resumeProducing()  # type: ignore[union-attr]
+        self._answerPost()
+
+    def holdPost(self, request: Request) -> bool:
+        """
+        A POST was read while input is paused: keep it unanswered until
+        input resumes. C{False} if input is not paused (answer it now).
+        """
+        if not self.inputPaused or self.state == "closed":
+            return False
+        self._heldPost = request
+
+        def gone(_: object) -> None:
+            if self._heldPost is request:
+                self._heldPost = None
+
+        request.notifyFinish().addBoth(gone)
+        return True
+
+    @property
+    def postHeld(self) -> bool:
+        return self._heldPost is not None
+
+    def _answerPost(self) -> None:
+        request, self._heldPost = self._heldPost, None
+        if request is not None and not request.finished and not request._disconnected:
+            request.write(b"ok")
+            request.finish()
 
     def close(self, reason: str = "server close") -> None:
         """
@@ -279,6 +336,8 @@ class EngineSocket:
         poll, self._poll = self._poll, None
         if poll is not None:
             self._respond(poll, [(CLOSE, None)] if reason != "client close" else [(NOOP, None)])
+        # (its transport reads again, so that a WebSocket's close finishes)
+        self.resumeInput()
         for ws in (self._ws, self._probe):
             if ws is not None:
                 ws.closeTransport(reason)
@@ -315,6 +374,11 @@ class EngineSocket:
 
     def _pingTimedOut(self) -> None:
         self._timeoutCall = None
+        if self.inputPaused:
+            # Its pong waits, unread, behind what flood control holds: the
+            # client is there (it floods). Wait again.
+            self._timeoutCall = self.clock.callLater(self.server.pingTimeout, self._pingTimedOut)
+            return
         self._log.info("engine.io session {sid} from {peer}: ping timeout", sid=self.sid, peer=self.peer)
         self.fail("ping timeout")
 
@@ -507,6 +571,8 @@ class EngineSocket:
         self.transport = WEBSOCKET
         self._ws = ws
         ws.isProbe = False
+        if self.inputPaused:
+            ws.transport.pauseProducing()  # type: ignore[union-attr]
         packets, self._buffer, self._buffered = self._buffer, [], 0
         closing = self.state == "closing"
         for ptype, data in packets:
@@ -800,12 +866,20 @@ class EngineResource(Resource):
                 )
                 socket.fail("payload too large")
                 raise EngineError(BAD_REQUEST, 413, "Payload too large")
+            if socket.postHeld:
+                # (a client sends one POST at a time; engine.io refuses this too)
+                self._log.info("engine.io session {sid} from {peer}: overlapping posts", sid=sid, peer=socket.peer)
+                socket.fail("overlapping posts")
+                raise EngineError(BAD_REQUEST)
             request.content.seek(0)
             body = request.content.read()
             try:
                 socket.onData(body)
             except ProtocolError:
                 raise EngineError(BAD_REQUEST)
+            if socket.holdPost(request):
+                # Flood control: answered once the session's input resumes.
+                return NOT_DONE_YET
             return b"ok"
         raise EngineError(BAD_REQUEST)
 

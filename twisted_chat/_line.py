@@ -25,6 +25,7 @@ from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
 from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor, sync
 from twisted_chat._interfaces import IChatClient
+from twisted_chat._limits import ThrottledInput
 from twisted_chat._service import ChatService, Member
 from twisted_chat._settings import Settings
 from twisted_chat._text import TextSession, closingText, messageText
@@ -119,10 +120,21 @@ def _lineBytes(event: Event, text: str) -> bytes:
         data = event.cache["line"] = text.encode("utf-8") + b"\n"
     return data
 
+
+#: stand-ins for what the framing found, waiting in order with the lines
+#: under flood control: a line that was too long, the end of the input
+_TOO_LONG = object()
+_END = object()
+
+
 @implementer(IChatClient, IHalfCloseableProtocol)
-class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
+class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput):
     """
     One line-chat connection.
+
+    Every line waits its turn under flood control (L{ThrottledInput}): a
+    connection that has to wait is not read from meanwhile (its bytes wait
+    in the kernel) and its lines are handled in order as its rate allows.
     """
 
     kind = "line"
@@ -136,6 +148,8 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     _buffer = b""
     _discarding = False
     _closing = False
+    #: the peer has finished sending (see readConnectionLost)
+    _ended = False
     _admitted: str | None = None
 
     def __init__(self, service: ChatService, clock: IReactorTime | None = None) -> None:
@@ -177,10 +191,19 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     def readConnectionLost(self) -> None:
         """
         The peer finished sending but still reads (C{printf '/who\\n' | nc
-        HOST 9000}): answer what it asked, then leave and close.
+        HOST 9000}): answer what it asked (what waits for flood control
+        first), then leave and close.
         """
-        if self._closing:
+        if self._closing or self._ended:
             return
+        self._ended = True
+        inbox = self._inbox
+        if inbox is not None:
+            inbox.items.append(_END)
+            return
+        self._endOfInput()
+
+    def _endOfInput(self) -> None:
         if self.member is None or self.member.gone:
             self.endSession("disconnected")
             return
@@ -194,6 +217,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         self.setTimeout(None)
         self._closing = True
         self._lost = True
+        self.dropInput()
         if self._forceClose is not None and self._forceClose.active():
             self._forceClose.cancel()
         if self._admitted is not None:
@@ -203,6 +227,10 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self.member.quit("disconnected")
 
     def timeoutConnection(self) -> None:
+        if self.inputWaiting:
+            # Not idle: its input waits for flood control.
+            self.setTimeout(self.timeOut)
+            return
         self.sendNotice("idle for %d s: disconnecting" % (self.timeOut or 0,))
         self._log.info("{peer} idle: disconnecting", peer=self.member.peer if self.member else "?")
         if self.member is not None:
@@ -216,6 +244,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     def endSession(self, reason: str) -> None:
         sync(self._fast)  # (room messages written before the close go first)
         self._closing = True
+        self.dropInput()
         self.setTimeout(None)
         if self._admitted is not None:
             # The session is over (the socket closes in a moment): its place
@@ -323,19 +352,42 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             start = i + 1
             if line.endswith(b"\r"):
                 line = line[:-1]
-            if len(line) > limit:
-                self._tooLong()
-            else:
-                self.lineReceived(line)
+            # (each line waits its turn under flood control, in order)
+            self.takeInput(_TOO_LONG if len(line) > limit else line)
         rest = buf[start:] if start else buf
         if self._closing:
             self._buffer = b""
         elif len(rest) > limit + 1:
             self._buffer = b""
             self._discarding = True
-            self._tooLong()
+            self.takeInput(_TOO_LONG)
         else:
             self._buffer = rest
+
+    # -- flood control (see _limits.ThrottledInput) --
+
+    def inputIsFree(self, item: object) -> bool:
+        # (the end of the input and a discarded line are no requests)
+        return item is _END or item is _TOO_LONG
+
+    def handleInput(self, item: object) -> None:
+        if item is _TOO_LONG:
+            self._tooLong()
+        elif item is _END:
+            self._endOfInput()
+        else:
+            self.lineReceived(item)  # type: ignore[arg-type]
+
+    def pauseInput(self) -> None:
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeInput(self) -> None:
+        # (after the end of the input, reading again would only find it again)
+        if not self._closing and not self._ended:
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def inputOpen(self) -> bool:
+        return not self._closing
 
     def _tooLong(self) -> None:
         self.sendError("line too long (max %d bytes): discarded" % (self.service.settings.maxLineLength,))

@@ -273,6 +273,18 @@ class Member:
         self.service._spend(self)
         return self.service._private(self, nick, text, ref)
 
+    def floodWait(self) -> float:
+        """
+        Seconds to wait before the next request (0: now); see
+        L{ChatService.floodWait}.
+        """
+        service = self.service
+        settings = service.settings
+        rate = settings.floodRate
+        if rate <= 0:
+            return 0.0
+        return self.flood.wait(service.clock.seconds(), rate, settings.floodBurst)
+
     def privateHistory(self, afterId: int | None = None) -> None:
         """
         Ask for the private messages to or from this nick with ids above
@@ -687,29 +699,44 @@ class ChatService(Service):
 
     def _spend(self, member: Member) -> None:
         """
-        Charge one request to C{member}'s flood budget; refuse it when the
-        budget is spent, and disconnect a member that keeps flooding.
+        Charge one request to C{member}'s flood budget. Nothing is refused
+        here: front-ends ask L{floodWait} before they hand a request over,
+        and hold it as long as it says (see L{twisted_chat._limits}).
         """
         settings = self.settings
         rate = settings.floodRate
-        if rate <= 0:
+        if rate > 0:
+            member.flood.spend(self.now(), rate, settings.floodBurst)
+
+    def floodWait(self, member: Member) -> float:
+        """
+        Seconds C{member} has to wait before its next request: 0 while its
+        flood budget (C{--flood-rate}, C{--flood-burst}) allows one now.
+        """
+        return member.floodWait()
+
+    def disconnectFlooder(self, member: Member, waiting: int) -> None:
+        """
+        A front-end holds more than C{--flood-kick} requests of C{member}
+        (C{waiting}) that wait for flood control: close its connection and
+        take it out of the chat (the others see it leave as C{flooding}).
+        """
+        if member.gone:
             return
-        if member.flood.take(self.now(), rate, settings.floodBurst):
-            return
-        self.stats.refused("flood")
-        if member.flood.strikes >= settings.floodKick:
-            self._log.warn("disconnecting {nick} from {peer}: flooding", nick=member.nick, peer=member.peer)
-            try:
-                member.client.close("disconnected for flooding")
-            except Exception:
-                self._log.failure("closing {nick} failed", nick=member.nick)
-            self._quit(member, "flooding")
-            raise ChatError("flood", "disconnected for flooding")
-        raise ChatError(
-            "flood",
-            "slow down: at most %g requests a second (bursts of %g); this one was dropped"
-            % (rate, settings.floodBurst),
+        self._log.warn(
+            "disconnecting {nick} from {peer}: flooding ({waiting} requests waiting)",
+            nick=member.nick,
+            peer=member.peer,
+            waiting=waiting,
         )
+        self.stats.refused("flood")
+        # (out of the chat first: the others see why it left, whatever the
+        # connection's close reports)
+        self._quit(member, "flooding")
+        try:
+            member.client.close("disconnected for flooding: more than %d requests waiting" % (self.settings.floodKick,))
+        except Exception:
+            self._log.failure("closing {nick} failed", nick=member.nick)
 
     def _requireLogin(self, member: Member) -> None:
         if self.requireAuth and member.authenticated is None:

@@ -47,7 +47,8 @@ class Settings:
     floodRate: float
     #: requests a connection may make at once before it is slowed down
     floodBurst: float
-    #: the most requests a connection may have waiting (see L{twisted_chat._limits})
+    #: the most requests a connection may have waiting for flood control;
+    #: past it, it is disconnected (see L{twisted_chat._limits})
     floodKick: float
     #: connections in all (0: no limit)
     maxConnections: int
@@ -70,7 +71,7 @@ class Settings:
         self,
         floodRate: float = 0.0,
         floodBurst: float = 10.0,
-        floodKick: float = 20.0,
+        floodKick: float = 100.0,
         maxConnections: int = 0,
         maxPerHost: int = 0,
         maxRoomsPerMember: int = 50,
