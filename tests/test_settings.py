@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import txaio
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.server import Site
 
@@ -112,6 +113,7 @@ def test_reloadReachesEveryFrontEnd(tmp_path: Path) -> None:
         ["--store", "memory", "--metrics", "none", "--line", "tcp:9000", "--web", "tcp:8080", "--limits", str(limits)]
     )
     reactor = MemoryReactorClock()
+    saved = txaio.config.loop  # (the web front-end makes the reactor Autobahn's timer loop)
     top = makeService(options, reactor=reactor)
     top.privilegedStartService()
     top.startService()
@@ -136,3 +138,4 @@ def test_reloadReachesEveryFrontEnd(tmp_path: Path) -> None:
         assert (settings.maxOutgoing, settings.maxLineLength, settings.floodRate) == (8192, 100, 1.0)
     finally:
         top.stopService()
+        txaio.config.loop = saved
