@@ -174,6 +174,39 @@ class Peer(WebSocketPeer):
 _P = TypeVar("_P", bound=WebSocketPeer)
 
 
+class ServerTransport(iosim.FakeTransport):
+    """
+    The server's end of an in-memory connection that, like a TCP transport,
+    reads nothing while paused (C{pauseProducing()}): what the client sends
+    meanwhile waits, as it would in the kernel, and is delivered with the
+    next pump after C{resumeProducing()}.
+    """
+
+    paused = False
+    _held = b""
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def bufferReceived(self, buf: Any) -> None:
+        if isinstance(buf, bytes) and (self.paused or self._held):
+            self._held += buf
+            if self.paused:
+                return
+            buf, self._held = self._held, b""
+        iosim.FakeTransport.bufferReceived(self, buf)
+
+    def getOutBuffer(self) -> bytes:
+        # (every pump asks this first: deliver what waited, then what it wrote goes out with the rest)
+        if self._held and not self.paused and not self.disconnected:
+            held, self._held = self._held, b""
+            iosim.FakeTransport.bufferReceived(self, held)
+        return iosim.FakeTransport.getOutBuffer(self)  # type: ignore[no-any-return]
+
+
 class Network:
     """
     In-memory connections to one C{Site}, pumped until quiet.
@@ -199,7 +232,7 @@ class Network:
         server = self.site.buildProtocol(address)
         pump = iosim.connect(
             server,
-            iosim.FakeTransport(server, True, peerAddress=address),
+            ServerTransport(server, True, peerAddress=address),
             client,
             iosim.FakeTransport(client, False),
             greet=False,

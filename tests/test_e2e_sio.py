@@ -325,6 +325,33 @@ def test_nodeClientRefused(
     assert error["data"] == {"code": "nick-taken"}
 
 
+@pytest.mark.parametrize("transports", ["polling", "websocket"])
+def test_nodeClientBurstWaitsItsTurn(
+    startDaemon: Callable[..., Daemon],
+    nodeClients: Callable[..., NodeClient],
+    transports: str,
+) -> None:
+    """
+    With the default flood control (5 requests a second, bursts of 10),
+    socket.io-client emitting 30 messages at once, over polling or over a
+    WebSocket, gets all 30 acknowledged, in order, none refused: those past
+    the burst wait their turn (polling: the POST is answered late).
+    """
+    daemon = startDaemon("--store", "memory", web=LOOPBACK)
+    client = nodeClients(webUrl(daemon), transports, {"mode": "json", "nick": "burst"})
+    client.expectOn("welcome")
+    client.expectOn("history")
+    for n in range(30):
+        client.command({"op": "emit", "name": "say", "args": [{"text": "burst %d" % (n,)}], "ack": n})
+    acks = [client.expect(lambda e: e["event"] == "ack") for _ in range(30)]
+    assert [a["ack"] for a in acks] == list(range(30))
+    replies = [a["args"][0] for a in acks]
+    assert all(r["ok"] for r in replies), replies
+    assert [r["id"] for r in replies] == list(range(replies[0]["id"], replies[0]["id"] + 30))
+    assert not [e for e in client.seen if e["event"] in ("disconnect", "engine-close")]
+
+
+# -- the seed's page in Chromium --
 # -- the seed's page in Chromium --
 
 

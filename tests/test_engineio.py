@@ -36,6 +36,7 @@ from twisted_chat._engineio import (
     encodePacket,
     encodePayload,
 )
+from twisted_chat._settings import Settings
 
 
 class Echo:
@@ -691,7 +692,7 @@ def test_slowPollingClient(clock: Clock) -> None:
     A polling client that lets more than maxOutgoing bytes pile up is
     dropped.
     """
-    engine = Engine(clock, maxOutgoing=10000)
+    engine = Engine(clock, settings=Settings(maxOutgoing=10000))
     sid = engine.handshake()
     socket = engine.server.sessions[sid]
     for _ in range(11):

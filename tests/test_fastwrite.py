@@ -599,7 +599,8 @@ async def test_lineBroadcastInOrderWithFewSends(listen: Any, service: ChatServic
     A burst of broadcasts reaches line clients complete and in order, with
     one send() per client per turn rather than one per message.
     """
-    port = listen(LineChatFactory(service, idleTimeout=0))
+    service.settings.idleTimeout = 0
+    port = listen(LineChatFactory(service))
     clients = [await lineClient(port) for _ in range(3)]
     await deferLater(reactor, WriteBatcher.lazyDelay * 2, lambda: None)  # the join notices
     for c in clients:
@@ -626,7 +627,8 @@ async def test_lineSlowConsumerDroppedOthersServed(listen: Any, service: ChatSer
     more than --max-outgoing is queued; a reading client gets every
     message, in order.
     """
-    factory = LineChatFactory(service, idleTimeout=0, maxOutgoing=256 * 1024)
+    service.settings.idleTimeout, service.settings.maxOutgoing = 0, 256 * 1024
+    factory = LineChatFactory(service)
     port = listen(factory)
     slow = await lineClient(port, rcvbuf=4096)
     fast = await lineClient(port)
@@ -661,7 +663,8 @@ async def test_lineCloseSendsNoticeThenCloses(listen: Any, service: ChatService)
     """
     close(): the reason, then the end of the stream.
     """
-    port = listen(LineChatFactory(service, idleTimeout=0))
+    service.settings.idleTimeout = 0
+    port = listen(LineChatFactory(service))
     c = await lineClient(port)
     member = next(iter(service.rooms["#lobby"].members))
     service._broadcast(service.rooms["#lobby"], message("first"))
@@ -686,7 +689,8 @@ async def test_lineOverTLSUntouched(service: ChatService) -> None:
     options = ssl.CertificateOptions(
         privateKey=load_pem_private_key(pem, None), certificate=x509.load_pem_x509_certificate(pem)
     )
-    port = reactor.listenSSL(0, LineChatFactory(service, idleTimeout=0), options, interface="127.0.0.1")
+    service.settings.idleTimeout = 0
+    port = reactor.listenSSL(0, LineChatFactory(service), options, interface="127.0.0.1")
     received: list[bytes] = []
     done: Deferred[None] = Deferred()
 
@@ -717,7 +721,8 @@ async def lineClients(listen: Any, service: ChatService, n: int) -> list[Client]
     """
     C{n} line clients in #lobby, greetings and join notices read.
     """
-    port = listen(LineChatFactory(service, idleTimeout=0))
+    service.settings.idleTimeout = 0
+    port = listen(LineChatFactory(service))
     clients = [await lineClient(port) for _ in range(n)]
     await deferLater(reactor, WriteBatcher.lazyDelay * 2, lambda: None)  # the join notices
     for c in clients:
@@ -1218,7 +1223,8 @@ async def test_wsSlowConsumerDropped(listen: Any, service: ChatService) -> None:
     """
     A WebSocket client that does not read is dropped as a slow consumer.
     """
-    port = listen(ChatWebSocketFactory(service, maxOutgoing=256 * 1024))
+    service.settings.maxOutgoing = 256 * 1024
+    port = listen(ChatWebSocketFactory(service))
     slow = wsHandshake(port)
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     await until(lambda: "#lobby" in service.rooms, "the join")

@@ -30,6 +30,7 @@ from twisted_chat._json import JsonSession
 from twisted_chat._line import LineChatProtocol
 from twisted_chat._names import nickKey
 from twisted_chat._service import ChatService, Member
+from twisted_chat._settings import Settings
 
 #: modest and without the "explain" phase, whose report (under -W error)
 #: trips over a deprecation warning of one of its imports
@@ -52,7 +53,8 @@ class RecordingLine(LineChatProtocol):
     """
 
     def __init__(self, service: ChatService, clock: Clock) -> None:
-        LineChatProtocol.__init__(self, service, maxLineLength=MAX_LINE, idleTimeout=600, clock=clock)
+        service.settings.maxLineLength = MAX_LINE
+        LineChatProtocol.__init__(self, service, clock=clock)
         self.seen: list[tuple[str, str]] = []
 
     def handleText(self, line: str) -> None:
@@ -88,7 +90,7 @@ def test_lineFramingNeverRaisesNorOverBuffers(chunks: list[bytes]) -> None:
     sends whole lines of valid UTF-8.
     """
     clock = Clock()
-    protocol = LineChatProtocol(ChatService(clock=clock), maxLineLength=MAX_LINE, idleTimeout=600, clock=clock)
+    protocol = LineChatProtocol(ChatService(clock=clock, settings=Settings(maxLineLength=MAX_LINE)), clock=clock)
     transport = lineConnection(protocol)
     for chunk in chunks:
         protocol.dataReceived(chunk)
@@ -562,9 +564,9 @@ def test_jsonFramesAfterFloodKickIgnored() -> None:
     bob.handleJson(b'{"type":"hello","nick":"bob"}')
     eve = JsonConnection(service)
     eve.handleJson(b'{"type":"hello","nick":"eve"}')
-    for _ in range(40):
-        eve.handleJson(b'{"type":"say","text":"spam"}')
-    assert eve.closed == ["disconnected for flooding"]
+    assert eve.member is not None
+    service.disconnectFlooder(eve.member, 21)
+    assert eve.closed == ["disconnected for flooding: more than 20 requests waiting"]
     clock.advance(5)
     eve.take()
     eve.handleJson(b'{"type":"join","room":"#dev"}')

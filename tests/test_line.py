@@ -106,7 +106,9 @@ def service(clock: Clock) -> ChatService:
 
 @pytest.fixture
 def factory(service: ChatService, clock: Clock) -> LineChatFactory:
-    return LineChatFactory(service, maxLineLength=64, idleTimeout=60, maxOutgoing=4096, clock=clock)
+    settings = service.settings
+    settings.maxLineLength, settings.idleTimeout, settings.maxOutgoing = 64, 60, 4096
+    return LineChatFactory(service, clock=clock)
 
 
 def login(factory: LineChatFactory, nick: str) -> Line:
@@ -156,7 +158,8 @@ def test_welcomeWithHistory(service: ChatService, clock: Clock) -> None:
     A newcomer sees the members and then the room's recent messages, stamped
     HH:MM when from today (UTC) and with the date otherwise.
     """
-    factory = LineChatFactory(service, idleTimeout=0, clock=clock)
+    service.settings.idleTimeout = 0
+    factory = LineChatFactory(service, clock=clock)
     clock.advance(9 * 3600 + 14 * 60)
     alice = login(factory, "alice")
     alice.say("morning all")
@@ -651,11 +654,41 @@ def test_noIdleTimeout(service: ChatService, clock: Clock) -> None:
     """
     With an idle timeout of 0 a silent connection stays forever.
     """
-    factory = LineChatFactory(service, idleTimeout=0, clock=clock)
+    service.settings.idleTimeout = 0
+    factory = LineChatFactory(service, clock=clock)
     alice = login(factory, "alice")
     clock.advance(10**7)
     assert alice.open
     assert alice.lines() == []
+
+
+def test_limitsChangedForOpenConnections(factory: LineChatFactory, service: ChatService, clock: Clock) -> None:
+    """
+    An open line connection reads its limits from the service's settings
+    (what a reload changes) when it needs them: a new line length limit and
+    a new outgoing limit apply at once, a new idle timeout from the
+    connection's next input on.
+    """
+    slow = login(factory, "slow")
+    alice = login(factory, "alice")
+    quiet(slow, alice)
+    settings = service.settings
+    settings.maxLineLength, settings.maxOutgoing, settings.idleTimeout = 16, 8192, 5
+    assert alice.say("x" * 17) == ["!!! line too long (max 16 bytes): discarded"]
+    assert alice.say("y" * 16) == ["#lobby <alice> " + "y" * 16]
+    quiet(slow)
+    slow.transport.producer.pauseProducing()
+    said = 0
+    while slow.open:
+        alice.say("%03d %s" % (said, "x" * 12))
+        said += 1
+        assert said < 1000, "never dropped"
+    assert 8192 - 30 < len(slow.transport.value()) <= 8192
+    clock.advance(4.9)
+    assert alice.open
+    clock.advance(0.1)
+    assert alice.lines()[0] == "*** idle for 5 s: disconnecting"
+    assert not alice.open
 
 
 # -- slow consumers -----------------------------------------------------------------

@@ -24,6 +24,7 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from twisted_chat._auth import hashPassword
 from twisted_chat._line import LineChatFactory, LineChatProtocol
 from twisted_chat._service import ChatService
+from twisted_chat._settings import Settings
 
 if TYPE_CHECKING:
     from conftest import Daemon, LineClient
@@ -60,7 +61,7 @@ class Line:
 @pytest.fixture
 def factory() -> LineChatFactory:
     clock = Clock()
-    return LineChatFactory(ChatService(clock=clock), idleTimeout=0, clock=clock)
+    return LineChatFactory(ChatService(clock=clock, settings=Settings(idleTimeout=0)), clock=clock)
 
 
 def user(factory: LineChatFactory, nick: str, host: str, *rooms: str) -> Line:

@@ -132,27 +132,37 @@ def test_metricsOfAChat(chat: tuple[ChatService, PrometheusStats, LineChatFactor
 
 def test_metricsOfRefusals(chat: tuple[ChatService, PrometheusStats, LineChatFactory]) -> None:
     """
-    Every request flood control drops is one C{chat_refused_total{reason=
-    "flood"}}, as many as the C{!!! slow down} lines the client got; a
-    connection over the per-address limit is one C{too-many-connections}.
+    A connection whose requests had to wait for flood control counts once
+    in C{chat_throttled_total} each time it starts waiting; one
+    disconnected for having too many waiting is one C{chat_refused_total{
+    reason="flood"}}; a connection over the per-address limit is one
+    C{too-many-connections}.
     """
     service, stats, factory = chat
-    service.floodRate, service.floodBurst = 1.0, 2.0
+    service.floodRate, service.floodBurst, service.floodKick = 1.0, 2.0, 3
     flooder = Connection(factory)
     flooder.lines()
+    service.clock.advance(10)  # type: ignore[attr-defined]
+    for _ in range(5):
+        flooder.send("/who")
+    assert len(flooder.lines()) == 2
+    for _ in range(3):
+        service.clock.advance(1)  # type: ignore[attr-defined]
+    assert len(flooder.lines()) == 3
+    assert scrape(stats)[("chat_throttled_total", ())] == 1
+    service.clock.advance(10)  # type: ignore[attr-defined]
     for _ in range(6):
         flooder.send("/who")
-    answers = flooder.lines()
-    slowDowns = [line for line in answers if line.startswith("!!! slow down")]
-    assert len(slowDowns) >= 4
-    assert len(answers) == 6
+    assert flooder.lines()[-1] == "*** disconnected for flooding: more than 3 requests waiting"
 
+    Connection(factory)
     service.admission.maxPerHost = 1
     refused = Connection(factory)
     assert refused.lines() == ["!!! too many connections from your address (at most 1): close one first"]
 
     seen = scrape(stats)
-    assert seen[("chat_refused_total", (("reason", "flood"),))] == len(slowDowns)
+    assert seen[("chat_throttled_total", ())] == 2
+    assert seen[("chat_refused_total", (("reason", "flood"),))] == 1
     assert seen[("chat_refused_total", (("reason", "too-many-connections"),))] == 1
 
 
@@ -366,6 +376,12 @@ NEW_LIMITS = {
 
 
 def inEffect(chat: ChatService, lineFactory: LineChatFactory) -> dict[str, object]:
+    """
+    The limits as the service, its admission and the line front-end read
+    them.
+    """
+    settings = lineFactory.service.settings
+    assert settings is chat.settings and chat.admission.settings is settings
     return {
         "flood-rate": chat.floodRate,
         "flood-burst": chat.floodBurst,
@@ -374,9 +390,9 @@ def inEffect(chat: ChatService, lineFactory: LineChatFactory) -> dict[str, objec
         "max-per-ip": chat.admission.maxPerHost,
         "max-rooms": chat.maxRoomsPerMember,
         "max-message-length": chat.maxTextLength,
-        "max-line-length": lineFactory.maxLineLength,
-        "idle-timeout": lineFactory.idleTimeout,
-        "max-outgoing": lineFactory.maxOutgoing,
+        "max-line-length": settings.maxLineLength,
+        "idle-timeout": settings.idleTimeout,
+        "max-outgoing": settings.maxOutgoing,
         "history-size": chat.historySize,
     }
 

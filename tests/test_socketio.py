@@ -14,6 +14,7 @@ serves the namespace C{/custom}.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -893,6 +894,167 @@ def test_chatOverPolling(chat: Chat) -> None:
     chat.service.lookup("bob").say("long poll answered")  # type: ignore[union-attr]
     chat.net.flush()
     assert poll.response.text == '42["message","#lobby <bob> long poll answered"]'
+
+
+def test_outgoingLimitChangedForOpenSessions(chat: Chat) -> None:
+    """
+    Socket.IO sessions read the outgoing limit from the service's settings
+    (what a reload changes), on both transports: a polling session opened
+    before the limit was lowered is dropped as too slow once more than the
+    new limit waits for its next poll.
+    """
+    bob = chat.bot("bob")
+    sid = json.loads(chat.net.fetch("GET", POLLING).text[1:])["sid"]
+    target = POLLING + "&sid=" + sid
+    chat.net.fetch("POST", target, b"40")
+    chat.net.fetch("GET", target)
+    assert chat.resource.engine.settings is chat.service.settings  # type: ignore[attr-defined]
+    chat.service.settings.maxOutgoing = 8192
+    member = chat.service.lookup("bob")
+    assert member is not None
+    said = 0
+    while chat.service.lookup("guest-1") is not None:
+        member.say("%03d %s" % (said, "x" * 1000))
+        said += 1
+        assert said < 100, "never dropped"
+    assert said in (8, 9)
+    assert bob.events[-1].kind == "part" and bob.events[-1].reason == "too slow"  # type: ignore[attr-defined]
+
+
+# -- flood control --
+
+
+def flooding(clock: Clock, rate: float = 5, kick: float = 100, **options: Any) -> Chat:
+    """
+    The chat with flood control: C{rate} requests a second, bursts of 10,
+    at most C{kick} waiting.
+    """
+    chat = Chat(clock, service={"floodRate": rate, "floodBurst": 10, "floodKick": kick}, **options)
+    return chat
+
+
+def tick(chat: Chat, seconds: float) -> None:
+    """
+    Let C{seconds} pass in steps of 0.05 s, as a reactor runs timers about
+    when they are due, moving bytes after each step.
+    """
+    for _ in range(round(seconds / 0.05)):
+        chat.clock.advance(0.05)
+        chat.net.flush()
+
+
+def ackIds(client: SioPeer) -> list[int]:
+    return [p.id for p in client.take() if p.type == ACK]
+
+
+def serverTransport(chat: Chat, nick: str) -> Any:
+    member = chat.service.lookup(nick)
+    assert member is not None
+    return member.client.socket.connection.engine._ws.transport  # type: ignore[attr-defined]
+
+
+def test_floodWaitsOnWebSocket(clock: Clock) -> None:
+    """
+    Thirty requests sent at once on the WebSocket transport at 5 a second,
+    bursts of 10: ten are acknowledged at once, the session's WebSocket is
+    not read from meanwhile, and the other twenty follow one every 0.2 s,
+    in order; nothing is refused; then it is read again.
+    """
+    chat = flooding(clock)
+    alice = chat.json("alice")
+    tick(chat, 10)
+    alice.take()
+    for n in range(30):
+        alice.emit("say", {"text": "m%d" % n}, ack=n)
+    assert ackIds(alice) == list(range(10))
+    transport = serverTransport(chat, "alice")
+    assert transport.paused
+    tick(chat, 0.1)
+    for n in range(10, 30):
+        tick(chat, 0.2)
+        assert ackIds(alice) == [n]
+    assert not transport.paused
+
+
+def test_floodWaitsOnPolling(clock: Clock) -> None:
+    """
+    On HTTP long-polling, a POST whose requests have to wait is answered
+    only when they went through (the client sends nothing more meanwhile):
+    its thirty messages are said in order, at the rate; a second POST while
+    the first waits is refused (400) and ends the session, as engine.io's
+    own server does.
+    """
+    chat = flooding(clock)
+    bob = chat.bot("bob")
+    sid = json.loads(chat.net.fetch("GET", POLLING).text[1:])["sid"]
+    target = POLLING + "&sid=" + sid
+    chat.net.fetch("POST", target, b'40{"mode":"json","nick":"poller"}')
+    chat.net.fetch("GET", target)
+    tick(chat, 10)
+    payload = "\x1e".join('42%d["say",{"text":"m%d"}]' % (n, n) for n in range(30)).encode()
+    post = chat.net.send("POST", target, payload)
+    assert not post.done
+    assert [text for _, text in bob.messages()] == ["m%d" % n for n in range(10)]
+    tick(chat, 3.9)
+    assert not post.done
+    tick(chat, 0.2)
+    assert post.response.text == "ok"
+    assert [text for _, text in bob.messages()] == ["m%d" % n for n in range(30)]
+    acks = [p for p in chat.net.fetch("GET", target).text.split("\x1e") if p.startswith("43")]
+    assert [int(re.match(r"43(\d+)", p).group(1)) for p in acks] == list(range(30))  # type: ignore[union-attr]
+
+    tick(chat, 10)
+    held = chat.net.send("POST", target, "\x1e".join(['42["say",{"text":"again"}]'] * 11).encode())
+    assert not held.done
+    assert chat.net.fetch("POST", target, b'42["say",{"text":"overlap"}]').status == 400
+    assert sid not in chat.resource.engine.sessions  # type: ignore[attr-defined]
+    assert held.done
+
+
+def test_floodPastTheBoundIsDisconnected(clock: Clock) -> None:
+    """
+    A Socket.IO client with more than flood-kick requests waiting gets a
+    json-mode C{error} with code C{flood}, and its session is closed; the
+    others see it leave as flooding.
+    """
+    chat = flooding(clock, kick=20)
+    bob = chat.bot("bob")
+    alice = chat.json("alice")
+    tick(chat, 10)
+    alice.take()
+    # (all in one read: what a paused transport has not read cannot count)
+    for n in range(31):
+        alice.peer.send("4" + encodePacket(EVENT, "/", ["say", {"text": "m%d" % n}])[0])  # type: ignore[operator]
+    chat.net.flush()
+    errors = [o for o in alice.objects() if o["type"] == "error"]
+    assert errors == [{"type": "error", "code": "flood", "message": "disconnected for flooding: more than 20 requests waiting"}]
+    assert chat.service.lookup("alice") is None
+    assert [(e.nick, e.reason) for e in bob.events if e.kind == "part"] == [("alice", "flooding")]
+    assert alice.peer.closed is not None
+
+
+def test_enginePingsWhileWaiting(clock: Clock) -> None:
+    """
+    A session whose WebSocket is not read while its requests wait is not
+    closed for a late pong (it waits with the rest of its input): after a
+    wait well past the ping interval and timeout it is still open, and
+    what it sent went through.
+    """
+    chat = flooding(clock, rate=0.025, pingInterval=25, pingTimeout=20)
+    alice = chat.json("alice")
+    alice.take()
+    for n in range(12):  # (in one read: two wait, 40 s each)
+        alice.peer.send("4" + encodePacket(EVENT, "/", ["say", {"text": "m%d" % n}], n)[0])  # type: ignore[operator]
+    chat.net.flush()
+    assert ackIds(alice) == list(range(10))
+    acked = []
+    for _ in range(100):
+        tick(chat, 1)
+        if "2" in alice.peer.frames:
+            alice.send("3")
+        acked += ackIds(alice)
+    assert acked == [10, 11]
+    assert chat.service.lookup("alice") is not None and alice.peer.closed is None
 
 
 def test_quietPollerExpires(clock: Clock) -> None:

@@ -219,7 +219,8 @@ def test_makeServiceListensOnEveryLineEndpoint() -> None:
         assert listeners[1][1] is factory
         [chat] = chatServices(top)
         assert factory.service is chat
-        assert (factory.maxLineLength, factory.idleTimeout, factory.maxOutgoing) == (100, 30, 8192)
+        settings = chat.settings
+        assert (settings.maxLineLength, settings.idleTimeout, settings.maxOutgoing) == (100, 30, 8192)
         assert factory.clock is reactor
         logged = [formatEvent(e) for e in events]
         assert "line listening on tcp:0.0.0.0:9001" in logged

@@ -553,18 +553,153 @@ def test_fanOutSkipsClosingRecipient(chat: Chat) -> None:
     assert [e for e in events if "log_failure" in e] == []
 
 
+# -- flood control --
+
+
+def flooding(clock: Clock, rate: float = 5, kick: float = 100) -> Chat:
+    """
+    The chat with flood control: C{rate} requests a second, bursts of 10,
+    at most C{kick} waiting.
+    """
+    chat = Chat(clock)
+    settings = chat.service.settings
+    settings.floodRate, settings.floodBurst, settings.floodKick = rate, 10, kick
+    return chat
+
+
+def tick(chat: Chat, seconds: float) -> None:
+    """
+    Let C{seconds} pass in steps of 0.05 s, as a reactor runs timers about
+    when they are due, moving bytes after each step.
+    """
+    for _ in range(round(seconds / 0.05)):
+        chat.clock.advance(0.05)
+        chat.flush()
+
+
+def says(nick: str, objects: list[dict[str, Any]]) -> list[str]:
+    return [o["text"] for o in objects if o["type"] == "message" and o["from"] == nick]
+
+
+def test_jsonPasteWaitsInsteadOfBeingDropped(clock: Clock) -> None:
+    """
+    Thirty json-mode messages sent at once (one read) at 5 requests a
+    second, bursts of 10: ten are said and acknowledged at once, the
+    connection is not read from meanwhile (its transport is paused) and
+    the other twenty follow one every 0.2 s, in order, each acknowledged;
+    no error. Then the connection is read again.
+    """
+    chat = flooding(clock)
+    alice, bob = chat.json("alice"), chat.json("bob")
+    clock.advance(10)
+    chat.flush()
+    alice.objects()
+    for n in range(30):
+        alice.sendObject({"type": "say", "text": "m%d" % n, "ref": n})
+    chat.flush()
+    transport = chat.server("alice").transport
+    got = alice.objects()
+    assert says("alice", got) == ["m%d" % n for n in range(10)]
+    assert [o["ref"] for o in got if o["type"] == "ack"] == list(range(10))
+    assert transport.paused  # type: ignore[union-attr]
+    tick(chat, 0.1)
+    for n in range(10, 30):
+        tick(chat, 0.2)
+        got = alice.objects()
+        assert says("alice", got) == ["m%d" % n] and [o["ref"] for o in got if o["type"] == "ack"] == [n]
+        assert transport.paused is (n < 29)  # type: ignore[union-attr]
+    assert says("alice", bob.objects()) == ["m%d" % n for n in range(30)]
+    assert alice.closed is None
+
+
+def test_textPasteWaits(clock: Clock) -> None:
+    """
+    Text mode too: fifteen lines sent at once are all said, in order, the
+    last five as the rate allows; nothing is refused.
+    """
+    chat = flooding(clock)
+    alice = chat.text("alice")
+    clock.advance(10)
+    chat.flush()
+    alice.lines()
+    for n in range(15):
+        alice.sendMessage(b"line %d" % (n,))
+    chat.flush()
+    assert alice.lines() == ["#lobby <alice> line %d" % n for n in range(10)]
+    tick(chat, 1.1)
+    assert alice.lines() == ["#lobby <alice> line %d" % n for n in range(10, 15)]
+
+
+def test_jsonFloodPastTheBoundIsDisconnected(clock: Clock) -> None:
+    """
+    A json client with more than flood-kick requests waiting gets an
+    error with code C{flood} and the reason, and is closed; the others see
+    it leave as flooding.
+    """
+    chat = flooding(clock, kick=20)
+    alice, bob = chat.json("alice"), chat.json("bob")
+    clock.advance(10)
+    chat.flush()
+    alice.objects()
+    bob.objects()
+    for n in range(31):
+        alice.sendObject({"type": "say", "text": "m%d" % n})
+    chat.flush()
+    reason = "disconnected for flooding: more than 20 requests waiting"
+    got = alice.objects()
+    assert says("alice", got) == ["m%d" % n for n in range(10)]
+    assert [o for o in got if o["type"] in ("error", "notice")] == [
+        {"type": "error", "code": "flood", "message": reason},
+        {"type": "notice", "text": reason},
+    ]
+    assert alice.closed is not None
+    assert chat.service.lookup("alice") is None
+    assert [(o["nick"], o["reason"]) for o in bob.objects() if o["type"] == "part"] == [("alice", "flooding")]
+
+
+def test_pingsWhileWaiting(clock: Clock) -> None:
+    """
+    A connection that is not read from while its requests wait is not
+    dropped for missing pongs (they wait with the rest of its input): after
+    a wait longer than the ping interval and timeout, it is still open,
+    everything it sent was said, and pings work again.
+    """
+    chat = flooding(clock, rate=0.025)
+    alice = chat.json("alice")
+    clock.advance(1000)
+    chat.flush()
+    alice.objects()
+    for n in range(12):
+        alice.sendObject({"type": "say", "text": "m%d" % n})
+    chat.flush()
+    assert says("alice", alice.objects()) == ["m%d" % n for n in range(10)]
+    tick(chat, 79)
+    assert alice.closed is None
+    assert says("alice", alice.objects()) == ["m10"]
+    tick(chat, 2)
+    assert says("alice", alice.objects()) == ["m11"]
+    tick(chat, 80)
+    assert alice.closed is None
+    alice.sendObject({"type": "who"})
+    chat.flush()
+    assert [o["type"] for o in alice.objects()] == ["presence"]
+
+
 def test_slowConsumerDropped(clock: Clock) -> None:
     """
     While the transport has paused a WebSocket's producer (its peer does not
     read), whatever is sent to it is counted; past the outgoing limit the
-    connection is dropped, and everyone else keeps receiving.
+    connection is dropped, and everyone else keeps receiving. The limit is
+    read from the service's settings when it is checked: here it is lowered
+    (as a reload does) after the connections opened.
     """
-    chat = Chat(clock, maxOutgoing=4096)
+    chat = Chat(clock)
     slow = chat.json("slow")
     alice = chat.json("alice")
     carol = chat.text("carol")
     slow.objects()
     alice.objects()
+    chat.service.settings.maxOutgoing = 4096
     slowServer = chat.server("slow")
     guard = slowServer.transport.producer  # type: ignore[union-attr]
     assert guard is not None and guard is slowServer._guard

@@ -40,6 +40,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from twisted_chat._errors import ChatError
 from twisted_chat._line import OutgoingGuard
+from twisted_chat._settings import Settings
 from twisted_chat._ws import applyOptions, originAllowed
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ class EngineSocket:
     One Engine.IO session, on HTTP long-polling or a WebSocket.
 
     Packets for a polling client wait in C{_buffer} until it polls; past
-    C{server.maxOutgoing} bytes waiting, the client is too slow and the
+    C{server.settings.maxOutgoing} bytes waiting, the client is too slow and the
     session is closed. A WebSocket client gets its packets at once.
     """
 
@@ -201,6 +202,10 @@ class EngineSocket:
         self._flushCall: IDelayedCall | None = None
         self._upgradeCall: IDelayedCall | None = None
         self._closeCall: IDelayedCall | None = None
+        #: the handler asked to read nothing more for now (pauseInput)
+        self.inputPaused = False
+        #: a POST whose answer waits until input resumes
+        self._heldPost: Request | None = None
 
     def __repr__(self) -> str:
         return "<EngineSocket %s %s %s>" % (self.sid, self.transport, self.state)
@@ -216,6 +221,59 @@ class EngineSocket:
         Send one message packet (text, or binary data).
         """
         self._sendPacket(MESSAGE, data)
+
+    def pauseInput(self) -> None:
+        """
+        Read nothing more from the client for now (flood control): on a
+        WebSocket its transport stops reading (the frames wait in the
+        kernel); on polling, the POST being read is answered only once
+        input resumes (the client sends no other meanwhile). Pings and
+        pongs of the packets already read still count.
+        """
+        if self.inputPaused or self.state == "closed":
+            return
+        self.inputPaused = True
+        ws = self._ws
+        if ws is not None:
+            ws.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeInput(self) -> None:
+        """
+        Read from the client again (see L{pauseInput}).
+        """
+        if not self.inputPaused:
+            return
+        self.inputPaused = False
+        ws = self._ws
+        if ws is not None and ws.state != WebSocketProtocol.STATE_CLOSED:
+            ws.transport.resumeProducing()  # type: ignore[union-attr]
+        self._answerPost()
+
+    def holdPost(self, request: Request) -> bool:
+        """
+        A POST was read while input is paused: keep it unanswered until
+        input resumes. C{False} if input is not paused (answer it now).
+        """
+        if not self.inputPaused or self.state == "closed":
+            return False
+        self._heldPost = request
+
+        def gone(_: object) -> None:
+            if self._heldPost is request:
+                self._heldPost = None
+
+        request.notifyFinish().addBoth(gone)
+        return True
+
+    @property
+    def postHeld(self) -> bool:
+        return self._heldPost is not None
+
+    def _answerPost(self) -> None:
+        request, self._heldPost = self._heldPost, None
+        if request is not None and not request.finished and not request._disconnected:
+            request.write(b"ok")
+            request.finish()
 
     def close(self, reason: str = "server close") -> None:
         """
@@ -278,6 +336,8 @@ class EngineSocket:
         poll, self._poll = self._poll, None
         if poll is not None:
             self._respond(poll, [(CLOSE, None)] if reason != "client close" else [(NOOP, None)])
+        # (its transport reads again, so that a WebSocket's close finishes)
+        self.resumeInput()
         for ws in (self._ws, self._probe):
             if ws is not None:
                 ws.closeTransport(reason)
@@ -314,6 +374,11 @@ class EngineSocket:
 
     def _pingTimedOut(self) -> None:
         self._timeoutCall = None
+        if self.inputPaused:
+            # Its pong waits, unread, behind what flood control holds: the
+            # client is there (it floods). Wait again.
+            self._timeoutCall = self.clock.callLater(self.server.pingTimeout, self._pingTimedOut)
+            return
         self._log.info("engine.io session {sid} from {peer}: ping timeout", sid=self.sid, peer=self.peer)
         self.fail("ping timeout")
 
@@ -365,12 +430,13 @@ class EngineSocket:
             return
         self._buffer.append((ptype, data))
         self._buffered += _packetSize(data)
-        if self._buffered > self.server.maxOutgoing:
+        limit = self.server.settings.maxOutgoing
+        if self._buffered > limit:
             self._log.warn(
                 "dropping slow engine.io client {peer} (session {sid}): over {limit} bytes waiting for a poll",
                 peer=self.peer,
                 sid=self.sid,
-                limit=self.server.maxOutgoing,
+                limit=limit,
             )
             self.fail("too slow")
             return
@@ -505,6 +571,8 @@ class EngineSocket:
         self.transport = WEBSOCKET
         self._ws = ws
         ws.isProbe = False
+        if self.inputPaused:
+            ws.transport.pauseProducing()  # type: ignore[union-attr]
         packets, self._buffer, self._buffered = self._buffer, [], 0
         closing = self.state == "closing"
         for ptype, data in packets:
@@ -547,10 +615,13 @@ class EngineServer:
         maxSessions: int = 10000,
         allowedOrigins: list[str] | None = None,
         upgradeTimeout: float = 10.0,
-        maxOutgoing: int = 1 << 20,
         admission: Any = None,
+        settings: Settings | None = None,
     ) -> None:
         self.handlerFactory = handlerFactory
+        #: the limits that can be reloaded (C{maxOutgoing}), read when
+        #: needed: the chat service's settings, or defaults of its own
+        self.settings = settings if settings is not None else Settings()
         #: who may open a session (the chat's Admission: connections per address, bans), or None
         self.admission = admission
         self._clock = clock
@@ -560,7 +631,6 @@ class EngineServer:
         self.maxSessions = maxSessions
         self.allowedOrigins = list(allowedOrigins or [])
         self.upgradeTimeout = upgradeTimeout
-        self.maxOutgoing = maxOutgoing
         self.sessions: dict[str, EngineSocket] = {}
 
     @property
@@ -796,12 +866,20 @@ class EngineResource(Resource):
                 )
                 socket.fail("payload too large")
                 raise EngineError(BAD_REQUEST, 413, "Payload too large")
+            if socket.postHeld:
+                # (a client sends one POST at a time; engine.io refuses this too)
+                self._log.info("engine.io session {sid} from {peer}: overlapping posts", sid=sid, peer=socket.peer)
+                socket.fail("overlapping posts")
+                raise EngineError(BAD_REQUEST)
             request.content.seek(0)
             body = request.content.read()
             try:
                 socket.onData(body)
             except ProtocolError:
                 raise EngineError(BAD_REQUEST)
+            if socket.holdPost(request):
+                # Flood control: answered once the session's input resumes.
+                return NOT_DONE_YET
             return b"ok"
         raise EngineError(BAD_REQUEST)
 
@@ -879,7 +957,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         # producer; take its place to see backpressure.
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()  # type: ignore[union-attr]
-        self._guard = OutgoingGuard(self.factory.server.maxOutgoing)
+        self._guard = OutgoingGuard(self.factory.server.settings)
         transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
         server = self.factory.server
         if self._sid is not None:

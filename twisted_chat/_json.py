@@ -307,8 +307,9 @@ class JsonSession:
         if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
             raise ChatError("bad-request", "'rooms' must be a list of room names")
         names = list(dict.fromkeys(normalizeRoom(r) for r in rooms))
-        if len(names) > self.service.maxRoomsPerMember:
-            raise ChatError("too-many-rooms", "at most %d rooms" % (self.service.maxRoomsPerMember,))
+        maxRooms = self.service.settings.maxRoomsPerMember
+        if len(names) > maxRooms:
+            raise ChatError("too-many-rooms", "at most %d rooms" % (maxRooms,))
         since = request.get("since") or {}
         if not isinstance(since, dict):
             raise ChatError("bad-request", "'since' maps room names to positions")

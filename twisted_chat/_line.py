@@ -25,7 +25,9 @@ from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
 from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor, sync
 from twisted_chat._interfaces import IChatClient
+from twisted_chat._limits import ThrottledInput
 from twisted_chat._service import ChatService, Member
+from twisted_chat._settings import Settings
 from twisted_chat._text import TextSession, closingText, messageText
 
 if TYPE_CHECKING:
@@ -50,16 +52,22 @@ class OutgoingGuard:
 
     Registered as the transport's streaming producer: the transport pauses it
     once its userspace buffer is full (64 KiB) and resumes it when drained.
-    While paused, everything written is counted; past C{limit} bytes the
-    connection is aborted (a slow consumer) instead of growing server memory.
+    While paused, everything written is counted; past C{limit} bytes (the
+    C{maxOutgoing} of C{settings}, read at every check, so a reload applies
+    at once) the connection is aborted (a slow consumer) instead of growing
+    server memory.
     """
 
-    __slots__ = ("limit", "paused", "queued")
+    __slots__ = ("settings", "paused", "queued")
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.paused = False
         self.queued = 0
+
+    @property
+    def limit(self) -> int:
+        return self.settings.maxOutgoing
 
     def pauseProducing(self) -> None:
         # A transport calls this on every write while its buffer is full, not
@@ -82,7 +90,7 @@ class OutgoingGuard:
         if not self.paused:
             return False
         self.queued += nbytes
-        return self.queued > self.limit
+        return self.queued > self.settings.maxOutgoing
 
 
 def dropSlowConsumer(log: Logger, peer: str, member: Member | None, limit: int, abort: Callable[[], object]) -> None:
@@ -112,10 +120,21 @@ def _lineBytes(event: Event, text: str) -> bytes:
         data = event.cache["line"] = text.encode("utf-8") + b"\n"
     return data
 
+
+#: stand-ins for what the framing found, waiting in order with the lines
+#: under flood control: a line that was too long, the end of the input
+_TOO_LONG = object()
+_END = object()
+
+
 @implementer(IChatClient, IHalfCloseableProtocol)
-class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
+class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput):
     """
     One line-chat connection.
+
+    Every line waits its turn under flood control (L{ThrottledInput}): a
+    connection that has to wait is not read from meanwhile (its bytes wait
+    in the kernel) and its lines are handled in order as its rate allows.
     """
 
     kind = "line"
@@ -125,27 +144,17 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     _fast: FastWriter | None = None
     # Defaults as class attributes: a connection stores only what differs
     # (thousands of idle connections: each attribute is 8 bytes or more).
-    maxLineLength = 4096
-    idleTimeout: float = 600
+    # Limits are not copied here: they are read from service.settings.
     _buffer = b""
     _discarding = False
     _closing = False
+    #: the peer has finished sending (see readConnectionLost)
+    _ended = False
     _admitted: str | None = None
 
-    def __init__(
-        self,
-        service: ChatService,
-        maxLineLength: int = 4096,
-        idleTimeout: float = 600,
-        maxOutgoing: int = 1 << 20,
-        clock: IReactorTime | None = None,
-    ) -> None:
+    def __init__(self, service: ChatService, clock: IReactorTime | None = None) -> None:
         self.service = service
-        if maxLineLength != LineChatProtocol.maxLineLength:
-            self.maxLineLength = maxLineLength
-        if idleTimeout != LineChatProtocol.idleTimeout:
-            self.idleTimeout = idleTimeout
-        self._guard = OutgoingGuard(maxOutgoing)
+        self._guard = OutgoingGuard(service.settings)
         if clock is not None:
             self.callLater = clock.callLater  # type: ignore[assignment]
 
@@ -174,17 +183,27 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self.endSession(e.code)
             return
         self._admitted = host
-        if self.idleTimeout:
-            self.setTimeout(self.idleTimeout)
+        idle = self.service.settings.idleTimeout
+        if idle:
+            self.setTimeout(idle)
         self.startTextSession(self.service, peer, host)
 
     def readConnectionLost(self) -> None:
         """
         The peer finished sending but still reads (C{printf '/who\\n' | nc
-        HOST 9000}): answer what it asked, then leave and close.
+        HOST 9000}): answer what it asked (what waits for flood control
+        first), then leave and close.
         """
-        if self._closing:
+        if self._closing or self._ended:
             return
+        self._ended = True
+        inbox = self._inbox
+        if inbox is not None:
+            inbox.items.append(_END)
+            return
+        self._endOfInput()
+
+    def _endOfInput(self) -> None:
         if self.member is None or self.member.gone:
             self.endSession("disconnected")
             return
@@ -198,6 +217,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
         self.setTimeout(None)
         self._closing = True
         self._lost = True
+        self.dropInput()
         if self._forceClose is not None and self._forceClose.active():
             self._forceClose.cancel()
         if self._admitted is not None:
@@ -207,7 +227,11 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             self.member.quit("disconnected")
 
     def timeoutConnection(self) -> None:
-        self.sendNotice("idle for %d s: disconnecting" % (self.idleTimeout,))
+        if self.inputWaiting:
+            # Not idle: its input waits for flood control.
+            self.setTimeout(self.timeOut)
+            return
+        self.sendNotice("idle for %d s: disconnecting" % (self.timeOut or 0,))
         self._log.info("{peer} idle: disconnecting", peer=self.member.peer if self.member else "?")
         if self.member is not None:
             self.member.quit("idle")
@@ -220,6 +244,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
     def endSession(self, reason: str) -> None:
         sync(self._fast)  # (room messages written before the close go first)
         self._closing = True
+        self.dropInput()
         self.setTimeout(None)
         if self._admitted is not None:
             # The session is over (the socket closes in a moment): its place
@@ -295,10 +320,21 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
 
     # -- input --
 
+    def _inputSeen(self) -> None:
+        """
+        Restart the idle timer, with the idle timeout now in effect (a
+        reload changes it for an open connection from its next input on).
+        """
+        idle = self.service.settings.idleTimeout or None
+        if idle != self.timeOut:
+            self.setTimeout(idle)
+        else:
+            self.resetTimeout()
+
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        self.resetTimeout()
+        self._inputSeen()
         if self._discarding:
             i = data.find(b"\n")
             if i == -1:
@@ -306,7 +342,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             data = data[i + 1 :]
             self._discarding = False
         buf = self._buffer + data if self._buffer else data
-        limit = self.maxLineLength
+        limit = self.service.settings.maxLineLength
         start = 0
         while not self._closing:
             i = buf.find(b"\n", start)
@@ -316,22 +352,45 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
             start = i + 1
             if line.endswith(b"\r"):
                 line = line[:-1]
-            if len(line) > limit:
-                self._tooLong()
-            else:
-                self.lineReceived(line)
+            # (each line waits its turn under flood control, in order)
+            self.takeInput(_TOO_LONG if len(line) > limit else line)
         rest = buf[start:] if start else buf
         if self._closing:
             self._buffer = b""
         elif len(rest) > limit + 1:
             self._buffer = b""
             self._discarding = True
-            self._tooLong()
+            self.takeInput(_TOO_LONG)
         else:
             self._buffer = rest
 
+    # -- flood control (see _limits.ThrottledInput) --
+
+    def inputIsFree(self, item: object) -> bool:
+        # (the end of the input and a discarded line are no requests)
+        return item is _END or item is _TOO_LONG
+
+    def handleInput(self, item: object) -> None:
+        if item is _TOO_LONG:
+            self._tooLong()
+        elif item is _END:
+            self._endOfInput()
+        else:
+            self.lineReceived(item)  # type: ignore[arg-type]
+
+    def pauseInput(self) -> None:
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeInput(self) -> None:
+        # (after the end of the input, reading again would only find it again)
+        if not self._closing and not self._ended:
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def inputOpen(self) -> bool:
+        return not self._closing
+
     def _tooLong(self) -> None:
-        self.sendError("line too long (max %d bytes): discarded" % (self.maxLineLength,))
+        self.sendError("line too long (max %d bytes): discarded" % (self.service.settings.maxLineLength,))
 
     def lineReceived(self, line: bytes) -> None:
         try:
@@ -344,28 +403,18 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession):
 
 class LineChatFactory(Factory):
     """
-    Builds L{LineChatProtocol}s that all share one L{ChatService}.
+    Builds L{LineChatProtocol}s that all share one L{ChatService}; their
+    limits (C{maxLineLength}, C{idleTimeout}, C{maxOutgoing}) are the
+    service's C{settings}.
     """
 
     noisy = False
 
-    def __init__(
-        self,
-        service: ChatService,
-        maxLineLength: int = 4096,
-        idleTimeout: float = 600,
-        maxOutgoing: int = 1 << 20,
-        clock: IReactorTime | None = None,
-    ) -> None:
+    def __init__(self, service: ChatService, clock: IReactorTime | None = None) -> None:
         self.service = service
-        self.maxLineLength = maxLineLength
-        self.idleTimeout = idleTimeout
-        self.maxOutgoing = maxOutgoing
         self.clock = clock
 
     def buildProtocol(self, addr: IAddress) -> LineChatProtocol:
-        p = LineChatProtocol(
-            self.service, self.maxLineLength, self.idleTimeout, self.maxOutgoing, self.clock
-        )
+        p = LineChatProtocol(self.service, self.clock)
         p.factory = self
         return p

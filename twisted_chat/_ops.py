@@ -70,6 +70,9 @@ class Stats:
     def refused(self, why: str) -> None:
         pass
 
+    def throttled(self) -> None:
+        pass
+
 
 class PrometheusStats(Stats):
     """
@@ -93,7 +96,15 @@ class PrometheusStats(Stats):
             "chat_disconnects", "Connections that ended, by reason.", ["reason"], registry=registry
         )
         self.refusals = Counter(
-            "chat_refused", "Requests or connections refused, by reason (flood, server-full…).", ["reason"], registry=registry
+            "chat_refused",
+            "Connections refused or disconnected, by reason (flood: disconnected for flooding, server-full…).",
+            ["reason"],
+            registry=registry,
+        )
+        self.throttles = Counter(
+            "chat_throttled",
+            "Times a connection had to wait for flood control (its input held until its rate allowed it).",
+            registry=registry,
         )
         self.storeLatency = Histogram(
             "chat_store_commit_seconds",
@@ -125,6 +136,9 @@ class PrometheusStats(Stats):
 
     def refused(self, why: str) -> None:
         self.refusals.labels(why).inc()
+
+    def throttled(self) -> None:
+        self.throttles.inc()
 
     def lag(self, seconds: float) -> None:
         self.reactorLag.observe(seconds)

@@ -43,6 +43,7 @@ from twisted_chat._interfaces import IBroker, IChatClient, IMessageStore
 from twisted_chat._limits import Admission, FloodGuard
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._names import checkNick, nickKey, normalizeRoom
+from twisted_chat._settings import Settings
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -223,7 +224,7 @@ class Member:
         self.host = host
         #: the nick key this connection logged in as (with --auth), or None
         self.authenticated: str | None = None
-        self.flood = FloodGuard(service.floodBurst, service.now())
+        self.flood = FloodGuard(service.settings.floodBurst, service.now())
         # room name -> Room, in joining order
         self.rooms: dict[str, Room] = {}
         self.current: str | None = None
@@ -280,6 +281,18 @@ class Member:
         """
         self.service._spend(self)
         return self.service._private(self, nick, text, ref)
+
+    def floodWait(self) -> float:
+        """
+        Seconds to wait before the next request (0: now); see
+        L{ChatService.floodWait}.
+        """
+        service = self.service
+        settings = service.settings
+        rate = settings.floodRate
+        if rate <= 0:
+            return 0.0
+        return self.flood.wait(service.clock.seconds(), rate, settings.floodBurst)
 
     def privateHistory(self, afterId: int | None = None) -> None:
         """
@@ -401,6 +414,20 @@ class Member:
         return name
 
 
+def _setting(name: str) -> Any:
+    """
+    A property of the service that reads and writes C{settings.NAME}.
+    """
+
+    def get(service: ChatService) -> Any:
+        return getattr(service.settings, name)
+
+    def set(service: ChatService, value: Any) -> None:
+        setattr(service.settings, name, value)
+
+    return property(get, set, doc="C{settings.%s}" % (name,))
+
+
 class ChatService(Service):
     """
     The one service every front-end shares.
@@ -412,9 +439,9 @@ class ChatService(Service):
         self,
         store: IMessageStore | None = None,
         clock: IReactorTime | None = None,
-        historySize: int = 50,
-        maxTextLength: int = 4096,
-        maxRoomsPerMember: int = 50,
+        historySize: int | None = None,
+        maxTextLength: int | None = None,
+        maxRoomsPerMember: int | None = None,
         resumeLimit: int = 1000,
         shutdownTimeout: float = 5.0,
         refWindow: float = 3600.0,
@@ -422,15 +449,34 @@ class ChatService(Service):
         passwords: dict[str, str] | None = None,
         requireAuth: bool = False,
         admins: Iterable[str] = (),
-        floodRate: float = 0.0,
-        floodBurst: float = 10.0,
-        floodKick: float = 20.0,
+        floodRate: float | None = None,
+        floodBurst: float | None = None,
+        floodKick: float | None = None,
         admission: Admission | None = None,
         stats: Any = None,
         drainSpread: float = 10.0,
         logMessages: bool = False,
         broker: IBroker | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        if settings is None:
+            settings = admission.settings if admission is not None else Settings()
+        elif admission is not None and admission.settings is not settings:
+            raise ValueError("the admission must read the service's settings")
+        #: the limits in effect, read live by the service and every front-end
+        #: (a reload changes them here); the limits given as arguments are
+        #: put into it
+        self.settings = settings
+        for name, value in (
+            ("historySize", historySize),
+            ("maxTextLength", maxTextLength),
+            ("maxRoomsPerMember", maxRoomsPerMember),
+            ("floodRate", floodRate),
+            ("floodBurst", floodBurst),
+            ("floodKick", floodKick),
+        ):
+            if value is not None:
+                setattr(settings, name, value)
         self.store: IMessageStore = store if store is not None else MemoryStore()
         from twisted_chat._broker import LocalBroker
 
@@ -438,9 +484,6 @@ class ChatService(Service):
         self.broker: IBroker = broker if broker is not None else LocalBroker()
         self.broker.attach(self)
         self._clock = clock
-        self.historySize = historySize
-        self.maxTextLength = maxTextLength
-        self.maxRoomsPerMember = maxRoomsPerMember
         self.resumeLimit = resumeLimit
         self.shutdownTimeout = shutdownTimeout
         self.rooms: dict[str, Room] = {}
@@ -459,10 +502,7 @@ class ChatService(Service):
         self.passwords: dict[str, str] = dict(passwords or {})
         self.requireAuth = requireAuth
         self.admins = {nickKey(a) for a in admins}
-        self.floodRate = floodRate
-        self.floodBurst = floodBurst
-        self.floodKick = floodKick
-        self.admission = admission if admission is not None else Admission()
+        self.admission = admission if admission is not None else Admission(settings=settings)
         #: In a room with more members than this, joins and leaves are told
         #: only to the member concerned, and member lists (on join, /who)
         #: name this many members and give the total: otherwise every join
@@ -481,6 +521,15 @@ class ChatService(Service):
         self.recentErrors: Any = None
         self.startedAt = 0.0
         self.setName("chat")
+
+    # The service's limits, as they were attributes before they moved to
+    # its settings: the same values, read and written there.
+    historySize = _setting("historySize")
+    maxTextLength = _setting("maxTextLength")
+    maxRoomsPerMember = _setting("maxRoomsPerMember")
+    floodRate = _setting("floodRate")
+    floodBurst = _setting("floodBurst")
+    floodKick = _setting("floodKick")
 
     @property
     def clock(self) -> IReactorTime:
@@ -659,27 +708,44 @@ class ChatService(Service):
 
     def _spend(self, member: Member) -> None:
         """
-        Charge one request to C{member}'s flood budget; refuse it when the
-        budget is spent, and disconnect a member that keeps flooding.
+        Charge one request to C{member}'s flood budget. Nothing is refused
+        here: front-ends ask L{floodWait} before they hand a request over,
+        and hold it as long as it says (see L{twisted_chat._limits}).
         """
-        if self.floodRate <= 0:
+        settings = self.settings
+        rate = settings.floodRate
+        if rate > 0:
+            member.flood.spend(self.now(), rate, settings.floodBurst)
+
+    def floodWait(self, member: Member) -> float:
+        """
+        Seconds C{member} has to wait before its next request: 0 while its
+        flood budget (C{--flood-rate}, C{--flood-burst}) allows one now.
+        """
+        return member.floodWait()
+
+    def disconnectFlooder(self, member: Member, waiting: int) -> None:
+        """
+        A front-end holds more than C{--flood-kick} requests of C{member}
+        (C{waiting}) that wait for flood control: close its connection and
+        take it out of the chat (the others see it leave as C{flooding}).
+        """
+        if member.gone:
             return
-        if member.flood.take(self.now(), self.floodRate, self.floodBurst):
-            return
-        self.stats.refused("flood")
-        if member.flood.strikes >= self.floodKick:
-            self._log.warn("disconnecting {nick} from {peer}: flooding", nick=member.nick, peer=member.peer)
-            try:
-                member.client.close("disconnected for flooding")
-            except Exception:
-                self._log.failure("closing {nick} failed", nick=member.nick)
-            self._quit(member, "flooding")
-            raise ChatError("flood", "disconnected for flooding")
-        raise ChatError(
-            "flood",
-            "slow down: at most %g requests a second (bursts of %g); this one was dropped"
-            % (self.floodRate, self.floodBurst),
+        self._log.warn(
+            "disconnecting {nick} from {peer}: flooding ({waiting} requests waiting)",
+            nick=member.nick,
+            peer=member.peer,
+            waiting=waiting,
         )
+        self.stats.refused("flood")
+        # (out of the chat first: the others see why it left, whatever the
+        # connection's close reports)
+        self._quit(member, "flooding")
+        try:
+            member.client.close("disconnected for flooding: more than %d requests waiting" % (self.settings.floodKick,))
+        except Exception:
+            self._log.failure("closing {nick} failed", nick=member.nick)
 
     def _requireLogin(self, member: Member) -> None:
         if self.requireAuth and member.authenticated is None:
@@ -784,7 +850,7 @@ class ChatService(Service):
         if name in member.rooms:
             member.current = name
             return name, False
-        if len(member.rooms) >= self.maxRoomsPerMember:
+        if len(member.rooms) >= self.settings.maxRoomsPerMember:
             raise ChatError(
                 "too-many-rooms",
                 "you are in %d rooms already (the limit): /part one first" % (len(member.rooms),),
@@ -867,7 +933,7 @@ class ChatService(Service):
                 room._fan = None  # (off the fast path until it has caught up)
 
         def recent(reason: str, recovered: bool | None) -> Deferred[tuple[list[Message], bool | None, str]]:
-            return store.recent(name, self.historySize).addCallback(
+            return store.recent(name, self.settings.historySize).addCallback(
                 lambda msgs: (msgs, recovered, reason)
             )
 
@@ -930,10 +996,9 @@ class ChatService(Service):
             raise ChatError("bad-request", "text must be a string")
         if not text.strip():
             raise ChatError("empty-message", "empty message: nothing sent")
-        if len(text) > self.maxTextLength:
-            raise ChatError(
-                "too-long", "message too long (max %d characters): not sent" % (self.maxTextLength,)
-            )
+        limit = self.settings.maxTextLength
+        if len(text) > limit:
+            raise ChatError("too-long", "message too long (max %d characters): not sent" % (limit,))
         return text
 
     def _nextId(self, key: str) -> int:
@@ -1071,7 +1136,7 @@ class ChatService(Service):
             if not member.gone:
                 self._send(member, PrivateHistory([]))
 
-        self.store.privateFor(member.nick, afterId, self.historySize).addCallbacks(got, failed)
+        self.store.privateFor(member.nick, afterId, self.settings.historySize).addCallbacks(got, failed)
 
     def _setNick(self, member: Member, nick: str, registeredOk: bool = False) -> str:
         nick = checkNick(nick)
@@ -1135,7 +1200,7 @@ class ChatService(Service):
         return Presence(name, nicks, total=total)
 
     def _history(self, member: Member, name: str, limit: int, before: int | None) -> None:
-        limit = max(0, min(int(limit), max(self.historySize, 200)))
+        limit = max(0, min(int(limit), max(self.settings.historySize, 200)))
 
         def got(msgs: list[Message]) -> None:
             if not member.gone:

@@ -36,6 +36,7 @@ from twisted_chat._errors import ChatError
 from twisted_chat._events import Event
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._json import JsonSession, _position, _str, isText
+from twisted_chat._limits import ThrottledInput
 from twisted_chat._service import ChatService, Member
 from twisted_chat._text import TextSession, closingText
 
@@ -552,7 +553,7 @@ _MAIN_FIELD = {
 
 
 @implementer(IChatClient)
-class SocketIoChatClient(TextSession, JsonSession):
+class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
     """
     One Socket.IO client of the chat, in the main namespace.
 
@@ -561,6 +562,11 @@ class SocketIoChatClient(TextSession, JsonSession):
     (C{auth.mode == "json"}) sends every json-mode event object as an event
     named by its type, and C{auth} is json mode's C{hello}. In both modes
     the named requests (C{say}, C{join}, …) work, with acknowledgements.
+
+    Every event waits its turn under flood control (L{ThrottledInput}): a
+    session that has to wait reads nothing more meanwhile (its WebSocket is
+    not read, its POST is not answered; see L{EngineSocket.pauseInput}) and
+    the events it had sent already wait in order.
     """
 
     _log = Logger()
@@ -639,11 +645,18 @@ class SocketIoChatClient(TextSession, JsonSession):
 
     def onDisconnect(self, reason: str) -> None:
         self._connecting = None
+        self.dropInput()
         member = self.member
         if member is not None:
             member.quit("too slow" if reason == "too slow" else "disconnected")
 
     def onEvent(self, name: str, args: list[Any], ack: Callable[..., None] | None) -> None:
+        self.takeInput((name, args, ack))
+
+    # -- flood control (see _limits.ThrottledInput) --
+
+    def handleInput(self, item: Any) -> None:
+        name, args, ack = item
         member = self.member
         if member is None or member.gone:
             return
@@ -660,6 +673,21 @@ class SocketIoChatClient(TextSession, JsonSession):
             method(self, request, ack)
         except ChatError as e:
             self._refuse(ack, e.code, e.message, ref)
+
+    def pauseInput(self) -> None:
+        self.socket.connection.engine.pauseInput()
+
+    def resumeInput(self) -> None:
+        self.socket.connection.engine.resumeInput()
+
+    def inputOpen(self) -> bool:
+        return not self.socket.closed
+
+    def inputFlooded(self, waiting: int) -> None:
+        if self.json:
+            self.sendErrorObject(
+                "flood", "disconnected for flooding: more than %d requests waiting" % (self.service.settings.floodKick,)
+            )
 
     # -- requests --
 
@@ -793,6 +821,7 @@ class SocketIoChatClient(TextSession, JsonSession):
         The service ends this connection (shutdown, flooding): say why, then
         close the session; the client library reconnects by itself.
         """
+        self.dropInput()
         if not self.socket.closed:
             if self.json:
                 self.sendClosingNotice(reason, reconnectAfter)
@@ -805,6 +834,7 @@ class SocketIoChatClient(TextSession, JsonSession):
 
     def endSession(self, reason: str) -> None:
         # /quit: a namespace disconnect, so the client does not reconnect.
+        self.dropInput()
         self.socket.disconnect()
 
     # -- output --
@@ -859,14 +889,14 @@ def makeSocketIo(
     pingTimeout: float = 20.0,
     maxPayload: int = 100000,
     maxSessions: int = 10000,
-    maxOutgoing: int = 1 << 20,
     connectTimeout: float = 45.0,
 ) -> EngineResource:
     """
     The chat's C{/socket.io/} resource: Engine.IO sessions whose main
     namespace is the chat. A session counts as a connection of its address
     (the service's admission: --max-connections, --max-per-ip, bans) from its
-    handshake until it is closed.
+    handshake until it is closed. The reloadable limits (C{maxOutgoing}…)
+    are the service's C{settings}.
     """
     sio = SocketIoServer({"/": lambda socket: SocketIoChatClient(service, socket)}, connectTimeout=connectTimeout)
     engine = EngineServer(
@@ -877,7 +907,7 @@ def makeSocketIo(
         maxPayload=maxPayload,
         maxSessions=maxSessions,
         allowedOrigins=allowedOrigins,
-        maxOutgoing=maxOutgoing,
         admission=service.admission,
+        settings=service.settings,
     )
     return EngineResource(engine)

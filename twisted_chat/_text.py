@@ -411,7 +411,7 @@ class TextSession:
                 raise self._usage("/history [N] with N a whole number from 1")
         else:
             n = 20
-        member.history(None, min(n, member.service.historySize))
+        member.history(None, min(n, member.service.settings.historySize))
 
     def cmd_topic(self, member: Member, rest: str) -> None:
         if not rest:

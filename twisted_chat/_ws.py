@@ -32,6 +32,7 @@ from twisted_chat._events import Event
 from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor, sync
 from twisted_chat._interfaces import IChatClient
 from twisted_chat._json import JsonSession, encodeEvent
+from twisted_chat._limits import ThrottledInput
 from twisted_chat._line import OutgoingGuard, dropSlowConsumer
 from twisted_chat._service import ChatService
 from twisted_chat._text import TextSession, closingText, messageText
@@ -199,10 +200,26 @@ def originAllowed(origin: str | None, host: str | None, allowed: list[str]) -> b
     return mine is not None and mine == theirs
 
 
+class _BinaryMessage:
+    """
+    A binary message, waiting with the text ones under flood control (to
+    be answered with an error in its turn).
+    """
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
 @implementer(IChatClient)
-class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession):  # type: ignore[misc]
+class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, ThrottledInput):  # type: ignore[misc]
     """
     One WebSocket chat connection, in text or json mode.
+
+    Every message waits its turn under flood control (L{ThrottledInput}):
+    a connection that has to wait is not read from meanwhile, and the
+    messages Autobahn had already framed wait in order.
     """
 
     _log = Logger()
@@ -265,7 +282,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
         # the transport's producer; take its place to see backpressure.
         if getattr(transport, "producer", None) is not None:
             transport.unregisterProducer()  # type: ignore[union-attr]
-        self._guard = OutgoingGuard(self.factory.maxOutgoing)
+        self._guard = OutgoingGuard(self.factory.service.settings)
         transport.registerProducer(self._guard, True)  # type: ignore[union-attr]
         if self._perMessageCompress is None and not self.autoFragmentSize:
             # Frames are then the same bytes for every connection, and
@@ -333,23 +350,67 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
             self.sendCloseFrame(1008, b"no hello", isReply=False)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if isBinary:
+        # (every message waits its turn under flood control, in order)
+        self.takeInput(_BinaryMessage(payload) if isBinary else payload)
+
+    # -- flood control (see _limits.ThrottledInput) --
+
+    def handleInput(self, item: Any) -> None:
+        if self.state != _OPEN:
+            return
+        if isinstance(item, _BinaryMessage):
             if self.json:
                 self.sendErrorObject("bad-json", "binary frames are not supported: send text frames")
             else:
                 self.sendError("binary frames are not supported: send text")
             return
         if self.json:
-            self.handleJson(payload)
+            self.handleJson(item)
         else:
-            text = payload.decode("utf-8")
+            text = item.decode("utf-8")
             if text.endswith("\n"):
                 text = text[:-1]
                 if text.endswith("\r"):
                     text = text[:-1]
             self.handleText(text)
 
+    def pauseInput(self) -> None:
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeInput(self) -> None:
+        if self.state != WebSocketProtocol.STATE_CLOSED:
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def inputOpen(self) -> bool:
+        return self.state == _OPEN and not self._dropped
+
+    def inputFlooded(self, waiting: int) -> None:
+        if self.json:
+            self.sendErrorObject(
+                "flood", "disconnected for flooding: more than %d requests waiting" % (self.service.settings.floodKick,)
+            )
+
+    def _stopWaiting(self) -> None:
+        """
+        The connection is closing: what waits for flood control will not be
+        handled; read again, so that the closing handshake can finish.
+        """
+        if self._inbox is not None:
+            self.dropInput()
+            self.resumeInput()
+
+    def onAutoPingTimeout(self) -> None:
+        if self._inbox is not None:
+            # Not read while it waits for flood control: its pong is among
+            # the bytes waiting in the kernel. It is there (it floods): ask
+            # again rather than drop it.
+            self.autoPingTimeoutCall = None
+            self._sendAutoPing()
+            return
+        WebSocketServerProtocol.onAutoPingTimeout(self)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.dropInput()
         if self._helloTimer is not None and self._helloTimer.active():
             self._helloTimer.cancel()
         self._helloTimer = None
@@ -392,6 +453,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
     def close(self, reason: str, reconnectAfter: float | None = None) -> None:
         if self.state != _OPEN:
             return
+        self._stopWaiting()
         sync(self._fast)
         if self.json:
             self.sendClosingNotice(reason, reconnectAfter)
@@ -403,6 +465,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession): 
 
     def endSession(self, reason: str) -> None:
         if self.state == _OPEN:
+            self._stopWaiting()
             sync(self._fast)  # (room messages written before the close go first)
             self.sendClose(1000, reason[:120])
 
@@ -556,7 +619,9 @@ def _configuredClass(factory: Any, base: type) -> type | None:
 
 class ChatWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
     """
-    Builds chat WebSocket connections that share one L{ChatService}.
+    Builds chat WebSocket connections that share one L{ChatService}; the
+    limits that can be reloaded (C{maxOutgoing}…) are read from the
+    service's C{settings}, the WebSocket protocol options are this factory's.
     """
 
     protocol = ChatWebSocketProtocol
@@ -566,14 +631,12 @@ class ChatWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         self,
         service: ChatService,
         allowedOrigins: list[str] | None = None,
-        maxOutgoing: int = 1 << 20,
         helloTimeout: float = 10.0,
         **options: Any,
     ) -> None:
         WebSocketServerFactory.__init__(self, server="twisted-chat")
         self.service = service
         self.allowedOrigins = list(allowedOrigins or [])
-        self.maxOutgoing = maxOutgoing
         self.helloTimeout = helloTimeout
         applyOptions(self, **options)
 

@@ -33,10 +33,10 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from twisted_chat import __version__
-from twisted_chat._limits import Admission
 from twisted_chat._line import LineChatFactory
 from twisted_chat._memstore import MemoryStore
 from twisted_chat._service import ChatService
+from twisted_chat._settings import OPTIONS as _SETTINGS_OPTIONS, Settings
 from twisted_chat._workers import READY_FORMAT
 
 if TYPE_CHECKING:
@@ -140,8 +140,8 @@ class Options(usage.Options):
         ["max-rooms", None, 50, "Rooms one connection may be in.", _bounded("max-rooms", 1, 100000)],
         ["max-message-length", None, 4096, "Characters in one message.", _bounded("max-message-length", 1, 1 << 20)],
         ["flood-rate", None, 5.0, "Requests (messages and commands) a second per connection (0: no flood control).", _bounded("flood-rate", 0, 10**6, float)],
-        ["flood-burst", None, 10.0, "Requests a connection may send at once before flood control slows it down.", _bounded("flood-burst", 1, 10**6, float)],
-        ["flood-kick", None, 20.0, "Refused requests (leaking away at the flood rate) after which a flooding connection is dropped.", _bounded("flood-kick", 1, 10**6, float)],
+        ["flood-burst", None, 10.0, "Requests a connection may send at once before flood control makes the next ones wait.", _bounded("flood-burst", 1, 10**6, float)],
+        ["flood-kick", None, 100.0, "Requests a connection may have waiting for flood control (read, not yet handled); past that it is disconnected for flooding.", _bounded("flood-kick", 1, 10**6, float)],
         ["handshake-timeout", None, 10.0, "Seconds a WebSocket client has to finish its handshake (and, in json mode, say hello).", _bounded("handshake-timeout", 1, 3600, float)],
         ["auth", None, None, "Password file of registered nicks (lines NICK:HASH; make them with twisted-chat-passwd)."],
         ["sio-ping-interval", None, 25.0, "Seconds between Engine.IO pings to Socket.IO clients.", _bounded("sio-ping-interval", 1, 3600, float)],
@@ -383,20 +383,9 @@ def checkBroker(url: Any) -> None:
         raise SystemExit("twistd chat: %s" % (e,))
 
 
-#: the options a --limits file may set, and that SIGHUP reloads
-LIMIT_NAMES = (
-    "flood-rate",
-    "flood-burst",
-    "flood-kick",
-    "max-connections",
-    "max-per-ip",
-    "max-rooms",
-    "max-message-length",
-    "max-line-length",
-    "idle-timeout",
-    "max-outgoing",
-    "history-size",
-)
+#: the options a --limits file may set, and that SIGHUP reloads: every
+#: limit of the service's L{Settings}
+LIMIT_NAMES = tuple(_SETTINGS_OPTIONS)
 
 
 def readLimits(path: str, into: dict[str, Any]) -> dict[str, Any]:
@@ -425,28 +414,6 @@ def readLimits(path: str, into: dict[str, Any]) -> dict[str, Any]:
             raise ValueError("%s line %d: %s" % (path, number, e))
     into.update(found)
     return found
-
-
-def applyLimits(limits: dict[str, Any], chat: ChatService, lineFactory: LineChatFactory) -> None:
-    """
-    Put new limits into effect on a running service (new connections get
-    the new per-connection limits; open ones keep theirs).
-    """
-    setters = {
-        "flood-rate": lambda v: setattr(chat, "floodRate", v),
-        "flood-burst": lambda v: setattr(chat, "floodBurst", v),
-        "flood-kick": lambda v: setattr(chat, "floodKick", v),
-        "max-connections": lambda v: setattr(chat.admission, "maxConnections", v),
-        "max-per-ip": lambda v: setattr(chat.admission, "maxPerHost", v),
-        "max-rooms": lambda v: setattr(chat, "maxRoomsPerMember", v),
-        "max-message-length": lambda v: setattr(chat, "maxTextLength", v),
-        "history-size": lambda v: setattr(chat, "historySize", v),
-        "max-line-length": lambda v: setattr(lineFactory, "maxLineLength", v),
-        "idle-timeout": lambda v: setattr(lineFactory, "idleTimeout", v),
-        "max-outgoing": lambda v: setattr(lineFactory, "maxOutgoing", v),
-    }
-    for name, value in limits.items():
-        setters[name](value)
 
 
 def makeStore(config: Options, reactor: object = None) -> IMessageStore:
@@ -505,17 +472,11 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
         chatOptions.update(store=makeStore(config, reactor))
     chat = ChatService(
         clock=reactor,  # type: ignore[arg-type]
-        historySize=config["history-size"],
+        settings=Settings.fromOptions(config),
         shutdownTimeout=config["shutdown-timeout"],
-        maxTextLength=config["max-message-length"],
-        maxRoomsPerMember=config["max-rooms"],
         passwords=config["passwords"],
         requireAuth=bool(config["require-auth"]),
         admins=config["admin"],
-        floodRate=config["flood-rate"],
-        floodBurst=config["flood-burst"],
-        floodKick=config["flood-kick"],
-        admission=Admission(config["max-connections"], config["max-per-ip"]),
         drainSpread=config["drain-spread"],
         logMessages=bool(config["log-messages"]),
         **chatOptions,
@@ -525,13 +486,7 @@ def makeService(config: Options, reactor: IReactorCore | None = None) -> MultiSe
     stats = PrometheusStats(chat)
     chat.stats = chat.admission.stats = stats
     chat.setServiceParent(top)
-    lineFactory = LineChatFactory(
-        chat,
-        maxLineLength=config["max-line-length"],
-        idleTimeout=config["idle-timeout"],
-        maxOutgoing=config["max-outgoing"],
-        clock=reactor,  # type: ignore[arg-type]
-    )
+    lineFactory = LineChatFactory(chat, clock=reactor)  # type: ignore[arg-type]
     daemon.config, daemon.chat, daemon.lineFactory = config, chat, lineFactory
     from twisted_chat._ops import RecentErrors
 
@@ -689,7 +644,6 @@ def _makeWebSite(config: Options, chat: ChatService, reactor: IReactorCore | Non
     wsFactory = ChatWebSocketFactory(
         chat,
         allowedOrigins=config["allow-origin"],
-        maxOutgoing=config["max-outgoing"],
         helloTimeout=config["handshake-timeout"],
         **wsOptions,
     )
@@ -706,7 +660,6 @@ def _makeWebSite(config: Options, chat: ChatService, reactor: IReactorCore | Non
             pingTimeout=config["sio-ping-timeout"],
             maxPayload=config["sio-max-payload"],
             maxSessions=config["sio-max-sessions"],
-            maxOutgoing=config["max-outgoing"],
         )
     site = makeSite(wsFactory, echo, clock=reactor, socketIo=socketIo)  # type: ignore[arg-type]
     # A connection that has not sent a whole request (or idles between
@@ -836,7 +789,7 @@ class _Daemon(Service):
             self._log.info("SIGHUP: passed on to {count} workers", count=count)
             return
         config, chat = self.config, self.chat
-        if config is None or chat is None or self.lineFactory is None:
+        if config is None or chat is None:
             return
         self._log.info("SIGHUP: reloading")
         if config["auth"]:
@@ -859,7 +812,10 @@ class _Daemon(Service):
             except ValueError as e:
                 self._log.error("reload: limits not reloaded: {why}", why=str(e))
             else:
-                applyLimits(limits, chat, self.lineFactory)
+                # One object that the service and every front-end read: the
+                # new values reach them all (docs/operations.md says when
+                # each applies to open connections).
+                chat.settings.update(limits)
                 self._log.info("reload: limits {limits}", limits=limits)
 
     def stopService(self) -> None:
