@@ -976,10 +976,11 @@ def test_lineSessionQuit(line: str, sent: str) -> None:
 def test_lineSessionQuitUnconfirmed() -> None:
     """
     A server that does not answer C{/quit} with C{*** bye} (the line chat's
-    confirmation of every line before it) and close within the confirm
-    timeout, 10 s by default, is disconnected; after a second of waiting the
-    user is told, and at the end the lines sent are listed as unconfirmed
-    and the status is 1.
+    confirmation of every line before it) and close is disconnected once it
+    has said nothing for the confirm timeout, 10 s by default (each line it
+    sends meanwhile starts the bound again: it is working through ours);
+    after a second of waiting the user is told, and at the end the lines
+    sent are listed as unconfirmed and the status is 1.
     """
     s = LineSession()
     assert s.client.confirmTimeout == 10.0
@@ -987,16 +988,18 @@ def test_lineSessionQuitUnconfirmed() -> None:
     s.client.userLine("/quit")
     assert s.sent() == ["hello", "/quit"]
     s.clock.advance(1.0)
-    assert s.ui.notices == ["waiting for the server to confirm 1 line (at most 10 s)"]
+    assert s.ui.notices == ["waiting for the server to confirm 1 line (giving up after 10 s without an answer)"]
     s.clock.advance(8.9)
     assert s.transport.connected
     s.serverSays(b"#lobby <guest-1> hello\n")
-    s.clock.advance(0.2)
+    s.clock.advance(9.9)
+    assert s.transport.connected
+    s.clock.advance(0.1)
     assert not s.transport.connected
     assert result(s.client.done) == 1
     assert s.ui.lines == ["#lobby <guest-1> hello"]
     assert s.ui.statuses == [
-        "gave up waiting for the server after 10 s",
+        "gave up waiting: the server confirmed nothing for 10 s",
         "1 line not confirmed by the server (it may or may not have gone through):",
         "  hello",
     ]
@@ -1415,10 +1418,10 @@ def test_linesTypedWhileReconnectingNeverSent() -> None:
         s.clock.advance(delay)
         s.client.connectFailed("connection refused")
     assert waited == pytest.approx(0.5 + 1 + 2 + 4)
-    assert s.ui.notices == ["waiting for the server to confirm 1 message (at most 10 s)"]
+    assert s.ui.notices == ["waiting for the server to confirm 1 message (giving up after 10 s without an answer)"]
     s.clock.advance(10 - waited)
     assert result(s.client.done) == 1
-    assert s.ui.statuses[-3:] == ["gave up waiting for the server after 10 s", "1 line typed but not sent:", "  one more"]
+    assert s.ui.statuses[-3:] == ["gave up waiting: the server confirmed nothing for 10 s", "1 line typed but not sent:", "  one more"]
     assert s.clock.getDelayedCalls() == []
 
 
@@ -1897,7 +1900,7 @@ def test_jsonQuitWaitsForAcks(clock: Clock) -> None:
     s.serverSends(msg("#lobby", 1, "alice", "hi"), ack("c1", 1))
     assert s.closes() == []
     s.clock.advance(1.0)
-    assert s.ui.notices == ["waiting for the server to confirm 1 message (at most 10 s)"]
+    assert s.ui.notices == ["waiting for the server to confirm 1 message (giving up after 10 s without an answer)"]
     s.serverSends(
         {"type": "private", "id": 7, "from": "alice", "to": "bob", "text": "psst", "time": 0},
         {"type": "ack", "ref": "c2", "id": 7, "to": "bob"},
@@ -1962,11 +1965,35 @@ def test_jsonQuitUnconfirmed(clock: Clock) -> None:
     s.flush()
     assert result(s.client.done) == 1
     assert s.ui.statuses == [
-        "gave up waiting for the server after 10 s",
+        "gave up waiting: the server confirmed nothing for 10 s",
         "1 message not confirmed by the server (it may or may not have gone through):",
         "  /me waves",
     ]
     assert len(s.endpoint.pumps) == 1
+
+
+def test_jsonQuitWaitsAsLongAsTheServerConfirms(clock: Clock) -> None:
+    """
+    A server that confirms a long paste slowly (its flood control lets a
+    request through every few seconds) is waited for as long as it keeps
+    confirming: each ack starts the bound again. Status 0.
+    """
+    s = JsonMemorySession(clock)
+    s.welcome()
+    s.requests()
+    for i in range(3):
+        s.client.userLine("line %d" % (i,))
+    s.client.userEOF()
+    s.flush()
+    refs = [r["ref"] for r in s.requests()]
+    assert len(refs) == 3
+    for i, ref in enumerate(refs, 1):
+        s.clock.advance(9.0)
+        s.flush()
+        assert not s.client.done.called
+        s.serverSends(msg("#lobby", i, "alice", "line %d" % (i - 1,)), {"type": "ack", "ref": ref, "room": "#lobby", "epoch": "e1", "id": i})
+    assert result(s.client.done) == 0
+    assert s.ui.statuses == []
 
 
 def test_jsonQuitResumesLostConnection(clock: Clock) -> None:
@@ -2824,8 +2851,8 @@ def test_e2eUnconfirmedExitsNonZero(
     unit = "message" if scheme == "ws" else "line"
     seconds = bound or 10
     assert client.err == [
-        "twisted-chat: waiting for the server to confirm 1 %s (at most %d s)" % (unit, seconds),
-        "twisted-chat: gave up waiting for the server after %d s" % (seconds,),
+        "twisted-chat: waiting for the server to confirm 1 %s (giving up after %d s without an answer)" % (unit, seconds),
+        "twisted-chat: gave up waiting: the server confirmed nothing for %d s" % (seconds,),
         "twisted-chat: 1 %s not confirmed by the server (it may or may not have gone through):" % (unit,),
         "twisted-chat:   anyone there?",
     ]
@@ -2946,7 +2973,7 @@ def test_e2eConnectionLostWhileWaiting(
         client.send("only once")
         watcher.expect("#lobby <alice> only once")
         client.proc.stdin.close()  # type: ignore[union-attr]
-        client.waitFor("twisted-chat: waiting for the server to confirm 1 message (at most 10 s)", stderr=True)
+        client.waitFor("twisted-chat: waiting for the server to confirm 1 message (giving up after 10 s without an answer)", stderr=True)
         proxy.cut()
         assert client.wait() == 0, (client.out, client.err)
         assert proxy.accepted == 2
@@ -2955,7 +2982,7 @@ def test_e2eConnectionLostWhileWaiting(
     said = [line for line in client.out if line.endswith("<alice> only once")]
     assert len(said) == 1 and re.fullmatch(r"#lobby \[\d\d:\d\d\] <alice> only once", said[0]), client.out
     assert "*** #lobby: 1 message while you were away:" in client.out
-    assert client.err[0] == "twisted-chat: waiting for the server to confirm 1 message (at most 10 s)"
+    assert client.err[0] == "twisted-chat: waiting for the server to confirm 1 message (giving up after 10 s without an answer)"
     assert re.fullmatch(r"twisted-chat: connection lost \(.*\): reconnecting in 0\.\d s\u2026", client.err[1]), client.err
     assert client.err[2:] == ["twisted-chat: reconnected to 127.0.0.1:%d" % (proxy.port,)]
     # stored once: a second copy would have reached the watcher before the
@@ -2994,7 +3021,7 @@ async def test_e2eTerminalEndOfInputWaits(startDaemon: Callable[..., Any]) -> No
         await client.waitFor(b"> ").addTimeout(TIMEOUT, reactor)
         with _StoppedDaemon(daemon):
             client.write(b"hi\r\x04")
-            await client.waitFor(b"twisted-chat: waiting for the server to confirm 1 message (at most 10 s)").addTimeout(
+            await client.waitFor(b"twisted-chat: waiting for the server to confirm 1 message (giving up after 10 s without an answer)").addTimeout(
                 TIMEOUT, reactor
             )
         await client.waitFor(b"#lobby <alice> hi").addTimeout(TIMEOUT, reactor)

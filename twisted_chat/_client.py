@@ -221,9 +221,11 @@ class ChatClient:
     link reports as L{unconfirmed <ChatLink.unconfirmed>} (json mode: every
     C{say} and C{msg} until its C{ack} or C{error}; the line chat: every
     line until the C{*** bye} that answers C{/quit}, which the server sends
-    once it has handled the lines before it). It waits at most
-    C{confirmTimeout} seconds from the first goodbye, shows what arrives
-    meanwhile, and gives up on a second interrupt (L{userInterrupt}).
+    once it has handled the lines before it). It waits until the server has
+    confirmed nothing for C{confirmTimeout} seconds (each confirmation
+    restarts the bound: a server that slows a long paste down to its flood
+    rate is still answering), shows what arrives meanwhile, and gives up on
+    a second interrupt (L{userInterrupt}).
 
     L{done} fires with the exit status:
 
@@ -366,6 +368,14 @@ class ChatClient:
             return
         link.sendQuit(reason)
 
+    def progressed(self) -> None:
+        """
+        The server confirmed something while we wait for it: the bound on
+        waiting starts again.
+        """
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.reset(self.confirmTimeout)
+
     def _waitingNotice(self) -> None:
         self._noticeTimer = None
         if self._finished:
@@ -373,7 +383,7 @@ class ChatClient:
         waiting = self.unconfirmed()[0] + len(self._typedNotSent())
         if waiting:
             self.ui.showNotice(
-                "waiting for the server to confirm %s (at most %s s)"
+                "waiting for the server to confirm %s (giving up after %s s without an answer)"
                 % (_plural(waiting, self._unit()), _seconds(self.confirmTimeout))
             )
 
@@ -382,7 +392,9 @@ class ChatClient:
         if self._lastLink is None:
             self._stopWaiting("no connection within %s s" % (_seconds(self.confirmTimeout),))
         else:
-            self._stopWaiting("gave up waiting for the server after %s s" % (_seconds(self.confirmTimeout),))
+            self._stopWaiting(
+                "gave up waiting: the server confirmed nothing for %s s" % (_seconds(self.confirmTimeout),)
+            )
 
     def _stopWaiting(self, why: str) -> None:
         """
@@ -700,6 +712,11 @@ class LineLink(LineSplitter):
             self._refused += 1
         elif self._quitting and text == self.BYE:
             self._bye = True
+        if self._quitting:
+            # (the server answers lines in order: this is one of ours, or
+            # what the room said meanwhile; either way it is still working
+            # through them)
+            self.client.progressed()
         self.client.showLine(text)
 
     def lineTooLong(self) -> None:
@@ -789,8 +806,11 @@ class JsonLink(WebSocketClientProtocol):
             client.showLine("!!! a frame from the server was not valid JSON: ignored")
             return
         chat = self.factory.chat
+        unacked = len(chat.unacked)
         for line in chat.render(event):
             client.showLine(line)
+        if len(chat.unacked) < unacked:
+            client.progressed()
         for request in chat.takeRequests():
             self._sendRequest(request)
         if self._quitting is not None:
@@ -1117,8 +1137,9 @@ def makeParser() -> argparse.ArgumentParser:
             "ws://127.0.0.1:8080/ws). With piped input, every input line is sent and every "
             "server line printed. The end of input (Ctrl-D on a terminal), /quit or bye quits "
             "once the server has confirmed everything sent (ws: each message's ack; tcp: the "
-            "'*** bye' that answers /quit), showing what arrives meanwhile, waiting at most "
-            "--confirm-timeout seconds (on a terminal, Ctrl-C stops waiting). "
+            "'*** bye' that answers /quit), showing what arrives meanwhile, and giving up when "
+            "the server confirms nothing for --confirm-timeout seconds (on a terminal, Ctrl-C "
+            "stops waiting). "
             "Exit status: 0 when everything was confirmed; "
             "3 when it was, but something was refused (a '!!! ' line); 1 when something sent "
             "was not confirmed (listed on stderr), the connection failed or the server closed "
@@ -1148,8 +1169,8 @@ def makeParser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         type=_confirmTimeout,
         default=DEFAULT_CONFIRM_TIMEOUT,
-        help="when quitting, wait at most this long for the server to confirm what was sent "
-        "(default: %(default)g)",
+        help="when quitting, give up waiting for the server to confirm what was sent after "
+        "this long without a confirmation (default: %(default)g)",
     )
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     return parser
