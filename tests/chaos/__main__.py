@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     topologies = TOPOLOGIES if args.topology == "all" else [args.topology]
     print("chaos: seed %d, topologies %s, profile %s" % (seed, " ".join(topologies), args.profile), flush=True)
     outcomes = asyncio.run(_runAll(topologies, seed, args.profile, args.duration, Path(args.artifacts)))
-    print(report.table(outcomes), flush=True)
+    if len(outcomes) > 1:
+        print("\nall topologies:\n" + report.table(outcomes), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{

@@ -104,16 +104,22 @@ def check(
         if e == finalEpoch:
             wipedEpochs.discard(e)
 
-    def idOf(token: str | None) -> tuple[str, int] | None:
+    def idOf(token: str | None) -> list[tuple[str, int]]:
+        """
+        Every position a token has: in the final store, in what an empty
+        Redis wiped, as json clients saw it. (A resend after Redis lost its
+        data may store a message again, in the new epoch.)
+        """
         if token is None:
-            return None
+            return []
+        found: list[tuple[str, int]] = []
         for _, e, i in where.get(token, ()):
-            return (e, i)
+            found.append((e, i))
         for _, e, i in wipedWhere.get(token, ()):
-            return (e, i)
+            found.append((e, i))
         for e, i in sorted(journal.ids.get(token, ())):
-            return (e, i)
-        return None
+            found.append((e, i))
+        return list(dict.fromkeys(found))
 
     # 1. stored exactly once; ids contiguous within an epoch
     for room, rows in stored.items():
@@ -212,8 +218,20 @@ def check(
         for room, bodies in f.wiped.items():
             for b in bodies:
                 exists[(room, b["e"])].add(int(b["i"]))
+    # every acknowledged message, with when its sender had the answer
+    ackedAt: dict[str, list[tuple[float, tuple[str, int]]]] = defaultdict(list)
+    for r in firsts:
+        times = [x.answered for x in [r] + [y for y in journal.requests if y.resendOf is r] if x.answer == "ack" and x.answered is not None]
+        if not times:
+            continue
+        places = [(e, i) for room, e, i in where.get(r.token, ()) if room == r.room] or [
+            (e, i) for room, e, i in wipedWhere.get(r.token, ()) if room == r.room
+        ]
+        if places:
+            ackedAt[r.room].append((min(times), places[0]))
     for ep in journal.episodes:
-        _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists)
+        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists)
+        _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns)
 
     # 6. flood control (recorded as the answers came) and harness notes
     for t, kind, client, detail in journal.immediate:
@@ -252,7 +270,7 @@ def _episode(
     endOfQuiet: float,
     conns: dict[str, Any],
     exists: dict[tuple[str, str], set[int]],
-) -> None:
+) -> list[int]:
     def real(epoch: str, ids: list[int]) -> list[int]:
         # ids the store never had (a failed write) cannot be missed; what
         # an empty Redis wiped before we knew it is not checked here
@@ -265,10 +283,19 @@ def _episode(
         prev = ep.since
     missedHere: list[int] = []
     for entry in ep.entries:
-        pos = (entry.epoch, entry.id) if entry.epoch is not None and entry.id is not None else idOf(entry.token)
-        if pos is None:
-            res.unmapped += 1
-            continue
+        if entry.epoch is not None and entry.id is not None:
+            pos = (entry.epoch, entry.id)
+        else:
+            candidates = idOf(entry.token)
+            if not candidates:
+                res.unmapped += 1
+                continue
+            # the one that follows what was seen, if any
+            pos = candidates[0]
+            if prev is not None:
+                same = [c for c in candidates if c[0] == prev[0]]
+                if same:
+                    pos = min(same, key=lambda c: (c[1] <= prev[1], abs(c[1] - prev[1] - 1)))
         if pos in seen:
             res.duplicated += 1
             res.add("duplicate-delivery", ep.client, ep.room, "%s: %s:%d seen again (%s) after %s" % (ep.conn, pos[0], pos[1], "live" if entry.live else "history", _where(prev)))
@@ -316,6 +343,50 @@ def _episode(
                 missedHere += gap
                 res.add("behind", ep.client, ep.room, "%s: at the end saw up to %d; room is at %d: ids %s never delivered" % (ep.conn, prev[1], final[1], _ranges(gap)))
     res.missed += len(missedHere)
+    return missedHere
+
+
+#: seconds after its sender had the answer within which every member of the
+#: room (on any node) has a message
+DELIVERY_GRACE = 5.0
+
+
+def _delivered(
+    res: Result,
+    ep: Episode,
+    acked: list[tuple[float, tuple[str, int]]],
+    reported: list[int],
+    idOf: Any,
+    endOfQuiet: float,
+    conns: dict[str, Any],
+) -> None:
+    """
+    A member who was in the room from before a message was acknowledged
+    until well after saw it (whether or not it saw anything after it).
+    """
+    end = ep.end if ep.end is not None else endOfQuiet
+    c = conns.get(ep.conn)
+    if c is not None and c.closed is not None:
+        end = min(end, c.closed)
+    seen: set[tuple[str, int]] = set()
+    for entry in ep.entries:
+        if entry.epoch is not None and entry.id is not None:
+            seen.add((entry.epoch, entry.id))
+        else:
+            seen.update(idOf(entry.token))
+    start = ep.start + 1.0
+    if ep.recovered is True and ep.since is not None:
+        start = ep.start
+    missing = sorted(
+        pos for t, pos in acked if start < t and t + DELIVERY_GRACE < end and pos not in seen and pos[1] not in reported
+    )
+    if missing:
+        res.missed += len(missing)
+        byEpoch: dict[str, list[int]] = defaultdict(list)
+        for e, i in missing:
+            byEpoch[e].append(i)
+        for e, ids in byEpoch.items():
+            res.add("not-delivered", ep.client, ep.room, "%s (in the room %.1f-%.1f s): acknowledged ids %s of epoch %s never delivered" % (ep.conn, ep.start, end, _ranges(ids), e))
 
 
 def _where(p: tuple[str, int] | None) -> str:

@@ -68,6 +68,7 @@ class Context:
         #: set when every client must finish
         self.stopping = asyncio.Event()
         self.sio: SioHub | None = None
+        self.folder: Path | None = None
 
 
 class Client:
@@ -308,11 +309,18 @@ class _TextClient(Client):
         errors = len(self.view.errors)
         future = self.view.waitLine(lambda s: done(s) or s.startswith("!!! "))
         await self.sendLine(line)
+        stopping = asyncio.ensure_future(self.ctx.stopping.wait())
         try:
-            answer = await asyncio.wait_for(future, WAIT)
-        except asyncio.TimeoutError:
-            self.journal.violation("silence", self.name, "%s: no answer to %r within %s s" % (self.conn, line, WAIT))
+            await asyncio.wait([future, stopping], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not future.done():
+            future.cancel()
+            conn = self.journal.connections.get(self.conn)
+            if not self.ctx.stopping.is_set() and conn is not None and conn.closed is None:
+                self.journal.violation("silence", self.name, "%s: no answer to %r within %s s" % (self.conn, line, WAIT))
             return False
+        answer = future.result()
         if answer.startswith("!!! "):
             # a command's refusal: not the answer of a message
             del self.view.errors[errors:]
@@ -1067,6 +1075,9 @@ class TerminalUser(Client):
             if not raw:
                 return
             line = raw.decode("utf-8", "replace")
+            if self.ctx.folder is not None:
+                with open(self.ctx.folder / ("%s.stderr" % (self.name,)), "a") as f:
+                    f.write("%.1f %s" % (self.journal.now(), line))
             if "reconnecting" in line or "connection lost" in line:
                 self.reconnects.append(self.journal.now())
 

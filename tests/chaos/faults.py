@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 #: seconds: the short and the long Redis stall; the long one is beyond the
 #: documented 10 s command timeout
 SHORT_STALL = 5.0
-LONG_STALL = 12.0
+LONG_STALL = 11.0
 #: seconds the disk stays full
 DISK_FULL = 6.0
 

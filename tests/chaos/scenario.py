@@ -36,11 +36,11 @@ from chaos.journal import Journal
 from chaos.topology import Topology, make
 
 #: seconds: the clients connect before the faults start
-WARMUP = 4.0
+WARMUP = 3.0
 #: seconds: bound on the quiet phase (everyone catches up)
-QUIET = 30.0
+QUIET = 20.0
 #: seconds: the CI profile's write-load phase
-CI_LOAD = 10.0
+CI_LOAD = 8.0
 
 
 @dataclass
@@ -91,6 +91,7 @@ async def run(topologyName: str, seed: int, profile: str, duration: float, folde
     topology = make(topologyName, folder)
     faults: list[Injected] = []
     ctx = Context(journal, [], seed, topologyName)
+    ctx.folder = folder
     tasks: list[asyncio.Task[None]] = []
     started = time.monotonic()
     outcome = Outcome(topologyName, seed, profile, 0.0, faults, checker.Result(), folder)
@@ -170,7 +171,7 @@ async def _faults(topology: Topology, ctx: Context, rng: random.Random, profile:
                 if journal.now() >= end:
                     break
                 fault = rng.choice(available)
-            await asyncio.sleep(rng.uniform(1.5, 3.5) if profile == "ci" else rng.uniform(3, 12))
+            await asyncio.sleep(rng.uniform(1.0, 2.5) if profile == "ci" else rng.uniform(3, 12))
             start = journal.now()
             result = await asyncio.wait_for(fault.run(topology, rng, journal), 90)
             wiped = None
@@ -182,7 +183,7 @@ async def _faults(topology: Topology, ctx: Context, rng: random.Random, profile:
                 injected.detail += "; %d server-error answers" % (errors,)
             faults.append(injected)
         # a little more chat after the last fault, and the load phase done
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(2.0)
         if profile == "ci":
             await asyncio.wait_for(loader, loadAt + loadFor + 60)
     finally:

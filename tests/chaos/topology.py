@@ -187,6 +187,11 @@ class Redis:
 
     @property
     def url(self) -> str:
+        # CHAOS_REDIS_PROXY=0: the daemons talk to Redis directly (the
+        # redis-cut fault then cuts nothing), to tell a proxy's part in a
+        # failure
+        if os.environ.get("CHAOS_REDIS_PROXY") == "0":
+            return "redis://127.0.0.1:%d/0" % (self.server.port,)
         return "redis://127.0.0.1:%d/0" % (self.proxy.port,)
 
     async def start(self) -> None:
