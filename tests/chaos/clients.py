@@ -742,7 +742,7 @@ class Joiner(JsonUser):
                     await asyncio.wait_for(parted, WAIT)
                 except asyncio.TimeoutError:
                     return
-                await self.pause(self.rng.uniform(0.02, 0.2))
+                await self.pause(self.rng.uniform(0.02, 0.1))
             request: dict[str, Any] = {"type": "join", "room": LOAD_ROOM}
             position = self.positions.get(LOAD_ROOM)
             if position is not None and self.rng.random() < 0.5:
@@ -754,7 +754,7 @@ class Joiner(JsonUser):
                 await asyncio.wait_for(history, WAIT)
             except asyncio.TimeoutError:
                 return
-            await self.pause(self.rng.uniform(0.1, 0.5))
+            await self.pause(self.rng.uniform(0.05, 0.25))
 
 
 # -- Socket.IO --
