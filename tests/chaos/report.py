@@ -23,7 +23,7 @@ def table(outcomes: list[Outcome]) -> str:
         r = o.result
         cells = [
             o.topology, "%ds" % (o.seconds,), str(r.sent), str(r.acked), str(r.lost), str(r.lostToEmptyRedis),
-            str(r.duplicated), str(r.reordered), str(r.missed), "%.1fs" % (r.slowest,),
+            str(r.duplicated), str(r.reordered), str(r.missed), ("%.1fs" % (r.slowest,) if r.slowest >= 1 else "%dms" % (r.slowest * 1000,)),
             ("ERROR" if o.error else str(len(r.violations))), str(o.seed),
         ]  # fmt: skip
         lines.append("".join(c.ljust(width) for c, (_, width) in zip(cells, _COLUMNS)).rstrip())
@@ -54,7 +54,7 @@ def table(outcomes: list[Outcome]) -> str:
         if r.slowestWhat:
             out.append("  slowest answer: %.1f s (%s); bound %g s" % (r.slowest, r.slowestWhat, _bound()))
         out.append("  replay: bash scripts/soak.sh --topology %s --seed %d%s; logs: %s" % (
-            o.topology, o.seed, " --profile ci" if o.profile == "ci" else "", o.folder))
+            o.topology, o.seed, " --profile ci" if o.profile == "ci" else " --duration %g" % (o.duration,), o.folder))
     return "\n".join(out)
 
 

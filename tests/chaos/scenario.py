@@ -38,9 +38,9 @@ from chaos.topology import Topology, make
 #: seconds: the clients connect before the faults start
 WARMUP = 3.0
 #: seconds: bound on the quiet phase (everyone catches up)
-QUIET = 20.0
+QUIET = 15.0
 #: seconds: the CI profile's write-load phase
-CI_LOAD = 8.0
+CI_LOAD = 6.0
 
 
 @dataclass
@@ -54,6 +54,7 @@ class Outcome:
     folder: Path
     notes: list[str] = field(default_factory=list)
     error: str = ""
+    duration: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -95,7 +96,7 @@ async def run(topologyName: str, seed: int, profile: str, duration: float, folde
     ctx.folder = folder
     tasks: list[asyncio.Task[None]] = []
     started = time.monotonic()
-    outcome = Outcome(topologyName, seed, profile, 0.0, faults, checker.Result(), folder)
+    outcome = Outcome(topologyName, seed, profile, 0.0, faults, checker.Result(), folder, duration=duration)
     endOfQuiet = 0.0
     try:
         if os.environ.get("CI") == "true" and topologyName == "single" and not getattr(topology, "mounted", True):
@@ -177,7 +178,7 @@ async def _faults(topology: Topology, ctx: Context, rng: random.Random, profile:
                 if journal.now() >= end:
                     break
                 fault = rng.choice(available)
-            await asyncio.sleep(rng.uniform(1.0, 2.5) if profile == "ci" else rng.uniform(3, 12))
+            await asyncio.sleep(rng.uniform(0.8, 2.0) if profile == "ci" else rng.uniform(3, 12))
             start = journal.now()
             result = await asyncio.wait_for(fault.run(topology, rng, journal), 90)
             wiped = None
