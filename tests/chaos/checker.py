@@ -135,13 +135,18 @@ def check(
             if holes:
                 res.add("store-ids", "", room, "epoch %s: ids missing from the store (not contiguous): %s" % (epoch, _ranges(holes)))
     firsts = [r for r in journal.requests if r.resendOf is None]
+    # the first request's token -> its resends (tokens are unique per say)
+    resends: dict[str, list[Request]] = defaultdict(list)
+    for x in journal.requests:
+        if x.resendOf is not None:
+            resends[x.resendOf.token].append(x)
     res.sent = len(firsts)
     for token, places in where.items():
         if len(places) > 1:
             res.duplicated += len(places) - 1
             res.add("stored-twice", token.split(".")[1], places[0][0], "%s stored %d times: %s" % (token, len(places), places))
     for r in firsts:
-        answers = [r] + [x for x in journal.requests if x.resendOf is r]
+        answers = [r] + resends[r.token]
         acked = [x for x in answers if x.answer == "ack"]
         if not acked:
             continue
@@ -162,7 +167,7 @@ def check(
     for r in firsts:
         if r.ref is None:
             continue
-        group = [r] + [x for x in journal.requests if x.resendOf is r]
+        group = [r] + resends[r.token]
         ids = {(x.epoch, x.id) for x in group if x.answer == "ack" and x.id is not None}
         live = {p for p in ids if p[0] not in wipedEpochs}
         if len(live) > 1:
@@ -221,14 +226,23 @@ def check(
     # every acknowledged message, with when its sender had the answer
     ackedAt: dict[str, list[tuple[float, tuple[str, int]]]] = defaultdict(list)
     for r in firsts:
-        times = [x.answered for x in [r] + [y for y in journal.requests if y.resendOf is r] if x.answer == "ack" and x.answered is not None]
-        if not times:
+        group = [r] + resends[r.token]
+        acks = [x for x in group if x.answer == "ack" and x.answered is not None]
+        if not acks:
+            continue
+        withId = [(x.answered, (x.epoch, x.id)) for x in acks if x.epoch is not None and x.id is not None]
+        if withId:
+            # each acknowledgement with the position it gave (a resend
+            # after Redis lost its data may be stored again, elsewhere)
+            for t, pos in withId:
+                if pos[1] in exists.get((r.room, pos[0]), ()):
+                    ackedAt[r.room].append((t, pos))  # type: ignore[arg-type]
             continue
         places = [(e, i) for room, e, i in where.get(r.token, ()) if room == r.room] or [
             (e, i) for room, e, i in wipedWhere.get(r.token, ()) if room == r.room
         ]
         if places:
-            ackedAt[r.room].append((min(times), places[0]))
+            ackedAt[r.room].append((min(x.answered for x in acks if x.answered is not None), places[0]))
     for ep in journal.episodes:
         missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists)
         _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns)
