@@ -1,0 +1,407 @@
+"""
+The invariants, checked after every run against the journal (what the
+clients saw) and the store (read afterwards: SQLite's file, or XRANGE on
+Redis). See docs/reliability.md for what each one means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaos.faults import Injected
+from chaos.journal import Episode, Journal, Request, tokenOf
+
+#: seconds: the documented bound on an answer (Redis command timeout, 10 s,
+#: docs/design.md "Redis slow, or this node behind") plus 5 s of slack for
+#: a loaded 2-core machine
+ANSWER_BOUND = 15.0
+
+_LOG_PROBLEM = re.compile(r"Traceback|Unhandled")
+_EXCEPTION = re.compile(r"^[\w.]+(Error|Exception|Failure|Exit|Interrupt)\b|^builtins\.|^twisted\.")
+
+
+@dataclass
+class Violation:
+    invariant: str
+    client: str
+    room: str
+    detail: str
+
+    def __str__(self) -> str:
+        where = " ".join(x for x in (self.client, self.room) if x)
+        return "[%s] %s: %s" % (self.invariant, where, self.detail)
+
+
+@dataclass
+class Result:
+    sent: int = 0
+    acked: int = 0
+    lost: int = 0
+    lostToEmptyRedis: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    missed: int = 0
+    slowest: float = 0.0
+    slowestWhat: str = ""
+    unmapped: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, invariant: str, client: str, room: str, detail: str) -> None:
+        self.counts[invariant] += 1
+        self.violations.append(Violation(invariant, client, room, detail))
+
+
+def _ranges(ids: list[int]) -> str:
+    """
+    C{[1, 2, 3, 7]} -> C{"1-3, 7"} (at most a few ranges).
+    """
+    out: list[str] = []
+    ids = sorted(set(ids))
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        out.append(str(ids[i]) if i == j else "%d-%d" % (ids[i], ids[j]))
+        i = j + 1
+    if len(out) > 6:
+        out = out[:6] + ["… (%d ids)" % (len(ids),)]
+    return ", ".join(out)
+
+
+def check(
+    journal: Journal,
+    stored: dict[str, list[tuple[str, int, str]]],
+    finalEpoch: str | None,
+    faults: list[Injected],
+    logs: dict[str, list[str]],
+    endOfQuiet: float,
+) -> Result:
+    res = Result()
+    wipes = [f for f in faults if f.wiped is not None]
+    wipedEpochs: set[str] = set()
+    # token -> [(room, epoch, id)] in the final store, and in what was wiped
+    where: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    for room, rows in stored.items():
+        for epoch, id, text in rows:
+            t = tokenOf(text)
+            if t is not None:
+                where[t].append((room, epoch, id))
+    wipedWhere: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    for f in wipes:
+        assert f.wiped is not None
+        for room, bodies in f.wiped.items():
+            for b in bodies:
+                wipedEpochs.add(b["e"])
+                t = tokenOf(b["x"])
+                if t is not None:
+                    wipedWhere[t].append((room, b["e"], int(b["i"])))
+    for e in list(wipedEpochs):
+        if e == finalEpoch:
+            wipedEpochs.discard(e)
+
+    def idOf(token: str | None) -> list[tuple[str, int]]:
+        """
+        Every position a token has: in the final store, in what an empty
+        Redis wiped, as json clients saw it. (A resend after Redis lost its
+        data may store a message again, in the new epoch.)
+        """
+        if token is None:
+            return []
+        found: list[tuple[str, int]] = []
+        for _, e, i in where.get(token, ()):
+            found.append((e, i))
+        for _, e, i in wipedWhere.get(token, ()):
+            found.append((e, i))
+        for e, i in sorted(journal.ids.get(token, ())):
+            found.append((e, i))
+        return list(dict.fromkeys(found))
+
+    # 1. stored exactly once; ids contiguous within an epoch
+    for room, rows in stored.items():
+        byEpoch: dict[str, list[int]] = defaultdict(list)
+        for epoch, id, _ in rows:
+            byEpoch[epoch].append(id)
+        for epoch, ids in byEpoch.items():
+            present = set(ids)
+            if len(present) != len(ids):
+                dups = [i for i, n in Counter(ids).items() if n > 1]
+                res.add("store-ids", "", room, "epoch %s: ids stored more than once: %s" % (epoch, _ranges(dups)))
+            holes = [i for i in range(1, max(present) + 1) if i not in present]
+            if holes:
+                res.add("store-ids", "", room, "epoch %s: ids missing from the store (not contiguous): %s" % (epoch, _ranges(holes)))
+    firsts = [r for r in journal.requests if r.resendOf is None]
+    # the first request's token -> its resends (tokens are unique per say)
+    resends: dict[str, list[Request]] = defaultdict(list)
+    for x in journal.requests:
+        if x.resendOf is not None:
+            resends[x.resendOf.token].append(x)
+    res.sent = len(firsts)
+    for token, places in where.items():
+        if len(places) > 1:
+            res.duplicated += len(places) - 1
+            res.add("stored-twice", token.split(".")[1], places[0][0], "%s stored %d times: %s" % (token, len(places), places))
+    for r in firsts:
+        answers = [r] + resends[r.token]
+        acked = [x for x in answers if x.answer == "ack"]
+        if not acked:
+            continue
+        res.acked += 1
+        if r.token in where:
+            continue
+        firstAck = min(x.answered or 0.0 for x in acked)
+        ackEpochs = {x.epoch for x in acked if x.epoch is not None}
+        if r.token in wipedWhere or (ackEpochs and ackEpochs <= wipedEpochs) or (
+            not ackEpochs and any(firstAck <= f.start + 1.0 for f in wipes)
+        ):
+            res.lostToEmptyRedis += 1
+            continue
+        res.lost += 1
+        res.add("lost", r.client, r.room, "%s acknowledged (%s at %.1f s) but not in the store" % (r.token, _ackText(acked), firstAck))
+
+    # 3. a resend with the same ref is answered with the first message's id
+    for r in firsts:
+        if r.ref is None:
+            continue
+        group = [r] + resends[r.token]
+        ids = {(x.epoch, x.id) for x in group if x.answer == "ack" and x.id is not None}
+        live = {p for p in ids if p[0] not in wipedEpochs}
+        if len(live) > 1:
+            res.add("resend-id", r.client, r.room, "ref %s (%s) answered with different ids: %s" % (r.ref, r.token, sorted(live)))
+        stored_ = where.get(r.token, [])
+        for e, i in live:
+            if stored_ and (stored_[0][1], stored_[0][2]) != (e, i):
+                res.add("resend-id", r.client, r.room, "ref %s acknowledged as %s:%d, stored as %s:%d" % (r.ref, e, i, stored_[0][1], stored_[0][2]))
+
+    # 4. every request answered within the bound; never silence
+    conns = journal.connections
+    for r in journal.requests:
+        if r.answered is not None:
+            latency = r.answered - r.sent
+            if r.answerConn == r.conn:
+                if latency > res.slowest:
+                    res.slowest = latency
+                    res.slowestWhat = "%s %s %s" % (r.client, r.token, r.answer)
+                if latency > ANSWER_BOUND:
+                    res.add("slow-answer", r.client, r.room, "%s answered (%s) after %.1f s (bound %g s)" % (r.token, r.answer or r.detail, latency, ANSWER_BOUND))
+            continue
+        c = conns.get(r.conn)
+        closedEarly = c is not None and c.closed is not None and c.closed < endOfQuiet
+        if closedEarly:
+            continue  # the connection died first (json clients resend)
+        if r.resendOf is not None and r.resendOf.answer == "ack":
+            # a resend of an acknowledged request, unanswered: silence too
+            pass
+        if r.sent > endOfQuiet:
+            continue
+        res.add("silence", r.client, r.room, "%s (%s) sent at %.1f s on %s: never answered" % (r.token, r.ref or "no ref", r.sent, r.conn))
+
+    # json clients must resend what a dead connection left unanswered
+    for r in firsts:
+        if r.ref is None or r.answered is not None:
+            continue
+        c = conns.get(r.conn)
+        if c is not None and c.closed is not None and c.closed < endOfQuiet and not r.resent:
+            res.add("no-resend", r.client, r.room, "%s (ref %s) unanswered when %s closed, never resent" % (r.token, r.ref, r.conn))
+
+    # 2 and 5: what each member saw, per connection and room
+    last: dict[str, tuple[str, int]] = {}
+    for room, rows in stored.items():
+        final = [(e, i) for e, i, _ in rows if e == finalEpoch] or [(e, i) for e, i, _ in rows]
+        if final:
+            last[room] = max(final, key=lambda p: p[1])
+    exists: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for room, rows in stored.items():
+        for epoch, id, _ in rows:
+            exists[(room, epoch)].add(id)
+    for f in wipes:
+        assert f.wiped is not None
+        for room, bodies in f.wiped.items():
+            for b in bodies:
+                exists[(room, b["e"])].add(int(b["i"]))
+    # every acknowledged message, with when its sender had the answer
+    ackedAt: dict[str, list[tuple[float, tuple[str, int]]]] = defaultdict(list)
+    for r in firsts:
+        group = [r] + resends[r.token]
+        acks = [x for x in group if x.answer == "ack" and x.answered is not None]
+        if not acks:
+            continue
+        withId = [(x.answered, (x.epoch, x.id)) for x in acks if x.epoch is not None and x.id is not None]
+        if withId:
+            # each acknowledgement with the position it gave (a resend
+            # after Redis lost its data may be stored again, elsewhere)
+            for t, pos in withId:
+                if pos[1] in exists.get((r.room, pos[0]), ()):
+                    ackedAt[r.room].append((t, pos))  # type: ignore[arg-type]
+            continue
+        places = [(e, i) for room, e, i in where.get(r.token, ()) if room == r.room] or [
+            (e, i) for room, e, i in wipedWhere.get(r.token, ()) if room == r.room
+        ]
+        if places:
+            ackedAt[r.room].append((min(x.answered for x in acks if x.answered is not None), places[0]))
+    for ep in journal.episodes:
+        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists)
+        _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns)
+
+    # 6. flood control (recorded as the answers came) and harness notes
+    for t, kind, client, detail in journal.immediate:
+        res.add(kind, client, "", "at %s s: %s" % (t, detail))
+
+    # 7. the daemons' logs: each distinct problem once, with its count
+    for name, lines in logs.items():
+        found: dict[str, list[int]] = {}
+        for n, line in enumerate(lines):
+            if _LOG_PROBLEM.search(line):
+                what = line.strip()
+                for after in lines[n + 1 : n + 40]:
+                    text = after.split("] ", 1)[-1].strip() if after.startswith("20") else after.strip()
+                    if _EXCEPTION.match(text):
+                        what = text
+                        break
+                found.setdefault(what[:200], []).append(n + 1)
+        for what, where_ in found.items():
+            res.add("log", name, "", "%d× (first at line %d): %s" % (len(where_), where_[0], what))
+    return res
+
+
+def _ackText(acked: list[Request]) -> str:
+    a = acked[0]
+    if a.id is not None:
+        return "ack %s:%s" % (a.epoch, a.id)
+    return "echo"
+
+
+def _episode(
+    res: Result,
+    ep: Episode,
+    idOf: Any,
+    wipes: list[Injected],
+    last: dict[str, tuple[str, int]],
+    endOfQuiet: float,
+    conns: dict[str, Any],
+    exists: dict[tuple[str, str], set[int]],
+) -> list[int]:
+    def real(epoch: str, ids: list[int]) -> list[int]:
+        # ids the store never had (a failed write) cannot be missed; what
+        # an empty Redis wiped before we knew it is not checked here
+        known = exists.get((ep.room, epoch))
+        return [i for i in ids if known is None or i in known]
+
+    seen: set[tuple[str, int]] = set()
+    prev: tuple[str, int] | None = None
+    if ep.recovered is True and ep.since is not None:
+        prev = ep.since
+    missedHere: list[int] = []
+    for entry in ep.entries:
+        if entry.epoch is not None and entry.id is not None:
+            pos = (entry.epoch, entry.id)
+        else:
+            candidates = idOf(entry.token)
+            if not candidates:
+                res.unmapped += 1
+                continue
+            # the one that follows what was seen, if any
+            pos = candidates[0]
+            if prev is not None:
+                same = [c for c in candidates if c[0] == prev[0]]
+                if same:
+                    pos = min(same, key=lambda c: (c[1] <= prev[1], abs(c[1] - prev[1] - 1)))
+        if pos in seen:
+            res.duplicated += 1
+            res.add("duplicate-delivery", ep.client, ep.room, "%s: %s:%d seen again (%s) after %s" % (ep.conn, pos[0], pos[1], "live" if entry.live else "history", _where(prev)))
+            continue
+        seen.add(pos)
+        if prev is not None:
+            if pos[0] == prev[0]:
+                if pos[1] < prev[1]:
+                    res.reordered += 1
+                    res.add("reordered", ep.client, ep.room, "%s: %s:%d after %d" % (ep.conn, pos[0], pos[1], prev[1]))
+                elif pos[1] > prev[1] + 1 and real(pos[0], list(range(prev[1] + 1, pos[1]))):
+                    gap = real(pos[0], list(range(prev[1] + 1, pos[1])))
+                    missedHere += gap
+                    res.add("missed", ep.client, ep.room, "%s: ids %s of epoch %s never delivered (%s %d came after %d)" % (ep.conn, _ranges(gap), pos[0], "live" if entry.live else "history", pos[1], prev[1]))
+            else:
+                # an epoch change: everything of the new epoch is delivered
+                # live, and the member was told
+                if not any(n <= entry.t for n in ep.notices):
+                    res.add("epoch-untold", ep.client, ep.room, "%s: messages of a new epoch %s (id %d) with no epoch notice before" % (ep.conn, pos[0], pos[1]))
+                if real(pos[0], list(range(1, pos[1]))):
+                    gap = real(pos[0], list(range(1, pos[1])))
+                    missedHere += gap
+                    res.add("missed", ep.client, ep.room, "%s: new epoch %s: ids %s never delivered (first was %d)" % (ep.conn, pos[0], _ranges(gap), pos[1]))
+        prev = pos if prev is None or pos[0] != prev[0] or pos[1] > prev[1] else prev
+    # still a member at the end of the quiet phase: caught up with the room
+    stillThere = ep.end is None or ep.end >= endOfQuiet
+    c = conns.get(ep.conn)
+    if c is not None and c.closed is not None and c.closed < endOfQuiet:
+        stillThere = False
+    if stillThere and ep.start < endOfQuiet - 1:
+        for f in wipes:
+            if ep.start < f.start and not any(n >= f.start for n in ep.notices):
+                res.add("epoch-untold", ep.client, ep.room, "%s: in the room when Redis restarted empty (%.1f s), never told" % (ep.conn, f.start))
+        final = last.get(ep.room)
+        if final is not None:
+            if prev is None:
+                if ep.entries or ep.recovered:
+                    res.add("behind", ep.client, ep.room, "%s: at the end saw nothing mapped; room is at %s:%d" % (ep.conn, final[0], final[1]))
+            elif prev[0] != final[0]:
+                gap = real(final[0], list(range(1, final[1] + 1)))
+                missedHere += gap
+                res.add("behind", ep.client, ep.room, "%s: at the end still in epoch %s (id %d); room is at %s:%d: ids %s never delivered" % (ep.conn, prev[0], prev[1], final[0], final[1], _ranges(gap)))
+            elif prev[1] < final[1] and real(final[0], list(range(prev[1] + 1, final[1] + 1))):
+                gap = real(final[0], list(range(prev[1] + 1, final[1] + 1)))
+                missedHere += gap
+                res.add("behind", ep.client, ep.room, "%s: at the end saw up to %d; room is at %d: ids %s never delivered" % (ep.conn, prev[1], final[1], _ranges(gap)))
+    res.missed += len(missedHere)
+    return missedHere
+
+
+#: seconds after its sender had the answer within which every member of the
+#: room (on any node) has a message
+DELIVERY_GRACE = 5.0
+
+
+def _delivered(
+    res: Result,
+    ep: Episode,
+    acked: list[tuple[float, tuple[str, int]]],
+    reported: list[int],
+    idOf: Any,
+    endOfQuiet: float,
+    conns: dict[str, Any],
+) -> None:
+    """
+    A member who was in the room from before a message was acknowledged
+    until well after saw it (whether or not it saw anything after it).
+    """
+    end = ep.end if ep.end is not None else endOfQuiet
+    c = conns.get(ep.conn)
+    if c is not None and c.closed is not None:
+        end = min(end, c.closed)
+    seen: set[tuple[str, int]] = set()
+    for entry in ep.entries:
+        if entry.epoch is not None and entry.id is not None:
+            seen.add((entry.epoch, entry.id))
+        else:
+            seen.update(idOf(entry.token))
+    start = ep.start + 1.0
+    if ep.recovered is True and ep.since is not None:
+        start = ep.start
+    missing = sorted(
+        pos for t, pos in acked if start < t and t + DELIVERY_GRACE < end and pos not in seen and pos[1] not in reported
+    )
+    if missing:
+        res.missed += len(missing)
+        byEpoch: dict[str, list[int]] = defaultdict(list)
+        for e, i in missing:
+            byEpoch[e].append(i)
+        for e, ids in byEpoch.items():
+            res.add("not-delivered", ep.client, ep.room, "%s (in the room %.1f-%.1f s): acknowledged ids %s of epoch %s never delivered" % (ep.conn, ep.start, end, _ranges(ids), e))
+
+
+def _where(p: tuple[str, int] | None) -> str:
+    return "nothing" if p is None else "%s:%d" % p
