@@ -232,11 +232,15 @@ def check(
             continue
         withId = [(x.answered, (x.epoch, x.id)) for x in acks if x.epoch is not None and x.id is not None]
         if withId:
-            # each acknowledgement with the position it gave (a resend
-            # after Redis lost its data may be stored again, elsewhere)
+            # each position an acknowledgement gave (a resend after Redis
+            # lost its data may be stored again, elsewhere), with its first
+            # acknowledgement: a resend of an acknowledged ref is answered
+            # with the same position, but its message was delivered then
+            first: dict[tuple[str, int], float] = {}
             for t, pos in withId:
                 if pos[1] in exists.get((r.room, pos[0]), ()):
-                    ackedAt[r.room].append((t, pos))  # type: ignore[arg-type]
+                    first[pos] = min(t, first.get(pos, t))  # type: ignore[index,arg-type]
+            ackedAt[r.room].extend((t, pos) for pos, t in first.items())
             continue
         places = [(e, i) for room, e, i in where.get(r.token, ()) if room == r.room] or [
             (e, i) for room, e, i in wipedWhere.get(r.token, ()) if room == r.room
