@@ -327,10 +327,14 @@ class Node:
 #: lets the write-load phase reach a useful rate (200 requests a second)
 #: and a burst (20) below the paster's paste (25-30 lines), which must
 #: therefore hit it; no limit per address (every client is 127.0.0.1).
+#: Retention keeps everything a soak can write (the default keeps the
+#: last 10,000 messages a room: a long soak's write load passes that, and
+#: the checker would take what retention pruned for lost messages).
 COMMON = [
     "--flood-rate", "200", "--flood-burst", "20",
     "--max-per-ip", "0",
     "--shutdown-timeout", "5", "--drain-spread", "2",
+    "--retain-messages", "10000000", "--retain-days", "0",
 ]  # fmt: skip
 
 
