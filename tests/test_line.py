@@ -794,18 +794,18 @@ class SlowStore(MemoryStore):
 
     def __init__(self) -> None:
         MemoryStore.__init__(self)
-        self.waiting: list[tuple[Deferred[None], object]] = []
+        self.waiting: list[tuple[Deferred[object], object]] = []
 
-    def append(self, message: object, ref: object = None) -> Deferred[None]:
+    def append(self, message: object, ref: object = None) -> Deferred[object]:
         MemoryStore.append(self, message, ref)  # type: ignore[arg-type]
-        d: Deferred[None] = Deferred()
+        d: Deferred[object] = Deferred()
         self.waiting.append((d, message))
         return d
 
     def commit(self) -> None:
         waiting, self.waiting = self.waiting, []
-        for d, _ in waiting:
-            d.callback(None)
+        for d, message in waiting:
+            d.callback(message)
 
 
 def test_endOfInputAnswersWhatWasAskedThenCloses(clock: Clock) -> None:

@@ -7,6 +7,7 @@ tests/test_e2e_cluster.py.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import pytest
@@ -661,6 +662,55 @@ async def test_slowRedisIsAnErrorNotADisconnect(nodes: Any, redisServer: Any) ->
     # the paused one was stored after all, and came before it
     assert [m.text for m in bob.of(Message)] == ["stuck", "unstuck"]
     assert not alice.closed and not bob.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_redisFailuresAreLoggedWithoutTraceback(nodes: Any, redisServer: Any) -> None:
+    """
+    When Redis does not answer in time, or cannot be reached, what fails
+    for it (history on join and on request, private history, saving a new
+    nick's token, a message not confirmed) is logged as one warning line
+    per kind saying why, without a traceback, and repeats are summed up in
+    one line; the members are told the history is unavailable, their
+    messages were not confirmed, and stay connected.
+    """
+    from twisted.logger import LogLevel, capturedLogs, formatEvent
+
+    a = await nodes("a")
+    a.cluster.commandTimeout = 0.3
+    alice = a.connect("alice")
+    with capturedLogs() as events:
+        redisServer.command("CLIENT", "PAUSE", "2000", "ALL")
+        alice.member.join("#slow")
+        slow = await alice.waitFor(lambda e: isinstance(e, History) and e.room == "#slow")
+        alice.member.join("#slow2")
+        await alice.waitFor(lambda e: isinstance(e, History) and e.room == "#slow2")
+        with pytest.raises(ChatError) as e:
+            await alice.member.say("stuck", "#slow")
+        assert e.value.code == "unavailable"
+        redisServer.stop()
+        await _until(lambda: not a.cluster.connected)
+        alice.member.history("#slow")
+        down = await alice.waitFor(lambda e: isinstance(e, History) and e.room == "#slow" and e is not slow)
+        alice.member.privateHistory()
+        a.connect("bob")
+        with pytest.raises(ChatError):
+            await alice.member.say("down", "#slow")
+        assert not alice.closed
+        await a.stop()
+    assert (slow.reason, down.reason) == ("unavailable", "unavailable")
+    assert [e for e in events if "log_failure" in e] == []
+    # (the summaries count real seconds)
+    warnings = [re.sub(r" [\d.]+ s\)$", " T s)", formatEvent(e)) for e in events if e["log_level"] >= LogLevel.warn]
+    assert [w for w in warnings if "failed" in w or "confirm" in w] == [
+        "history of #slow failed: Redis did not answer within 0.3 s",
+        "Redis did not confirm a message: no answer within 0.3 s",
+        # (sent as alice connected, held by the pause, and lost with the connection)
+        "saving the token of alice failed: Redis is unreachable (Lost connection)",
+        "private history of alice failed: Redis is unreachable",
+        "history of #slow failed: Redis is unreachable (and 2 more times in T s)",
+        "saving the token of bob failed: Redis is unreachable (and 1 more times in T s)",
+    ]
 
 
 @pytest_twisted.ensureDeferred

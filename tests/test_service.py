@@ -506,7 +506,8 @@ def test_idsContinueFromTheStore(clock: Clock) -> None:
     A service over a store that already holds messages continues its ids.
     """
     store = MemoryStore()
-    store.append(Message("#lobby", 41, store.epoch, "bob", "old", 0.0))
+    for i in range(41):
+        store.append(Message("#lobby", 0, store.epoch, "bob", "old %d" % (i,), 0.0))
     service = ChatService(store=store, clock=clock)
     alice, _ = enter(service, "alice", "#lobby")
     assert say(alice, "new").id == 42
@@ -1093,10 +1094,10 @@ class PendingStore(MemoryStore):
 
     def __init__(self, **kw: Any) -> None:
         MemoryStore.__init__(self, **kw)
-        self.pending: list[tuple[Deferred[None], Message | Private]] = []
+        self.pending: list[tuple[Deferred[Any], Message | Private]] = []
 
-    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
+    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
         self.pending.append((d, message))
         return d
 
@@ -1105,8 +1106,7 @@ class PendingStore(MemoryStore):
         Store and confirm the oldest pending append.
         """
         d, message = self.pending.pop(0)
-        MemoryStore.append(self, message)
-        d.callback(None)
+        d.callback(fired(MemoryStore.append(self, message)))
 
     def fail(self) -> None:
         """

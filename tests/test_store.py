@@ -25,6 +25,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred, gatherResults
 from zope.interface.verify import verifyObject
 
+from twisted_chat._errors import StoreUnavailable
 from twisted_chat._events import Message, Private
 from twisted_chat._interfaces import IMessageStore
 from twisted_chat._memstore import MemoryStore
@@ -47,22 +48,51 @@ def within(d: Deferred[T], timeout: float = TIMEOUT) -> Deferred[T]:
     return d.addTimeout(timeout, reactor)
 
 
-def msg(store: Store, room: str, id: int, text: str | None = None, time: float | None = None, **kw: Any) -> Message:
-    return Message(room, id, store.epoch, kw.get("sender", "alice"), "m%d" % (id,) if text is None else text,
-                   1000.0 + id if time is None else time, kw.get("action", False))
+def msg(store: Store, room: str, n: int, text: str | None = None, time: float | None = None, **kw: Any) -> Message:
+    """
+    Message number C{n} of a test in C{room}: its text C{mN}, its time
+    1000 + C{n}; no id (the store gives it one).
+    """
+    return Message(room, 0, store.epoch, kw.get("sender", "alice"), "m%d" % (n,) if text is None else text,
+                   1000.0 + n if time is None else time, kw.get("action", False))
+
+
+def pm(sender: str, recipient: str, text: str, time: float) -> Private:
+    """
+    A private message; no id (the store gives it one).
+    """
+    return Private(0, sender, recipient, text, time)
 
 
 async def fill(store: Store, room: str, first: int, last: int, time: float | None = None) -> list[Message]:
     """
-    Store messages C{first}..C{last} of C{room}; wait until they are durable.
+    Store messages C{first}..C{last} of C{room} (which must be the ids the
+    store gives them); wait until they are durable.
     """
-    msgs = [msg(store, room, i, time=time) for i in range(first, last + 1)]
-    await within(gatherResults([store.append(m) for m in msgs]))
+    msgs = await within(gatherResults([store.append(msg(store, room, i, time=time)) for i in range(first, last + 1)]))
+    assert ids(msgs) == list(range(first, last + 1))
     return msgs
 
 
 def ids(msgs: list[Any] | None) -> list[int] | None:
     return None if msgs is None else [m.id for m in msgs]
+
+
+def diskFull(store: SQLiteStore, full: bool) -> Deferred[None]:
+    """
+    Make C{store}'s database full (not one page more, as on a full disk), or
+    not any more; in the store's thread, as the pragma holds for its
+    connection only.
+    """
+
+    def limit(conn: sqlite3.Connection) -> None:
+        pages = 1 << 30
+        if full:
+            assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute("PRAGMA max_page_count = %d" % (pages,))
+
+    return store._call(limit)
 
 
 def openSQLite(path: Path, **kw: Any) -> SQLiteStore:
@@ -128,20 +158,28 @@ async def test_eachNewStoreHasItsOwnEpoch(makeStore: Callable[..., Store]) -> No
 
 
 @pytest_twisted.ensureDeferred
-async def test_lastIdStartsAtZeroAndFollowsAppends(makeStore: Callable[..., Store]) -> None:
+async def test_appendGivesIdsInAppendOrder(makeStore: Callable[..., Store]) -> None:
     """
-    C{lastId} is 0 for a room without messages and the highest id appended
-    otherwise, as soon as C{append} returns; each room and the private
-    messages count separately.
+    The store numbers what it stores: each room, and the private messages,
+    count from 1 in the order of the appends, whatever id a message came
+    with; an append fires with the stored message and its id. C{lastId} is
+    0 for a room without messages and its highest stored id otherwise.
     """
     store = makeStore()
     assert (store.lastId("#dev"), store.lastId("@private")) == (0, 0)
-    pending = [store.append(msg(store, "#dev", i)) for i in (1, 2, 3)]
+    pending = [store.append(msg(store, "#dev", i)) for i in (1, 2)]
     pending.append(store.append(msg(store, "#ops", 1)))
     pending.append(store.append(Private(7, "alice", "bob", "hi", 1.0)))
-    assert [store.lastId(r) for r in ("#dev", "#ops", "#lobby", "@private")] == [3, 1, 0, 7]
-    await within(gatherResults(pending))
-    assert [store.lastId(r) for r in ("#dev", "#ops", "#lobby", "@private")] == [3, 1, 0, 7]
+    pending.append(store.append(Message("#dev", 42, store.epoch, "bob", "third", 3.0)))
+    pending.append(store.append(pm("bob", "alice", "ho", 2.0)))
+    stored = await within(gatherResults(pending))
+    assert [(getattr(m, "room", "@private"), m.id, m.text) for m in stored] == [
+        ("#dev", 1, "m1"), ("#dev", 2, "m2"), ("#ops", 1, "m1"), ("@private", 1, "hi"), ("#dev", 3, "third"),
+        ("@private", 2, "ho"),
+    ]
+    assert [store.lastId(r) for r in ("#dev", "#ops", "#lobby", "@private")] == [3, 1, 0, 2]
+    assert [(m.id, m.text) for m in await within(store.recent("#dev", 10))] == [(1, "m1"), (2, "m2"), (3, "third")]
+    assert [(p.id, p.text) for p in await within(store.privateFor("alice", None, 10))] == [(1, "hi"), (2, "ho")]
 
 
 @pytest_twisted.ensureDeferred
@@ -158,7 +196,7 @@ async def test_appendsFireInAppendOrderInTheReactorThread(makeStore: Callable[..
     for i in range(1, 301):
         m: Message | Private
         if i % 7 == 0:
-            m, name = Private(i, "alice", "bob", "p%d" % (i,), float(i)), "p%d" % (i,)
+            m, name = pm("alice", "bob", "p%d" % (i,), float(i)), "p%d" % (i,)
         else:
             room = "#a" if i % 2 else "#b"
             m, name = msg(store, room, i), "%s/%d" % (room, i)
@@ -178,7 +216,7 @@ async def test_readSeesEveryEarlierAppend(makeStore: Callable[..., Store]) -> No
     """
     store = makeStore()
     store.append(msg(store, "#dev", 1, "first"))
-    store.append(Private(1, "alice", "bob", "psst", 5.0))
+    store.append(pm("alice", "bob", "psst", 5.0))
     assert [m.text for m in await within(store.recent("#dev", 10))] == ["first"]
     assert [p.text for p in await within(store.privateFor("bob", None, 10))] == ["psst"]
     assert ids(await within(store.since("#dev", store.epoch, 0, 10))) == [1]
@@ -192,14 +230,14 @@ async def test_messagesComeBackAsStored(makeStore: Callable[..., Store]) -> None
     recipient, text and time.
     """
     store = makeStore()
-    await within(store.append(Message("#dév", 1, store.epoch, "Ünï", "naïve 😀 'quote' \"dq\"\n", 1764201600.125, True)))
-    await within(store.append(Private(3, "Alice", "BOB", "secret ✓", 1764201601.5)))
+    await within(store.append(Message("#dév", 0, store.epoch, "Ünï", "naïve 😀 'quote' \"dq\"\n", 1764201600.125, True)))
+    await within(store.append(pm("Alice", "BOB", "secret ✓", 1764201601.5)))
     [m] = await within(store.recent("#dév", 5))
     assert (m.room, m.id, m.epoch, m.sender, m.text, m.time, m.action) == (
         "#dév", 1, store.epoch, "Ünï", "naïve 😀 'quote' \"dq\"\n", 1764201600.125, True
     )
     [p] = await within(store.privateFor("bob", None, 5))
-    assert (p.id, p.sender, p.recipient, p.text, p.time) == (3, "Alice", "BOB", "secret ✓", 1764201601.5)
+    assert (p.id, p.sender, p.recipient, p.text, p.time) == (1, "Alice", "BOB", "secret ✓", 1764201601.5)
 
 
 @pytest_twisted.ensureDeferred
@@ -286,11 +324,11 @@ async def test_privateForFindsBothDirections(makeStore: Callable[..., Store]) ->
     """
     store = makeStore()
     for p in [
-        Private(1, "alice", "bob", "one", 10.0),
-        Private(2, "Bob", "carol", "two", 20.0),
-        Private(3, "carol", "alice", "three", 30.0),
-        Private(4, "carol", "BOB", "four", 40.0),
-        Private(5, "bob", "bob", "five", 50.0),
+        pm("alice", "bob", "one", 10.0),
+        pm("Bob", "carol", "two", 20.0),
+        pm("carol", "alice", "three", 30.0),
+        pm("carol", "BOB", "four", 40.0),
+        pm("bob", "bob", "five", 50.0),
     ]:
         store.append(p)
     assert ids(await within(store.privateFor("BOB", None, 10))) == [1, 2, 4, 5]
@@ -327,7 +365,7 @@ async def test_pruneByCount(makeStore: Callable[..., Store]) -> None:
     store = makeStore(retain=3)
     await fill(store, "#dev", 1, 5)
     await fill(store, "#ops", 1, 2)
-    await within(gatherResults([store.append(Private(i, "alice", "bob", "p", 1.0)) for i in range(1, 36)]))
+    await within(gatherResults([store.append(pm("alice", "bob", "p", 1.0)) for i in range(1, 36)]))
     await within(store.prune(2000.0))
     assert ids(await within(store.recent("#dev", 100))) == [3, 4, 5]
     assert ids(await within(store.recent("#ops", 100))) == [1, 2]
@@ -354,8 +392,8 @@ async def test_pruneByAge(makeStore: Callable[..., Store]) -> None:
     await fill(store, "#dev", 1, 3, time=now - 3 * day)
     await fill(store, "#dev", 4, 5, time=now - 1 * day)
     await fill(store, "#old", 1, 2, time=now - 2.5 * day)
-    store.append(Private(1, "alice", "bob", "old", now - 5 * day))
-    await within(store.append(Private(2, "bob", "alice", "new", now - day)))
+    store.append(pm("alice", "bob", "old", now - 5 * day))
+    await within(store.append(pm("bob", "alice", "new", now - day)))
     assert await within(store.prune(now)) == 3 + 2 + 1
     assert ids(await within(store.recent("#dev", 100))) == [4, 5]
     assert await within(store.recent("#old", 100)) == []
@@ -363,7 +401,7 @@ async def test_pruneByAge(makeStore: Callable[..., Store]) -> None:
     assert [store.lastId(r) for r in ("#dev", "#old", "@private")] == [5, 2, 2]
     assert await within(store.since("#old", store.epoch, 2, 100)) == []
     assert await within(store.since("#old", store.epoch, 1, 100)) is None
-    await within(store.append(msg(store, "#old", 3, time=now)))
+    assert (await within(store.append(msg(store, "#old", 3, time=now)))).id == 3
     assert ids(await within(store.recent("#old", 100))) == [3]
     assert store.lastId("#old") == 3
     assert await within(store.prune(now)) == 0
@@ -376,7 +414,7 @@ async def test_noAgeLimitKeepsOldMessages(makeStore: Callable[..., Store]) -> No
     """
     store = makeStore()
     await fill(store, "#dev", 1, 3, time=0.0)
-    await within(store.append(Private(1, "alice", "bob", "old", 0.0)))
+    await within(store.append(pm("alice", "bob", "old", 0.0)))
     assert await within(store.prune(1e10)) == 0
     assert ids(await within(store.recent("#dev", 10))) == [1, 2, 3]
     assert ids(await within(store.privateFor("bob", None, 10))) == [1]
@@ -401,7 +439,8 @@ async def test_sqliteReopenKeepsEverything(dbPath: Path) -> None:
     store = openSQLite(dbPath, retainMessages=4)
     await fill(store, "#dev", 1, 6)
     await fill(store, "#ops", 1, 2)
-    await within(store.append(Private(9, "alice", "bob", "psst", 5.0)))
+    await within(gatherResults([store.append(pm("alice", "bob", "p", 5.0)) for _ in range(8)]))
+    await within(store.append(pm("alice", "bob", "psst", 5.0)))
     await within(store.saveToken("alice", "hash-a"))
     await within(store.prune(2000.0))
     epoch = store.epoch
@@ -415,9 +454,10 @@ async def test_sqliteReopenKeepsEverything(dbPath: Path) -> None:
             (3, epoch, "m3"), (4, epoch, "m4"), (5, epoch, "m5"), (6, epoch, "m6")
         ]
         assert ids(await within(again.since("#ops", epoch, 1, 10))) == [2]
-        assert [(p.id, p.text) for p in await within(again.privateFor("bob", None, 10))] == [(9, "psst")]
+        assert [(p.id, p.text) for p in await within(again.privateFor("bob", 8, 10))] == [(9, "psst")]
         assert again.tokens() == {"alice": "hash-a"}
-        await within(again.append(msg(again, "#dev", 7)))
+        assert (await within(again.append(msg(again, "#dev", 7)))).id == 7
+        assert (await within(again.append(pm("bob", "alice", "re", 6.0)))).id == 10
         assert again.lastId("#dev") == 7
     finally:
         await within(again.close())
@@ -432,11 +472,11 @@ async def test_sqliteRefsAfterReopen(dbPath: Path) -> None:
     """
     store = openSQLite(dbPath)
     await within(gatherResults([
-        store.append(Message("#dev", 1, store.epoch, "Alice", "old", 100.0), "r0"),
-        store.append(Message("#dev", 2, store.epoch, "Alice", "hello", 200.0), "r1"),
-        store.append(Message("#dev", 3, store.epoch, "bob", "no ref", 201.0)),
-        store.append(Message("#ops", 1, store.epoch, "bob", "hi ops", 202.0, True), "r1"),
-        store.append(Private(1, "Bob", "alice", "psst", 203.0), "p1"),
+        store.append(Message("#dev", 0, store.epoch, "Alice", "old", 100.0), "r0"),
+        store.append(Message("#dev", 0, store.epoch, "Alice", "hello", 200.0), "r1"),
+        store.append(Message("#dev", 0, store.epoch, "bob", "no ref", 201.0)),
+        store.append(Message("#ops", 0, store.epoch, "bob", "hi ops", 202.0, True), "r1"),
+        store.append(pm("Bob", "alice", "psst", 203.0), "p1"),
     ]))
     epoch = store.epoch
     await within(store.close())
@@ -471,11 +511,11 @@ async def test_sqliteBurstIsCommittedInBatches(dbPath: Path) -> None:
     order: list[int] = []
     pending = []
     for i in range(1, count + 1):
-        d = store.append(Message("#burst", i, store.epoch, "alice", "b%d" % (i,), float(i)))
-        d.addCallback(lambda _, i=i: order.append(i))
+        d = store.append(Message("#burst", 0, store.epoch, "alice", "b%d" % (i,), float(i)))
+        d.addCallback(lambda m, i=i: order.append((i, m.id)))
         pending.append(d)
     await within(gatherResults(pending), 60)
-    assert order == list(range(1, count + 1))
+    assert order == [(i, i) for i in range(1, count + 1)]
     assert store.committed == count
     assert store.batches <= count // 100, "%d messages took %d commits" % (count, store.batches)
     await within(store.close())
@@ -514,21 +554,49 @@ async def test_sqliteCloseCommitsWhatWasQueued(dbPath: Path) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_sqliteFailedCommitIsReportedAndTheStoreGoesOn(dbPath: Path) -> None:
+async def test_sqliteFailedBatchTakesNoIds(dbPath: Path) -> None:
     """
-    An append the database refuses (an id already stored in that room)
-    fails its Deferred; the message stored first is untouched and later
-    appends succeed.
+    When the database cannot commit (it is full), every append of the
+    batch fails with L{StoreUnavailable} naming the file and the reason,
+    and gives back the ids it took: once the database can write again, the
+    rooms and the private messages go on from their last stored ids, with
+    no hole, also after a reopen.
     """
     store = openSQLite(dbPath)
     try:
-        await within(store.append(msg(store, "#dev", 1, "original")))
-        with pytest.raises(sqlite3.IntegrityError):
-            await within(store.append(msg(store, "#dev", 1, "duplicate")))
-        await within(store.append(msg(store, "#dev", 2, "later")))
-        assert [(m.id, m.text) for m in await within(store.recent("#dev", 10))] == [(1, "original"), (2, "later")]
+        await fill(store, "#dev", 1, 3)
+        await within(store.append(pm("alice", "bob", "psst", 1.0)))
+        await within(diskFull(store, True))
+        long = "x" * 5000  # (a row larger than a page: it needs a new one)
+        failed = [
+            store.append(msg(store, "#dev", 4, long)),
+            store.append(msg(store, "#ops", 1, long)),
+            store.append(pm("alice", "bob", long, 2.0)),
+            store.append(msg(store, "#dev", 5, long)),
+        ]
+        for d in failed:
+            with pytest.raises(StoreUnavailable) as e:
+                await within(d)
+            assert str(e.value) == "%s: database or disk is full" % (dbPath,)
+        assert [store.lastId(r) for r in ("#dev", "#ops", "@private")] == [3, 0, 1]
+        await within(diskFull(store, False))
+        later = await within(gatherResults([
+            store.append(msg(store, "#dev", 4, "later")),
+            store.append(msg(store, "#ops", 1, "first")),
+            store.append(pm("bob", "alice", "back", 3.0)),
+        ]))
+        assert [m.id for m in later] == [4, 1, 2]
+        assert [(m.id, m.text) for m in await within(store.recent("#dev", 10))][2:] == [(3, "m3"), (4, "later")]
+        assert ids(await within(store.since("#dev", store.epoch, 3, 10))) == [4]
     finally:
         await within(store.close())
+
+    again = openSQLite(dbPath)
+    try:
+        assert (await within(again.append(msg(again, "#dev", 5)))).id == 5
+        assert (await within(again.append(pm("alice", "bob", "more", 4.0)))).id == 3
+    finally:
+        await within(again.close())
 
 
 # -- files the SQLite store must not use --

@@ -60,17 +60,16 @@ class IMessageStore(Interface):
     """
     Where messages live: ids, epochs and history.
 
-    Ids are assigned by the service from L{lastId}, or, when C{assignsIds}
-    (a store shared by several nodes), by the store as it appends; L{append}
-    makes a message durable and the service delivers it only after that
-    Deferred fires, so delivery follows commit order.
+    The store numbers messages: L{append} gives a message the next id of
+    its room (or of the private messages) as it stores it, in the order of
+    the appends, and fires with it once it is durable; the service
+    delivers it only then, so delivery follows commit order. An append that
+    fails takes no id: a room's ids within an epoch are 1, 2, 3, … with no
+    hole. Failures an operator fixes outside the daemon (a full disk, an
+    unreachable database) are L{twisted_chat._errors.StoreUnavailable}.
     """
 
     epoch = Attribute("A short string naming this store's unbroken id sequence.")
-    assignsIds = Attribute(
-        "Whether append() gives messages their ids (and fires with the stored "
-        "message) instead of storing the id the service gave them."
-    )
 
     def open() -> object:
         """
@@ -79,15 +78,16 @@ class IMessageStore(Interface):
 
     def lastId(room: str) -> int:
         """
-        The highest id ever assigned in C{room} (0 if none). Synchronous.
+        The highest id stored in C{room} (0 if none; pruning does not lower
+        it); 0 when the store does not know it locally. Synchronous.
         """
 
     def append(message: object, ref: str | None = None) -> object:
         """
-        Store one L{Message} or L{Private} (with the client's C{ref}, if any);
-        returns a Deferred that fires once it is durable (with the stored
-        message, when the store C{assignsIds}). Deferreds fire in the order
-        of the appends.
+        Store one L{Message} or L{Private} (with the client's C{ref}, if
+        any), giving it its id (whatever C{message.id} was); returns a
+        Deferred that fires once it is durable, with the stored message.
+        Deferreds fire in the order of the appends.
         """
 
     def recent(room: str, limit: int, before: int | None = None) -> object:

@@ -290,7 +290,7 @@ class JsonSession:
             if f.check(ChatError):
                 self.sendErrorObject(f.value.code, f.value.message, ref)  # type: ignore[union-attr]
             else:
-                self._log.failure("storing a message failed", f)
+                self.service.logStoreFailure("storing a message failed", f)
                 self.sendErrorObject("server-error", "not stored: please try again", ref)
 
         d.addCallbacks(ok, failed)

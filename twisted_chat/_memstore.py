@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
@@ -23,9 +24,6 @@ class MemoryStore:
     Its epoch is new for every process, so a client resuming against a
     restarted daemon is told its position is gone.
     """
-
-    #: the service numbers messages (from lastId)
-    assignsIds = False
 
     def __init__(self, retain: int = 1000, retainDays: float | None = None) -> None:
         self.epoch = secrets.token_hex(4)
@@ -51,17 +49,22 @@ class MemoryStore:
             return self._lastPrivate
         return self._last.get(room, 0)
 
-    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[None]:
-        if isinstance(message, Private):
+    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[Any]:
+        """
+        Give C{message} the next id of its room (or of the private
+        messages) and keep it; fires at once, with it.
+        """
+        if type(message) is Private:
+            self._lastPrivate = message.id = self._lastPrivate + 1
             self._private.append(message)
-            self._lastPrivate = max(self._lastPrivate, message.id)
         else:
-            q = self._rooms.get(message.room)
+            room = message.room
+            q = self._rooms.get(room)
             if q is None:
-                q = self._rooms[message.room] = deque(maxlen=self._retain)
+                q = self._rooms[room] = deque(maxlen=self._retain)
+            self._last[room] = message.id = self._last.get(room, 0) + 1
             q.append(message)
-            self._last[message.room] = message.id
-        return succeed(None)
+        return succeed(message)
 
     def recent(
         self, room: str, limit: int, before: int | None = None

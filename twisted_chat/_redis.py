@@ -42,12 +42,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat._errors import ChatError
+from twisted_chat._errors import ChatError, FailureLog, StoreUnavailable
 from twisted_chat._events import Message, Private, TopicChanged
 from twisted_chat._interfaces import IBroker, IMessageStore, resumePosition
 from twisted_chat._names import nickKey
@@ -338,6 +339,10 @@ def _entries(reply: Any) -> list[dict[str, Any]]:
 
 def _unavailable(what: str = "the message store is unreachable: not sent") -> ChatError:
     return ChatError("unavailable", what + ", try again")
+
+
+def _unreachable() -> Deferred[Any]:
+    return fail(StoreUnavailable("Redis is unreachable"))
 
 
 class _Commands(txredisapi.RedisProtocol):
@@ -725,14 +730,12 @@ class RedisStore:
     room, one per nick for private messages, a counter per room.
     """
 
-    #: the store assigns ids as it stores (see ChatService._say)
-    assignsIds = True
-
     def __init__(self, cluster: RedisCluster) -> None:
         self.cluster = cluster
         self.epoch = ""
         #: epochs this node saw replaced (Redis came back empty)
         self.retired: set[str] = set()
+        self._failures = FailureLog(cluster._log, lambda: cluster.clock)
 
     def setEpoch(self, epoch: str, authoritative: bool = True) -> bool:
         """
@@ -761,8 +764,19 @@ class RedisStore:
 
     def ping(self) -> Deferred[None]:
         if not self.cluster.connected:
-            return fail(ConnectionError("Redis is unreachable"))
-        return self.cluster.call("ping").addCallback(lambda _: None)
+            return _unreachable()
+        return self.cluster.call("ping").addCallbacks(lambda _: None, self._down)
+
+    def _down(self, f: Failure) -> Failure:
+        """
+        Redis not answering in time, or a connection lost or not there, as
+        L{StoreUnavailable}; anything else as it is.
+        """
+        if f.check(DeferredTimeout):
+            return Failure(StoreUnavailable("Redis did not answer within %g s" % (self.cluster.commandTimeout,)))
+        if f.check(txredisapi.ConnectionError, ConnectionError):
+            return Failure(StoreUnavailable("Redis is unreachable (%s)" % (f.getErrorMessage(),)))
+        return f
 
     def lastId(self, room: str) -> int:
         return 0
@@ -808,14 +822,12 @@ class RedisStore:
     def _failed(self, f: Failure) -> Failure:
         if f.check(ChatError):
             return f
-        from twisted.internet.defer import TimeoutError as DeferredTimeout
-
         why = (
             "no answer within %g s" % (self.cluster.commandTimeout,)
             if f.check(DeferredTimeout)
             else f.getErrorMessage()
         )
-        self.cluster._log.warn("Redis did not confirm a message: {why}", why=why)
+        self._failures.unavailable("Redis did not confirm a message", why)
         return Failure(
             ChatError(
                 "unavailable",
@@ -827,12 +839,12 @@ class RedisStore:
     def _range(self, key: str, start: str, end: str, count: int, reverse: bool = False) -> Deferred[list[Any]]:
         c = self.cluster
         if not c.connected:
-            return fail(ConnectionError("Redis is unreachable"))
+            return _unreachable()
         if reverse:
             d = c.command("XREVRANGE", key, end, start, "COUNT", str(count))
         else:
             d = c.command("XRANGE", key, start, end, "COUNT", str(count))
-        return c.timed(d).addCallback(_entries)
+        return c.timed(d).addCallbacks(_entries, self._down)
 
     def range(self, room: str, afterId: int, limit: int) -> Deferred[list[Message]]:
         """
@@ -853,7 +865,7 @@ class RedisStore:
             return succeed(None)
         c = self.cluster
         if not c.connected:
-            return fail(ConnectionError("Redis is unreachable"))
+            return _unreachable()
 
         def got(last: Any) -> Any:
             verdict = resumePosition(afterId, int(last or 0), limit)
@@ -867,7 +879,7 @@ class RedisStore:
 
             return self.range(room, afterId, limit).addCallback(check)
 
-        return c.timed(c.call("get", c.key("seq", room))).addCallback(got)
+        return c.timed(c.call("get", c.key("seq", room))).addCallbacks(got, self._down)
 
     def privateFor(self, nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
         if limit <= 0:
@@ -887,7 +899,7 @@ class RedisStore:
     def saveToken(self, key: str, tokenHash: str) -> Deferred[None]:
         c = self.cluster
         if not c.connected:
-            return fail(ConnectionError("Redis is unreachable"))
+            return _unreachable()
         d = c.call("hsetnx", c.key("tok"), key, tokenHash)
 
         def saved(new: Any) -> Any:
@@ -895,7 +907,7 @@ class RedisStore:
                 return c.call("publish", c.key("bus"), json.dumps({"t": "tok", "o": c.node, "k": key, "h": tokenHash}))
             return None
 
-        return d.addCallback(saved).addCallback(lambda _: None)
+        return d.addCallback(saved).addCallbacks(lambda _: None, self._down)
 
     def prune(self, now: float) -> Deferred[int]:
         c = self.cluster
@@ -911,7 +923,7 @@ class RedisStore:
 
         from twisted.internet.defer import ensureDeferred
 
-        return ensureDeferred(run())
+        return ensureDeferred(run()).addErrback(self._down)
 
 
 @implementer(IBroker)

@@ -23,7 +23,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twisted_chat._errors import ChatError
+from twisted_chat._errors import ChatError, FailureLog
 from twisted_chat._events import (
     EpochChanged,
     Event,
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
 LOBBY = "#lobby"
-PRIVATE = "@private"
 
 
 def _sortedNicks(nicks: Iterable[str]) -> list[str]:
@@ -490,7 +489,6 @@ class ChatService(Service):
         self.members: set[Member] = set()
         self._nicks: dict[str, Member] = {}
         self._guest = 0
-        self._lastIds: dict[str, int] = {}
         self._allGone: Deferred[None] | None = None
         self.refWindow = refWindow
         self.pruneInterval = pruneInterval
@@ -520,6 +518,8 @@ class ChatService(Service):
         #: the daemon's ring of recent warnings and errors (for /status)
         self.recentErrors: Any = None
         self.startedAt = 0.0
+        #: how failures of the store are logged (see logStoreFailure)
+        self._storeFailures = FailureLog(self._log, lambda: self.clock)
         self.setName("chat")
 
     # The service's limits, as they were attributes before they moved to
@@ -565,7 +565,7 @@ class ChatService(Service):
                 self._log.info("pruned {count} messages past retention", count=count)
 
         def failed(f: Failure) -> None:
-            self._log.failure("pruning history failed", f)
+            self.logStoreFailure("pruning history failed", f)
 
         return self.store.prune(self.now()).addCallbacks(done, failed)
 
@@ -594,7 +594,12 @@ class ChatService(Service):
         else:
             done.callback(None)
         done.addCallback(lambda _: self.store.close())
-        return done
+
+        def closed(result: object) -> object:
+            self._storeFailures.flush()
+            return result
+
+        return done.addBoth(closed)
 
     # Connections
 
@@ -641,7 +646,7 @@ class ChatService(Service):
                 issued = secrets.token_urlsafe(18)
                 self._tokens[key] = known = hashToken(issued)
                 self.store.saveToken(key, known).addErrback(
-                    lambda f: self._log.failure("saving the token of {nick} failed", f, nick=nick)
+                    lambda f: self.logStoreFailure("saving the token of {nick} failed", f, nick=nick)
                 )
                 owner = True
             elif isinstance(token, str) and hmac.compare_digest(hashToken(token), known):
@@ -951,7 +956,7 @@ class ChatService(Service):
             d = store.since(name, epoch, afterId, self.resumeLimit).addCallback(resumed)
 
         def failed(f: Failure) -> None:
-            self._log.failure("history of {room} failed", f, room=name)
+            self.logStoreFailure("history of {room} failed", f, room=name)
             fetched(([], False if since is not None else None, "unavailable"))
 
         d.addCallbacks(fetched, failed)
@@ -1001,14 +1006,6 @@ class ChatService(Service):
             raise ChatError("too-long", "message too long (max %d characters): not sent" % (limit,))
         return text
 
-    def _nextId(self, key: str) -> int:
-        last = self._lastIds.get(key)
-        if last is None:
-            last = self.store.lastId(key)
-        last += 1
-        self._lastIds[key] = last
-        return last
-
     def _idempotent(self, member: Member, ref: object, make: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """
         Run C{make} unless this nick already sent C{ref} within the window;
@@ -1037,8 +1034,6 @@ class ChatService(Service):
             return msg
 
         def failed(f: Failure) -> Failure:
-            if not f.check(ChatError):
-                self.stats.storeFailed()
             if refs.get(key) is entry:
                 del refs[key]
             entry.failed(f)
@@ -1046,24 +1041,40 @@ class ChatService(Service):
 
         return d.addCallbacks(stored, failed)
 
+    def _notStored(self, f: Failure) -> Failure:
+        """
+        A message could not be stored: count it (the sender is answered,
+        and the failure logged, by its front-end).
+        """
+        if not f.check(ChatError):
+            self.stats.storeFailed()
+        return f
+
+    def logStoreFailure(self, format: str, failure: Failure, **fields: Any) -> None:
+        """
+        Log a failure of the store met by C{format} (a log format with
+        C{fields}): L{StoreUnavailable} as one warning line (repeats
+        summed up, see L{FailureLog}), anything else with its traceback.
+        Front-ends log the messages they could not store through this.
+        """
+        self._storeFailures.failure(format, failure, **fields)
+
     def _say(self, member: Member, name: str, text: str, action: bool, ref: object = None) -> Deferred[Message]:
         self._requireLogin(member)
         text = self._checkText(text)
 
         def make() -> Deferred[Message]:
-            msg = Message(
-                name, 0 if self.store.assignsIds else self._nextId(name), self.store.epoch, member.nick, text, self.now(), action
-            )
+            # (the store gives it its id as it stores it)
+            msg = Message(name, 0, self.store.epoch, member.nick, text, self.now(), action)
             d = self.store.append(msg, None if ref is None else str(ref))
 
-            def stored(result: object) -> Any:
-                final = result if isinstance(result, Message) else msg
+            def stored(final: Message) -> Any:
                 self.stats.messageStored("room", self.now() - msg.time)
                 if self.logMessages:
                     self._log.info("{nick} in {room}: {text}", nick=final.sender, room=name, text=final.text)
                 return self.broker.deliverMessage(final)
 
-            return d.addCallback(stored)
+            return d.addCallbacks(stored, self._notStored)
 
         return self._idempotent(member, ref, make)
 
@@ -1094,13 +1105,11 @@ class ChatService(Service):
 
         def make() -> Deferred[Private]:
             recipient = target.nick if target is not None else (remote or nick)
-            msg = Private(0 if self.store.assignsIds else self._nextId(PRIVATE), member.nick, recipient, text, self.now())
-            d = self.broker.appendPrivate(msg, None if ref is None else str(ref))
+            # (the store gives it its id as it stores it)
+            sent = Private(0, member.nick, recipient, text, self.now())
+            d = self.broker.appendPrivate(sent, None if ref is None else str(ref))
 
-            def stored(result: object) -> Private:
-                nonlocal msg
-                if isinstance(result, Private):
-                    msg = result
+            def stored(msg: Private) -> Private:
                 self.stats.messageStored("private", self.now() - msg.time)
                 if remote is not None:
                     # (the broker routes it to the recipient's node)
@@ -1118,7 +1127,7 @@ class ChatService(Service):
                     self._send(member, msg)
                 return msg
 
-            return d.addCallback(stored)
+            return d.addCallbacks(stored, self._notStored)
 
         return self._idempotent(member, ref, make)
 
@@ -1132,7 +1141,7 @@ class ChatService(Service):
                 self._send(member, PrivateHistory(msgs))
 
         def failed(f: Failure) -> None:
-            self._log.failure("private history of {nick} failed", f, nick=member.nick)
+            self.logStoreFailure("private history of {nick} failed", f, nick=member.nick)
             if not member.gone:
                 self._send(member, PrivateHistory([]))
 
@@ -1207,7 +1216,7 @@ class ChatService(Service):
                 self._send(member, History(name, self.store.epoch, msgs))
 
         def failed(f: Failure) -> None:
-            self._log.failure("history of {room} failed", f, room=name)
+            self.logStoreFailure("history of {room} failed", f, room=name)
             if not member.gone:
                 self._send(member, History(name, self.store.epoch, [], None, "unavailable"))
 
@@ -1373,7 +1382,6 @@ class ChatService(Service):
         self._log.warn(
             "the message store was reset: epoch {previous} is gone, new epoch {epoch}", previous=previous, epoch=epoch
         )
-        self._lastIds.clear()
         now = self.now()
         for name, room in list(self.rooms.items()):
             self._broadcast(room, EpochChanged(name, epoch, previous, now))

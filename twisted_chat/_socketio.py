@@ -742,7 +742,7 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
             if f.check(ChatError):
                 self._refuse(ack, f.value.code, f.value.message, ref)  # type: ignore[union-attr]
             else:
-                self._log.failure("storing a message failed", f)
+                self.service.logStoreFailure("storing a message failed", f)
                 self._refuse(ack, "server-error", "not stored: please try again", ref)
 
         d.addCallbacks(stored, failed)

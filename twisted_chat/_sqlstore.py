@@ -5,9 +5,15 @@ The SQLite message store (the default).
 All database work runs in one dedicated thread, never in the reactor.
 Appends are queued; the thread takes everything queued at once and commits it
 in one transaction, so a burst of messages costs one commit, not one each.
-Reads go through the same queue, so a read sees every append queued before
-it. Deferreds fire in the reactor thread, in queue order, so the service
-delivers messages in id order once they are durable.
+The thread gives the messages of a batch their ids, in queue order, as it
+commits them; a batch that fails to commit gives its ids back, so a room's
+ids have no holes whatever fails. Reads go through the same queue, so a
+read sees every append queued before it. Deferreds fire in the reactor
+thread, in queue order, so the service delivers messages in id order once
+they are durable.
+
+Failures the operator has to fix outside the daemon (the disk is full, an
+I/O error, the database stayed locked) come back as L{StoreUnavailable}.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_chat._errors import FailureLog, StoreUnavailable
 from twisted_chat._events import Message, Private
 from twisted_chat._interfaces import IMessageStore, resumePosition
 
@@ -103,6 +110,33 @@ class StoreError(Exception):
     """
     The database cannot be used; the message says why, for people.
     """
+
+
+#: primary SQLite result codes of failures that are not bugs: the disk, the
+#: file system or another process is in the way (see sqlite.org/rescode.html)
+_OPERATIONAL = frozenset({
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PROTOCOL,
+})  # fmt: skip
+
+
+def _failure(path: str) -> Failure:
+    """
+    The exception being handled as a Failure: an operational SQLite error
+    (see L{_OPERATIONAL}) as L{StoreUnavailable} saying why, anything else
+    as it is, with its traceback.
+    """
+    f = Failure()
+    e = f.value
+    if isinstance(e, sqlite3.Error) and (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF in _OPERATIONAL:
+        return Failure(StoreUnavailable("%s: %s" % (path, e)))
+    return f
 
 
 def _open(path: str, sync: str) -> sqlite3.Connection:
@@ -189,8 +223,6 @@ class SQLiteStore:
     """
 
     _log = Logger()
-    #: the service numbers messages (from lastId)
-    assignsIds = False
 
     def __init__(
         self,
@@ -210,7 +242,13 @@ class SQLiteStore:
         self._conn = _open(path, sync)
         conn = self._conn
         self.epoch: str = conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0]
+        #: the last id committed per room (and "@private"), in the reactor
         self._last: dict[str, int] = dict(conn.execute("SELECT name, last_id FROM sequences").fetchall())
+        #: the same, for the database thread only: it assigns ids from it
+        self._seq: dict[str, int] = dict(self._last)
+        #: rooms with messages, stored or queued (a room not in it has no
+        #: history: no need to ask the thread)
+        self._rooms: set[str] = set(self._last)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed: Deferred[None] | None = None
@@ -223,6 +261,10 @@ class SQLiteStore:
         #: seconds of callbacks (acks, broadcasts) run per reactor turn at
         #: most, so that a big batch does not stall the reactor
         self.fireBudget = fireBudget
+        self._failures = FailureLog(self._log, lambda: self.reactor)  # type: ignore[arg-type,return-value]
+        #: messages that could not be committed since the last commit that
+        #: could (for the line saying the store works again)
+        self._lost = 0
 
     # -- life cycle --
 
@@ -253,7 +295,12 @@ class SQLiteStore:
             d.callback(None)
         else:
             self._queue.put((_STOP, d))
-        return d
+
+        def closed(result: object) -> object:
+            self._failures.flush()
+            return result
+
+        return d.addBoth(closed)
 
     # -- the database thread --
 
@@ -287,24 +334,46 @@ class SQLiteStore:
             try:
                 result = fn(conn)
             except Exception:
-                self.reactor.callFromThread(self._arrived, [(d, Failure(), True)])
+                f = _failure(self.path)
+                if conn.in_transaction:
+                    # (a prune that failed half way must not leave its
+                    # transaction open: every later BEGIN would fail)
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                self.reactor.callFromThread(self._arrived, [(d, f, True)])
             else:
                 self.reactor.callFromThread(self._arrived, [(d, result, False)])
             item = q.get()
 
-    def _commit(self, conn: sqlite3.Connection, writes: list[tuple[Any, str | None, Deferred[None]]]) -> None:
+    def _commit(self, conn: sqlite3.Connection, writes: list[tuple[Any, str | None, Deferred[Any]]]) -> None:
+        """
+        Give the messages of C{writes} their ids, in order, and commit them
+        in one transaction; if that fails, give the ids back.
+        """
+        seq = self._seq
+        #: the last id of each sequence this batch takes ids from, before it
+        before: dict[str, int] = {}
         rooms = []
         privates = []
-        last: dict[str, int] = {}
         for msg, ref, _ in writes:
-            if isinstance(msg, Private):
+            if type(msg) is Private:
+                n = seq.get("@private", 0)
+                if "@private" not in before:
+                    before["@private"] = n
+                msg.id = seq["@private"] = n + 1
                 privates.append(
-                    (msg.id, msg.sender, msg.recipient, msg.sender.lower(), msg.recipient.lower(), msg.text, msg.time, ref)
+                    (n + 1, msg.sender, msg.recipient, msg.sender.lower(), msg.recipient.lower(), msg.text, msg.time, ref)
                 )
-                last["@private"] = max(last.get("@private", 0), msg.id)
             else:
-                rooms.append((msg.room, msg.id, msg.sender, msg.text, msg.time, int(msg.action), ref))
-                last[msg.room] = max(last.get(msg.room, 0), msg.id)
+                room = msg.room
+                n = seq.get(room, 0)
+                if room not in before:
+                    before[room] = n
+                msg.id = seq[room] = n + 1
+                rooms.append((room, n + 1, msg.sender, msg.text, msg.time, int(msg.action), ref))
+        last = {key: seq[key] for key in before}
         try:
             conn.execute("BEGIN")
             if rooms:
@@ -318,22 +387,35 @@ class SQLiteStore:
             )
             conn.execute("COMMIT")
         except Exception:
-            f = Failure()
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self.reactor.callFromThread(self._fire, writes, f)
+            f = _failure(self.path)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            # Nothing of the batch is stored: its ids are not taken.
+            seq.update(before)
+            for msg, _, _ in writes:
+                msg.id = 0
+            self.reactor.callFromThread(self._fire, writes, f, last)
             return
-        self.reactor.callFromThread(self._fire, writes, None)
+        self.reactor.callFromThread(self._fire, writes, None, last)
 
-    def _fire(self, writes: list[tuple[Any, str | None, Deferred[None]]], failure: Failure | None) -> None:
+    def _fire(self, writes: list[tuple[Any, str | None, Deferred[Any]]], failure: Failure | None, last: dict[str, int]) -> None:
         if failure is None:
             self.committed += len(writes)
             self.batches += 1
-            self._arrived([(d, None, False) for _, _, d in writes])
+            self._last.update(last)
+            if self._lost:
+                self._failures.flush()
+                self._log.info(
+                    "the database stores messages again ({lost} could not be stored)", lost=self._lost
+                )
+                self._lost = 0
+            self._arrived([(d, msg, False) for msg, _, d in writes])
         else:
-            self._log.failure("committing {count} messages failed", failure, count=len(writes))
+            self._lost += len(writes)
+            self._failures.failure("committing a batch of {count} messages failed", failure, count=len(writes))
             self._arrived([(d, failure, True) for _, _, d in writes])
 
     def _arrived(self, results: list[tuple[Deferred[Any], Any, bool]]) -> None:
@@ -389,14 +471,17 @@ class SQLiteStore:
     def lastId(self, room: str) -> int:
         return self._last.get(room, 0)
 
-    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
+    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[Any]:
+        """
+        Queue C{message} to be stored; the database thread gives it its id
+        (C{message.id}) as it commits it, and the Deferred fires with it.
+        """
+        d: Deferred[Any] = Deferred()
         if self._closed is not None:
             d.errback(Failure(StoreError("the store is closed")))
             return d
-        key = "@private" if isinstance(message, Private) else message.room
-        if message.id > self._last.get(key, 0):
-            self._last[key] = message.id
+        if type(message) is Message:
+            self._rooms.add(message.room)
         self._queue.put(("append", message, None if ref is None else str(ref), d))
         return d
 
@@ -405,9 +490,9 @@ class SQLiteStore:
         return [Message(room, r[0], epoch, r[1], r[2], r[3], bool(r[4])) for r in rows]
 
     def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
-        if limit <= 0 or room not in self._last:
-            # Nothing was ever appended to this room (an append notes its id
-            # at once, before it is queued): no need to ask the thread.
+        if limit <= 0 or room not in self._rooms:
+            # Nothing was ever appended to this room (an append notes its
+            # room at once, before it is queued): no need to ask the thread.
             return succeed([])
 
         def query(conn: sqlite3.Connection) -> list[Message]:

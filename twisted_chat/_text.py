@@ -300,6 +300,8 @@ class TextSession:
 
     def _watch(self, d: Deferred[object]) -> None:
         pending = self.__dict__.setdefault("_pending", [])
+        assert self.member is not None
+        service = self.member.service
         pending.append(d)
 
         def settled(result: object) -> object:
@@ -311,7 +313,7 @@ class TextSession:
             if f.check(ChatError):
                 self.sendError(f.value.message)  # type: ignore[union-attr]
             else:
-                self._log.failure("storing a message failed", f)
+                service.logStoreFailure("storing a message failed", f)
                 self.sendError("message not stored (server error): please try again")
 
         d.addBoth(settled).addErrback(failed)
