@@ -96,8 +96,9 @@ class Node:
         self.cluster._stopping = True
         if self.cluster._heart is not None and self.cluster._heart.running:
             self.cluster._heart.stop()
+        for link in self.cluster._links:
+            link.service.stopService()
         for f in self.cluster._factories:
-            f.stopTrying()
             for conn in list(f.pool):
                 conn.transport.abortConnection()
         self.cluster.running = False
