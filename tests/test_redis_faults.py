@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from test_redis import TIMEOUT, Node, _until, isMessage, nodes, twoInRoom  # noqa: F401 (a fixture)
 from twisted_chat._errors import ChatError
+from twisted_chat._events import Message
 
 #: what RedisPath does with each new connection
 PASS, CLOSE, CLOSE_AFTER_FIRST, HOLD = "pass", "close", "close-after-first", "hold"
@@ -409,3 +410,40 @@ async def test_commandConnectionAloneLost(nodes: Any, redisServer: Any, logged: 
     assert again.member.nick == "dave"
     assert not [n for n in again.of(Notice) if "taken" in n.text]
     assert not logged.failures
+
+
+@pytest_twisted.ensureDeferred
+async def test_subscriptionAloneLost(redisServer: Any, paths: Any, logged: LogLines) -> None:
+    """
+    Only the subscription of node b drops, and the path to Redis then
+    accepts its new connections without ever answering. b is not ready
+    meanwhile (it hears nothing from the other nodes); it keeps trying, and
+    once the path works again its member gets what was said meanwhile,
+    once, in order, before what comes next.
+    """
+    path = await paths(redisServer.port)
+    a = await Node(redisServer.url, "a").start()
+    b = quickRetries(Node(path.url, "b"))
+    b.cluster.commandTimeout = 0.5
+    await b.start()
+    try:
+        alice, bob = await twoInRoom(a, b, "#s")
+        await b.cluster.store.ping()
+        path.mode = HOLD
+        attempts = path.accepted
+        redisServer.command("CLIENT", "KILL", "TYPE", "pubsub")
+        await path.acceptedAtLeast(attempts + 3)
+        assert b.cluster.connected
+        with pytest.raises(ConnectionError):
+            await b.cluster.store.ping()
+        await alice.member.say("while away")
+        path.mode = PASS
+        await _until(synced(b))
+        await b.cluster.store.ping()
+        await alice.member.say("after")
+        await bob.waitFor(isMessage("after"))
+        assert [m.text for m in bob.of(Message)] == ["while away", "after"]
+        assert not logged.failures
+    finally:
+        await a.stop()
+        await b.stop()

@@ -1042,8 +1042,15 @@ class RedisStore:
         return succeed(None)
 
     def ping(self) -> Deferred[None]:
+        """
+        Readiness: Redis answers, and this node is subscribed to the bus
+        with the shared state loaded (else it delivers nothing from the
+        other nodes).
+        """
         if not self.cluster.connected:
             return fail(ConnectionError("Redis is unreachable"))
+        if not self.cluster.synced:
+            return fail(ConnectionError("not subscribed to the cluster's bus (reconnecting)"))
         return self.cluster.call("ping").addCallback(lambda _: None)
 
     def lastId(self, room: str) -> int:
@@ -1130,7 +1137,16 @@ class RedisStore:
             return succeed([])
         end = "+" if before is None else "%d-1" % (before - 1)
         d = self._range(self.cluster.key("h", room), "-", end, limit, reverse=True)
-        return d.addCallback(lambda bodies: [_message(b) for b in reversed(bodies)])
+        d.addCallback(lambda bodies: [_message(b) for b in reversed(bodies)])
+        if before is None:
+
+            def latest(msgs: list[Message]) -> list[Message]:
+                if not msgs or msgs[-1].epoch == self.epoch:
+                    self.cluster.broker.readUpTo(room, msgs[-1].id if msgs else 0)
+                return msgs
+
+            d.addCallback(latest)
+        return d
 
     def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
         if epoch != self.epoch or afterId < 0:
@@ -1140,6 +1156,8 @@ class RedisStore:
             return fail(ConnectionError("Redis is unreachable"))
 
         def got(last: Any) -> Any:
+            if epoch == self.epoch:
+                self.cluster.broker.readUpTo(room, int(last or 0))
             verdict = resumePosition(afterId, int(last or 0), limit)
             if verdict != "fetch":
                 return [] if verdict == "current" else None
@@ -1657,6 +1675,18 @@ class RedisBroker:
 
     def deliveredUpTo(self, room: str) -> int:
         return self.lastIds.get(room, 0)
+
+    def readUpTo(self, room: str, id: int) -> None:
+        """
+        A member's join (or resume) read the history of C{room} up to its
+        latest message, C{id}. If no message of that room has come by the
+        bus since this node started, that is where its delivery starts:
+        without a position, a gap (the subscription lost, messages said
+        meanwhile) could not be told from a first message, and would not be
+        filled.
+        """
+        if room not in self.lastIds and room not in self.filling:
+            self.lastIds[room] = id
 
     def epochChanged(self, previous: str, epoch: str) -> None:
         """
