@@ -282,7 +282,7 @@ async def test_backAfterSetUpFailed(redisServer: Any, paths: Any, logged: LogLin
         assert "lost Redis" in warnings[0]
         assert not logged.failures
         back = [line for line in logged.of("b") if "Redis is back" in line]
-        assert len(back) == 1 and "failed attempts" in back[0], logged.of("b")
+        assert len(back) == 1 and " failed attempts;" in back[0], logged.of("b")
     finally:
         await a.stop()
         await b.stop()

@@ -909,9 +909,12 @@ class RedisCluster(Service):
             self._log.info("node {node}: joined the cluster at {url}", node=self.node, url=self.url.display())
             self.ready.callback(None)
         elif self._trouble is not None:
+            attempts = self._failedAttempts
             self._log.info(
-                "node {node}: Redis is back after {attempts} failed attempts in {seconds:.0f} s; state re-announced",
-                node=self.node, attempts=self._failedAttempts, seconds=self.clock.seconds() - self._troubleSince,
+                "node {node}: Redis is back after {seconds:.1f} s{attempts}; state re-announced",
+                node=self.node,
+                seconds=self.clock.seconds() - self._troubleSince,
+                attempts=" and %d failed attempt%s" % (attempts, "" if attempts == 1 else "s") if attempts else "",
             )
         else:
             self._log.info("node {node}: state re-announced to the cluster", node=self.node)
