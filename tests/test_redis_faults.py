@@ -203,8 +203,8 @@ def logged() -> Any:
 
 def quickRetries(node: Node) -> Node:
     """
-    Retry delays of tens of milliseconds instead of seconds, and a shorter
-    bound on an unanswered set-up, so that a test sees many attempts.
+    Retry delays of tens of milliseconds instead of seconds, so that a
+    test sees many attempts.
     """
     node.cluster.retryDelay = 0.02
     node.cluster.retryMaxDelay = 0.1
@@ -246,11 +246,11 @@ async def test_backAfterSetUpFailed(redisServer: Any, paths: Any, logged: LogLin
     """
     path = await paths(redisServer.port)
     a = await Node(redisServer.url, "a").start()
-    b = quickRetries(Node(path.url, "b"))
-    b.cluster.commandTimeout = 0.5
-    await b.start()
+    b = await quickRetries(Node(path.url, "b")).start()
     try:
         alice, bob = await twoInRoom(a, b, "#r")
+        # (a connection held unanswered is given up after this)
+        b.cluster.commandTimeout = 0.5
         path.mode = mode
         path.cut()
         await _until(lambda: not b.cluster.connected)
@@ -264,6 +264,7 @@ async def test_backAfterSetUpFailed(redisServer: Any, paths: Any, logged: LogLin
         carol.member.join("#r")
         path.mode = PASS
         await _until(synced(b))
+        b.cluster.commandTimeout = 10.0
         await _until(lambda: "carol" in a.chat.broker.remoteRoomNicks("#r"))
         with pytest.raises(ChatError) as e:
             a.connect("carol")
@@ -423,12 +424,12 @@ async def test_subscriptionAloneLost(redisServer: Any, paths: Any, logged: LogLi
     """
     path = await paths(redisServer.port)
     a = await Node(redisServer.url, "a").start()
-    b = quickRetries(Node(path.url, "b"))
-    b.cluster.commandTimeout = 0.5
-    await b.start()
+    b = await quickRetries(Node(path.url, "b")).start()
     try:
         alice, bob = await twoInRoom(a, b, "#s")
         await b.cluster.store.ping()
+        # (a connection held unanswered is given up after this)
+        b.cluster.commandTimeout = 0.5
         path.mode = HOLD
         attempts = path.accepted
         redisServer.command("CLIENT", "KILL", "TYPE", "pubsub")
@@ -439,6 +440,7 @@ async def test_subscriptionAloneLost(redisServer: Any, paths: Any, logged: LogLi
         await alice.member.say("while away")
         path.mode = PASS
         await _until(synced(b))
+        b.cluster.commandTimeout = 10.0
         await b.cluster.store.ping()
         await alice.member.say("after")
         await bob.waitFor(isMessage("after"))
