@@ -10,8 +10,6 @@ whose behaviour the test sets.
 
 from __future__ import annotations
 
-import os
-import signal
 from typing import Any, Callable
 
 import pytest
@@ -219,10 +217,10 @@ def synced(node: Node) -> Callable[[], bool]:
     return lambda: node.cluster.synced
 
 
-async def servesAgain(a: Node, b: Node, alice: Any, bob: Any, room: str, text: str) -> None:
+async def servesAgain(alice: Any, bob: Any, text: str) -> None:
     """
-    bob (on b) says C{text}: it is acknowledged, echoed to bob and
-    delivered to alice (on a) with the same id.
+    bob says C{text}: it is acknowledged, echoed to bob and delivered to
+    alice (on another node) with the same id.
     """
     sent = await bob.member.say(text)
     got = await alice.waitFor(isMessage(text))
@@ -269,7 +267,7 @@ async def test_backAfterSetUpFailed(redisServer: Any, paths: Any, logged: LogLin
         with pytest.raises(ChatError) as e:
             a.connect("carol")
         assert e.value.code == "nick-taken"
-        await servesAgain(a, b, alice, bob, "#r", "back")
+        await servesAgain(alice, bob, "back")
         # carol's owner token, issued while Redis was unreachable, was
         # saved once it was back: she owns her nick on the other node too
         carol.member.quit()
@@ -404,10 +402,10 @@ async def test_commandConnectionAloneLost(nodes: Any, redisServer: Any, logged: 
         a.connect("carol")
     assert e.value.code == "nick-taken"
     again = a.connect("dave")
-    await servesAgain(a, b, alice, bob, "#c", "still here")
+    await servesAgain(alice, bob, "still here")
     # (a's claim of dave went before alice's message, on the same
     # connection: it has been answered)
-    await servesAgain(b, a, bob, alice, "#c", "me too")
+    await servesAgain(bob, alice, "me too")
     assert again.member.nick == "dave"
     assert not [n for n in again.of(Notice) if "taken" in n.text]
     assert not logged.failures
