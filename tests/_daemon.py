@@ -501,11 +501,15 @@ class RedisServer:
             args += ["--requirepass", self.password]
         return args + list(self.extraArgs)
 
-    def start(self, timeout: float = REDIS_START_TIMEOUT, retryPort: bool | None = None) -> "RedisServer":
+    def start(
+        self, timeout: float = REDIS_START_TIMEOUT, retryPort: bool | None = None, loaded: bool = True
+    ) -> "RedisServer":
         """
         Start the server (again: same port, same directory) and wait until
         it answers PING, at most C{timeout} seconds; fails with its log if
-        it exits or does not answer. Nothing happens if it is running.
+        it exits or does not answer. Nothing happens if it is running. With
+        C{loaded=False} an answer that it is still loading its data
+        (C{-LOADING}) will do.
         """
         if self.running:
             return self
@@ -533,8 +537,12 @@ class RedisServer:
                 # and accepts, the exit of redis-server is still noticed.
                 if self.command("PING", timeout=min(1.0, max(0.05, deadline - time.monotonic()))) == "PONG":
                     return self
-            except (OSError, RedisReplyError):
-                # Not listening yet (refused), or still loading (-LOADING).
+            except RedisReplyError as e:
+                # Still loading its data (-LOADING).
+                if not loaded and str(e).startswith("LOADING"):
+                    return self
+            except OSError:
+                # Not listening yet (refused).
                 pass
             if time.monotonic() >= deadline:
                 break
@@ -544,7 +552,7 @@ class RedisServer:
             # Something took the free port before Redis bound it: the first
             # start may pick another one (a restart must keep its port).
             self.port = _freeLoopbackPort()
-            return self.start(timeout, retryPort=False)
+            return self.start(timeout, retryPort=False, loaded=loaded)
         raise AssertionError("redis-server on port %d did not start: %s. Log:\n%s" % (self.port, why, self.log))
 
     def stop(self, timeout: float = REDIS_STOP_TIMEOUT) -> int | None:

@@ -33,18 +33,21 @@ from __future__ import annotations
 import json
 from itertools import islice
 import os
+import random
 import secrets
 import socket
 import ssl as _ssl
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi
+from twisted.application.internet import ClientService
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -265,11 +268,18 @@ return reaped
 
 # Register this node with its current members (start-up, or after Redis
 # came back). KEYS: nodes, nicks, bus. ARGV: prefix, node, incarnation, ttl ms,
-# then key, state pairs. Returns the keys other nodes hold now.
+# then key, state pairs. Returns the keys other nodes hold now. The nick
+# claims of members it had and has no more (they left while it could not
+# tell Redis) are released.
 _REGISTER = """
 local n = ARGV[2]
 redis.call('SADD', KEYS[1], n)
 redis.call('SET', ARGV[1] .. ':alive:' .. n, ARGV[3], 'PX', ARGV[4])
+local now = {}
+for i = 5, #ARGV, 2 do now[ARGV[i]] = true end
+for _, k in ipairs(redis.call('HKEYS', ARGV[1] .. ':m:' .. n)) do
+  if not now[k] and redis.call('HGET', KEYS[2], k) == n then redis.call('HDEL', KEYS[2], k) end
+end
 redis.call('DEL', ARGV[1] .. ':m:' .. n)
 local lost = {}
 local members = {}
@@ -348,38 +358,132 @@ def _unreachable() -> Deferred[Any]:
 class _Commands(txredisapi.RedisProtocol):
     """
     The command connection: tells the cluster when it is (again) ready.
+
+    Its set-up (AUTH, SELECT) is the cluster's (L{RedisCluster._setUp}),
+    not txredisapi's: txredisapi stops reconnecting for good when its
+    set-up fails, whatever the reason (a proxy that accepted and closed, a
+    Redis restarting behind it). The factory has neither password nor
+    database, so txredisapi's own C{connectionMade} only marks the
+    connection usable once ours has done the set-up.
     """
 
-    def connectionMade(self) -> Any:
-        d = txredisapi.RedisProtocol.connectionMade(self)
+    def connectionMade(self) -> None:
         cluster = self.factory.cluster
-        if isinstance(d, Deferred):
+        cluster._setUp(self, select=True).addCallback(self._setUpDone, cluster)
+
+    def _setUpDone(self, ok: bool, cluster: RedisCluster) -> None:
+        if ok:
+            d = txredisapi.RedisProtocol.connectionMade(self)
             d.addCallback(lambda _: self.connected and cluster._commandsUp(self))
-        return d
 
     def connectionLost(self, why: Failure) -> None:
         txredisapi.RedisProtocol.connectionLost(self, why)
-        self.factory.cluster._commandsDown(self)
+        self.factory.cluster._commandsDown(self, why)
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
     """
     The subscribed connection: hands every bus message to the cluster.
+    Its set-up (AUTH) is the cluster's too (see L{_Commands}).
     """
 
-    def connectionMade(self) -> Any:
-        d = txredisapi.SubscriberProtocol.connectionMade(self)
+    def connectionMade(self) -> None:
         cluster = self.factory.cluster
-        if isinstance(d, Deferred):
+        cluster._setUp(self, select=False).addCallback(self._setUpDone, cluster)
+
+    def _setUpDone(self, ok: bool, cluster: RedisCluster) -> None:
+        if ok:
+            d = txredisapi.SubscriberProtocol.connectionMade(self)
             d.addCallback(lambda _: self.connected and cluster._subscriberUp(self))
-        return d
 
     def messageReceived(self, pattern: Any, channel: str, message: str) -> None:
         self.factory.cluster._busMessage(message)
 
     def connectionLost(self, why: Failure) -> None:
         txredisapi.SubscriberProtocol.connectionLost(self, why)
-        self.factory.cluster._subscriberDown(self)
+        self.factory.cluster._subscriberDown(self, why)
+
+
+class _QuietClientService(ClientService):
+    """
+    A ClientService that does not log each retry ("Scheduling retry N to
+    connect ..."): the cluster logs one line per series of failed attempts.
+    """
+
+    _log = Logger(observer=FilteringLogObserver(globalLogPublisher, [LogLevelFilterPredicate(LogLevel.warn)]))
+
+
+@implementer(IStreamClientEndpoint)
+class _Watched:
+    """
+    An endpoint that tells C{failed} why a connection attempt failed
+    (refused, timed out, no such host) before passing the failure on.
+    """
+
+    def __init__(self, endpoint: Any, failed: Callable[[Failure], None]) -> None:
+        self._endpoint = endpoint
+        self._failed = failed
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        def failed(f: Failure) -> Failure:
+            if not f.check(CancelledError):
+                self._failed(f)
+            return f
+
+        return self._endpoint.connect(factory).addErrback(failed)
+
+
+class _Link:
+    """
+    One of a node's two connections to Redis, kept up by a ClientService:
+    it reconnects after any failure, whatever happened (refused, closed
+    during its set-up, an error answer, no answer), with a backoff of its
+    own that only a complete set-up resets (L{up}) -- not merely an
+    accepted connection, which a proxy in front of a Redis that is down
+    gives at once.
+    """
+
+    def __init__(self, cluster: RedisCluster, factory: Any) -> None:
+        self.cluster = cluster
+        self.factory = factory
+        #: failed attempts since this connection was last fully set up
+        self.failures = 0
+        self.service = _QuietClientService(
+            _Watched(cluster._endpoint(), cluster._connectFailed), factory, retryPolicy=self._retry, clock=cluster.clock
+        )
+
+    def _retry(self, attempt: int) -> float:
+        # (ClientService counts again from 1 after each accepted connection)
+        self.failures += 1
+        return self.cluster._backoff(self.failures)
+
+    def up(self) -> None:
+        self.failures = 0
+
+
+class _Superseded(Exception):
+    """
+    A load of the shared state that another one (or a lost subscription)
+    made pointless.
+    """
+
+
+def _classify(f: Failure) -> tuple[str, str]:
+    """
+    What kind of failure C{f} is, for the log ("password", "unreachable",
+    or the code of an error Redis answered, e.g. "LOADING"), and its text.
+    """
+    if f.check(txredisapi.ResponseError):
+        text = f.getErrorMessage()
+        code = text.split(" ", 1)[0]
+        if code in ("WRONGPASS", "NOAUTH") or "invalid password" in text or "without any password" in text:
+            return "password", text
+        return code, text
+    if f.check(DeferredTimeout):
+        return "unreachable", "no answer"
+    if f.check(txredisapi.ConnectionError):
+        return "unreachable", "the connection was closed before Redis answered"
+    return "unreachable", f.getErrorMessage()
 
 
 class _Remote:
@@ -405,8 +509,15 @@ class RedisCluster(Service):
     heartbeat = 1.0
     nodeTTL = 10.0
     #: seconds a user's message (or a history read) may wait for Redis
-    #: before the user is told it was not confirmed; the connection stays
+    #: before the user is told it was not confirmed; the connection stays.
+    #: Also the bound on each step of a connection's set-up (AUTH, SELECT,
+    #: SUBSCRIBE) and of loading the shared state: past it, the connection
+    #: is dropped and made again
     commandTimeout = 10.0
+    #: seconds before the first new attempt after a connection failed,
+    #: doubling after each failed attempt up to retryMaxDelay (+-10 %)
+    retryDelay = 0.5
+    retryMaxDelay = 5.0
     #: Redis commands in flight at which this node stops accepting new
     #: connections, and the number below which it accepts again: a burst
     #: of connections then waits in the listen queue instead of piling up
@@ -445,6 +556,19 @@ class RedisCluster(Service):
         self._commands: _Commands | None = None
         self._subscriber: _Subscriber | None = None
         self._factories: list[Any] = []
+        self._links: list[_Link] = []
+        #: the subscription whose load of the shared state is complete
+        self._loaded: _Subscriber | None = None
+        #: loads of the shared state started (each knows whether it is
+        #: still the current one)
+        self._syncs = 0
+        #: the kind of failure of the current series of failed attempts
+        #: (see _failed), None while all is well
+        self._trouble: str | None = None
+        self._troubleSince = 0.0
+        self._failedAttempts = 0
+        #: a heartbeat failed (and was logged) since the last one that worked
+        self._beatFailing = False
         self._handler: Any = None
         self._heart: LoopingCall | None = None
         self._stopping = False
@@ -471,14 +595,13 @@ class RedisCluster(Service):
             endpoint = wrapClientTLS(optionsForClientTLS(self.url.host, trustRoot=trust), endpoint)
         return endpoint
 
-    def _factory(self, protocol: type, subscriber: bool) -> Any:
+    def _factory(self, protocol: type) -> _Link:
         f = txredisapi.RedisFactory(
-            None if subscriber else self.url.display(),
-            None if subscriber else self.url.db,
+            self.url.display(),
+            # (no password nor database: the set-up is ours, see _Commands)
+            None,
             1,
             isLazy=True,
-            password=self.url.password,
-            username=self.url.username,
             # (no reply timeout: txredisapi answers one by dropping the
             # connection and failing every command in flight; the commands
             # that need a bound get one of their own, see timed())
@@ -487,21 +610,21 @@ class RedisCluster(Service):
             # must not come back as a number)
             convertNumbers=False,
         )
-        if subscriber:
-            f.dbid = None
         f.protocol = protocol
         f.cluster = self
-        f.maxDelay = 5
-        f.initialDelay = 0.5
         self._factories.append(f)
-        f.startConnecting(self._endpoint())
-        return f
+        link = _Link(self, f)
+        self._links.append(link)
+        return link
 
     def startService(self) -> None:
         Service.startService(self)
         self._log.info("node {node}: connecting to Redis at {url}", node=self.node, url=self.url.display())
-        self._handler = self._factory(_Commands, False).handler
-        self._factory(_Subscriber, True)
+        commands = self._factory(_Commands)
+        self._handler = commands.factory.handler
+        self._factory(_Subscriber)
+        for link in self._links:
+            link.service.startService()
         self._heart = LoopingCall(self._beat)
         self._heart.clock = self.clock
         self._heart.start(self.heartbeat, now=False)
@@ -522,9 +645,11 @@ class RedisCluster(Service):
         def disconnect(_: object) -> Deferred[Any]:
             from twisted.internet.defer import gatherResults
 
-            return gatherResults([f.disconnect() for f in self._factories], consumeErrors=True).addErrback(
-                lambda f: None
-            )
+            # (the services close their connections and stop retrying; the
+            # factories then let go of what was still in their pools)
+            d = gatherResults([link.service.stopService() for link in self._links], consumeErrors=True)
+            d.addBoth(lambda _: gatherResults([f.disconnect() for f in self._factories], consumeErrors=True))
+            return d.addErrback(lambda f: None)
 
         return d.addCallback(disconnect).addCallback(lambda _: None)
 
@@ -580,13 +705,117 @@ class RedisCluster(Service):
                 resume()
         return result
 
+    @property
+    def synced(self) -> bool:
+        """
+        Both connections are up and the shared state has been loaded since
+        the subscription was (re)made: this node serves the cluster.
+        """
+        return self.connected and self._subscriber is not None and self._loaded is self._subscriber
+
+    def _backoff(self, failures: int) -> float:
+        """
+        Seconds to wait before the next attempt after C{failures} failed
+        ones in a row.
+        """
+        delay = min(self.retryDelay * 2.0 ** min(failures - 1, 30), self.retryMaxDelay)
+        return delay * random.uniform(0.9, 1.1)
+
+    # Set-up, and what is logged about it
+
+    def _setUp(self, protocol: Any, select: bool) -> Deferred[bool]:
+        """
+        Log in (and select the database) on a new connection; C{True} once
+        done. On any failure (an error answer, the connection closed, no
+        answer within commandTimeout) the connection is dropped and its
+        ClientService tries again after a backoff: C{False}.
+        """
+        from twisted.internet.defer import ensureDeferred
+
+        url = self.url
+
+        async def setUp() -> None:
+            if url.password is not None:
+                await protocol.auth(url.password, url.username)
+            if select:
+                await protocol.select(url.db)
+
+        def failed(f: Failure) -> bool:
+            if protocol.connected:
+                protocol.transport.abortConnection()
+            self._failed(f, "setting up a connection")
+            return False
+
+        return self.timed(ensureDeferred(setUp())).addCallbacks(lambda _: True, failed)
+
+    def _connectFailed(self, f: Failure) -> None:
+        self._failed(f, "connecting")
+
+    def _failed(self, f: Failure, doing: str) -> None:
+        """
+        An attempt failed (C{doing} what). The first failure of a series,
+        and one of another kind than the series' (refused, then a refused
+        password, then LOADING...), is logged: one line, not one per
+        attempt; the end of the series is logged by L{_syncDone}.
+        """
+        if self._stopping:
+            return
+        self._failedAttempts += 1
+        kind, why = _classify(f)
+        if kind == "unreachable" and why == "no answer":
+            why = "no answer within %g s" % (self.commandTimeout,)
+        self._troubled(kind, why, doing)
+
+    def _troubled(self, kind: str, why: str, doing: str) -> None:
+        if kind == self._trouble:
+            return
+        if self._trouble is None:
+            self._troubleSince = self.clock.seconds()
+        self._trouble = kind
+        fields = dict(node=self.node, url=self.url.display(), why=why, doing=doing, most=self.retryMaxDelay)
+        if kind == "password":
+            self._log.error(
+                "node {node}: Redis at {url} refuses the password of --broker ({why}); trying again every "
+                "{most:g} s until it accepts it: fix the URL's password (or Redis' requirepass or ACL user)",
+                **fields,
+            )
+        elif kind == "LOADING":
+            self._log.warn(
+                "node {node}: Redis at {url} is still loading its data ({why}); trying again every {most:g} s at "
+                "most until it is ready",
+                **fields,
+            )
+        elif kind == "unreachable":
+            self._log.warn(
+                "node {node}: lost Redis at {url} ({doing}: {why}); reconnecting with backoff (at most {most:g} s "
+                "apart) until it answers",
+                **fields,
+            )
+        else:
+            self._log.warn(
+                "node {node}: Redis at {url} answered an error ({doing}: {why}); trying again every {most:g} s at "
+                "most",
+                **fields,
+            )
+
+    # The connections
+
     def _commandsUp(self, protocol: _Commands) -> None:
         self._commands = protocol
+        self._links[0].up()
+        subscriber = self._subscriber
+        if subscriber is not None and self._buffer is None and not self._stopping:
+            # Only this connection was lost: what changed here meanwhile
+            # (members who came or left) was not announced. Load and
+            # announce again.
+            self._sync(subscriber, subscribe=False)
         self._notify()
 
-    def _commandsDown(self, protocol: _Commands) -> None:
+    def _commandsDown(self, protocol: _Commands, why: Failure) -> None:
         if self._commands is protocol:
             self._commands = None
+            if not self._stopping:
+                self._troubled("unreachable", why.getErrorMessage(), "the command connection")
         self._notify()
 
     def _subscriberUp(self, protocol: _Subscriber) -> None:
@@ -594,67 +823,108 @@ class RedisCluster(Service):
         (Re)subscribed: load the shared state, announce ours, catch up.
         """
         self._subscriber = protocol
-        self._buffer = []
-        d = protocol.subscribe([self.key("bus"), self.key("node", self.node)])
-        d.addCallback(lambda _: self._load())
+        self._sync(protocol, subscribe=True)
 
-        def failed(f: Failure) -> None:
-            self._log.error("node {node}: loading the shared state failed: {why}", node=self.node, why=f.getErrorMessage())
-            self._buffer = None
-            protocol.transport.loseConnection()
-
-        d.addErrback(failed)
-
-    def _subscriberDown(self, protocol: _Subscriber) -> None:
+    def _subscriberDown(self, protocol: _Subscriber, why: Failure) -> None:
         if self._subscriber is protocol:
             self._subscriber = None
             self._buffer = None
             if not self._stopping:
-                self._log.warn("node {node}: lost Redis; reconnecting", node=self.node)
+                self._troubled("unreachable", why.getErrorMessage(), "the subscription")
         self._notify()
 
-    async def _loadAsync(self) -> None:
+    def _sync(self, protocol: _Subscriber, subscribe: bool) -> None:
+        """
+        (Subscribe, then) load the shared state and announce ours, with
+        the bus messages that arrive meanwhile held back. Each step waits
+        at most commandTimeout. If it fails the subscription is dropped
+        and made again after a backoff; if the subscription is lost, or
+        another load starts, it stops where it is.
+        """
+        from twisted.internet.defer import ensureDeferred
+
+        self._syncs += 1
+        generation = self._syncs
+        self._buffer = []
+        self._loaded = None
+
+        def current() -> bool:
+            return self._subscriber is protocol and self._syncs == generation
+
+        async def ask(d: Deferred[Any]) -> Any:
+            result = await self.timed(d)
+            if not current():
+                raise _Superseded()
+            return result
+
+        async def sync() -> None:
+            if subscribe:
+                await ask(protocol.subscribe([self.key("bus"), self.key("node", self.node)]))
+            await self._loadAsync(ask, current)
+
+        def failed(f: Failure) -> None:
+            if f.check(_Superseded) or not current():
+                return
+            self._failed(f, "loading the shared state")
+            # (given up: its loss is no news, _subscriberDown stays quiet)
+            self._subscriber = None
+            self._buffer = None
+            protocol.transport.abortConnection()
+            self._notify()
+
+        ensureDeferred(sync()).addCallbacks(lambda _: current() and self._syncDone(protocol), failed)
+
+    async def _loadAsync(self, ask: Callable[[Deferred[Any]], Any], current: Callable[[], bool]) -> None:
         first = not self.isReady
         epochKey = self.key("epoch")
-        await self.call("set", epochKey, secrets.token_hex(4), None, None, True)
-        epoch = await self.call("get", epochKey)
+        await ask(self.call("set", epochKey, secrets.token_hex(4), None, None, True))
+        epoch = await ask(self.call("get", epochKey))
         if first:
             # A node restarted under the same id: clear what its previous
             # life left behind (its members leave, once, for everyone).
-            await self._reap(own=True, why="disconnected")
+            await ask(self._reap(own=True, why="disconnected"))
         broker = self.broker
-        await self._register()
-        nodes = await self.call("smembers", self.key("nodes"))
+        await self._register(ask)
+        nodes = await ask(self.call("smembers", self.key("nodes")))
         members: dict[str, dict[str, str]] = {}
         for n in nodes or ():
             if n != self.node:
-                members[n] = await self.call("hgetall", self.key("m", n)) or {}
-        tokens = await self.call("hgetall", self.key("tok")) or {}
-        topics = await self.call("hgetall", self.key("topic")) or {}
-        guest = await self.call("incrby", self.key("guest"), broker.guestBlock)
+                members[n] = await ask(self.call("hgetall", self.key("m", n))) or {}
+        for key, tokenHash in list(self.store.unsaved.items()):
+            await ask(self.store._saveToken(key, tokenHash))
+        tokens = await ask(self.call("hgetall", self.key("tok"))) or {}
+        topics = await ask(self.call("hgetall", self.key("topic"))) or {}
+        guest = await ask(self.call("incrby", self.key("guest"), broker.guestBlock))
         bans: dict[str, dict[str, str]] = {}
-        for room in await self.call("smembers", self.key("banrooms")) or ():
-            bans[room] = await self.call("hgetall", self.key("bans", room)) or {}
+        for room in await ask(self.call("smembers", self.key("banrooms"))) or ():
+            bans[room] = await ask(self.call("hgetall", self.key("bans", room))) or {}
         self.store.setEpoch(epoch)
         broker.load(members, tokens, topics, guest, bans)
         buffered, self._buffer = self._buffer or [], None
         for raw in buffered:
             self._busMessage(raw)
-        await broker.catchUp()
+        await broker.catchUp(current)
 
-    def _load(self) -> Deferred[None]:
-        from twisted.internet.defer import ensureDeferred
-
-        def done(_: None) -> None:
-            if not self.isReady:
-                self.isReady = True
-                self._log.info("node {node}: joined the cluster at {url}", node=self.node, url=self.url.display())
-                self.ready.callback(None)
-            else:
-                self._log.info("node {node}: Redis is back; state re-announced", node=self.node)
-            self._notify()
-
-        return ensureDeferred(self._loadAsync()).addCallback(done)
+    def _syncDone(self, protocol: _Subscriber) -> None:
+        self._loaded = protocol
+        self._links[1].up()
+        if not self.isReady:
+            self.isReady = True
+            self._log.info("node {node}: joined the cluster at {url}", node=self.node, url=self.url.display())
+            self.ready.callback(None)
+        elif self._trouble is not None:
+            attempts = self._failedAttempts
+            self._log.info(
+                "node {node}: Redis is back after {seconds:.1f} s{attempts}; state re-announced",
+                node=self.node,
+                seconds=self.clock.seconds() - self._troubleSince,
+                attempts=" and %d failed attempt%s" % (attempts, "" if attempts == 1 else "s") if attempts else "",
+            )
+        else:
+            self._log.info("node {node}: state re-announced to the cluster", node=self.node)
+        self._trouble = None
+        self._failedAttempts = 0
+        self._notify()
 
     def _reap(self, own: bool, why: str) -> Deferred[Any]:
         """
@@ -668,17 +938,19 @@ class RedisCluster(Service):
             [self.prefix, self.node, "1" if own else "0", why],
         )
 
-    async def _register(self) -> None:
+    async def _register(self, ask: Callable[[Deferred[Any]], Any] | None = None) -> None:
         """
         Announce this node and all its members (start-up, Redis back, or a
         heartbeat that had expired); members whose nick another node took
         meanwhile become guests.
         """
-        lost = await self.eval(
+        if ask is None:
+            ask = self.timed
+        lost = await ask(self.eval(
             _REGISTER,
             [self.key("nodes"), self.key("nicks"), self.key("bus")],
             [self.prefix, self.node, self.incarnation, int(self.nodeTTL * 1000), *self.broker.localState()],
-        )
+        ))
         for key in lost or ():
             self.broker.lostNick(key)
 
@@ -701,11 +973,21 @@ class RedisCluster(Service):
                 )
             return self._reap(own=False, why="disconnected")
 
+        def worked(_: object) -> None:
+            self._beatFailing = False
+
+        def failed(f: Failure) -> None:
+            # Once until a heartbeat works again, and not at all while the
+            # connections' trouble is logged already (Redis loading, say).
+            if not self._beatFailing and self._trouble is None and not self._stopping:
+                self._log.warn("node {node}: heartbeat failed: {why}", node=self.node, why=f.getErrorMessage())
+            self._beatFailing = True
+
         d = self.command(
             "SET", self.key("alive", self.node), self.incarnation, "PX", str(int(self.nodeTTL * 1000)), "GET"
         )
         d.addCallback(alive)
-        d.addErrback(lambda f: self._log.warn("heartbeat failed: {why}", why=f.getErrorMessage()))
+        d.addCallbacks(worked, failed)
 
     def _busMessage(self, raw: str) -> None:
         if self._buffer is not None:
@@ -736,6 +1018,8 @@ class RedisStore:
         #: epochs this node saw replaced (Redis came back empty)
         self.retired: set[str] = set()
         self._failures = FailureLog(cluster._log, lambda: cluster.clock)
+        #: nick key -> owner token hash issued while Redis was unreachable
+        self.unsaved: dict[str, str] = {}
 
     def setEpoch(self, epoch: str, authoritative: bool = True) -> bool:
         """
@@ -763,8 +1047,15 @@ class RedisStore:
         return succeed(None)
 
     def ping(self) -> Deferred[None]:
+        """
+        Readiness: Redis answers, and this node is subscribed to the bus
+        with the shared state loaded (else it delivers nothing from the
+        other nodes).
+        """
         if not self.cluster.connected:
             return _unreachable()
+        if not self.cluster.synced:
+            return fail(StoreUnavailable("not subscribed to the cluster's bus (reconnecting)"))
         return self.cluster.call("ping").addCallbacks(lambda _: None, self._down)
 
     def _down(self, f: Failure) -> Failure:
@@ -822,6 +1113,10 @@ class RedisStore:
     def _failed(self, f: Failure) -> Failure:
         if f.check(ChatError):
             return f
+        if f.check(txredisapi.ResponseError) and f.getErrorMessage().startswith("LOADING"):
+            # Refused before anything ran (Redis restarted and is loading
+            # its data; the node logs that once, see RedisCluster._failed)
+            return Failure(_unavailable("the message store is loading its data: not sent"))
         why = (
             "no answer within %g s" % (self.cluster.commandTimeout,)
             if f.check(DeferredTimeout)
@@ -858,7 +1153,16 @@ class RedisStore:
             return succeed([])
         end = "+" if before is None else "%d-1" % (before - 1)
         d = self._range(self.cluster.key("h", room), "-", end, limit, reverse=True)
-        return d.addCallback(lambda bodies: [_message(b) for b in reversed(bodies)])
+        d.addCallback(lambda bodies: [_message(b) for b in reversed(bodies)])
+        if before is None:
+
+            def latest(msgs: list[Message]) -> list[Message]:
+                if not msgs or msgs[-1].epoch == self.epoch:
+                    self.cluster.broker.readUpTo(room, msgs[-1].id if msgs else 0)
+                return msgs
+
+            d.addCallback(latest)
+        return d
 
     def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
         if epoch != self.epoch or afterId < 0:
@@ -868,6 +1172,8 @@ class RedisStore:
             return _unreachable()
 
         def got(last: Any) -> Any:
+            if epoch == self.epoch:
+                self.cluster.broker.readUpTo(room, int(last or 0))
             verdict = resumePosition(afterId, int(last or 0), limit)
             if verdict != "fetch":
                 return [] if verdict == "current" else None
@@ -897,12 +1203,27 @@ class RedisStore:
         return {}
 
     def saveToken(self, key: str, tokenHash: str) -> Deferred[None]:
+        """
+        Share a nick's new owner token. While Redis is unreachable it is
+        kept here and saved (unless another node saved one for that nick
+        first) when the node loads the shared state again.
+        """
         c = self.cluster
         if not c.connected:
-            return _unreachable()
+            self.unsaved[key] = tokenHash
+            return succeed(None)
+
+        def later(f: Failure) -> None:
+            self.unsaved[key] = tokenHash
+
+        return c.timed(self._saveToken(key, tokenHash)).addErrback(later)
+
+    def _saveToken(self, key: str, tokenHash: str) -> Deferred[None]:
+        c = self.cluster
         d = c.call("hsetnx", c.key("tok"), key, tokenHash)
 
         def saved(new: Any) -> Any:
+            self.unsaved.pop(key, None)
             if new:
                 return c.call("publish", c.key("bus"), json.dumps({"t": "tok", "o": c.node, "k": key, "h": tokenHash}))
             return None
@@ -1371,6 +1692,18 @@ class RedisBroker:
     def deliveredUpTo(self, room: str) -> int:
         return self.lastIds.get(room, 0)
 
+    def readUpTo(self, room: str, id: int) -> None:
+        """
+        A member's join (or resume) read the history of C{room} up to its
+        latest message, C{id}. If no message of that room has come by the
+        bus since this node started, that is where its delivery starts:
+        without a position, a gap (the subscription lost, messages said
+        meanwhile) could not be told from a first message, and would not be
+        filled.
+        """
+        if room not in self.lastIds and room not in self.filling:
+            self.lastIds[room] = id
+
     def epochChanged(self, previous: str, epoch: str) -> None:
         """
         Redis came back without its data (no persistence, or a failover to
@@ -1388,11 +1721,14 @@ class RedisBroker:
                 d.callback(None)
         self.service.epochChanged(previous, epoch)
 
-    async def catchUp(self) -> None:
+    async def catchUp(self, current: Callable[[], bool] = lambda: True) -> None:
         """
-        After (re)subscribing: deliver what this node's rooms missed.
+        After (re)subscribing: deliver what this node's rooms missed (until
+        C{current} says this subscription is gone).
         """
         for room in list(self.service.rooms):
+            if not current():
+                return
             last = self.lastIds.get(room)
             if last is None or room in self.filling:
                 continue
