@@ -119,6 +119,27 @@ def _unpackRef(entry: tuple[Any, ...]) -> Message | Private:
     return Message(*entry[2:])
 
 
+def _withHeldBefore(messages: list[Message], held: list[Event]) -> list[Message]:
+    """
+    A joiner's history C{messages}, with the live messages held for it
+    during the read that came just before them: a history of the last N
+    messages can start after messages stored since the member joined (a
+    burst while the store was slow), which it must see all the same.
+    """
+    first = messages[0]
+    older = {
+        ev.id: ev for ev in held if isinstance(ev, Message) and ev.epoch == first.epoch and ev.id < first.id
+    }
+    if not older:
+        return messages
+    before: list[Message] = []
+    id = first.id - 1
+    while id in older:
+        before.append(older[id])
+        id -= 1
+    return before[::-1] + messages if before else messages
+
+
 class Room:
     """
     A room and its members, in joining order.
@@ -920,6 +941,8 @@ class ChatService(Service):
             room = member.rooms.get(name)
             if room is not None:
                 room._fan = None  # (back on the fast path)
+            if messages and held:
+                messages = _withHeldBefore(messages, held)
             self._send(member, History(name, store.epoch, messages, recovered, reason, onJoin=True))
             last = messages[-1].id if messages else 0
             for ev in held:

@@ -167,6 +167,32 @@ class Process:
         return code
 
 
+def serverPort() -> int:
+    """
+    A free loopback port below the kernel's ephemeral range: a daemon keeps
+    its ports across restarts (the proxies point at them), and a port from
+    that range can be taken meanwhile as the source port of some outgoing
+    connection (then the restarted daemon cannot listen).
+    """
+    import random
+    import socket
+
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(1000):
+        port = random.randint(max(1024, low - 12000), low - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return _freeLoopbackPort()
+
+
 class Redis:
     """
     A redis-server with its append-only file (fsync'ed on every write), on
@@ -181,6 +207,7 @@ class Redis:
         if executable is None:
             raise RuntimeError("redis-server is not installed")
         self.server = RedisServer(folder, persistent=True, executable=executable)
+        self.server.port = serverPort()
         self.process = Process("redis", folder / "redis-output.log")
         self.proxy = Proxy("redis", lambda: ("127.0.0.1", self.server.port))
         self.stopped = False
@@ -286,8 +313,8 @@ class Node:
         self.name = name
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.linePort = _freeLoopbackPort()
-        self.webPort = _freeLoopbackPort()
+        self.linePort = serverPort()
+        self.webPort = serverPort()
         self.args = [
             "--line", "tcp:%d:interface=127.0.0.1" % (self.linePort,),
             "--web", "tcp:%d:interface=127.0.0.1" % (self.webPort,),
