@@ -223,13 +223,16 @@ def check(
         for room, bodies in f.wiped.items():
             for b in bodies:
                 exists[(room, b["e"])].add(int(b["i"]))
-    # every acknowledged message, with when its sender had the answer
-    ackedAt: dict[str, list[tuple[float, tuple[str, int]]]] = defaultdict(list)
+    # every acknowledged message, with when it was first sent (it may have
+    # been stored from then on: a resend after a lost connection is
+    # answered with the first attempt's id) and when its sender had the answer
+    ackedAt: dict[str, list[tuple[float, float, tuple[str, int]]]] = defaultdict(list)
     for r in firsts:
         group = [r] + resends[r.token]
         acks = [x for x in group if x.answer == "ack" and x.answered is not None]
         if not acks:
             continue
+        sentAt = min(x.sent for x in group)
         withId = [(x.answered, (x.epoch, x.id)) for x in acks if x.epoch is not None and x.id is not None]
         if withId:
             # each position an acknowledgement gave (a resend after Redis
@@ -240,13 +243,13 @@ def check(
             for t, pos in withId:
                 if pos[1] in exists.get((r.room, pos[0]), ()):
                     first[pos] = min(t, first.get(pos, t))  # type: ignore[index,arg-type]
-            ackedAt[r.room].extend((t, pos) for pos, t in first.items())
+            ackedAt[r.room].extend((sentAt, t, pos) for pos, t in first.items())
             continue
         places = [(e, i) for room, e, i in where.get(r.token, ()) if room == r.room] or [
             (e, i) for room, e, i in wipedWhere.get(r.token, ()) if room == r.room
         ]
         if places:
-            ackedAt[r.room].append((min(x.answered for x in acks if x.answered is not None), places[0]))
+            ackedAt[r.room].append((sentAt, min(x.answered for x in acks if x.answered is not None), places[0]))
     for ep in journal.episodes:
         missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists)
         _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns)
@@ -308,7 +311,10 @@ def _episode(
             if not candidates:
                 res.unmapped += 1
                 continue
-            # the one that follows what was seen, if any
+            # one not seen yet (a resend after Redis came back empty is
+            # stored again, in the new epoch), the one that follows what
+            # was seen if any
+            candidates = [c for c in candidates if c not in seen] or candidates
             pos = candidates[0]
             if prev is not None:
                 same = [c for c in candidates if c[0] == prev[0]]
@@ -372,15 +378,16 @@ DELIVERY_GRACE = 5.0
 def _delivered(
     res: Result,
     ep: Episode,
-    acked: list[tuple[float, tuple[str, int]]],
+    acked: list[tuple[float, float, tuple[str, int]]],
     reported: list[int],
     idOf: Any,
     endOfQuiet: float,
     conns: dict[str, Any],
 ) -> None:
     """
-    A member who was in the room from before a message was acknowledged
-    until well after saw it (whether or not it saw anything after it).
+    A member who was in the room from before a message was first sent
+    until well after it was acknowledged saw it (whether or not it saw
+    anything after it).
     """
     end = ep.end if ep.end is not None else endOfQuiet
     c = conns.get(ep.conn)
@@ -396,7 +403,9 @@ def _delivered(
     if ep.recovered is True and ep.since is not None:
         start = ep.start
     missing = sorted(
-        pos for t, pos in acked if start < t and t + DELIVERY_GRACE < end and pos not in seen and pos[1] not in reported
+        pos
+        for sent, t, pos in acked
+        if start < sent and t + DELIVERY_GRACE < end and pos not in seen and pos[1] not in reported
     )
     if missing:
         res.missed += len(missing)
