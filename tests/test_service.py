@@ -785,6 +785,30 @@ def test_liveEventsWaitForTheHistory(slowService: tuple[ChatService, SlowStore])
     assert cb.describe() == [("message", "#lobby", 5, "alice", "five", False)]
 
 
+def test_joinerSeesEverythingSaidSinceItJoined(clock: Clock) -> None:
+    """
+    More messages are said while a joiner's history is read than the
+    history holds (it ends with the last C{historySize}): the joiner still
+    gets every message said since it joined, the first ones put in front
+    of that history, once each and in order.
+    """
+    store = SlowStore()
+    service = ChatService(store=store, clock=clock, historySize=2)
+    alice, _ = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    say(alice, "two")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    cb.take()
+    for text in ("three", "four", "five"):
+        say(alice, text)
+    store.answer(asOfNow=True)  # (the read saw them: its last two are 4 and 5)
+    assert cb.describe() == [("history", "#lobby", [3, 4, 5], None, "")]
+    say(alice, "six")
+    assert cb.describe() == [("message", "#lobby", 6, "alice", "six", False)]
+
+
 def test_heldMessagesTheHistoryHasAreNotRepeated(slowService: tuple[ChatService, SlowStore]) -> None:
     """
     When the history read already saw the messages said meanwhile, the
