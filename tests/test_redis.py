@@ -747,3 +747,42 @@ async def test_numericLookingStringsStayStrings(nodes: Any, redisServer: Any) ->
     bob.member.join("#n", since=("12345678", 0))
     history = await bob.waitFor(lambda e: isinstance(e, History))
     assert history.recovered is True and [m.text for m in history.messages] == ["one"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_laterJoinersHistoryDoesNotSkipEarlierMembers(nodes: Any, redisServer: Any) -> None:
+    """
+    bob brought #r to node a, but his history could not be read (Redis
+    stalled), so a knows nothing of where #r stands. carol joins later; her
+    history already holds two messages still on their way to a over the
+    bus. bob gets both live; carol gets each once (in her history).
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice = b.connect("alice")
+    alice.member.join("#r")
+    await alice.waitFor(lambda e: isinstance(e, History))
+    bob = a.connect("bob")
+    a.cluster.commandTimeout = 0.3
+    redisServer.command("CLIENT", "PAUSE", "1500", "ALL")
+    bob.member.join("#r")
+    failed = await bob.waitFor(lambda e: isinstance(e, History))
+    assert failed.reason == "unavailable"
+    redisServer.command("CLIENT", "UNPAUSE")
+    a.cluster.commandTimeout = 10.0
+    await _until(lambda: "bob" in b.chat.broker.remoteRoomNicks("#r"))
+    # a hears nothing from the bus for a moment
+    subscription = a.cluster._subscriber
+    subscription.transport.pauseProducing()
+    first = await alice.member.say("m1")
+    await alice.member.say("m2")
+    carol = a.connect("carol")
+    carol.member.join("#r")
+    history = await carol.waitFor(lambda e: isinstance(e, History))
+    assert [m.text for m in history.messages] == ["m1", "m2"]
+    subscription.transport.resumeProducing()
+    await bob.waitFor(isMessage("m2"))
+    await alice.member.say("m3")
+    await bob.waitFor(isMessage("m3"))
+    await carol.waitFor(isMessage("m3"))
+    assert [(m.id, m.text) for m in bob.of(Message)] == [(first.id, "m1"), (first.id + 1, "m2"), (first.id + 2, "m3")]
+    assert [m.text for m in carol.of(Message)] == ["m3"]

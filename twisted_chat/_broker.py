@@ -65,6 +65,9 @@ class LocalBroker:
         # (a stored message is delivered at once: never behind the store)
         return None
 
+    def readUpTo(self, room: str, id: int) -> None:
+        pass
+
     def deliverMessage(self, message: Any) -> Any:
         self.service._deliverMessage(message)
         return message

@@ -233,6 +233,13 @@ class IBroker(Interface):
         read then never holds messages still on their way here).
         """
 
+    def readUpTo(room: str, id: int) -> None:
+        """
+        The first member of C{room} on this node read its history up to
+        message C{id} (0: the room has none): where this node's delivery of
+        the room starts, if it has no position yet.
+        """
+
     def appendPrivate(message: object, ref: str | None) -> object:
         """
         Store a private message (like L{IMessageStore.append}) and route it

@@ -1153,16 +1153,7 @@ class RedisStore:
             return succeed([])
         end = "+" if before is None else "%d-1" % (before - 1)
         d = self._range(self.cluster.key("h", room), "-", end, limit, reverse=True)
-        d.addCallback(lambda bodies: [_message(b) for b in reversed(bodies)])
-        if before is None:
-
-            def latest(msgs: list[Message]) -> list[Message]:
-                if not msgs or msgs[-1].epoch == self.epoch:
-                    self.cluster.broker.readUpTo(room, msgs[-1].id if msgs else 0)
-                return msgs
-
-            d.addCallback(latest)
-        return d
+        return d.addCallback(lambda bodies: [_message(b) for b in reversed(bodies)])
 
     def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
         if epoch != self.epoch or afterId < 0:
@@ -1172,8 +1163,6 @@ class RedisStore:
             return _unreachable()
 
         def got(last: Any) -> Any:
-            if epoch == self.epoch:
-                self.cluster.broker.readUpTo(room, int(last or 0))
             verdict = resumePosition(afterId, int(last or 0), limit)
             if verdict != "fetch":
                 return [] if verdict == "current" else None
@@ -1694,12 +1683,13 @@ class RedisBroker:
 
     def readUpTo(self, room: str, id: int) -> None:
         """
-        A member's join (or resume) read the history of C{room} up to its
-        latest message, C{id}. If no message of that room has come by the
-        bus since this node started, that is where its delivery starts:
+        The member that brought C{room} to this node read its history up to
+        its latest message, C{id}. If no message of that room has come by
+        the bus since this node started, that is where its delivery starts:
         without a position, a gap (the subscription lost, messages said
         meanwhile) could not be told from a first message, and would not be
-        filled.
+        filled. (Only that member's read: a later joiner's history can run
+        ahead of messages still on their way to the members already here.)
         """
         if room not in self.lastIds and room not in self.filling:
             self.lastIds[room] = id

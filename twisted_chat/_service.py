@@ -912,14 +912,16 @@ class ChatService(Service):
         self._send(member, self._presence(name, room))
         if room.topic:
             self._send(member, TopicChanged(name, room.topic, room.topicBy, self.now()))
-        self._fetchHistory(member, name, since)
+        self._fetchHistory(member, name, since, fresh)
         return name, True
 
-    def _fetchHistory(self, member: Member, name: str, since: tuple[str, int] | None) -> None:
+    def _fetchHistory(self, member: Member, name: str, since: tuple[str, int] | None, fresh: bool = False) -> None:
         """
         Send C{member} the history of C{name} it needs after joining, holding
         back live events of that room until the history has been sent, so
-        nothing arrives twice or out of order.
+        nothing arrives twice or out of order. The history of a member that
+        brought the room to this node (C{fresh}) tells the broker where the
+        room stands (see L{IBroker.readUpTo}).
         """
         held: list[Event] = []
         if member._held is None:
@@ -944,6 +946,14 @@ class ChatService(Service):
             if messages and held:
                 messages = _withHeldBefore(messages, held)
             self._send(member, History(name, store.epoch, messages, recovered, reason, onJoin=True))
+            if fresh and reason != "unavailable":
+                if messages:
+                    if messages[-1].epoch == store.epoch:
+                        self.broker.readUpTo(name, messages[-1].id)
+                elif recovered is True and since is not None:
+                    self.broker.readUpTo(name, since[1])
+                elif self.settings.historySize > 0:
+                    self.broker.readUpTo(name, 0)
             last = messages[-1].id if messages else 0
             for ev in held:
                 if member.gone:
