@@ -36,10 +36,10 @@ if "--tree" in sys.argv:
     _tree = sys.argv[sys.argv.index("--tree") + 1]
 sys.path.insert(0, os.path.abspath(_tree) if _tree else os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from twisted_chat._interfaces import IChatClient  # noqa: E402
-from twisted_chat._memstore import MemoryStore  # noqa: E402
-from twisted_chat._service import ChatService  # noqa: E402
-from twisted_chat._sqlstore import SQLiteStore  # noqa: E402
+from twisted_chat.core.interfaces import IChatClient  # noqa: E402
+from twisted_chat.stores.memory import MemoryStore  # noqa: E402
+from twisted_chat.core.service import ChatService  # noqa: E402
+from twisted_chat.stores.sqlite import SQLiteStore  # noqa: E402
 
 
 @implementer(IChatClient)
@@ -82,7 +82,7 @@ def main(reactor: object, args: argparse.Namespace) -> defer.Deferred[None]:
     service = ChatService(store=store, clock=reactor, pruneInterval=0)  # type: ignore[arg-type]
     service.startService()
     if args.freeze:
-        # as the daemon does once it runs (see twisted_chat.tap): the objects
+        # as the daemon does once it runs (see twisted_chat.daemon.app): the objects
         # of start-up (modules, classes, functions) leave the collector's
         # view, so a full collection walks only what was made since
         gc.collect()

@@ -21,6 +21,8 @@ if ((${#need[@]})); then
 fi
 
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
+# (a stale build/ from an earlier layout would put removed modules into the wheel)
+rm -rf build
 .venv/bin/python -m pip install -q --disable-pip-version-check ".[test]"
 # Write the plugin cache now, as the installing user (see docs/operations.md).
 .venv/bin/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"

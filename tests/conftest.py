@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Awaitable, Callable, Iterator, TypeVar
 
 import pytest
 

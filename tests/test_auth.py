@@ -1,5 +1,5 @@
 """
-Tests for registered nicknames (L{twisted_chat._auth}, C{--auth},
+Tests for registered nicknames (L{twisted_chat.core.auth}, C{--auth},
 C{--require-auth}, C{--admin}): the password file and its tool, and logging
 in through the real daemon on the line chat and in WebSocket json mode.
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
-from twisted_chat._auth import AuthFileError, hashPassword, loadPasswords, verifyPassword
+from twisted_chat.core.auth import AuthFileError, hashPassword, loadPasswords, verifyPassword
 
 if TYPE_CHECKING:
     from conftest import Daemon, LineClient
@@ -109,7 +109,7 @@ def passwdCommand(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("twisted-chat-passwd")
     if script.exists():
         return [sys.executable, str(script), *args]
-    return [sys.executable, "-c", "from twisted_chat._auth import main; raise SystemExit(main())", *args]
+    return [sys.executable, "-c", "from twisted_chat.core.auth import main; raise SystemExit(main())", *args]
 
 
 def runPasswd(*args: str, input: str = "") -> subprocess.CompletedProcess[str]:

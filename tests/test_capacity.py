@@ -9,12 +9,12 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from twisted_chat._events import Event, Joined, Parted, Presence
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._json import encodeEvent
-from twisted_chat._memstore import MemoryStore
-from twisted_chat._service import ChatService
-from twisted_chat._text import TextSession
+from twisted_chat.core.events import Event, Joined, Parted, Presence
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.frontends.jsonmode import encodeEvent
+from twisted_chat.stores.memory import MemoryStore
+from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.textmode import TextSession
 
 
 @implementer(IChatClient)
@@ -95,7 +95,7 @@ def test_listenBacklog() -> None:
     Stream endpoints get a listen queue of 1024 unless they set one;
     others are left alone.
     """
-    from twisted_chat.tap import withBacklog
+    from twisted_chat.daemon.app import withBacklog
 
     assert withBacklog("tcp:9000") == "tcp:9000:backlog=1024"
     assert withBacklog("tcp:0:interface=127.0.0.1") == "tcp:0:interface=127.0.0.1:backlog=1024"

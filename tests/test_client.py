@@ -1,7 +1,7 @@
 """
 Tests for the C{twisted-chat} terminal client: the reactor-free core
-(L{twisted_chat._client_core}), the session logic and I/O adapters
-(L{twisted_chat._client}) and the terminal UI (L{twisted_chat._client_tty}).
+(L{twisted_chat.client.core}), the session logic and I/O adapters
+(L{twisted_chat.client.main}) and the terminal UI (L{twisted_chat.client.tty}).
 
 In-memory tests drive protocols through L{StringTransport}s and a L{Clock};
 a few tests use real loopback sockets (WebSocket, TLS), a pseudo-terminal,
@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_chat._client import (
+from twisted_chat.client.main import (
     ChatClient,
     LineLink,
     OptionError,
@@ -49,7 +49,7 @@ from twisted_chat._client import (
     parseCommandLine,
     tlsCreator,
 )
-from twisted_chat._client_core import (
+from twisted_chat.client.core import (
     BadURL,
     JsonChat,
     Target,
@@ -58,10 +58,10 @@ from twisted_chat._client_core import (
     parseTarget,
     quitRequest,
 )
-from twisted_chat._events import Private, PrivateHistory
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._service import ChatService
-from twisted_chat._text import HELP, TextSession
+from twisted_chat.core.events import Private, PrivateHistory
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.textmode import HELP, TextSession
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -709,7 +709,7 @@ class Both(TextSession):
         pass
 
     def deliver(self, event: Any) -> None:
-        from twisted_chat._json import eventObject
+        from twisted_chat.frontends.jsonmode import eventObject
 
         self.deliverText(event)
         obj = eventObject(event)
@@ -757,7 +757,7 @@ def test_renderLikeLineChat() -> None:
     messages and actions, private messages both ways, parts with reasons,
     nick changes, room lists, notices and errors.
     """
-    pytest.importorskip("twisted_chat._json")
+    pytest.importorskip("twisted_chat.frontends.jsonmode")
     clock = Clock()
     clock.advance(NOON)
     service = ChatService(clock=clock)
@@ -2211,7 +2211,7 @@ class Sink:
 def _terminal(width: int = 80) -> tuple[Any, Any, Sink]:
     from twisted.conch.insults.helper import TerminalBuffer
 
-    from twisted_chat._client_tty import ChatTerminal
+    from twisted_chat.client.tty import ChatTerminal
 
     sink = Sink()
     screen = TerminalBuffer()
@@ -2305,7 +2305,7 @@ def test_terminalWideCharacters() -> None:
     """
     from twisted.conch.insults.insults import ServerProtocol
 
-    from twisted_chat._client_tty import ChatTerminal, charWidth
+    from twisted_chat.client.tty import ChatTerminal, charWidth
 
     assert [charWidth(c.encode()) for c in "a\u00e9\u4f60\u0301"] == [1, 1, 2, 0]
     sink = Sink()
@@ -2400,7 +2400,7 @@ async def test_terminalUnderPty() -> None:
         reactor.spawnProcess(
             client.protocol,
             sys.executable,
-            [sys.executable, "-m", "twisted_chat._client", url, "--nick", "me"],
+            [sys.executable, "-m", "twisted_chat.client.main", url, "--nick", "me"],
             env=_clientEnvironment(),
             path=str(REPO),
             usePTY=(master, slave, os.ttyname(slave)),
@@ -2464,12 +2464,12 @@ def installedClient() -> list[str]:
 
 
 def _command(installed: bool) -> list[str]:
-    return installedClient() if installed else [sys.executable, "-m", "twisted_chat._client"]
+    return installedClient() if installed else [sys.executable, "-m", "twisted_chat.client.main"]
 
 
 class ClientProcess:
     """
-    C{python -m twisted_chat._client ARGS} (or, C{installed}, the installed
+    C{python -m twisted_chat.client.main ARGS} (or, C{installed}, the installed
     C{twisted-chat ARGS}) with piped stdin, its output read by threads as it
     comes, so a test can wait for a line without sleeping.
     """

@@ -34,7 +34,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from conftest import LOOPBACK, Daemon, LineClient, lineUser, twistdCommand
 from test_e2e_sio import NodeClient, nodeClients, nodeModules  # noqa: F401 (fixtures)
-from twisted_chat._auth import hashPassword
+from twisted_chat.core.auth import hashPassword
 
 pytestmark = pytest.mark.e2e
 

@@ -105,11 +105,11 @@ def clientEnvironment() -> dict[str, str]:
 
 def runClient(*args: str, input: str = "") -> subprocess.CompletedProcess[str]:
     """
-    The terminal client C{python -m twisted_chat._client ARGS} in pipe mode,
+    The terminal client C{python -m twisted_chat.client.main ARGS} in pipe mode,
     run to completion with C{input} as its standard input.
     """
     return subprocess.run(
-        [sys.executable, "-m", "twisted_chat._client", *args],
+        [sys.executable, "-m", "twisted_chat.client.main", *args],
         env=clientEnvironment(),
         cwd=str(REPO),
         input=input,

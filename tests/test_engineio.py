@@ -1,5 +1,5 @@
 """
-Tests for the Engine.IO v4 server (L{twisted_chat._engineio}) in memory: real
+Tests for the Engine.IO v4 server (L{twisted_chat.frontends.socketio.engineio}) in memory: real
 HTTP requests and a real Autobahn WebSocket client talk to the real C{Site}
 through C{iosim}, every timer on one L{Clock}.
 
@@ -20,7 +20,7 @@ from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from twisted_chat._engineio import (
+from twisted_chat.frontends.socketio.engineio import (
     CLOSE,
     MESSAGE,
     NOOP,
@@ -36,7 +36,7 @@ from twisted_chat._engineio import (
     encodePacket,
     encodePayload,
 )
-from twisted_chat._settings import Settings
+from twisted_chat.core.settings import Settings
 
 
 class Echo:
@@ -806,7 +806,7 @@ class _Admission:
         self.hosts: list[str] = []
 
     def admit(self, host: str) -> None:
-        from twisted_chat._errors import ChatError
+        from twisted_chat.core.errors import ChatError
 
         if len(self.hosts) >= self.limit:
             raise ChatError("server-full", "the server is full")

@@ -1,5 +1,5 @@
 """
-The fan-out write path (twisted_chat._fastwrite) and its use by the line
+The fan-out write path (twisted_chat.frontends.write) and its use by the line
 and WebSocket front-ends, on real loopback sockets with the real reactor.
 
 Client ends are plain non-blocking sockets read by the test between reactor
@@ -25,13 +25,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 
-from twisted_chat import _fastwrite
-from twisted_chat._events import Message
-from twisted_chat._fastwrite import FastWriter, WriteBatcher, batcherFor, fastWriterFor, supportsFastWrite
-from twisted_chat._line import LineChatFactory
-from twisted_chat._memstore import MemoryStore
-from twisted_chat._service import ChatService
-from twisted_chat._ws import ChatWebSocketFactory, ChatWebSocketProtocol, textFrame
+from twisted_chat.frontends import write as _fastwrite
+from twisted_chat.core.events import Message
+from twisted_chat.frontends.write import FastWriter, WriteBatcher, batcherFor, fastWriterFor, supportsFastWrite
+from twisted_chat.frontends.line import LineChatFactory
+from twisted_chat.stores.memory import MemoryStore
+from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.websocket import ChatWebSocketFactory, ChatWebSocketProtocol, textFrame
 
 TIMEOUT = 10.0
 

@@ -22,15 +22,15 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat._auth import hashPassword
-from twisted_chat._errors import ChatError
-from twisted_chat._events import Event, Message
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._json import JsonSession
-from twisted_chat._line import LineChatProtocol
-from twisted_chat._names import nickKey
-from twisted_chat._service import ChatService, Member
-from twisted_chat._settings import Settings
+from twisted_chat.core.auth import hashPassword
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import Event, Message
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.frontends.jsonmode import JsonSession
+from twisted_chat.frontends.line import LineChatProtocol
+from twisted_chat.core.names import nickKey
+from twisted_chat.core.service import ChatService, Member
+from twisted_chat.core.settings import Settings
 
 #: modest and without the "explain" phase, whose report (under -W error)
 #: trips over a deprecation warning of one of its imports

@@ -1,5 +1,5 @@
 """
-Tests for fairness under abuse (L{twisted_chat._limits}): the flood-control
+Tests for fairness under abuse (L{twisted_chat.core.limits}): the flood-control
 token bucket, admission limits, and how the chat service and the line
 front-end apply them. Time is a L{Clock}; connections are in memory.
 """
@@ -13,13 +13,13 @@ from twisted.internet.testing import StringTransport, StringTransportWithDisconn
 from twisted.logger import capturedLogs, formatEvent
 from zope.interface import implementer
 
-from twisted_chat._errors import ChatError
-from twisted_chat._events import Event, Message, Parted
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._limits import Admission, FloodGuard
-from twisted_chat._line import LineChatFactory, LineChatProtocol
-from twisted_chat._service import ChatService, Member
-from twisted_chat._settings import Settings
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import Event, Message, Parted
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.limits import Admission, FloodGuard
+from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
+from twisted_chat.core.service import ChatService, Member
+from twisted_chat.core.settings import Settings
 
 # -- the token bucket ---------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """
-Tests for the TCP line chat front-end (L{twisted_chat._line}) and the text
-commands it shares with WebSocket text mode (L{twisted_chat._text}), driven
+Tests for the TCP line chat front-end (L{twisted_chat.frontends.line}) and the text
+commands it shares with WebSocket text mode (L{twisted_chat.frontends.textmode}), driven
 through in-memory transports: bytes in with C{dataReceived}, lines out from
 C{transport.value()}.
 """
@@ -18,11 +18,11 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import capturedLogs, formatEvent
 from zope.interface.verify import verifyObject
 
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._line import LineChatFactory, LineChatProtocol
-from twisted_chat._memstore import MemoryStore
-from twisted_chat._service import ChatService
-from twisted_chat._text import HELP
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
+from twisted_chat.stores.memory import MemoryStore
+from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.textmode import HELP
 
 
 class StalledTransport(StringTransportWithDisconnection):

@@ -21,10 +21,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
-from twisted_chat._auth import hashPassword
-from twisted_chat._line import LineChatFactory, LineChatProtocol
-from twisted_chat._service import ChatService
-from twisted_chat._settings import Settings
+from twisted_chat.core.auth import hashPassword
+from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
+from twisted_chat.core.service import ChatService
+from twisted_chat.core.settings import Settings
 
 if TYPE_CHECKING:
     from conftest import Daemon, LineClient

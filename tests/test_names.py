@@ -1,5 +1,5 @@
 """
-Tests for the nickname and room-name rules of L{twisted_chat._names}.
+Tests for the nickname and room-name rules of L{twisted_chat.core.names}.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_chat._errors import ChatError
-from twisted_chat._names import checkNick, nickKey, normalizeRoom
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.names import checkNick, nickKey, normalizeRoom
 
 NICK_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 #: characters a nick or room name must not contain: punctuation, blanks,

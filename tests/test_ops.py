@@ -1,6 +1,6 @@
 """
-Tests for operability in memory (L{twisted_chat._ops}, the limits file and
-reload of L{twisted_chat.tap}, the systemd units in C{contrib/systemd}):
+Tests for operability in memory (L{twisted_chat.daemon.ops}, the limits file and
+reload of L{twisted_chat.daemon.app}, the systemd units in C{contrib/systemd}):
 what Prometheus scrapes, the health and readiness probes, limits read from a
 file and reloaded, and that the units agree with each other.
 
@@ -28,11 +28,11 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
-from twisted_chat._line import LineChatFactory, LineChatProtocol
-from twisted_chat._memstore import MemoryStore
-from twisted_chat._ops import HealthResource, PrometheusStats, ReadyResource, reasonLabel
-from twisted_chat._service import ChatService
-from twisted_chat.tap import LIMIT_NAMES, Options, _Daemon, makeService, readLimits
+from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
+from twisted_chat.stores.memory import MemoryStore
+from twisted_chat.daemon.ops import HealthResource, PrometheusStats, ReadyResource, reasonLabel
+from twisted_chat.core.service import ChatService
+from twisted_chat.daemon.app import LIMIT_NAMES, Options, _Daemon, makeService, readLimits
 
 if TYPE_CHECKING:
     from twisted.web.test.requesthelper import DummyRequest
@@ -508,7 +508,7 @@ def test_statusForAdminsOnly() -> None:
     """
     from twisted.logger import Logger, globalLogPublisher
 
-    from twisted_chat._ops import RecentErrors
+    from twisted_chat.core.stats import RecentErrors
 
     clock = Clock()
     service = ChatService(clock=clock, passwords={"boss": "unused"}, admins=["boss"])

@@ -14,11 +14,11 @@ import pytest
 import pytest_twisted
 from zope.interface import implementer
 
-from twisted_chat._errors import ChatError
-from twisted_chat._events import EpochChanged, Event, History, Joined, Message, Notice, Parted, Presence, Private, TopicChanged
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._redis import RedisCluster, checkRedis, parseRedisURL
-from twisted_chat._service import ChatService
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import EpochChanged, Event, History, Joined, Message, Notice, Parted, Presence, Private, TopicChanged
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.cluster.redis import RedisCluster, checkRedis, parseRedisURL
+from twisted_chat.core.service import ChatService
 
 TIMEOUT = 10.0
 

@@ -20,8 +20,8 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from test_redis import TIMEOUT, Node, _until, isMessage, nodes, twoInRoom  # noqa: F401 (a fixture)
-from twisted_chat._errors import ChatError, StoreUnavailable
-from twisted_chat._events import Message
+from twisted_chat.core.errors import ChatError, StoreUnavailable
+from twisted_chat.core.events import Message
 
 #: what RedisPath does with each new connection
 PASS, CLOSE, CLOSE_AFTER_FIRST, HOLD = "pass", "close", "close-after-first", "hold"
@@ -385,7 +385,7 @@ async def test_commandConnectionAloneLost(nodes: Any, redisServer: Any, logged: 
     who came (her nick is taken on every node) and one who left (his nick
     is free again everywhere, not claimed for ever by b).
     """
-    from twisted_chat._events import Notice
+    from twisted_chat.core.events import Notice
 
     a, b = await nodes("a"), quickRetries(await nodes("b"))
     alice, bob = await twoInRoom(a, b, "#c")

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_chat._service.ChatService}: rooms, nicknames, delivery,
+Tests for L{twisted_chat.core.service.ChatService}: rooms, nicknames, delivery,
 history and resume, driven through a recording L{IChatClient}.
 """
 
@@ -14,8 +14,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_chat._errors import ChatError
-from twisted_chat._events import (
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import (
     Event,
     History,
     Joined,
@@ -28,10 +28,10 @@ from twisted_chat._events import (
     PrivateHistory,
     RoomList,
 )
-from twisted_chat._broker import LocalBroker
-from twisted_chat._interfaces import IChatClient, IMessageStore
-from twisted_chat._memstore import MemoryStore
-from twisted_chat._service import ChatService, Member
+from twisted_chat.core.broker import LocalBroker
+from twisted_chat.core.interfaces import IChatClient, IMessageStore
+from twisted_chat.stores.memory import MemoryStore
+from twisted_chat.core.service import ChatService, Member
 
 T = TypeVar("T")
 

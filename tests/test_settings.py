@@ -1,5 +1,5 @@
 """
-Tests for the service's one settings object (L{twisted_chat._settings}):
+Tests for the service's one settings object (L{twisted_chat.core.settings}):
 its values, how C{twistd chat} fills it from its options and a --limits
 file, and that the service, its admission and every front-end of the tree
 read that same object, which a reload (SIGHUP) changes in place.
@@ -14,13 +14,13 @@ import txaio
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.server import Site
 
-from twisted_chat._engineio import EngineResource
-from twisted_chat._limits import Admission
-from twisted_chat._line import LineChatFactory
-from twisted_chat._service import ChatService
-from twisted_chat._settings import OPTIONS, Settings
-from twisted_chat._ws import ChatWebSocketFactory
-from twisted_chat.tap import LIMIT_NAMES, Options, _Daemon, makeService
+from twisted_chat.frontends.socketio.engineio import EngineResource
+from twisted_chat.core.limits import Admission
+from twisted_chat.frontends.line import LineChatFactory
+from twisted_chat.core.service import ChatService
+from twisted_chat.core.settings import OPTIONS, Settings
+from twisted_chat.frontends.websocket import ChatWebSocketFactory
+from twisted_chat.daemon.app import LIMIT_NAMES, Options, _Daemon, makeService
 
 
 def test_defaults() -> None:

@@ -1,5 +1,5 @@
 """
-Tests for Socket.IO v5 (L{twisted_chat._socketio}) in memory: the packet
+Tests for Socket.IO v5 (L{twisted_chat.frontends.socketio.chat}) in memory: the packet
 format, the protocol over real Engine.IO sessions (an Autobahn WebSocket
 client or HTTP long-polling through C{iosim}, timers on a L{Clock}), and the
 chat on top of it with the real L{ChatService}.
@@ -24,13 +24,13 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from twisted_chat._auth import hashPassword
-from twisted_chat._engineio import BoundedRequest, EngineResource, EngineServer, ProtocolError
-from twisted_chat._events import Message
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._limits import Admission
-from twisted_chat._service import ChatService
-from twisted_chat._socketio import (
+from twisted_chat.core.auth import hashPassword
+from twisted_chat.frontends.socketio.engineio import BoundedRequest, EngineResource, EngineServer, ProtocolError
+from twisted_chat.core.events import Message
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.limits import Admission
+from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.socketio.chat import (
     ACK,
     BINARY_ACK,
     BINARY_EVENT,
@@ -46,8 +46,8 @@ from twisted_chat._socketio import (
     encodePacket,
     makeSocketIo,
 )
-from twisted_chat._web import makeSite
-from twisted_chat._ws import ChatWebSocketFactory
+from twisted_chat.frontends.web import makeSite
+from twisted_chat.frontends.websocket import ChatWebSocketFactory
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -1201,8 +1201,8 @@ def test_loneSurrogateEscapeIsRefused() -> None:
     as invalid (it is no text, and could not be sent on to anyone), while a
     properly paired escape is text like any other.
     """
-    from twisted_chat._engineio import ProtocolError
-    from twisted_chat._socketio import decodeText
+    from twisted_chat.frontends.socketio.engineio import ProtocolError
+    from twisted_chat.frontends.socketio.chat import decodeText
 
     with pytest.raises(ProtocolError):
         decodeText('2["message","\\ud800"]')

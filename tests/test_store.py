@@ -25,11 +25,11 @@ import pytest_twisted
 from twisted.internet.defer import Deferred, gatherResults
 from zope.interface.verify import verifyObject
 
-from twisted_chat._errors import StoreUnavailable
-from twisted_chat._events import Message, Private
-from twisted_chat._interfaces import IMessageStore
-from twisted_chat._memstore import MemoryStore
-from twisted_chat._sqlstore import SQLiteStore, StoreError
+from twisted_chat.core.errors import StoreUnavailable
+from twisted_chat.core.events import Message, Private
+from twisted_chat.core.interfaces import IMessageStore
+from twisted_chat.stores.memory import MemoryStore
+from twisted_chat.stores.sqlite import SQLiteStore, StoreError
 
 T = TypeVar("T")
 
@@ -693,7 +693,7 @@ def test_sqliteRefusesAnUnwritableFolder(tmp_path: Path) -> None:
         path = folder / "chat.sqlite3"
         code = (
             "import sys\n"
-            "from twisted_chat._sqlstore import SQLiteStore, StoreError\n"
+            "from twisted_chat.stores.sqlite import SQLiteStore, StoreError\n"
             "try:\n"
             "    SQLiteStore(sys.argv[1])\n"
             "except StoreError as e:\n"

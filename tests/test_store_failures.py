@@ -29,12 +29,12 @@ from twisted.logger import LogLevel, Logger, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat._errors import FailureLog, StoreUnavailable
-from twisted_chat._events import Event, History, Message
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._line import LineChatFactory
-from twisted_chat._service import ChatService, Member
-from twisted_chat._sqlstore import SQLiteStore
+from twisted_chat.core.errors import FailureLog, StoreUnavailable
+from twisted_chat.core.events import Event, History, Message
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.frontends.line import LineChatFactory
+from twisted_chat.core.service import ChatService, Member
+from twisted_chat.stores.sqlite import SQLiteStore
 
 T = TypeVar("T")
 
@@ -249,7 +249,7 @@ def logged(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """
     out = []
     for e in events:
-        fromStore = e["log_namespace"].startswith("twisted_chat._sqlstore")
+        fromStore = e["log_namespace"].startswith("twisted_chat.stores.sqlite")
         if e["log_level"] >= LogLevel.warn or fromStore:
             text = formatEvent(e)
             out.append((e["log_level"].name, re.sub(r" [\d.]+ s\)$", " T s)", text) if fromStore else text))

@@ -1,6 +1,6 @@
 """
-Tests for C{twistd chat}: its options (L{twisted_chat.tap.Options}), the
-service tree (L{twisted_chat.tap.makeService}) and the plugin.
+Tests for C{twistd chat}: its options (L{twisted_chat.daemon.app.Options}), the
+service tree (L{twisted_chat.daemon.app.makeService}) and the plugin.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisc
 from twisted.logger import capturedLogs, formatEvent
 from twisted.plugin import getPlugins
 
-from twisted_chat._events import Message
-from twisted_chat._line import LineChatFactory
-from twisted_chat._memstore import MemoryStore
-from twisted_chat._service import ChatService
-from twisted_chat.tap import Options, makeService
+from twisted_chat.core.events import Message
+from twisted_chat.frontends.line import LineChatFactory
+from twisted_chat.stores.memory import MemoryStore
+from twisted_chat.core.service import ChatService
+from twisted_chat.daemon.app import Options, makeService
 
 
 def parse(*args: str) -> Options:
@@ -494,7 +494,7 @@ class _ReadingReactor(MemoryReactorClock):
 
 class _FakeCluster(Service):
     """
-    Stands in for L{twisted_chat._redis.RedisCluster}: a memory store, the
+    Stands in for L{twisted_chat.cluster.redis.RedisCluster}: a memory store, the
     local broker, and a C{ready} the test fires.
     """
 
@@ -502,7 +502,7 @@ class _FakeCluster(Service):
     made: list[_FakeCluster] = []
 
     def __init__(self, url: object, clock: object = None, nodeId: str | None = None, retainMessages: int = 0, retainDays: float | None = None) -> None:
-        from twisted_chat._broker import LocalBroker
+        from twisted_chat.core.broker import LocalBroker
 
         self.url, self.clock, self.nodeId = url, clock, nodeId
         self.retainMessages, self.retainDays = retainMessages, retainDays
@@ -532,7 +532,7 @@ def fakeRedis(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     RedisCluster replaced by L{_FakeCluster}, checkRedis by a probe that
     records its URL and succeeds.
     """
-    from twisted_chat import _redis
+    from twisted_chat.cluster import redis as _redis
 
     probed: list[object] = []
     _FakeCluster.made = []
@@ -565,7 +565,7 @@ def test_brokerUnreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     When Redis cannot be reached, start-up ends with its one-line reason
     (exit status 1), as with an unusable database.
     """
-    from twisted_chat import _redis
+    from twisted_chat.cluster import redis as _redis
 
     def unreachable(url: object, timeout: float = 5.0) -> None:
         raise ValueError("cannot reach Redis at redis://127.0.0.1:6379/0: Connection refused")
@@ -728,7 +728,7 @@ def test_parentTree(fakeRedis: list[object]) -> None:
     runs no chat service, and has a pool of N workers whose command line is
     twistd chat with the worker's options.
     """
-    from twisted_chat._workers import WorkerPool
+    from twisted_chat.daemon.workers import WorkerPool
 
     reactor = _ReadingReactor()
     options = parse("--broker", REDIS, "--workers", "3", "--line", "tcp:9001", "--web", "tcp:9002", "--metrics", "tcp:9464", "--shutdown-timeout", "2")
@@ -748,7 +748,7 @@ def test_parentTree(fakeRedis: list[object]) -> None:
     assert "web listening on tcp:0.0.0.0:9002" in logged
     assert [(p.address.port, p.reading) for p in reactor.ports] == [(9001, False), (9002, False)]
     command = pool._arguments(1)
-    assert command[command.index("chat") - 3 :command.index("chat")] == ["--nodaemon", "--pidfile=", "--logger=twisted_chat._workers.relayObserver"]
+    assert command[command.index("chat") - 3 :command.index("chat")] == ["--nodaemon", "--pidfile=", "--logger=twisted_chat.daemon.workers.relayObserver"]
     assert command[command.index("chat") + 1 :][-4:] == ["--metrics=tcp:9465", "--worker=1", command[-2], "--inherit-fds=line=3,web=4"]
 
 
@@ -756,7 +756,7 @@ def test_parentPassesSIGHUPOn() -> None:
     """
     SIGHUP to a parent is passed on to its workers.
     """
-    from twisted_chat.tap import _Daemon
+    from twisted_chat.daemon.app import _Daemon
 
     sent: list[str] = []
 

@@ -1,5 +1,5 @@
 """
-Tests for the web port's HTTP side (L{twisted_chat._web}): the chat page,
+Tests for the web port's HTTP side (L{twisted_chat.frontends.web}): the chat page,
 its assets, security headers and 404s, requested over an in-memory
 connection to the real C{Site}.
 """
@@ -17,9 +17,9 @@ from twisted.internet.task import Clock
 from twisted.test import iosim
 from twisted.web.server import Site
 
-from twisted_chat._service import ChatService
-from twisted_chat._web import makeSite
-from twisted_chat._ws import ChatWebSocketFactory
+from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.web import makeSite
+from twisted_chat.frontends.websocket import ChatWebSocketFactory
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -40,7 +40,7 @@ def packaged(name: str) -> bytes:
     """
     The bytes of the package's C{web/NAME}.
     """
-    return (resources.files("twisted_chat") / "web" / name).read_bytes()
+    return (resources.files("twisted_chat.frontends") / "page" / name).read_bytes()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """
-Tests for C{twistd chat --workers N} (L{twisted_chat._workers}): the
+Tests for C{twistd chat --workers N} (L{twisted_chat.daemon.workers}): the
 worker pool in memory (start, relayed logs, restarts with back-off, SIGHUP,
 stopping), the worker side (relayed log events, noticing that the parent
 is gone), and the real parent with real workers sharing a loopback port
@@ -26,7 +26,7 @@ from twisted.logger import LogLevel, Logger, capturedLogs, formatEvent, formatEv
 from twisted.python.failure import Failure
 
 from twisted_chat import __version__
-from twisted_chat._workers import (
+from twisted_chat.daemon.workers import (
     READY_FORMAT,
     ParentWatch,
     WorkerPool,
@@ -314,10 +314,10 @@ def test_relayedText() -> None:
     protocol.childDataReceived(1, b"not json\n\n")
     reactor.end(0, ProcessTerminated(exitCode=1))
     assert [(e["text"], e["log_level"], e["log_system"]) for e in published] == [
-        ("Traceback (most recent call last):", LogLevel.error, "w0:twisted_chat._workers.stderr#error"),
-        ("  File x", LogLevel.error, "w0:twisted_chat._workers.stderr#error"),
-        ("not json", LogLevel.info, "w0:twisted_chat._workers.stdout#info"),
-        ("ValueError: bad", LogLevel.error, "w0:twisted_chat._workers.stderr#error"),
+        ("Traceback (most recent call last):", LogLevel.error, "w0:twisted_chat.daemon.workers.stderr#error"),
+        ("  File x", LogLevel.error, "w0:twisted_chat.daemon.workers.stderr#error"),
+        ("not json", LogLevel.info, "w0:twisted_chat.daemon.workers.stdout#info"),
+        ("ValueError: bad", LogLevel.error, "w0:twisted_chat.daemon.workers.stderr#error"),
     ]
 
 

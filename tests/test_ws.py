@@ -1,5 +1,5 @@
 """
-Tests for the WebSocket front-end (L{twisted_chat._ws}, L{twisted_chat._json})
+Tests for the WebSocket front-end (L{twisted_chat.frontends.websocket}, L{twisted_chat.frontends.jsonmode})
 in memory: a real Autobahn client talks to the real chat C{Site} through
 C{iosim}, with every timer (the service's, the Site's and Autobahn's, which
 go through C{txaio.config.loop}) on one L{Clock}.
@@ -21,11 +21,11 @@ from twisted.logger import capturedLogs
 from zope.interface import implementer
 
 from twisted_chat import __version__
-from twisted_chat._events import Event, Message
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._service import ChatService
-from twisted_chat._web import makeSite
-from twisted_chat._ws import ChatWebSocketFactory, ChatWebSocketProtocol, originAllowed
+from twisted_chat.core.events import Event, Message
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.web import makeSite
+from twisted_chat.frontends.websocket import ChatWebSocketFactory, ChatWebSocketProtocol, originAllowed
 
 GREETING = "*** Welcome to twisted-chat, %s! You are in #lobby. Type /help for commands."
 

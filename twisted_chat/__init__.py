@@ -6,9 +6,9 @@ front-ends (line chat, WebSocket) turn bytes into service calls and service
 events into bytes.
 """
 
-from twisted_chat._errors import ChatError
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._service import ChatService, Member
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.service import ChatService, Member
 
 __version__ = "0.1.0"
 

@@ -432,7 +432,6 @@ class TextUser(_TextClient):
 
     async def session(self) -> bool:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, WebSocketException
 
         host, port = self.node.web
         ws = await asyncio.wait_for(
@@ -603,7 +602,6 @@ class JsonUser(Client, JsonLogic):
 
     async def session(self) -> bool:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, WebSocketException
 
         host, port = self.node.web
         ws = await asyncio.wait_for(

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_socketio -*-
 """
-Socket.IO, protocol version 5, on Engine.IO v4 (L{twisted_chat._engineio}),
+Socket.IO, protocol version 5, on Engine.IO v4 (L{twisted_chat.frontends.socketio.engineio}),
 and the chat on top of it.
 
 The protocol part is generic: L{SocketIoServer} is an Engine.IO handler
@@ -31,14 +31,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat._engineio import Data, EngineResource, EngineServer, EngineSocket, ProtocolError
-from twisted_chat._errors import ChatError
-from twisted_chat._events import Event
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._json import JsonSession, _position, _str, isText
-from twisted_chat._limits import ThrottledInput
-from twisted_chat._service import ChatService, Member
-from twisted_chat._text import TextSession, closingText
+from twisted_chat.frontends.socketio.engineio import Data, EngineResource, EngineServer, EngineSocket, ProtocolError
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import Event
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.frontends.jsonmode import JsonSession, _position, _str, isText
+from twisted_chat.frontends.throttle import ThrottledInput
+from twisted_chat.core.service import ChatService, Member
+from twisted_chat.frontends.textmode import TextSession, closingText
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime

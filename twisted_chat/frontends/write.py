@@ -59,10 +59,16 @@ C{fastFrame(event)} (see L{FastWriter.client}).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import tcp
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from zope.interface import implementer
+
+if TYPE_CHECKING:
+    from twisted_chat.core.service import Member
+    from twisted_chat.core.settings import Settings
 
 #: the events whose broadcast may be written lazily (see FastWriter.write):
 #: join and leave notices, which in a big room arrive by the hundred
@@ -444,3 +450,67 @@ def sync(writer: FastWriter | None) -> None:
         batcher = _batchers[writer.transport.reactor]
         if batcher._rooms:
             batcher.flushRooms()
+
+
+@implementer(IPushProducer)
+class OutgoingGuard:
+    """
+    Bound what a connection may queue for a peer that does not read.
+
+    Registered as the transport's streaming producer: the transport pauses it
+    once its userspace buffer is full (64 KiB) and resumes it when drained.
+    While paused, everything written is counted; past C{limit} bytes (the
+    C{maxOutgoing} of C{settings}, read at every check, so a reload applies
+    at once) the connection is aborted (a slow consumer) instead of growing
+    server memory.
+    """
+
+    __slots__ = ("settings", "paused", "queued")
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paused = False
+        self.queued = 0
+
+    @property
+    def limit(self) -> int:
+        return self.settings.maxOutgoing
+
+    def pauseProducing(self) -> None:
+        # A transport calls this on every write while its buffer is full, not
+        # only once: count from the first call, or nothing is ever dropped.
+        if not self.paused:
+            self.paused = True
+            self.queued = 0
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.queued = 0
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+    def overLimit(self, nbytes: int) -> bool:
+        """
+        Account for C{nbytes} more; C{True} once the peer is too far behind.
+        """
+        if not self.paused:
+            return False
+        self.queued += nbytes
+        return self.queued > self.settings.maxOutgoing
+
+
+def dropSlowConsumer(log: Logger, peer: str, member: Member | None, limit: int, abort: Callable[[], object]) -> None:
+    """
+    A peer is over its outgoing limit (see L{OutgoingGuard}): log it, take
+    it out of the chat and abort the connection.
+    """
+    log.warn(
+        "dropping slow consumer {peer} ({nick}): over {limit} bytes queued",
+        peer=peer,
+        nick=member.nick if member else "?",
+        limit=limit,
+    )
+    if member is not None:
+        member.quit("too slow")
+    abort()

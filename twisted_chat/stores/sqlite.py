@@ -33,9 +33,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat._errors import FailureLog, StoreUnavailable
-from twisted_chat._events import Message, Private
-from twisted_chat._interfaces import IMessageStore, resumePosition
+from twisted_chat.core.errors import FailureLog, StoreUnavailable
+from twisted_chat.core.events import Message, Private
+from twisted_chat.core.interfaces import IMessageStore, resumePosition
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads

@@ -21,10 +21,12 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from twisted_chat.core.stats import Stats
+
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
-    from twisted_chat._service import ChatService
+    from twisted_chat.core.service import ChatService
 
 _REASONS = (
     "quit",
@@ -48,30 +50,6 @@ def reasonLabel(reason: str) -> str:
         if reason.startswith(known):
             return known
     return "other"
-
-
-class Stats:
-    """
-    What the service reports; this base class records nothing.
-    """
-
-    def messageStored(self, kind: str, seconds: float) -> None:
-        pass
-
-    def storeFailed(self) -> None:
-        pass
-
-    def delivered(self, count: int) -> None:
-        pass
-
-    def disconnected(self, reason: str) -> None:
-        pass
-
-    def refused(self, why: str) -> None:
-        pass
-
-    def throttled(self) -> None:
-        pass
 
 
 class PrometheusStats(Stats):
@@ -175,63 +153,6 @@ class _StateCollector:
             "Members summed over rooms.",
             value=sum(len(r.members) for r in list(service.rooms.values())),
         )
-
-
-class RecentErrors:
-    """
-    A log observer that keeps the last C{size} warnings and errors, for
-    admins (C{/status}); added to the global log publisher by the daemon.
-    """
-
-    def __init__(self, size: int = 20) -> None:
-        from collections import deque
-
-        self.events: deque[tuple[float, str]] = deque(maxlen=size)
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        from twisted.logger import LogLevel, formatEvent
-
-        level = event.get("log_level")
-        if level is None or level < LogLevel.warn:
-            return
-        text = formatEvent(event)
-        failure = event.get("log_failure")
-        if failure is not None:
-            text += ": " + failure.getErrorMessage()
-        self.events.append((event.get("log_time") or time.time(), " ".join(text.split())[:300]))
-
-
-def statusLines(service: ChatService, errors: RecentErrors | None, started: float, now: float) -> list[str]:
-    """
-    What C{/status} tells an admin: this node, its connections by front-end,
-    rooms, and recent warnings and errors.
-    """
-    import os
-    import socket
-
-    byKind: dict[str, int] = {}
-    for m in list(service.members):
-        kind = getattr(m.client, "kind", "other")
-        byKind[kind] = byKind.get(kind, 0) + 1
-    kinds = ", ".join("%s %d" % kv for kv in sorted(byKind.items())) or "none"
-    lines = [
-        "node %s pid %d, up %d s" % (socket.gethostname(), os.getpid(), max(0, int(now - started))),
-        "connections: %d open, %d in the chat (%s)" % (service.admission.total, len(service.members), kinds),
-        "rooms: %d; biggest: %s"
-        % (
-            len(service.rooms),
-            ", ".join("%s (%d)" % (r.name, len(r.members)) for r in sorted(service.rooms.values(), key=lambda r: -len(r.members))[:5])
-            or "none",
-        ),
-    ]
-    recent = list(errors.events) if errors is not None else []
-    if not recent:
-        lines.append("recent errors: none")
-    else:
-        lines.append("recent errors (last %d):" % (len(recent),))
-        for t, text in recent[-10:]:
-            lines.append("  %s %s" % (time.strftime("%H:%M:%S", time.gmtime(t)), text))
-    return lines
 
 
 class LagMonitor(Service):

@@ -27,15 +27,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_chat._errors import ChatError
-from twisted_chat._events import Event
-from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor, sync
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._json import JsonSession, encodeEvent
-from twisted_chat._limits import ThrottledInput
-from twisted_chat._line import OutgoingGuard, dropSlowConsumer
-from twisted_chat._service import ChatService
-from twisted_chat._text import TextSession, closingText, messageText
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import Event
+from twisted_chat.frontends.write import LAZY_KINDS, FastWriter, fastWriterFor, sync
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.frontends.jsonmode import JsonSession, encodeEvent
+from twisted_chat.frontends.throttle import ThrottledInput
+from twisted_chat.frontends.write import OutgoingGuard, dropSlowConsumer
+from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.textmode import TextSession, closingText, messageText
 
 # Autobahn colours the values in its log messages with click (ANSI escapes)
 # whenever click is importable, and it does so eagerly: every sendData()

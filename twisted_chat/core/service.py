@@ -4,7 +4,7 @@ The chat service: rooms, members, nicknames, presence, history, broadcast.
 
 It knows nothing of sockets. Front-ends call a L{Member}'s methods with
 decoded requests; the service answers through the member's L{IChatClient}
-with the events of L{twisted_chat._events}. Requests it refuses raise
+with the events of L{twisted_chat.core.events}. Requests it refuses raise
 L{ChatError} synchronously and change nothing.
 """
 
@@ -23,8 +23,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twisted_chat._errors import ChatError, FailureLog
-from twisted_chat._events import (
+from twisted_chat.core.errors import ChatError, FailureLog
+from twisted_chat.core.events import (
     EpochChanged,
     Event,
     History,
@@ -39,11 +39,12 @@ from twisted_chat._events import (
     RoomList,
     TopicChanged,
 )
-from twisted_chat._interfaces import IBroker, IChatClient, IMessageStore
-from twisted_chat._limits import Admission, FloodGuard
-from twisted_chat._memstore import MemoryStore
-from twisted_chat._names import checkNick, nickKey, normalizeRoom
-from twisted_chat._settings import Settings
+from twisted_chat.core.interfaces import IBroker, IChatClient, IMessageStore
+from twisted_chat.core.limits import Admission, FloodGuard
+from twisted_chat.stores.memory import MemoryStore
+from twisted_chat.core.names import checkNick, nickKey, normalizeRoom
+from twisted_chat.core.stats import Stats, statusLines
+from twisted_chat.core.settings import Settings
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -411,8 +412,6 @@ class Member:
         self.service._spend(self)
         if not self.service.isAdmin(self):
             raise ChatError("not-allowed", "only server admins can see the status")
-        from twisted_chat._ops import statusLines
-
         service = self.service
         for line in statusLines(service, service.recentErrors, service.startedAt, service.now()):
             self.client.deliver(Notice("status: " + line))
@@ -498,7 +497,7 @@ class ChatService(Service):
             if value is not None:
                 setattr(settings, name, value)
         self.store: IMessageStore = store if store is not None else MemoryStore()
-        from twisted_chat._broker import LocalBroker
+        from twisted_chat.core.broker import LocalBroker
 
         #: how this node shares rooms with others (see IBroker)
         self.broker: IBroker = broker if broker is not None else LocalBroker()
@@ -527,8 +526,6 @@ class ChatService(Service):
         #: name this many members and give the total: otherwise every join
         #: costs O(members) deliveries and bytes, O(members²) to fill a room.
         self.announceLimit = 1000
-        from twisted_chat._ops import Stats
-
         #: where the service reports what happens (metrics); see _ops.Stats
         self.stats = stats if stats is not None else Stats()
         self.admission.stats = self.stats
@@ -711,7 +708,7 @@ class ChatService(Service):
     def _checkPassword(self, nick: str, password: object) -> Deferred[None]:
         from twisted.internet.threads import deferToThreadPool
 
-        from twisted_chat._auth import verifyPassword
+        from twisted_chat.core.auth import verifyPassword
 
         encoded = self.passwords.get(nickKey(nick))
         if encoded is None or not isinstance(password, str):
@@ -736,7 +733,7 @@ class ChatService(Service):
         """
         Charge one request to C{member}'s flood budget. Nothing is refused
         here: front-ends ask L{floodWait} before they hand a request over,
-        and hold it as long as it says (see L{twisted_chat._limits}).
+        and hold it as long as it says (see L{twisted_chat.core.limits}).
         """
         settings = self.settings
         rate = settings.floodRate

@@ -48,7 +48,7 @@ class Settings:
     #: requests a connection may make at once before it is slowed down
     floodBurst: float
     #: the most requests a connection may have waiting for flood control;
-    #: past it, it is disconnected (see L{twisted_chat._limits})
+    #: past it, it is disconnected (see L{twisted_chat.core.limits})
     floodKick: float
     #: connections in all (0: no limit)
     maxConnections: int

@@ -1,16 +1,8 @@
 # -*- test-case-name: tests.test_limits -*-
 """
-Fairness under abuse: flood control per connection (the service's token
-bucket, L{FloodGuard}, and the front-ends' half, L{ThrottledInput}), and
-admission limits (connections in all, connections per address, banned
-addresses).
-
-Flood control throttles, it never drops: a connection that makes requests
-faster than C{--flood-rate} (after a burst of C{--flood-burst}) is slowed
-down to that rate. Its front-end stops reading from it while it has to
-wait, so its input waits in the kernel (or its HTTP POST waits for an
-answer), and what was read already waits in order; only a connection with
-more than C{--flood-kick} requests waiting is disconnected.
+Flood control, the front-ends' half: a connection whose member has to wait
+(see L{twisted_chat.core.limits.FloodGuard}) stops being read, and what it
+had read already waits here in order; nothing is refused or dropped.
 """
 
 from __future__ import annotations
@@ -20,61 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from twisted_chat._errors import ChatError
-from twisted_chat._settings import Settings
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall
 
-    from twisted_chat._service import Member
-
-#: seconds of waiting so short they count as none: what is left after a
-#: timer fired exactly when asked, because of float error (clocks count
-#: seconds since 1970: a difference of two of them is off by up to ~0.2 µs)
-_NO_WAIT = 1e-6
-
-
-class FloodGuard:
-    """
-    A token bucket for one connection's requests.
-
-    Each request costs one token (L{spend}); tokens come back at C{rate} a
-    second up to C{burst}. The service never refuses a request for want of a
-    token: a front-end asks L{wait} before it hands one over, and holds it
-    for that long. A request made without a token (the one request of a
-    front-end that costs two, or lines held behind a login) leaves a debt:
-    the next wait is longer.
-    """
-
-    __slots__ = ("tokens", "at")
-
-    def __init__(self, burst: float, now: float) -> None:
-        self.tokens = burst
-        self.at = now
-
-    def _refill(self, now: float, rate: float, burst: float) -> float:
-        elapsed = now - self.at
-        self.at = now
-        tokens = self.tokens
-        if elapsed > 0:
-            tokens = self.tokens = min(burst, tokens + elapsed * rate)
-        return tokens
-
-    def spend(self, now: float, rate: float, burst: float) -> None:
-        """
-        Charge one request.
-        """
-        self.tokens = self._refill(now, rate, burst) - 1
-
-    def wait(self, now: float, rate: float, burst: float) -> float:
-        """
-        Seconds until the next request may be made: 0 while a token is left.
-        """
-        tokens = self._refill(now, rate, burst)
-        if tokens >= 1:
-            return 0.0
-        wait = (1 - tokens) / rate
-        return wait if wait >= _NO_WAIT else 0.0
+    from twisted_chat.core.service import Member
 
 
 class _Inbox:
@@ -226,80 +168,3 @@ class ThrottledInput:
         inbox, self._inbox = self._inbox, None
         if inbox is not None and inbox.wake is not None and inbox.wake.active():
             inbox.wake.cancel()
-
-
-class Admission:
-    """
-    Who may open a connection: at most C{maxConnections} in all and
-    C{maxPerHost} from one address (0: no limit), and none from a banned one.
-
-    Front-ends call L{admit} before anything else and L{release} when the
-    connection is gone; both are cheap dictionary operations.
-
-    The two limits are read from C{settings} (the service's L{Settings},
-    changed on reload) at every admission; without one, the admission gets
-    settings of its own with the limits given.
-    """
-
-    def __init__(self, maxConnections: int = 0, maxPerHost: int = 0, settings: Settings | None = None) -> None:
-        if settings is None:
-            settings = Settings(maxConnections=maxConnections, maxPerHost=maxPerHost)
-        self.settings = settings
-        self.total = 0
-        self.perHost: dict[str, int] = {}
-        self.bannedHosts: set[str] = set()
-        #: told about refusals (metrics); set by the service
-        self.stats: Any = None
-
-    @property
-    def maxConnections(self) -> int:
-        return self.settings.maxConnections
-
-    @maxConnections.setter
-    def maxConnections(self, value: int) -> None:
-        self.settings.maxConnections = value
-
-    @property
-    def maxPerHost(self) -> int:
-        return self.settings.maxPerHost
-
-    @maxPerHost.setter
-    def maxPerHost(self, value: int) -> None:
-        self.settings.maxPerHost = value
-
-    def _refuse(self, code: str, message: str) -> ChatError:
-        if self.stats is not None:
-            self.stats.refused(code)
-        return ChatError(code, message)
-
-    def admit(self, host: str) -> None:
-        """
-        Count a new connection from C{host}, or raise L{ChatError} saying why
-        it is refused (nothing is counted then).
-        """
-        if host in self.bannedHosts:
-            raise self._refuse("banned", "your address is banned from this server")
-        settings = self.settings
-        maxConnections = settings.maxConnections
-        if maxConnections and self.total >= maxConnections:
-            raise self._refuse(
-                "server-full", "the server is full (%d connections): please try again later" % (maxConnections,)
-            )
-        count = self.perHost.get(host, 0)
-        maxPerHost = settings.maxPerHost
-        if maxPerHost and count >= maxPerHost:
-            raise self._refuse(
-                "too-many-connections",
-                "too many connections from your address (at most %d): close one first" % (maxPerHost,),
-            )
-        self.perHost[host] = count + 1
-        self.total += 1
-
-    def release(self, host: str) -> None:
-        count = self.perHost.get(host, 0)
-        if count <= 1:
-            self.perHost.pop(host, None)
-        else:
-            self.perHost[host] = count - 1
-        if self.total > 0:
-            self.total -= 1

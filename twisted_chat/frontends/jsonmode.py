@@ -15,8 +15,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_chat import __version__
-from twisted_chat._errors import ChatError
-from twisted_chat._events import (
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import (
     EpochChanged,
     Event,
     History,
@@ -31,8 +31,8 @@ from twisted_chat._events import (
     RoomList,
     TopicChanged,
 )
-from twisted_chat._names import normalizeRoom
-from twisted_chat._service import LOBBY, ChatService, Member
+from twisted_chat.core.names import normalizeRoom
+from twisted_chat.core.service import LOBBY, ChatService, Member
 
 SERVER = "twisted-chat/" + __version__
 

@@ -11,7 +11,7 @@ line written, and the input line redrawn with the cursor where it was.
 
 Note: importing this module installs the default reactor (via
 C{twisted.conch.recvline} → C{twisted.conch.insults.helper}); import it only
-where the reactor is wanted anyway (L{twisted_chat._client.main}, tests).
+where the reactor is wanted anyway (L{twisted_chat.client.main.main}, tests).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
-from twisted_chat._client import PROG, InputSink, _writeStderr
+from twisted_chat.client.ui import PROG, InputSink, writeStderr
 
 #: reset the terminal's insert mode (which line editing switches on)
 RESET_INSERT_MODE = b"\x1b[4l"
@@ -283,7 +283,7 @@ class TerminalUI:
     def __init__(self, stdin: int = 0, stdout: int = 1, stderr: Callable[[str], None] | None = None) -> None:
         self.stdin = stdin
         self.stdout = stdout
-        self._stderr = stderr if stderr is not None else _writeStderr
+        self._stderr = stderr if stderr is not None else writeStderr
         self._server: _TerminalServer | None = None
         self._stdio: Any = None
         self._statuses: list[str] = []

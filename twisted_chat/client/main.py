@@ -7,7 +7,7 @@ C{twisted-chat}: the interactive terminal client.
 It speaks the line chat over C{tcp://} and C{tls://}, and WebSocket json
 mode over C{ws://} and C{wss://}; either way the user types and sees the
 line chat (docs/protocol.md). On a terminal it edits the input line in raw
-mode (L{twisted_chat._client_tty}); with piped input it sends each line it
+mode (L{twisted_chat.client.tty}); with piped input it sends each line it
 reads and writes each line it receives, for scripts. Over WebSocket a lost
 connection (or a server going away) is reconnected with backoff, and the
 session resumes: missed messages once, unacknowledged ones sent again. The
@@ -59,7 +59,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_chat import __version__
-from twisted_chat._client_core import (
+from twisted_chat.client.ui import PROG, ChatUI, InputSink, writeStderr
+from twisted_chat.client.core import (
     DEFAULT_URL,
     SUBPROTOCOL,
     BadURL,
@@ -71,75 +72,15 @@ from twisted_chat._client_core import (
     parseTarget,
     quitRequest,
 )
-from twisted_chat._errors import ChatError
-from twisted_chat._names import checkNick
-from twisted_chat._text import oneLine
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.names import checkNick
+from twisted_chat.frontends.textmode import oneLine
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 
-PROG = "twisted-chat"
-
 #: how long the end of the session waits for the server's confirmations
 DEFAULT_CONFIRM_TIMEOUT = 10.0
-
-
-class InputSink(TypingProtocol):
-    """
-    What a UI reports the user's input to (L{ChatClient}).
-    """
-
-    def userLine(self, line: str) -> None:
-        """
-        The user entered C{line} (decoded, without its line ending).
-        """
-
-    def userEOF(self) -> None:
-        """
-        The user's input ended (end of the pipe, Ctrl-D).
-        """
-
-    def userInterrupt(self) -> None:
-        """
-        The user pressed the interrupt key (Ctrl-C on a terminal).
-        """
-
-    def inputRefused(self) -> None:
-        """
-        A line the user typed could not be sent (the UI has said why).
-        """
-
-
-class ChatUI(TypingProtocol):
-    """
-    The user's side: show lines and statuses, feed input to a sink.
-    """
-
-    def start(self, sink: InputSink, reactor: Any) -> None:
-        """
-        Start reading input for C{sink}.
-        """
-
-    def showLine(self, line: str) -> None:
-        """
-        Show one chat line (on stdout).
-        """
-
-    def showStatus(self, text: str) -> None:
-        """
-        Tell the user about the client itself (on stderr).
-        """
-
-    def showNotice(self, text: str) -> None:
-        """
-        Tell the user, now, what the client is waiting for (on stderr, or
-        above the input line of a terminal).
-        """
-
-    def close(self) -> Deferred[None]:
-        """
-        Stop reading, flush what was shown; fires once done.
-        """
 
 
 class ChatLink(TypingProtocol):
@@ -925,7 +866,7 @@ class PipeUI(LineSplitter):
 
     def __init__(self, sink: InputSink | None = None, stderr: Callable[[str], None] | None = None) -> None:
         self.sink = sink
-        self._stderr = stderr if stderr is not None else _writeStderr
+        self._stderr = stderr if stderr is not None else writeStderr
         self._closed: Deferred[None] | None = None
         self._lost = False
         self._writable = True
@@ -980,14 +921,6 @@ class PipeUI(LineSplitter):
             self._closed = Deferred()
             self.transport.loseConnection()
         return self._closed
-
-
-def _writeStderr(text: str) -> None:
-    try:
-        sys.stderr.write("%s: %s\n" % (PROG, text))
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 # -- TLS --
@@ -1301,16 +1234,16 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         settings = parseCommandLine(argv)
     except (BadURL, OptionError) as e:
-        _writeStderr("error: %s" % (e,))
+        writeStderr("error: %s" % (e,))
         raise SystemExit(2)
     for warning in settings.warnings:
-        _writeStderr(warning)
+        writeStderr(warning)
 
     from twisted.internet.task import react
 
     ui: ChatUI
     if os.isatty(0) and os.isatty(1):
-        from twisted_chat._client_tty import TerminalUI
+        from twisted_chat.client.tty import TerminalUI
 
         tty = TerminalUI()
         ui = tty
@@ -1357,6 +1290,6 @@ class _restoreBlocking:
 
 if __name__ == "__main__":
     # Run the module under its real name, so that there is one copy of it.
-    from twisted_chat._client import main as _main
+    from twisted_chat.client.main import main as _main
 
     _main()

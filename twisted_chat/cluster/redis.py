@@ -51,10 +51,10 @@ from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredica
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat._errors import ChatError, FailureLog, StoreUnavailable
-from twisted_chat._events import Message, Private, TopicChanged
-from twisted_chat._interfaces import IBroker, IMessageStore, resumePosition
-from twisted_chat._names import nickKey
+from twisted_chat.core.errors import ChatError, FailureLog, StoreUnavailable
+from twisted_chat.core.events import Message, Private, TopicChanged
+from twisted_chat.core.interfaces import IBroker, IMessageStore, resumePosition
+from twisted_chat.core.names import nickKey
 
 PRIVATE = "@private"
 

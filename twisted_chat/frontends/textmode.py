@@ -17,8 +17,8 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twisted_chat._errors import ChatError
-from twisted_chat._events import (
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import (
     EpochChanged,
     Event,
     History,
@@ -33,7 +33,7 @@ from twisted_chat._events import (
     RoomList,
     TopicChanged,
 )
-from twisted_chat._service import LOBBY, ChatService, Member
+from twisted_chat.core.service import LOBBY, ChatService, Member
 
 HELP = [
     "commands:",

@@ -9,7 +9,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from twisted_chat._interfaces import IBroker
+from twisted_chat.core.interfaces import IBroker
 
 
 @implementer(IBroker)

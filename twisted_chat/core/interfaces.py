@@ -36,14 +36,14 @@ class IChatClient(Interface):
     reach it together with other members', without a C{deliver()} call each.
     It has a C{key} (sinks with the same key take the same bytes) and a
     C{batcher} whose C{broadcast(groups, event)} the service calls with
-    C{(key, sinks)} groups (see L{twisted_chat._fastwrite}).
+    C{(key, sinks)} groups (see L{twisted_chat.frontends.write}).
     """
 
     kind = Attribute("A short name of the front-end, e.g. 'line' or 'ws-text'.")
 
     def deliver(event: object) -> None:
         """
-        Show C{event} (one of the classes in L{twisted_chat._events}) to the
+        Show C{event} (one of the classes in L{twisted_chat.core.events}) to the
         user. Must not block; may drop the connection if the peer is too slow.
         An exception raised here removes this client, never anyone else.
         """
@@ -66,7 +66,7 @@ class IMessageStore(Interface):
     delivers it only then, so delivery follows commit order. An append that
     fails takes no id: a room's ids within an epoch are 1, 2, 3, … with no
     hole. Failures an operator fixes outside the daemon (a full disk, an
-    unreachable database) are L{twisted_chat._errors.StoreUnavailable}.
+    unreachable database) are L{twisted_chat.core.errors.StoreUnavailable}.
     """
 
     epoch = Attribute("A short string naming this store's unbroken id sequence.")
@@ -149,7 +149,7 @@ class IBroker(Interface):
     The service calls the broker after each change it made locally (and
     delivered to its own members); a broker tells the other nodes, and calls
     the service's C{remote*} methods for what happened elsewhere. The
-    in-process broker (L{twisted_chat._broker.LocalBroker}) has no other
+    in-process broker (L{twisted_chat.core.broker.LocalBroker}) has no other
     nodes: it delivers room messages at once and knows no remote members.
     """
 

@@ -38,10 +38,10 @@ from twisted.web import pages
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from twisted_chat._errors import ChatError
-from twisted_chat._line import OutgoingGuard
-from twisted_chat._settings import Settings
-from twisted_chat._ws import applyOptions, originAllowed
+from twisted_chat.core.errors import ChatError
+from twisted_chat.frontends.write import OutgoingGuard
+from twisted_chat.core.settings import Settings
+from twisted_chat.frontends.websocket import applyOptions, originAllowed
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime

@@ -21,7 +21,7 @@ import hmac
 import os
 import sys
 
-from twisted_chat._names import checkNick, nickKey
+from twisted_chat.core.names import checkNick, nickKey
 
 _N, _R, _P = 2**14, 8, 1
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from twisted_chat._errors import ChatError
+from twisted_chat.core.errors import ChatError
 
 NICK_MAX = 24
 ROOM_MAX = 32

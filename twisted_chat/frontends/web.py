@@ -5,7 +5,7 @@ at C{/} for clients that upgrade there, like the seed's C{WsClient.js}),
 Socket.IO at C{/socket.io/}, and optionally the C{/echo} endpoint for the
 compliance suite.
 
-Assets are read once at start-up from the package's C{web/} folder and served
+Assets are read once at start-up from the package's C{page/} folder and served
 from memory with strict security headers (no inline script is allowed).
 """
 
@@ -22,8 +22,8 @@ from twisted.web.server import Request, Site
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
-    from twisted_chat._engineio import EngineResource
-    from twisted_chat._ws import ChatWebSocketFactory, EchoFactory
+    from twisted_chat.frontends.socketio.engineio import EngineResource
+    from twisted_chat.frontends.websocket import ChatWebSocketFactory, EchoFactory
 
 _TYPES = {
     ".html": b"text/html; charset=utf-8",
@@ -105,9 +105,9 @@ class ChatRoot(Resource):
 
 def loadAssets() -> dict[str, bytes]:
     """
-    The files of the package's C{web/} folder, by name.
+    The files of the package's C{page/} folder, by name.
     """
-    folder = resources.files("twisted_chat") / "web"
+    folder = resources.files("twisted_chat.frontends") / "page"
     assets = {}
     for entry in folder.iterdir():
         if entry.is_file() and "." + entry.name.rpartition(".")[2] in _TYPES:
@@ -138,7 +138,7 @@ def makeSite(
         root.putChild(b"echo", WebSocketResource(echoFactory))
     site = Site(root, reactor=clock)
     if socketIo is not None:
-        from twisted_chat._engineio import BoundedRequest
+        from twisted_chat.frontends.socketio.engineio import BoundedRequest
 
         root.putChild(b"socket.io", socketIo)
         site.requestFactory = BoundedRequest

@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import sys
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat._errors import ChatError
-from twisted_chat._events import Event
-from twisted_chat._fastwrite import LAZY_KINDS, FastWriter, fastWriterFor, sync
-from twisted_chat._interfaces import IChatClient
-from twisted_chat._limits import ThrottledInput
-from twisted_chat._service import ChatService, Member
-from twisted_chat._settings import Settings
-from twisted_chat._text import TextSession, closingText, messageText
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import Event
+from twisted_chat.frontends.write import LAZY_KINDS, FastWriter, OutgoingGuard, dropSlowConsumer, fastWriterFor, sync
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.frontends.throttle import ThrottledInput
+from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.textmode import TextSession, closingText, messageText
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -43,71 +42,6 @@ def peerName(address: IAddress | None) -> str:
     if host is None:
         return str(address)
     return "%s:%s" % (host, port)
-
-
-@implementer(IPushProducer)
-class OutgoingGuard:
-    """
-    Bound what a connection may queue for a peer that does not read.
-
-    Registered as the transport's streaming producer: the transport pauses it
-    once its userspace buffer is full (64 KiB) and resumes it when drained.
-    While paused, everything written is counted; past C{limit} bytes (the
-    C{maxOutgoing} of C{settings}, read at every check, so a reload applies
-    at once) the connection is aborted (a slow consumer) instead of growing
-    server memory.
-    """
-
-    __slots__ = ("settings", "paused", "queued")
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.paused = False
-        self.queued = 0
-
-    @property
-    def limit(self) -> int:
-        return self.settings.maxOutgoing
-
-    def pauseProducing(self) -> None:
-        # A transport calls this on every write while its buffer is full, not
-        # only once: count from the first call, or nothing is ever dropped.
-        if not self.paused:
-            self.paused = True
-            self.queued = 0
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.queued = 0
-
-    def stopProducing(self) -> None:
-        self.paused = False
-
-    def overLimit(self, nbytes: int) -> bool:
-        """
-        Account for C{nbytes} more; C{True} once the peer is too far behind.
-        """
-        if not self.paused:
-            return False
-        self.queued += nbytes
-        return self.queued > self.settings.maxOutgoing
-
-
-def dropSlowConsumer(log: Logger, peer: str, member: Member | None, limit: int, abort: Callable[[], object]) -> None:
-    """
-    A peer is over its outgoing limit (see L{OutgoingGuard}): log it, take
-    it out of the chat and abort the connection.
-    """
-    log.warn(
-        "dropping slow consumer {peer} ({nick}): over {limit} bytes queued",
-        peer=peer,
-        nick=member.nick if member else "?",
-        limit=limit,
-    )
-    if member is not None:
-        member.quit("too slow")
-    abort()
-
 
 
 def _lineBytes(event: Event, text: str) -> bytes:

@@ -12,8 +12,8 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
-from twisted_chat._events import Message, Private
-from twisted_chat._interfaces import IMessageStore, resumePosition
+from twisted_chat.core.events import Message, Private
+from twisted_chat.core.interfaces import IMessageStore, resumePosition
 
 
 @implementer(IMessageStore)

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 
 #: the format of the line a C{twistd chat} process logs once it serves
-#: (L{twisted_chat.tap._Daemon}); the parent counts a worker ready on it
+#: (L{twisted_chat.daemon.app._Daemon}); the parent counts a worker ready on it
 READY_FORMAT = "twisted-chat {version} ready"
 
 #: restart back-off: first delay, longest delay, and how long a worker must
@@ -159,7 +159,7 @@ class _RelayObserver:
 def relayObserver() -> ILogObserver:
     """
     The log observer factory a worker is started with (C{twistd
-    --logger=twisted_chat._workers.relayObserver}).
+    --logger=twisted_chat.daemon.workers.relayObserver}).
     """
     return _RelayObserver(sys.stdout)
 
@@ -353,7 +353,7 @@ class WorkerPool(Service):
             if not text:
                 return
             record = {
-                "namespace": "twisted_chat._workers.stderr" if childFD == 2 else "twisted_chat._workers.stdout",
+                "namespace": "twisted_chat.daemon.workers.stderr" if childFD == 2 else "twisted_chat.daemon.workers.stdout",
                 "level": "error" if childFD == 2 else "info",
                 "text": text,
             }

@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.test_client -*-
+"""
+The terminal client's two sides, as the session (L{twisted_chat.client.main.ChatClient})
+sees them: the user's interface (L{ChatUI}: a pipe or a terminal) and what
+it reports input to (L{InputSink}).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+PROG = "twisted-chat"
+
+class InputSink(TypingProtocol):
+    """
+    What a UI reports the user's input to (L{ChatClient}).
+    """
+
+    def userLine(self, line: str) -> None:
+        """
+        The user entered C{line} (decoded, without its line ending).
+        """
+
+    def userEOF(self) -> None:
+        """
+        The user's input ended (end of the pipe, Ctrl-D).
+        """
+
+    def userInterrupt(self) -> None:
+        """
+        The user pressed the interrupt key (Ctrl-C on a terminal).
+        """
+
+    def inputRefused(self) -> None:
+        """
+        A line the user typed could not be sent (the UI has said why).
+        """
+
+
+class ChatUI(TypingProtocol):
+    """
+    The user's side: show lines and statuses, feed input to a sink.
+    """
+
+    def start(self, sink: InputSink, reactor: Any) -> None:
+        """
+        Start reading input for C{sink}.
+        """
+
+    def showLine(self, line: str) -> None:
+        """
+        Show one chat line (on stdout).
+        """
+
+    def showStatus(self, text: str) -> None:
+        """
+        Tell the user about the client itself (on stderr).
+        """
+
+    def showNotice(self, text: str) -> None:
+        """
+        Tell the user, now, what the client is waiting for (on stderr, or
+        above the input line of a terminal).
+        """
+
+    def close(self) -> Deferred[None]:
+        """
+        Stop reading, flush what was shown; fires once done.
+        """
+
+
+def writeStderr(text: str) -> None:
+    try:
+        sys.stderr.write("%s: %s\n" % (PROG, text))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,3 @@
+"""
+Scale-out: several nodes, one conversation, through Redis.
+"""
