@@ -1025,7 +1025,7 @@ class LaggingBroker(LocalBroker):
         pending, self.pending = self.pending, []
         for m in pending:
             self.delivered[m.room] = m.id
-            self.service._deliverMessage(m)
+            self.events.deliverMessage(m)
 
 
 @pytest.mark.parametrize("resume", [False, True])
@@ -1460,3 +1460,14 @@ def test_ownerReplacesItsStaleConnection(service: ChatService) -> None:
     assert ("part", "#lobby", "alice", "reconnected") in [
         (ev.kind, ev.room, ev.nick, ev.reason) for ev in cb.take() if ev.kind == "part"  # type: ignore[attr-defined]
     ]
+
+
+def test_serviceIsWhatABrokerSees(service: ChatService) -> None:
+    """
+    A broker uses nothing of the service but L{IClusterEvents}.
+    """
+    from zope.interface.verify import verifyObject
+
+    from twisted_chat.core.interfaces import IClusterEvents
+
+    assert verifyObject(IClusterEvents, service)

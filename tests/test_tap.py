@@ -507,7 +507,7 @@ class _FakeCluster(Service):
         self.url, self.clock, self.nodeId = url, clock, nodeId
         self.retainMessages, self.retainDays = retainMessages, retainDays
         self.store = MemoryStore()
-        self.broker = LocalBroker()
+        self.broker = LocalBroker(self.store)
         self.ready: Deferred[None] = Deferred()
         self.events: list[str] = []
         #: (pause, resume) of each listener that Redis backpressure may hold

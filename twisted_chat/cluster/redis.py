@@ -53,7 +53,7 @@ from zope.interface import implementer
 
 from twisted_chat.core.errors import ChatError, FailureLog, StoreUnavailable
 from twisted_chat.core.events import Message, Private, TopicChanged
-from twisted_chat.core.interfaces import IBroker, IMessageStore, resumePosition
+from twisted_chat.core.interfaces import IBroker, IClusterEvents, IMessageStore, resumePosition
 from twisted_chat.core.names import nickKey
 
 PRIVATE = "@private"
@@ -1247,7 +1247,8 @@ class RedisBroker:
 
     def __init__(self, cluster: RedisCluster) -> None:
         self.cluster = cluster
-        self.service: Any = None
+        #: the service of this node, as a broker sees it
+        self.events: IClusterEvents = None  # type: ignore[assignment]
         #: nick key -> member of another node
         self.remote: dict[str, _Remote] = {}
         #: room -> nick key -> nick, of members on other nodes
@@ -1264,8 +1265,8 @@ class RedisBroker:
         self._guest = 0
         self._guestEnd = 0
 
-    def attach(self, service: Any) -> None:
-        self.service = service
+    def attach(self, events: IClusterEvents) -> None:
+        self.events = events
 
     # Replica
 
@@ -1301,7 +1302,7 @@ class RedisBroker:
             for key, state in entries.items():
                 nick, rooms = json.loads(state)
                 self._add(node, key, nick, rooms)
-        self.service._tokens.update(tokens)
+        self.events.knownTokens(tokens)
         self.topics = {}
         for room, raw in topics.items():
             topic, by = json.loads(raw)
@@ -1312,14 +1313,12 @@ class RedisBroker:
 
     def localState(self) -> list[str]:
         out: list[str] = []
-        for m in list(self.service.members):
+        for m in self.events.localMembers():
             out += [nickKey(m.nick), self._state(m)]
         return out
 
     def lostNick(self, key: str) -> None:
-        member = self.service._nicks.get(key)
-        if member is not None:
-            self.service.nickCollision(member)
+        self.events.nickTaken(key)
 
     # IBroker: queries
 
@@ -1364,7 +1363,7 @@ class RedisBroker:
 
     def _publish(self, script: str, keys: list[str], args: list[Any], what: str) -> Deferred[Any] | None:
         c = self.cluster
-        if not self.service.running:
+        if not self.events.isRunning():
             # Shutting down: the node leaves with one announcement of all
             # its members (RedisCluster.stopService), not one per member.
             return None
@@ -1390,7 +1389,7 @@ class RedisBroker:
 
     def _collision(self, member: Any, key: str) -> None:
         if not member.gone and nickKey(member.nick) == key:
-            self.service.nickCollision(member)
+            self.events.nickTaken(key)
 
     def memberGone(self, member: Any) -> None:
         c = self.cluster
@@ -1531,7 +1530,7 @@ class RedisBroker:
         key = body["k"]
         self._add(body["o"], key, body["n"], [])
         if body.get("f") == self.cluster.node:
-            self.service.replaced(key)
+            self.events.replaced(key)
 
     def _on_off(self, body: dict[str, Any]) -> None:
         r = self.remote.get(body["k"])
@@ -1546,7 +1545,7 @@ class RedisBroker:
         else:
             r.rooms.add(name)
             self.rooms.setdefault(name, {})[key] = r.nick
-        self.service.remoteJoined(name, body["n"], body["s"])
+        self.events.remoteJoined(name, body["n"], body["s"])
 
     def _on_l(self, body: dict[str, Any]) -> None:
         key, name = body["k"], body["r"]
@@ -1558,42 +1557,42 @@ class RedisBroker:
                 inRoom.pop(key, None)
                 if not inRoom:
                     del self.rooms[name]
-        self.service.remoteParted(name, body["n"], body["y"], body["s"])
+        self.events.remoteParted(name, body["n"], body["y"], body["s"])
 
     def _on_nick(self, body: dict[str, Any]) -> None:
         r = self._remove(body["k"])
         rooms = list(r.rooms) if r is not None else []
         self._add(body["o"], body["nk"], body["nn"], rooms)
-        self.service.remoteNickChanged(body["n"], body["nn"], rooms, body["s"])
+        self.events.remoteNickChanged(body["n"], body["nn"], rooms, body["s"])
 
     def _on_topic(self, body: dict[str, Any]) -> None:
         if body["x"]:
             self.topics[body["r"]] = (body["x"], body["n"])
         else:
             self.topics.pop(body["r"], None)
-        self.service.remoteTopic(TopicChanged(body["r"], body["x"], body["n"], body["s"]))
+        self.events.remoteTopic(TopicChanged(body["r"], body["x"], body["n"], body["s"]))
 
     def _on_tok(self, body: dict[str, Any]) -> None:
-        self.service._tokens.setdefault(body["k"], body["h"])
+        self.events.knownTokens({body["k"]: body["h"]})
 
     def _on_p(self, body: dict[str, Any]) -> None:
-        self.service.remotePrivate(_private(body))
+        self.events.remotePrivate(_private(body))
 
     def _on_kick(self, body: dict[str, Any]) -> None:
-        self.service.remoteKick(body["r"], body["n"], body["y"])
+        self.events.remoteKick(body["r"], body["n"], body["y"])
 
     def _on_op(self, body: dict[str, Any]) -> None:
-        self.service.remoteOp(body["r"], body["n"])
+        self.events.remoteOp(body["r"], body["n"])
 
     def _on_ban(self, body: dict[str, Any]) -> None:
         self.bans.setdefault(body["r"], {})[body["k"]] = body["h"]
-        self.service.remoteBan(body["r"], body["k"], body["h"], body["y"])
+        self.events.remoteBan(body["r"], body["k"], body["h"], body["y"])
 
     def _on_unban(self, body: dict[str, Any]) -> None:
         inRoom = self.bans.get(body["r"])
         if inRoom is not None:
             inRoom.pop(body["k"], None)
-        self.service.remoteUnban(body["r"], body["k"])
+        self.events.remoteUnban(body["r"], body["k"])
 
     def _on_node(self, body: dict[str, Any]) -> None:
         node = body["o"]
@@ -1605,7 +1604,7 @@ class RedisBroker:
 
     def _on_down(self, body: dict[str, Any]) -> None:
         node = body["o"]
-        now = self.service.now()
+        now = self.events.now()
         self._log.info("node {node} is gone: its members left", node=node)
         members = body.get("m") or {}
         for key in [k for k, r in self.remote.items() if r.node == node]:
@@ -1613,7 +1612,7 @@ class RedisBroker:
         for key, state in members.items() if isinstance(members, dict) else ():
             nick, rooms = json.loads(state)
             for name in rooms:
-                self.service.remoteParted(name, nick, body.get("y") or "disconnected", now)
+                self.events.remoteParted(name, nick, body.get("y") or "disconnected", now)
 
     # Room messages, in id order
 
@@ -1629,11 +1628,11 @@ class RedisBroker:
         last = self.lastIds.get(room)
         if last is not None and id <= last:
             return
-        if room not in self.service.rooms and not self.waiters:
+        if room not in self.events.localRooms() and not self.waiters:
             # (no member here: nothing to deliver, only the position)
             self.lastIds[room] = id
             return
-        if last is not None and id > last + 1 and room in self.service.rooms:
+        if last is not None and id > last + 1 and room in self.events.localRooms():
             self.filling[room] = [body]
             self._fill(room, last)
             return
@@ -1641,7 +1640,7 @@ class RedisBroker:
 
     def _deliver(self, room: str, id: int, msg: Message) -> None:
         self.lastIds[room] = id
-        self.service._deliverMessage(msg)
+        self.events.deliverMessage(msg)
         if self.waiters:
             for key in [k for k in self.waiters if k[0] == room and k[1] <= id]:
                 for d in self.waiters.pop(key):
@@ -1702,21 +1701,21 @@ class RedisBroker:
         epoch's first message on (by the catch-up after the reload, or by a
         fill when a message shows the gap), and their members are told.
         """
-        self.lastIds = {room: 0 for room in self.service.rooms}
+        self.lastIds = {room: 0 for room in self.events.localRooms()}
         self.filling.clear()
         # (acknowledgements waiting for old-epoch messages: those are gone)
         waiters, self.waiters = self.waiters, {}
         for ds in waiters.values():
             for d in ds:
                 d.callback(None)
-        self.service.epochChanged(previous, epoch)
+        self.events.epochChanged(previous, epoch)
 
     async def catchUp(self, current: Callable[[], bool] = lambda: True) -> None:
         """
         After (re)subscribing: deliver what this node's rooms missed (until
         C{current} says this subscription is gone).
         """
-        for room in list(self.service.rooms):
+        for room in self.events.localRooms():
             if not current():
                 return
             last = self.lastIds.get(room)

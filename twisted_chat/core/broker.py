@@ -9,7 +9,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from twisted_chat.core.interfaces import IBroker
+from twisted_chat.core.interfaces import IBroker, IClusterEvents, IMessageStore
 
 
 @implementer(IBroker)
@@ -19,11 +19,13 @@ class LocalBroker:
     message is delivered as soon as it is stored.
     """
 
-    def __init__(self) -> None:
-        self.service: Any = None
+    def __init__(self, store: IMessageStore | None = None) -> None:
+        #: where private messages are kept (the service's store)
+        self.store = store
+        self.events: IClusterEvents = None  # type: ignore[assignment]
 
-    def attach(self, service: Any) -> None:
-        self.service = service
+    def attach(self, events: IClusterEvents) -> None:
+        self.events = events
 
     def remoteNick(self, key: str) -> str | None:
         return None
@@ -69,11 +71,12 @@ class LocalBroker:
         pass
 
     def deliverMessage(self, message: Any) -> Any:
-        self.service._deliverMessage(message)
+        self.events.deliverMessage(message)
         return message
 
     def appendPrivate(self, message: Any, ref: str | None) -> Any:
-        return self.service.store.append(message, ref)
+        assert self.store is not None, "a LocalBroker needs the service's store"
+        return self.store.append(message, ref)
 
     def bansOf(self, room: str) -> dict[str, str]:
         return {}

@@ -142,6 +142,114 @@ class IMessageStore(Interface):
         """
 
 
+class IClusterEvents(Interface):
+    """
+    The service of a node as its broker sees it: what the broker may ask
+    of it, and what it tells it happened elsewhere in the cluster (the
+    other half of L{IBroker}, handed over by L{IBroker.attach}). A broker
+    uses nothing else of the service.
+    """
+
+    def now() -> float:
+        """
+        The time, from the service's clock.
+        """
+
+    def isRunning() -> bool:
+        """
+        Whether the service is up; C{False} once it is stopping (a node
+        that leaves announces its members once, not one by one).
+        """
+
+    def localMembers() -> list[object]:
+        """
+        The members connected to this node (each with its C{nick}, the
+        C{rooms} it is in, and C{gone}).
+        """
+
+    def localRooms() -> list[str]:
+        """
+        The rooms that have members on this node.
+        """
+
+    def knownTokens(tokens: dict[str, str]) -> None:
+        """
+        Owner tokens (nick key -> hash) given on other nodes; a nick whose
+        token is known already keeps it.
+        """
+
+    def deliverMessage(message: object) -> None:
+        """
+        Hand a stored room L{Message} to this node's members of its room, in
+        id order with the others.
+        """
+
+    def epochChanged(previous: str, epoch: str) -> None:
+        """
+        The shared store lost its messages: ids start again at 1 in
+        C{epoch}. Every member is told.
+        """
+
+    def remoteJoined(room: str, nick: str, time: float) -> None:
+        """
+        C{nick} joined C{room} on another node.
+        """
+
+    def remoteParted(room: str, nick: str, reason: str, time: float) -> None:
+        """
+        C{nick} left C{room} on another node (or with it, when it died).
+        """
+
+    def remoteNickChanged(old: str, new: str, rooms: list[str], time: float) -> None:
+        """
+        A member of another node, in C{rooms}, is now called C{new}.
+        """
+
+    def remoteTopic(event: object) -> None:
+        """
+        A topic was set on another node (L{TopicChanged}).
+        """
+
+    def remotePrivate(message: object) -> None:
+        """
+        A private message (L{Private}) to a member of this node.
+        """
+
+    def remoteBan(room: str, key: str, host: str, why: str) -> None:
+        """
+        C{key} (a nick key or an address, and C{host} with a nick) was banned
+        from C{room} on another node.
+        """
+
+    def remoteUnban(room: str, key: str) -> None:
+        """
+        C{key} was unbanned from C{room} on another node.
+        """
+
+    def remoteOp(room: str, nick: str) -> None:
+        """
+        An operator on another node made C{nick}, a member here, an operator
+        of C{room}.
+        """
+
+    def remoteKick(room: str, nick: str, why: str) -> None:
+        """
+        An operator on another node put C{nick}, a member here, out of C{room}.
+        """
+
+    def replaced(key: str) -> None:
+        """
+        The owner of the nick with key C{key} connected to another node: the
+        stale connection here gives way.
+        """
+
+    def nickTaken(key: str) -> None:
+        """
+        Another node gave the nick with key C{key} to someone else at the
+        same moment: the member here that has it becomes a guest.
+        """
+
+
 class IBroker(Interface):
     """
     How the service shares a conversation with other nodes.
@@ -153,9 +261,10 @@ class IBroker(Interface):
     nodes: it delivers room messages at once and knows no remote members.
     """
 
-    def attach(service: object) -> None:
+    def attach(events: IClusterEvents) -> None:
         """
-        Called once by the service it serves.
+        Called once by the service it serves, with what the broker may ask
+        of it and tell it (L{IClusterEvents}).
         """
 
     def remoteNick(key: str) -> str | None:

@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from twisted_chat.core.errors import ChatError, FailureLog
 from twisted_chat.core.events import (
@@ -39,7 +40,7 @@ from twisted_chat.core.events import (
     RoomList,
     TopicChanged,
 )
-from twisted_chat.core.interfaces import IBroker, IChatClient, IMessageStore
+from twisted_chat.core.interfaces import IBroker, IChatClient, IClusterEvents, IMessageStore
 from twisted_chat.core.limits import Admission, FloodGuard
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.names import checkNick, nickKey, normalizeRoom
@@ -447,6 +448,7 @@ def _setting(name: str) -> Any:
     return property(get, set, doc="C{settings.%s}" % (name,))
 
 
+@implementer(IClusterEvents)
 class ChatService(Service):
     """
     The one service every front-end shares.
@@ -500,7 +502,7 @@ class ChatService(Service):
         from twisted_chat.core.broker import LocalBroker
 
         #: how this node shares rooms with others (see IBroker)
-        self.broker: IBroker = broker if broker is not None else LocalBroker()
+        self.broker: IBroker = broker if broker is not None else LocalBroker(self.store)
         self.broker.attach(self)
         self._clock = clock
         self.resumeLimit = resumeLimit
@@ -1108,7 +1110,7 @@ class ChatService(Service):
 
         return self._idempotent(member, ref, make)
 
-    def _deliverMessage(self, msg: Message) -> None:
+    def deliverMessage(self, msg: Message) -> None:
         """
         Hand a stored room message to this node's members of its room.
         """
@@ -1485,6 +1487,28 @@ class ChatService(Service):
         except Exception:
             self._log.failure("closing the previous connection of {nick} failed", nick=member.nick)
         self._quit(member, "reconnected")
+
+    def nickTaken(self, key: str) -> None:
+        """
+        Another node gave the nick with key C{key} to someone else at the
+        same moment: the member here that has it becomes a guest.
+        """
+        member = self._nicks.get(key)
+        if member is not None:
+            self.nickCollision(member)
+
+    def isRunning(self) -> bool:
+        return bool(self.running)
+
+    def localMembers(self) -> list[Member]:
+        return list(self.members)
+
+    def localRooms(self) -> list[str]:
+        return list(self.rooms)
+
+    def knownTokens(self, tokens: dict[str, str]) -> None:
+        for key, tokenHash in tokens.items():
+            self._tokens.setdefault(key, tokenHash)
 
     def nickCollision(self, member: Member) -> None:
         """
