@@ -142,7 +142,7 @@ def test_storedRefsAreNotTrackedByTheGarbageCollector() -> None:
     got: list[object] = []
     d: Deferred[object] = member.say("hello", ref="r1")
     d.addCallback(got.append)
-    entry = service._refs[("alice", "r1")]
+    entry = service.messages.refs._refs[("alice", "r1")]
     assert type(entry) is tuple
     gc.collect()
     assert not gc.is_tracked(entry)

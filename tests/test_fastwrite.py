@@ -611,7 +611,7 @@ async def test_lineBroadcastInOrderWithFewSends(listen: Any, service: ChatServic
     batcher = members[0].client._fast.batcher
     sends = batcher.sends
     for i in range(50):
-        service._broadcast(service.rooms["#lobby"], message("m%d" % (i,), i))
+        service.broadcast(service.rooms["#lobby"], message("m%d" % (i,), i))
     await turn()
     assert batcher.sends - sends == len(clients)
     expected = b"".join(b"#lobby <alice> m%d\n" % (i,) for i in range(50))
@@ -644,7 +644,7 @@ async def test_lineSlowConsumerDroppedOthersServed(listen: Any, service: ChatSer
     for i in range(2000):
         if slowMember.gone:
             break
-        service._broadcast(room, message(text, i))
+        service.broadcast(room, message(text, i))
         expected += b"#lobby <alice> " + text.encode() + b"\n"
         if i % 20 == 0:
             fast.pull()
@@ -667,7 +667,7 @@ async def test_lineCloseSendsNoticeThenCloses(listen: Any, service: ChatService)
     port = listen(LineChatFactory(service))
     c = await lineClient(port)
     member = next(iter(service.rooms["#lobby"].members))
-    service._broadcast(service.rooms["#lobby"], message("first"))
+    service.broadcast(service.rooms["#lobby"], message("first"))
     member.client.close("server shutting down")
     await c.closed()
     assert c.data.endswith(b"#lobby <alice> first\n*** server shutting down\n")
@@ -706,7 +706,7 @@ async def test_lineOverTLSUntouched(service: ChatService) -> None:
         await until(lambda: "#lobby" in service.rooms, "the TLS client to join")
         member = next(iter(service.rooms["#lobby"].members))
         assert member.client._fast is None
-        service._broadcast(service.rooms["#lobby"], message("over tls"))
+        service.broadcast(service.rooms["#lobby"], message("over tls"))
         await done
     finally:
         connector.disconnect()
@@ -754,8 +754,8 @@ async def test_roomMessagesGoThroughTheRoomsFanOut(listen: Any, service: ChatSer
     for m in room.members:
         m.client.deliver = delivered.append  # (the one-by-one path, not taken)
     sends = fan.sends
-    service._broadcast(room, message("one", 1))
-    service._broadcast(room, message("two", 2))
+    service.broadcast(room, message("one", 1))
+    service.broadcast(room, message("two", 2))
     assert fan.sends == sends  # nothing sent before the end of the turn
     await turn()
     assert fan.sends == sends + 3
@@ -773,7 +773,7 @@ async def test_roomMessageBeforeTheAck(listen: Any, service: ChatService) -> Non
     """
     clients = await lineClients(listen, service, 2)
     first, second = membersOf(service)
-    service._broadcast(service.rooms["#lobby"], message("echo", 1))
+    service.broadcast(service.rooms["#lobby"], message("echo", 1))
     first.client.sendNotice("acknowledged")
     await turn()
     assert await clients[0].read(len(b"#lobby <alice> echo\n*** acknowledged\n")) == (
@@ -795,9 +795,9 @@ async def test_roomMessagesInterleavedAcrossRooms(listen: Any, service: ChatServ
     clients[0].pull()
     clients[0].data = b""
     lobby, other = service.rooms["#lobby"], service.rooms["#other"]
-    service._broadcast(lobby, message("a1", 1))
-    service._broadcast(other, Message("#other", 1, "e", "bob", "b1", 0.0))
-    service._broadcast(lobby, message("a2", 2))
+    service.broadcast(lobby, message("a1", 1))
+    service.broadcast(other, Message("#other", 1, "e", "bob", "b1", 0.0))
+    service.broadcast(lobby, message("a2", 2))
     expected = b"#lobby <alice> a1\n#other <bob> b1\n#lobby <alice> a2\n"
     assert await clients[0].read(len(expected)) == expected
     expected = b"#lobby <alice> a1\n#lobby <alice> a2\n"
@@ -815,9 +815,9 @@ async def test_partBetweenRoomMessagesOfOneTurn(listen: Any, service: ChatServic
     clients = await lineClients(listen, service, 2)
     stays, leaves = membersOf(service)
     room = service.rooms["#lobby"]
-    service._broadcast(room, message("before", 1))
+    service.broadcast(room, message("before", 1))
     leaves.part("#lobby")
-    service._broadcast(room, message("after", 2))
+    service.broadcast(room, message("after", 2))
     left = b"*** #lobby: %s left\n" % (leaves.nick.encode(),)
     expected = b"#lobby <alice> before\n" + left + b"#lobby <alice> after\n"
     assert await clients[0].read(len(expected)) == expected
@@ -835,7 +835,7 @@ async def test_closeAfterRoomMessage(listen: Any, service: ChatService) -> None:
     """
     clients = await lineClients(listen, service, 1)
     (member,) = membersOf(service)
-    service._broadcast(service.rooms["#lobby"], message("last words", 1))
+    service.broadcast(service.rooms["#lobby"], message("last words", 1))
     member.client.endSession("quit")
     await clients[0].closed()
     assert clients[0].data.startswith(b"#lobby <alice> last words\n")
@@ -853,7 +853,7 @@ async def test_busyConnectionGetsRoomMessagesBehindItsBacklog(listen: Any, servi
     t = busy.client.transport
     t.write(b"backlog\n")  # (waits in Twisted's buffer until the reactor writes it)
     assert t._tempDataLen
-    service._broadcast(service.rooms["#lobby"], message("m", 1))
+    service.broadcast(service.rooms["#lobby"], message("m", 1))
     assert await clients[0].read(len(b"backlog\n#lobby <alice> m\n")) == b"backlog\n#lobby <alice> m\n"
     assert await clients[1].read(len(b"#lobby <alice> m\n")) == b"#lobby <alice> m\n"
 
@@ -873,7 +873,7 @@ async def test_failingMemberDroppedAfterTheOthersHadTheMessage(listen: Any, serv
 
     bad.client.fastOpen = lambda: False  # (takes its own path...)
     bad.client.deliver = broken  # (...which fails)
-    service._broadcast(service.rooms["#lobby"], message("m", 1))
+    service.broadcast(service.rooms["#lobby"], message("m", 1))
     await turn()
     assert bad.gone
     left = b"*** #lobby: %s left (disconnected)\n" % (bad.nick.encode(),)
@@ -923,7 +923,7 @@ async def test_memberFetchingHistoryIsHeldNotFannedOut(listen: Any) -> None:
         room = service.rooms["#slow"]
         fan, groups, others = room.fanOut()
         assert others == (waiting,) and [len(sinks) for _, sinks in groups] == [1]
-        service._broadcast(room, Message("#slow", 1, "e", "bob", "live", 0.0))
+        service.broadcast(room, Message("#slow", 1, "e", "bob", "live", 0.0))
         live = b"#slow <bob> live\n"
         assert await clients[1].read(len(live)) == live
         await turn(3)
@@ -1093,7 +1093,7 @@ async def test_wsBroadcastFramesInOrder(listen: Any, service: ChatService, wsFac
     batcher = protos[0]._fast.batcher
     sends = batcher.sends
     for i in range(30):
-        service._broadcast(room, message("w%d" % (i,), i))
+        service.broadcast(room, message("w%d" % (i,), i))
     await turn()
     assert batcher.sends - sends == 2
     got = await texts(text, lambda ts: len(ts) >= 30, "30 text frames")
@@ -1118,7 +1118,7 @@ async def test_wsCloseFrameAfterTheNotice(
     port = listen(wsFactory)
     c = await greeted(port)
     proto = next(iter(service.rooms["#lobby"].members)).client
-    service._broadcast(service.rooms["#lobby"], message("before close"))
+    service.broadcast(service.rooms["#lobby"], message("before close"))
     if end == "close":
         proto.close("going away now")
         expected = [(1, b"#lobby <alice> before close"), (1, b"*** going away now")]
@@ -1194,7 +1194,7 @@ async def test_wsQueuedInAutobahnTakesItsOwnPath(
     proto = next(iter(service.rooms["#lobby"].members)).client
     proto.sendData(b"\x81\x06queued", chopsize=2)
     assert proto.send_queue and not proto.fastOpen()
-    service._broadcast(service.rooms["#lobby"], message("behind"))
+    service.broadcast(service.rooms["#lobby"], message("behind"))
     got = await texts(c, lambda ts: len(ts) >= 2, "two frames")
     assert got[:2] == ["queued", "#lobby <alice> behind"]
     c.close()
@@ -1212,7 +1212,7 @@ async def test_wsCompressionUsesAutobahn(listen: Any, service: ChatService) -> N
     proto = next(iter(service.rooms["#lobby"].members)).client
     assert proto._perMessageCompress is not None
     assert proto._fast is None
-    service._broadcast(service.rooms["#lobby"], message("compressed"))
+    service.broadcast(service.rooms["#lobby"], message("compressed"))
     await until(lambda: len(frames(c.pull())[0]) >= 4, "frames")
     assert all(rsv == 4 for op, rsv, _ in frames(c.data)[0] if op == 1)
     c.close()
@@ -1234,7 +1234,7 @@ async def test_wsSlowConsumerDropped(listen: Any, service: ChatService) -> None:
     for i in range(3000):
         if member.gone:
             break
-        service._broadcast(room, message("x" * 1000, i))
+        service.broadcast(room, message("x" * 1000, i))
         if i % 20 == 0:
             await turn()
     assert member.gone

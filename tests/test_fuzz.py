@@ -527,7 +527,7 @@ class ServiceMachine(RuleBasedStateMachine):
 
     @invariant()
     def nickRegistryConsistent(self) -> None:
-        nicks = self.service._nicks
+        nicks = self.service.nicks.byKey
         assert len(nicks) == len(self.service.members)
         for key, member in nicks.items():
             assert member in self.service.members

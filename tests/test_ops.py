@@ -529,7 +529,7 @@ def test_statusForAdminsOnly() -> None:
     assert gt.value() == b"!!! only server admins can see the status\n"
     boss, bt = line()
     assert boss.member is not None
-    service._setNick(boss.member, "boss", registeredOk=True)
+    service.nicks.setNick(boss.member, "boss", registeredOk=True)
     boss.member.authenticated = "boss"
     boss.dataReceived(b"/join ops\n")
     globalLogPublisher.addObserver(errors)

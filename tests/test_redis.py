@@ -364,7 +364,7 @@ async def test_ownerTakesOverNickFromDeadNode(nodes: Any) -> None:
     first = b.connect("alice")
     token = first.member.token
     assert token
-    await _until(lambda: a.chat.broker.remoteNick("alice") == "alice" and "alice" in a.chat._tokens)
+    await _until(lambda: a.chat.broker.remoteNick("alice") == "alice" and "alice" in a.chat.nicks.tokens)
     with pytest.raises(ChatError):
         a.connect("alice")
     again = a.connect("alice", token=token)

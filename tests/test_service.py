@@ -1053,7 +1053,7 @@ def test_historyAheadOfThisNodesDeliveries(clock: Clock, resume: bool) -> None:
     assert [e.id for e in cb.take() if isinstance(e, Message)] == [6]
     assert [e.id for e in ca.take() if isinstance(e, Message)] == [1, 2, 3, 4, 5, 6]
     # and bob is back on the fast path with everyone else
-    assert bob._floor is None
+    assert bob.floors is None
 
 
 # -- shutdown -----------------------------------------------------------------------
@@ -1464,10 +1464,12 @@ def test_ownerReplacesItsStaleConnection(service: ChatService) -> None:
 
 def test_serviceIsWhatABrokerSees(service: ChatService) -> None:
     """
-    A broker uses nothing of the service but L{IClusterEvents}.
+    A broker is given the service as L{IClusterEvents}, and nothing else of it.
     """
     from zope.interface.verify import verifyObject
 
     from twisted_chat.core.interfaces import IClusterEvents
 
-    assert verifyObject(IClusterEvents, service)
+    events = service.broker.events  # type: ignore[attr-defined]
+    assert verifyObject(IClusterEvents, events)
+    assert events.localRooms() == [] and events.now() == service.now()

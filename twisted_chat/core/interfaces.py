@@ -6,7 +6,30 @@ side (L{IChatClient}), storage on the other (L{IMessageStore}).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Iterable, Protocol, Sequence, Union
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from twisted_chat.core.events import Event, Joined, Message, Parted, Private, TopicChanged
+
+
+class ClusterMember(Protocol):
+    """
+    A member as a broker sees it: its nick, the rooms it is in, and whether
+    it is gone (L{twisted_chat.core.member.Member} is one).
+    """
+
+    @property
+    def nick(self) -> str: ...
+
+    @property
+    def rooms(self) -> Iterable[str]: ...
+
+    @property
+    def gone(self) -> bool: ...
 
 
 def resumePosition(afterId: int, last: int, limit: int) -> str:
@@ -41,7 +64,7 @@ class IChatClient(Interface):
 
     kind = Attribute("A short name of the front-end, e.g. 'line' or 'ws-text'.")
 
-    def deliver(event: object) -> None:
+    def deliver(event: Event) -> None:
         """
         Show C{event} (one of the classes in L{twisted_chat.core.events}) to the
         user. Must not block; may drop the connection if the peer is too slow.
@@ -71,7 +94,7 @@ class IMessageStore(Interface):
 
     epoch = Attribute("A short string naming this store's unbroken id sequence.")
 
-    def open() -> object:
+    def open() -> Deferred[None]:
         """
         Prepare the store; returns a Deferred that fires when it is ready.
         """
@@ -82,7 +105,7 @@ class IMessageStore(Interface):
         it); 0 when the store does not know it locally. Synchronous.
         """
 
-    def append(message: object, ref: str | None = None) -> object:
+    def append(message: Union[Message, Private], ref: str | None = None) -> Deferred[Union[Message, Private]]:
         """
         Store one L{Message} or L{Private} (with the client's C{ref}, if
         any), giving it its id (whatever C{message.id} was); returns a
@@ -90,26 +113,26 @@ class IMessageStore(Interface):
         Deferreds fire in the order of the appends.
         """
 
-    def recent(room: str, limit: int, before: int | None = None) -> object:
+    def recent(room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
         """
         A Deferred list of at most C{limit} messages of C{room}, oldest first,
         with ids below C{before} when given.
         """
 
-    def since(room: str, epoch: str, afterId: int, limit: int) -> object:
+    def since(room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
         """
         A Deferred list of exactly the messages after C{afterId}, or C{None}
         when that position cannot be recovered (other epoch, pruned, or more
         than C{limit} messages missed).
         """
 
-    def privateFor(nick: str, afterId: int | None, limit: int) -> object:
+    def privateFor(nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
         """
         A Deferred list of the last C{limit} private messages to or from
         C{nick} with ids above C{afterId}, oldest first.
         """
 
-    def refs(sinceTime: float) -> list[tuple[str, str, object]]:
+    def refs(sinceTime: float) -> list[tuple[str, str, Union[Message, Private]]]:
         """
         (sender nick key, client ref, message) of the messages stored with a
         ref since C{sinceTime}, for idempotent resends across restarts.
@@ -121,22 +144,22 @@ class IMessageStore(Interface):
         Nick key -> hash of its owner token. Synchronous; start-up only.
         """
 
-    def saveToken(nickKey: str, tokenHash: str) -> object:
+    def saveToken(nickKey: str, tokenHash: str) -> Deferred[None]:
         """
         Remember the owner token (hash) of a nick; returns a Deferred.
         """
 
-    def prune(now: float) -> object:
+    def prune(now: float) -> Deferred[int]:
         """
         Forget what retention no longer keeps; a Deferred number of messages.
         """
 
-    def close() -> object:
+    def close() -> Deferred[None]:
         """
         Flush and close; returns a Deferred.
         """
 
-    def ping() -> object:
+    def ping() -> Deferred[None]:
         """
         A Deferred that fires when the store answers (readiness probes).
         """
@@ -161,7 +184,7 @@ class IClusterEvents(Interface):
         that leaves announces its members once, not one by one).
         """
 
-    def localMembers() -> list[object]:
+    def localMembers() -> Sequence[ClusterMember]:
         """
         The members connected to this node (each with its C{nick}, the
         C{rooms} it is in, and C{gone}).
@@ -178,7 +201,7 @@ class IClusterEvents(Interface):
         token is known already keeps it.
         """
 
-    def deliverMessage(message: object) -> None:
+    def deliverMessage(message: Message) -> None:
         """
         Hand a stored room L{Message} to this node's members of its room, in
         id order with the others.
@@ -205,12 +228,12 @@ class IClusterEvents(Interface):
         A member of another node, in C{rooms}, is now called C{new}.
         """
 
-    def remoteTopic(event: object) -> None:
+    def remoteTopic(event: TopicChanged) -> None:
         """
         A topic was set on another node (L{TopicChanged}).
         """
 
-    def remotePrivate(message: object) -> None:
+    def remotePrivate(message: Private) -> None:
         """
         A private message (L{Private}) to a member of this node.
         """
@@ -297,38 +320,38 @@ class IBroker(Interface):
         (topic, set by) of C{room} as set on any node, or None.
         """
 
-    def memberAdded(member: object, force: bool) -> None:
+    def memberAdded(member: ClusterMember, force: bool) -> None:
         """
         A connection registered under C{member.nick}; C{force} when it took
         over the nick from a stale connection (by its owner token).
         """
 
-    def memberGone(member: object) -> None:
+    def memberGone(member: ClusterMember) -> None:
         """
         A member left for good (its parts were announced before).
         """
 
-    def joined(member: object, room: str, event: object) -> None:
+    def joined(member: ClusterMember, room: str, event: Joined) -> None:
         """
         C{member} joined C{room} (L{Joined} C{event}).
         """
 
-    def parted(member: object, room: str, event: object) -> None:
+    def parted(member: ClusterMember, room: str, event: Parted) -> None:
         """
         C{member} left C{room} (L{Parted} C{event}).
         """
 
-    def nickChanged(member: object, old: str, time: float) -> None:
+    def nickChanged(member: ClusterMember, old: str, time: float) -> None:
         """
         C{member} is now called C{member.nick}, was C{old}.
         """
 
-    def topicChanged(event: object) -> None:
+    def topicChanged(event: TopicChanged) -> None:
         """
         A topic was set (L{TopicChanged} C{event}).
         """
 
-    def deliverMessage(message: object) -> object:
+    def deliverMessage(message: Message) -> Union[Message, Deferred[Message]]:
         """
         Hand a stored room message to the members of its room on every
         node (this one included); returns the message, or a Deferred that
@@ -349,7 +372,7 @@ class IBroker(Interface):
         the room starts, if it has no position yet.
         """
 
-    def appendPrivate(message: object, ref: str | None) -> object:
+    def appendPrivate(message: Private, ref: str | None) -> Deferred[Private]:
         """
         Store a private message (like L{IMessageStore.append}) and route it
         to the node of its recipient when that is another node.
@@ -378,7 +401,7 @@ class IBroker(Interface):
         it; False when no other node has such a member.
         """
 
-    def kickRemote(op: object, room: str, nick: str, why: str) -> bool:
+    def kickRemote(op: ClusterMember, room: str, nick: str, why: str) -> bool:
         """
         Put C{nick}, a member of C{room} on another node, out of it; False
         when no other node has such a member.

@@ -381,9 +381,9 @@ class JsonSession:
         # The hello is one request: its joins (at most --max-rooms) are not
         # charged to flood control one by one.
         for name in names:
-            service._join(member, name, positions.get(name))
+            member.join(name, positions.get(name), charged=False)
         if names:
-            service._join(member, names[0], None)  # the first room listed is the current one
+            member.join(names[0], None, charged=False)  # the first room listed is the current one
         if member.owner:
             member.privateHistory(privateSince)
         if guest:

@@ -417,11 +417,11 @@ class TextSession:
 
     def cmd_topic(self, member: Member, rest: str) -> None:
         if not rest:
-            room = member.service.rooms.get(member._roomOrCurrent(None))
-            if room is not None and room.topic:
-                self.sendNotice("%s: topic: %s (set by %s)" % (room.name, oneLine(room.topic), room.topicBy))
+            name, topic, by = member.topic()
+            if topic:
+                self.sendNotice("%s: topic: %s (set by %s)" % (name, oneLine(topic), by))
             else:
-                self.sendNotice("%s: no topic" % (member.current,))
+                self.sendNotice("%s: no topic" % (name,))
             return
         member.setTopic("" if rest == "-" else rest)
 

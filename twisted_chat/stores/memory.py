@@ -54,7 +54,7 @@ class MemoryStore:
         Give C{message} the next id of its room (or of the private
         messages) and keep it; fires at once, with it.
         """
-        if type(message) is Private:
+        if isinstance(message, Private):
             self._lastPrivate = message.id = self._lastPrivate + 1
             self._private.append(message)
         else:
@@ -117,7 +117,8 @@ class MemoryStore:
             return succeed(0)
         cutoff = now - self._retainDays * 86400
         dropped = 0
-        for q in [*self._rooms.values(), self._private]:
+        queues: list[deque[Message] | deque[Private]] = [*self._rooms.values(), self._private]
+        for q in queues:
             while q and q[0].time < cutoff:
                 q.popleft()
                 dropped += 1

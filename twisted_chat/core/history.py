@@ -1,0 +1,164 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The history a member gets when it joins a room (or resumes in it), with no
+gap and no duplicate against the live messages.
+
+While the history is read (asynchronous with a database or Redis), the
+room's live events are held for the joiner (C{member.held}) and released
+right after the history, minus any message it already contained; held
+messages just before the history's first one are put in front of it. When
+the history runs ahead of this node's deliveries (a store shared by several
+nodes), the member keeps a floor for the room (C{member.floors}): live
+messages up to it are skipped (see L{twisted_chat.core.service.ChatService.broadcast}).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Union
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from twisted_chat.core.events import Event, History, Message
+
+if TYPE_CHECKING:
+    from twisted_chat.core.member import Member
+    from twisted_chat.core.parts import Host
+
+
+def withHeldBefore(messages: list[Message], held: list[Event]) -> list[Message]:
+    """
+    A joiner's history C{messages}, with the live messages held for it
+    during the read that came just before them: a history of the last N
+    messages can start after messages stored since the member joined (a
+    burst while the store was slow), which it must see all the same.
+    """
+    first = messages[0]
+    older = {
+        ev.id: ev for ev in held if isinstance(ev, Message) and ev.epoch == first.epoch and ev.id < first.id
+    }
+    if not older:
+        return messages
+    before: list[Message] = []
+    id = first.id - 1
+    while id in older:
+        before.append(older[id])
+        id -= 1
+    return before[::-1] + messages if before else messages
+
+
+#: what a join's read gives: (messages, recovered, why not)
+_Read = tuple[list[Message], Union[bool, None], str]
+
+
+class JoinHistory:
+    """
+    Sends joiners their history and holds live events meanwhile.
+    """
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def fetch(self, member: Member, name: str, since: tuple[str, int] | None, fresh: bool = False) -> None:
+        """
+        Send C{member} the history of C{name} it needs after joining, holding
+        back live events of that room until the history has been sent, so
+        nothing arrives twice or out of order. The history of a member that
+        brought the room to this node (C{fresh}) tells the broker where the
+        room stands (see L{IBroker.readUpTo}).
+        """
+        held: list[Event] = []
+        if member.held is None:
+            member.held = {}
+        member.held[name] = held
+        room = member.rooms.get(name)
+        if room is not None:
+            room.resetFanOut()  # (held: off the fast path)
+        store = self.host.store
+
+        def fetched(result: _Read) -> None:
+            messages, recovered, reason = result
+            holds = member.held
+            if member.gone or holds is None or holds.get(name) is not held:
+                return
+            del holds[name]
+            if not holds:
+                member.held = None
+            room = member.rooms.get(name)
+            if room is not None:
+                room.resetFanOut()  # (back on the fast path)
+            if messages and held:
+                messages = withHeldBefore(messages, held)
+            self.host.send(member, History(name, store.epoch, messages, recovered, reason, onJoin=True))
+            if fresh and reason != "unavailable":
+                if messages:
+                    if messages[-1].epoch == store.epoch:
+                        self.host.broker.readUpTo(name, messages[-1].id)
+                elif recovered is True and since is not None:
+                    self.host.broker.readUpTo(name, since[1])
+                elif self.host.settings.historySize > 0:
+                    self.host.broker.readUpTo(name, 0)
+            last = messages[-1].id if messages else 0
+            for ev in held:
+                if member.gone:
+                    return
+                if isinstance(ev, Message) and ev.id <= last:
+                    continue
+                self.host.send(member, ev)
+            delivered = self.host.broker.deliveredUpTo(name) if messages and messages[-1].epoch == store.epoch else None
+            if delivered is not None and delivered < last and room is not None and not member.gone:
+                # The history holds messages this node has not delivered
+                # yet: they are on their way, and must not come twice.
+                if member.floors is None:
+                    member.floors = {}
+                member.floors[name] = last
+                room.resetFanOut()  # (off the fast path until it has caught up)
+
+        def recent(reason: str, recovered: bool | None) -> Deferred[_Read]:
+            return store.recent(name, self.host.settings.historySize).addCallback(
+                lambda msgs: (msgs, recovered, reason)
+            )
+
+        if since is None:
+            d = recent("", None)
+        else:
+            epoch, afterId = since
+
+            def resumed(msgs: list[Message] | None) -> _Read | Deferred[_Read]:
+                if msgs is None:
+                    why = "epoch" if epoch != store.epoch else "gap"
+                    return recent(why, False)
+                return (msgs, True, "")
+
+            d = store.since(name, epoch, afterId, self.host.resumeLimit).addCallback(resumed)
+
+        def failed(f: Failure) -> None:
+            self.host.logStoreFailure("history of {room} failed", f, room=name)
+            fetched(([], False if since is not None else None, "unavailable"))
+
+        d.addCallbacks(fetched, failed)
+
+    def dropFloor(self, member: Member, name: str) -> None:
+        """
+        C{member} has caught up with the history that ran ahead in room C{name}.
+        """
+        floor = member.floors
+        if floor is not None and floor.pop(name, None) is not None:
+            if not floor:
+                member.floors = None
+            room = member.rooms.get(name)
+            if room is not None:
+                room.resetFanOut()  # (back on the fast path)
+
+    def forget(self, member: Member, name: str) -> None:
+        """
+        C{member} left room C{name}: nothing more is held for it there.
+        """
+        if member.held is not None:
+            member.held.pop(name, None)
+            if not member.held:
+                member.held = None
+        if member.floors is not None:
+            member.floors.pop(name, None)
+            if not member.floors:
+                member.floors = None

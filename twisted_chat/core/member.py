@@ -1,0 +1,318 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+A connection's identity in the service: its nick, rooms and current room,
+and the requests it makes (L{Member}), which the service carries out
+(L{Requests}: what a member asks of it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.internet.defer import Deferred
+
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import Event, Message, Notice, Private, RoomList
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.limits import FloodGuard
+from twisted_chat.core.names import normalizeRoom
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+    from twisted.python.failure import Failure
+
+    from twisted_chat.core.room import Room
+    from twisted_chat.core.settings import Settings
+    from twisted_chat.core.stats import Stats
+
+
+class _Messages(Protocol):
+    def checkText(self, text: object) -> str: ...
+    def say(self, member: Member, name: str, text: str, action: bool, ref: object = None) -> Deferred[Message]: ...
+    def private(self, member: Member, nick: str, text: str, ref: object = None) -> Deferred[Private]: ...
+    def privateHistory(self, member: Member, afterId: int | None) -> None: ...
+    def history(self, member: Member, name: str, limit: int, before: int | None) -> None: ...
+
+
+class _Nicks(Protocol):
+    def setNick(self, member: Member, nick: str) -> str: ...
+    def login(self, member: Member, nick: str, password: str) -> Deferred[str]: ...
+    def isAdmin(self, member: Member) -> bool: ...
+
+
+class _Moderation(Protocol):
+    def kick(self, member: Member, name: str, nick: str, reason: str) -> str: ...
+    def ban(self, member: Member, name: str, target: str, reason: str) -> str: ...
+    def unban(self, member: Member, name: str, target: str) -> str: ...
+    def setTopic(self, member: Member, name: str, topic: str) -> None: ...
+    def giveOp(self, member: Member, name: str, nick: str) -> str: ...
+
+
+class Requests(Protocol):
+    """
+    What a member asks of its service (L{twisted_chat.core.service.ChatService})
+    and of the service's parts, in the member's name; each refusal raises
+    L{ChatError}.
+    """
+
+    settings: Settings
+
+    @property
+    def messages(self) -> _Messages:
+        """
+        What is said (L{twisted_chat.core.messages.Messages}).
+        """
+
+    @property
+    def nicks(self) -> _Nicks:
+        """
+        Nicknames (L{twisted_chat.core.nicks.Nicks}).
+        """
+
+    @property
+    def moderation(self) -> _Moderation:
+        """
+        Moderation (L{twisted_chat.core.moderation.Moderation}).
+        """
+
+    @property
+    def clock(self) -> IReactorTime: ...
+    @property
+    def stats(self) -> Stats: ...
+    def now(self) -> float: ...
+    def spend(self, member: Member) -> None: ...
+    def disconnectFlooder(self, member: Member, waiting: int) -> None: ...
+    def logStoreFailure(self, format: str, failure: Failure, **fields: Any) -> None: ...
+    def join(self, member: Member, room: str, since: tuple[str, int] | None) -> tuple[str, bool]: ...
+    def leave(self, member: Member, name: str, reason: str) -> str: ...
+    def who(self, member: Member, name: str) -> None: ...
+    def roomList(self) -> list[tuple[str, int]]: ...
+    def notice(self, text: str) -> None: ...
+    def statusLines(self) -> list[str]: ...
+    def quit(self, member: Member, reason: str) -> None: ...
+
+
+class Member:
+    """
+    One connection's identity in the service: nick, rooms, current room.
+
+    Front-ends hold a member and call its methods; the member is the
+    "avatar" of twisted.words.
+    """
+
+    __slots__ = (
+        "service", "client", "nick", "rooms", "current", "peer", "host", "held", "floors", "gone", "owner",
+        "token", "authenticated", "flood",
+    )
+
+    def __init__(self, service: Requests, client: IChatClient, nick: str, peer: str, host: str = "") -> None:
+        self.service = service
+        self.client = client
+        self.nick = nick
+        self.peer = peer
+        self.host = host
+        #: the nick key this connection logged in as (with --auth), or None
+        self.authenticated: str | None = None
+        self.flood = FloodGuard(service.settings.floodBurst, service.clock.seconds())
+        # room name -> Room, in joining order
+        self.rooms: dict[str, Room[Member]] = {}
+        self.current: str | None = None
+        #: room name -> events held back while that room's history is read
+        #: (see L{twisted_chat.core.history})
+        self.held: dict[str, list[Event]] | None = None
+        #: room name -> the last message id of the history this member got,
+        #: while this node has not delivered that far yet (a store shared by
+        #: several nodes can answer a history read with messages that reach
+        #: this node live a moment later): live messages up to it are skipped
+        self.floors: dict[str, int] | None = None
+        self.gone = False
+        #: whether this connection proved it owns its nick (see ChatService.connect)
+        self.owner = False
+        #: the owner token issued to this connection, when it got a new one
+        self.token: str | None = None
+
+    def __repr__(self) -> str:
+        return "<Member %s from %s>" % (self.nick, self.peer)
+
+    # Requests; each raises ChatError when refused.
+
+    def join(self, room: str, since: tuple[str, int] | None = None, charged: bool = True) -> tuple[str, bool]:
+        """
+        Join C{room} (or switch to it if already a member) and make it the
+        current room. Returns the canonical name and whether it was newly
+        joined. C{charged=False}: one of the joins of a request already
+        charged to flood control (a json hello's rooms).
+        """
+        if charged:
+            self.service.spend(self)
+        return self.service.join(self, room, since)
+
+    def part(self, room: str | None = None, reason: str = "left") -> str:
+        """
+        Leave C{room} (default: the current one). Returns its name.
+        """
+        self.service.spend(self)
+        return self.service.leave(self, self.roomOrCurrent(room), reason)
+
+    def say(
+        self, text: str, room: str | None = None, action: bool = False, ref: str | None = None
+    ) -> Deferred[Message]:
+        """
+        Say C{text} in C{room} (default: current). The Deferred fires with the
+        stored L{Message} once it is durable and has been handed to every member.
+
+        A C{ref} makes the request idempotent: the same nick sending the same
+        ref again (after a reconnect, say) gets the first message back instead
+        of creating a second one.
+        """
+        self.service.spend(self)
+        return self.service.messages.say(self, self.roomOrCurrent(room), text, action, ref)
+
+    def private(self, nick: str, text: str, ref: str | None = None) -> Deferred[Private]:
+        """
+        Send C{text} to C{nick} only (idempotent with a C{ref}, like L{say}).
+        """
+        self.service.spend(self)
+        return self.service.messages.private(self, nick, text, ref)
+
+    def floodWait(self) -> float:
+        """
+        Seconds to wait before the next request (0: now); see
+        L{ChatService.floodWait}.
+        """
+        service = self.service
+        settings = service.settings
+        rate = settings.floodRate
+        if rate <= 0:
+            return 0.0
+        return self.flood.wait(service.clock.seconds(), rate, settings.floodBurst)
+
+    def privateHistory(self, afterId: int | None = None) -> None:
+        """
+        Ask for the private messages to or from this nick with ids above
+        C{afterId} (default: the recent ones): answered with a
+        L{PrivateHistory} event. Only for a member that proved it owns its
+        nick; others get an empty list.
+        """
+        self.service.messages.privateHistory(self, afterId)
+
+    def setNick(self, nick: str) -> str:
+        """
+        Change nickname; returns the new one.
+        """
+        self.service.spend(self)
+        return self.service.nicks.setNick(self, nick)
+
+    def who(self, room: str | None = None) -> None:
+        """
+        Ask for the members of C{room}: answered with a L{Presence} event.
+        """
+        self.service.spend(self)
+        name = self.roomOrCurrent(room, mustBeMember=False)
+        self.service.who(self, name)
+
+    def listRooms(self) -> None:
+        """
+        Ask for all rooms: answered with a L{RoomList} event.
+        """
+        self.service.spend(self)
+        self.client.deliver(RoomList(self.service.roomList()))
+
+    def history(self, room: str | None = None, limit: int = 20, before: int | None = None) -> None:
+        """
+        Ask for past messages: answered with a L{History} event.
+        """
+        self.service.spend(self)
+        name = self.roomOrCurrent(room, mustBeMember=False)
+        self.service.messages.history(self, name, limit, before)
+
+    def login(self, nick: str, password: str) -> Deferred[str]:
+        """
+        Prove with C{password} that this connection is the registered C{nick}
+        and take that nick. Fires with the nick, or fails with L{ChatError}.
+        """
+        self.service.spend(self)
+        return self.service.nicks.login(self, nick, password)
+
+    def kick(self, nick: str, reason: str = "", room: str | None = None) -> str:
+        """
+        Put C{nick} out of C{room} (default: current); for the room's
+        operators and server admins. Returns the nick kicked.
+        """
+        self.service.spend(self)
+        return self.service.moderation.kick(self, self.roomOrCurrent(room), nick, reason)
+
+    def ban(self, target: str, reason: str = "", room: str | None = None) -> str:
+        """
+        Ban a nick or an address from C{room} (and kick whoever matches).
+        """
+        self.service.spend(self)
+        return self.service.moderation.ban(self, self.roomOrCurrent(room), target, reason)
+
+    def unban(self, target: str, room: str | None = None) -> str:
+        self.service.spend(self)
+        return self.service.moderation.unban(self, self.roomOrCurrent(room), target)
+
+    def setTopic(self, topic: str, room: str | None = None) -> None:
+        """
+        Set (or with C{""} clear) the topic of C{room}; operators only.
+        """
+        self.service.spend(self)
+        self.service.moderation.setTopic(self, self.roomOrCurrent(room), topic)
+
+    def giveOp(self, nick: str, room: str | None = None) -> str:
+        """
+        Make C{nick} an operator of C{room}; operators only.
+        """
+        self.service.spend(self)
+        return self.service.moderation.giveOp(self, self.roomOrCurrent(room), nick)
+
+    def serverNotice(self, text: str) -> None:
+        """
+        Send a notice to everyone on the server; admins only.
+        """
+        self.service.spend(self)
+        if not self.service.nicks.isAdmin(self):
+            raise ChatError("not-allowed", "only server admins can send notices")
+        self.service.notice(self.service.messages.checkText(text))
+
+    def status(self) -> None:
+        """
+        Ask for the node's status (connections, rooms, recent errors): server
+        admins only; answered with L{Notice} events.
+        """
+        self.service.spend(self)
+        if not self.service.nicks.isAdmin(self):
+            raise ChatError("not-allowed", "only server admins can see the status")
+        for line in self.service.statusLines():
+            self.client.deliver(Notice("status: " + line))
+
+    def quit(self, reason: str = "quit") -> None:
+        """
+        Leave every room and give up the nick. Safe to call more than once.
+        """
+        self.service.quit(self, reason)
+
+    def topic(self, room: str | None = None) -> tuple[str, str, str]:
+        """
+        The topic of C{room} (default: current) as this node knows it:
+        C{(room, topic, set by)}, the topic C{""} when there is none.
+        """
+        name = self.roomOrCurrent(room)
+        known = self.rooms.get(name)
+        return (name, known.topic, known.topicBy) if known is not None else (name, "", "")
+
+    def roomOrCurrent(self, room: str | None, mustBeMember: bool = True) -> str:
+        """
+        The canonical name of C{room}, or the current room's when none is
+        given; refused when it names no room, or one this member is not in
+        (unless C{mustBeMember} is false).
+        """
+        if room is None or room == "":
+            if self.current is None:
+                raise ChatError("not-in-room", "you are in no room: /join one first")
+            return self.current
+        name = normalizeRoom(room)
+        if mustBeMember and name not in self.rooms:
+            raise ChatError("not-in-room", "you are not in %s" % (name,))
+        return name

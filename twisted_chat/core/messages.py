@@ -1,0 +1,159 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+What members say: room messages and private messages (stored first, then
+delivered; idempotent with a client's C{ref}), and the history of rooms and
+of private messages on request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import History, Message, Notice, Private, PrivateHistory
+from twisted_chat.core.names import checkNick, nickKey
+from twisted_chat.core.refs import RefWindow
+
+if TYPE_CHECKING:
+    from twisted_chat.core.member import Member
+    from twisted_chat.core.nicks import Nicks
+    from twisted_chat.core.parts import Host
+
+
+class Messages:
+    """
+    Room and private messages, and history on request.
+    """
+
+    _log = Logger()
+
+    def __init__(self, host: Host, nicks: Nicks, refWindow: float = 3600.0, logMessages: bool = False) -> None:
+        self.host = host
+        self.nicks = nicks
+        #: the refs of the last C{refWindow} seconds (see L{RefWindow})
+        self.refs = RefWindow(refWindow)
+        #: log the text of every message (--log-messages)
+        self.logMessages = logMessages
+
+    def _once(self, member: Member, ref: object, make: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        """
+        Run C{make} unless this nick already sent C{ref} within the window;
+        then answer with that first message (once it is stored) instead.
+        """
+        if ref is None:
+            return make()
+        return self.refs.once((nickKey(member.nick), str(ref)), self.host.now(), make)
+
+    def checkText(self, text: object) -> str:
+        if not isinstance(text, str):
+            raise ChatError("bad-request", "text must be a string")
+        if not text.strip():
+            raise ChatError("empty-message", "empty message: nothing sent")
+        limit = self.host.settings.maxTextLength
+        if len(text) > limit:
+            raise ChatError("too-long", "message too long (max %d characters): not sent" % (limit,))
+        return text
+
+    def _notStored(self, f: Failure) -> Failure:
+        """
+        A message could not be stored: count it (the sender is answered,
+        and the failure logged, by its front-end).
+        """
+        if not f.check(ChatError):
+            self.host.stats.storeFailed()
+        return f
+
+    def say(self, member: Member, name: str, text: str, action: bool, ref: object = None) -> Deferred[Message]:
+        self.nicks.requireLogin(member)
+        text = self.checkText(text)
+
+        def make() -> Deferred[Message]:
+            # (the store gives it its id as it stores it)
+            msg = Message(name, 0, self.host.store.epoch, member.nick, text, self.host.now(), action)
+            d = self.host.store.append(msg, None if ref is None else str(ref))
+
+            def stored(final: Message) -> Any:
+                self.host.stats.messageStored("room", self.host.now() - msg.time)
+                if self.logMessages:
+                    self._log.info("{nick} in {room}: {text}", nick=final.sender, room=name, text=final.text)
+                return self.host.broker.deliverMessage(final)
+
+            return d.addCallbacks(stored, self._notStored)
+
+        return self._once(member, ref, make)
+
+    def private(self, member: Member, nick: str, text: str, ref: object = None) -> Deferred[Private]:
+        self.nicks.requireLogin(member)
+        target = self.nicks.lookup(checkNick(nick)) if isinstance(nick, str) else None
+        remote = self.host.broker.remoteNick(nickKey(nick)) if target is None else None
+        if (
+            target is None
+            and remote is None
+            and not self.nicks.owned(nickKey(nick))
+        ):
+            raise ChatError("no-such-nick", "nobody called %s is online" % (nick,))
+        # An owned (or registered) nick that is offline gets it later, in its
+        # private history, when it comes back with its token or password.
+        text = self.checkText(text)
+
+        def make() -> Deferred[Private]:
+            recipient = target.nick if target is not None else (remote or nick)
+            # (the store gives it its id as it stores it)
+            sent = Private(0, member.nick, recipient, text, self.host.now())
+            d = self.host.broker.appendPrivate(sent, None if ref is None else str(ref))
+
+            def stored(msg: Private) -> Private:
+                self.host.stats.messageStored("private", self.host.now() - msg.time)
+                if remote is not None:
+                    # (the broker routes it to the recipient's node)
+                    if not member.gone:
+                        self.host.send(member, msg)
+                    return msg
+                if target is None:
+                    if not member.gone:
+                        self.host.send(member, msg)
+                        self.host.send(member, Notice("%s is offline: they will see it when they come back" % (recipient,)))
+                    return msg
+                if not target.gone:
+                    self.host.send(target, msg)
+                if target is not member and not member.gone:
+                    self.host.send(member, msg)
+                return msg
+
+            return d.addCallbacks(stored, self._notStored)
+
+        return self._once(member, ref, make)
+
+    def privateHistory(self, member: Member, afterId: int | None) -> None:
+        if not member.owner:
+            self.host.send(member, PrivateHistory([]))
+            return
+
+        def got(msgs: list[Private]) -> None:
+            if not member.gone:
+                self.host.send(member, PrivateHistory(msgs))
+
+        def failed(f: Failure) -> None:
+            self.host.logStoreFailure("private history of {nick} failed", f, nick=member.nick)
+            if not member.gone:
+                self.host.send(member, PrivateHistory([]))
+
+        self.host.store.privateFor(member.nick, afterId, self.host.settings.historySize).addCallbacks(got, failed)
+
+    def history(self, member: Member, name: str, limit: int, before: int | None) -> None:
+        limit = max(0, min(int(limit), max(self.host.settings.historySize, 200)))
+
+        def got(msgs: list[Message]) -> None:
+            if not member.gone:
+                self.host.send(member, History(name, self.host.store.epoch, msgs))
+
+        def failed(f: Failure) -> None:
+            self.host.logStoreFailure("history of {room} failed", f, room=name)
+            if not member.gone:
+                self.host.send(member, History(name, self.host.store.epoch, [], None, "unavailable"))
+
+        self.host.store.recent(name, limit, before).addCallbacks(got, failed)

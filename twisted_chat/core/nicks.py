@@ -1,0 +1,308 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+Nicknames: who is connected under which nick on this node, guest nicks,
+nick changes, and who owns a nick (its owner token, or its password with
+C{--auth}); a nick's owner coming back takes it over from a stale
+connection, here or on another node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import TYPE_CHECKING, Any, Iterable, cast
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from twisted_chat.core.errors import ChatError
+from twisted_chat.core.events import NickChanged, Notice
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.member import Member
+from twisted_chat.core.names import checkNick, nickKey
+
+if TYPE_CHECKING:
+    from twisted_chat.core.parts import Host
+
+#: what a password check compares with for an unknown nick (the same work)
+_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+def hashToken(token: str) -> str:
+    """
+    How an owner token is kept: its SHA-256, in hex.
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Nicks:
+    """
+    The nicks of this node's members, and the owners of nicks.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, host: Host, passwords: dict[str, str] | None = None, admins: Iterable[str] = (), requireAuth: bool = False
+    ) -> None:
+        self.host = host
+        #: only registered nicks may chat (--require-auth)
+        self.requireAuth = requireAuth
+        #: nick key -> the member of this node that has it
+        self.byKey: dict[str, Member] = {}
+        #: nick key -> hash of its owner token
+        self.tokens: dict[str, str] = {}
+        #: registered nicks (nick key -> password hash), from --auth
+        self.passwords: dict[str, str] = dict(passwords or {})
+        #: nick keys of the server's admins
+        self.admins = {nickKey(a) for a in admins}
+        self._guest = 0
+
+    def lookup(self, nick: str) -> Member | None:
+        return self.byKey.get(nickKey(nick))
+
+    def isAdmin(self, member: Member) -> bool:
+        return member.authenticated is not None and member.authenticated in self.admins
+
+    def requireLogin(self, member: Member) -> None:
+        """
+        Refuse what C{member} asks unless it logged in, on a server for
+        registered nicks only.
+        """
+        if self.requireAuth and member.authenticated is None:
+            raise ChatError("auth-required", "log in first: /login NICK PASSWORD")
+
+    def owned(self, key: str) -> bool:
+        """
+        Whether the nick with key C{key} has an owner (a token, or a
+        password), who will see what is sent to it while away.
+        """
+        return key in self.tokens or key in self.passwords
+
+    def connect(
+        self,
+        client: IChatClient,
+        nick: str | None = None,
+        peer: str = "",
+        token: str | None = None,
+        host: str = "",
+        authenticated: bool = False,
+    ) -> Member:
+        """
+        Register a new connection under C{nick}, or a fresh guest nick.
+
+        Nick ownership (for private history): the first connection that asks
+        for a nick by name gets a secret C{member.token}; a later connection
+        that presents it is the nick's C{owner}. Without it the nick can still
+        be used while free, but its private history is not shown.
+        """
+        owner = False
+        issued = None
+        force = False
+        if nick is not None:
+            key = nickKey(checkNick(nick))
+            known = self.tokens.get(key)
+            other = self.byKey.get(key)
+            validToken = (
+                known is not None and isinstance(token, str) and hmac.compare_digest(hashToken(token), known)
+            )
+            if other is None and validToken and self.host.broker.remoteNick(key) is not None:
+                # The owner is back on this node while another node (or a
+                # dead one) still holds the nick: take it over.
+                force = True
+            elif other is not None and validToken:
+                # The nick's owner is back (after a drop the server has not
+                # noticed yet): the stale connection gives way to it.
+                self._giveWay(other, "{nick} reconnected: closing its previous connection")
+            self.checkFree(nick, None, force)
+            if key in self.passwords and not authenticated:
+                raise ChatError("nick-registered", "%s is registered: log in with its password" % (nick,))
+            known = self.tokens.get(key)
+            if known is None:
+                issued = secrets.token_urlsafe(18)
+                self.tokens[key] = known = hashToken(issued)
+                self.host.store.saveToken(key, known).addErrback(
+                    lambda f: self.host.logStoreFailure("saving the token of {nick} failed", f, nick=nick)
+                )
+                owner = True
+            elif isinstance(token, str) and hmac.compare_digest(hashToken(token), known):
+                owner = True
+        else:
+            nick = self.guestNick()
+        m = Member(self.host, client, nick, peer, host)
+        if authenticated:
+            m.authenticated = nickKey(nick)
+            owner = True
+        m.owner = owner
+        m.token = issued
+        self.host.members.add(m)
+        self.byKey[nickKey(nick)] = m
+        self.host.broker.memberAdded(m, force)
+        self._log.info(
+            "{nick} connected from {peer} via {frontend}",
+            nick=nick,
+            peer=peer,
+            frontend=getattr(client, "kind", "?"),
+        )
+        return m
+
+    def connectWithPassword(
+        self,
+        client: IChatClient,
+        nick: str,
+        password: str,
+        peer: str = "",
+        token: str | None = None,
+        host: str = "",
+    ) -> Deferred[Member]:
+        """
+        Like L{connect} for a registered nick, once C{password} is checked
+        (in a thread: checking costs tens of milliseconds of CPU).
+        """
+        checkNick(nick)
+        d = self.checkPassword(nick, password)
+        return d.addCallback(lambda _: self.connect(client, nick, peer, token, host, authenticated=True))
+
+    def checkPassword(self, nick: str, password: object) -> Deferred[None]:
+        from twisted.internet.threads import deferToThreadPool
+
+        from twisted_chat.core.auth import verifyPassword
+
+        encoded = self.passwords.get(nickKey(nick))
+        if encoded is None or not isinstance(password, str):
+            # The same work for an unknown nick, so timing tells nothing.
+            encoded = _DUMMY_HASH
+        # (Any: the service's clock is the reactor, and the password is
+        # checked in its thread pool; IReactorTime does not say it has one)
+        reactor = cast(Any, self.host.clock)
+        d = deferToThreadPool(reactor, reactor.getThreadPool(), verifyPassword, str(password), encoded)
+
+        def checked(ok: bool) -> None:
+            if not ok or nickKey(nick) not in self.passwords:
+                self._log.info("login as {nick} refused", nick=nick)
+                raise ChatError("bad-login", "wrong nick or password")
+            self._log.info("login as {nick} accepted", nick=nick)
+
+        return d.addCallback(checked)
+
+    def guestNick(self) -> str:
+        while True:
+            number = self.host.broker.nextGuest()
+            if number is None:
+                self._guest += 1
+                number = self._guest
+            nick = "guest-%d" % (number,)
+            key = nickKey(nick)
+            if key not in self.byKey and self.host.broker.remoteNick(key) is None:
+                return nick
+
+    def checkFree(self, nick: str, member: Member | None, force: bool = False) -> None:
+        key = nickKey(nick)
+        other = self.byKey.get(key)
+        if (other is not None and other is not member) or (
+            not force and other is None and self.host.broker.remoteNick(key) is not None
+        ):
+            raise ChatError("nick-taken", "the nickname %s is taken" % (nick,))
+
+    def setNick(self, member: Member, nick: str, registeredOk: bool = False) -> str:
+        nick = checkNick(nick)
+        self.checkFree(nick, member)
+        if not registeredOk and nickKey(nick) in self.passwords and member.authenticated != nickKey(nick):
+            raise ChatError("nick-registered", "%s is registered: /login %s PASSWORD" % (nick, nick))
+        old = member.nick
+        if old == nick:
+            return nick
+        del self.byKey[nickKey(old)]
+        if nickKey(nick) != nickKey(old):
+            # Ownership was proven for the old nick, not for this one.
+            member.owner = False
+        member.nick = nick
+        for room in member.rooms.values():
+            room.presence = None
+        self.byKey[nickKey(nick)] = member
+        now = self.host.now()
+        # One notice per member that shares a room, listing the shared rooms.
+        shared: dict[Member, list[str]] = {member: list(member.rooms)}
+        for name, room in member.rooms.items():
+            for m in room.members:
+                if m is not member:
+                    shared.setdefault(m, []).append(name)
+        for m, rooms in shared.items():
+            self.host.send(m, NickChanged(old, nick, tuple(rooms), now))
+        self.host.broker.nickChanged(member, old, now)
+        self._log.info("{old} is now known as {new}", old=old, new=nick)
+        return nick
+
+    def login(self, member: Member, nick: str, password: str) -> Deferred[str]:
+        checkNick(nick)
+        if not self.passwords:
+            raise ChatError("no-auth", "this server has no registered nicks")
+
+        def accepted(_: None) -> str:
+            if member.gone:
+                return nick
+            other = self.lookup(nick)
+            if other is not None and other is not member:
+                if other.authenticated == nickKey(nick):
+                    raise ChatError("nick-taken", "%s is logged in on another connection" % (nick,))
+                # Someone without the password holds a registered nick (it
+                # was registered while they were on): they become a guest.
+                self.setNick(other, self.guestNick())
+            self.setNick(member, nick, registeredOk=True)
+            member.authenticated = nickKey(nick)
+            member.owner = True
+            return member.nick
+
+        return self.checkPassword(nick, password).addCallback(accepted)
+
+    def replaced(self, key: str) -> None:
+        """
+        The owner of nick C{key} connected to another node: this node's
+        stale connection of that nick gives way.
+        """
+        member = self.byKey.get(key)
+        if member is not None:
+            self._giveWay(member, "{nick} reconnected to another node: closing this connection")
+
+    def _giveWay(self, member: Member, why: str) -> None:
+        """
+        Close C{member}'s stale connection: its nick's owner connected anew.
+        """
+        self._log.info(why, nick=member.nick)
+        try:
+            member.client.close("replaced by a new connection of %s" % (member.nick,))
+        except Exception:
+            self._log.failure("closing the previous connection of {nick} failed", nick=member.nick)
+        self.host.quit(member, "reconnected")
+
+    def nickTaken(self, key: str) -> None:
+        """
+        Another node gave the nick with key C{key} to someone else at the
+        same moment: the member here that has it becomes a guest.
+        """
+        member = self.byKey.get(key)
+        if member is not None:
+            self.collision(member)
+
+    def collision(self, member: Member) -> None:
+        """
+        Another node gave C{member}'s nick to someone else at the same
+        moment: this member becomes a guest.
+        """
+        if member.gone:
+            return
+        old = member.nick
+        self.setNick(member, self.guestNick(), registeredOk=True)
+        self.host.send(member, Notice("%s was taken on another server at the same moment: you are now %s" % (old, member.nick)))
+
+    def forget(self, member: Member) -> bool:
+        """
+        C{member} is gone: its nick is free (if it still had it). Returns
+        whether it had.
+        """
+        key = nickKey(member.nick)
+        if self.byKey.get(key) is member:
+            del self.byKey[key]
+            return True
+        return False

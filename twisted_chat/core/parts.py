@@ -1,0 +1,64 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The service as its parts see it (L{Host}): the state they share and how
+they deliver. The parts are the service's collaborators, each with one
+job: the history a joiner gets (L{twisted_chat.core.history}), nicknames
+and who owns them (L{twisted_chat.core.nicks}), messages and private
+messages (L{twisted_chat.core.messages}), moderation
+(L{twisted_chat.core.moderation}) and what other nodes tell this one
+(L{twisted_chat.core.remote}).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from twisted_chat.core.member import Requests
+
+if TYPE_CHECKING:
+
+    from twisted_chat.core.events import Event
+    from twisted_chat.core.interfaces import IBroker, IMessageStore
+    from twisted_chat.core.member import Member
+    from twisted_chat.core.room import Room
+    from twisted_chat.core.settings import Settings
+
+
+class Host(Requests, Protocol):
+    """
+    What the parts of the service use of it (L{twisted_chat.core.service.ChatService}),
+    besides what its members ask of it (L{Requests}).
+    """
+
+    #: room name -> room, of the rooms with members on this node
+    rooms: dict[str, Room[Member]]
+    #: the members connected to this node
+    members: set[Member]
+    settings: Settings
+    store: IMessageStore
+    broker: IBroker
+    #: rooms bigger than this tell joins and leaves only to whom they concern
+    announceLimit: int
+    #: at most this many messages are recovered on a resume
+    resumeLimit: int
+
+    def isRunning(self) -> bool:
+        """
+        Whether the service is up (not stopping).
+        """
+
+    def send(self, member: Member, event: Event) -> None:
+        """
+        Hand one event to one member (a failing member is dropped, alone).
+        """
+
+    def broadcast(self, room: Room[Member], event: Event) -> None:
+        """
+        Hand one event to every member of C{room} on this node.
+        """
+
+    def roomSize(self, room: Room[Member]) -> int:
+        """
+        Members of C{room} on every node.
+        """
+

@@ -1,0 +1,124 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+A room of one node: its members in joining order, how a message reaches
+them (L{Room.fanOut}), its operators, bans and topic.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Iterable, Protocol, TypeVar
+
+from twisted_chat.core.events import Event
+
+
+class RoomMember(Protocol):
+    """
+    What a room uses of its members (L{twisted_chat.core.member.Member}).
+    """
+
+    #: the connection (its optional C{fastSink}: see IChatClient)
+    client: Any
+    #: room name -> events held for it while that room's history is read
+    held: dict[str, list[Event]] | None
+    #: room name -> the last id of a history that ran ahead of this node
+    floors: dict[str, int] | None
+
+
+M = TypeVar("M", bound=RoomMember)
+
+
+def sortedNicks(nicks: Iterable[str]) -> list[str]:
+    """
+    C{nicks} sorted as member lists show them (case-insensitively).
+    """
+    return sorted(nicks, key=str.lower)
+
+
+class Room(Generic[M]):
+    """
+    A room and its members, in joining order.
+
+    C{snapshot()} is the tuple a broadcast iterates over; it is rebuilt only
+    when membership changes, so a broadcast neither copies the member list nor
+    trips over a member that leaves in the middle of it.
+    """
+
+    __slots__ = ("name", "members", "_snapshot", "_fan", "ops", "bans", "banHosts", "topic", "topicBy", "presence")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: dict[M, None] = {}
+        self._snapshot: tuple[M, ...] | None = None
+        self._fan: tuple[Any, tuple[Any, ...], tuple[M, ...]] | None = None
+        #: the room's operators (its creator first); a connection, not a nick,
+        #: so nobody inherits operator rights by taking a nick
+        self.ops: set[M] = set()
+        #: banned nick keys and addresses
+        self.bans: set[str] = set()
+        #: nick key -> the address banned along with that nick (unbanned with it)
+        self.banHosts: dict[str, str] = {}
+        self.topic = ""
+        self.topicBy = ""
+        #: (limit, sorted nicks of the first `limit` members), or None
+        self.presence: tuple[int, list[str]] | None = None
+
+    def add(self, member: M) -> None:
+        self.members[member] = None
+        self._snapshot = self._fan = None
+        cached = self.presence
+        if cached is not None and len(self.members) <= cached[0]:
+            # (a member past the first cached[0] does not change that list)
+            self.presence = None
+
+    def remove(self, member: M) -> None:
+        self.members.pop(member, None)
+        self.presence = None
+        self.ops.discard(member)
+        self._snapshot = self._fan = None
+
+    def resetFanOut(self) -> None:
+        """
+        A member started or stopped waiting for this room's history (or
+        for this node to catch up with it): L{fanOut} is built again.
+        """
+        self._fan = None
+
+    def snapshot(self) -> tuple[M, ...]:
+        s = self._snapshot
+        if s is None:
+            s = self._snapshot = tuple(self.members)
+        return s
+
+    def fanOut(self) -> tuple[Any, tuple[Any, ...], tuple[M, ...]]:
+        """
+        How a room message reaches the members: C{(fan, groups, others)}.
+        Ms whose client offers a C{fastSink} (see L{IChatClient}) are
+        handed to C{fan.broadcast(groups, event)} all at once, C{groups}
+        being C{(key, sinks)} pairs (sinks of one key take the same bytes);
+        the C{others} get C{deliver()} one by one. A member still fetching
+        this room's history is among the others (its events are held), and
+        so is one whose history ran ahead of this node's deliveries (see
+        C{member.floors}).
+        Rebuilt only when membership changes (or a hold starts or ends).
+        """
+        f = self._fan
+        if f is None:
+            fan: Any = None
+            groups: dict[str, list[Any]] = {}
+            others: list[M] = []
+            name = self.name
+            for m in self.members:
+                sink = getattr(m.client, "fastSink", None)
+                held = m.held
+                floor = m.floors
+                if sink is None or (held is not None and name in held) or (floor is not None and name in floor):
+                    others.append(m)
+                    continue
+                if fan is None:
+                    fan = sink.batcher
+                elif sink.batcher is not fan:
+                    others.append(m)
+                    continue
+                groups.setdefault(sink.key, []).append(sink)
+            f = self._fan = (fan, tuple((k, tuple(v)) for k, v in groups.items()), tuple(others))
+        return f
