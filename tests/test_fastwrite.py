@@ -31,7 +31,8 @@ from twisted_chat.frontends.write import FastWriter, WriteBatcher, batcherFor, f
 from twisted_chat.frontends.line import LineChatFactory
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
-from twisted_chat.frontends.websocket import ChatWebSocketFactory, ChatWebSocketProtocol, textFrame
+from twisted_chat.frontends.websocket import ChatWebSocketFactory, ChatWebSocketProtocol
+from twisted_chat.frontends.wscommon import textFrame
 
 TIMEOUT = 10.0
 

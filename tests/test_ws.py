@@ -25,7 +25,8 @@ from twisted_chat.core.events import Event, Message
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.web import makeSite
-from twisted_chat.frontends.websocket import ChatWebSocketFactory, ChatWebSocketProtocol, originAllowed
+from twisted_chat.frontends.websocket import ChatWebSocketFactory, ChatWebSocketProtocol
+from twisted_chat.frontends.wscommon import originAllowed
 
 GREETING = "*** Welcome to twisted-chat, %s! You are in #lobby. Type /help for commands."
 

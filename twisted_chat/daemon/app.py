@@ -629,7 +629,8 @@ def _makeWebSite(config: Options, chat: ChatService, reactor: IReactorCore | Non
     import txaio
 
     from twisted_chat.frontends.web import makeSite
-    from twisted_chat.frontends.websocket import ChatWebSocketFactory, EchoFactory
+    from twisted_chat.frontends.websocket import ChatWebSocketFactory
+    from twisted_chat.frontends.wscommon import EchoFactory
 
     txaio.use_twisted()
     if reactor is not None:

@@ -162,7 +162,7 @@ def encodeEvent(event: Event) -> bytes | None:
         if obj is None:
             return None
         data = event.cache["json"] = _encode(obj).encode("utf-8")
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 def _str(request: dict[str, Any], key: str, required: bool = True) -> str | None:

@@ -348,7 +348,7 @@ class LineChatFactory(Factory):
         self.service = service
         self.clock = clock
 
-    def buildProtocol(self, addr: IAddress) -> LineChatProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> LineChatProtocol:
         p = LineChatProtocol(self.service, self.clock)
         p.factory = self
         return p

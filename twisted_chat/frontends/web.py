@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
     from twisted_chat.frontends.socketio.engineio import EngineResource
-    from twisted_chat.frontends.websocket import ChatWebSocketFactory, EchoFactory
+    from twisted_chat.frontends.websocket import ChatWebSocketFactory
+    from twisted_chat.frontends.wscommon import EchoFactory
 
 _TYPES = {
     ".html": b"text/html; charset=utf-8",
@@ -90,7 +91,7 @@ class IndexResource(StaticBytes):
     def render_GET(self, request: Request) -> bytes:
         upgrade = request.getHeader(b"upgrade")
         if upgrade is not None and upgrade.lower() == b"websocket":
-            return self.ws.render(request)  # type: ignore[no-any-return]
+            return self.ws.render(request)
         return StaticBytes.render_GET(self, request)
 
 

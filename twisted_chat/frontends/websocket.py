@@ -11,31 +11,28 @@ thousand recipients cost one framing.
 
 from __future__ import annotations
 
-import struct
 import sys
-from collections import deque
 from typing import Any
-from urllib.parse import urlsplit
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 import autobahn.util as _abutil
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.util import encode_truncate
 from autobahn.websocket import protocol as _abprotocol
-from autobahn.websocket.protocol import PreparedMessage, TrafficStats, WebSocketProtocol
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import Event
-from twisted_chat.frontends.write import LAZY_KINDS, FastWriter, fastWriterFor, sync
 from twisted_chat.core.interfaces import IChatClient
-from twisted_chat.frontends.jsonmode import JsonSession, encodeEvent
-from twisted_chat.frontends.throttle import ThrottledInput
-from twisted_chat.frontends.write import OutgoingGuard, dropSlowConsumer
 from twisted_chat.core.service import ChatService
+from twisted_chat.frontends.jsonmode import JsonSession, encodeEvent
 from twisted_chat.frontends.textmode import TextSession, closingText, messageText
+from twisted_chat.frontends.throttle import ThrottledInput
+from twisted_chat.frontends.write import LAZY_KINDS, FastWriter, OutgoingGuard, dropSlowConsumer, fastWriterFor, sync
+from twisted_chat.frontends.wscommon import applyOptions, originAllowed, textFrame
+from twisted_chat.frontends.wsslim import NoQueue, Unformatted, slim
 
 # Autobahn colours the values in its log messages with click (ANSI escapes)
 # whenever click is importable, and it does so eagerly: every sendData()
@@ -48,156 +45,6 @@ TEXT_PROTOCOL = "chat"
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 _GOING_AWAY = WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY
-_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
-_HEAD16 = struct.Struct("!BBH").pack
-_HEAD64 = struct.Struct("!BBQ").pack
-
-
-#: what only the opening handshake reads: dropped once the connection is open
-_HANDSHAKE_ONLY = (
-    "http_headers",
-    "http_request_data",
-    "http_response_data",
-    "http_status_line",
-    "http_request_params",
-    "http_request_uri",
-    "http_request_host",
-    "http_request_path",
-    "websocket_protocols",
-    "websocket_extensions",
-    "websocket_origin",
-    "_wskey",
-)
-#: the protocol options Autobahn copies from its factory into every connection
-_CONFIG_ATTRS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
-#: one TrafficStats for all connections: Autobahn adds to its counters on
-#: every frame, nobody here reads them, and each one costs ~1 KB
-_SHARED_STATS = TrafficStats()
-_MISSING = object()
-#: the is_open of every open connection (see ChatWebSocketProtocol._slim)
-_OPENED: Deferred[None] = succeed(None)
-#: Autobahn's per-connection state that an open, quiet connection has at
-#: these values: kept as class attributes of the configured class instead
-#: (reading falls back to them; Autobahn's first write makes its own again)
-_STATE_DEFAULTS: dict[str, Any] = dict.fromkeys(
-    (
-        "autoPingPending", "autoPingTimeoutCall", "closeHandshakeTimeoutCall", "current_frame",
-        "localCloseCode", "localCloseReason", "openHandshakeTimeoutCall", "remoteCloseCode",
-        "remoteCloseReason", "trackedTimings", "wasNotCleanReason", "_perMessageCompress",
-        "websocket_protocol_in_use",
-    ),
-    None,
-)
-_STATE_DEFAULTS.update(
-    dict.fromkeys(
-        (
-            "closedByMe", "droppedByMe", "failedByMe", "inside_message", "triggered", "wasClean",
-            "wasCloseHandshakeTimeout", "wasMaxFramePayloadSizeExceeded", "wasMaxMessagePayloadSizeExceeded",
-            "wasOpenHandshakeTimeout", "wasServerConnectionDropTimeout", "wasServingFlashSocketPolicyFile",
-        ),
-        False,
-    )
-)
-
-
-class _Unformatted:
-    """
-    Stands for C{pformat(value)} in a debug log event: formatted only if
-    someone reads it. Autobahn pretty-prints its 29 options for a debug line
-    on every new connection, debug on or off: ~10% of a handshake.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __str__(self) -> str:
-        from pprint import pformat
-
-        return pformat(self.value)
-
-    __repr__ = __str__
-
-
-class _NoQueue:
-    """
-    The C{send_queue} of a connection that never queued a write (Autobahn
-    queues only for its chopped and sync writes, which are not used here):
-    empty, and a real deque from the first append on. An empty deque costs
-    ~600 bytes per connection.
-    """
-
-    __slots__ = ("_proto",)
-
-    def __init__(self, proto: WebSocketProtocol) -> None:
-        self._proto = proto
-
-    def __len__(self) -> int:
-        return 0
-
-    def __bool__(self) -> bool:
-        return False
-
-    def append(self, item: Any) -> None:
-        q: deque[Any] = deque()
-        self._proto.send_queue = q
-        q.append(item)
-
-    def popleft(self) -> Any:
-        raise IndexError("pop from an empty deque")
-
-
-def textFrame(payload: bytes) -> bytes:
-    """
-    One unfragmented, unmasked, uncompressed WebSocket text frame (RFC 6455
-    5.2), as a server sends it; what Autobahn's C{sendMessage} writes for
-    C{payload} when neither compression nor auto-fragmentation is on.
-    """
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return _HEAD16(0x81, 126, n) + payload
-    return _HEAD64(0x81, 127, n) + payload
-
-
-def _hostPort(netloc: str, scheme: str) -> tuple[str, int] | None:
-    try:
-        parts = urlsplit("//" + netloc)
-        return (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme, 80)
-    except ValueError:
-        return None
-
-
-def originAllowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
-    """
-    Is a handshake with this C{Origin} header acceptable?
-
-    Browsers always send C{Origin}; a handshake without one comes from a
-    program (wscat, a bot), which no web page can make on a user's behalf, so
-    it is accepted. Otherwise the origin must be the page's own (same host and
-    port as the C{Host} header) or listed in C{allowed} (C{*} allows any).
-    """
-    if origin is None:
-        return True
-    if "*" in allowed:
-        return True
-    origin = origin.strip()
-    if origin.lower() in (a.lower().rstrip("/") for a in allowed):
-        return True
-    if origin == "null":
-        return False
-    try:
-        parts = urlsplit(origin)
-    except ValueError:  # e.g. "http://[::1"
-        return False
-    scheme = (parts.scheme or "").lower()
-    if scheme not in _DEFAULT_PORTS or not parts.netloc:
-        return False
-    mine = _hostPort(host or "", scheme)
-    theirs = _hostPort(parts.netloc, scheme)
-    return mine is not None and mine == theirs
 
 
 class _BinaryMessage:
@@ -224,6 +71,9 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
 
     _log = Logger()
     factory: ChatWebSocketFactory
+    # (options Autobahn copies from the factory onto each connection)
+    autoFragmentSize: int
+    maxMessagePayloadSize: int
     kind = "ws"
     json = False
     _guard: OutgoingGuard | None = None
@@ -242,7 +92,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
         # Autobahn's module global pformat is used there only for that debug
         # line; the reactor is single-threaded, so the swap is invisible.
         real = _abprotocol.pformat
-        _abprotocol.pformat = _Unformatted  # type: ignore[assignment]
+        _abprotocol.pformat = Unformatted  # type: ignore[assignment]
         try:
             super()._connectionMade()
         finally:
@@ -293,54 +143,12 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
         if self.json:
             timeout = self.factory.helloTimeout
             if timeout:
-                self._helloTimer = self.service.clock.callLater(timeout, self._noHello)  # type: ignore[attr-defined]
+                self._helloTimer = self.service.clock.callLater(timeout, self._noHello)
         else:
-            self.startTextSession(self.service, self.peer, self._admitted or "")
+            self.startTextSession(self.service, self.peer or "", self._admitted or "")
 
     def _slim(self) -> None:
-        """
-        Shed what an open connection no longer needs (a WebSocket connection
-        is mostly idle: its size is the server's capacity): the handshake's
-        leftovers, the per-connection copies of the factory's options (kept
-        once, on a subclass made per factory), an empty send queue and
-        Autobahn's traffic counters; then rebuild the instance dict, which
-        never shrinks by itself.
-        """
-        d = self.__dict__
-        for name in _HANDSHAKE_ONLY:
-            d.pop(name, None)
-        cls = _configuredClass(self.factory, type(self))
-        if cls is not None:
-            for name in _CONFIG_ATTRS:
-                value = d.get(name, _MISSING)
-                if value is not _MISSING and value is getattr(cls, name, _MISSING):
-                    del d[name]
-            for name, default in _STATE_DEFAULTS.items():
-                if d.get(name, _MISSING) is default:
-                    del d[name]
-            self.__class__ = cls
-            # the configured class also holds these, the same for all:
-            if d.get("websocket_extensions_in_use") == []:
-                del d["websocket_extensions_in_use"]  # (an empty tuple there)
-            if getattr(d.get("is_open"), "called", False):
-                # Resolved by Autobahn when the handshake succeeded, never
-                # read again by a server connection: one resolved Deferred.
-                del d["is_open"]
-            # read by Autobahn only up to its _onOpen (TLS channel bindings)
-            d.pop("_transport_details", None)
-            # nobody reads Autobahn's traffic counters here: one shared
-            d.pop("trafficStats", None)
-            for name in ("websocket_version", "send_state", "service"):
-                if d.get(name, _MISSING) == getattr(cls, name, _MISSING):
-                    del d[name]
-        if type(self.send_queue) is deque and not self.send_queue:
-            self.send_queue = _NoQueue(self)
-        if self._listeners is None:
-            # Autobahn's observable events ("message" listeners): none are
-            # registered, so fire() returns before it needs these two
-            d.pop("_results", None)
-            d.pop("_valid_events", None)
-        self.__dict__ = dict(d)
+        slim(self)
 
     def _noHello(self) -> None:
         self._helloTimer = None
@@ -433,7 +241,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
         pm = event.cache.get(self._frameKey)
         if pm is not None:
             fast = self._fast
-            if fast is not None and (type(self.send_queue) is _NoQueue or not self.send_queue):
+            if fast is not None and (type(self.send_queue) is NoQueue or not self.send_queue):
                 if fast.take(pm.payloadHybi, event.kind in LAZY_KINDS):
                     return
                 # Twisted holds unsent bytes: the same frame behind them
@@ -476,7 +284,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
         return self._fast
 
     def fastOpen(self) -> bool:
-        return self.state == _OPEN and not self._dropped and (type(self.send_queue) is _NoQueue or not self.send_queue)
+        return self.state == _OPEN and not self._dropped and (type(self.send_queue) is NoQueue or not self.send_queue)
 
     def fastFrame(self, event: Event) -> bytes:
         key = self._frameKey
@@ -543,7 +351,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
         if guard is None or not guard.overLimit(nbytes):
             return False
         self._dropped = True
-        dropSlowConsumer(self._log, self.peer, self.member, guard.limit, lambda: self.dropConnection(abort=True))
+        dropSlowConsumer(self._log, self.peer or "", self.member, guard.limit, lambda: self.dropConnection(abort=True))
         return True
 
     def sendText(self, text: str) -> None:
@@ -579,52 +387,14 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
         self._sendPrepared(event, "ws-json", data)
 
 
-def _configuredClass(factory: Any, base: type) -> type | None:
-    """
-    A subclass of C{base} holding C{factory}'s current protocol options as
-    class attributes, made once per factory (and again if the options
-    change), so that connections need not carry copies of them.
-    """
-    if not all(hasattr(factory, name) for name in _CONFIG_ATTRS):
-        return None
-    values = tuple(getattr(factory, name) for name in _CONFIG_ATTRS)
-    cache: dict[type, tuple[tuple[Any, ...], type]] = factory.__dict__.setdefault("_configuredClasses", {})
-    known = cache.get(base)
-    if known is not None and all(a is b for a, b in zip(known[0], values)):
-        return known[1]
-    if getattr(base, "_configuredFor", None) is not None:
-        # already a configured class (of an older option set): derive from its parent
-        base = base.__mro__[1]
-        known = cache.get(base)
-        if known is not None and all(a is b for a, b in zip(known[0], values)):
-            return known[1]
-    attrs: dict[str, Any] = dict(_STATE_DEFAULTS)
-    attrs.update(
-        websocket_extensions_in_use=(),
-        is_open=_OPENED,
-        _transport_details=None,
-        trafficStats=_SHARED_STATS,
-        websocket_version=13,
-        send_state=WebSocketProtocol.SEND_STATE_GROUND,
-    )
-    if hasattr(factory, "service"):
-        attrs["service"] = factory.service
-    attrs.update(zip(_CONFIG_ATTRS, values))
-    attrs["_configuredFor"] = factory
-    attrs["__module__"] = base.__module__
-    cls = type(base.__name__, (base,), attrs)
-    cache[base] = (values, cls)
-    return cls
-
-
-class ChatWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
+class ChatWebSocketFactory(WebSocketServerFactory):
     """
     Builds chat WebSocket connections that share one L{ChatService}; the
     limits that can be reloaded (C{maxOutgoing}…) are read from the
     service's C{settings}, the WebSocket protocol options are this factory's.
     """
 
-    protocol = ChatWebSocketProtocol
+    protocol = ChatWebSocketProtocol  # type: ignore[assignment]  # (Twisted's Factory says a callable of its own protocols)
     noisy = False
 
     def __init__(
@@ -641,71 +411,3 @@ class ChatWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         applyOptions(self, **options)
 
 
-class EchoProtocol(WebSocketServerProtocol):  # type: ignore[misc]
-    """
-    Echo every message back: the endpoint for the compliance suite.
-    """
-
-    def onConnect(self, request: ConnectionRequest) -> Any:
-        if not originAllowed(request.headers.get("origin"), request.headers.get("host"), self.factory.allowedOrigins):
-            raise ConnectionDeny(403, "origin not allowed")
-        return None
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.sendMessage(payload, isBinary)
-
-
-class EchoFactory(WebSocketServerFactory):  # type: ignore[misc]
-    protocol = EchoProtocol
-    noisy = False
-
-    def __init__(self, allowedOrigins: list[str] | None = None, **options: Any) -> None:
-        WebSocketServerFactory.__init__(self, server="twisted-chat")
-        self.allowedOrigins = list(allowedOrigins or [])
-        applyOptions(self, **options)
-
-
-def _acceptDeflate(offers: list[Any]) -> Any:
-    """
-    Accept the first permessage-deflate offer (with --ws-compression).
-    """
-    from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
-
-    for offer in offers:
-        if isinstance(offer, PerMessageDeflateOffer):
-            return PerMessageDeflateOfferAccept(offer)
-    return None
-
-
-def applyOptions(
-    factory: WebSocketServerFactory,
-    maxMessageSize: int = 65536,
-    pingInterval: float = 25,
-    pingTimeout: float = 10,
-    compression: bool = False,
-    handshakeTimeout: float = 10,
-) -> None:
-    """
-    The WebSocket protocol options shared by the chat and echo endpoints,
-    each set deliberately rather than inherited from Autobahn's defaults.
-    """
-    factory.setProtocolOptions(
-        # Answer protocol violations with the proper close code instead of
-        # dropping TCP silently, so clients learn why.
-        failByDrop=False,
-        # Let Origin "null" (sandboxed pages, file://) reach onConnect, where
-        # originAllowed() refuses it with 403 unless --allow-origin lists it
-        # (or '*'); setProtocolOptions() would otherwise reset this to False
-        # and Autobahn would answer 400 on its own.
-        allowNullOrigin=True,
-        maxMessagePayloadSize=maxMessageSize,
-        maxFramePayloadSize=maxMessageSize,
-        autoPingInterval=pingInterval,
-        autoPingTimeout=pingTimeout,
-        openHandshakeTimeout=handshakeTimeout,
-        closeHandshakeTimeout=5,
-        perMessageCompressionAccept=_acceptDeflate if compression else None,
-        webStatus=False,
-        echoCloseCodeReason=False,
-        tcpNoDelay=True,
-    )

@@ -41,7 +41,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from twisted_chat.core.errors import ChatError
 from twisted_chat.frontends.write import OutgoingGuard
 from twisted_chat.core.settings import Settings
-from twisted_chat.frontends.websocket import applyOptions, originAllowed
+from twisted_chat.frontends.wscommon import applyOptions, originAllowed
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
