@@ -6,7 +6,11 @@ side (L{IChatClient}), storage on the other (L{IMessageStore}).
 
 from __future__ import annotations
 
+from typing import Collection, Protocol, Sequence
+
 from zope.interface import Attribute, Interface
+
+from twisted_chat.core.events import Joined, Message, Parted, Private, TopicChanged
 
 
 def resumePosition(afterId: int, last: int, limit: int) -> str:
@@ -22,6 +26,23 @@ def resumePosition(afterId: int, last: int, limit: int) -> str:
     if afterId == last:
         return "current"
     return "fetch"
+
+
+class MemberView(Protocol):
+    """
+    A member of this node as a broker sees it (a
+    L{twisted_chat.core.service.Member}): its nick, the names of the rooms
+    it is in, and whether it has left.
+    """
+
+    @property
+    def nick(self) -> str: ...
+
+    @property
+    def rooms(self) -> Collection[str]: ...
+
+    @property
+    def gone(self) -> bool: ...
 
 
 class IChatClient(Interface):
@@ -82,7 +103,7 @@ class IMessageStore(Interface):
         it); 0 when the store does not know it locally. Synchronous.
         """
 
-    def append(message: object, ref: str | None = None) -> object:
+    def append(message: Message | Private, ref: str | None = None) -> object:
         """
         Store one L{Message} or L{Private} (with the client's C{ref}, if
         any), giving it its id (whatever C{message.id} was); returns a
@@ -109,7 +130,7 @@ class IMessageStore(Interface):
         C{nick} with ids above C{afterId}, oldest first.
         """
 
-    def refs(sinceTime: float) -> list[tuple[str, str, object]]:
+    def refs(sinceTime: float) -> list[tuple[str, str, Message | Private]]:
         """
         (sender nick key, client ref, message) of the messages stored with a
         ref since C{sinceTime}, for idempotent resends across restarts.
@@ -161,7 +182,7 @@ class IClusterEvents(Interface):
         that leaves announces its members once, not one by one).
         """
 
-    def localMembers() -> list[object]:
+    def localMembers() -> Sequence[MemberView]:
         """
         The members connected to this node (each with its C{nick}, the
         C{rooms} it is in, and C{gone}).
@@ -178,7 +199,7 @@ class IClusterEvents(Interface):
         token is known already keeps it.
         """
 
-    def deliverMessage(message: object) -> None:
+    def deliverMessage(message: Message) -> None:
         """
         Hand a stored room L{Message} to this node's members of its room, in
         id order with the others.
@@ -205,12 +226,12 @@ class IClusterEvents(Interface):
         A member of another node, in C{rooms}, is now called C{new}.
         """
 
-    def remoteTopic(event: object) -> None:
+    def remoteTopic(event: TopicChanged) -> None:
         """
         A topic was set on another node (L{TopicChanged}).
         """
 
-    def remotePrivate(message: object) -> None:
+    def remotePrivate(message: Private) -> None:
         """
         A private message (L{Private}) to a member of this node.
         """
@@ -297,38 +318,38 @@ class IBroker(Interface):
         (topic, set by) of C{room} as set on any node, or None.
         """
 
-    def memberAdded(member: object, force: bool) -> None:
+    def memberAdded(member: MemberView, force: bool) -> None:
         """
         A connection registered under C{member.nick}; C{force} when it took
         over the nick from a stale connection (by its owner token).
         """
 
-    def memberGone(member: object) -> None:
+    def memberGone(member: MemberView) -> None:
         """
         A member left for good (its parts were announced before).
         """
 
-    def joined(member: object, room: str, event: object) -> None:
+    def joined(member: MemberView, room: str, event: Joined) -> None:
         """
         C{member} joined C{room} (L{Joined} C{event}).
         """
 
-    def parted(member: object, room: str, event: object) -> None:
+    def parted(member: MemberView, room: str, event: Parted) -> None:
         """
         C{member} left C{room} (L{Parted} C{event}).
         """
 
-    def nickChanged(member: object, old: str, time: float) -> None:
+    def nickChanged(member: MemberView, old: str, time: float) -> None:
         """
         C{member} is now called C{member.nick}, was C{old}.
         """
 
-    def topicChanged(event: object) -> None:
+    def topicChanged(event: TopicChanged) -> None:
         """
         A topic was set (L{TopicChanged} C{event}).
         """
 
-    def deliverMessage(message: object) -> object:
+    def deliverMessage(message: Message) -> object:
         """
         Hand a stored room message to the members of its room on every
         node (this one included); returns the message, or a Deferred that
@@ -349,7 +370,7 @@ class IBroker(Interface):
         the room starts, if it has no position yet.
         """
 
-    def appendPrivate(message: object, ref: str | None) -> object:
+    def appendPrivate(message: Private, ref: str | None) -> object:
         """
         Store a private message (like L{IMessageStore.append}) and route it
         to the node of its recipient when that is another node.
