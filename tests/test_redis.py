@@ -626,10 +626,11 @@ def test_throttleWhileRedisIsBehind() -> None:
     from twisted.internet.task import Clock
 
     cluster = RedisCluster(parseRedisURL("redis://127.0.0.1:1/0"), clock=Clock(), nodeId="t")
-    cluster.highWater, cluster.lowWater = 4, 1
+    track = cluster.backpressure.track
+    cluster.backpressure.highWater, cluster.backpressure.lowWater = 4, 1
     calls: list[str] = []
     cluster.addThrottle(lambda: calls.append("pause"), lambda: calls.append("resume"))
-    pending: list[Deferred[None]] = [cluster._track(Deferred()) for _ in range(5)]
+    pending: list[Deferred[None]] = [track(Deferred()) for _ in range(5)]
     assert calls == ["pause"]
     for d in pending[:3]:
         d.callback(None)
@@ -637,7 +638,7 @@ def test_throttleWhileRedisIsBehind() -> None:
     pending[3].callback(None)
     assert calls == ["pause", "resume"]
     late: list[str] = []
-    cluster._track(Deferred()), cluster._track(Deferred()), cluster._track(Deferred())
+    track(Deferred()), track(Deferred()), track(Deferred())
     cluster.addThrottle(lambda: late.append("pause"), lambda: late.append("resume"))
     assert late == ["pause"]  # (a listener that comes while paused starts paused)
 
