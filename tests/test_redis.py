@@ -713,10 +713,11 @@ async def test_redisFailuresAreLoggedWithoutTraceback(nodes: Any, redisServer: A
 
 
 @pytest_twisted.ensureDeferred
-async def test_stoppingNodeLeavesWithOneAnnouncement(nodes: Any) -> None:
+async def test_stoppingNodeLeavesWithOneAnnouncement(nodes: Any, redisServer: Any) -> None:
     """
     A node stopped cleanly announces its leaving members once, as one
-    event, with the reason; the others tell their members.
+    event, with the reason; the others tell their members. Its heartbeat
+    key is gone at once.
     """
     a, b = await nodes("a"), await nodes("b")
     alice, bob = await twoInRoom(a, b, "#bye")
@@ -729,6 +730,7 @@ async def test_stoppingNodeLeavesWithOneAnnouncement(nodes: Any) -> None:
         ("bob", "server shutting down"), ("carol", "server shutting down"),
     ]
     assert a.chat.roomList() == [("#bye", 1)]
+    assert redisServer.command("EXISTS", "twisted-chat:alive:b") == 0
 
 
 @pytest_twisted.ensureDeferred
