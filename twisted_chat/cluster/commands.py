@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable, Protocol, TypeVar
 
+import txredisapi
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -147,10 +148,10 @@ class Commands:
         self.backpressure = backpressure
         #: seconds a command given to L{timed} may wait for its reply
         self.timeout = 10.0
-        #: txredisapi's handler of the command connection (no type information)
-        self.handler: object = None
-        #: the connection (a txredisapi protocol) while it is up
-        self.connection: object = None
+        #: txredisapi's handler of the command connection
+        self.handler: txredisapi.ConnectionHandler | None = None
+        #: the command connection while it is up
+        self.connection: txredisapi.RedisProtocol | None = None
 
     def key(self, *parts: str) -> str:
         """
@@ -160,7 +161,7 @@ class Commands:
 
     @property
     def connected(self) -> bool:
-        return self.connection is not None and bool(getattr(self.connection, "connected", False))
+        return self.connection is not None and bool(self.connection.connected)
 
     def timed(self, d: Deferred[_T]) -> Deferred[_T]:
         """
