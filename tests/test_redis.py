@@ -626,10 +626,11 @@ def test_throttleWhileRedisIsBehind() -> None:
     from twisted.internet.task import Clock
 
     cluster = RedisCluster(parseRedisURL("redis://127.0.0.1:1/0"), clock=Clock(), nodeId="t")
-    cluster.highWater, cluster.lowWater = 4, 1
+    track = cluster.backpressure.track
+    cluster.backpressure.highWater, cluster.backpressure.lowWater = 4, 1
     calls: list[str] = []
     cluster.addThrottle(lambda: calls.append("pause"), lambda: calls.append("resume"))
-    pending: list[Deferred[None]] = [cluster._track(Deferred()) for _ in range(5)]
+    pending: list[Deferred[None]] = [track(Deferred()) for _ in range(5)]
     assert calls == ["pause"]
     for d in pending[:3]:
         d.callback(None)
@@ -637,7 +638,7 @@ def test_throttleWhileRedisIsBehind() -> None:
     pending[3].callback(None)
     assert calls == ["pause", "resume"]
     late: list[str] = []
-    cluster._track(Deferred()), cluster._track(Deferred()), cluster._track(Deferred())
+    track(Deferred()), track(Deferred()), track(Deferred())
     cluster.addThrottle(lambda: late.append("pause"), lambda: late.append("resume"))
     assert late == ["pause"]  # (a listener that comes while paused starts paused)
 
@@ -712,10 +713,11 @@ async def test_redisFailuresAreLoggedWithoutTraceback(nodes: Any, redisServer: A
 
 
 @pytest_twisted.ensureDeferred
-async def test_stoppingNodeLeavesWithOneAnnouncement(nodes: Any) -> None:
+async def test_stoppingNodeLeavesWithOneAnnouncement(nodes: Any, redisServer: Any) -> None:
     """
     A node stopped cleanly announces its leaving members once, as one
-    event, with the reason; the others tell their members.
+    event, with the reason; the others tell their members. Its heartbeat
+    key is gone at once.
     """
     a, b = await nodes("a"), await nodes("b")
     alice, bob = await twoInRoom(a, b, "#bye")
@@ -728,6 +730,7 @@ async def test_stoppingNodeLeavesWithOneAnnouncement(nodes: Any) -> None:
         ("bob", "server shutting down"), ("carol", "server shutting down"),
     ]
     assert a.chat.roomList() == [("#bye", 1)]
+    assert redisServer.command("EXISTS", "twisted-chat:alive:b") == 0
 
 
 @pytest_twisted.ensureDeferred

@@ -6,7 +6,7 @@ side (L{IChatClient}), storage on the other (L{IMessageStore}).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Collection, Protocol, Sequence, Union
 
 from zope.interface import Attribute, Interface
 
@@ -14,22 +14,6 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
     from twisted_chat.core.events import Event, Joined, Message, Parted, Private, TopicChanged
-
-
-class ClusterMember(Protocol):
-    """
-    A member as a broker sees it: its nick, the rooms it is in, and whether
-    it is gone (L{twisted_chat.core.member.Member} is one).
-    """
-
-    @property
-    def nick(self) -> str: ...
-
-    @property
-    def rooms(self) -> Iterable[str]: ...
-
-    @property
-    def gone(self) -> bool: ...
 
 
 def resumePosition(afterId: int, last: int, limit: int) -> str:
@@ -45,6 +29,23 @@ def resumePosition(afterId: int, last: int, limit: int) -> str:
     if afterId == last:
         return "current"
     return "fetch"
+
+
+class MemberView(Protocol):
+    """
+    A member of this node as a broker sees it (a
+    L{twisted_chat.core.member.Member}): its nick, the names of the rooms
+    it is in, and whether it has left.
+    """
+
+    @property
+    def nick(self) -> str: ...
+
+    @property
+    def rooms(self) -> Collection[str]: ...
+
+    @property
+    def gone(self) -> bool: ...
 
 
 class IChatClient(Interface):
@@ -184,7 +185,7 @@ class IClusterEvents(Interface):
         that leaves announces its members once, not one by one).
         """
 
-    def localMembers() -> Sequence[ClusterMember]:
+    def localMembers() -> Sequence[MemberView]:
         """
         The members connected to this node (each with its C{nick}, the
         C{rooms} it is in, and C{gone}).
@@ -320,28 +321,28 @@ class IBroker(Interface):
         (topic, set by) of C{room} as set on any node, or None.
         """
 
-    def memberAdded(member: ClusterMember, force: bool) -> None:
+    def memberAdded(member: MemberView, force: bool) -> None:
         """
         A connection registered under C{member.nick}; C{force} when it took
         over the nick from a stale connection (by its owner token).
         """
 
-    def memberGone(member: ClusterMember) -> None:
+    def memberGone(member: MemberView) -> None:
         """
         A member left for good (its parts were announced before).
         """
 
-    def joined(member: ClusterMember, room: str, event: Joined) -> None:
+    def joined(member: MemberView, room: str, event: Joined) -> None:
         """
         C{member} joined C{room} (L{Joined} C{event}).
         """
 
-    def parted(member: ClusterMember, room: str, event: Parted) -> None:
+    def parted(member: MemberView, room: str, event: Parted) -> None:
         """
         C{member} left C{room} (L{Parted} C{event}).
         """
 
-    def nickChanged(member: ClusterMember, old: str, time: float) -> None:
+    def nickChanged(member: MemberView, old: str, time: float) -> None:
         """
         C{member} is now called C{member.nick}, was C{old}.
         """
@@ -401,7 +402,7 @@ class IBroker(Interface):
         it; False when no other node has such a member.
         """
 
-    def kickRemote(op: ClusterMember, room: str, nick: str, why: str) -> bool:
+    def kickRemote(op: MemberView, room: str, nick: str, why: str) -> bool:
         """
         Put C{nick}, a member of C{room} on another node, out of it; False
         when no other node has such a member.

@@ -1,0 +1,379 @@
+# -*- test-case-name: tests.test_cluster_protocol -*-
+"""
+The Lua scripts a node runs in Redis, each next to the function that runs
+it (which lays out its KEYS and ARGV): storing a message, and changing
+presence and bans, each as one atomic step with the bus message that
+announces it. The bodies the scripts publish are built from the fields of
+L{twisted_chat.cluster.protocol} (L{luaTable}); the ones a node builds
+itself come as an argument, encoded there too.
+
+Keys are passed as KEYS where a script touches one known key; the
+presence scripts build per-node keys from the prefix (a single Redis, not
+Redis Cluster).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from twisted.internet.defer import Deferred
+
+from twisted_chat.cluster.commands import Commands
+from twisted_chat.cluster.protocol import (
+    BanAdded,
+    BanLifted,
+    MemberAdded,
+    MemberGone,
+    MemberJoined,
+    MemberParted,
+    MemberRenamed,
+    MemberState,
+    NodeDown,
+    NodeRegistered,
+    PrivateMessage,
+    RoomMessage,
+    encode,
+    luaTable,
+    wireKey,
+)
+from twisted_chat.core.events import Message, Private
+from twisted_chat.core.names import nickKey
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def _text(reply: object) -> str:
+    return reply.decode("utf-8") if isinstance(reply, bytes) else str(reply)
+
+
+def _refKey(redis: Commands, sender: str, ref: str | None) -> str:
+    return redis.key("ref", nickKey(sender), ref or "")
+
+
+# Messages: give the message the next id (and the epoch, made if Redis has
+# none), store it in its stream(s), remember the sender's ref, publish it.
+# A ref seen before returns the message stored with it, unchanged.
+
+SAY = """
+local e = redis.call('GET', KEYS[1])
+if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end
+if ARGV[7] == '1' then
+  local old = redis.call('GET', KEYS[4])
+  if old then return old end
+end
+local id = redis.call('INCR', KEYS[2])
+local body = cjson.encode(%s)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], id .. '-1', 'm', body)
+redis.call('SADD', KEYS[5], ARGV[2])
+if ARGV[7] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[8]) end
+redis.call('PUBLISH', KEYS[6], body)
+return body
+""" % luaTable(
+    RoomMessage,
+    room="ARGV[2]",
+    id="id",
+    epoch="e",
+    sender="ARGV[3]",
+    text="ARGV[4]",
+    time="tonumber(ARGV[5])",
+    action="(ARGV[6] == '1')",
+    node="ARGV[10]",
+)
+
+
+def say(redis: Commands, message: Message, ref: str | None, node: str, refWindow: float, retain: int) -> Deferred[str]:
+    """
+    Store room C{message} (keeping about C{retain} messages of its room);
+    fires with the body of the stored L{RoomMessage}.
+    """
+    room = message.room
+    keys = [
+        redis.key("epoch"), redis.key("seq", room), redis.key("h", room), _refKey(redis, message.sender, ref),
+        redis.key("rooms"), redis.key("bus"),
+    ]
+    args = [
+        secrets.token_hex(4), room, message.sender, message.text, repr(message.time), _flag(message.action),
+        _flag(ref is not None), str(int(refWindow)), str(retain), node,
+    ]
+    return redis.eval(SAY, keys, args).addCallback(_text)
+
+
+PRIVATE = """
+local e = redis.call('GET', KEYS[1])
+if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end
+if ARGV[6] == '1' then
+  local old = redis.call('GET', KEYS[5])
+  if old then return old end
+end
+local id = redis.call('INCR', KEYS[2])
+local body = cjson.encode(%s)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body)
+if KEYS[4] ~= KEYS[3] then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body) end
+if ARGV[6] == '1' then redis.call('SET', KEYS[5], body, 'EX', ARGV[7]) end
+if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[10], body) end
+return body
+""" % luaTable(
+    PrivateMessage,
+    id="id",
+    sender="ARGV[2]",
+    recipient="ARGV[3]",
+    text="ARGV[4]",
+    time="tonumber(ARGV[5])",
+    node="ARGV[9]",
+)
+
+#: the (shared) sequence of private message ids
+_PRIVATE_SEQUENCE = "@private"
+
+
+def private(
+    redis: Commands, message: Private, ref: str | None, node: str, refWindow: float, retain: int, channel: str | None
+) -> Deferred[str]:
+    """
+    Store private C{message} in the streams of both nicks and publish it
+    on C{channel} (its recipient's node; None: not published); fires with
+    the body of the stored L{PrivateMessage}.
+    """
+    keys = [
+        redis.key("epoch"), redis.key("seq", _PRIVATE_SEQUENCE), redis.key("pm", nickKey(message.sender)),
+        redis.key("pm", nickKey(message.recipient)), _refKey(redis, message.sender, ref),
+    ]
+    args = [
+        secrets.token_hex(4), message.sender, message.recipient, message.text, repr(message.time),
+        _flag(ref is not None), str(int(refWindow)), str(retain), node, channel or "",
+    ]
+    return redis.eval(PRIVATE, keys, args).addCallback(_text)
+
+
+# Presence. KEYS: nicks, members of this node, bus. ARGV: key, nick, node,
+# force, state. Returns the node that holds the nick (not taken), or ''.
+CLAIM = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[3] and ARGV[4] ~= '1' then return holder end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+redis.call('PUBLISH', KEYS[3], cjson.encode(%s))
+return ''
+""" % luaTable(MemberAdded, node="ARGV[3]", key="ARGV[1]", nick="ARGV[2]", previous="holder or ''")
+
+
+def claim(redis: Commands, node: str, nick: str, force: bool, state: MemberState) -> Deferred[str]:
+    """
+    Claim C{nick} for a member of C{node} (C{force}: even from another
+    node) and announce it (L{MemberAdded}); fires with the node that holds
+    it instead, or C{""}.
+    """
+    keys = [redis.key("nicks"), redis.key("m", node), redis.key("bus")]
+    args = [nickKey(nick), nick, node, _flag(force), state.encode()]
+    return redis.eval(CLAIM, keys, args).addCallback(_text)
+
+
+# KEYS: nicks, members of this node, bus. ARGV: old key, new key, node,
+# state, event
+RENAME = """
+local holder = redis.call('HGET', KEYS[1], ARGV[2])
+if holder and holder ~= ARGV[3] then return holder end
+if ARGV[1] ~= ARGV[2] then
+  if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[3] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+redis.call('PUBLISH', KEYS[3], ARGV[5])
+return ''
+"""
+
+
+def rename(redis: Commands, state: MemberState, event: MemberRenamed) -> Deferred[str]:
+    """
+    Move a member's claim to its new nick and announce C{event}; fires with
+    the node that holds the new nick instead, or C{""}.
+    """
+    keys = [redis.key("nicks"), redis.key("m", event.node), redis.key("bus")]
+    args = [event.key, event.newKey, event.node, state.encode(), encode(event)]
+    return redis.eval(RENAME, keys, args).addCallback(_text)
+
+
+# KEYS: members of this node, bus. ARGV: key, state, event
+STATE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return 1
+"""
+
+
+def moved(redis: Commands, state: MemberState, event: MemberJoined | MemberParted) -> Deferred[object]:
+    """
+    Keep a member's new rooms and announce C{event}.
+    """
+    keys = [redis.key("m", event.node), redis.key("bus")]
+    return redis.eval(STATE, keys, [event.key, state.encode(), encode(event)])
+
+
+# KEYS: nicks, members of this node, bus. ARGV: key, node, event
+GONE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[3])
+return 1
+"""
+
+
+def gone(redis: Commands, event: MemberGone) -> Deferred[object]:
+    """
+    Release a member's claim and announce C{event}.
+    """
+    keys = [redis.key("nicks"), redis.key("m", event.node), redis.key("bus")]
+    return redis.eval(GONE, keys, [event.key, event.node, encode(event)])
+
+
+# Remove the members of dead nodes (or, with ARGV[3] == '1', of node
+# ARGV[2] itself: a restarted node clearing what its previous life left).
+# KEYS: nodes, nicks, bus. ARGV: prefix, this node, self, why they left
+REAP = """
+local reaped = 0
+local function reap(n)
+  local flat = redis.call('HGETALL', ARGV[1] .. ':m:' .. n)
+  local members = {}
+  for i = 1, #flat, 2 do
+    if redis.call('HGET', KEYS[2], flat[i]) == n then redis.call('HDEL', KEYS[2], flat[i]) end
+    members[flat[i]] = flat[i + 1]
+  end
+  redis.call('DEL', ARGV[1] .. ':m:' .. n)
+  redis.call('SREM', KEYS[1], n)
+  if #flat > 0 then redis.call('PUBLISH', KEYS[3], cjson.encode(%s)) end
+  reaped = reaped + 1
+end
+if ARGV[3] == '1' then
+  reap(ARGV[2])
+else
+  for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if n ~= ARGV[2] and redis.call('EXISTS', ARGV[1] .. ':alive:' .. n) == 0 then reap(n) end
+  end
+end
+return reaped
+""" % luaTable(NodeDown, node="n", members="members", reason="ARGV[4]")
+
+
+def reap(redis: Commands, node: str, own: bool, why: str) -> Deferred[object]:
+    """
+    Remove the members of dead nodes (with C{own}: of C{node} itself), each
+    node's announced once (L{NodeDown}) as leaving for C{why}.
+    """
+    keys = [redis.key("nodes"), redis.key("nicks"), redis.key("bus")]
+    return redis.eval(REAP, keys, [redis.prefix, node, _flag(own), why])
+
+
+# Register this node with its current members (start-up, or after Redis
+# came back). KEYS: nodes, nicks, bus. ARGV: prefix, node, incarnation, ttl ms,
+# then key, state pairs. Returns the keys other nodes hold now. The nick
+# claims of members it had and has no more (they left while it could not
+# tell Redis) are released.
+REGISTER = """
+local n = ARGV[2]
+redis.call('SADD', KEYS[1], n)
+redis.call('SET', ARGV[1] .. ':alive:' .. n, ARGV[3], 'PX', ARGV[4])
+local now = {}
+for i = 5, #ARGV, 2 do now[ARGV[i]] = true end
+for _, k in ipairs(redis.call('HKEYS', ARGV[1] .. ':m:' .. n)) do
+  if not now[k] and redis.call('HGET', KEYS[2], k) == n then redis.call('HDEL', KEYS[2], k) end
+end
+redis.call('DEL', ARGV[1] .. ':m:' .. n)
+local lost = {}
+local members = {}
+for i = 5, #ARGV, 2 do
+  local holder = redis.call('HGET', KEYS[2], ARGV[i])
+  if holder and holder ~= n then
+    table.insert(lost, ARGV[i])
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], n)
+    redis.call('HSET', ARGV[1] .. ':m:' .. n, ARGV[i], ARGV[i + 1])
+    members[ARGV[i]] = ARGV[i + 1]
+  end
+end
+redis.call('PUBLISH', KEYS[3], cjson.encode(%s))
+return lost
+""" % luaTable(NodeRegistered, node="n", members="members")
+
+
+def register(
+    redis: Commands, node: str, incarnation: str, ttl: float, members: dict[str, MemberState]
+) -> Deferred[list[str]]:
+    """
+    Register C{node} (alive for C{ttl} seconds) with its C{members} (nick
+    key -> state) and announce it (L{NodeRegistered}); fires with the keys
+    of those whose nick another node holds now.
+    """
+    keys = [redis.key("nodes"), redis.key("nicks"), redis.key("bus")]
+    args = [redis.prefix, node, incarnation, str(int(ttl * 1000))]
+    for key, state in members.items():
+        args += [key, state.encode()]
+
+    def lost(reply: object) -> list[str]:
+        return [_text(key) for key in reply] if isinstance(reply, list) else []
+
+    return redis.eval(REGISTER, keys, args).addCallback(lost)
+
+
+# Bans. KEYS: the room's bans, rooms with bans, bus. ARGV: key, host, room,
+# event
+BAN = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('PUBLISH', KEYS[3], ARGV[4])
+return 1
+"""
+
+
+def ban(redis: Commands, event: BanAdded) -> Deferred[object]:
+    """
+    Keep the ban and announce C{event}.
+    """
+    keys = [redis.key("bans", event.room), redis.key("banrooms"), redis.key("bus")]
+    return redis.eval(BAN, keys, [event.key, event.host, event.room, encode(event)])
+
+
+# KEYS: the room's bans, bus. ARGV: key, event
+UNBAN = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+def unban(redis: Commands, event: BanLifted) -> Deferred[object]:
+    """
+    Forget the ban and announce C{event}.
+    """
+    return redis.eval(UNBAN, [redis.key("bans", event.room), redis.key("bus")], [event.key, encode(event)])
+
+
+# Retention. Delete messages older than ARGV[1] from stream KEYS[1].
+PRUNE = """
+local cutoff = tonumber(ARGV[1])
+local n = 0
+while true do
+  local batch = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 100)
+  if #batch == 0 then break end
+  local stop = false
+  for _, entry in ipairs(batch) do
+    local body = cjson.decode(entry[2][2])
+    if body['%s'] >= cutoff then stop = true; break end
+    redis.call('XDEL', KEYS[1], entry[1])
+    n = n + 1
+  end
+  if stop then break end
+end
+return n
+""" % wireKey(RoomMessage, "time")
+
+
+def prune(redis: Commands, room: str, cutoff: float) -> Deferred[int]:
+    """
+    Delete the messages of C{room} older than C{cutoff}; fires with how many.
+    """
+    return redis.eval(PRUNE, [redis.key("h", room)], [repr(cutoff)]).addCallback(
+        lambda n: int(n) if isinstance(n, (int, str)) else 0
+    )

@@ -1,0 +1,274 @@
+# -*- test-case-name: tests.test_redis -*-
+"""
+The message store of a cluster (L{RedisStore}): ids, epochs and history
+in Redis, shared by every node.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, cast
+
+import txredisapi
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_chat.cluster import scripts
+from twisted_chat.cluster.commands import Commands
+from twisted_chat.cluster.protocol import PrivateMessage, RoomMessage, TokenSaved, decodeAs, encode
+from twisted_chat.core.errors import ChatError, FailureLog, StoreUnavailable
+from twisted_chat.core.events import Message, Private
+from twisted_chat.core.interfaces import IMessageStore, resumePosition
+from twisted_chat.core.names import nickKey
+
+
+def unavailable(what: str = "the message store is unreachable: not sent") -> ChatError:
+    """
+    The error a user gets for a request that needs Redis while it is
+    unreachable.
+    """
+    return ChatError("unavailable", what + ", try again")
+
+
+def _unreachable() -> Deferred[None]:
+    return fail(StoreUnavailable("Redis is unreachable"))
+
+
+def _messages(bodies: list[str]) -> list[Message]:
+    return [decodeAs(body, RoomMessage).event() for body in bodies]
+
+
+def _privates(bodies: list[str]) -> list[Private]:
+    return [decodeAs(body, PrivateMessage).event() for body in bodies]
+
+
+@implementer(IMessageStore)
+class RedisStore:
+    """
+    Ids, epochs and history in Redis, shared by every node: a stream per
+    room, one per nick for private messages, a counter per room.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        redis: Commands,
+        node: str,
+        synced: Callable[[], bool],
+        retainMessages: int = 10000,
+        retainDays: float | None = None,
+        refWindow: float = 3600.0,
+    ) -> None:
+        self.redis = redis
+        self.node = node
+        #: whether the node serves the cluster (subscribed, state loaded)
+        self._synced = synced
+        self.retainMessages = retainMessages
+        self.retainDays = retainDays
+        self.refWindow = refWindow
+        self.epoch = ""
+        #: epochs this node saw replaced (Redis came back empty)
+        self.retired: set[str] = set()
+        self._failures = FailureLog(self._log, lambda: redis.clock)
+        #: nick key -> owner token hash issued while Redis was unreachable
+        self.unsaved: dict[str, str] = {}
+        self._epochWatchers: list[Callable[[str, str], None]] = []
+
+    def watchEpoch(self, changed: Callable[[str, str], None]) -> None:
+        """
+        Call C{changed(previous, epoch)} when Redis turns out to have lost
+        its data (see L{setEpoch}).
+        """
+        self._epochWatchers.append(changed)
+
+    def setEpoch(self, epoch: str, authoritative: bool = True) -> bool:
+        """
+        The epoch Redis holds is C{epoch} (read at (re)connection when
+        C{authoritative}; else seen on a message). A new one means Redis
+        lost its data: the broker starts the rooms over (see
+        L{watchEpoch}). Returns C{False} for a message of an epoch already
+        replaced (to be ignored).
+        """
+        old = self.epoch
+        if epoch == old:
+            return True
+        if not authoritative and epoch in self.retired:
+            return False
+        self.epoch = epoch
+        if old:
+            self.retired.add(old)
+            for changed in self._epochWatchers:
+                changed(old, epoch)
+        return True
+
+    def open(self) -> Deferred[None]:
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
+
+    def ping(self) -> Deferred[None]:
+        """
+        Readiness: Redis answers, and this node is subscribed to the bus
+        with the shared state loaded (else it delivers nothing from the
+        other nodes).
+        """
+        if not self.redis.connected:
+            return _unreachable()
+        if not self._synced():
+            return fail(StoreUnavailable("not subscribed to the cluster's bus (reconnecting)"))
+        return self.redis.ping().addCallbacks(lambda _: None, self._down)
+
+    def _down(self, f: Failure) -> Failure:
+        """
+        Redis not answering in time, or a connection lost or not there, as
+        L{StoreUnavailable}; anything else as it is.
+        """
+        if isinstance(f.value, DeferredTimeout):
+            raise StoreUnavailable("Redis did not answer within %g s" % (self.redis.timeout,))
+        if isinstance(f.value, (txredisapi.ConnectionError, ConnectionError)):
+            raise StoreUnavailable("Redis is unreachable (%s)" % (f.getErrorMessage(),))
+        return f
+
+    def lastId(self, room: str) -> int:
+        return 0
+
+    def append(self, message: Message | Private, ref: str | None = None) -> Deferred[Message | Private]:
+        if isinstance(message, Private):
+            return cast("Deferred[Message | Private]", self.appendPrivate(message, ref, None))
+        if not self.redis.connected:
+            return fail(unavailable())
+        d = scripts.say(self.redis, message, ref, self.node, self.refWindow, self.retainMessages)
+        return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, RoomMessage).event(), self._failed)
+
+    def appendPrivate(self, message: Private, ref: str | None, channel: str | None) -> Deferred[Private]:
+        """
+        Store C{message} and publish it on C{channel} (the channel of its
+        recipient's node), if any.
+        """
+        if not self.redis.connected:
+            return fail(unavailable())
+        retain = self.retainMessages * 10
+        d = scripts.private(self.redis, message, ref, self.node, self.refWindow, retain, channel)
+        return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, PrivateMessage).event(), self._failed)
+
+    def _failed(self, f: Failure) -> Failure:
+        """
+        Why a message was not stored, as the C{ChatError} its sender gets.
+        """
+        if isinstance(f.value, ChatError):
+            return f
+        if isinstance(f.value, txredisapi.ResponseError) and f.getErrorMessage().startswith("LOADING"):
+            # Refused before anything ran (Redis restarted and is loading
+            # its data; the node logs that once, see TroubleLog)
+            raise unavailable("the message store is loading its data: not sent")
+        why = "no answer within %g s" % (self.redis.timeout,) if isinstance(f.value, DeferredTimeout) else f.getErrorMessage()
+        self._failures.unavailable("Redis did not confirm a message", why)
+        raise ChatError(
+            "unavailable",
+            "the message store did not confirm this message (Redis: %s); it may have been stored: "
+            "resend it with the same ref to be sure" % (why,),
+        )
+
+    def _range(self, key: str, start: str, end: str, count: int, reverse: bool = False) -> Deferred[list[str]]:
+        if not self.redis.connected:
+            return fail(StoreUnavailable("Redis is unreachable"))
+        d = self.redis.entries(key, start, end, count, reverse)
+        return self.redis.timed(d).addErrback(self._down)
+
+    def range(self, room: str, afterId: int, limit: int) -> Deferred[list[Message]]:
+        """
+        Up to C{limit} messages of C{room} after C{afterId}, oldest first.
+        """
+        d = self._range(self.redis.key("h", room), "%d-1" % (afterId + 1), "+", limit)
+        return d.addCallback(_messages)
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        if limit <= 0 or (before is not None and before <= 1):
+            return succeed([])
+        end = "+" if before is None else "%d-1" % (before - 1)
+        d = self._range(self.redis.key("h", room), "-", end, limit, reverse=True)
+        return d.addCallback(lambda bodies: _messages(bodies[::-1]))
+
+    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
+        if epoch != self.epoch or afterId < 0:
+            return succeed(None)
+        if not self.redis.connected:
+            return fail(StoreUnavailable("Redis is unreachable"))
+
+        def got(last: str | None) -> Deferred[list[Message] | None] | list[Message] | None:
+            verdict = resumePosition(afterId, int(last or 0), limit)
+            if verdict != "fetch":
+                return [] if verdict == "current" else None
+
+            def check(msgs: list[Message]) -> list[Message] | None:
+                if not msgs or msgs[0].id != afterId + 1:
+                    return None
+                return msgs
+
+            return self.range(room, afterId, limit).addCallback(check)
+
+        return self.redis.timed(self.redis.get(self.redis.key("seq", room))).addCallbacks(got, self._down)
+
+    def privateFor(self, nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
+        if limit <= 0:
+            return succeed([])
+        start = "%d-1" % ((afterId or 0) + 1)
+        d = self._range(self.redis.key("pm", nickKey(nick)), start, "+", limit, reverse=True)
+        return d.addCallback(lambda bodies: _privates(bodies[::-1]))
+
+    def refs(self, sinceTime: float) -> list[tuple[str, str, Message | Private]]:
+        # Refs live in Redis (checked by the storing script itself).
+        return []
+
+    def tokens(self) -> dict[str, str]:
+        # Loaded with the rest of the shared state (RedisBroker.load).
+        return {}
+
+    def saveToken(self, key: str, tokenHash: str) -> Deferred[None]:
+        """
+        Share a nick's new owner token. While Redis is unreachable it is
+        kept here and saved (unless another node saved one for that nick
+        first) when the node loads the shared state again.
+        """
+        if not self.redis.connected:
+            self.unsaved[key] = tokenHash
+            return succeed(None)
+
+        def later(f: Failure) -> None:
+            self.unsaved[key] = tokenHash
+
+        return self.redis.timed(self.shareToken(key, tokenHash)).addErrback(later)
+
+    def shareToken(self, key: str, tokenHash: str) -> Deferred[None]:
+        """
+        Save the owner token (hash) of the nick with key C{key}, unless one
+        is saved already, and tell the other nodes (L{TokenSaved}).
+        """
+        redis = self.redis
+
+        def saved(new: bool) -> Deferred[object] | None:
+            self.unsaved.pop(key, None)
+            if new:
+                return redis.publish(redis.key("bus"), encode(TokenSaved(node=self.node, key=key, hash=tokenHash)))
+            return None
+
+        d = redis.hsetnx(redis.key("tok"), key, tokenHash).addCallback(saved)
+        return d.addCallbacks(lambda _: None, self._down)
+
+    def prune(self, now: float) -> Deferred[int]:
+        redis = self.redis
+        if not self.retainDays or not redis.connected:
+            return succeed(0)
+        cutoff = now - self.retainDays * 86400
+
+        async def run() -> int:
+            total = 0
+            for room in await redis.smembers(redis.key("rooms")):
+                total += await scripts.prune(redis, room, cutoff)
+            return total
+
+        return ensureDeferred(run()).addErrback(self._down)
