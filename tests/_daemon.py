@@ -24,7 +24,7 @@ from typing import Any, Callable
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 
-#: "<frontend> listening on tcp:<host>:<port>", as logged by twisted_chat.daemon.app
+#: "<frontend> listening on tcp:<host>:<port>", as logged by twisted_chat.daemon.listeners
 _LISTENING = re.compile(r"\] ([\w-]+) listening on tcp:(\S+):(\d+)\s*$")
 
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 
 #: the format of the line a C{twistd chat} process logs once it serves
-#: (L{twisted_chat.daemon.app._Daemon}); the parent counts a worker ready on it
+#: (L{twisted_chat.daemon.control.Daemon}); the parent counts a worker ready on it
 READY_FORMAT = "twisted-chat {version} ready"
 
 #: restart back-off: first delay, longest delay, and how long a worker must

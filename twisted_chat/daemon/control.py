@@ -1,0 +1,193 @@
+# -*- test-case-name: tests.test_ops,tests.test_tap -*-
+"""
+The process-level behaviour of C{twistd chat}: the L{Daemon} service logs
+when it is ready, handles SIGHUP (reloading the auth and limits files, or
+passing the signal on to a parent's workers), makes a graceful SIGTERM
+shutdown exit with status 0, freezes the start-up objects out of the
+garbage collector's view, and keeps the recent errors for C{/status}.
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_chat import __version__
+from twisted_chat.daemon.options import Options, readLimits
+from twisted_chat.daemon.workers import READY_FORMAT
+
+if TYPE_CHECKING:
+    from twisted_chat.core.service import ChatService
+    from twisted_chat.core.stats import RecentErrors
+    from twisted_chat.daemon.runtime import IDaemonReactor
+    from twisted_chat.frontends.line import LineChatFactory
+
+
+class _Workers(Protocol):
+    """
+    What the daemon uses of a parent's L{twisted_chat.daemon.workers.WorkerPool}.
+    """
+
+    def signalAll(self, signame: str) -> int: ...
+
+
+def freezeStartupObjects() -> None:
+    """
+    Take the objects of start-up (modules, classes, functions: most of the
+    process's objects, for its whole life) out of the garbage collector's
+    view: every full collection walked them all, a reactor stall of tens of
+    milliseconds each time (see docs/benchmarks.md). Garbage made later is
+    collected as before.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+class Daemon(Service):
+    """
+    Process-level behaviour of C{twistd chat}.
+
+    It logs C{ready} once the reactor runs (signal handlers are installed by
+    then, so a SIGTERM from that moment on gets a graceful shutdown), and it
+    makes a graceful SIGTERM shutdown exit with status 0: twistd would
+    otherwise re-raise the signal after stopping, and the process would look
+    killed to whoever started it. Stopped last (it is the first child), so
+    only once every connection has been closed.
+
+    In a cluster (C{--broker}) it logs C{ready} once the shared state is
+    loaded from Redis instead. In a C{--workers} parent it passes SIGHUP on
+    to the workers (whose pool logs when they are all ready); in a worker
+    it leaves SIGINT to the parent and ignores more signals once stopping.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: IDaemonReactor, process: bool = False) -> None:
+        self._reactor = reactor
+        #: whether C{reactor} is this process's own (twistd's): only then
+        #: are signal handlers installed and the garbage collector tuned
+        self.process = process
+        self.config: Options | None = None
+        self.chat: ChatService | None = None
+        self.lineFactory: LineChatFactory | None = None
+        #: the recent warnings and errors, for /status (observes the log
+        #: while the daemon runs)
+        self.recentErrors: RecentErrors | None = None
+        #: in a cluster: fires once the shared state is loaded from Redis
+        self.ready: Deferred[object] | None = None
+        self.brokerName = ""
+        #: in a --workers parent: the workers (SIGHUP is passed on to them)
+        self.workers: _Workers | None = None
+        #: in a worker: its index
+        self.worker: int | None = None
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        if self.worker is not None and self.process:
+            # A Ctrl-C in a terminal reaches the whole process group: the
+            # parent stops its workers itself. (Before the reactor runs: it
+            # leaves an ignored SIGINT alone.)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def _ignoreMoreSignals(self) -> None:
+        """
+        A worker being stopped ignores more SIGTERMs (say its parent's and
+        systemd's both) instead of logging a traceback for each; its parent
+        sends SIGKILL if it takes too long.
+        """
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        reactor = self._reactor
+        if self.worker is not None and self.process:
+            reactor.addSystemEventTrigger("before", "shutdown", self._ignoreMoreSignals)
+        if self.workers is not None:
+            # the parent: the pool says when all its workers are ready
+            pass
+        elif self.ready is not None:
+            self._log.info("waiting for Redis at {broker}", broker=self.brokerName)
+            self.ready.addCallbacks(self._clusterReady, self._clusterFailed)
+        else:
+            reactor.callWhenRunning(self._announce)
+        if self.process and hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+        if self.process:
+            reactor.callWhenRunning(freezeStartupObjects)
+        if self.recentErrors is not None:
+            from twisted.logger import globalLogPublisher
+
+            globalLogPublisher.addObserver(self.recentErrors)
+
+    def _announce(self) -> None:
+        self._log.info(READY_FORMAT, version=__version__)
+
+    def _clusterReady(self, result: object) -> object:
+        # (the reactor runs: Redis was reached through it)
+        self._log.info("Redis at {broker} ready: accepting connections", broker=self.brokerName)
+        self._announce()
+        return result
+
+    def _clusterFailed(self, f: Failure) -> None:
+        self._log.failure("the shared state could not be loaded from Redis at {broker}: stopping", f, broker=self.brokerName)
+        if self.running:
+            self._reactor.stop()
+
+    def reload(self) -> None:
+        """
+        SIGHUP: read the auth file and the limits file again and put them
+        into effect, keeping every connection. A file with an error is
+        reported and ignored; what was in effect stays. A --workers parent
+        passes the signal on to its workers.
+        """
+        if self.workers is not None:
+            count = self.workers.signalAll("HUP")
+            self._log.info("SIGHUP: passed on to {count} workers", count=count)
+            return
+        config, chat = self.config, self.chat
+        if config is None or chat is None:
+            return
+        self._log.info("SIGHUP: reloading")
+        if config["auth"]:
+            from twisted_chat.core.auth import AuthFileError, loadPasswords
+
+            try:
+                passwords = loadPasswords(config["auth"])
+            except AuthFileError as e:
+                self._log.error("reload: auth file not reloaded: {why}", why=str(e))
+            else:
+                missing = [a for a in chat.admins if a not in passwords]
+                if missing:
+                    self._log.error("reload: auth file not reloaded: admins {admins} are missing", admins=missing)
+                else:
+                    chat.passwords = passwords
+                    self._log.info("reload: {count} registered nicks", count=len(passwords))
+        if config["limits"]:
+            try:
+                limits = readLimits(config["limits"], {})
+            except ValueError as e:
+                self._log.error("reload: limits not reloaded: {why}", why=str(e))
+            else:
+                # One object that the service and every front-end read: the
+                # new values reach them all (docs/operations.md says when
+                # each applies to open connections).
+                chat.settings.update(limits)
+                self._log.info("reload: limits {limits}", limits=limits)
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        if self.recentErrors is not None:
+            from twisted.logger import globalLogPublisher
+
+            globalLogPublisher.removeObserver(self.recentErrors)
+        reactor: Any = self._reactor
+        if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
+            reactor._exitSignal = None
+
