@@ -194,9 +194,8 @@ class Daemon:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """
-        SIGTERM the daemon (unless it has exited or had a SIGTERM already:
-        a second one during shutdown makes twistd log a traceback), wait at
-        most C{timeout} seconds and return its exit status. A daemon that
+        SIGTERM the daemon (unless it has exited or had a SIGTERM already),
+        wait at most C{timeout} seconds and return its exit status. A daemon that
         hangs is killed with SIGKILL and the test fails. Safe to call more
         than once.
         """

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import gc
 import signal
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -49,16 +51,63 @@ def freezeStartupObjects() -> None:
     gc.freeze()
 
 
+class ExitZeroOnSIGTERM:
+    """
+    SIGTERM handled as the reactor's own handler does (log it, stop the
+    reactor), except that the signal is not recorded, so that the graceful
+    shutdown it asks for ends with exit status 0.
+
+    Why: once the reactor has stopped, twistd (and twist) kill the process
+    again with the signal the reactor recorded, so that it looks killed by
+    it (status 143, "failed" to systemd and to our --workers parent), even
+    though every connection was closed in good order. Twisted has no public
+    way to choose the exit status: the record is the reactor's private
+    C{_exitSignal}, which this daemon used to reset. Instead, the reactor's
+    handler is replaced, with the standard C{signal} module, by this one,
+    which never records anything. SIGINT keeps the reactor's handler (a
+    Ctrl-C still ends the process as interrupted).
+
+    A SIGTERM while already shutting down is logged and changes nothing.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: IDaemonReactor) -> None:
+        self._reactor = reactor
+
+    def install(self) -> None:
+        """
+        Take SIGTERM over from the reactor. Call once the reactor runs: it
+        installs its handlers as it starts. A reactor run without signal
+        handlers (C{installSignalHandlers=False}) is left so.
+        """
+        if callable(signal.getsignal(signal.SIGTERM)):
+            signal.signal(signal.SIGTERM, self._received)
+
+    def _received(self, signum: int, frame: FrameType | None) -> None:
+        # (a signal handler: the work is done in the reactor's thread)
+        self._reactor.callFromThread(self.stop)
+
+    def stop(self) -> None:
+        """
+        Stop the reactor, unless it is stopping already.
+        """
+        try:
+            self._reactor.stop()
+        except ReactorNotRunning:
+            self._log.info("Received SIGTERM again: already shutting down.")
+        else:
+            self._log.info("Received SIGTERM, shutting down.")
+
+
 class Daemon(Service):
     """
     Process-level behaviour of C{twistd chat}.
 
     It logs C{ready} once the reactor runs (signal handlers are installed by
     then, so a SIGTERM from that moment on gets a graceful shutdown), and it
-    makes a graceful SIGTERM shutdown exit with status 0: twistd would
-    otherwise re-raise the signal after stopping, and the process would look
-    killed to whoever started it. Stopped last (it is the first child), so
-    only once every connection has been closed.
+    makes a graceful SIGTERM shutdown exit with status 0
+    (L{ExitZeroOnSIGTERM}).
 
     In a cluster (C{--broker}) it logs C{ready} once the shared state is
     loaded from Redis instead. In a C{--workers} parent it passes SIGHUP on
@@ -106,9 +155,8 @@ class Daemon(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        reactor = self._reactor
-        if self.worker is not None and self.process:
-            reactor.addSystemEventTrigger("before", "shutdown", self._ignoreMoreSignals)
+        if self.process:
+            self._takeOverTheProcess()
         if self.workers is not None:
             # the parent: the pool says when all its workers are ready
             pass
@@ -116,15 +164,26 @@ class Daemon(Service):
             self._log.info("waiting for Redis at {broker}", broker=self.brokerName)
             self.ready.addCallbacks(self._clusterReady, self._clusterFailed)
         else:
-            reactor.callWhenRunning(self._announce)
-        if self.process and hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
-        if self.process:
-            reactor.callWhenRunning(freezeStartupObjects)
+            self._reactor.callWhenRunning(self._announce)
         if self.recentErrors is not None:
             from twisted.logger import globalLogPublisher
 
             globalLogPublisher.addObserver(self.recentErrors)
+
+    def _takeOverTheProcess(self) -> None:
+        """
+        What only the process's own daemon does: SIGTERM (taken over once
+        the reactor runs, before the announcement that the daemon is ready,
+        as calls registered with C{callWhenRunning} run in order), SIGHUP,
+        and freezing the start-up objects.
+        """
+        reactor = self._reactor
+        reactor.callWhenRunning(ExitZeroOnSIGTERM(reactor).install)
+        reactor.callWhenRunning(freezeStartupObjects)
+        if self.worker is not None:
+            reactor.addSystemEventTrigger("before", "shutdown", self._ignoreMoreSignals)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
 
     def _announce(self) -> None:
         self._log.info(READY_FORMAT, version=__version__)
@@ -187,7 +246,4 @@ class Daemon(Service):
             from twisted.logger import globalLogPublisher
 
             globalLogPublisher.removeObserver(self.recentErrors)
-        reactor: Any = self._reactor
-        if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
-            reactor._exitSignal = None
 
