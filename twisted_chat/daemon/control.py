@@ -129,7 +129,7 @@ class Daemon(Service):
         #: while the daemon runs)
         self.recentErrors: RecentErrors | None = None
         #: in a cluster: fires once the shared state is loaded from Redis
-        self.ready: Deferred[object] | None = None
+        self.ready: Deferred[None] | None = None
         self.brokerName = ""
         #: in a --workers parent: the workers (SIGHUP is passed on to them)
         self.workers: _Workers | None = None

@@ -9,12 +9,14 @@ lets the cluster pause accepting while Redis is behind.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IFileDescriptor
+from twisted.internet.interfaces import IFileDescriptor, IOpenSSLServerConnectionCreator
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -76,7 +78,7 @@ class Listener(Service):
         description: str,
         factory: IProtocolFactory,
         reactor: IDaemonReactor,
-        ready: Deferred[Any] | None = None,
+        ready: Deferred[None] | None = None,
         inherited: int | None = None,
         serve: bool = True,
         throttle: Throttle | None = None,
@@ -162,12 +164,11 @@ class Listener(Service):
         if self.description.split(":", 1)[0].lower() == "ssl":
             from twisted.protocols.tls import TLSMemoryBIOFactory
 
-            contextFactory = getattr(serverFromString(reactor, self.description), "_sslContextFactory", None)
-            if contextFactory is None:
-                raise SystemExit("twistd chat: cannot make TLS options for %s" % (self.description,))
-            factory = TLSMemoryBIOFactory(contextFactory, False, factory)
+            factory = TLSMemoryBIOFactory(tlsOptions(self.description), False, factory)
         try:
-            port = reactor.adoptStreamPort(fd, socketFamily(fd), factory)
+            # (Twisted annotates the factory as a ServerFactory; the reactor
+            # only uses it as the IProtocolFactory a TLS wrapper is too)
+            port = reactor.adoptStreamPort(fd, socketFamily(fd), factory)  # type: ignore[arg-type]
         except OSError as e:
             raise SystemExit("twistd chat: cannot serve on %s (socket %d of the parent): %s" % (self.description, fd, e))
         os.close(fd)  # (adopted as a copy)
@@ -201,6 +202,19 @@ class Listener(Service):
             port, self.port = self.port, None
             return port.stopListening()
         return None
+
+
+def tlsOptions(description: str) -> IOpenSSLServerConnectionCreator:
+    """
+    The TLS options of the C{ssl:} server endpoint C{description}, as
+    Twisted's endpoint parser makes them (certificate, key, chain, DH
+    parameters, methods): the endpoint is asked to listen on a memory
+    reactor, which records what a real one would be given.
+    """
+    recorder = MemoryReactor()
+    serverFromString(recorder, description).listen(ServerFactory())
+    [(_, _, contextFactory, _, _)] = recorder.sslServers
+    return cast(IOpenSSLServerConnectionCreator, contextFactory)  # (recorded untyped)
 
 
 def _address(port: IListeningPort) -> str:

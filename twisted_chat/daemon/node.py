@@ -15,11 +15,12 @@ WebSocket, Socket.IO and the probes) are made here too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from twisted_chat.core.service import ChatService
@@ -232,8 +233,18 @@ class StopInOrder(MultiService):
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
-        d: Deferred[Any] = succeed(None)
+        d: Deferred[None] = succeed(None)
         for service in reversed(list(self)):
-            d.addCallback(lambda _, s=service: maybeDeferred(s.stopService))
-            d.addErrback(lambda f, s=service: self._log.failure("stopping {service!r} failed", f, service=s))
-        return d.addCallback(lambda _: None)
+            d.addCallback(self._stop, service)
+        return d
+
+    def _stop(self, _: None, service: IService) -> Deferred[None]:
+        """
+        Stop C{service}; a failure is logged, and the next one is stopped
+        all the same.
+        """
+
+        def failed(f: Failure) -> None:
+            self._log.failure("stopping {service!r} failed", f, service=service)
+
+        return maybeDeferred(service.stopService).addCallbacks(lambda _: None, failed)

@@ -15,13 +15,16 @@ import getopt
 import os
 import socket
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, MutableMapping
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 from twisted.python import usage
 
 from twisted_chat.core.settings import OPTIONS as _SETTINGS_OPTIONS
+
+if TYPE_CHECKING:
+    from twisted_chat.cluster.redis import RedisURL
 
 
 
@@ -103,7 +106,9 @@ class Options(usage.Options):
         "repeated, and 'none' switches that front-end off."
     )
 
-    optParameters = [
+    # (twistd's rows: long name, short name, default, help[, coerce]: of
+    # mixed types, which each option's coercer gives its values)
+    optParameters: list[list[Any]] = [
         ["max-line-length", None, 4096, "Longest line (bytes) a line-chat client may send.", _bounded("max-line-length", 64, 1 << 20)],
         ["idle-timeout", None, 600, "Seconds without input before a connection is closed (0: never).", _bounded("idle-timeout", 0, 10**7, float)],
         ["max-outgoing", None, 1 << 20, "Bytes queued for a client that does not read before it is dropped.", _bounded("max-outgoing", 1 << 12, 1 << 30)],
@@ -350,7 +355,7 @@ def _parseInherited(value: str, config: Options) -> dict[str, list[int]]:
     return found
 
 
-def checkBroker(url: Any) -> None:
+def checkBroker(url: RedisURL) -> None:
     """
     Probe Redis before start-up; a failure ends it with a one-line reason
     and exit status 1 (as an unusable database does).
@@ -368,7 +373,7 @@ def checkBroker(url: Any) -> None:
 LIMIT_NAMES = tuple(_SETTINGS_OPTIONS)
 
 
-def readLimits(path: str, into: dict[str, Any]) -> dict[str, Any]:
+def readLimits(path: str, into: MutableMapping[str, object]) -> dict[str, object]:
     """
     Read a limits file (C{NAME = VALUE} lines, C{#} comments) into C{into},
     checking every value as its command-line option does; raise
@@ -380,7 +385,7 @@ def readLimits(path: str, into: dict[str, Any]) -> dict[str, Any]:
             lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError("cannot read limits file %s: %s" % (path, getattr(e, "strerror", None) or e))
-    found: dict[str, Any] = {}
+    found: dict[str, object] = {}
     for number, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()
         if not line:
