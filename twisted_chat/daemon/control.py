@@ -12,12 +12,12 @@ from __future__ import annotations
 import gc
 import signal
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ReactorNotRunning
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
 from twisted_chat import __version__
@@ -166,9 +166,7 @@ class Daemon(Service):
         else:
             self._reactor.callWhenRunning(self._announce)
         if self.recentErrors is not None:
-            from twisted.logger import globalLogPublisher
-
-            globalLogPublisher.addObserver(self.recentErrors)
+            globalLogPublisher.addObserver(_asObserver(self.recentErrors))
 
     def _takeOverTheProcess(self) -> None:
         """
@@ -215,35 +213,54 @@ class Daemon(Service):
             return
         self._log.info("SIGHUP: reloading")
         if config["auth"]:
-            from twisted_chat.core.auth import AuthFileError, loadPasswords
-
-            try:
-                passwords = loadPasswords(config["auth"])
-            except AuthFileError as e:
-                self._log.error("reload: auth file not reloaded: {why}", why=str(e))
-            else:
-                missing = [a for a in chat.admins if a not in passwords]
-                if missing:
-                    self._log.error("reload: auth file not reloaded: admins {admins} are missing", admins=missing)
-                else:
-                    chat.passwords = passwords
-                    self._log.info("reload: {count} registered nicks", count=len(passwords))
+            self._reloadPasswords(config["auth"], chat)
         if config["limits"]:
-            try:
-                limits = readLimits(config["limits"], {})
-            except ValueError as e:
-                self._log.error("reload: limits not reloaded: {why}", why=str(e))
-            else:
-                # One object that the service and every front-end read: the
-                # new values reach them all (docs/operations.md says when
-                # each applies to open connections).
-                chat.settings.update(limits)
-                self._log.info("reload: limits {limits}", limits=limits)
+            self._reloadLimits(config["limits"], chat)
+
+    def _reloadPasswords(self, path: str, chat: ChatService) -> None:
+        """
+        Read the auth file again; keep the passwords in effect if it has an
+        error or lacks an admin.
+        """
+        from twisted_chat.core.auth import AuthFileError, loadPasswords
+
+        try:
+            passwords = loadPasswords(path)
+        except AuthFileError as e:
+            self._log.error("reload: auth file not reloaded: {why}", why=str(e))
+            return
+        missing = [a for a in chat.admins if a not in passwords]
+        if missing:
+            self._log.error("reload: auth file not reloaded: admins {admins} are missing", admins=missing)
+            return
+        chat.passwords = passwords
+        self._log.info("reload: {count} registered nicks", count=len(passwords))
+
+    def _reloadLimits(self, path: str, chat: ChatService) -> None:
+        """
+        Read the limits file again and put it into effect; keep the limits
+        in effect if it has an error.
+        """
+        try:
+            limits = readLimits(path, {})
+        except ValueError as e:
+            self._log.error("reload: limits not reloaded: {why}", why=str(e))
+            return
+        # One object that the service and every front-end read: the new
+        # values reach them all (docs/operations.md says when each applies
+        # to open connections).
+        chat.settings.update(limits)
+        self._log.info("reload: limits {limits}", limits=limits)
 
     def stopService(self) -> None:
         Service.stopService(self)
         if self.recentErrors is not None:
-            from twisted.logger import globalLogPublisher
+            globalLogPublisher.removeObserver(_asObserver(self.recentErrors))
 
-            globalLogPublisher.removeObserver(self.recentErrors)
 
+def _asObserver(recentErrors: RecentErrors) -> ILogObserver:
+    """
+    C{recentErrors} as the log publisher takes it: a log observer by its
+    shape (C{core.stats} does not import C{twisted.logger} to declare it).
+    """
+    return cast(ILogObserver, recentErrors)

@@ -213,6 +213,10 @@ class Options(usage.Options):
             raise SystemExit("twistd chat: %s (see twistd chat --help)" % (e,))
 
     def postOptions(self) -> None:
+        """
+        Check the options together, fill in the defaults, and read the
+        files they name (limits, auth) and the worker options.
+        """
         self["line"] = self._listeners(self["line"], ["tcp:9000"], "line")
         self["web"] = self._listeners(self["web"], ["tcp:8080"], "web")
         self["metrics"] = self._listeners(self["metrics"], ["tcp:9464:interface=127.0.0.1"], "metrics")
@@ -221,6 +225,17 @@ class Options(usage.Options):
                 readLimits(self["limits"], self)
             except ValueError as e:
                 raise usage.UsageError(str(e))
+        self._checkAuth()
+        self._checkStorage()
+        self._checkWorkerOptions()
+        if self["check"]:
+            self._check()
+
+    def _checkAuth(self) -> None:
+        """
+        Read the --auth file into C{passwords}; every --admin must be one of
+        its nicks.
+        """
         self["passwords"] = {}
         if self["auth"]:
             from twisted_chat.core.auth import AuthFileError, loadPasswords
@@ -234,6 +249,13 @@ class Options(usage.Options):
         for nick in self["admin"]:
             if nick.lower() not in self["passwords"]:
                 raise usage.UsageError("admin %s is not a registered nick of %s" % (nick, self["auth"]))
+
+    def _checkStorage(self) -> None:
+        """
+        Where the history lives: Redis (--broker, parsed into
+        C{broker-url}; --workers needs it), or the --store (SQLite by
+        default).
+        """
         self["broker-url"] = None
         if self["broker"] is not None:
             from twisted_chat.cluster import redis as _redis
@@ -254,20 +276,24 @@ class Options(usage.Options):
             store = self["store"]
             if store != "memory" and not (store.startswith("sqlite:") and len(store) > len("sqlite:")):
                 raise usage.UsageError("--store must be sqlite:PATH or memory, not %r" % (store,))
-        self._checkWorkerOptions()
-        if self["check"]:
-            if self["broker-url"] is not None:
-                checkBroker(self["broker-url"])
-            elif self["store"] != "memory":
-                from twisted_chat.stores.sqlite import StoreError, checkStore
 
-                try:
-                    checkStore(self["store"][len("sqlite:") :])
-                except StoreError as e:
-                    # the line start-up would end with (not a usage error)
-                    raise SystemExit("twistd chat: %s" % (e,))
-            print("twistd chat: configuration OK")
-            raise SystemExit(0)
+    def _check(self) -> None:
+        """
+        --check: probe Redis or open the database as start-up would, say the
+        configuration is OK and exit.
+        """
+        if self["broker-url"] is not None:
+            checkBroker(self["broker-url"])
+        elif self["store"] != "memory":
+            from twisted_chat.stores.sqlite import StoreError, checkStore
+
+            try:
+                checkStore(self["store"][len("sqlite:") :])
+            except StoreError as e:
+                # the line start-up would end with (not a usage error)
+                raise SystemExit("twistd chat: %s" % (e,))
+        print("twistd chat: configuration OK")
+        raise SystemExit(0)
 
     def _checkWorkerOptions(self) -> None:
         """

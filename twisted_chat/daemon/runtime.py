@@ -15,6 +15,7 @@ from typing import cast
 
 from twisted.internet.interfaces import (
     IReactorCore,
+    IReactorFDSet,
     IReactorFromThreads,
     IReactorProcess,
     IReactorSocket,
@@ -22,12 +23,12 @@ from twisted.internet.interfaces import (
 )
 
 
-class IDaemonReactor(IReactorCore, IReactorTime, IReactorFromThreads, IReactorSocket, IReactorProcess):
+class IDaemonReactor(IReactorCore, IReactorTime, IReactorFromThreads, IReactorSocket, IReactorProcess, IReactorFDSet):
     """
     A make-believe interface, for the type checker only: the parts of a
     reactor the daemon uses (its life cycle, time, calls from threads for
     the SQLite store, adopting a parent's listening sockets, spawning
-    workers). Every POSIX reactor provides them all; the tests' memory
+    workers, watching a worker's pipe from its parent). Every POSIX reactor provides them all; the tests' memory
     reactors provide those their tests use.
     """
 
