@@ -28,43 +28,60 @@ if TYPE_CHECKING:
 
 
 
-def _bounded(name: str, low: float, high: float, kind: Callable[[str], float] = int) -> Callable[[str], float]:
-    def coerce(value: str) -> float:
+class _Bounded:
+    """
+    The coercer of a number option: C{kind} of the value, from C{low} to
+    C{high}. (twistd's help shows its C{coerceDoc}.)
+    """
+
+    def __init__(self, name: str, low: float, high: float, kind: Callable[[str], float] = int) -> None:
+        self.name, self.low, self.high, self.kind = name, low, high, kind
+        self.coerceDoc = "From %s to %s." % (low, high)
+
+    def __call__(self, value: str) -> float:
         try:
-            v = kind(value)
+            v = self.kind(value)
         except ValueError:
-            raise ValueError("%s must be a number, not %r" % (name, value))
-        if not low <= v <= high:
-            raise ValueError("%s must be between %s and %s, not %s" % (name, low, high, value))
+            raise ValueError("%s must be a number, not %r" % (self.name, value))
+        if not self.low <= v <= self.high:
+            raise ValueError("%s must be between %s and %s, not %s" % (self.name, self.low, self.high, value))
         return v
 
-    coerce.coerceDoc = "From %s to %s." % (low, high)  # type: ignore[attr-defined]
-    return coerce
 
+class _Choice:
+    """
+    The coercer of an option that takes one of a few words.
+    """
 
-def _choice(name: str, choices: list[str]) -> Callable[[str], str]:
-    def coerce(value: str) -> str:
-        if value not in choices:
-            raise ValueError("%s must be one of %s, not %r" % (name, ", ".join(choices), value))
+    def __init__(self, name: str, choices: list[str]) -> None:
+        self.name, self.choices = name, choices
+        self.coerceDoc = "One of %s." % (", ".join(choices),)
+
+    def __call__(self, value: str) -> str:
+        if value not in self.choices:
+            raise ValueError("%s must be one of %s, not %r" % (self.name, ", ".join(self.choices), value))
         return value
 
-    coerce.coerceDoc = "One of %s." % (", ".join(choices),)  # type: ignore[attr-defined]
-    return coerce
 
+class _WorkerCount:
+    """
+    The coercer of --workers: a number of processes, or C{auto} (one per
+    CPU).
+    """
 
-def _workerCount(value: str) -> int:
-    if value == "auto":
-        return os.cpu_count() or 1
-    try:
-        count = int(value)
-    except ValueError:
-        raise ValueError("workers must be a number or auto, not %r" % (value,))
-    if not 1 <= count <= MAX_WORKERS:
-        raise ValueError("workers must be between 1 and %d, not %s" % (MAX_WORKERS, value))
-    return count
+    coerceDoc = "From 1 to 256, or auto."
 
+    def __call__(self, value: str) -> int:
+        if value == "auto":
+            return os.cpu_count() or 1
+        try:
+            count = int(value)
+        except ValueError:
+            raise ValueError("workers must be a number or auto, not %r" % (value,))
+        if not 1 <= count <= MAX_WORKERS:
+            raise ValueError("workers must be between 1 and %d, not %s" % (MAX_WORKERS, value))
+        return count
 
-_workerCount.coerceDoc = "From 1 to 256, or auto."  # type: ignore[attr-defined]
 
 #: the most worker processes --workers may ask for
 MAX_WORKERS = 256
@@ -109,38 +126,38 @@ class Options(usage.Options):
     # (twistd's rows: long name, short name, default, help[, coerce]: of
     # mixed types, which each option's coercer gives its values)
     optParameters: list[list[Any]] = [
-        ["max-line-length", None, 4096, "Longest line (bytes) a line-chat client may send.", _bounded("max-line-length", 64, 1 << 20)],
-        ["idle-timeout", None, 600, "Seconds without input before a connection is closed (0: never).", _bounded("idle-timeout", 0, 10**7, float)],
-        ["max-outgoing", None, 1 << 20, "Bytes queued for a client that does not read before it is dropped.", _bounded("max-outgoing", 1 << 12, 1 << 30)],
-        ["history-size", None, 50, "Messages of history sent on join.", _bounded("history-size", 0, 10000)],
+        ["max-line-length", None, 4096, "Longest line (bytes) a line-chat client may send.", _Bounded("max-line-length", 64, 1 << 20)],
+        ["idle-timeout", None, 600, "Seconds without input before a connection is closed (0: never).", _Bounded("idle-timeout", 0, 10**7, float)],
+        ["max-outgoing", None, 1 << 20, "Bytes queued for a client that does not read before it is dropped.", _Bounded("max-outgoing", 1 << 12, 1 << 30)],
+        ["history-size", None, 50, "Messages of history sent on join.", _Bounded("history-size", 0, 10000)],
         ["store", None, None, "Where messages are kept: sqlite:PATH, or memory (lost on restart). [default: sqlite:chat.sqlite3; none with --broker]"],
-        ["store-sync", None, "full", "SQLite durability: full (an acknowledged message survives a power loss) or normal (it survives a crash of the daemon).", _choice("store-sync", ["full", "normal"])],
-        ["retain-messages", None, 10000, "Messages kept per room (private messages: ten times as many).", _bounded("retain-messages", 1, 10**9)],
-        ["retain-days", None, 30.0, "Days messages are kept (0: no age limit).", _bounded("retain-days", 0, 36500, float)],
-        ["ws-max-message", None, 65536, "Largest WebSocket message (bytes) a client may send; larger ones are closed with 1009.", _bounded("ws-max-message", 256, 1 << 26)],
-        ["ws-ping-interval", None, 25.0, "Seconds between server pings on WebSocket connections (0: off).", _bounded("ws-ping-interval", 0, 3600, float)],
-        ["ws-ping-timeout", None, 10.0, "Seconds to wait for a pong before dropping the peer.", _bounded("ws-ping-timeout", 1, 3600, float)],
-        ["max-connections", None, 10000, "Connections in all; more are refused politely (0: no limit).", _bounded("max-connections", 0, 10**7)],
-        ["max-per-ip", None, 50, "Connections from one address (0: no limit).", _bounded("max-per-ip", 0, 10**7)],
-        ["max-rooms", None, 50, "Rooms one connection may be in.", _bounded("max-rooms", 1, 100000)],
-        ["max-message-length", None, 4096, "Characters in one message.", _bounded("max-message-length", 1, 1 << 20)],
-        ["flood-rate", None, 5.0, "Requests (messages and commands) a second per connection (0: no flood control).", _bounded("flood-rate", 0, 10**6, float)],
-        ["flood-burst", None, 10.0, "Requests a connection may send at once before flood control makes the next ones wait.", _bounded("flood-burst", 1, 10**6, float)],
-        ["flood-kick", None, 100.0, "Requests a connection may have waiting for flood control (read, not yet handled); past that it is disconnected for flooding.", _bounded("flood-kick", 1, 10**6, float)],
-        ["handshake-timeout", None, 10.0, "Seconds a WebSocket client has to finish its handshake (and, in json mode, say hello).", _bounded("handshake-timeout", 1, 3600, float)],
+        ["store-sync", None, "full", "SQLite durability: full (an acknowledged message survives a power loss) or normal (it survives a crash of the daemon).", _Choice("store-sync", ["full", "normal"])],
+        ["retain-messages", None, 10000, "Messages kept per room (private messages: ten times as many).", _Bounded("retain-messages", 1, 10**9)],
+        ["retain-days", None, 30.0, "Days messages are kept (0: no age limit).", _Bounded("retain-days", 0, 36500, float)],
+        ["ws-max-message", None, 65536, "Largest WebSocket message (bytes) a client may send; larger ones are closed with 1009.", _Bounded("ws-max-message", 256, 1 << 26)],
+        ["ws-ping-interval", None, 25.0, "Seconds between server pings on WebSocket connections (0: off).", _Bounded("ws-ping-interval", 0, 3600, float)],
+        ["ws-ping-timeout", None, 10.0, "Seconds to wait for a pong before dropping the peer.", _Bounded("ws-ping-timeout", 1, 3600, float)],
+        ["max-connections", None, 10000, "Connections in all; more are refused politely (0: no limit).", _Bounded("max-connections", 0, 10**7)],
+        ["max-per-ip", None, 50, "Connections from one address (0: no limit).", _Bounded("max-per-ip", 0, 10**7)],
+        ["max-rooms", None, 50, "Rooms one connection may be in.", _Bounded("max-rooms", 1, 100000)],
+        ["max-message-length", None, 4096, "Characters in one message.", _Bounded("max-message-length", 1, 1 << 20)],
+        ["flood-rate", None, 5.0, "Requests (messages and commands) a second per connection (0: no flood control).", _Bounded("flood-rate", 0, 10**6, float)],
+        ["flood-burst", None, 10.0, "Requests a connection may send at once before flood control makes the next ones wait.", _Bounded("flood-burst", 1, 10**6, float)],
+        ["flood-kick", None, 100.0, "Requests a connection may have waiting for flood control (read, not yet handled); past that it is disconnected for flooding.", _Bounded("flood-kick", 1, 10**6, float)],
+        ["handshake-timeout", None, 10.0, "Seconds a WebSocket client has to finish its handshake (and, in json mode, say hello).", _Bounded("handshake-timeout", 1, 3600, float)],
         ["auth", None, None, "Password file of registered nicks (lines NICK:HASH; make them with twisted-chat-passwd)."],
-        ["sio-ping-interval", None, 25.0, "Seconds between Engine.IO pings to Socket.IO clients.", _bounded("sio-ping-interval", 1, 3600, float)],
-        ["sio-ping-timeout", None, 20.0, "Seconds a Socket.IO client has to answer a ping; a quiet polling session expires after interval + timeout.", _bounded("sio-ping-timeout", 1, 3600, float)],
-        ["sio-max-payload", None, 100000, "Largest Socket.IO POST body or WebSocket message (bytes); larger POSTs get 413 and close the session.", _bounded("sio-max-payload", 1024, 1 << 26)],
-        ["sio-max-sessions", None, 10000, "Socket.IO sessions at once (0: no Socket.IO at /socket.io/).", _bounded("sio-max-sessions", 0, 10**7)],
+        ["sio-ping-interval", None, 25.0, "Seconds between Engine.IO pings to Socket.IO clients.", _Bounded("sio-ping-interval", 1, 3600, float)],
+        ["sio-ping-timeout", None, 20.0, "Seconds a Socket.IO client has to answer a ping; a quiet polling session expires after interval + timeout.", _Bounded("sio-ping-timeout", 1, 3600, float)],
+        ["sio-max-payload", None, 100000, "Largest Socket.IO POST body or WebSocket message (bytes); larger POSTs get 413 and close the session.", _Bounded("sio-max-payload", 1024, 1 << 26)],
+        ["sio-max-sessions", None, 10000, "Socket.IO sessions at once (0: no Socket.IO at /socket.io/).", _Bounded("sio-max-sessions", 0, 10**7)],
         ["limits", None, None, "A file of limits (lines NAME = VALUE, names as the options above: flood-rate, max-per-ip…), read at start and again on SIGHUP."],
-        ["drain-spread", None, 10.0, "On shutdown, clients are told to reconnect after a random 1 to 1+N seconds, so a restart causes no reconnect storm.", _bounded("drain-spread", 0, 3600, float)],
-        ["shutdown-timeout", None, 5.0, "Seconds to wait for connections to close on shutdown.", _bounded("shutdown-timeout", 0, 600, float)],
+        ["drain-spread", None, 10.0, "On shutdown, clients are told to reconnect after a random 1 to 1+N seconds, so a restart causes no reconnect storm.", _Bounded("drain-spread", 0, 3600, float)],
+        ["shutdown-timeout", None, 5.0, "Seconds to wait for connections to close on shutdown.", _Bounded("shutdown-timeout", 0, 600, float)],
         ["broker", None, None, "Share rooms, nicks and history with every other node using the same Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P] (rediss:// for TLS, with &ca=PEMFILE to trust a private CA); the history then lives in Redis (no --store)."],
-        ["workers", None, 1, "Worker processes (auto: one per CPU); more than 1 needs --broker. The parent binds the line and web ports and shares them with its workers, restarts a worker that dies, and stops them all on SIGTERM; worker I serves --metrics on the given port + I (tcp:0: each its own free port).", _workerCount],
+        ["workers", None, 1, "Worker processes (auto: one per CPU); more than 1 needs --broker. The parent binds the line and web ports and shares them with its workers, restarts a worker that dies, and stops them all on SIGTERM; worker I serves --metrics on the given port + I (tcp:0: each its own free port).", _WorkerCount()],
         ["node-id", None, None, "This node's name among the nodes sharing --broker, unique to it and the same across its restarts (a restarted node then clears what its previous life left in Redis at once). [default: HOST-PID; worker I of a --workers parent: NODE-wI, NODE the given one or the host name]"],
         # a worker's own options, set by its parent (left out of --help)
-        ["worker", None, None, "(internal) This process is worker N of a --workers parent.", _bounded("worker", 0, MAX_WORKERS - 1)],
+        ["worker", None, None, "(internal) This process is worker N of a --workers parent.", _Bounded("worker", 0, MAX_WORKERS - 1)],
         ["inherit-fds", None, None, "(internal) The listening sockets inherited from the parent: FRONTEND=FD,..."],
     ]
 
