@@ -82,7 +82,7 @@ def main(reactor: object, args: argparse.Namespace) -> defer.Deferred[None]:
     service = ChatService(store=store, clock=reactor, pruneInterval=0)  # type: ignore[arg-type]
     service.startService()
     if args.freeze:
-        # as the daemon does once it runs (see twisted_chat.daemon.app): the objects
+        # as the daemon does once it runs (see twisted_chat.daemon.control): the objects
         # of start-up (modules, classes, functions) leave the collector's
         # view, so a full collection walks only what was made since
         gc.collect()

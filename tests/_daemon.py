@@ -24,7 +24,7 @@ from typing import Any, Callable
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 
-#: "<frontend> listening on tcp:<host>:<port>", as logged by twisted_chat.daemon.app
+#: "<frontend> listening on tcp:<host>:<port>", as logged by twisted_chat.daemon.listeners
 _LISTENING = re.compile(r"\] ([\w-]+) listening on tcp:(\S+):(\d+)\s*$")
 
 
@@ -194,9 +194,8 @@ class Daemon:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """
-        SIGTERM the daemon (unless it has exited or had a SIGTERM already:
-        a second one during shutdown makes twistd log a traceback), wait at
-        most C{timeout} seconds and return its exit status. A daemon that
+        SIGTERM the daemon (unless it has exited or had a SIGTERM already),
+        wait at most C{timeout} seconds and return its exit status. A daemon that
         hangs is killed with SIGKILL and the test fails. Safe to call more
         than once.
         """

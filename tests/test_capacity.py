@@ -95,7 +95,7 @@ def test_listenBacklog() -> None:
     Stream endpoints get a listen queue of 1024 unless they set one;
     others are left alone.
     """
-    from twisted_chat.daemon.app import withBacklog
+    from twisted_chat.daemon.listeners import withBacklog
 
     assert withBacklog("tcp:9000") == "tcp:9000:backlog=1024"
     assert withBacklog("tcp:0:interface=127.0.0.1") == "tcp:0:interface=127.0.0.1:backlog=1024"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -264,6 +265,27 @@ def test_unansweredTlsCloseIsCutOff(
     bob = tlsLine(lineClients, daemon.ports["line"], trusting)
     bob.welcome()
     bob.close()
+
+
+def test_secondSIGTERMWhileDraining(
+    startTlsDaemon: Callable[..., Daemon], trusting: ssl.SSLContext, lineClients: Callable[..., LineClient]
+) -> None:
+    """
+    A second SIGTERM while the daemon drains (held here by a TLS client
+    that does not answer the server's close) is logged and changes
+    nothing: no traceback, and once the client is gone the daemon exits
+    with status 0, as after one SIGTERM.
+    """
+    daemon = startTlsDaemon("--shutdown-timeout", "60")
+    alice = tlsLine(lineClients, daemon.ports["line"], trusting)
+    alice.welcome()
+    daemon.signal(signal.SIGTERM)
+    daemon.waitForLog(r"shutting down: closing \d+ connections")
+    daemon.signal(signal.SIGTERM)
+    daemon.waitForLog(r"Received SIGTERM again: already shutting down")
+    alice.close()
+    assert daemon.stop() == 0, daemon.log
+    assert "Traceback" not in daemon.log
 
 
 def receiveUntil(ws: Any, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """
 Tests for operability in memory (L{twisted_chat.daemon.ops}, the limits file and
-reload of L{twisted_chat.daemon.app}, the systemd units in C{contrib/systemd}):
+reload of L{twisted_chat.daemon.options} and L{twisted_chat.daemon.control}, the systemd units in C{contrib/systemd}):
 what Prometheus scrapes, the health and readiness probes, limits read from a
 file and reloaded, and that the units agree with each other.
 
@@ -32,7 +32,9 @@ from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.daemon.ops import HealthResource, PrometheusStats, ReadyResource, reasonLabel
 from twisted_chat.core.service import ChatService
-from twisted_chat.daemon.app import LIMIT_NAMES, Options, _Daemon, makeService, readLimits
+from twisted_chat.daemon.app import makeService
+from twisted_chat.daemon.control import Daemon
+from twisted_chat.daemon.options import LIMIT_NAMES, Options, readLimits
 
 if TYPE_CHECKING:
     from twisted.web.test.requesthelper import DummyRequest
@@ -346,7 +348,7 @@ def test_readLimitsNamesTheLine(tmp_path: Path, text: str, problem: str) -> None
     assert options == {"max-per-ip": 50}
 
 
-def daemonTree(*args: str) -> tuple[_Daemon, ChatService, LineChatFactory]:
+def daemonTree(*args: str) -> tuple[Daemon, ChatService, LineChatFactory]:
     """
     The service tree of C{twistd chat ARGS} in memory: its process-level
     service, the chat service and the line factory.
@@ -354,7 +356,7 @@ def daemonTree(*args: str) -> tuple[_Daemon, ChatService, LineChatFactory]:
     options = Options()
     options.parseOptions(["--store", "memory", "--web", "none", "--metrics", "none", *args])
     top = makeService(options, reactor=MemoryReactorClock())
-    daemon = next(s for s in top if isinstance(s, _Daemon))
+    daemon = next(s for s in top if isinstance(s, Daemon))
     assert daemon.chat is not None and daemon.lineFactory is not None
     return daemon, daemon.chat, daemon.lineFactory
 

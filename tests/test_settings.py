@@ -20,7 +20,9 @@ from twisted_chat.frontends.line import LineChatFactory
 from twisted_chat.core.service import ChatService
 from twisted_chat.core.settings import OPTIONS, Settings
 from twisted_chat.frontends.websocket import ChatWebSocketFactory
-from twisted_chat.daemon.app import LIMIT_NAMES, Options, _Daemon, makeService
+from twisted_chat.daemon.app import makeService
+from twisted_chat.daemon.control import Daemon
+from twisted_chat.daemon.options import LIMIT_NAMES, Options
 
 
 def test_defaults() -> None:
@@ -118,7 +120,7 @@ def test_reloadReachesEveryFrontEnd(tmp_path: Path) -> None:
     top.privilegedStartService()
     top.startService()
     try:
-        daemon = next(s for s in top if isinstance(s, _Daemon))
+        daemon = next(s for s in top if isinstance(s, Daemon))
         chat = daemon.chat
         assert chat is not None
         settings = chat.settings

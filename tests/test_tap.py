@@ -1,5 +1,5 @@
 """
-Tests for C{twistd chat}: its options (L{twisted_chat.daemon.app.Options}), the
+Tests for C{twistd chat}: its options (L{twisted_chat.daemon.options.Options}), the
 service tree (L{twisted_chat.daemon.app.makeService}) and the plugin.
 """
 
@@ -756,7 +756,7 @@ def test_parentPassesSIGHUPOn() -> None:
     """
     SIGHUP to a parent is passed on to its workers.
     """
-    from twisted_chat.daemon.app import _Daemon
+    from twisted_chat.daemon.control import Daemon
 
     sent: list[str] = []
 
@@ -765,7 +765,7 @@ def test_parentPassesSIGHUPOn() -> None:
             sent.append(signame)
             return 2
 
-    daemon = _Daemon(MemoryReactorClock())
+    daemon = Daemon(MemoryReactorClock())
     daemon.workers = Pool()
     with capturedLogs() as events:
         daemon.reload()

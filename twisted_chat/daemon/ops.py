@@ -15,9 +15,10 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -97,6 +98,7 @@ class PrometheusStats(Stats):
             registry=registry,
         )
         self.maxLag = Gauge("chat_reactor_lag_max_seconds", "The largest reactor lag seen.", registry=registry)
+        self._maxLagSeen = 0.0
         registry.register(_StateCollector(service))
 
     def messageStored(self, kind: str, seconds: float) -> None:
@@ -120,7 +122,8 @@ class PrometheusStats(Stats):
 
     def lag(self, seconds: float) -> None:
         self.reactorLag.observe(seconds)
-        if seconds > self.maxLag._value.get():
+        if seconds > self._maxLagSeen:
+            self._maxLagSeen = seconds
             self.maxLag.set(seconds)
 
 
@@ -132,7 +135,7 @@ class _StateCollector:
     def __init__(self, service: ChatService) -> None:
         self.service = service
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Any]:  # (prometheus_client is untyped)
         from prometheus_client.core import GaugeMetricFamily
 
         service = self.service
@@ -212,15 +215,15 @@ class ReadyResource(Resource):
         self.service = service
         self.timeout = timeout
 
-    def render_GET(self, request: Request) -> Any:
+    def render_GET(self, request: Request) -> bytes | int:
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
         service = self.service
         if not service.running:
             request.setResponseCode(503)
             return json.dumps({"status": "stopping"}).encode() + b"\n"
-        d: Deferred[Any] = service.store.ping()  # type: ignore[attr-defined]
-        d.addTimeout(self.timeout, service.clock)  # type: ignore[arg-type]
+        d = maybeDeferred(service.store.ping)
+        d.addTimeout(self.timeout, service.clock)
         # A prober that gave up (its own timeout is often 1 s too) is not
         # answered: finishing a request whose connection is gone raises.
         gone: list[bool] = []
@@ -233,7 +236,7 @@ class ReadyResource(Resource):
             request.write(json.dumps(body).encode() + b"\n")
             request.finish()
 
-        def notReady(f: Any) -> None:
+        def notReady(f: Failure) -> None:
             self._log.warn("not ready: the store did not answer ({why})", why=str(f.value))
             if gone:
                 return

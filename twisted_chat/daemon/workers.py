@@ -29,7 +29,7 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import ILogObserver, LogLevel, Logger, eventAsText, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, LogLevel, Logger, eventAsText, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -38,8 +38,10 @@ from twisted_chat import __version__
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 
+    from twisted_chat.daemon.runtime import IDaemonReactor
+
 #: the format of the line a C{twistd chat} process logs once it serves
-#: (L{twisted_chat.daemon.app._Daemon}); the parent counts a worker ready on it
+#: (L{twisted_chat.daemon.control.Daemon}); the parent counts a worker ready on it
 READY_FORMAT = "twisted-chat {version} ready"
 
 #: restart back-off: first delay, longest delay, and how long a worker must
@@ -108,13 +110,13 @@ def _splitEndpoint(description: str) -> list[str]:
     return tokens
 
 
-def socketFamily(fd: int) -> int:
+def socketFamily(fd: int) -> socket.AddressFamily:
     """
     The address family of the socket open as C{fd} (left open).
     """
     s = socket.socket(fileno=fd)
     try:
-        return int(s.family)
+        return s.family
     finally:
         s.detach()
 
@@ -133,7 +135,7 @@ class _RelayObserver:
     def __init__(self, out: IO[str]) -> None:
         self._out = out
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: LogEvent) -> None:
         level = event.get("log_level")
         namespace = event.get("log_namespace") or "-"
         system = event.get("log_system")
@@ -169,7 +171,7 @@ class _PipeWatch(FileDescriptor):
     Reads (and discards) a pipe; calls C{onClosed} at its end of file.
     """
 
-    def __init__(self, fd: int, onClosed: Callable[[], None], reactor: Any) -> None:
+    def __init__(self, fd: int, onClosed: Callable[[], None], reactor: IDaemonReactor) -> None:
         FileDescriptor.__init__(self, reactor)
         self._fd = fd
         self._onClosed = onClosed
@@ -197,7 +199,7 @@ class ParentWatch(Service):
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, fd: int = 0) -> None:
+    def __init__(self, reactor: IDaemonReactor, fd: int = 0) -> None:
         self._reactor = reactor
         self._fd = fd
         self._watch: _PipeWatch | None = None
@@ -288,10 +290,10 @@ class WorkerPool(Service):
         count: int,
         arguments: Callable[[int], list[str]],
         inherited: Callable[[], dict[int, int]],
-        reactor: Any,
+        reactor: IDaemonReactor,
         grace: float,
         environment: dict[str, str] | None = None,
-        publisher: Callable[[dict[str, Any]], None] | None = None,
+        publisher: Callable[[LogEvent], None] | None = None,
     ) -> None:
         self.slots = [_Slot(i) for i in range(count)]
         self._arguments = arguments
@@ -342,7 +344,7 @@ class WorkerPool(Service):
         its worker index: a JSON event from its stdout, or plain text (its
         stderr, or anything that is not an event).
         """
-        record: Any = None
+        record: Any = None  # (what json.loads made of the line: checked below)
         if childFD == 1:
             try:
                 record = json.loads(line)
