@@ -61,7 +61,8 @@ from twisted_chat.client.core import (
 from twisted_chat.core.events import Private, PrivateHistory
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
-from twisted_chat.frontends.textmode import HELP, TextSession
+from twisted_chat.frontends.textmode import TextSession
+from twisted_chat.wire.commands import HELP
 
 REPO = Path(__file__).resolve().parent.parent
 

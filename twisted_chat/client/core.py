@@ -8,7 +8,7 @@ L{JsonChat} translates what a person types on the line chat into json-mode
 requests and renders json-mode events as the very lines the line chat sends
 (see docs/protocol.md), so a user sees the same chat whichever way they
 connect. The rendering reuses the line chat's own helpers from
-L{twisted_chat.frontends.textmode}; the tests compare both renderings event by event.
+L{twisted_chat.wire.render}; the tests compare both renderings event by event.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import secrets
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from twisted_chat.core.events import Message, Parted
-from twisted_chat.frontends.textmode import HELP, messageLine, oneLine, partText, stamp
+from twisted_chat.core.events import Message
+from twisted_chat.wire.commands import HELP
+from twisted_chat.wire.render import messageLine, oneLine, partLine, stamp
 
 DEFAULT_URL = "tcp://127.0.0.1:9000"
 SUBPROTOCOL = "chat.json"
@@ -601,7 +602,7 @@ class JsonChat:
 
     def _on_part(self, event: dict[str, Any]) -> list[str]:
         room, nick = str(event["room"]), str(event["nick"])
-        lines = [partText(Parted(room, nick, str(event.get("reason", "left")), 0.0))]
+        lines = [partLine(room, nick, str(event.get("reason", "left")))]
         if self._isMe(nick):
             if room in self.rooms:
                 self.rooms.remove(room)

@@ -74,7 +74,7 @@ from twisted_chat.client.core import (
 )
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.names import checkNick
-from twisted_chat.frontends.textmode import oneLine
+from twisted_chat.wire.render import oneLine
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
