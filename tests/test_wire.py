@@ -2,7 +2,8 @@
 Tests for the line chat's language shared by the server and the terminal
 client (L{twisted_chat.wire}): line framing (L{twisted_chat.wire.lines}),
 the slash-command grammar (L{twisted_chat.wire.commands}) and the line
-renderers (L{twisted_chat.wire.render}).
+renderers (L{twisted_chat.wire.render}); and that both ends handle every
+command of the grammar.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import calendar
 
 import pytest
 
+from twisted_chat.client.jsonchat import JsonChat
 from twisted_chat.core.errors import ChatError
+from twisted_chat.frontends.textmode import TextCommands
 from twisted_chat.wire.commands import COMMANDS, DEFAULT_HISTORY, HELP, Command, parseLine, splitCommand
 from twisted_chat.wire.lines import LineFraming, LineProtocol
 from twisted_chat.wire.render import historyLines, messageLine, oneLine, presenceLine, privateLine, stamp
@@ -217,6 +220,16 @@ def test_helpNamesEveryCommand() -> None:
     text = "\n".join(HELP)
     for name in set(COMMANDS) - {"help"}:
         assert "/" + name + " " in text, name
+
+
+def test_bothEndsHandleEveryCommand() -> None:
+    """
+    The server's text mode carries out, and the client's json mode
+    translates, every command of the grammar, and nothing else.
+    """
+    server = {n[4:] for n in dir(TextCommands) if n.startswith("req_")}
+    client = {n[4:] for n in dir(JsonChat) if n.startswith("req_")}
+    assert server == client == set(COMMANDS)
 
 
 # -- rendering --

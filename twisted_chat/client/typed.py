@@ -1,0 +1,41 @@
+# -*- test-case-name: tests.test_client -*-
+"""
+What the user typed, as the terminal client's session sees it: whether a
+line ends the session (L{quitRequest}), and how to name a line in a
+status (L{describeInput}).
+"""
+
+from __future__ import annotations
+
+from twisted_chat.wire.commands import splitCommand
+from twisted_chat.wire.render import oneLine
+
+#: how much of a typed line a status quotes
+DESCRIBE_LENGTH = 120
+
+
+def quitRequest(line: str) -> str | None:
+    """
+    If C{line} ends the session, return the reason given (maybe empty),
+    else C{None}. C{/quit [REASON]} ends it (white space around it does not
+    matter), and so does a line that is just C{bye}, as with the seed
+    project's client.
+    """
+    stripped = line.strip()
+    if stripped == "bye":
+        return ""
+    command = splitCommand(stripped)
+    if command is not None and command[0] == "quit":
+        return command[1]
+    return None
+
+
+def describeInput(line: str) -> str:
+    """
+    C{line} as typed, on one line and cut to L{DESCRIBE_LENGTH} characters,
+    to name it in a status.
+    """
+    text = oneLine(line)
+    if len(text) > DESCRIBE_LENGTH:
+        text = text[: DESCRIBE_LENGTH - 1] + "\u2026"
+    return text
