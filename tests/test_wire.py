@@ -15,7 +15,7 @@ import pytest
 from twisted_chat.client.jsonchat import JsonChat
 from twisted_chat.core.errors import ChatError
 from twisted_chat.frontends.textmode import TextCommands
-from twisted_chat.wire.commands import COMMANDS, DEFAULT_HISTORY, HELP, Command, parseLine, splitCommand
+from twisted_chat.wire.commands import COMMANDS, DEFAULT_HISTORY, HELP, Command, parseLine
 from twisted_chat.wire.lines import LineFraming, LineProtocol
 from twisted_chat.wire.render import historyLines, messageLine, oneLine, presenceLine, privateLine, stamp
 
@@ -147,8 +147,8 @@ def test_lineProtocol() -> None:
         ("/who", Command("who")),
         ("/msg bob  hi there", Command("msg", "bob", " hi there")),
         ("/me waves", Command("me", text="waves")),
-        ("/history", Command("history", count=DEFAULT_HISTORY)),
-        ("/history 5", Command("history", count=5)),
+        ("/history", Command("history", number=DEFAULT_HISTORY)),
+        ("/history 5", Command("history", number=5)),
         ("/topic", Command("topic")),
         ("/topic new  topic", Command("topic", text="new  topic")),
         ("/kick bob  go away ", Command("kick", "bob", "go away")),
@@ -201,16 +201,6 @@ def test_parseLineRefuses(line: str, code: str, message: str) -> None:
     with pytest.raises(ChatError) as e:
         parseLine(line)
     assert (e.value.code, e.value.message) == (code, message)
-
-
-def test_splitCommand() -> None:
-    """
-    L{splitCommand} gives a command's name (lower case) and its arguments
-    (stripped), and nothing for text.
-    """
-    assert splitCommand("/QUIT  gone ") == ("quit", "gone")
-    assert splitCommand("//quit") is None
-    assert splitCommand("quit") is None
 
 
 def test_helpNamesEveryCommand() -> None:

@@ -275,7 +275,7 @@ class JsonChat(Resume):
 
     def req_history(self, command: Command) -> Translation:
         self.historyRequested()
-        return [{"type": "history", "limit": command.count}], []
+        return [{"type": "history", "limit": command.number}], []
 
     # -- events --
 

@@ -7,7 +7,8 @@ status (L{describeInput}).
 
 from __future__ import annotations
 
-from twisted_chat.wire.commands import splitCommand
+from twisted_chat.core.errors import ChatError
+from twisted_chat.wire.commands import Command, parseLine
 from twisted_chat.wire.render import oneLine
 
 #: how much of a typed line a status quotes
@@ -24,9 +25,13 @@ def quitRequest(line: str) -> str | None:
     stripped = line.strip()
     if stripped == "bye":
         return ""
-    command = splitCommand(stripped)
-    if command is not None and command[0] == "quit":
-        return command[1]
+    try:
+        said = parseLine(stripped)
+    except ChatError:
+        # (not a command: the link refuses it)
+        return None
+    if isinstance(said, Command) and said.name == "quit":
+        return said.text
     return None
 
 

@@ -268,13 +268,12 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput, Line
         if self._closing:
             return
         self._inputSeen()
-        takeInput = self.takeInput
         for line in self.frameLines(data, self.service.settings.maxLineLength):
             # (each line waits its turn under flood control, in order; a
             # line that closed the session discards what follows it)
             if self._closing:
                 return
-            takeInput(line)
+            self.takeInput(line)
 
     # -- flood control (see _limits.ThrottledInput) --
 

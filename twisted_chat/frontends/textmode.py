@@ -37,7 +37,7 @@ from twisted_chat.core.events import (
     TopicChanged,
 )
 from twisted_chat.core.service import LOBBY, ChatService, Member
-from twisted_chat.wire.commands import HELP, Command, newTopic, parseLine
+from twisted_chat.wire.commands import COMMANDS, HELP, Command, newTopic, parseLine
 from twisted_chat.wire.render import (
     currentRoomLine,
     epochLine,
@@ -203,8 +203,7 @@ class TextSession:
             if isinstance(said, str):
                 self.watchRequest(member.say(said))
             elif said is not None:
-                handler: Callable[[TextSession, Member, Command], None] = getattr(_COMMANDS, "req_" + said.name)
-                handler(self, member, said)
+                _HANDLERS[said.name](_COMMANDS, self, member, said)
         except ChatError as e:
             self.sendError(e.message)
 
@@ -320,7 +319,7 @@ class TextCommands:
         session.watchRequest(member.say(command.text, action=True))
 
     def req_history(self, session: TextSession, member: Member, command: Command) -> None:
-        member.history(None, min(command.count, member.service.settings.historySize))
+        member.history(None, min(command.number, member.service.settings.historySize))
 
     def req_topic(self, session: TextSession, member: Member, command: Command) -> None:
         if command.text:
@@ -357,3 +356,7 @@ class TextCommands:
 
 
 _COMMANDS = TextCommands()
+#: command name -> its handler in L{TextCommands}
+_HANDLERS: dict[str, Callable[[TextCommands, TextSession, Member, Command], None]] = {
+    name: getattr(TextCommands, "req_" + name) for name in COMMANDS
+}

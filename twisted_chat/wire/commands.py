@@ -16,8 +16,7 @@ Each front-end handles command C{NAME} in its method C{req_NAME}.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.wire.render import oneLine
@@ -48,79 +47,34 @@ HELP = [
 ]
 
 
-class Arguments(enum.Enum):
-    """
-    How a command's arguments are written (after the command and one
-    space; the whole is stripped of surrounding white space first).
-    """
-
-    #: none: anything after the command is ignored
-    NONE = enum.auto()
-    #: exactly one word (the L{Command.target})
-    WORD = enum.auto()
-    #: at most one word (the L{Command.target}, or C{""})
-    OPTIONAL_WORD = enum.auto()
-    #: a word, then text that is not blank (C{target}, C{text})
-    WORD_TEXT = enum.auto()
-    #: a word, then maybe a reason (C{target}, C{text} stripped)
-    WORD_REASON = enum.auto()
-    #: text that is not empty (C{text})
-    TEXT = enum.auto()
-    #: text, maybe empty (C{text})
-    OPTIONAL_TEXT = enum.auto()
-    #: maybe a whole number from 1 (C{count}, L{DEFAULT_HISTORY} without)
-    COUNT = enum.auto()
-    #: C{/nick}: a nick, then maybe a password (then it is C{/login})
-    NICK = enum.auto()
-
-
-@dataclass(frozen=True, slots=True)
-class Syntax:
-    """
-    How one command is written: its arguments and the usage shown when
-    they are wrong (what follows C{usage: }).
-    """
-
-    arguments: Arguments
-    usage: str
-
-
-#: every command, by (lower-case) name
-COMMANDS: dict[str, Syntax] = {
-    "help": Syntax(Arguments.NONE, "/help"),
-    "nick": Syntax(Arguments.NICK, "/nick NAME [PASSWORD]"),
-    "login": Syntax(Arguments.WORD_TEXT, "/login NICK PASSWORD"),
-    "join": Syntax(Arguments.WORD, "/join ROOM"),
-    "part": Syntax(Arguments.OPTIONAL_WORD, "/part [ROOM]"),
-    "rooms": Syntax(Arguments.NONE, "/rooms"),
-    "who": Syntax(Arguments.OPTIONAL_WORD, "/who [ROOM]"),
-    "msg": Syntax(Arguments.WORD_TEXT, "/msg NICK TEXT"),
-    "me": Syntax(Arguments.TEXT, "/me ACTION"),
-    "history": Syntax(Arguments.COUNT, "/history [N] with N a whole number from 1"),
-    "topic": Syntax(Arguments.OPTIONAL_TEXT, "/topic [TEXT]"),
-    "kick": Syntax(Arguments.WORD_REASON, "/kick NICK [REASON]"),
-    "ban": Syntax(Arguments.WORD_REASON, "/ban NICK|ADDRESS [REASON]"),
-    "unban": Syntax(Arguments.WORD, "/unban NICK|ADDRESS"),
-    "op": Syntax(Arguments.WORD, "/op NICK"),
-    "notice": Syntax(Arguments.TEXT, "/notice TEXT"),
-    "status": Syntax(Arguments.NONE, "/status"),
-    "quit": Syntax(Arguments.OPTIONAL_TEXT, "/quit [REASON]"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
+class Command(NamedTuple):
     """
     One typed command, its arguments parsed: C{name} is a key of
     L{COMMANDS}; C{target} the word it acts on (a nick, a room, a nick or
     address); C{text} the rest (a message, a reason, a password, a topic);
-    C{count} the number of C{/history}.
+    C{number} the N of C{/history N}.
     """
 
     name: str
     target: str = ""
     text: str = ""
-    count: int = 0
+    number: int = 0
+
+
+#: how a command's arguments are read: C{(name, arguments, usage)} to the
+#: command, or L{usageError}C{(usage)}; the arguments are what follows the
+#: command and one space, stripped of white space around them
+Arguments = Callable[[str, str, str], Command]
+
+
+class Syntax(NamedTuple):
+    """
+    How one command is written: its arguments, and the usage shown when
+    they are wrong (what follows C{usage: }).
+    """
+
+    arguments: Arguments
+    usage: str
 
 
 def usageError(usage: str) -> ChatError:
@@ -130,15 +84,123 @@ def usageError(usage: str) -> ChatError:
     return ChatError("bad-request", "usage: " + usage)
 
 
-def splitCommand(line: str) -> tuple[str, str] | None:
+# -- the shapes of arguments --
+
+_BARE: dict[str, Command] = {}
+
+
+def noArguments(name: str, rest: str, usage: str) -> Command:
     """
-    If C{line} is a command (it starts with C{/} but not C{//}), its name
-    (lower case) and its arguments (stripped); else C{None}.
+    None: anything after the command is ignored.
     """
-    if not line.startswith("/") or line.startswith("//"):
-        return None
-    name, _, rest = line[1:].partition(" ")
-    return name.lower(), rest.strip()
+    command = _BARE.get(name)
+    if command is None:
+        command = _BARE[name] = Command(name)
+    return command
+
+
+def word(name: str, rest: str, usage: str) -> Command:
+    """
+    Exactly one word: the C{target}.
+    """
+    if not rest or " " in rest:
+        raise usageError(usage)
+    return Command(name, rest)
+
+
+def optionalWord(name: str, rest: str, usage: str) -> Command:
+    """
+    At most one word: the C{target}, or C{""}.
+    """
+    if " " in rest:
+        raise usageError(usage)
+    return Command(name, rest)
+
+
+def wordAndText(name: str, rest: str, usage: str) -> Command:
+    """
+    A word (the C{target}), then text that is not blank (the C{text}, as
+    typed).
+    """
+    target, _, text = rest.partition(" ")
+    if not target or not text.strip():
+        raise usageError(usage)
+    return Command(name, target, text)
+
+
+def wordAndReason(name: str, rest: str, usage: str) -> Command:
+    """
+    A word (the C{target}), then maybe a reason (the C{text}, stripped).
+    """
+    target, _, reason = rest.partition(" ")
+    if not target:
+        raise usageError(usage)
+    return Command(name, target, reason.strip())
+
+
+def text(name: str, rest: str, usage: str) -> Command:
+    """
+    Text that is not empty: the C{text}.
+    """
+    if not rest:
+        raise usageError(usage)
+    return Command(name, text=rest)
+
+
+def optionalText(name: str, rest: str, usage: str) -> Command:
+    """
+    Text, maybe empty: the C{text}.
+    """
+    return Command(name, text=rest)
+
+
+def number(name: str, rest: str, usage: str) -> Command:
+    """
+    Maybe a whole number from 1: the C{number} (L{DEFAULT_HISTORY} without).
+    """
+    if not rest:
+        return Command(name, number=DEFAULT_HISTORY)
+    try:
+        n = int(rest)
+    except ValueError:
+        n = -1
+    if n < 1:
+        raise usageError(usage)
+    return Command(name, number=n)
+
+
+def nickAndPassword(name: str, rest: str, usage: str) -> Command:
+    """
+    C{/nick}: a nick (the C{target}); with a password after it, the command
+    is C{/login NICK PASSWORD}.
+    """
+    nick, _, password = rest.partition(" ")
+    if not nick:
+        raise usageError(usage)
+    return Command("login", nick, password) if password else Command(name, nick)
+
+
+#: every command, by (lower-case) name
+COMMANDS: dict[str, Syntax] = {
+    "help": Syntax(noArguments, "/help"),
+    "nick": Syntax(nickAndPassword, "/nick NAME [PASSWORD]"),
+    "login": Syntax(wordAndText, "/login NICK PASSWORD"),
+    "join": Syntax(word, "/join ROOM"),
+    "part": Syntax(optionalWord, "/part [ROOM]"),
+    "rooms": Syntax(noArguments, "/rooms"),
+    "who": Syntax(optionalWord, "/who [ROOM]"),
+    "msg": Syntax(wordAndText, "/msg NICK TEXT"),
+    "me": Syntax(text, "/me ACTION"),
+    "history": Syntax(number, "/history [N] with N a whole number from 1"),
+    "topic": Syntax(optionalText, "/topic [TEXT]"),
+    "kick": Syntax(wordAndReason, "/kick NICK [REASON]"),
+    "ban": Syntax(wordAndReason, "/ban NICK|ADDRESS [REASON]"),
+    "unban": Syntax(word, "/unban NICK|ADDRESS"),
+    "op": Syntax(word, "/op NICK"),
+    "notice": Syntax(text, "/notice TEXT"),
+    "status": Syntax(noArguments, "/status"),
+    "quit": Syntax(optionalText, "/quit [REASON]"),
+}
 
 
 def parseLine(line: str) -> str | Command | None:
@@ -150,57 +212,18 @@ def parseLine(line: str) -> str | Command | None:
     """
     if not line.strip():
         return None
-    split = splitCommand(line)
-    if split is None:
-        return line[1:] if line.startswith("//") else line
-    name, rest = split
+    if line[0] != "/":
+        # (most lines: chat)
+        return line
+    if line.startswith("//"):
+        return line[1:]
+    # the command's name up to the first space, in any case
+    name, _, rest = line[1:].partition(" ")
+    name = name.lower()
     syntax = COMMANDS.get(name)
     if syntax is None:
         raise ChatError("unknown-command", "unknown command /%s (try /help)" % (oneLine(name)[:32],))
-    return parseArguments(name, syntax, rest)
-
-
-def parseArguments(name: str, syntax: Syntax, rest: str) -> Command:
-    """
-    The command C{name} with the arguments C{rest} (stripped), written as
-    C{syntax} says; L{ChatError} (C{bad-request}) if they are not.
-    """
-    shape = syntax.arguments
-    if shape is Arguments.NONE:
-        return Command(name)
-    if shape is Arguments.COUNT:
-        return Command(name, count=_count(rest, syntax.usage))
-    if shape is Arguments.TEXT or shape is Arguments.OPTIONAL_TEXT:
-        if not rest and shape is Arguments.TEXT:
-            raise usageError(syntax.usage)
-        return Command(name, text=rest)
-    if shape is Arguments.WORD or shape is Arguments.OPTIONAL_WORD:
-        if " " in rest or not rest and shape is Arguments.WORD:
-            raise usageError(syntax.usage)
-        return Command(name, target=rest)
-    word, _, text = rest.partition(" ")
-    if not word:
-        raise usageError(syntax.usage)
-    if shape is Arguments.WORD_REASON:
-        return Command(name, word, text.strip())
-    if shape is Arguments.NICK:
-        # (with a password: a login, as /login NICK PASSWORD)
-        return Command("login", word, text) if text else Command(name, word)
-    if not text.strip():
-        raise usageError(syntax.usage)
-    return Command(name, word, text)
-
-
-def _count(rest: str, usage: str) -> int:
-    if not rest:
-        return DEFAULT_HISTORY
-    try:
-        n = int(rest)
-    except ValueError:
-        n = -1
-    if n < 1:
-        raise usageError(usage)
-    return n
+    return syntax.arguments(name, rest.strip(), syntax.usage)
 
 
 def newTopic(text: str) -> str:
