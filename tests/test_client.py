@@ -1,7 +1,11 @@
 """
-Tests for the C{twisted-chat} terminal client: the reactor-free core
-(L{twisted_chat.client.core}), the session logic and I/O adapters
-(L{twisted_chat.client.main}) and the terminal UI (L{twisted_chat.client.tty}).
+Tests for the C{twisted-chat} terminal client: the reactor-free parts (the
+URL in L{twisted_chat.client.target}, json mode in
+L{twisted_chat.client.jsonchat} and L{twisted_chat.client.resume}), the
+session logic (L{twisted_chat.client.session}), the links, the pipe UI and
+TLS (L{twisted_chat.client.links}, L{twisted_chat.client.pipe},
+L{twisted_chat.client.tls}), the command line (L{twisted_chat.client.cli})
+and the terminal UI (L{twisted_chat.client.tty}).
 
 In-memory tests drive protocols through L{StringTransport}s and a L{Clock};
 a few tests use real loopback sockets (WebSocket, TLS), a pseudo-terminal,
@@ -38,30 +42,19 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_chat.client.main import (
-    ChatClient,
-    LineLink,
-    OptionError,
-    PipeUI,
-    connect,
-    describeFailure,
-    main,
-    parseCommandLine,
-    tlsCreator,
-)
-from twisted_chat.client.core import (
-    BadURL,
-    JsonChat,
-    Target,
-    describeRequest,
-    newRefPrefix,
-    parseTarget,
-    quitRequest,
-)
+from twisted_chat.client.cli import main, parseCommandLine
+from twisted_chat.client.jsonchat import JsonChat, describeRequest, newRefPrefix
+from twisted_chat.client.links import LineLink, connect
+from twisted_chat.client.pipe import PipeUI
+from twisted_chat.client.session import ChatClient, describeFailure
+from twisted_chat.client.target import BadURL, Target, parseTarget
+from twisted_chat.client.tls import OptionError, tlsCreator
+from twisted_chat.client.typed import quitRequest
 from twisted_chat.core.events import Private, PrivateHistory
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
-from twisted_chat.frontends.textmode import HELP, TextSession
+from twisted_chat.frontends.textmode import TextSession
+from twisted_chat.wire.commands import HELP
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -351,6 +344,17 @@ def test_translateText() -> None:
         ("/me waves", {"type": "say", "text": "waves", "action": True, "ref": "c1"}),
         ("/history", {"type": "history", "limit": 20}),
         ("/history 5", {"type": "history", "limit": 5}),
+        ("/login bob secret words", {"type": "login", "nick": "bob", "password": "secret words", "ref": "c1"}),
+        ("/nick bob secret", {"type": "login", "nick": "bob", "password": "secret", "ref": "c1"}),
+        ("/topic", {"type": "who"}),
+        ("/topic lunch at noon", {"type": "topic", "topic": "lunch at noon"}),
+        ("/topic -", {"type": "topic", "topic": ""}),
+        ("/kick bob  stop it ", {"type": "kick", "nick": "bob", "reason": "stop it"}),
+        ("/ban 10.0.0.1", {"type": "ban", "target": "10.0.0.1", "reason": ""}),
+        ("/unban bob", {"type": "unban", "target": "bob"}),
+        ("/op bob", {"type": "op", "nick": "bob"}),
+        ("/notice maintenance", {"type": "notice", "text": "maintenance"}),
+        ("/status", {"type": "status"}),
     ],
 )
 def test_translateCommands(line: str, request_: dict[str, Any]) -> None:
@@ -363,7 +367,8 @@ def test_translateCommands(line: str, request_: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "line",
     ["/nick", "/join", "/join a b", "/part a b", "/who a b", "/msg", "/msg bob", "/msg bob  ",
-     "/me", "/history x", "/history 0", "/history -3", "/fly", "/f1y", "/", "/ leading space"],
+     "/me", "/history x", "/history 0", "/history -3", "/fly", "/f1y", "/", "/ leading space",
+     "/login", "/login bob", "/kick", "/ban", "/unban", "/unban a b", "/op", "/op a b", "/notice", "/say hi"],
 )
 def test_translateErrorsLikeLineChat(line: str) -> None:
     """
@@ -794,6 +799,7 @@ def test_renderLikeLineChat() -> None:
     me.type("/rooms")
     me.type("/join #bad!")
     me.type("")
+    me.type("/status")
     service.notice("maintenance at noon")
     me.deliver(
         PrivateHistory([Private(7, "bobby", "alicia", "while you were out", NOON + 3600)])
@@ -828,6 +834,7 @@ def test_renderLikeLineChat() -> None:
         "*** 1 private message while you were away:",
         "[2026-11-26 13:00] *bobby* while you were out",
         "!!! room names are # and 1-32 letters, digits, _ or -",
+        "!!! only server admins can see the status",
     ]:
         assert expected in joined, expected
 
@@ -1144,6 +1151,18 @@ def test_lineLinkTooLong() -> None:
     s.serverSays(b"0123456789ABCDEF")
     s.serverSays(b"GHIJ\nshort\n")
     assert s.ui.lines == ["!!! a line from the server was too long (over 10 bytes): not shown", "short"]
+
+
+def test_lineLinkLineAtTheLimitWithItsCrlfInPieces() -> None:
+    """
+    A server line of exactly the limit whose CR arrives before its LF is
+    shown, as the server's own framing would take it.
+    """
+    s = LineSession()
+    s.link.maxLength = 10
+    s.serverSays(b"0123456789\r")
+    s.serverSays(b"\nshort\n")
+    assert s.ui.lines == ["0123456789", "short"]
 
 
 # -- pipe mode --

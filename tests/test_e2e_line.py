@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 import pytest
 
-from twisted_chat.frontends.textmode import HELP
+from twisted_chat.wire.commands import HELP
 
 if TYPE_CHECKING:
     from conftest import Daemon, LineClient

@@ -22,7 +22,7 @@ from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
-from twisted_chat.frontends.textmode import HELP
+from twisted_chat.wire.commands import HELP
 
 
 class StalledTransport(StringTransportWithDisconnection):

@@ -11,7 +11,7 @@ line written, and the input line redrawn with the cursor where it was.
 
 Note: importing this module installs the default reactor (via
 C{twisted.conch.recvline} → C{twisted.conch.insults.helper}); import it only
-where the reactor is wanted anyway (L{twisted_chat.client.main.main}, tests).
+where the reactor is wanted anyway (L{twisted_chat.client.cli.main}, tests).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
-from twisted_chat.client.ui import PROG, InputSink, writeStderr
+from twisted_chat.client.ui import PROG, InputSink, Reactor, writeStderr
 
 #: reset the terminal's insert mode (which line editing switches on)
 RESET_INSERT_MODE = b"\x1b[4l"
@@ -105,7 +105,7 @@ class ChatTerminal(HistoricRecvLine):
 
     # -- keys --
 
-    def keystrokeReceived(self, keyID: Any, modifier: Any) -> None:
+    def keystrokeReceived(self, keyID: object, modifier: object) -> None:
         if self.closed or modifier is not None:
             return
         handler = self.keyHandlers.get(keyID)
@@ -285,8 +285,10 @@ class TerminalUI:
         self.stdout = stdout
         self._stderr = stderr if stderr is not None else writeStderr
         self._server: _TerminalServer | None = None
+        # (the platform's StandardIO: mypy knows only one platform's)
         self._stdio: Any = None
         self._statuses: list[str] = []
+        # (what signal.signal() gives back: typeshed's type for it is private)
         self._oldWinch: Any = None
         self.closedCleanly = False
 
@@ -305,10 +307,11 @@ class TerminalUI:
         proto = server.terminalProtocol if server is not None else None
         return proto if isinstance(proto, ChatTerminal) else None
 
-    def start(self, sink: InputSink, reactor: Any) -> None:
+    def start(self, sink: InputSink, reactor: Reactor) -> None:
         from twisted.internet.stdio import StandardIO
 
         self._server = _TerminalServer(sink, self._columns())
+        # (mypy reads the Windows StandardIO, which has no stdin and stdout)
         self._stdio = StandardIO(  # type: ignore[call-arg]
             self._server, stdin=self.stdin, stdout=self.stdout, reactor=reactor
         )

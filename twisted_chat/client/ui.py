@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_client -*-
 """
-The terminal client's two sides, as the session (L{twisted_chat.client.main.ChatClient})
+The terminal client's two sides, as the session (L{twisted_chat.client.session.ChatClient})
 sees them: the user's interface (L{ChatUI}: a pipe or a terminal) and what
 it reports input to (L{InputSink}).
 """
@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
+#: the program's name, which starts its statuses on stderr
 PROG = "twisted-chat"
+
+#: the reactor, as the client uses it: TCP, time, name resolution and stdio
+#: at once; Twisted has no one interface for that (its own HostnameEndpoint
+#: takes C{Any})
+Reactor = Any
+
 
 class InputSink(TypingProtocol):
     """
@@ -46,7 +53,7 @@ class ChatUI(TypingProtocol):
     The user's side: show lines and statuses, feed input to a sink.
     """
 
-    def start(self, sink: InputSink, reactor: Any) -> None:
+    def start(self, sink: InputSink, reactor: Reactor) -> None:
         """
         Start reading input for C{sink}.
         """

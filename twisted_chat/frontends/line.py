@@ -2,10 +2,11 @@
 """
 The TCP line chat front-end, fit for C{nc} and C{telnet}.
 
-Framing follows C{LineOnlyReceiver} (LF, with an optional CR before it) but
-never buffers more than one line's worth: an over-long line is answered with
-an error and the rest of it is discarded as it arrives. Lines are decoded
-after framing, so a UTF-8 character split across TCP segments is fine.
+Framing is the line chat's (L{twisted_chat.wire.lines}: LF, with an
+optional CR before it, never more than one line's worth buffered): an
+over-long line is answered with an error and the rest of it is discarded as
+it arrives. Lines are decoded after framing, so a UTF-8 character split
+across TCP segments is fine; what they mean is L{TextSession}'s business.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.frontends.throttle import ThrottledInput
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.textmode import TextSession, closingText, messageText
+from twisted_chat.wire.lines import LineFraming
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -55,14 +57,13 @@ def _lineBytes(event: Event, text: str) -> bytes:
     return data
 
 
-#: stand-ins for what the framing found, waiting in order with the lines
-#: under flood control: a line that was too long, the end of the input
-_TOO_LONG = object()
+#: a stand-in for the end of the input, waiting in order with the lines
+#: under flood control (as C{None} stands for a line that was too long)
 _END = object()
 
 
 @implementer(IChatClient, IHalfCloseableProtocol)
-class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput):
+class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput, LineFraming):
     """
     One line-chat connection.
 
@@ -79,8 +80,6 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput):
     # Defaults as class attributes: a connection stores only what differs
     # (thousands of idle connections: each attribute is 8 bytes or more).
     # Limits are not copied here: they are read from service.settings.
-    _buffer = b""
-    _discarding = False
     _closing = False
     #: the peer has finished sending (see readConnectionLost)
     _ended = False
@@ -269,43 +268,21 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput):
         if self._closing:
             return
         self._inputSeen()
-        if self._discarding:
-            i = data.find(b"\n")
-            if i == -1:
+        for line in self.frameLines(data, self.service.settings.maxLineLength):
+            # (each line waits its turn under flood control, in order; a
+            # line that closed the session discards what follows it)
+            if self._closing:
                 return
-            data = data[i + 1 :]
-            self._discarding = False
-        buf = self._buffer + data if self._buffer else data
-        limit = self.service.settings.maxLineLength
-        start = 0
-        while not self._closing:
-            i = buf.find(b"\n", start)
-            if i == -1:
-                break
-            line = buf[start:i]
-            start = i + 1
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            # (each line waits its turn under flood control, in order)
-            self.takeInput(_TOO_LONG if len(line) > limit else line)
-        rest = buf[start:] if start else buf
-        if self._closing:
-            self._buffer = b""
-        elif len(rest) > limit + 1:
-            self._buffer = b""
-            self._discarding = True
-            self.takeInput(_TOO_LONG)
-        else:
-            self._buffer = rest
+            self.takeInput(line)
 
     # -- flood control (see _limits.ThrottledInput) --
 
     def inputIsFree(self, item: object) -> bool:
         # (the end of the input and a discarded line are no requests)
-        return item is _END or item is _TOO_LONG
+        return item is _END or item is None
 
     def handleInput(self, item: object) -> None:
-        if item is _TOO_LONG:
+        if item is None:
             self._tooLong()
         elif item is _END:
             self._endOfInput()

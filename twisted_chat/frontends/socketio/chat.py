@@ -604,7 +604,7 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
             if nick is not None and not isinstance(nick, str) or password is not None and not isinstance(password, str):
                 raise ChatError("bad-request", "nick and password are strings")
             if nick and password:
-                self.cmd_login(member, nick + " " + password)
+                self.startLogin(member, nick, password)
             elif nick:
                 member.setNick(nick)
         except ChatError as e:
