@@ -18,6 +18,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Awaitable, Callable, Iterator, TypeVar
 
 import pytest
+from hypothesis import settings as hypothesisSettings
+
+# Property tests check behaviour, not speed: no per-example deadline (the
+# default 200 ms fails examples whenever the machine is busy).
+hypothesisSettings.register_profile("twisted-chat", deadline=None)
+hypothesisSettings.load_profile("twisted-chat")
 
 # The subprocess helpers live in _daemon (the fault harness uses them
 # outside pytest); they are re-exported here, where the tests import them.
