@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twisted_chat.frontends.socketio.engineio import (
+    BAD_REQUEST,
     CLOSE,
     MESSAGE,
     NOOP,
@@ -28,6 +29,7 @@ from twisted_chat.frontends.socketio.engineio import (
     PONG,
     BoundedRequest,
     EngineResource,
+    EngineError,
     EngineServer,
     EngineSocket,
     ProtocolError,
@@ -806,10 +808,8 @@ class _Admission:
         self.hosts: list[str] = []
 
     def admit(self, host: str) -> None:
-        from twisted_chat.core.errors import ChatError
-
         if len(self.hosts) >= self.limit:
-            raise ChatError("server-full", "the server is full")
+            raise EngineError(BAD_REQUEST, 503, "the server is full")
         self.hosts.append(host)
 
     def release(self, host: str) -> None:

@@ -31,10 +31,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat.frontends.socketio.engineio import Data, EngineResource, EngineServer, EngineSocket, ProtocolError
+from twisted_chat.frontends.socketio.engineio import (
+    BAD_REQUEST,
+    FORBIDDEN,
+    Data,
+    EngineError,
+    EngineResource,
+    EngineServer,
+    EngineSocket,
+    ProtocolError,
+)
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import Event
 from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.limits import Admission
 from twisted_chat.frontends.jsonmode import JsonSession, _position, _str, isText
 from twisted_chat.frontends.throttle import ThrottledInput
 from twisted_chat.core.service import ChatService, Member
@@ -881,6 +891,31 @@ _REQUESTS: dict[str, Callable[[SocketIoChatClient, dict[str, Any], Callable[...,
 }
 
 
+class ChatAdmission:
+    """
+    The chat's connection limits and bans (the service's L{Admission}) as
+    Engine.IO admits sessions: a refusal is an HTTP error, 403 for a banned
+    address, else 503, with the chat's reason as its message.
+    """
+
+    _log = Logger()
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission = admission
+
+    def admit(self, host: str) -> None:
+        try:
+            self.admission.admit(host)
+        except ChatError as e:
+            self._log.info("refused an engine.io session from {host}: {why}", host=host, why=e.code)
+            if e.code == "banned":
+                raise EngineError(FORBIDDEN, 403, e.message)
+            raise EngineError(BAD_REQUEST, 503, e.message)
+
+    def release(self, host: str) -> None:
+        self.admission.release(host)
+
+
 def makeSocketIo(
     service: ChatService,
     clock: IReactorTime | None = None,
@@ -907,7 +942,7 @@ def makeSocketIo(
         maxPayload=maxPayload,
         maxSessions=maxSessions,
         allowedOrigins=allowedOrigins,
-        admission=service.admission,
+        admission=ChatAdmission(service.admission),
         settings=service.settings,
     )
     return EngineResource(engine)
