@@ -1170,6 +1170,47 @@ def test_jsonPasswordLogin(threads: QueuedThreads) -> None:
     assert chat.service.admission.total == 1
 
 
+def test_jsonGuestOnRegisteredOnlyServerIsRefused(threads: QueuedThreads) -> None:
+    """
+    On a server for registered users only, a json-mode hello without a
+    password (a guest, who could do nothing there) refuses the CONNECT with
+    json mode's auth-required; with the password it is welcomed.
+    """
+    chat = Chat(threads, service={"passwords": {"alice": hashPassword("right", n=2)}, "requireAuth": True})
+    client, packets = chat.connect({"mode": "json"})
+    assert [(p.type, p.data) for p in packets] == [
+        (CONNECT_ERROR, {"message": "log in first: send a login request, then join", "data": {"code": "auth-required"}})
+    ]
+    assert list(chat.service.members) == []
+    client, packets = chat.connect({"mode": "json", "nick": "alice", "password": "right"})
+    threads.runThreads()
+    chat.net.flush()
+    packets = client.take()
+    assert packets[0].type == CONNECT and packets[1].data[0] == "welcome", packets
+    assert chat.service.lookup("alice") is not None
+
+
+def test_jsonHelloIgnoresRef(chat: Chat) -> None:
+    """
+    The CONNECT's auth is a hello, which has no ref to answer: one in auth,
+    even one a request could not have, changes nothing.
+    """
+    client, packets = chat.connect({"mode": "json", "nick": "alice", "ref": {"not": "a ref"}})
+    assert packets[0].type == CONNECT and packets[1].data[1]["type"] == "welcome", packets
+
+
+def test_textAuthOfOtherTypes(chat: Chat) -> None:
+    """
+    In text mode a nick or password in auth that is not a string is an
+    error line after the greeting; the client stays a guest.
+    """
+    client, packets = chat.connect({"nick": 7})
+    assert packets[0].type == CONNECT
+    lines = [p.data[1] for p in packets[1:]]
+    assert lines[0] == GREETING % ("guest-1",)
+    assert lines[-1] == "!!! nick and password are strings"
+
+
 def test_textPasswordLogin(threads: QueuedThreads) -> None:
     """
     In text mode, auth C{nick} and C{password} log in as /login does.

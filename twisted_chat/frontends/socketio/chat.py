@@ -1,17 +1,22 @@
 # -*- test-case-name: tests.test_socketio -*-
 """
 The chat over Socket.IO: the handler of the main namespace C{/}
-(L{SocketIoChatClient}, an L{IChatClient}), which reuses the line chat's
-commands and rendering (text mode: C{message} events carry lines, as the
-seed's page expects) and json mode's requests and event objects (json
-mode: one event per json-mode type). L{makeSocketIo} builds the whole
-front-end. See docs/protocol.md.
+(L{SocketIoChatClient}, an L{IChatClient}) and its requests
+(L{ChatRequests}); the only part of the Socket.IO front-end that knows the
+chat service. L{makeSocketIo} builds the whole front-end.
+
+A client is in text mode (C{message} events carry the line chat's lines,
+as the seed's page expects; L{TextSession} parses and renders them) or in
+json mode (one event per json-mode type, with json mode's objects; the
+CONNECT's C{auth} is json mode's C{hello}, handled by L{JsonSession}). In
+both modes the named requests (C{say}, C{join}, …) work, answered through
+their acknowledgements. See docs/protocol.md.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -23,15 +28,20 @@ from twisted_chat.core.events import Event
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.limits import Admission
 from twisted_chat.core.service import ChatService, Member
-from twisted_chat.frontends.jsonmode import JsonSession, _position, _str
-from twisted_chat.frontends.socketio.connection import ConnectRefused, NamespaceSocket, SocketIoServer
-from twisted_chat.frontends.socketio.engineio import BAD_REQUEST, FORBIDDEN, EngineError, EngineResource, EngineServer
-from twisted_chat.frontends.socketio.packets import EVENT, encodeText
+from twisted_chat.frontends.jsonmode import JsonSession
+from twisted_chat.frontends.socketio.connection import Ack, ConnectRefused, EventName, NamespaceSocket, SocketIoServer
+from twisted_chat.frontends.socketio.engineio.http import EngineResource
+from twisted_chat.frontends.socketio.engineio.packets import BAD_REQUEST, FORBIDDEN, EngineError
+from twisted_chat.frontends.socketio.engineio.server import EngineServer
+from twisted_chat.frontends.socketio.packets import EVENT, JSON, encodeText
 from twisted_chat.frontends.textmode import TextSession, closingText
 from twisted_chat.frontends.throttle import ThrottledInput
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
+
+#: what waits under flood control: one event, as the namespace got it
+_Input = tuple[EventName, list[JSON], Optional[Ack]]
 
 #: a request's main field, for clients that send a bare string
 _MAIN_FIELD = {
@@ -44,6 +54,187 @@ _MAIN_FIELD = {
 }
 
 
+def _required(request: dict[str, JSON], key: str) -> str:
+    value = _optional(request, key)
+    if value is None:
+        raise ChatError("bad-request", "%r is required" % (key,))
+    return value
+
+
+def _optional(request: dict[str, JSON], key: str) -> str | None:
+    value = request.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ChatError("bad-request", "%r must be a string" % (key,))
+    return value
+
+
+def _position(value: JSON) -> tuple[str, int] | None:
+    """
+    A resume position C{{"epoch": str, "id": int}}.
+    """
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("epoch"), str)
+        or not isinstance(value.get("id"), int)
+        or isinstance(value.get("id"), bool)
+    ):
+        raise ChatError("bad-request", 'a position is {"epoch": string, "id": integer}')
+    return value["epoch"], value["id"]
+
+
+class ChatRequests:
+    """
+    The chat's Socket.IO events, in both modes: each is a request of the
+    client's member (C{req_<event>}). With an acknowledgement the client
+    gets C{{"ok": true, …}} or C{{"ok": false, "code", "message"}};
+    without one, a refusal is an C{error} event (json mode) or a C{!!!}
+    line (text mode).
+    """
+
+    def __init__(self, client: SocketIoChatClient) -> None:
+        self.client = client
+
+    def handle(self, name: EventName, args: list[JSON], ack: Ack | None) -> None:
+        """
+        Carry out the event C{name}.
+        """
+        member = self.client.member
+        if member is None or member.gone:
+            return
+        ref = None
+        try:
+            handler: Callable[[Member, dict[str, JSON], Ack | None], None] | None = (
+                getattr(self, "req_" + name, None) if isinstance(name, str) else None
+            )
+            if handler is None or not isinstance(name, str):
+                raise ChatError("unknown-type", "unknown request %r" % (name,))
+            request = self._request(name, args)
+            ref = request.get("ref")
+            if ref is not None and (not isinstance(ref, (str, int)) or isinstance(ref, bool)):
+                ref = None
+                raise ChatError("bad-request", "'ref' must be a string or an integer")
+            handler(member, request, ack)
+        except ChatError as e:
+            self._refuse(ack, e.code, e.message, ref)
+
+    @staticmethod
+    def _request(name: str, args: list[JSON]) -> dict[str, JSON]:
+        """
+        The request object of an event: its first argument, or for the
+        shorthands a bare string (C{emit("join", "#dev")}, C{emit("msg",
+        "bob", "hi")}).
+        """
+        if not args:
+            return {}
+        first = args[0]
+        if isinstance(first, dict):
+            return first
+        if name == "msg" and len(args) >= 2:
+            return {"to": first, "text": args[1]}
+        if name == "message":
+            return {"text": first}
+        field = _MAIN_FIELD.get(name)
+        if field is not None and isinstance(first, str):
+            return {field: first}
+        raise ChatError("bad-request", "send an object with the request's fields")
+
+    # -- answers --
+
+    def _ok(self, ack: Ack | None, **fields: JSON) -> None:
+        if ack is not None:
+            ack({"ok": True, **fields})
+
+    def _refuse(self, ack: Ack | None, code: str, message: str, ref: JSON = None) -> None:
+        client = self.client
+        if ack is not None:
+            ack({"ok": False, "code": code, "message": message})
+        elif client.json:
+            client.sendErrorObject(code, message, ref)
+        else:
+            client.sendError(message)
+
+    def _settle(
+        self, d: Deferred[Any], ack: Ack | None, ref: JSON, fields: Callable[[Any], dict[str, JSON]]
+    ) -> None:
+        """
+        Answer a say or msg once it is stored (or refused).
+        """
+        client = self.client
+
+        def stored(result: object) -> None:
+            values = fields(result)
+            if ack is not None:
+                ack({"ok": True, **values})
+            elif ref is not None and client.json:
+                client.sendObject({"type": "ack", "ref": ref, **values})
+
+        def failed(f: Failure) -> None:
+            if isinstance(f.value, ChatError):
+                self._refuse(ack, f.value.code, f.value.message, ref)
+            else:
+                client.service.logStoreFailure("storing a message failed", f)
+                self._refuse(ack, "server-error", "not stored: please try again", ref)
+
+        d.addCallbacks(stored, failed)
+
+    # -- requests --
+
+    def req_message(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        text = request.get("text")
+        if not self.client.json:
+            # A line of the line chat, commands included.
+            if not isinstance(text, str):
+                raise ChatError("bad-request", "send a line of text")
+            self.client.handleText(text)
+            self._ok(ack)
+            return
+        self.req_say(member, {"text": text}, ack)
+
+    def req_say(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        ref = request.get("ref")
+        d = member.say(_required(request, "text"), _optional(request, "room"), request.get("action", False) is True, ref)
+        self._settle(d, ack, ref, lambda m: {"id": m.id, "room": m.room, "epoch": m.epoch})
+
+    def req_msg(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        ref = request.get("ref")
+        d = member.private(_required(request, "to"), _required(request, "text"), ref)
+        self._settle(d, ack, ref, lambda p: {"id": p.id, "to": p.recipient})
+
+    def req_join(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        name, new = member.join(_required(request, "room"), since=_position(request.get("since")))
+        if not new:
+            member.who(name)
+        self._ok(ack, room=name)
+
+    def req_part(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        name = member.part(_optional(request, "room"))
+        self._ok(ack, room=name)
+
+    def req_nick(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        nick = member.setNick(_required(request, "nick"))
+        self._ok(ack, nick=nick)
+
+    def req_who(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        member.who(_optional(request, "room"))
+        self._ok(ack)
+
+    def req_rooms(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        member.listRooms()
+        self._ok(ack)
+
+    def req_history(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        before = request.get("before")
+        limit = request.get("limit", 50)
+        if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
+            raise ChatError("bad-request", "'before' must be a message id")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ChatError("bad-request", "'limit' must be a positive integer")
+        member.history(_optional(request, "room"), limit, before)
+        self._ok(ack)
+
+
 @implementer(IChatClient)
 class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
     """
@@ -52,13 +243,15 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
     The CONNECT's C{auth} picks the mode: text (the default) renders every
     event as a line of the line chat in a C{message} event; json
     (C{auth.mode == "json"}) sends every json-mode event object as an event
-    named by its type, and C{auth} is json mode's C{hello}. In both modes
-    the named requests (C{say}, C{join}, …) work, with acknowledgements.
+    named by its type, and C{auth} is json mode's C{hello}. Its events are
+    requests (L{ChatRequests}).
 
     Every event waits its turn under flood control (L{ThrottledInput}): a
     session that has to wait reads nothing more meanwhile (its WebSocket is
-    not read, its POST is not answered; see L{EngineSocket.pauseInput}) and
-    the events it had sent already wait in order.
+    not read, its POST is not answered; see
+    L{EngineSocket.pauseInput
+    <twisted_chat.frontends.socketio.engineio.session.EngineSocket.pauseInput>})
+    and the events it had sent already wait in order.
     """
 
     _log = Logger()
@@ -68,6 +261,9 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
     _admitted: str | None = None
     #: fires when a json-mode hello is through (or fails with ConnectRefused)
     _connecting: Deferred[None] | None = None
+    #: the hello is being handled, and (once) its welcome was sent
+    _inHello = False
+    _welcomed = False
 
     def __init__(self, service: ChatService, socket: NamespaceSocket) -> None:
         self.service = service
@@ -76,10 +272,11 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
         self.peer = engine.peer
         self.host = engine.host
         self.member = None
+        self.requests = ChatRequests(self)
 
     # -- namespace handler --
 
-    def onConnect(self, auth: dict[str, Any]) -> Deferred[None] | None:
+    def onConnect(self, auth: dict[str, JSON]) -> Deferred[None] | None:
         mode = auth.get("mode", "text")
         if mode not in ("text", "json"):
             raise ConnectRefused('mode is "text" (the default) or "json"', {"code": "bad-request"})
@@ -87,39 +284,52 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
         self._admitted = self.host
         if mode == "json":
             return self._helloJson(auth)
-        self.startTextSession(self.service, self.peer, self.host)
-        member = self.member
-        assert member is not None
-        nick = auth.get("nick")
-        password = auth.get("password")
-        try:
-            if nick is not None and not isinstance(nick, str) or password is not None and not isinstance(password, str):
-                raise ChatError("bad-request", "nick and password are strings")
-            if nick and password:
-                self.cmd_login(member, nick + " " + password)
-            elif nick:
-                member.setNick(nick)
-        except ChatError as e:
-            self.sendError(e.message)
+        self._helloText(auth)
         return None
 
-    def _helloJson(self, auth: dict[str, Any]) -> Deferred[None]:
+    def _helloText(self, auth: dict[str, JSON]) -> None:
+        """
+        Start as every text-mode connection does; then C{auth.nick} takes
+        that nick, or with C{auth.password} logs in as C{/login} does.
+        """
+        self.startTextSession(self.service, self.peer, self.host)
+        member = self.member
+        if member is None:
+            return
+        nick = auth.get("nick")
+        password = auth.get("password")
+        if nick is not None and not isinstance(nick, str) or password is not None and not isinstance(password, str):
+            self.sendError("nick and password are strings")
+        elif nick and password:
+            self.handleText("/login %s %s" % (nick, password))
+        elif nick:
+            try:
+                member.setNick(nick)
+            except ChatError as e:
+                self.sendError(e.message)
+
+    def _helloJson(self, auth: dict[str, JSON]) -> Deferred[None]:
         """
         json mode's hello, with the CONNECT's auth as the request; the
         CONNECT is answered once the welcome was sent (a login with a
-        password takes a while).
+        password takes a while), or refused with the hello's error.
         """
         self.json = True
         self.kind = "sio-json"
         d = self._connecting = Deferred()
+        # (a hello has no ref: one in auth is not the hello's to answer)
+        hello = {key: value for key, value in auth.items() if key != "ref"}
+        hello["type"] = "hello"
+        self._inHello = True
         try:
-            self.json_hello(auth)
-        except ChatError as e:
-            self._refuseConnect(e.code, e.message)
+            self.handleJson(json.dumps(hello, ensure_ascii=False).encode("utf-8"))
+        finally:
+            self._inHello = False
+        if self._welcomed:
+            self._connected()
         return d
 
-    def _welcome(self, member: Member, *args: Any) -> None:
-        JsonSession._welcome(self, member, *args)  # type: ignore[arg-type]
+    def _connected(self) -> None:
         d, self._connecting = self._connecting, None
         if d is not None:
             d.callback(None)
@@ -142,29 +352,14 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
         if member is not None:
             member.quit("too slow" if reason == "too slow" else "disconnected")
 
-    def onEvent(self, name: str, args: list[Any], ack: Callable[..., None] | None) -> None:
+    def onEvent(self, name: EventName, args: list[JSON], ack: Ack | None) -> None:
         self.takeInput((name, args, ack))
 
-    # -- flood control (see _limits.ThrottledInput) --
+    # -- flood control (see frontends.throttle.ThrottledInput) --
 
-    def handleInput(self, item: Any) -> None:
-        name, args, ack = item
-        member = self.member
-        if member is None or member.gone:
-            return
-        method = _REQUESTS.get(name) if isinstance(name, str) else None
-        ref = None
-        try:
-            if method is None:
-                raise ChatError("unknown-type", "unknown request %r" % (name,))
-            request = self._request(name, args)
-            ref = request.get("ref")
-            if ref is not None and (not isinstance(ref, (str, int)) or isinstance(ref, bool)):
-                ref = None
-                raise ChatError("bad-request", "'ref' must be a string or an integer")
-            method(self, request, ack)
-        except ChatError as e:
-            self._refuse(ack, e.code, e.message, ref)
+    def handleInput(self, item: object) -> None:
+        name, args, ack = cast(_Input, item)
+        self.requests.handle(name, args, ack)
 
     def pauseInput(self) -> None:
         self.socket.connection.engine.pauseInput()
@@ -181,128 +376,13 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
                 "flood", "disconnected for flooding: more than %d requests waiting" % (self.service.settings.floodKick,)
             )
 
-    # -- requests --
-
-    @staticmethod
-    def _request(name: str, args: list[Any]) -> dict[str, Any]:
-        """
-        The request object of an event: its first argument, or for the
-        shorthands a bare string (C{emit("join", "#dev")}, C{emit("msg",
-        "bob", "hi")}).
-        """
-        if not args:
-            return {}
-        first = args[0]
-        if isinstance(first, dict):
-            return first
-        if name == "msg" and len(args) >= 2:
-            return {"to": first, "text": args[1]}
-        if name == "message":
-            return {"text": first}
-        field = _MAIN_FIELD.get(name)
-        if field is not None and isinstance(first, str):
-            return {field: first}
-        raise ChatError("bad-request", "send an object with the request's fields")
-
-    def _ok(self, ack: Callable[..., None] | None, **fields: Any) -> None:
-        if ack is not None:
-            ack({"ok": True, **fields})
-
-    def _refuse(self, ack: Callable[..., None] | None, code: str, message: str, ref: object = None) -> None:
-        if ack is not None:
-            ack({"ok": False, "code": code, "message": message})
-        elif self.json:
-            self.sendErrorObject(code, message, ref)
-        else:
-            self.sendError(message)
-
-    def _settle(
-        self, d: Deferred[Any], ack: Callable[..., None] | None, ref: object, fields: Callable[[Any], dict[str, Any]]
-    ) -> None:
-        """
-        Answer a say or msg once it is stored (or refused).
-        """
-
-        def stored(result: object) -> None:
-            values = fields(result)
-            if ack is not None:
-                ack({"ok": True, **values})
-            elif ref is not None and self.json:
-                self.sendObject({"type": "ack", "ref": ref, **values})
-
-        def failed(f: Failure) -> None:
-            if f.check(ChatError):
-                self._refuse(ack, f.value.code, f.value.message, ref)  # type: ignore[union-attr]
-            else:
-                self.service.logStoreFailure("storing a message failed", f)
-                self._refuse(ack, "server-error", "not stored: please try again", ref)
-
-        d.addCallbacks(stored, failed)
-
-    def req_message(self, request: dict[str, Any], ack: Callable[..., None] | None) -> None:
-        text = request.get("text")
-        if not self.json:
-            # A line of the line chat, commands included.
-            if not isinstance(text, str):
-                raise ChatError("bad-request", "send a line of text")
-            self.handleText(text)
-            self._ok(ack)
-            return
-        self.req_say({"text": text}, ack)
-
-    def req_say(self, request: dict[str, Any], ack: Callable[..., None] | None) -> None:
-        assert self.member is not None
-        ref = request.get("ref")
-        d = self.member.say(
-            _str(request, "text"),  # type: ignore[arg-type]
-            _str(request, "room", required=False),
-            request.get("action", False) is True,
-            ref,
-        )
-        self._settle(d, ack, ref, lambda m: {"id": m.id, "room": m.room, "epoch": m.epoch})
-
-    def req_msg(self, request: dict[str, Any], ack: Callable[..., None] | None) -> None:
-        assert self.member is not None
-        ref = request.get("ref")
-        d = self.member.private(_str(request, "to"), _str(request, "text"), ref)  # type: ignore[arg-type]
-        self._settle(d, ack, ref, lambda p: {"id": p.id, "to": p.recipient})
-
-    def req_join(self, request: dict[str, Any], ack: Callable[..., None] | None) -> None:
-        assert self.member is not None
-        name, new = self.member.join(
-            _str(request, "room"), since=_position(request.get("since"))  # type: ignore[arg-type]
-        )
-        if not new:
-            self.member.who(name)
-        self._ok(ack, room=name)
-
-    def req_part(self, request: dict[str, Any], ack: Callable[..., None] | None) -> None:
-        assert self.member is not None
-        name = self.member.part(_str(request, "room", required=False))
-        self._ok(ack, room=name)
-
-    def req_nick(self, request: dict[str, Any], ack: Callable[..., None] | None) -> None:
-        assert self.member is not None
-        nick = self.member.setNick(_str(request, "nick"))  # type: ignore[arg-type]
-        self._ok(ack, nick=nick)
-
-    def req_who(self, request: dict[str, Any], ack: Callable[..., None] | None) -> None:
-        self.json_who(request)
-        self._ok(ack)
-
-    def req_rooms(self, request: dict[str, Any], ack: Callable[..., None] | None) -> None:
-        self.json_rooms(request)
-        self._ok(ack)
-
-    def req_history(self, request: dict[str, Any], ack: Callable[..., None] | None) -> None:
-        self.json_history(request)
-        self._ok(ack)
-
     # -- IChatClient --
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, event: object) -> None:
         if self.socket.closed:
             return
+        if not isinstance(event, Event):
+            raise TypeError("not a chat event: %r" % (event,))
         if self.json:
             self.deliverJson(event)
         else:
@@ -329,7 +409,7 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
         self.dropInput()
         self.socket.disconnect()
 
-    # -- output --
+    # -- output (text mode: TextSession's; json mode: JsonSession's) --
 
     def sendText(self, text: str) -> None:
         self.socket.emit("message", text)
@@ -342,6 +422,14 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
 
     def sendObject(self, obj: dict[str, Any]) -> None:
         self.socket.emit(obj["type"], obj)
+        if obj["type"] == "welcome" and self._connecting is not None:
+            # The hello is through: answer the CONNECT (after the welcome,
+            # which waits for it). A hello handled at once may still fail
+            # after its welcome: then the CONNECT waits for it to return.
+            if self._inHello:
+                self._welcomed = True
+            else:
+                self._connected()
 
     def sendErrorObject(self, code: str, message: str, ref: object = None) -> None:
         if self._connecting is not None:
@@ -358,19 +446,6 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
         if packet is None:
             packet = event.cache["sio-json"] = '2["%s",%s]' % (event.kind, data.decode("utf-8"))
         self.socket.sendEncoded(packet)
-
-
-_REQUESTS: dict[str, Callable[[SocketIoChatClient, dict[str, Any], Callable[..., None] | None], None]] = {
-    "message": SocketIoChatClient.req_message,
-    "say": SocketIoChatClient.req_say,
-    "msg": SocketIoChatClient.req_msg,
-    "join": SocketIoChatClient.req_join,
-    "part": SocketIoChatClient.req_part,
-    "nick": SocketIoChatClient.req_nick,
-    "who": SocketIoChatClient.req_who,
-    "rooms": SocketIoChatClient.req_rooms,
-    "history": SocketIoChatClient.req_history,
-}
 
 
 class ChatAdmission:
