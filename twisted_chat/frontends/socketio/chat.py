@@ -194,7 +194,8 @@ class ChatRequests:
 
     def req_say(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
         ref = request.get("ref")
-        d = member.say(_required(request, "text"), _optional(request, "room"), request.get("action", False) is True, ref)
+        text, room = _required(request, "text"), _optional(request, "room")
+        d = member.say(text, room, request.get("action", False) is True, ref)
         self._settle(d, ack, ref, lambda m: {"id": m.id, "room": m.room, "epoch": m.epoch})
 
     def req_msg(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:

@@ -59,7 +59,9 @@ class Packet:
 
     __slots__ = ("type", "nsp", "data", "id", "attachments")
 
-    def __init__(self, type: int, nsp: str = "/", data: JSON = None, id: int | None = None, attachments: int = 0) -> None:
+    def __init__(
+        self, type: int, nsp: str = "/", data: JSON = None, id: int | None = None, attachments: int = 0
+    ) -> None:
         self.type = type
         self.nsp = nsp
         self.data = data

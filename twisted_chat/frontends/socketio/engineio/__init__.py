@@ -22,7 +22,8 @@ from twisted_chat.frontends.socketio.engineio.session import EngineHandler, Engi
 
 __all__ = [
     "BoundedRequest", "EngineResource",
-    "BAD_REQUEST", "CLOSE", "FORBIDDEN", "MESSAGE", "NOOP", "OPEN", "PING", "PONG", "UPGRADE", "Data", "EngineError", "Packet", "ProtocolError",
+    "BAD_REQUEST", "CLOSE", "FORBIDDEN", "MESSAGE", "NOOP", "OPEN", "PING", "PONG", "UPGRADE",
+    "Data", "EngineError", "Packet", "ProtocolError",
     "decodePacket", "decodePayload", "encodePacket", "encodePayload",
     "EngineServer", "SessionAdmission",
     "EngineHandler", "EngineSocket",

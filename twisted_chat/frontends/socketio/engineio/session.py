@@ -111,6 +111,60 @@ class SessionHost(Protocol):
         """
 
 
+class Heartbeat:
+    """
+    The server's pings of one session: every C{pingInterval} a ping, which
+    the client answers (L{pong}) within C{pingTimeout}, or the session
+    L{expired}. A client whose input is held (flood control: its pong waits,
+    unread, behind its own requests) is there, and gets more time.
+    """
+
+    def __init__(
+        self, server: SessionHost, ping: Callable[[], None], held: Callable[[], bool], expired: Callable[[], None]
+    ) -> None:
+        self.server = server
+        self._sendPing = ping
+        self._held = held
+        self._expired = expired
+        self._pingCall: IDelayedCall | None = None
+        self._timeoutCall: IDelayedCall | None = None
+
+    def start(self) -> None:
+        """
+        Ping after C{pingInterval} (0: never).
+        """
+        if self.server.pingInterval > 0:
+            self._pingCall = self.server.clock.callLater(self.server.pingInterval, self._ping)
+
+    def stop(self) -> None:
+        for call in (self._pingCall, self._timeoutCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._pingCall = self._timeoutCall = None
+
+    def pong(self) -> None:
+        """
+        The client answered: the next ping after C{pingInterval}.
+        """
+        if self._timeoutCall is not None:
+            if self._timeoutCall.active():
+                self._timeoutCall.cancel()
+            self._timeoutCall = None
+            self.start()
+
+    def _ping(self) -> None:
+        self._pingCall = None
+        self._sendPing()
+        self._timeoutCall = self.server.clock.callLater(self.server.pingTimeout, self._timedOut)
+
+    def _timedOut(self) -> None:
+        self._timeoutCall = None
+        if self._held():
+            self._timeoutCall = self.server.clock.callLater(self.server.pingTimeout, self._timedOut)
+            return
+        self._expired()
+
+
 class EngineSocket:
     """
     One Engine.IO session, on HTTP long-polling or a WebSocket.
@@ -135,8 +189,9 @@ class EngineSocket:
         self._polling = Polling(server.clock)
         self._ws: SessionWebSocket | None = None
         self._probe: SessionWebSocket | None = None
-        self._pingCall: IDelayedCall | None = None
-        self._timeoutCall: IDelayedCall | None = None
+        self._heartbeat = Heartbeat(
+            server, ping=lambda: self._sendPacket(PING, None), held=lambda: self.inputPaused, expired=self._pingTimedOut
+        )
         self._upgradeCall: IDelayedCall | None = None
         self._closeCall: IDelayedCall | None = None
         #: the handler asked to read nothing more for now (pauseInput)
@@ -201,7 +256,7 @@ class EngineSocket:
             return
         # Wait for the client's next poll, but not for ever.
         self.state = "closing"
-        self._cancelPing()
+        self._heartbeat.stop()
         self._closeCall = self.clock.callLater(self.server.pingTimeout, self._finish, reason)
 
     # -- life cycle --
@@ -223,7 +278,7 @@ class EngineSocket:
         if ws is not None:
             self._ws = ws
             ws.sendPacketText(packet)
-        self._schedulePing()
+        self._heartbeat.start()
         self.handler = server.handlerFactory(self)
         return packet.encode("utf-8")
 
@@ -236,7 +291,7 @@ class EngineSocket:
             return
         self.state = "closed"
         self.server.forget(self)
-        self._cancelPing()
+        self._heartbeat.stop()
         for call in (self._upgradeCall, self._closeCall):
             if call is not None and call.active():
                 call.cancel()
@@ -262,39 +317,9 @@ class EngineSocket:
         """
         self._finish(reason)
 
-    # -- heartbeat --
-
-    def _schedulePing(self) -> None:
-        if self.server.pingInterval > 0:
-            self._pingCall = self.clock.callLater(self.server.pingInterval, self._ping)
-
-    def _cancelPing(self) -> None:
-        for call in (self._pingCall, self._timeoutCall):
-            if call is not None and call.active():
-                call.cancel()
-        self._pingCall = self._timeoutCall = None
-
-    def _ping(self) -> None:
-        self._pingCall = None
-        self._sendPacket(PING, None)
-        self._timeoutCall = self.clock.callLater(self.server.pingTimeout, self._pingTimedOut)
-
     def _pingTimedOut(self) -> None:
-        self._timeoutCall = None
-        if self.inputPaused:
-            # Its pong waits, unread, behind what flood control holds: the
-            # client is there (it floods). Wait again.
-            self._timeoutCall = self.clock.callLater(self.server.pingTimeout, self._pingTimedOut)
-            return
         self._log.info("engine.io session {sid} from {peer}: ping timeout", sid=self.sid, peer=self.peer)
         self.fail("ping timeout")
-
-    def _pong(self) -> None:
-        if self._timeoutCall is not None:
-            if self._timeoutCall.active():
-                self._timeoutCall.cancel()
-            self._timeoutCall = None
-            self._schedulePing()
 
     # -- incoming packets (from the session's transport) --
 
@@ -310,7 +335,7 @@ class EngineSocket:
             if handler is not None:
                 handler.onMessage(data if data is not None else "")
         elif ptype == PONG:
-            self._pong()
+            self._heartbeat.pong()
         elif ptype == PING:
             self._sendPacket(PONG, data)
         elif ptype == CLOSE:
