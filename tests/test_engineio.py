@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twisted_chat.frontends.socketio.engineio import (
+    BAD_REQUEST,
     CLOSE,
     MESSAGE,
     NOOP,
@@ -28,6 +29,7 @@ from twisted_chat.frontends.socketio.engineio import (
     PONG,
     BoundedRequest,
     EngineResource,
+    EngineError,
     EngineServer,
     EngineSocket,
     ProtocolError,
@@ -793,7 +795,7 @@ def test_timersAllGone(engine: Engine, clock: Clock) -> None:
     peer.send("1")
     engine.net.flush()
     engine.net.advance(10)
-    assert [c for c in clock.getDelayedCalls() if "EngineSocket" in repr(c.func)] == []
+    assert [c for c in clock.getDelayedCalls() if c.func.__module__.startswith("twisted_chat.")] == []
 
 
 class _Admission:
@@ -806,10 +808,8 @@ class _Admission:
         self.hosts: list[str] = []
 
     def admit(self, host: str) -> None:
-        from twisted_chat.core.errors import ChatError
-
         if len(self.hosts) >= self.limit:
-            raise ChatError("server-full", "the server is full")
+            raise EngineError(BAD_REQUEST, 503, "the server is full")
         self.hosts.append(host)
 
     def release(self, host: str) -> None:

@@ -1,5 +1,7 @@
 """
-Tests for Socket.IO v5 (L{twisted_chat.frontends.socketio.chat}) in memory: the packet
+Tests for Socket.IO v5 (L{twisted_chat.frontends.socketio.packets},
+L{twisted_chat.frontends.socketio.connection}) and the chat on it
+(L{twisted_chat.frontends.socketio.chat}) in memory: the packet
 format, the protocol over real Engine.IO sessions (an Autobahn WebSocket
 client or HTTP long-polling through C{iosim}, timers on a L{Clock}), and the
 chat on top of it with the real L{ChatService}.
@@ -30,7 +32,9 @@ from twisted_chat.core.events import Message
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.limits import Admission
 from twisted_chat.core.service import ChatService
-from twisted_chat.frontends.socketio.chat import (
+from twisted_chat.frontends.socketio.chat import SocketIoChatClient, makeSocketIo
+from twisted_chat.frontends.socketio.connection import NamespaceSocket, SocketIoServer
+from twisted_chat.frontends.socketio.packets import (
     ACK,
     BINARY_ACK,
     BINARY_EVENT,
@@ -39,12 +43,9 @@ from twisted_chat.frontends.socketio.chat import (
     DISCONNECT,
     EVENT,
     Decoder,
-    NamespaceSocket,
-    SocketIoChatClient,
-    SocketIoServer,
     decodeText,
     encodePacket,
-    makeSocketIo,
+    encodeText,
 )
 from twisted_chat.frontends.web import makeSite
 from twisted_chat.frontends.websocket import ChatWebSocketFactory
@@ -99,6 +100,19 @@ def test_encodeAndDecode(packet: tuple[int, str, Any, int | None], encoded: list
     if any(isinstance(part, bytes) for part in encoded):
         expectedType = BINARY_EVENT if ptype == EVENT else BINARY_ACK
     assert (decoded.type, decoded.nsp, decoded.data, decoded.id) == (expectedType, nsp, data, id)
+
+
+def test_encodeText() -> None:
+    """
+    A packet without binary values is one text message, the same as the
+    first of L{encodePacket}'s (what a broadcast encodes once for all its
+    recipients); binary data cannot go in one text message.
+    """
+    assert encodeText(EVENT, "/", ["message", "#lobby <bob> hi"]) == '2["message","#lobby <bob> hi"]'
+    assert encodeText(ACK, "/admin", [{"ok": True}], 7) == '3/admin,7[{"ok":true}]'
+    assert encodeText(EVENT, "/", ["x"]) == encodePacket(EVENT, "/", ["x"])[0]
+    with pytest.raises(ValueError):
+        encodeText(EVENT, "/", ["baz", b"\x01"])
 
 
 def test_namespaceWithoutComma() -> None:
@@ -1156,6 +1170,47 @@ def test_jsonPasswordLogin(threads: QueuedThreads) -> None:
     assert chat.service.admission.total == 1
 
 
+def test_jsonGuestOnRegisteredOnlyServerIsRefused(threads: QueuedThreads) -> None:
+    """
+    On a server for registered users only, a json-mode hello without a
+    password (a guest, who could do nothing there) refuses the CONNECT with
+    json mode's auth-required; with the password it is welcomed.
+    """
+    chat = Chat(threads, service={"passwords": {"alice": hashPassword("right", n=2)}, "requireAuth": True})
+    client, packets = chat.connect({"mode": "json"})
+    assert [(p.type, p.data) for p in packets] == [
+        (CONNECT_ERROR, {"message": "log in first: send a login request, then join", "data": {"code": "auth-required"}})
+    ]
+    assert list(chat.service.members) == []
+    client, packets = chat.connect({"mode": "json", "nick": "alice", "password": "right"})
+    threads.runThreads()
+    chat.net.flush()
+    packets = client.take()
+    assert packets[0].type == CONNECT and packets[1].data[0] == "welcome", packets
+    assert chat.service.lookup("alice") is not None
+
+
+def test_jsonHelloIgnoresRef(chat: Chat) -> None:
+    """
+    The CONNECT's auth is a hello, which has no ref to answer: one in auth,
+    even one a request could not have, changes nothing.
+    """
+    client, packets = chat.connect({"mode": "json", "nick": "alice", "ref": {"not": "a ref"}})
+    assert packets[0].type == CONNECT and packets[1].data[1]["type"] == "welcome", packets
+
+
+def test_textAuthOfOtherTypes(chat: Chat) -> None:
+    """
+    In text mode a nick or password in auth that is not a string is an
+    error line after the greeting; the client stays a guest.
+    """
+    client, packets = chat.connect({"nick": 7})
+    assert packets[0].type == CONNECT
+    lines = [p.data[1] for p in packets[1:]]
+    assert lines[0] == GREETING % ("guest-1",)
+    assert lines[-1] == "!!! nick and password are strings"
+
+
 def test_textPasswordLogin(threads: QueuedThreads) -> None:
     """
     In text mode, auth C{nick} and C{password} log in as /login does.
@@ -1201,9 +1256,6 @@ def test_loneSurrogateEscapeIsRefused() -> None:
     as invalid (it is no text, and could not be sent on to anyone), while a
     properly paired escape is text like any other.
     """
-    from twisted_chat.frontends.socketio.engineio import ProtocolError
-    from twisted_chat.frontends.socketio.chat import decodeText
-
     with pytest.raises(ProtocolError):
         decodeText('2["message","\\ud800"]')
     assert decodeText('2["message","\\ud83d\\ude00 ok"]').data == ["message", "\U0001f600 ok"]
