@@ -31,5 +31,8 @@ rm -rf build
 # pinned by its package-lock.json; node_modules is not committed.
 [[ -d tests/sio/node_modules ]] || npm ci --prefix tests/sio --no-audit --no-fund
 
+# The type checker first (configured in setup.cfg): a type error fails CI.
+.venv/bin/python -m mypy --config-file setup.cfg
+
 mkdir -p test-artifacts
 exec .venv/bin/python -m pytest "$@"
