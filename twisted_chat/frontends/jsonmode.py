@@ -263,7 +263,7 @@ class JsonSession:
             return
         kind = request.get("type")
         handler: Callable[[dict[str, Any]], None] | None = (
-            getattr(self, "json_" + kind, None) if isinstance(kind, str) and kind.isalpha() else None
+            getattr(self, "req_" + kind, None) if isinstance(kind, str) and kind.isalpha() else None
         )
         if handler is None:
             self.sendErrorObject("unknown-type", "unknown request type %r" % (kind,), ref)
@@ -297,7 +297,7 @@ class JsonSession:
 
     # -- requests --
 
-    def json_hello(self, request: dict[str, Any]) -> None:
+    def req_hello(self, request: dict[str, Any]) -> None:
         if self.member is not None:
             raise ChatError("bad-request", "hello was already sent")
         nick = _str(request, "nick", required=False) or None
@@ -389,7 +389,7 @@ class JsonSession:
         if guest:
             raise ChatError("auth-required", "log in first: send a login request, then join")
 
-    def json_say(self, request: dict[str, Any]) -> None:
+    def req_say(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         text = _str(request, "text")
         room = _str(request, "room", required=False)
@@ -398,14 +398,14 @@ class JsonSession:
         d = self.member.say(text, room, action, ref)  # type: ignore[arg-type]
         self._acked(d, ref, lambda m: {"id": m.id, "room": m.room, "epoch": m.epoch})
 
-    def json_msg(self, request: dict[str, Any]) -> None:
+    def req_msg(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         d = self.member.private(
             _str(request, "to"), _str(request, "text"), request.get("ref")  # type: ignore[arg-type]
         )
         self._acked(d, request.get("ref"), lambda p: {"id": p.id, "to": p.recipient})
 
-    def json_join(self, request: dict[str, Any]) -> None:
+    def req_join(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         name, new = self.member.join(
             _str(request, "room"), since=_position(request.get("since"))  # type: ignore[arg-type]
@@ -413,23 +413,23 @@ class JsonSession:
         if not new:
             self.member.who(name)
 
-    def json_part(self, request: dict[str, Any]) -> None:
+    def req_part(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.part(_str(request, "room", required=False))
 
-    def json_nick(self, request: dict[str, Any]) -> None:
+    def req_nick(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.setNick(_str(request, "nick"))  # type: ignore[arg-type]
 
-    def json_who(self, request: dict[str, Any]) -> None:
+    def req_who(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.who(_str(request, "room", required=False))
 
-    def json_rooms(self, request: dict[str, Any]) -> None:
+    def req_rooms(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.listRooms()
 
-    def json_history(self, request: dict[str, Any]) -> None:
+    def req_history(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         before = request.get("before")
         limit = request.get("limit", 50)
@@ -439,39 +439,39 @@ class JsonSession:
             raise ChatError("bad-request", "'limit' must be a positive integer")
         self.member.history(_str(request, "room", required=False), limit, before)
 
-    def json_login(self, request: dict[str, Any]) -> None:
+    def req_login(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         d = self.member.login(_str(request, "nick"), _str(request, "password"))  # type: ignore[arg-type]
         self._acked(d, request.get("ref"), lambda nick: {"nick": nick})
 
-    def json_topic(self, request: dict[str, Any]) -> None:
+    def req_topic(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.setTopic(_str(request, "topic"), _str(request, "room", required=False))  # type: ignore[arg-type]
 
-    def json_kick(self, request: dict[str, Any]) -> None:
+    def req_kick(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.kick(
             _str(request, "nick"), _str(request, "reason", required=False) or "", _str(request, "room", required=False)  # type: ignore[arg-type]
         )
 
-    def json_ban(self, request: dict[str, Any]) -> None:
+    def req_ban(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.ban(
             _str(request, "target"), _str(request, "reason", required=False) or "", _str(request, "room", required=False)  # type: ignore[arg-type]
         )
 
-    def json_unban(self, request: dict[str, Any]) -> None:
+    def req_unban(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.unban(_str(request, "target"), _str(request, "room", required=False))  # type: ignore[arg-type]
 
-    def json_op(self, request: dict[str, Any]) -> None:
+    def req_op(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.giveOp(_str(request, "nick"), _str(request, "room", required=False))  # type: ignore[arg-type]
 
-    def json_notice(self, request: dict[str, Any]) -> None:
+    def req_notice(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.serverNotice(_str(request, "text"))  # type: ignore[arg-type]
 
-    def json_status(self, request: dict[str, Any]) -> None:
+    def req_status(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.status()
