@@ -43,6 +43,7 @@ from twisted.internet.testing import StringTransport  # noqa: E402
 
 from twisted_chat.core.service import ChatService  # noqa: E402
 from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol  # noqa: E402
+from twisted_chat.stores.memory import MemoryStore
 
 
 def connection(service: ChatService, clock: Clock) -> tuple[LineChatProtocol, StringTransport]:
@@ -80,7 +81,7 @@ def run(shape: str, lines: int) -> float:
     Seconds to feed C{lines} lines of C{shape} to a fresh connection.
     """
     clock = Clock()
-    service = ChatService(clock=clock, historySize=100)
+    service = ChatService(store=MemoryStore(), clock=clock, historySize=100)
     protocol, transport = connection(service, clock)
     data = chunks(shape, lines)
     receive = protocol.dataReceived

@@ -55,6 +55,7 @@ from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.textmode import TextSession
 from twisted_chat.wire.commands import HELP
+from twisted_chat.stores.memory import MemoryStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -375,7 +376,7 @@ def test_translateErrorsLikeLineChat(line: str) -> None:
     A usage error or an unknown command is answered locally with the very
     C{!!!} line the line chat sends, and nothing is sent.
     """
-    service = ChatService(clock=Clock())
+    service = ChatService(store=MemoryStore(), clock=Clock())
     session = Both(JsonChat(lambda: NOON))
     session.member = service.connect(session, nick="alice")
     session.handleText(line)
@@ -765,7 +766,7 @@ def test_renderLikeLineChat() -> None:
     pytest.importorskip("twisted_chat.frontends.jsonmode")
     clock = Clock()
     clock.advance(NOON)
-    service = ChatService(clock=clock)
+    service = ChatService(store=MemoryStore(), clock=clock)
     bob = service.connect(Quiet(), nick="bob")
     bob.join("#lobby")
     bob.say("morning all")

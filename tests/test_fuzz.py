@@ -31,6 +31,7 @@ from twisted_chat.frontends.line import LineChatProtocol
 from twisted_chat.core.names import nickKey
 from twisted_chat.core.service import ChatService, Member
 from twisted_chat.core.settings import Settings
+from twisted_chat.stores.memory import MemoryStore
 
 #: modest and without the "explain" phase, whose report (under -W error)
 #: trips over a deprecation warning of one of its imports
@@ -90,7 +91,7 @@ def test_lineFramingNeverRaisesNorOverBuffers(chunks: list[bytes]) -> None:
     sends whole lines of valid UTF-8.
     """
     clock = Clock()
-    protocol = LineChatProtocol(ChatService(clock=clock, settings=Settings(maxLineLength=MAX_LINE)), clock=clock)
+    protocol = LineChatProtocol(ChatService(store=MemoryStore(), clock=clock, settings=Settings(maxLineLength=MAX_LINE)), clock=clock)
     transport = lineConnection(protocol)
     for chunk in chunks:
         protocol.dataReceived(chunk)
@@ -139,7 +140,7 @@ def test_lineFramingHandlesEveryCompleteLine(lines: list[tuple[bytes, bytes]], d
     stream = b"".join(body + end for body, end in lines)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=20), label="cuts"))
     clock = Clock()
-    protocol = RecordingLine(ChatService(clock=clock), clock)
+    protocol = RecordingLine(ChatService(store=MemoryStore(), clock=clock), clock)
     lineConnection(protocol)
     start = 0
     for cut in cuts + [len(stream)]:
@@ -285,7 +286,7 @@ _payload = st.one_of(
 def fuzzService() -> ChatService:
     clock = ImmediateThreads()
     clock.advance(1764201600)
-    service = ChatService(
+    service = ChatService(store=MemoryStore(), 
         clock=clock, passwords={"alice": hashPassword("right", n=2)}, admins=["alice"], maxTextLength=200, maxRoomsPerMember=3
     )
     service.startService()
@@ -402,7 +403,7 @@ class ServiceMachine(RuleBasedStateMachine):
         RuleBasedStateMachine.__init__(self)
         self.clock = Clock()
         self.clock.advance(1764201600)
-        self.service = ChatService(
+        self.service = ChatService(store=MemoryStore(), 
             clock=self.clock, floodRate=5, floodBurst=10, floodKick=20, maxRoomsPerMember=3, maxTextLength=20
         )
         self.service.startService()
@@ -559,7 +560,7 @@ def test_jsonFramesAfterFloodKickIgnored() -> None:
     can remove.
     """
     clock = Clock()
-    service = ChatService(clock=clock, floodRate=5, floodBurst=10, floodKick=20)
+    service = ChatService(store=MemoryStore(), clock=clock, floodRate=5, floodBurst=10, floodKick=20)
     bob = JsonConnection(service, "10.0.0.2:2")
     bob.handleJson(b'{"type":"hello","nick":"bob"}')
     eve = JsonConnection(service)

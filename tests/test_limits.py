@@ -20,6 +20,7 @@ from twisted_chat.core.limits import Admission, FloodGuard
 from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
 from twisted_chat.core.service import ChatService, Member
 from twisted_chat.core.settings import Settings
+from twisted_chat.stores.memory import MemoryStore
 
 # -- the token bucket ---------------------------------------------------------
 
@@ -238,7 +239,7 @@ def test_serviceFloodWait() -> None:
     request made anyway is done, and the wait grows.
     """
     clock = Clock()
-    service = ChatService(clock=clock, **FLOOD)
+    service = ChatService(store=MemoryStore(), clock=clock, **FLOOD)
     alice, _ = chatter(service, "alice")
     bob, bobClient = chatter(service, "bob")
     for n in range(9):
@@ -261,7 +262,7 @@ def test_serviceFloodRateZeroIsOff() -> None:
     a member never has to wait.
     """
     clock = Clock()
-    service = ChatService(clock=clock)
+    service = ChatService(store=MemoryStore(), clock=clock)
     alice, _ = chatter(service, "alice")
     bob, bobClient = chatter(service, "bob")
     for n in range(500):
@@ -276,7 +277,7 @@ def test_serviceFloodRateReadLive() -> None:
     request: a reload that changes them applies to the next wait.
     """
     clock = Clock()
-    service = ChatService(clock=clock, **FLOOD)
+    service = ChatService(store=MemoryStore(), clock=clock, **FLOOD)
     alice, _ = chatter(service, "alice")
     for _ in range(10):
         alice.say("burst")
@@ -296,7 +297,7 @@ def test_disconnectFlooder() -> None:
     """
     clock = Clock()
     refused: list[str] = []
-    service = ChatService(clock=clock, **FLOOD)
+    service = ChatService(store=MemoryStore(), clock=clock, **FLOOD)
     service.stats.refused = refused.append  # type: ignore[method-assign]
     alice, aliceClient = chatter(service, "alice")
     bob, bobClient = chatter(service, "bob")
@@ -354,7 +355,7 @@ def test_lineAdmissionRefusesWithOneLine() -> None:
     once one of its connections is gone.
     """
     clock = Clock()
-    service = ChatService(clock=clock, admission=Admission(maxConnections=3, maxPerHost=2))
+    service = ChatService(store=MemoryStore(), clock=clock, admission=Admission(maxConnections=3, maxPerHost=2))
     factory = LineChatFactory(service, clock=clock)
     first = LineConnection(factory, "10.0.0.1")
     LineConnection(factory, "10.0.0.1")
@@ -383,7 +384,7 @@ def test_lineCloseIsForcedAfterShutdownTimeout() -> None:
     nothing scheduled.
     """
     clock = Clock()
-    service = ChatService(clock=clock, shutdownTimeout=3, admission=Admission(maxPerHost=1))
+    service = ChatService(store=MemoryStore(), clock=clock, shutdownTimeout=3, admission=Admission(maxPerHost=1))
     service.settings.idleTimeout = 0
     factory = LineChatFactory(service, clock=clock)
     LineConnection(factory, "10.0.0.1")
@@ -414,7 +415,7 @@ class FloodedLines:
 
     def __init__(self, kick: float = 100, rate: float = 5, idle: float = 0) -> None:
         self.clock = Clock()
-        self.service = ChatService(
+        self.service = ChatService(store=MemoryStore(), 
             clock=self.clock, settings=Settings(floodRate=rate, floodBurst=10, floodKick=kick, idleTimeout=0)
         )
         factory = LineChatFactory(self.service, clock=self.clock)

@@ -101,7 +101,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def service(clock: Clock) -> ChatService:
-    return ChatService(clock=clock)
+    return ChatService(store=MemoryStore(), clock=clock)
 
 
 @pytest.fixture
@@ -531,7 +531,7 @@ def test_historyIsLimitedToTheHistorySize(clock: Clock) -> None:
     """
     /history never shows more than the configured history size.
     """
-    factory = LineChatFactory(ChatService(clock=clock, historySize=2), clock=clock)
+    factory = LineChatFactory(ChatService(store=MemoryStore(), clock=clock, historySize=2), clock=clock)
     alice = login(factory, "alice")
     for text in ("one", "two", "three"):
         alice.say(text)
@@ -616,7 +616,7 @@ def test_messageTooLong(clock: Clock) -> None:
     """
     A message longer than the service accepts gets one error line.
     """
-    factory = LineChatFactory(ChatService(clock=clock, maxTextLength=10), clock=clock)
+    factory = LineChatFactory(ChatService(store=MemoryStore(), clock=clock, maxTextLength=10), clock=clock)
     alice = login(factory, "alice")
     assert alice.say("x" * 11) == ["!!! message too long (max 10 characters): not sent"]
 

@@ -25,6 +25,7 @@ from twisted_chat.core.auth import hashPassword
 from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
 from twisted_chat.core.service import ChatService
 from twisted_chat.core.settings import Settings
+from twisted_chat.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
     from conftest import Daemon, LineClient
@@ -61,7 +62,7 @@ class Line:
 @pytest.fixture
 def factory() -> LineChatFactory:
     clock = Clock()
-    return LineChatFactory(ChatService(clock=clock, settings=Settings(idleTimeout=0)), clock=clock)
+    return LineChatFactory(ChatService(store=MemoryStore(), clock=clock, settings=Settings(idleTimeout=0)), clock=clock)
 
 
 def user(factory: LineChatFactory, nick: str, host: str, *rooms: str) -> Line:

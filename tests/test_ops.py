@@ -513,7 +513,7 @@ def test_statusForAdminsOnly() -> None:
     from twisted_chat.core.stats import RecentErrors
 
     clock = Clock()
-    service = ChatService(clock=clock, passwords={"boss": "unused"}, admins=["boss"])
+    service = ChatService(store=MemoryStore(), clock=clock, passwords={"boss": "unused"}, admins=["boss"])
     service.recentErrors = errors = RecentErrors()
     service.startService()
     factory = LineChatFactory(service, clock=clock)

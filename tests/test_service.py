@@ -141,7 +141,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def service(clock: Clock) -> ChatService:
-    return ChatService(clock=clock)
+    return ChatService(store=MemoryStore(), clock=clock)
 
 
 def connect(service: ChatService, nick: str | None = None, client: RecordingClient | None = None) -> tuple[Member, RecordingClient]:
@@ -375,7 +375,7 @@ def test_roomLimitPerMember(clock: Clock) -> None:
     """
     A member in as many rooms as allowed must leave one before joining another.
     """
-    service = ChatService(clock=clock, maxRoomsPerMember=2)
+    service = ChatService(store=MemoryStore(), clock=clock, maxRoomsPerMember=2)
     alice, _ = enter(service, "alice", "#a", "#b")
     with pytest.raises(ChatError) as e:
         alice.join("#c")
@@ -522,7 +522,7 @@ def test_badMessagesAreRefused(clock: Clock, text: object, code: str) -> None:
     Empty, too long and non-text messages are refused, nothing is sent and
     no id is used up.
     """
-    service = ChatService(clock=clock, maxTextLength=100)
+    service = ChatService(store=MemoryStore(), clock=clock, maxTextLength=100)
     alice, ca = enter(service, "alice", "#lobby")
     with pytest.raises(ChatError) as e:
         alice.say(text)  # type: ignore[arg-type]
@@ -649,7 +649,7 @@ def test_historyOnJoin(clock: Clock) -> None:
     A joiner gets the room's last C{historySize} messages, oldest first,
     after the member list.
     """
-    service = ChatService(clock=clock, historySize=3)
+    service = ChatService(store=MemoryStore(), clock=clock, historySize=3)
     alice, _ = enter(service, "alice", "#lobby")
     for i in range(5):
         say(alice, "m%d" % (i,))
@@ -681,7 +681,7 @@ def test_historyRequest(clock: Clock) -> None:
     Asking for history gives at most the requested number of the room's
     latest messages, or those before a given id.
     """
-    service = ChatService(clock=clock)
+    service = ChatService(store=MemoryStore(), clock=clock)
     alice, ca = enter(service, "alice", "#lobby")
     for i in range(5):
         say(alice, "m%d" % (i,))
@@ -949,7 +949,7 @@ def test_resumeFromAnotherEpoch(clock: Clock) -> None:
     A position from another epoch is not recovered: the joiner gets the
     recent history instead, marked not recovered because of the epoch.
     """
-    service = ChatService(clock=clock, historySize=2)
+    service = ChatService(store=MemoryStore(), clock=clock, historySize=2)
     alice, _ = enter(service, "alice", "#lobby")
     for i in range(5):
         say(alice, "m%d" % (i,))
@@ -1036,7 +1036,7 @@ def test_historyAheadOfThisNodesDeliveries(clock: Clock, resume: bool) -> None:
     arrive afterwards are skipped, and what follows them is delivered.
     """
     broker = LaggingBroker()
-    service = ChatService(clock=clock, broker=broker)
+    service = ChatService(store=MemoryStore(), clock=clock, broker=broker)
     alice, ca = enter(service, "alice", "#lobby")
     for i in range(1, 4):
         say(alice, "m%d" % (i,))
@@ -1064,7 +1064,7 @@ def test_stopServiceClosesEveryConnection(clock: Clock) -> None:
     Stopping the service tells every connection the server is shutting
     down, and is done once they are all gone.
     """
-    service = ChatService(clock=clock)
+    service = ChatService(store=MemoryStore(), clock=clock)
     service.startService()
     clients = [ClosingClient() for _ in range(3)]
     for c in clients:
@@ -1080,7 +1080,7 @@ def test_stopServiceWaitsAtMostTheShutdownTimeout(clock: Clock) -> None:
     Connections that do not go away hold up the shutdown for at most the
     shutdown timeout.
     """
-    service = ChatService(clock=clock, shutdownTimeout=5.0)
+    service = ChatService(store=MemoryStore(), clock=clock, shutdownTimeout=5.0)
     service.startService()
     stuck, cs = connect(service, "stuck")
     d = service.stopService()
@@ -1214,7 +1214,7 @@ def test_refIsForgottenAfterTheWindow(clock: Clock) -> None:
     resend within that time is the same message, reusing the ref later
     sends a new one.
     """
-    service = ChatService(clock=clock, refWindow=60.0)
+    service = ChatService(store=MemoryStore(), clock=clock, refWindow=60.0)
     alice, _ = enter(service, "alice", "#lobby")
     bob, cb = enter(service, "bob", "#lobby")
     assert fired(alice.say("hello", ref="r1")).id == 1

@@ -23,6 +23,7 @@ from twisted_chat.frontends.websocket import ChatWebSocketFactory
 from twisted_chat.daemon.app import makeService
 from twisted_chat.daemon.control import Daemon
 from twisted_chat.daemon.options import LIMIT_NAMES, Options
+from twisted_chat.stores.memory import MemoryStore
 
 
 def test_defaults() -> None:
@@ -85,7 +86,7 @@ def test_serviceAndAdmissionShareSettings() -> None:
     settings, and an admission reading other settings is refused.
     """
     settings = Settings(historySize=3)
-    service = ChatService(settings=settings, maxTextLength=100, floodRate=2.0)
+    service = ChatService(store=MemoryStore(), settings=settings, maxTextLength=100, floodRate=2.0)
     assert service.settings is settings and service.admission.settings is settings
     assert (settings.historySize, settings.maxTextLength, settings.floodRate) == (3, 100, 2.0)
     settings.maxRoomsPerMember = 4
@@ -93,11 +94,11 @@ def test_serviceAndAdmissionShareSettings() -> None:
     service.historySize = 9
     assert settings.historySize == 9
     admission = Admission(maxConnections=3, maxPerHost=2)
-    withAdmission = ChatService(admission=admission)
+    withAdmission = ChatService(store=MemoryStore(), admission=admission)
     assert withAdmission.settings is admission.settings
     assert (withAdmission.settings.maxConnections, withAdmission.settings.maxPerHost) == (3, 2)
     with pytest.raises(ValueError):
-        ChatService(settings=Settings(), admission=Admission())
+        ChatService(store=MemoryStore(), settings=Settings(), admission=Admission())
 
 
 def test_reloadReachesEveryFrontEnd(tmp_path: Path) -> None:

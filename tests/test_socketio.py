@@ -49,6 +49,7 @@ from twisted_chat.frontends.socketio.packets import (
 )
 from twisted_chat.frontends.web import makeSite
 from twisted_chat.frontends.websocket import ChatWebSocketFactory
+from twisted_chat.stores.memory import MemoryStore
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -545,7 +546,7 @@ class Chat:
 
     def __init__(self, clock: Clock, service: dict[str, Any] | None = None, **options: Any) -> None:
         self.clock = clock
-        self.service = ChatService(clock=clock, **(service or {}))
+        self.service = ChatService(store=MemoryStore(), clock=clock, **(service or {}))
         self.service.startService()
         settings: dict[str, Any] = dict(pingInterval=25, pingTimeout=20)
         settings.update(options)

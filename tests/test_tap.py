@@ -172,7 +172,7 @@ def test_unknownOption() -> None:
 # -- the service tree -----------------------------------------------------------
 
 
-def test_makeServiceBuildsOneChatService() -> None:
+def test_makeServiceBuildsOneChatService(store=MemoryStore()) -> None:
     """
     The tree has exactly one chat service, named C{chat}, configured from the
     options and using an in-memory store that keeps the configured number of

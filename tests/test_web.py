@@ -20,6 +20,7 @@ from twisted.web.server import Site
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.web import makeSite
 from twisted_chat.frontends.websocket import ChatWebSocketFactory
+from twisted_chat.stores.memory import MemoryStore
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -49,7 +50,7 @@ def site() -> Site:
     The web port's Site, on a Clock.
     """
     clock = Clock()
-    service = ChatService(clock=clock)
+    service = ChatService(store=MemoryStore(), clock=clock)
     return makeSite(ChatWebSocketFactory(service), clock=clock)
 
 

@@ -27,6 +27,7 @@ from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.web import makeSite
 from twisted_chat.frontends.websocket import ChatWebSocketFactory, ChatWebSocketProtocol
 from twisted_chat.frontends.wscommon import originAllowed
+from twisted_chat.stores.memory import MemoryStore
 
 GREETING = "*** Welcome to twisted-chat, %s! You are in #lobby. Type /help for commands."
 
@@ -108,7 +109,7 @@ class Chat:
 
     def __init__(self, clock: Clock, factoryClass: type[ChatWebSocketFactory] = ChatWebSocketFactory, **options: Any) -> None:
         self.clock = clock
-        self.service = ChatService(clock=clock)
+        self.service = ChatService(store=MemoryStore(), clock=clock)
         self.service.startService()
         self.factory = factoryClass(self.service, **options)
         self.site = makeSite(self.factory, clock=clock)

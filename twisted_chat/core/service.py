@@ -83,7 +83,7 @@ class ChatService(Service):
 
     def __init__(
         self,
-        store: IMessageStore | None = None,
+        store: IMessageStore,
         clock: IReactorTime | None = None,
         historySize: int | None = None,
         maxTextLength: int | None = None,
@@ -118,10 +118,7 @@ class ChatService(Service):
             floodBurst=floodBurst,
             floodKick=floodKick,
         )
-        if store is None:
-            from twisted_chat.stores.memory import MemoryStore
-
-            store = MemoryStore()
+        #: where messages are kept (see IMessageStore)
         self.store: IMessageStore = store
         self._clock = clock
         self.resumeLimit = resumeLimit
