@@ -145,6 +145,22 @@ class TopicChanged(Event):
         self.time = time
 
 
+class AwayChanged(Event):
+    """
+    C{nick} is away with the message C{away}, or back (C{away} is C{""});
+    told to the members that share a room with it.
+    """
+
+    __slots__ = ("nick", "away", "time")
+    kind = "away"
+
+    def __init__(self, nick: str, away: str, time: float) -> None:
+        Event.__init__(self)
+        self.nick = nick
+        self.away = away
+        self.time = time
+
+
 class EpochChanged(Event):
     """
     The message history of C{room} was lost (a store shared by several

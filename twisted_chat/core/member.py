@@ -7,7 +7,7 @@ and the requests it makes (L{Member}), which the service carries out
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred
 
@@ -31,13 +31,16 @@ class _Messages(Protocol):
     def say(self, member: Member, name: str, text: str, action: bool, ref: object = None) -> Deferred[Message]: ...
     def private(self, member: Member, nick: str, text: str, ref: object = None) -> Deferred[Private]: ...
     def privateHistory(self, member: Member, afterId: int | None) -> None: ...
-    def history(self, member: Member, name: str, limit: int, before: int | None) -> None: ...
+    def history(
+        self, member: Member, name: str, limit: int, before: int | None, after: int | None = None
+    ) -> None: ...
 
 
 class _Nicks(Protocol):
     def setNick(self, member: Member, nick: str) -> str: ...
     def login(self, member: Member, nick: str, password: str) -> Deferred[str]: ...
     def isAdmin(self, member: Member) -> bool: ...
+    def info(self, nick: str) -> MemberInfo | None: ...
 
 
 class _Moderation(Protocol):
@@ -46,6 +49,7 @@ class _Moderation(Protocol):
     def unban(self, member: Member, name: str, target: str) -> str: ...
     def setTopic(self, member: Member, name: str, topic: str) -> None: ...
     def giveOp(self, member: Member, name: str, nick: str) -> str: ...
+    def bansOf(self, member: Member, name: str) -> list[str]: ...
 
 
 class Requests(Protocol):
@@ -87,9 +91,37 @@ class Requests(Protocol):
     def leave(self, member: Member, name: str, reason: str) -> str: ...
     def who(self, member: Member, name: str) -> None: ...
     def roomList(self) -> list[tuple[str, int]]: ...
+    def topicOf(self, name: str) -> tuple[str, str, float]: ...
+    def operatorsOf(self, name: str) -> list[str]: ...
+    def setAway(self, member: Member, message: str) -> None: ...
     def notice(self, text: str) -> None: ...
     def statusLines(self) -> list[str]: ...
     def quit(self, member: Member, reason: str) -> None: ...
+
+
+class MemberInfo(NamedTuple):
+    """
+    What the service can tell about a member (see L{Member.whois}).
+    """
+
+    nick: str
+    #: the nick key it logged in as (with --auth), or None
+    account: str | None
+    #: its away message, C{""} when it is not away
+    away: str
+    #: the rooms it is in, in joining order
+    rooms: tuple[str, ...]
+    #: whether it is a server admin
+    admin: bool
+    #: its front-end (C{IChatClient.kind}); C{""} for a member of another node
+    frontend: str
+    #: whether it is connected to this node (of a member elsewhere in the
+    #: cluster only the nick is known)
+    local: bool
+
+
+#: the longest away message (L{Member.setAway})
+AWAY_MAX = 200
 
 
 class Member:
@@ -102,7 +134,7 @@ class Member:
 
     __slots__ = (
         "service", "client", "nick", "rooms", "current", "peer", "host", "held", "floors", "gone", "owner",
-        "token", "authenticated", "flood",
+        "token", "authenticated", "flood", "away",
     )
 
     def __init__(self, service: Requests, client: IChatClient, nick: str, peer: str, host: str = "") -> None:
@@ -130,6 +162,8 @@ class Member:
         self.owner = False
         #: the owner token issued to this connection, when it got a new one
         self.token: str | None = None
+        #: its away message (L{setAway}); C{""} while it is not away
+        self.away = ""
 
     def __repr__(self) -> str:
         return "<Member %s from %s>" % (self.nick, self.peer)
@@ -218,13 +252,69 @@ class Member:
         self.service.spend(self)
         self.client.deliver(RoomList(self.service.roomList()))
 
-    def history(self, room: str | None = None, limit: int = 20, before: int | None = None) -> None:
+    def history(
+        self, room: str | None = None, limit: int = 20, before: int | None = None, after: int | None = None
+    ) -> None:
         """
-        Ask for past messages: answered with a L{History} event.
+        Ask for past messages: answered with a L{History} event. With
+        C{before}, the last C{limit} messages with ids below it; with
+        C{after}, the first C{limit} messages with ids above it (and below
+        C{before} when both are given).
         """
         self.service.spend(self)
         name = self.roomOrCurrent(room, mustBeMember=False)
-        self.service.messages.history(self, name, limit, before)
+        self.service.messages.history(self, name, limit, before, after)
+
+    def whois(self, nick: str) -> MemberInfo:
+        """
+        What the service can tell about the member called C{nick}; refused
+        with C{no-such-nick} when nobody online has that nick.
+        """
+        self.service.spend(self)
+        info = self.service.nicks.info(nick)
+        if info is None:
+            raise ChatError("no-such-nick", "nobody called %s is online" % (nick,))
+        return info
+
+    def setAway(self, message: str) -> None:
+        """
+        Say that this member is away, with C{message} (at most L{AWAY_MAX}
+        characters), or back with C{""}: the members that share a room
+        with it get an L{AwayChanged} event.
+        """
+        self.service.spend(self)
+        if not isinstance(message, str):
+            raise ChatError("bad-request", "an away message is text")
+        message = message.strip()
+        if len(message) > AWAY_MAX:
+            raise ChatError("too-long", "away messages are at most %d characters" % (AWAY_MAX,))
+        self.service.setAway(self, message)
+
+    def roomTopic(self, room: str | None = None) -> tuple[str, str, str, float]:
+        """
+        The topic of any C{room} (default: current), as the cluster knows
+        it: C{(room, topic, set by, set at)}; the topic is C{""} when there
+        is none, the time 0 when it is not known (a topic set on another
+        node before this node had the room).
+        """
+        name = self.roomOrCurrent(room, mustBeMember=False)
+        topic, by, at = self.service.topicOf(name)
+        return name, topic, by, at
+
+    def roomOperators(self, room: str | None = None) -> list[str]:
+        """
+        The nicks of C{room}'s operators connected to this node (server
+        admins among its members included), sorted.
+        """
+        return self.service.operatorsOf(self.roomOrCurrent(room, mustBeMember=False))
+
+    def roomBans(self, room: str | None = None) -> list[str]:
+        """
+        The bans (nick keys and addresses) of C{room} (default: current),
+        sorted; for its members.
+        """
+        self.service.spend(self)
+        return self.service.moderation.bansOf(self, self.roomOrCurrent(room))
 
     def login(self, nick: str, password: str) -> Deferred[str]:
         """

@@ -144,10 +144,18 @@ class Messages:
 
         self.host.store.privateFor(member.nick, afterId, self.host.settings.historySize).addCallbacks(got, failed)
 
-    def history(self, member: Member, name: str, limit: int, before: int | None) -> None:
+    def history(self, member: Member, name: str, limit: int, before: int | None, after: int | None = None) -> None:
         limit = max(0, min(int(limit), max(self.host.settings.historySize, 200)))
+        if after is not None:
+            # A room's ids have no holes within an epoch (see IMessageStore):
+            # the first `limit` messages after `after` are the last `limit`
+            # below after + limit + 1.
+            after = max(0, int(after))
+            before = after + limit + 1 if before is None else min(int(before), after + limit + 1)
 
         def got(msgs: list[Message]) -> None:
+            if after is not None:
+                msgs = [m for m in msgs if m.id > after]
             if not member.gone:
                 self.host.send(member, History(name, self.host.store.epoch, msgs))
 

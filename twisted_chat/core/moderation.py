@@ -126,9 +126,16 @@ class Moderation:
             raise ChatError("too-long", "topics are at most 300 characters")
         room.topic = topic
         room.topicBy = member.nick
-        event = TopicChanged(name, topic, member.nick, self.host.now())
+        room.topicAt = now = self.host.now()
+        event = TopicChanged(name, topic, member.nick, now)
         self.host.broadcast(room, event)
         self.host.broker.topicChanged(event)
+
+    def bansOf(self, member: Member, name: str) -> list[str]:
+        """
+        The bans of room C{name} (nick keys and addresses), for its members.
+        """
+        return sorted(self._roomFor(member, name).bans)
 
     def giveOp(self, member: Member, name: str, nick: str) -> str:
         room = self._roomFor(member, name)
@@ -144,7 +151,7 @@ class Moderation:
     def remoteTopic(self, event: TopicChanged) -> None:
         room = self.host.rooms.get(event.room)
         if room is not None:
-            room.topic, room.topicBy = event.topic, event.by
+            room.topic, room.topicBy, room.topicAt = event.topic, event.by, event.time
             self.host.broadcast(room, event)
 
     def remoteBan(self, name: str, key: str, host: str, why: str) -> None:

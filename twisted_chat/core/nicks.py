@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import NickChanged, Notice
 from twisted_chat.core.interfaces import IChatClient
-from twisted_chat.core.member import Member
+from twisted_chat.core.member import Member, MemberInfo
 from twisted_chat.core.names import checkNick, nickKey
 
 if TYPE_CHECKING:
@@ -64,6 +64,31 @@ class Nicks:
 
     def isAdmin(self, member: Member) -> bool:
         return member.authenticated is not None and member.authenticated in self.admins
+
+    def info(self, nick: str) -> MemberInfo | None:
+        """
+        What is known of the member called C{nick} (see L{MemberInfo}), or
+        None when nobody online has that nick (or it is no nick).
+        """
+        try:
+            key = nickKey(checkNick(nick))
+        except ChatError:
+            return None
+        member = self.byKey.get(key)
+        if member is not None:
+            return MemberInfo(
+                member.nick,
+                member.authenticated,
+                member.away,
+                tuple(member.rooms),
+                self.isAdmin(member),
+                getattr(member.client, "kind", ""),
+                True,
+            )
+        remote = self.host.broker.remoteNick(key)
+        if remote is not None:
+            return MemberInfo(remote, None, "", (), False, "", False)
+        return None
 
     def requireLogin(self, member: Member) -> None:
         """
@@ -163,6 +188,18 @@ class Nicks:
         checkNick(nick)
         d = self.checkPassword(nick, password)
         return d.addCallback(lambda _: self.connect(client, nick, peer, token, host, authenticated=True))
+
+    def checkLogin(self, nick: str, password: str) -> Deferred[None]:
+        """
+        Check that C{password} is the password of the registered C{nick},
+        without taking the nick: fires with None, or fails with
+        L{ChatError} C{bad-login}; refused at once (C{no-auth}) on a server
+        without registered nicks.
+        """
+        checkNick(nick)
+        if not self.passwords:
+            raise ChatError("no-auth", "this server has no registered nicks")
+        return self.checkPassword(nick, password)
 
     def checkPassword(self, nick: str, password: object) -> Deferred[None]:
         from twisted.internet.threads import deferToThreadPool

@@ -43,7 +43,7 @@ class Room(Generic[M]):
     trips over a member that leaves in the middle of it.
     """
 
-    __slots__ = ("name", "members", "_snapshot", "_fan", "ops", "bans", "banHosts", "topic", "topicBy", "presence")
+    __slots__ = ("name", "members", "_snapshot", "_fan", "ops", "bans", "banHosts", "topic", "topicBy", "topicAt", "presence")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -59,6 +59,8 @@ class Room(Generic[M]):
         self.banHosts: dict[str, str] = {}
         self.topic = ""
         self.topicBy = ""
+        #: when the topic was set (0: not known, or no topic)
+        self.topicAt = 0.0
         #: (limit, sorted nicks of the first `limit` members), or None
         self.presence: tuple[int, list[str]] | None = None
 

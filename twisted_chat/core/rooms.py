@@ -11,7 +11,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from twisted_chat.core.errors import ChatError
-from twisted_chat.core.events import Joined, Message, Parted, Presence, TopicChanged
+from twisted_chat.core.events import AwayChanged, Joined, Message, Parted, Presence, TopicChanged
 from twisted_chat.core.names import normalizeRoom
 from twisted_chat.core.room import Room, sortedNicks
 
@@ -151,3 +151,42 @@ class Rooms:
         for r in self.host.rooms.values():
             counts[r.name] = counts.get(r.name, 0) + len(r.members)
         return sorted(counts.items())
+
+    def topicOf(self, name: str) -> tuple[str, str, float]:
+        """
+        C{(topic, set by, set at)} of room C{name} as the cluster knows it
+        (C{("", "", 0.0)} without a topic; the time 0 when unknown).
+        """
+        room = self.host.rooms.get(name)
+        if room is not None:
+            return room.topic, room.topicBy, room.topicAt
+        known = self.host.broker.topicOf(name)
+        if known is not None and known[0]:
+            return known[0], known[1], 0.0
+        return "", "", 0.0
+
+    def operatorsOf(self, name: str) -> list[str]:
+        """
+        The nicks of room C{name}'s operators on this node (its operators,
+        and the server admins among its members), sorted.
+        """
+        room = self.host.rooms.get(name)
+        if room is None:
+            return []
+        return sortedNicks(m.nick for m in room.members if m in room.ops or self.nicks.isAdmin(m))
+
+    def setAway(self, member: Member, message: str) -> None:
+        """
+        C{member} is away with C{message} (or back, with C{""}): tell each
+        member that shares a room with it, once.
+        """
+        if member.away == message:
+            return
+        member.away = message
+        event = AwayChanged(member.nick, message, self.host.now())
+        told: set[Member] = {member}
+        for room in member.rooms.values():
+            for m in room.snapshot():
+                if m not in told:
+                    told.add(m)
+                    self.host.send(m, event)

@@ -29,7 +29,7 @@ from twisted_chat.core.events import Event, Message, Notice
 from twisted_chat.core.history import JoinHistory
 from twisted_chat.core.interfaces import IBroker, IChatClient, IMessageStore
 from twisted_chat.core.limits import Admission
-from twisted_chat.core.member import Member
+from twisted_chat.core.member import Member, MemberInfo
 from twisted_chat.core.messages import Messages
 from twisted_chat.core.moderation import Moderation
 from twisted_chat.core.nicks import Nicks
@@ -285,6 +285,25 @@ class ChatService(Service):
     def lookup(self, nick: str) -> Member | None:
         return self.nicks.lookup(nick)
 
+    def memberInfo(self, nick: str) -> MemberInfo | None:
+        """
+        What is known of the member called C{nick} (its account, away
+        message, rooms…; see L{MemberInfo}), or None when nobody online has
+        that nick. Front-ends read it to show who someone is (IRC's WHOIS,
+        its C{account} tags); a member's own request is L{Member.whois}.
+        """
+        return self.nicks.info(nick)
+
+    def checkLogin(self, nick: str, password: str) -> Deferred[None]:
+        """
+        Check a registered nick's password without taking the nick (an IRC
+        client's SASL exchange, before it registers): fires with None or
+        fails with L{ChatError} C{bad-login}; raises C{no-auth} at once on a
+        server without registered nicks. Checked in a thread, as every
+        password.
+        """
+        return self.nicks.checkLogin(nick, password)
+
     def isAdmin(self, member: Member) -> bool:
         return self.nicks.isAdmin(member)
 
@@ -416,6 +435,21 @@ class ChatService(Service):
     def roomList(self) -> list[tuple[str, int]]:
         return self.roomsPart.roomList()
 
+    def topicOf(self, name: str) -> tuple[str, str, float]:
+        """
+        C{(topic, set by, set at)} of room C{name} (see L{Rooms.topicOf}).
+        """
+        return self.roomsPart.topicOf(name)
+
+    def operatorsOf(self, name: str) -> list[str]:
+        """
+        The nicks of room C{name}'s operators on this node, sorted.
+        """
+        return self.roomsPart.operatorsOf(name)
+
+    def setAway(self, member: Member, message: str) -> None:
+        self.roomsPart.setAway(member, message)
+
     def deliverMessage(self, msg: Message) -> None:
         self.roomsPart.deliverMessage(msg)
 
@@ -466,4 +500,4 @@ class ChatService(Service):
         return statusLines(self, self.recentErrors, self.startedAt, self.now())
 
 
-__all__ = ["ChatService", "Member", "Room", "LOBBY"]
+__all__ = ["ChatService", "Member", "MemberInfo", "Room", "LOBBY"]
