@@ -420,7 +420,7 @@ def test_workerArguments() -> None:
         "--inherit-fds=line=3",
     ]
     worker = parse(*args)
-    assert (worker["worker"], worker["workers"], worker["inherited"]) == (2, 1, {"line": [3], "web": []})
+    assert (worker["worker"], worker["workers"], worker["inherited"]) == (2, 1, {"line": [3], "web": [], "irc": []})
     assert (worker["history-size"], worker["allow-origin"], worker["node-id"]) == (7, ["https://example.com"], "chat1-w2")
     assert parse("--broker", REDIS, "--workers", "2", "--metrics", "none").workerArguments(0, "")[-4] == "--metrics=none"
 
@@ -443,7 +443,7 @@ def test_workerArgumentsKeepPortZero() -> None:
         (["--worker", "1"], "--worker needs --inherit-fds"),
         (["--inherit-fds", "line=3"], "--inherit-fds is for worker processes"),
         (["--worker", "1", "--inherit-fds", "line=3,line=4"], "--inherit-fds gives 2 line sockets for 1 --line addresses"),
-        (["--worker", "1", "--inherit-fds", "irc=3"], "expected FRONTEND=FD"),
+        (["--worker", "1", "--inherit-fds", "smtp=3"], "expected FRONTEND=FD"),
     ],
 )
 def test_workerOptionsChecked(args: list[str], wanted: str) -> None:

@@ -76,6 +76,10 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
     _listen(top, config, reactor, cluster, "line", lineFactory)
     if config["web"]:
         _listen(top, config, reactor, cluster, "web", makeWebSite(config, chat, reactor))
+    if config["irc"]:
+        from twisted_chat.frontends.irc import IRCFactory
+
+        _listen(top, config, reactor, cluster, "irc", IRCFactory(chat, clock=reactor))
     if config["metrics"]:
         metricsSite = Site(makeAdminRoot(chat, stats), reactor=reactor)
         metricsSite.noisy = False

@@ -88,7 +88,7 @@ MAX_WORKERS = 256
 
 #: the front-ends whose listening sockets a parent shares with its workers
 #: (each worker binds its own --metrics port: the given one + its index)
-SHARED_FRONTENDS = ("line", "web")
+SHARED_FRONTENDS = ("line", "web", "irc")
 
 #: options of a worker process only (set by its parent; not in --help)
 _HIDDEN_OPTIONS = ("worker", "inherit-fds")
@@ -173,6 +173,7 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         self["line"] = []
         self["web"] = []
+        self["irc"] = []
         self["allow-origin"] = []
         self["admin"] = []
         self["metrics"] = []
@@ -207,6 +208,12 @@ class Options(usage.Options):
         """
         self["line"].append(description)
 
+    def opt_irc(self, description: str) -> None:
+        """
+        Serve IRC on this endpoint (repeatable; default none; e.g. tcp:6667, or ssl:6697:privateKey=key.pem:certKey=cert.pem for TLS).
+        """
+        self["irc"].append(description)
+
     def getUsage(self, width: int | None = None) -> str:
         """
         The usage text, without the options only a worker process is given.
@@ -236,6 +243,7 @@ class Options(usage.Options):
         """
         self["line"] = self._listeners(self["line"], ["tcp:9000"], "line")
         self["web"] = self._listeners(self["web"], ["tcp:8080"], "web")
+        self["irc"] = self._listeners(self["irc"], ["none"], "irc")
         self["metrics"] = self._listeners(self["metrics"], ["tcp:9464:interface=127.0.0.1"], "metrics")
         if self["limits"]:
             try:
@@ -382,13 +390,15 @@ class Options(usage.Options):
 def _parseInherited(value: str, config: Options) -> dict[str, list[int]]:
     """
     Read --inherit-fds (C{line=3,web=4,...}: a listening socket for each
-    --line and --web address, in order) into {front-end: [fd, ...]}.
+    --line, --web and --irc address, in order) into {front-end: [fd, ...]}.
     """
     found: dict[str, list[int]] = {name: [] for name in SHARED_FRONTENDS}
     for item in filter(None, value.split(",")):
         name, _, fd = item.partition("=")
         if name not in found or not fd.isdigit():
-            raise usage.UsageError("--inherit-fds: expected FRONTEND=FD,... with FRONTEND line or web, not %r" % (item,))
+            raise usage.UsageError(
+                "--inherit-fds: expected FRONTEND=FD,... with FRONTEND one of %s, not %r" % (", ".join(SHARED_FRONTENDS), item)
+            )
         found[name].append(int(fd))
     for name in SHARED_FRONTENDS:
         if len(found[name]) != len(config[name]):

@@ -2,7 +2,7 @@
 """
 The service tree of a C{twistd chat --workers N} parent (L{makeParent}).
 
-The parent binds every C{--line} and C{--web} address itself, never
+The parent binds every C{--line}, C{--web} and C{--irc} address itself, never
 accepting on them, and runs N worker processes
 (L{twisted_chat.daemon.workers.WorkerPool}) that adopt those sockets and
 serve. It runs no chat service.
@@ -32,7 +32,7 @@ WORKER_STOP_MARGIN = 5.0
 def makeParent(config: Options, reactor: IDaemonReactor, process: bool) -> MultiService:
     """
     The tree of a C{--workers} parent: the L{Daemon} (which passes SIGHUP
-    on to the workers), a listener for every --line and --web address
+    on to the workers), a listener for every --line, --web and --irc address
     (bound and logged as a node's, never accepting), and the pool of
     workers, each given those sockets. C{process}: whether C{reactor} is
     this process's own (see L{Daemon}).
