@@ -393,3 +393,73 @@ def test_browserPageAndIrc(startDaemon: Callable[..., Daemon], browserThread: An
         await asyncio.wait_for(irc.quit(), TIMEOUT)
 
     runAsync(scenario, timeout=90)
+
+
+def test_clusterOfTwoNodes(
+    startDaemon: Callable[..., Daemon], lineClients: Callable[..., LineClient], redisServer: Any
+) -> None:
+    """
+    With --broker, an IRC user on one node and a line user on another share
+    #lobby: messages both ways, the nick of one is taken on the other, and
+    the history (in Redis) is read with CHATHISTORY.
+    """
+    a = startIrc(startDaemon, "--broker", redisServer.url, "--node-id", "a")
+    b = startDaemon("--broker", redisServer.url, "--node-id", "b")
+    for daemon, name in ((a, "a"), (b, "b")):
+        daemon.waitForLog(r"node %s: joined the cluster" % (name,), TIMEOUT)
+    nc = lineUser(lineClients, b, "nc")
+
+    async def scenario() -> None:
+        irc = await ircUser(a, "pyd")
+        await irc.join("#lobby")
+        await irc.expect(lambda m: m.command == "366")
+        await asyncio.to_thread(nc.expect, "*** #lobby: pyd joined")
+        await asyncio.to_thread(nc.send, "hello from node b")
+        [m] = (await irc.expect(privmsg("hello from node b")))[-1:]
+        assert m.source == "nc!nc@twisted-chat"
+        await irc.message("#lobby", "hello from node a")
+        await asyncio.to_thread(nc.expect, "#lobby <pyd> hello from node a")
+        await irc.rawmsg("NICK", "nc")
+        [m] = (await irc.expect(lambda m: m.command in ("433", "NICK")))[-1:]
+        assert m.command == "433"
+        await irc.rawmsg("CHATHISTORY", "LATEST", "#lobby", "*", "10")
+        batch = await irc.expect(lambda m: m.command == "BATCH" and m.params[0].startswith("-"))
+        assert [m.params[-1] for m in batch if m.command == "PRIVMSG" and "batch" in m.tags] == [
+            "hello from node b",
+            "hello from node a",
+        ]
+        await asyncio.wait_for(irc.quit(), TIMEOUT)
+        await asyncio.to_thread(nc.expect, "*** #lobby: pyd left (quit: Quitting)")
+
+    runAsync(scenario)
+
+
+def test_workersShareTheIrcPort(
+    startDaemon: Callable[..., Daemon], lineClients: Callable[..., LineClient], redisServer: Any
+) -> None:
+    """
+    With --workers 2 the parent binds the IRC port once and its workers
+    serve it: IRC users on it chat with a line user.
+    """
+    daemon = startIrc(startDaemon, "--broker", redisServer.url, "--workers", "2")
+    assert len(daemon.listening["irc"]) == 1
+    daemon.waitForLog(r"ready: 2 workers", 30)
+    nc = lineUser(lineClients, daemon, "nc")
+
+    async def scenario() -> None:
+        users = []
+        for i in range(4):
+            user = await ircUser(daemon, "pyd%d" % (i,))
+            await user.join("#lobby")
+            await user.expect(lambda m: m.command == "366")
+            users.append(user)
+        for i, user in enumerate(users):
+            await user.message("#lobby", "hello %d" % (i,))
+            await asyncio.to_thread(nc.expect, "#lobby <pyd%d> hello %d" % (i, i))
+        for user in users:
+            await asyncio.wait_for(user.quit(), TIMEOUT)
+
+    runAsync(scenario)
+    # (the workers served them: which one is the kernel's choice)
+    served = re.findall(r"\[(w\d):[^\]]*\] \S+ connected from \S+ via irc", daemon.log)
+    assert len(served) == 4, daemon.log

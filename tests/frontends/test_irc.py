@@ -11,11 +11,14 @@ import base64
 import pytest
 from ircclient import Client, ImmediateThreads, numeric
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_chat.core.auth import hashPassword
+from twisted_chat.core.events import Message
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.irc.connection import IRCFactory
@@ -45,6 +48,21 @@ def joined(factory: IRCFactory, nick: str, room: str = "#lobby", caps: str = "")
     c.register(nick, caps)
     c.cmd("JOIN " + room)
     return c
+
+
+@implementer(IChatClient)
+class Silent:
+    """
+    A member's connection that shows nothing.
+    """
+
+    kind = "test"
+
+    def deliver(self, event: object) -> None:
+        pass
+
+    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
+        pass
 
 
 class Line:
@@ -601,3 +619,101 @@ def test_serverShutdown(factory: IRCFactory, service: ChatService) -> None:
     c.protocol.close("server shutting down", 3.2)
     [m] = c.lines()
     assert (m.command, m.params) == ("ERROR", ["Closing link: server shutting down (reconnect in about 3 s)"])
+
+
+def test_noticeIsSaidAndAccountTagged(factory: IRCFactory, service: ChatService, clock: Clock) -> None:
+    alice = Client(factory)
+    alice.cmd("PASS sesame\r\nNICK alice\r\nUSER u 0 * :x\r\nJOIN #lobby")
+    bob = joined(factory, "bob", caps="account-tag")
+    line = Line(service, clock)
+    line.lines()
+    alice.lines()
+    bob.lines()
+    assert alice.cmd("NOTICE #lobby :heads up") == []
+    [m] = bob.lines()
+    assert (m.source, m.command, m.params, m.tags) == (
+        "alice!alice@twisted-chat",
+        "PRIVMSG",
+        ["#lobby", "heads up"],
+        {"account": "alice"},
+    )
+    assert line.lines() == ["#lobby <alice> heads up"]
+    # a guest has no account
+    bob.cmd("PRIVMSG #lobby :me too")
+    [m] = alice.lines()
+    assert m.tags == {}
+
+
+def test_clientThatDoesNotReadIsDropped(factory: IRCFactory, service: ChatService, clock: Clock) -> None:
+    service.settings.maxOutgoing = 4096
+    irc = joined(factory, "bob")
+    line = Line(service, clock)
+    irc.lines()
+    # the peer stops reading: the transport's buffer is full from now on
+    irc.protocol._guard.pauseProducing()
+    seen = []
+    for i in range(100):
+        seen += line.say("message %d %s" % (i, "x" * 100))
+        if not irc.open:
+            break
+    assert not irc.open
+    assert i < 60
+    assert service.memberInfo("bob") is None
+    assert "*** #lobby: bob left (too slow)" in seen
+
+
+def test_lineBreaksFromOtherFrontEndsCannotInjectLines(factory: IRCFactory, service: ChatService) -> None:
+    irc = joined(factory, "bob", "#r", caps="away-notify")
+    other = service.connect(Silent(), nick="json")  # (a member of another front-end)
+    other.join("#r")
+    irc.cmd("MODE #r +o json")
+    other.setTopic("nice\r\nPRIVMSG bob :injected", "#r")
+    other.setAway("away\nQUIT")
+    other.say("two\r\nlines", "#r")
+    lines = irc.lines()
+    assert [(m.command, m.params) for m in lines] == [
+        ("TOPIC", ["#r", "nice  PRIVMSG bob :injected"]),
+        ("AWAY", ["away QUIT"]),
+        ("PRIVMSG", ["#r", "two"]),
+        ("PRIVMSG", ["#r", "lines"]),
+    ]
+
+
+class SlowStore(MemoryStore):
+    """
+    A store whose history reads answer when the test says so.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[Deferred[list[Message]], list[Message]]] = []
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        d: Deferred[list[Message]] = Deferred()
+        self.reads.append((d, super().recent(room, limit, before).result))
+        return d
+
+    def answer(self) -> None:
+        reads, self.reads = self.reads, []
+        for d, messages in reads:
+            d.callback(messages)
+
+
+def test_historyReadLaterStaysInTheLabeledAnswer(clock: Clock) -> None:
+    store = SlowStore()
+    service = ChatService(store=store, clock=clock)
+    factory = IRCFactory(service, clock=clock)
+    bob = Client(factory)
+    bob.register("bob")
+    bob.cmd("JOIN #r\r\nPRIVMSG #r :earlier")
+    store.answer()
+    c = Client(factory)
+    c.register("carol", "labeled-response batch")
+    # the answer waits for the history, and so does what carol sends next
+    assert c.cmd("@label=j JOIN #r\r\nPING :after") == []
+    store.answer()
+    lines = c.lines()
+    assert [m.command for m in lines] == ["BATCH", "JOIN", "353", "366", "BATCH", "PRIVMSG", "BATCH", "BATCH", "PONG"]
+    assert lines[0].tags == {"label": "j"}
+    assert lines[4].tags["batch"] == lines[0].params[0][1:] and lines[4].params[1] == "chathistory"
+    assert lines[5].params == ["#r", "[00:00] earlier"]

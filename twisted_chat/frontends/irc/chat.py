@@ -98,8 +98,11 @@ class ChatCommands:
         if history:
             render.on_history(history[0])
         elif room in member.rooms:
-            # (read from the store: it comes later, into this answer)
+            # Read from the store: it comes later, into this answer, and
+            # what the client sends next waits for it (a PING after a JOIN
+            # is answered after everything the JOIN brings).
             render.awaitingHistory[room] = conn.later()
+            conn.holdInput()
 
     def req_PART(self, conn: IRCConnection, msg: IRCMessage) -> None:
         if not _params(conn, msg, 1):

@@ -16,6 +16,7 @@ no tags, and its framing decodes before it frames).
 
 from __future__ import annotations
 
+import re
 import time as _time
 from typing import Iterator, NamedTuple
 
@@ -34,6 +35,9 @@ MAX_TAGS = 8191
 MAX_LINE = MAX_TAGS + MAX_BODY
 #: the most parameters of a message (RFC 1459)
 MAX_PARAMS = 15
+
+#: what no parameter may carry
+_BREAKS = re.compile(r"[\r\n\0]")
 
 _UNESCAPE = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 _ESCAPE = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
@@ -129,7 +133,8 @@ def parseMessage(line: str) -> IRCMessage | None:
     head, sep, tail = rest.partition(" :")
     if sep:
         trailing = tail
-    words = head.split()
+    # (only spaces separate: str.split() would also split at \x1f, NBSP…)
+    words = [w for w in head.split(" ") if w]
     if not words:
         raise IRCParseError("*", "a message needs a command")
     command = words[0].upper()
@@ -150,7 +155,7 @@ def commandOf(raw: bytes) -> str:
     an answer to a line that is not valid UTF-8: C{"*"} when none can be
     read.
     """
-    words = raw.split()
+    words = [w for w in raw.split(b" ") if w]
     while words and words[0][:1] in (b"@", b":"):
         words.pop(0)
     if not words:
@@ -165,7 +170,11 @@ def formatMessage(
     """
     One IRC line (without its line ending): the last parameter gets its
     colon when it needs one (empty, with a space, or starting with C{:}).
+    Line breaks and NULs in a parameter (a topic set from another
+    front-end, say) become spaces: they would end the line.
     """
+    if any(_BREAKS.search(p) for p in params):
+        params = [_BREAKS.sub(" ", p) for p in params]
     parts: list[str] = []
     if tags:
         parts.append("@" + ";".join(k + "=" + escapeTag(v) if v else k for k, v in tags.items()))

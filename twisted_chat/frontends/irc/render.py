@@ -250,7 +250,7 @@ class Renderer:
         answer is over.
         """
         if p.nick == self.me and p.room in self.awaitingHistory:
-            self.conn.finish(self.awaitingHistory.pop(p.room))
+            self._historyCame(p.room)
 
     def on_nick(self, n: NickChanged) -> None:
         self.conn.sendLine(formatMessage("NICK", [n.new], mask(n.old), self.userTags(n.new, n.time)))
@@ -344,11 +344,25 @@ class Renderer:
 
             historyArrived(self.conn, h)
             return
-        reply = self.awaitingHistory.pop(h.room, None)
+        if h.room not in self.awaitingHistory:
+            lines = self.playback(h.room, h.messages)
+            if lines:
+                self.conn.sendUnit(lines)
+            return
         lines = self.playback(h.room, h.messages)
         if lines:
-            self.conn.answer(reply, lines)
-        self.conn.finish(reply)
+            self.conn.answer(self.awaitingHistory[h.room], lines)
+        self._historyCame(h.room)
+
+    def _historyCame(self, room: str) -> None:
+        """
+        The history of a join that was read from the store came (or will
+        not come: the client left the room): its answer is complete, and
+        once no join waits, what the client sent meanwhile is handled.
+        """
+        self.conn.finish(self.awaitingHistory.pop(room))
+        if not self.awaitingHistory:
+            self.conn.releaseInput()
 
     def on_private_history(self, ph: PrivateHistory) -> None:
         from twisted_chat.frontends.irc.history import privateHistoryArrived
