@@ -717,3 +717,17 @@ def test_historyReadLaterStaysInTheLabeledAnswer(clock: Clock) -> None:
     assert lines[0].tags == {"label": "j"}
     assert lines[4].tags["batch"] == lines[0].params[0][1:] and lines[4].params[1] == "chathistory"
     assert lines[5].params == ["#r", "[00:00] earlier"]
+
+
+def test_saslAfterRegistrationLogsIn(factory: IRCFactory) -> None:
+    c = Client(factory)
+    c.register("bob", "sasl")
+    c.cmd("AUTHENTICATE PLAIN")
+    lines = c.cmd("AUTHENTICATE " + plain("alice", "sesame"))
+    assert [(m.command, m.params) for m in lines] == [
+        ("NICK", ["alice"]),
+        ("900", ["alice", "alice!alice@twisted-chat", "alice", "You are now logged in as alice"]),
+        ("903", ["alice", "SASL authentication successful"]),
+    ]
+    assert c.protocol.member is not None and c.protocol.member.authenticated == "alice"
+    assert c.commands("AUTHENTICATE PLAIN") == ["907"]

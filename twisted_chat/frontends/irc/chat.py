@@ -8,28 +8,23 @@ service says back arrives as events (L{twisted_chat.frontends.irc.render}).
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Union
 
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import Event, History, Joined, Message, Presence, Private
 from twisted_chat.core.names import normalizeRoom
 from twisted_chat.frontends.irc import numerics as N
-from twisted_chat.frontends.irc.protocol import SERVER_NAME, formatMessage, mask
+from twisted_chat.frontends.irc.modes import mode
+from twisted_chat.frontends.irc.protocol import SERVER_NAME, formatMessage
 from twisted_chat.frontends.irc.registration import TARGMAX
 
 if TYPE_CHECKING:
     from twisted_chat.core.service import Member
     from twisted_chat.frontends.irc.connection import Answer, IRCConnection
     from twisted_chat.frontends.irc.protocol import IRCMessage
-
-#: a ban mask the chat can keep: a nick (C{nick}, C{nick!*@*}) or an
-#: address (C{*!*@ADDRESS})
-_NICK_MASK = re.compile(r"([A-Za-z0-9_-]+)(?:!\*@\*)?\Z")
-_HOST_MASK = re.compile(r"\*!\*@([^*?!@\s]+)\Z")
-
 
 def _params(conn: IRCConnection, msg: IRCMessage, count: int) -> bool:
     """
@@ -39,15 +34,6 @@ def _params(conn: IRCConnection, msg: IRCMessage, count: int) -> bool:
         conn.numeric(N.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
         return False
     return True
-
-
-def banTarget(banMask: str) -> str | None:
-    """
-    What the chat bans for the IRC ban mask C{banMask}: a nick or an
-    address; None for a mask it cannot keep (other wildcards).
-    """
-    m = _NICK_MASK.match(banMask) or _HOST_MASK.match(banMask)
-    return m.group(1) if m is not None else None
 
 
 class ChatCommands:
@@ -175,14 +161,21 @@ class ChatCommands:
             conn.numeric(N.RPL_AWAY, info.nick, info.away)
         self._confirm(conn, d, command, target, lambda p: conn.render.privateLines(p))
 
-    def _confirm(self, conn: IRCConnection, d: Any, command: str, target: str, lines: Any) -> None:
+    def _confirm(
+        self,
+        conn: IRCConnection,
+        d: Deferred[Any],
+        command: str,
+        target: str,
+        lines: Callable[[Any], list[str]],
+    ) -> None:
         """
         Once the message is stored: its echo (with C{echo-message}), or a
         C{FAIL} if it could not be stored.
         """
         reply: Answer = conn.later()
 
-        def stored(said: Message | Private) -> None:
+        def stored(said: Union[Message, Private]) -> None:
             if conn.caps.has("echo-message"):
                 for line in lines(said):
                     conn.answer(reply, line)
@@ -245,8 +238,6 @@ class ChatCommands:
     def req_MODE(self, conn: IRCConnection, msg: IRCMessage) -> None:
         if not _params(conn, msg, 1):
             return
-        from twisted_chat.frontends.irc.modes import mode
-
         mode(conn, _member(conn), msg)
 
 

@@ -140,6 +140,13 @@ class IRCConnection(Protocol, TimeoutMixin, ThrottledInput, LineFraming):
             self._admitted = None
 
     @property
+    def closing(self) -> bool:
+        """
+        Whether the connection is closing (or closed).
+        """
+        return self._closing
+
+    @property
     def nick(self) -> str:
         """
         The client's nick as IRC numerics address it (C{*} before it has one).
@@ -384,7 +391,7 @@ class IRCConnection(Protocol, TimeoutMixin, ThrottledInput, LineFraming):
             self._held.append(item)
             return
         if item is None:
-            self.numeric(N.ERR_INPUTTOOLONG, "Input line was too long (at most %d bytes, %d of tags)" % (MAX_BODY, MAX_TAGS))
+            self._tooLong()
             return
         assert isinstance(item, bytes)
         if self.member is None:
@@ -394,14 +401,16 @@ class IRCConnection(Protocol, TimeoutMixin, ThrottledInput, LineFraming):
                 return
         self.lineReceived(item)
 
+    def _tooLong(self) -> None:
+        self.numeric(N.ERR_INPUTTOOLONG, "Input line was too long (at most %d bytes, %d of tags)" % (MAX_BODY, MAX_TAGS))
+
     def lineReceived(self, raw: bytes) -> None:
+        tags, body = b"", raw
         if raw.startswith(b"@"):
             tags, _, body = raw.partition(b" ")
-            if len(tags) + 1 > MAX_TAGS or len(body) + 2 > MAX_BODY:
-                self.numeric(N.ERR_INPUTTOOLONG, "Input line was too long (at most %d bytes, %d of tags)" % (MAX_BODY, MAX_TAGS))
-                return
-        elif len(raw) + 2 > MAX_BODY:
-            self.numeric(N.ERR_INPUTTOOLONG, "Input line was too long (at most %d bytes, %d of tags)" % (MAX_BODY, MAX_TAGS))
+        # (the tags with their space, the rest with its CRLF)
+        if len(tags) + 1 > MAX_TAGS or len(body) + 2 > MAX_BODY:
+            self._tooLong()
             return
         try:
             text = raw.decode("utf-8")

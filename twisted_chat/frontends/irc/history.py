@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import History, Message, Private, PrivateHistory
 from twisted_chat.core.names import checkNick, normalizeRoom
-from twisted_chat.frontends.irc.protocol import SERVER_NAME, formatMessage
-from twisted_chat.frontends.irc.render import parseMsgid
+from twisted_chat.frontends.irc.protocol import SERVER_NAME, formatMessage, parseMsgid
 
 if TYPE_CHECKING:
     from twisted_chat.frontends.irc.connection import Answer, IRCConnection

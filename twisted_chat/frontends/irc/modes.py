@@ -12,12 +12,12 @@ no modes.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Iterator
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.names import nickKey, normalizeRoom
 from twisted_chat.frontends.irc import numerics as N
-from twisted_chat.frontends.irc.chat import _NICK_MASK, banTarget
 from twisted_chat.frontends.irc.protocol import formatMessage, mask
 
 if TYPE_CHECKING:
@@ -27,6 +27,20 @@ if TYPE_CHECKING:
 
 #: the most mode changes of one C{MODE} (ISUPPORT C{MODES})
 MODES = 4
+
+#: a ban mask the chat can keep: a nick (C{nick}, C{nick!*@*}) or an
+#: address (C{*!*@ADDRESS})
+_NICK_MASK = re.compile(r"([A-Za-z0-9_-]+)(?:!\*@\*)?\Z")
+_HOST_MASK = re.compile(r"\*!\*@([^*?!@\s]+)\Z")
+
+
+def banTarget(banMask: str) -> str | None:
+    """
+    What the chat bans for the IRC ban mask C{banMask}: a nick or an
+    address; None for a mask it cannot keep (other wildcards).
+    """
+    m = _NICK_MASK.match(banMask) or _HOST_MASK.match(banMask)
+    return m.group(1) if m is not None else None
 
 
 def modeChanges(modes: str, args: list[str]) -> Iterator[tuple[str, str, str | None]]:

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import re
 import time as _time
-from typing import Iterator, NamedTuple
+from typing import TYPE_CHECKING, Iterator, NamedTuple
+
+if TYPE_CHECKING:
+    from twisted_chat.core.events import Message, Private
 
 #: the server's name: the source of what it says
 SERVER_NAME = "irc.twisted-chat"
@@ -251,3 +254,27 @@ def mask(nick: str) -> str:
     The source of what C{nick} says: C{nick!nick@twisted-chat}.
     """
     return nick + "!" + nick + "@" + USER_HOST
+
+
+def msgidOf(m: Message) -> str:
+    """
+    A room message's C{msgid}: C{ROOM/EPOCH/ID}, its room without the C{#}.
+    """
+    return "%s/%s/%d" % (m.room[1:], m.epoch, m.id)
+
+
+def privateMsgid(p: Private) -> str:
+    """
+    A private message's C{msgid}: C{pm/ID}.
+    """
+    return "pm/%d" % (p.id,)
+
+
+def parseMsgid(value: str) -> tuple[str, str, int] | None:
+    """
+    C{(room, epoch, id)} of a room message's C{msgid}, or None.
+    """
+    parts = value.split("/")
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    return "#" + parts[0].lower(), parts[1], int(parts[2])

@@ -20,6 +20,7 @@ import binascii
 import time as _time
 from typing import TYPE_CHECKING
 
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_chat import __version__
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from twisted_chat.frontends.irc.protocol import IRCMessage
 
 VERSION = "twisted-chat-" + __version__
+
+_log = Logger()
 
 #: SASL: the most bytes of a client's base64 response
 SASL_MAX = 1200
@@ -290,7 +293,7 @@ class RegistrationCommands:
 
         def failed(f: Failure) -> None:
             if not f.check(ChatError):
-                conn._log.failure("SASL login of {peer} failed", f, peer=conn.peer)
+                _log.failure("SASL login of {peer} failed", f, peer=conn.peer)
             conn.answer(reply, formatMessage(N.ERR_SASLFAIL, [conn.nick, "SASL authentication failed"], SERVER_NAME))
 
         def done(_: object) -> None:
@@ -347,7 +350,7 @@ class RegistrationCommands:
 
         def connected(member: Member) -> None:
             reg.pending = False
-            if conn._closing:
+            if conn.closing:
                 member.quit("disconnected")
                 return
             conn.registered(member)
@@ -359,7 +362,7 @@ class RegistrationCommands:
                 conn.refuse("NICK", f.value, nick)  # type: ignore[arg-type]
                 return
             if not f.check(ChatError):
-                conn._log.failure("login of {peer} failed", f, peer=conn.peer)
+                _log.failure("login of {peer} failed", f, peer=conn.peer)
             conn.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
             conn.closeLink("wrong nick or password")
 

@@ -36,7 +36,17 @@ from twisted_chat.core.events import (
     TopicChanged,
 )
 from twisted_chat.frontends.irc import numerics as N
-from twisted_chat.frontends.irc.protocol import MAX_BODY, SERVER_NAME, formatMessage, mask, serverTime, splitText
+from twisted_chat.frontends.irc.history import historyArrived, privateHistoryArrived
+from twisted_chat.frontends.irc.protocol import (
+    MAX_BODY,
+    SERVER_NAME,
+    formatMessage,
+    mask,
+    msgidOf,
+    privateMsgid,
+    serverTime,
+    splitText,
+)
 from twisted_chat.wire.render import stamp
 
 if TYPE_CHECKING:
@@ -45,30 +55,6 @@ if TYPE_CHECKING:
 
 #: a leave by an operator: C{kicked by OP[: why]}, C{banned by OP[: why]}
 _KICKED = re.compile(r"(?:kicked|banned) by ([A-Za-z0-9_-]+)(?:: (.*))?\Z", re.S)
-
-
-def msgidOf(m: Message) -> str:
-    """
-    A room message's C{msgid}: C{ROOM/EPOCH/ID}, its room without the C{#}.
-    """
-    return "%s/%s/%d" % (m.room[1:], m.epoch, m.id)
-
-
-def privateMsgid(p: Private) -> str:
-    """
-    A private message's C{msgid}: C{pm/ID}.
-    """
-    return "pm/%d" % (p.id,)
-
-
-def parseMsgid(value: str) -> tuple[str, str, int] | None:
-    """
-    C{(room, epoch, id)} of a room message's C{msgid}, or None.
-    """
-    parts = value.split("/")
-    if len(parts) != 3 or not parts[2].isdigit():
-        return None
-    return "#" + parts[0].lower(), parts[1], int(parts[2])
 
 
 def privmsgLines(command: str, source: str, target: str, text: str, tags: dict[str, str], action: bool = False) -> list[str]:
@@ -340,8 +326,6 @@ class Renderer:
 
     def on_history(self, h: History) -> None:
         if not h.onJoin:
-            from twisted_chat.frontends.irc.history import historyArrived
-
             historyArrived(self.conn, h)
             return
         if h.room not in self.awaitingHistory:
@@ -365,8 +349,6 @@ class Renderer:
             self.conn.releaseInput()
 
     def on_private_history(self, ph: PrivateHistory) -> None:
-        from twisted_chat.frontends.irc.history import privateHistoryArrived
-
         privateHistoryArrived(self.conn, ph)
 
 
