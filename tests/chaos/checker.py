@@ -250,8 +250,9 @@ def check(
         ]
         if places:
             ackedAt[r.room].append((sentAt, min(x.answered for x in acks if x.answered is not None), places[0]))
+    plausible = _lifetimes(wipes, finalEpoch)
     for ep in journal.episodes:
-        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists)
+        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists, plausible)
         _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns)
 
     # 6. flood control (recorded as the answers came) and harness notes
@@ -282,6 +283,38 @@ def _ackText(acked: list[Request]) -> str:
     return "echo"
 
 
+#: seconds after Redis came back empty during which a member may still be
+#: shown messages of the epoch that was wiped (delivered, or on their way to
+#: the client, just before)
+WIPE_LAG = 5.0
+
+
+def _lifetimes(wipes: list[Injected], finalEpoch: str | None) -> Any:
+    """
+    C{plausible(epoch, t)}: whether a member can have been shown a message
+    of C{epoch} at time C{t}. An epoch wiped by an empty restart existed
+    from the restart before it (or the start) until that one, the final
+    epoch from the last restart on; an epoch the wipes never held (nothing
+    stored in it) may be anywhere.
+    """
+    spans: dict[str, tuple[float, float]] = {}
+    since = 0.0
+    for f in sorted(wipes, key=lambda f: f.start):
+        assert f.wiped is not None
+        for bodies in f.wiped.values():
+            for b in bodies:
+                spans.setdefault(b["e"], (since, f.end + WIPE_LAG))
+        since = f.start
+    if finalEpoch is not None:
+        spans[finalEpoch] = (since, float("inf"))
+
+    def plausible(epoch: str, t: float) -> bool:
+        span = spans.get(epoch)
+        return span is None or span[0] <= t <= span[1]
+
+    return plausible
+
+
 def _episode(
     res: Result,
     ep: Episode,
@@ -291,6 +324,7 @@ def _episode(
     endOfQuiet: float,
     conns: dict[str, Any],
     exists: dict[tuple[str, str], set[int]],
+    plausible: Any = lambda epoch, t: True,
 ) -> list[int]:
     def real(epoch: str, ids: list[int]) -> list[int]:
         # ids the store never had (a failed write) cannot be missed; what
@@ -315,6 +349,14 @@ def _episode(
             # stored again, in the new epoch), the one that follows what
             # was seen if any
             candidates = [c for c in candidates if c not in seen] or candidates
+            # A json client's resend of a ref Redis forgot (it came back
+            # empty in between) stores the message again, in the new epoch:
+            # its token then has a position in each. Only one of them
+            # existed when the member was shown it (without this, a line
+            # or text member shown the new epoch's copy was reported as
+            # seeing an old epoch's message, then an untold epoch change
+            # with ids missed).
+            candidates = [c for c in candidates if plausible(c[0], entry.t)] or candidates
             pos = candidates[0]
             if prev is not None:
                 same = [c for c in candidates if c[0] == prev[0]]
