@@ -88,3 +88,57 @@ def test_ownLineInALaterHistoryIsNoEcho() -> None:
     view.feed("#ops [12:00] <text1> q.text1.7 hello")
     view.resolve()
     assert (r.answer, r.answered) == ("error", errorAt)
+
+
+def test_resendStoredAgainJustAfterAnEmptyRestart() -> None:
+    """
+    As above, but the resend came right after Redis came back empty, when
+    a member may still be shown messages of the wiped epoch: its copy in
+    the new epoch (id 1) is what line1 is shown after the epoch notice, and
+    what the history of line1's next connection starts with.
+    """
+    journal = Journal()
+    first = Request("json1", "json1#1", "#r", "q.json1.178", 186.5, "json1-r178", answered=186.6, answer="ack",
+                    epoch="E1", id=74, answerConn="json1#1")  # fmt: skip
+    resend = Request("json1", "json1#2", "#r", "q.json1.178", 247.1, "json1-r178", resendOf=first, answered=247.2,
+                     answer="ack", epoch="E2", id=1, answerConn="json1#2")  # fmt: skip
+    first.resent = True
+    before = Request("json2", "json2#1", "#r", "q.json2.9", 245.0, "json2-r9", answered=245.1, answer="ack",
+                     epoch="E1", id=75, answerConn="json2#1")  # fmt: skip
+    after = Request("json2", "json2#2", "#r", "q.json2.10", 247.4, "json2-r10", answered=247.5, answer="ack",
+                    epoch="E2", id=2, answerConn="json2#2")  # fmt: skip
+    journal.requests = [first, resend, before, after]
+    for r in journal.requests:
+        journal.mapped(r.token, r.epoch or "", r.id or 0)
+    journal.connections = {
+        c.conn: c
+        for c in [
+            Connection("json1", "json1#1", "ws-json", "a", 180.0, 246.0),
+            Connection("json1", "json1#2", "ws-json", "a", 247.0, 260.0),
+            Connection("json2", "json2#1", "ws-json", "a", 180.0, 246.0),
+            Connection("json2", "json2#2", "ws-json", "a", 247.0, 260.0),
+            Connection("line1", "line1#19", "line", "a", 236.5, 249.1),
+            Connection("line1", "line1#20", "line", "a", 249.4, 253.5),
+        ]
+    }
+    journal.episodes = [
+        Episode("line1", "line1#19", "#r", 236.5, "join", notices=[247.34], end=249.1, endedBy="closed", entries=[
+            Entry(245.1, "q.json2.9", None, None, True),
+            Entry(247.342, "q.json1.178", None, None, True),
+            Entry(247.5, "q.json2.10", None, None, True),
+        ]),
+        Episode("line1", "line1#20", "#r", 249.4, "join", end=253.5, endedBy="closed", entries=[
+            Entry(249.4, "q.json1.178", None, None, False),
+            Entry(249.4, "q.json2.10", None, None, False),
+        ]),
+    ]  # fmt: skip
+    e1 = [_body("E1", i, "q.old.%d hello" % (i,)) for i in range(1, 74)]
+    e1 += [_body("E1", 74, "q.json1.178 hi"), _body("E1", 75, "q.json2.9 ok")]
+    e2 = [_body("E2", 1, "q.json1.178 hi"), _body("E2", 2, "q.json2.10 ok")]
+    faults = [
+        Injected("redis-empty", 245.8, 246.4, "Redis restarted empty", {"#r": e1}),
+        Injected("redis-empty", 300.0, 300.5, "Redis restarted empty", {"#r": e2}),
+    ]
+    stored = {"#r": [("E3", 1, "q.json1.300 later")]}
+    result = check(journal, stored, "E3", faults, {}, 310.0)
+    assert _kinds(result) == [], [str(v) for v in result.violations]

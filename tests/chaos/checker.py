@@ -336,12 +336,27 @@ def _episode(
     prev: tuple[str, int] | None = None
     if ep.recovered is True and ep.since is not None:
         prev = ep.since
+    prevAt = ep.start
     missedHere: list[int] = []
-    for entry in ep.entries:
+
+    def positions(entry: Any) -> list[tuple[str, int]]:
+        # A json client's resend of a ref Redis forgot (it came back empty
+        # in between) stores the message again, in the new epoch: its
+        # token then has a position in each. Only those whose epoch existed
+        # when the member was shown it are candidates (without this, a line
+        # or text member shown the new epoch's copy was reported as seeing
+        # an old epoch's message, then an untold epoch change with ids
+        # missed).
+        if entry.epoch is not None and entry.id is not None:
+            return [(entry.epoch, entry.id)]
+        found = idOf(entry.token)
+        return [c for c in found if plausible(c[0], entry.t)] or found
+
+    for k, entry in enumerate(ep.entries):
         if entry.epoch is not None and entry.id is not None:
             pos = (entry.epoch, entry.id)
         else:
-            candidates = idOf(entry.token)
+            candidates = positions(entry)
             if not candidates:
                 res.unmapped += 1
                 continue
@@ -349,19 +364,23 @@ def _episode(
             # stored again, in the new epoch), the one that follows what
             # was seen if any
             candidates = [c for c in candidates if c not in seen] or candidates
-            # A json client's resend of a ref Redis forgot (it came back
-            # empty in between) stores the message again, in the new epoch:
-            # its token then has a position in each. Only one of them
-            # existed when the member was shown it (without this, a line
-            # or text member shown the new epoch's copy was reported as
-            # seeing an old epoch's message, then an untold epoch change
-            # with ids missed).
-            candidates = [c for c in candidates if plausible(c[0], entry.t)] or candidates
             pos = candidates[0]
-            if prev is not None:
-                same = [c for c in candidates if c[0] == prev[0]]
-                if same:
-                    pos = min(same, key=lambda c: (c[1] <= prev[1], abs(c[1] - prev[1] - 1)))
+            if len(candidates) > 1:
+                # Still two (shown just around an empty restart): after an
+                # epoch notice the member is in the new epoch; without one,
+                # in the epoch of what it saw before; for the first entry,
+                # in the epoch of what it is shown next.
+                told = any(prevAt < t <= entry.t for t in ep.notices)
+                if prev is not None and told:
+                    pos = next((c for c in candidates if c[0] != prev[0]), pos)
+                elif prev is not None:
+                    same = [c for c in candidates if c[0] == prev[0]]
+                    if same:
+                        pos = min(same, key=lambda c: (c[1] <= prev[1], abs(c[1] - prev[1] - 1)))
+                else:
+                    after = next((p for p in map(positions, ep.entries[k + 1 :]) if p), [])
+                    pos = next((c for c in candidates if any(a[0] == c[0] and a[1] > c[1] for a in after)), pos)
+        prevAt = entry.t
         if pos in seen:
             res.duplicated += 1
             res.add("duplicate-delivery", ep.client, ep.room, "%s: %s:%d seen again (%s) after %s" % (ep.conn, pos[0], pos[1], "live" if entry.live else "history", _where(prev)))
