@@ -250,8 +250,9 @@ def check(
         ]
         if places:
             ackedAt[r.room].append((sentAt, min(x.answered for x in acks if x.answered is not None), places[0]))
+    plausible = _lifetimes(wipes, finalEpoch)
     for ep in journal.episodes:
-        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists)
+        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists, plausible)
         _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns)
 
     # 6. flood control (recorded as the answers came) and harness notes
@@ -282,6 +283,38 @@ def _ackText(acked: list[Request]) -> str:
     return "echo"
 
 
+#: seconds after Redis came back empty during which a member may still be
+#: shown messages of the epoch that was wiped (delivered, or on their way to
+#: the client, just before)
+WIPE_LAG = 5.0
+
+
+def _lifetimes(wipes: list[Injected], finalEpoch: str | None) -> Any:
+    """
+    C{plausible(epoch, t)}: whether a member can have been shown a message
+    of C{epoch} at time C{t}. An epoch wiped by an empty restart existed
+    from the restart before it (or the start) until that one, the final
+    epoch from the last restart on; an epoch the wipes never held (nothing
+    stored in it) may be anywhere.
+    """
+    spans: dict[str, tuple[float, float]] = {}
+    since = 0.0
+    for f in sorted(wipes, key=lambda f: f.start):
+        assert f.wiped is not None
+        for bodies in f.wiped.values():
+            for b in bodies:
+                spans.setdefault(b["e"], (since, f.end + WIPE_LAG))
+        since = f.start
+    if finalEpoch is not None:
+        spans[finalEpoch] = (since, float("inf"))
+
+    def plausible(epoch: str, t: float) -> bool:
+        span = spans.get(epoch)
+        return span is None or span[0] <= t <= span[1]
+
+    return plausible
+
+
 def _episode(
     res: Result,
     ep: Episode,
@@ -291,6 +324,7 @@ def _episode(
     endOfQuiet: float,
     conns: dict[str, Any],
     exists: dict[tuple[str, str], set[int]],
+    plausible: Any = lambda epoch, t: True,
 ) -> list[int]:
     def real(epoch: str, ids: list[int]) -> list[int]:
         # ids the store never had (a failed write) cannot be missed; what
@@ -302,12 +336,27 @@ def _episode(
     prev: tuple[str, int] | None = None
     if ep.recovered is True and ep.since is not None:
         prev = ep.since
+    prevAt = ep.start
     missedHere: list[int] = []
-    for entry in ep.entries:
+
+    def positions(entry: Any) -> list[tuple[str, int]]:
+        # A json client's resend of a ref Redis forgot (it came back empty
+        # in between) stores the message again, in the new epoch: its
+        # token then has a position in each. Only those whose epoch existed
+        # when the member was shown it are candidates (without this, a line
+        # or text member shown the new epoch's copy was reported as seeing
+        # an old epoch's message, then an untold epoch change with ids
+        # missed).
+        if entry.epoch is not None and entry.id is not None:
+            return [(entry.epoch, entry.id)]
+        found = idOf(entry.token)
+        return [c for c in found if plausible(c[0], entry.t)] or found
+
+    for k, entry in enumerate(ep.entries):
         if entry.epoch is not None and entry.id is not None:
             pos = (entry.epoch, entry.id)
         else:
-            candidates = idOf(entry.token)
+            candidates = positions(entry)
             if not candidates:
                 res.unmapped += 1
                 continue
@@ -316,10 +365,22 @@ def _episode(
             # was seen if any
             candidates = [c for c in candidates if c not in seen] or candidates
             pos = candidates[0]
-            if prev is not None:
-                same = [c for c in candidates if c[0] == prev[0]]
-                if same:
-                    pos = min(same, key=lambda c: (c[1] <= prev[1], abs(c[1] - prev[1] - 1)))
+            if len(candidates) > 1:
+                # Still two (shown just around an empty restart): after an
+                # epoch notice the member is in the new epoch; without one,
+                # in the epoch of what it saw before; for the first entry,
+                # in the epoch of what it is shown next.
+                told = any(prevAt < t <= entry.t for t in ep.notices)
+                if prev is not None and told:
+                    pos = next((c for c in candidates if c[0] != prev[0]), pos)
+                elif prev is not None:
+                    same = [c for c in candidates if c[0] == prev[0]]
+                    if same:
+                        pos = min(same, key=lambda c: (c[1] <= prev[1], abs(c[1] - prev[1] - 1)))
+                else:
+                    after = next((p for p in map(positions, ep.entries[k + 1 :]) if p), [])
+                    pos = next((c for c in candidates if any(a[0] == c[0] and a[1] > c[1] for a in after)), pos)
+        prevAt = entry.t
         if pos in seen:
             res.duplicated += 1
             res.add("duplicate-delivery", ep.client, ep.room, "%s: %s:%d seen again (%s) after %s" % (ep.conn, pos[0], pos[1], "live" if entry.live else "history", _where(prev)))

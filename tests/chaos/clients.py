@@ -178,8 +178,18 @@ class TextView:
         if m is not None:
             room, stamp, text = m.group(1), m.group(2), m.group(5)
             token = tokenOf(text)
-            j.seen(self.conn, room, token, None, None, stamp is None)
-            if token is not None:
+            live = stamp is None
+            j.seen(self.conn, room, token, None, None, live)
+            # On one connection only a live line is the echo: one's own line
+            # in the history of a later join is no answer. It was taken for
+            # one: a line answered with an error ("did not confirm … may
+            # have been stored", kept in self.errors until resolve()) counted
+            # as acknowledged when a rejoin's history showed it, long after
+            # the error (slow-answer). (The terminal client's view spans its
+            # reconnects: there the resumed history shows a line whose echo
+            # the lost connection took with it, and a resend is answered
+            # without a new echo.)
+            if token is not None and (live or self.continuous):
                 r = j.byToken.get(token)
                 if r is not None and r.client == self.client.name and r.answered is None:
                     j.answer(r, "ack", self.conn)

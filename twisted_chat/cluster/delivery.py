@@ -81,6 +81,12 @@ class RoomDelivery:
             return
         if not self.store.setEpoch(message.epoch, authoritative=False):
             return  # (of an epoch Redis no longer has)
+        pending = self.filling.get(room)
+        if pending is not None:
+            # (this message showed a new epoch, and the messages held back
+            # meanwhile started filling the room from its first one)
+            pending.append(message)
+            return
         id = message.id
         last = self.lastIds.get(room)
         if last is not None and id <= last:
@@ -160,6 +166,10 @@ class RoomDelivery:
         """
         events = self._events()
         self.lastIds = {room: 0 for room in events.localRooms()}
+        # Bus messages of the new epoch held back behind a gap of the old
+        # one (or behind the read that showed the new epoch) are delivered
+        # in the new epoch's order, below.
+        held = [m for waiting in self.filling.values() for m in waiting if m.epoch == epoch]
         self.filling.clear()
         # (acknowledgements waiting for old-epoch messages: those are gone)
         waiters, self.waiters = self.waiters, {}
@@ -167,6 +177,8 @@ class RoomDelivery:
             for d in ds:
                 d.callback(None)
         events.epochChanged(previous, epoch)
+        for message in held:
+            self.received(message)
 
     async def catchUp(self, current: Callable[[], bool]) -> None:
         """

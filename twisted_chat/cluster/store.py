@@ -179,19 +179,31 @@ class RedisStore:
         d = self.redis.entries(key, start, end, count, reverse)
         return self.redis.timed(d).addErrback(self._down)
 
+    def _read(self, msgs: list[Message]) -> list[Message]:
+        """
+        Messages read from a room's stream carry the epoch Redis holds now:
+        a read can be where this node first sees that Redis lost its data
+        (the new epoch's messages are on their way over the bus), and the
+        broker starts the rooms over before anyone gets them (see
+        L{setEpoch}).
+        """
+        if msgs:
+            self.setEpoch(msgs[-1].epoch, authoritative=False)
+        return msgs
+
     def range(self, room: str, afterId: int, limit: int) -> Deferred[list[Message]]:
         """
         Up to C{limit} messages of C{room} after C{afterId}, oldest first.
         """
         d = self._range(self.redis.key("h", room), "%d-1" % (afterId + 1), "+", limit)
-        return d.addCallback(_messages)
+        return d.addCallback(_messages).addCallback(self._read)
 
     def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
         if limit <= 0 or (before is not None and before <= 1):
             return succeed([])
         end = "+" if before is None else "%d-1" % (before - 1)
         d = self._range(self.redis.key("h", room), "-", end, limit, reverse=True)
-        return d.addCallback(lambda bodies: _messages(bodies[::-1]))
+        return d.addCallback(lambda bodies: self._read(_messages(bodies[::-1])))
 
     def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
         if epoch != self.epoch or afterId < 0:
@@ -205,7 +217,9 @@ class RedisStore:
                 return [] if verdict == "current" else None
 
             def check(msgs: list[Message]) -> list[Message] | None:
-                if not msgs or msgs[0].id != afterId + 1:
+                if not msgs or msgs[0].id != afterId + 1 or msgs[0].epoch != epoch:
+                    # (ids of a new epoch, if Redis lost its data since the
+                    # epoch was read: no continuation of that position)
                     return None
                 return msgs
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Union
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from twisted_chat.core.events import Event, History, Message
+from twisted_chat.core.events import EpochChanged, Event, History, Message
 
 if TYPE_CHECKING:
     from twisted_chat.core.member import Member
@@ -89,7 +89,16 @@ class JoinHistory:
                 room.resetFanOut()  # (back on the fast path)
             if messages and held:
                 messages = withHeldBefore(messages, held)
-            self.host.send(member, History(name, store.epoch, messages, recovered, reason, onJoin=True))
+            # The epoch of the history: its messages' (older than the
+            # store's if Redis lost its data during the read: the member is
+            # told of the new one right after, see below).
+            epoch = messages[-1].epoch if messages else store.epoch
+            for ev in held:
+                if isinstance(ev, EpochChanged) and ev.epoch == epoch:
+                    # Told of the epoch this history is already in (the read
+                    # is where this node saw it first): before the history.
+                    self.host.send(member, ev)
+            self.host.send(member, History(name, epoch, messages, recovered, reason, onJoin=True))
             if fresh and reason != "unavailable":
                 if messages:
                     if messages[-1].epoch == store.epoch:
@@ -102,10 +111,12 @@ class JoinHistory:
             for ev in held:
                 if member.gone:
                     return
-                if isinstance(ev, Message) and ev.id <= last:
-                    continue
+                if isinstance(ev, Message) and ev.epoch == epoch and ev.id <= last:
+                    continue  # (in the history)
+                if isinstance(ev, EpochChanged) and ev.epoch == epoch:
+                    continue  # (sent before it)
                 self.host.send(member, ev)
-            delivered = self.host.broker.deliveredUpTo(name) if messages and messages[-1].epoch == store.epoch else None
+            delivered = self.host.broker.deliveredUpTo(name) if messages and epoch == store.epoch else None
             if delivered is not None and delivered < last and room is not None and not member.gone:
                 # The history holds messages this node has not delivered
                 # yet: they are on their way, and must not come twice.

@@ -1,0 +1,144 @@
+"""
+The fault harness' own logic (tests/chaos): what its checker reports for
+journals built by hand, and how its text clients read what they are shown.
+A false report of the checker sends people hunting for a daemon bug that is
+not there; these pin the cases where it made one.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from chaos.checker import Result, check
+from chaos.clients import TextView
+from chaos.faults import Injected
+from chaos.journal import Connection, Entry, Episode, Journal, Request
+
+
+def _body(epoch: str, id: int, text: str) -> dict[str, Any]:
+    return {"e": epoch, "i": id, "x": text}
+
+
+def _kinds(result: Result) -> list[str]:
+    return sorted(v.invariant for v in result.violations)
+
+
+def test_resendStoredAgainInALaterEpoch() -> None:
+    """
+    json2's message was stored in epoch E1 as id 5; Redis came back empty
+    (forgetting its ref), and json2's resend of that ref much later stored
+    it again in epoch E2, as id 3. line1 joins #r in epoch E2 and is shown
+    ids 3 and 4 of E2 (text lines: mapped to ids by their tokens): the
+    first is the later copy, as nothing of E1 existed any more. Nothing is
+    missed, and no epoch changed under line1.
+    """
+    journal = Journal()
+    first = Request("json2", "json2#1", "#r", "q.json2.5", 10.0, "json2-r5", answered=10.1, answer="ack",
+                    epoch="E1", id=5, answerConn="json2#1")  # fmt: skip
+    resend = Request("json2", "json2#3", "#r", "q.json2.5", 100.0, "json2-r5", resendOf=first, answered=100.1,
+                     answer="ack", epoch="E2", id=3, answerConn="json2#3")  # fmt: skip
+    first.resent = True
+    other = Request("json1", "json1#2", "#r", "q.json1.9", 101.0, "json1-r9", answered=101.1, answer="ack",
+                    epoch="E2", id=4, answerConn="json1#2")  # fmt: skip
+    journal.requests = [first, resend, other]
+    for r in journal.requests:
+        journal.mapped(r.token, r.epoch or "", r.id or 0)
+    journal.connections = {
+        "json2#1": Connection("json2", "json2#1", "ws-json", "a", 0.0, 20.0),
+        "json2#3": Connection("json2", "json2#3", "ws-json", "a", 99.0, 150.0),
+        "json1#2": Connection("json1", "json1#2", "ws-json", "a", 90.0, 150.0),
+        "line1#4": Connection("line1", "line1#4", "line", "b", 100.5, 150.0),
+    }
+    journal.episodes = [
+        Episode("line1", "line1#4", "#r", 100.5, "join", end=150.0, endedBy="closed", entries=[
+            Entry(100.5, "q.json2.5", None, None, False),
+            Entry(101.1, "q.json1.9", None, None, True),
+        ]),
+    ]  # fmt: skip
+    e1 = [_body("E1", i, "q.old.%d hello" % (i,)) for i in range(1, 5)] + [_body("E1", 5, "q.json2.5 hi")]
+    e2 = [_body("E2", 1, "q.x.1 a"), _body("E2", 2, "q.x.2 b"), _body("E2", 3, "q.json2.5 hi"),
+          _body("E2", 4, "q.json1.9 ok")]  # fmt: skip
+    faults = [
+        Injected("redis-empty", 20.0, 21.0, "Redis restarted empty", {"#r": e1}),
+        Injected("redis-empty", 200.0, 201.0, "Redis restarted empty", {"#r": e2}),
+    ]
+    stored = {"#r": [("E3", 1, "q.json1.20 later")]}
+    result = check(journal, stored, "E3", faults, {}, 210.0)
+    assert _kinds(result) == [], [str(v) for v in result.violations]
+
+
+def test_ownLineInALaterHistoryIsNoEcho() -> None:
+    """
+    text1's line met a stalled Redis and was answered with an error (it
+    may have been stored, and it was); after a rejoin the room's history
+    shows it. The answer of that line is the error, when it came, not
+    the history line seen long after.
+    """
+    journal = Journal()
+    client = SimpleNamespace(journal=journal, name="text1")
+    view = TextView(client, "text1#1")  # type: ignore[arg-type]
+    journal.connect("text1", "ws-text", "a")
+    r = journal.sent("text1", "text1#1", "#ops", "q.text1.7")
+    view.pending.append(r)
+    view.feed("!!! the message store did not confirm this message (Redis: no answer within 10 s); it may have "
+              "been stored: resend it with the same ref to be sure")  # fmt: skip
+    errorAt = view.errors[0][0]
+    journal.join("text1", "text1#1", "#ops", "join")
+    view.feed("#ops [12:00] <text1> q.text1.7 hello")
+    view.resolve()
+    assert (r.answer, r.answered) == ("error", errorAt)
+
+
+def test_resendStoredAgainJustAfterAnEmptyRestart() -> None:
+    """
+    As above, but the resend came right after Redis came back empty, when
+    a member may still be shown messages of the wiped epoch: its copy in
+    the new epoch (id 1) is what line1 is shown after the epoch notice, and
+    what the history of line1's next connection starts with.
+    """
+    journal = Journal()
+    first = Request("json1", "json1#1", "#r", "q.json1.178", 186.5, "json1-r178", answered=186.6, answer="ack",
+                    epoch="E1", id=74, answerConn="json1#1")  # fmt: skip
+    resend = Request("json1", "json1#2", "#r", "q.json1.178", 247.1, "json1-r178", resendOf=first, answered=247.2,
+                     answer="ack", epoch="E2", id=1, answerConn="json1#2")  # fmt: skip
+    first.resent = True
+    before = Request("json2", "json2#1", "#r", "q.json2.9", 245.0, "json2-r9", answered=245.1, answer="ack",
+                     epoch="E1", id=75, answerConn="json2#1")  # fmt: skip
+    after = Request("json2", "json2#2", "#r", "q.json2.10", 247.4, "json2-r10", answered=247.5, answer="ack",
+                    epoch="E2", id=2, answerConn="json2#2")  # fmt: skip
+    journal.requests = [first, resend, before, after]
+    for r in journal.requests:
+        journal.mapped(r.token, r.epoch or "", r.id or 0)
+    journal.connections = {
+        c.conn: c
+        for c in [
+            Connection("json1", "json1#1", "ws-json", "a", 180.0, 246.0),
+            Connection("json1", "json1#2", "ws-json", "a", 247.0, 260.0),
+            Connection("json2", "json2#1", "ws-json", "a", 180.0, 246.0),
+            Connection("json2", "json2#2", "ws-json", "a", 247.0, 260.0),
+            Connection("line1", "line1#19", "line", "a", 236.5, 249.1),
+            Connection("line1", "line1#20", "line", "a", 249.4, 253.5),
+        ]
+    }
+    journal.episodes = [
+        Episode("line1", "line1#19", "#r", 236.5, "join", notices=[247.34], end=249.1, endedBy="closed", entries=[
+            Entry(245.1, "q.json2.9", None, None, True),
+            Entry(247.342, "q.json1.178", None, None, True),
+            Entry(247.5, "q.json2.10", None, None, True),
+        ]),
+        Episode("line1", "line1#20", "#r", 249.4, "join", end=253.5, endedBy="closed", entries=[
+            Entry(249.4, "q.json1.178", None, None, False),
+            Entry(249.4, "q.json2.10", None, None, False),
+        ]),
+    ]  # fmt: skip
+    e1 = [_body("E1", i, "q.old.%d hello" % (i,)) for i in range(1, 74)]
+    e1 += [_body("E1", 74, "q.json1.178 hi"), _body("E1", 75, "q.json2.9 ok")]
+    e2 = [_body("E2", 1, "q.json1.178 hi"), _body("E2", 2, "q.json2.10 ok")]
+    faults = [
+        Injected("redis-empty", 245.8, 246.4, "Redis restarted empty", {"#r": e1}),
+        Injected("redis-empty", 300.0, 300.5, "Redis restarted empty", {"#r": e2}),
+    ]
+    stored = {"#r": [("E3", 1, "q.json1.300 later")]}
+    result = check(journal, stored, "E3", faults, {}, 310.0)
+    assert _kinds(result) == [], [str(v) for v in result.violations]
