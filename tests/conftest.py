@@ -1,6 +1,7 @@
 """
 Shared fixtures: the real daemon as a subprocess, and line-chat clients that
-talk to it over loopback (the classes themselves are in _daemon.py).
+talk to it over loopback (the classes themselves are in
+tests/support/daemon.py).
 
 Nothing here imports the reactor (or a project module that does): pytest-
 twisted installs the reactor chosen with --reactor, and an earlier import
@@ -25,9 +26,9 @@ from hypothesis import settings as hypothesisSettings
 hypothesisSettings.register_profile("twisted-chat", deadline=None)
 hypothesisSettings.load_profile("twisted-chat")
 
-# The subprocess helpers live in _daemon (the fault harness uses them
-# outside pytest); they are re-exported here, where the tests import them.
-from _daemon import (  # noqa: F401
+# The subprocess helpers live in tests.support.daemon (the fault harness
+# uses them outside pytest); they are re-exported here, where the tests import them.
+from tests.support.daemon import (  # noqa: F401
     LOOPBACK,
     REDIS_START_TIMEOUT,
     REDIS_STOP_TIMEOUT,
@@ -281,13 +282,13 @@ if TYPE_CHECKING:
 @pytest.fixture
 def clock() -> Iterator[Clock]:
     """
-    A Clock, advanced to C{_harness.START}, that is also Autobahn's timer
-    loop for the test: what the in-memory clients of C{tests/_harness.py}
-    run on. (A test module may define a C{clock} of its own.)
+    A Clock, advanced to C{harness.START}, that is also Autobahn's timer
+    loop for the test: what the in-memory clients of
+    C{tests/support/harness.py} run on. (A test module may define a C{clock} of its own.)
     """
     # Imported when the fixture runs, after pytest-twisted has installed the
-    # reactor: _harness imports Twisted and Autobahn.
-    from _harness import autobahnTimers
+    # reactor: the harness imports Twisted and Autobahn.
+    from tests.support.harness import autobahnTimers
     from twisted.internet.task import Clock
 
     with autobahnTimers(Clock()) as clock:

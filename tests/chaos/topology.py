@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _daemon import RedisReplyError, RedisServer, _freeLoopbackPort, twistdCommand
-from chaos.proxy import Proxy
+from tests.support.daemon import RedisReplyError, RedisServer, _freeLoopbackPort, twistdCommand
+from tests.chaos.proxy import Proxy
 
 #: seconds a daemon (or redis-server) may take to start serving
 START_TIMEOUT = 30.0
