@@ -57,7 +57,7 @@ from twisted_chat.frontends.textmode import TextSession
 from twisted_chat.wire.commands import HELP
 from twisted_chat.stores.memory import MemoryStore
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.components import REPO
 
 #: 2026-11-26 12:00:00 UTC
 NOON = float(calendar.timegm((2026, 11, 26, 12, 0, 0)))
@@ -2119,7 +2119,7 @@ def selfSigned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """
     A self-signed certificate for C{localhost} (only), and its key.
     """
-    from tests.conftest import writeSelfSignedCertificate
+    from tests.support.tls import writeSelfSignedCertificate
 
     return writeSelfSignedCertificate(tmp_path_factory.mktemp("tls"), withAddress=False)
 
@@ -2477,7 +2477,7 @@ def installedClient() -> list[str]:
     """
     script = Path(sys.executable).with_name("twisted-chat")
     if not script.exists():
-        from tests.conftest import missingComponent
+        from tests.support.components import missingComponent
 
         missingComponent("the twisted-chat console script is not installed next to %s" % (sys.executable,))
     return [str(script)]

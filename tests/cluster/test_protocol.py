@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from tests.cluster.test_redis import _until, isMessage, nodes, twoInRoom  # noqa: F401 (a fixture)
 from twisted_chat.cluster import protocol
 from twisted_chat.cluster.broker import RedisBroker
 from twisted_chat.cluster.protocol import (
@@ -45,6 +44,8 @@ from twisted_chat.cluster.protocol import (
     luaTable,
 )
 from twisted_chat.core.events import Joined, Notice, Parted
+
+from tests.support.cluster import twoInRoom, until
 
 # Each message as the previous version (before the protocol had a version
 # field) wrote it -- Lua's cjson for the first four and the last two, Python
@@ -242,12 +243,12 @@ class _BusSpy:
     """
 
     def __init__(self, server: Any) -> None:
-        from tests.support.daemon import _encodeCommand, _RESPReader
+        from tests.support.daemon import encodeCommand, RESPReader
 
-        self._encode = _encodeCommand
+        self._encode = encodeCommand
         self.sock = socket.create_connection((server.host, server.port), timeout=10)
-        self.reader = _RESPReader(self.sock, decode=True)
-        self.sock.sendall(_encodeCommand(("PSUBSCRIBE", "twisted-chat:*")))
+        self.reader = RESPReader(self.sock, decode=True)
+        self.sock.sendall(encodeCommand(("PSUBSCRIBE", "twisted-chat:*")))
         assert self.reader.reply() == ["psubscribe", "twisted-chat:*", 1]
         self.server = server
 
@@ -281,21 +282,21 @@ async def test_everythingPublishedIsAMessage(nodes: Any, redisServer: Any) -> No
     await alice.member.private("bob", "psst")
     alice.member.setTopic("cluster talk")
     bob.member.setNick("robert")
-    await _until(lambda: a.chat.broker.remoteNick("robert") == "robert")
+    await until(lambda: a.chat.broker.remoteNick("robert") == "robert")
     alice.member.giveOp("robert")
     await bob.waitFor(lambda e: isinstance(e, Notice) and "operator of #all" in e.text)
     alice.member.kick("robert", "enough")
     await alice.waitFor(lambda e: isinstance(e, Parted) and e.nick == "robert")
     alice.member.ban("robert", "spam")
-    await _until(lambda: "robert" in b.chat.broker.bansOf("#all"))
+    await until(lambda: "robert" in b.chat.broker.bansOf("#all"))
     alice.member.unban("robert")
-    await _until(lambda: "robert" not in b.chat.broker.bansOf("#all"))
+    await until(lambda: "robert" not in b.chat.broker.bansOf("#all"))
     carol = b.connect("carol")
-    await _until(lambda: a.chat.broker.remoteNick("carol") == "carol")
+    await until(lambda: a.chat.broker.remoteNick("carol") == "carol")
     carol.member.quit()
-    await _until(lambda: a.chat.broker.remoteNick("carol") is None)
+    await until(lambda: a.chat.broker.remoteNick("carol") is None)
     bob.member.join("#all")
-    await _until(lambda: len([e for e in alice.of(Joined) if e.nick == "robert"]) == 1)
+    await until(lambda: len([e for e in alice.of(Joined) if e.nick == "robert"]) == 1)
     await b.stop()
 
     published = spy.published()

@@ -8,124 +8,17 @@ tests/e2e/test_e2e_cluster.py.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import pytest_twisted
-from zope.interface import implementer
 
 from twisted_chat.core.errors import ChatError
-from twisted_chat.core.events import EpochChanged, Event, History, Joined, Message, Notice, Parted, Presence, Private, TopicChanged
-from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.events import EpochChanged, History, Joined, Message, Notice, Parted, Presence, Private, TopicChanged
 from twisted_chat.cluster.redis import RedisCluster, checkRedis, parseRedisURL
-from twisted_chat.core.service import ChatService
 
-TIMEOUT = 10.0
-
-
-@implementer(IChatClient)
-class Client:
-    """
-    A front-end that records events and lets a test wait for one.
-    """
-
-    kind = "test"
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.closed: list[str] = []
-        self._waiting: list[tuple[Callable[[Event], bool], Any]] = []
-        self.member: Any = None
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-        for entry in list(self._waiting):
-            match, d = entry
-            if match(event):
-                self._waiting.remove(entry)
-                d.callback(event)
-
-    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
-        self.closed.append(reason)
-        if self.member is not None:
-            self.member.quit("disconnected")
-
-    def waitFor(self, match: Callable[[Event], bool], timeout: float = TIMEOUT) -> Any:
-        from twisted.internet import reactor
-        from twisted.internet.defer import Deferred, succeed
-
-        for event in self.events:
-            if match(event):
-                return succeed(event)
-        d: Deferred[Event] = Deferred()
-        self._waiting.append((match, d))
-        return d.addTimeout(timeout, reactor)
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-
-def isMessage(text: str) -> Callable[[Event], bool]:
-    return lambda e: isinstance(e, Message) and e.text == text
-
-
-class Node:
-    def __init__(self, url: str, name: str, ttl: float = 5.0) -> None:
-        self.cluster = RedisCluster(parseRedisURL(url), nodeId=name)
-        self.cluster.nodeTTL = ttl
-        self.cluster.heartbeat = min(1.0, ttl / 3)
-        self.chat = ChatService(store=self.cluster.store, broker=self.cluster.broker, pruneInterval=0)
-
-    async def start(self) -> "Node":
-        from twisted.internet import reactor
-
-        self.cluster.startService()
-        self.chat.startService()
-        await self.cluster.ready.addTimeout(TIMEOUT, reactor)
-        return self
-
-    async def stop(self) -> None:
-        if self.chat.running:
-            await self.chat.stopService()
-        if self.cluster.running:
-            await self.cluster.stopService()
-
-    def crash(self) -> None:
-        """
-        Go away like a killed process: no goodbye, connections just drop.
-        """
-        self.cluster._stopping = True
-        if self.cluster._heart is not None and self.cluster._heart.running:
-            self.cluster._heart.stop()
-        for link in self.cluster._links:
-            link.service.stopService()
-        for f in self.cluster._factories:
-            for conn in list(f.pool):
-                conn.transport.abortConnection()
-        self.cluster.running = False
-        self.chat.running = False
-
-    def connect(self, nick: str | None = None, token: str | None = None, host: str = "") -> Client:
-        client = Client()
-        client.member = self.chat.connect(client, nick, peer="test", token=token, host=host)
-        return client
-
-
-@pytest.fixture
-def nodes(redisServer: Any) -> Any:
-    started: list[Node] = []
-
-    async def make(name: str, ttl: float = 5.0) -> Node:
-        node = await Node(redisServer.url, name, ttl).start()
-        started.append(node)
-        return node
-
-    yield make
-    for node in started:
-        if node.cluster.running:
-            from twisted.internet.defer import ensureDeferred
-
-            pytest_twisted.blockon(ensureDeferred(node.stop()))
+from tests.support.cluster import Node, isMessage, twoInRoom, until
+from tests.support.fakes import WaitingClient
 
 
 def test_parseURL() -> None:
@@ -168,7 +61,7 @@ async def test_roomAcrossNodes(nodes: Any) -> None:
     alice.member.join("#room")
     bob = b.connect("bob")
     # b learns of alice's join through the bus
-    await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#room"))
+    await until(lambda: "alice" in b.chat.broker.remoteRoomNicks("#room"))
     bob.member.join("#room")
     presence = await bob.waitFor(lambda e: isinstance(e, Presence))
     assert presence.members == ["alice", "bob"]
@@ -192,46 +85,6 @@ async def test_roomAcrossNodes(nodes: Any) -> None:
     bob.member.part("#room")
     parted = await alice.waitFor(lambda e: isinstance(e, Parted) and e.nick == "bob")
     assert parted.reason == "left"
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """
-    Wait for state that arrives through Redis: C{predicate} is checked
-    again whenever a node hears something from Redis or its connections
-    change (RedisCluster.observers), until it holds or the time is up.
-    """
-    from twisted.internet import reactor
-    from twisted.internet.defer import Deferred
-
-    if predicate():
-        return
-    done: Deferred[None] = Deferred()
-
-    def check() -> None:
-        if not done.called and predicate():
-            done.callback(None)
-
-    observers = RedisCluster.observers
-    observers.append(check)
-    try:
-        await done.addTimeout(timeout, reactor)
-    finally:
-        observers.remove(check)
-
-
-async def twoInRoom(a: Node, b: Node, room: str) -> tuple[Client, Client]:
-    """
-    alice on node C{a} and bob on node C{b}, both in C{room}, bob past the
-    history of his join (so what is said next reaches him live).
-    """
-    alice = a.connect("alice")
-    alice.member.join(room)
-    bob = b.connect("bob")
-    await _until(lambda: "alice" in b.chat.broker.remoteRoomNicks(room))
-    bob.member.join(room)
-    await bob.waitFor(lambda e: isinstance(e, History))
-    await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
-    return alice, bob
 
 
 @pytest_twisted.ensureDeferred
@@ -272,7 +125,7 @@ async def test_idempotentAcrossNodes(nodes: Any) -> None:
     alice.member.join("#r")
     first = await alice.member.say("once", ref="r1")
     alice.member.quit()
-    await _until(lambda: b.chat.broker.remoteNick("alice") is None)
+    await until(lambda: b.chat.broker.remoteNick("alice") is None)
     again = b.connect("alice")
     again.member.join("#r")
     second = await again.member.say("once", ref="r1")
@@ -286,7 +139,7 @@ async def test_privateAcrossNodes(nodes: Any) -> None:
     a, b = await nodes("a"), await nodes("b")
     alice = a.connect("alice")
     bob = b.connect("bob")
-    await _until(lambda: a.chat.broker.remoteNick("bob") == "bob")
+    await until(lambda: a.chat.broker.remoteNick("bob") == "bob")
     sent = await alice.member.private("bob", "psst")
     got = await bob.waitFor(lambda e: isinstance(e, Private))
     assert (got.id, got.sender, got.recipient, got.text) == (sent.id, "alice", "bob", "psst")
@@ -312,7 +165,7 @@ async def test_nickChangeAndTopicAcrossNodes(nodes: Any) -> None:
     bob.member.setNick("robert")
     changed = await alice.waitFor(lambda e: type(e).__name__ == "NickChanged")
     assert (changed.old, changed.new, changed.rooms) == ("bob", "robert", ("#t",))
-    await _until(lambda: a.chat.broker.remoteNick("bob") is None)
+    await until(lambda: a.chat.broker.remoteNick("bob") is None)
     a.connect("bob")  # free again
     # a newcomer on a third node sees the topic
     c = await nodes("c")
@@ -341,7 +194,7 @@ async def test_deadNodeExpires(nodes: Any) -> None:
     carol = c.connect("carol")
     carol.member.join("#x")
     bob = b.connect("bob")
-    await _until(lambda: "carol" in b.chat.broker.remoteRoomNicks("#x"))
+    await until(lambda: "carol" in b.chat.broker.remoteRoomNicks("#x"))
     bob.member.join("#x")
     await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
     await carol.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
@@ -364,12 +217,12 @@ async def test_ownerTakesOverNickFromDeadNode(nodes: Any) -> None:
     first = b.connect("alice")
     token = first.member.token
     assert token
-    await _until(lambda: a.chat.broker.remoteNick("alice") == "alice" and "alice" in a.chat.nicks.tokens)
+    await until(lambda: a.chat.broker.remoteNick("alice") == "alice" and "alice" in a.chat.nicks.tokens)
     with pytest.raises(ChatError):
         a.connect("alice")
     again = a.connect("alice", token=token)
     assert again.member.owner
-    await _until(lambda: bool(first.closed))
+    await until(lambda: bool(first.closed))
     assert first.closed == ["replaced by a new connection of alice"]
     assert b.chat.lookup("alice") is None
 
@@ -390,7 +243,7 @@ async def test_redisRestart(nodes: Any, redisServerFactory: Any) -> None:
         await alice.member.say("before")
         await bob.waitFor(isMessage("before"))
         server.stop()
-        await _until(lambda: not a.cluster.connected and not b.cluster.connected)
+        await until(lambda: not a.cluster.connected and not b.cluster.connected)
         with pytest.raises(ChatError) as e:
             await alice.member.say("during")
         assert e.value.code == "unavailable"
@@ -401,7 +254,7 @@ async def test_redisRestart(nodes: Any, redisServerFactory: Any) -> None:
         assert e.value.code == "unavailable"
         assert "cannot reach bob on another node" in e.value.message and "store" not in e.value.message
         server.start()
-        await _until(lambda: a.cluster.connected and b.cluster.connected and a.cluster._subscriber is not None
+        await until(lambda: a.cluster.connected and b.cluster.connected and a.cluster._subscriber is not None
                      and b.cluster._subscriber is not None and a.cluster._buffer is None and b.cluster._buffer is None)
         after = await alice.member.say("after")
         got = await bob.waitFor(isMessage("after"))
@@ -415,7 +268,7 @@ async def test_redisRestart(nodes: Any, redisServerFactory: Any) -> None:
         await b.stop()
 
 
-async def _saysAfterReset(alice: Client, bob: Client, before: list[Message]) -> None:
+async def _saysAfterReset(alice: WaitingClient, bob: WaitingClient, before: list[Message]) -> None:
     """
     Redis lost everything under alice (node a) and bob (node b): both are
     told, once per room, and what alice says next reaches both live, once,
@@ -453,9 +306,9 @@ async def test_redisBackEmpty(nodes: Any, redisServer: Any) -> None:
     before = [await alice.member.say("before %d" % (i,)) for i in range(1, 4)]
     await bob.waitFor(isMessage("before 3"))
     redisServer.kill()
-    await _until(lambda: not a.cluster.connected and not b.cluster.connected)
+    await until(lambda: not a.cluster.connected and not b.cluster.connected)
     redisServer.start()
-    await _until(lambda: all(n.cluster.connected and n.cluster._subscriber is not None
+    await until(lambda: all(n.cluster.connected and n.cluster._subscriber is not None
                              and n.cluster._buffer is None for n in (a, b)))
     await _saysAfterReset(alice, bob, before)
 
@@ -496,10 +349,10 @@ async def test_gapIsFilledFromHistory(nodes: Any) -> None:
     # b's subscription drops; two messages go by; it comes back
     sub = b.cluster._subscriber
     sub.transport.loseConnection()
-    await _until(lambda: b.cluster._subscriber is None)
+    await until(lambda: b.cluster._subscriber is None)
     await alice.member.say("m2")
     await alice.member.say("m3")
-    await _until(lambda: b.cluster._subscriber is not None and b.cluster._buffer is None)
+    await until(lambda: b.cluster._subscriber is not None and b.cluster._buffer is None)
     await bob.waitFor(isMessage("m3"))
     await alice.member.say("m4")
     await bob.waitFor(isMessage("m4"))
@@ -516,7 +369,7 @@ async def test_noticeOfCollision(nodes: Any) -> None:
     a, b = await nodes("a"), await nodes("b")
     x = a.connect("zed")
     y = b.connect("zed")  # neither node has heard of the other's yet
-    await _until(lambda: x.member.nick != "zed" or y.member.nick != "zed")
+    await until(lambda: x.member.nick != "zed" or y.member.nick != "zed")
     loser = x if x.member.nick != "zed" else y
     assert loser.member.nick.startswith("guest-")
     assert any(isinstance(e, Notice) and "taken on another server" in e.text for e in loser.events)
@@ -530,7 +383,7 @@ async def test_overTLS(redisServerFactory: Any, tmp_path: Any) -> None:
     """
     import socket
 
-    from tests.conftest import writeSelfSignedCertificate
+    from tests.support.tls import writeSelfSignedCertificate
 
     cert, key = writeSelfSignedCertificate(tmp_path)
     with socket.socket() as s:
@@ -574,22 +427,22 @@ async def test_banAndOpAcrossNodes(nodes: Any) -> None:
     assert e.value.code == "banned"
     c = await nodes("c")
     bob.member.quit()
-    await _until(lambda: c.chat.broker.remoteNick("bob") is None)
+    await until(lambda: c.chat.broker.remoteNick("bob") is None)
     again = c.connect("bob")
     with pytest.raises(ChatError) as e:
         again.member.join("#mod")
     assert e.value.code == "banned"
     # an address banned on a: refused on c, where the room has no member yet
     alice.member.ban("10.9.9.9")
-    await _until(lambda: "10.9.9.9" in c.chat.broker.bansOf("#mod"))
+    await until(lambda: "10.9.9.9" in c.chat.broker.bansOf("#mod"))
     with pytest.raises(ChatError) as e:
         c.connect("dave", host="10.9.9.9").member.join("#mod")
     assert e.value.code == "banned"
     assert "#mod" not in c.chat.rooms
     alice.member.unban("bob")
-    await _until(lambda: "bob" not in c.chat.broker.bansOf("#mod"))
+    await until(lambda: "bob" not in c.chat.broker.bansOf("#mod"))
     again.member.join("#mod")
-    await _until(lambda: len([e for e in alice.of(Joined) if e.nick == "bob"]) == 2)
+    await until(lambda: len([e for e in alice.of(Joined) if e.nick == "bob"]) == 2)
     # bob (on c) is not an operator; alice (on a) makes him one
     with pytest.raises(ChatError):
         again.member.setTopic("bob's room")
@@ -611,7 +464,7 @@ async def test_nodeThatWasThoughtDeadComesBack(nodes: Any, redisServer: Any) -> 
     alice, bob = await twoInRoom(a, b, "#z")
     redisServer.command("DEL", "twisted-chat:alive:b")
     await alice.waitFor(lambda e: isinstance(e, Parted) and e.nick == "bob")
-    await _until(lambda: a.chat.broker.remoteNick("bob") == "bob" and "bob" in a.chat.broker.remoteRoomNicks("#z"))
+    await until(lambda: a.chat.broker.remoteNick("bob") == "bob" and "bob" in a.chat.broker.remoteRoomNicks("#z"))
     assert redisServer.command("HGET", "twisted-chat:nicks", "bob") == b"b"
     with pytest.raises(ChatError):
         a.connect("bob")
@@ -691,7 +544,7 @@ async def test_redisFailuresAreLoggedWithoutTraceback(nodes: Any, redisServer: A
             await alice.member.say("stuck", "#slow")
         assert e.value.code == "unavailable"
         redisServer.stop()
-        await _until(lambda: not a.cluster.connected)
+        await until(lambda: not a.cluster.connected)
         alice.member.history("#slow")
         down = await alice.waitFor(lambda e: isinstance(e, History) and e.room == "#slow" and e is not slow)
         alice.member.privateHistory()
@@ -725,7 +578,7 @@ async def test_stoppingNodeLeavesWithOneAnnouncement(nodes: Any, redisServer: An
     carol.member.join("#bye")
     await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "carol")
     await b.stop()
-    await _until(lambda: len([e for e in alice.of(Parted)]) == 2)
+    await until(lambda: len([e for e in alice.of(Parted)]) == 2)
     assert sorted((e.nick, e.reason) for e in alice.of(Parted)) == [
         ("bob", "server shutting down"), ("carol", "server shutting down"),
     ]
@@ -772,7 +625,7 @@ async def test_laterJoinersHistoryDoesNotSkipEarlierMembers(nodes: Any, redisSer
     assert failed.reason == "unavailable"
     redisServer.command("CLIENT", "UNPAUSE")
     a.cluster.commandTimeout = 10.0
-    await _until(lambda: "bob" in b.chat.broker.remoteRoomNicks("#r"))
+    await until(lambda: "bob" in b.chat.broker.remoteRoomNicks("#r"))
     # a hears nothing from the bus for a moment
     subscription = a.cluster._subscriber
     subscription.transport.pauseProducing()

@@ -19,9 +19,10 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
-from tests.cluster.test_redis import TIMEOUT, Node, _until, isMessage, nodes, twoInRoom  # noqa: F401 (a fixture)
 from twisted_chat.core.errors import ChatError, StoreUnavailable
 from twisted_chat.core.events import Message
+
+from tests.support.cluster import TIMEOUT, Node, isMessage, twoInRoom, until
 
 #: what RedisPath does with each new connection
 PASS, CLOSE, CLOSE_AFTER_FIRST, HOLD = "pass", "close", "close-after-first", "hold"
@@ -251,7 +252,7 @@ async def test_backAfterSetUpFailed(redisServer: Any, paths: Any, logged: LogLin
         b.cluster.commandTimeout = 0.5
         path.mode = mode
         path.cut()
-        await _until(lambda: not b.cluster.connected)
+        await until(lambda: not b.cluster.connected)
         # (each connection, the command one and the subscribed one, tried
         # again and again)
         await path.acceptedAtLeast(path.accepted + 8)
@@ -261,9 +262,9 @@ async def test_backAfterSetUpFailed(redisServer: Any, paths: Any, logged: LogLin
         carol = b.connect("carol")
         carol.member.join("#r")
         path.mode = PASS
-        await _until(synced(b))
+        await until(synced(b))
         b.cluster.commandTimeout = 10.0
-        await _until(lambda: "carol" in a.chat.broker.remoteRoomNicks("#r"))
+        await until(lambda: "carol" in a.chat.broker.remoteRoomNicks("#r"))
         with pytest.raises(ChatError) as e:
             a.connect("carol")
         assert e.value.code == "nick-taken"
@@ -271,7 +272,7 @@ async def test_backAfterSetUpFailed(redisServer: Any, paths: Any, logged: LogLin
         # carol's owner token, issued while Redis was unreachable, was
         # saved once it was back: she owns her nick on the other node too
         carol.member.quit()
-        await _until(lambda: a.chat.broker.remoteNick("carol") is None)
+        await until(lambda: a.chat.broker.remoteNick("carol") is None)
         impostor = a.connect("carol")
         assert not impostor.member.owner
         impostor.member.quit()
@@ -316,7 +317,7 @@ async def test_refusedPassword(redisServerFactory: Any, paths: Any, logged: LogL
         assert "refuses the password" in errors[0] and "WRONGPASS" in errors[0]
         server.command("CONFIG", "SET", "requirepass", "pw")
         server.password = "pw"
-        await _until(synced(a))
+        await until(synced(a))
         after = await alice.member.say("after")
         assert (after.epoch, after.id) == (first.epoch, first.id + 1)
         await alice.waitFor(isMessage("after"))
@@ -336,7 +337,7 @@ async def test_redisStillLoading(redisServerFactory: Any, paths: Any, logged: Lo
     keeps trying with backoff, logs that once (not once per attempt), and
     serves again, on the same history, once Redis has loaded it.
     """
-    from tests.conftest import RedisReplyError
+    from tests.support.daemon import RedisReplyError
 
     server = redisServerFactory()
     path = await paths(server.port)
@@ -368,7 +369,7 @@ async def test_redisStillLoading(redisServerFactory: Any, paths: Any, logged: Lo
         server.kill()
         server.extraArgs = ()
         server.start()
-        await _until(synced(a))
+        await until(synced(a))
         after = await alice.member.say("after")
         assert (after.epoch, after.id) == (first.epoch, first.id + 1)
         assert len(logged.matching("LOADING")) == 1
@@ -390,14 +391,14 @@ async def test_commandConnectionAloneLost(nodes: Any, redisServer: Any, logged: 
     a, b = await nodes("a"), quickRetries(await nodes("b"))
     alice, bob = await twoInRoom(a, b, "#c")
     dave = b.connect("dave")
-    await _until(lambda: a.chat.broker.remoteNick("dave") == "dave")
+    await until(lambda: a.chat.broker.remoteNick("dave") == "dave")
     redisServer.command("CLIENT", "KILL", "TYPE", "normal")
     # (b has not noticed yet: these go out on a connection that is gone)
     carol = b.connect("carol")
     carol.member.join("#c")
     dave.member.quit()
-    await _until(lambda: "carol" in a.chat.broker.remoteRoomNicks("#c") and a.chat.broker.remoteNick("dave") is None)
-    await _until(lambda: a.cluster.synced and b.cluster.synced)
+    await until(lambda: "carol" in a.chat.broker.remoteRoomNicks("#c") and a.chat.broker.remoteNick("dave") is None)
+    await until(lambda: a.cluster.synced and b.cluster.synced)
     with pytest.raises(ChatError) as e:
         a.connect("carol")
     assert e.value.code == "nick-taken"
@@ -437,7 +438,7 @@ async def test_subscriptionAloneLost(redisServer: Any, paths: Any, logged: LogLi
             await b.cluster.store.ping()
         await alice.member.say("while away")
         path.mode = PASS
-        await _until(synced(b))
+        await until(synced(b))
         b.cluster.commandTimeout = 10.0
         await b.cluster.store.ping()
         await alice.member.say("after")

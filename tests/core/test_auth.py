@@ -6,21 +6,21 @@ in through the real daemon on the line chat and in WebSocket json mode.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
 from twisted_chat.core.auth import AuthFileError, hashPassword, loadPasswords, verifyPassword
 
+from tests.support.wsclients import isType, receiveUntil, sendJson, webSocket
+
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
+    from tests.support.daemon import Daemon, LineClient
 
 TIMEOUT = 10.0
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -204,45 +204,6 @@ def test_adminMustBeRegistered(
 # -- logging in ---------------------------------------------------------------------
 
 
-@contextmanager
-def jsonSocket(daemon: Daemon) -> Iterator[Any]:
-    """
-    A json-mode WebSocket to the daemon (the C{websockets} package's
-    blocking client), before its hello.
-    """
-    from websockets.sync.client import connect
-
-    with connect(
-        "ws://127.0.0.1:%d/ws" % (daemon.ports["web"],),
-        subprotocols=["chat.json"],  # type: ignore[list-item]
-        open_timeout=TIMEOUT,
-        close_timeout=TIMEOUT,
-        proxy=None,
-    ) as ws:
-        yield ws
-
-
-def request(ws: Any, **fields: Any) -> None:
-    ws.send(json.dumps(fields))
-
-
-def receiveUntil(ws: Any, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-    """
-    The objects received up to and including the first that matches.
-    """
-    deadline = time.monotonic() + TIMEOUT
-    seen = []
-    while True:
-        obj = json.loads(ws.recv(timeout=max(0.0, deadline - time.monotonic())))
-        seen.append(obj)
-        if match(obj):
-            return seen
-
-
-def isType(kind: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda obj: obj["type"] == kind
-
-
 @pytest.fixture
 def authDaemon(startDaemon: Callable[..., Daemon], tmp_path: Path) -> Daemon:
     """
@@ -297,19 +258,19 @@ def test_jsonLogin(authDaemon: Daemon) -> None:
     connection stays, and a hello with the right password is welcomed as
     authenticated owner of the nick. No password ever reaches the log.
     """
-    with jsonSocket(authDaemon) as ws:
-        request(ws, type="hello", nick="alice")
+    with webSocket(authDaemon) as ws:
+        sendJson(ws, type="hello", nick="alice")
         error = receiveUntil(ws, isType("error"))
         assert [(o["type"], o.get("code")) for o in error] == [("error", "nick-registered")]
-        request(ws, type="hello", nick="alice", password=WRONG, ref=1)
+        sendJson(ws, type="hello", nick="alice", password=WRONG, ref=1)
         error = receiveUntil(ws, isType("error"))[-1]
         assert (error["code"], error["message"], error["ref"]) == ("bad-login", "wrong nick or password", 1)
-        request(ws, type="hello", nick="alice", password=RIGHT)
+        sendJson(ws, type="hello", nick="alice", password=RIGHT)
         seen = receiveUntil(ws, isType("history"))
         welcome = seen[0]
         assert (welcome["type"], welcome["nick"], welcome["rooms"]) == ("welcome", "alice", ["#lobby"])
         assert welcome["authenticated"] is True and welcome["owner"] is True
-        request(ws, type="say", text="hi", ref="s1")
+        sendJson(ws, type="say", text="hi", ref="s1")
         ack = receiveUntil(ws, isType("ack"))[-1]
         assert ack["ref"] == "s1"
     authDaemon.waitForLog(r"login as alice accepted")
@@ -347,23 +308,23 @@ def test_requireAuth(startDaemon: Callable[..., Daemon], lineClients: Callable[.
     ]
     guest.send("now I can talk")
     guest.expect("#lobby <alice> now I can talk")
-    with jsonSocket(daemon) as ws:
-        request(ws, type="hello", nick="visitor")
+    with webSocket(daemon) as ws:
+        sendJson(ws, type="hello", nick="visitor")
         seen = receiveUntil(ws, isType("error"))
         assert (seen[0]["type"], seen[0]["nick"], seen[0]["rooms"]) == ("welcome", "visitor", [])
         assert seen[-1]["code"] == "auth-required"
         assert [o for o in seen if o["type"] in ("join", "presence", "history")] == []
-        request(ws, type="join", room="#lobby", ref="j1")
+        sendJson(ws, type="join", room="#lobby", ref="j1")
         error = receiveUntil(ws, isType("error"))[-1]
         assert (error["code"], error["ref"]) == ("auth-required", "j1")
-        request(ws, type="msg", to="alice", text="psst")
+        sendJson(ws, type="msg", to="alice", text="psst")
         assert receiveUntil(ws, isType("error"))[-1]["code"] == "auth-required"
-        request(ws, type="login", nick="bob", password=RIGHT + "-bob", ref="l1")
+        sendJson(ws, type="login", nick="bob", password=RIGHT + "-bob", ref="l1")
         ack = receiveUntil(ws, isType("ack"))[-1]
         assert ack == {"type": "ack", "ref": "l1", "nick": "bob"}
-        request(ws, type="join", room="#lobby")
+        sendJson(ws, type="join", room="#lobby")
         receiveUntil(ws, isType("history"))
-        request(ws, type="say", text="json is in")
+        sendJson(ws, type="say", text="json is in")
         guest.expect("#lobby <bob> json is in")
     for secret in (RIGHT, RIGHT + "-bob"):
         assert secret not in daemon.log

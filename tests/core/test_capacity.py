@@ -7,36 +7,22 @@ members (so that filling a room does not cost O(members²)).
 from __future__ import annotations
 
 from twisted.internet.task import Clock
-from zope.interface import implementer
 
-from twisted_chat.core.events import Event, Joined, Parted, Presence
-from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.events import Joined, Parted, Presence
 from twisted_chat.frontends.jsonmode import encodeEvent
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.textmode import TextSession
 
-
-@implementer(IChatClient)
-class Recorder:
-    kind = "test"
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-
-    def close(self, reason: str) -> None:
-        pass
+from tests.support.fakes import RecordingClient
 
 
-def fill(limit: int, n: int) -> tuple[ChatService, list[Recorder]]:
+def fill(limit: int, n: int) -> tuple[ChatService, list[RecordingClient]]:
     service = ChatService(store=MemoryStore(), clock=Clock(), pruneInterval=0)
     service.announceLimit = limit
     clients = []
     for i in range(n):
-        c = Recorder()
+        c = RecordingClient()
         service.connect(c, nick="n%02d" % (i,)).join("#big")
         clients.append(c)
     return service, clients
@@ -116,7 +102,7 @@ def test_presenceFollowsMembershipAndNicks() -> None:
     service.lookup("n00").who("#big")  # type: ignore[union-attr]
     assert clients[0].events[-1].members == ["a01", "n00"]  # type: ignore[attr-defined]
     for i in range(2, 5):  # past the limit: the first three stay listed
-        service.connect(Recorder(), nick="n%02d" % (i,)).join("#big")
+        service.connect(RecordingClient(), nick="n%02d" % (i,)).join("#big")
     service.lookup("n00").who("#big")  # type: ignore[union-attr]
     last = clients[0].events[-1]
     assert last.members == ["a01", "n00", "n02"] and last.total == 5  # type: ignore[attr-defined]
@@ -137,7 +123,7 @@ def test_storedRefsAreNotTrackedByTheGarbageCollector() -> None:
     from twisted.internet.defer import Deferred
 
     service = ChatService(store=MemoryStore(), clock=Clock(), pruneInterval=0)
-    member = service.connect(Recorder(), nick="alice")
+    member = service.connect(RecordingClient(), nick="alice")
     member.join("#room")
     got: list[object] = []
     d: Deferred[object] = member.say("hello", ref="r1")

@@ -33,6 +33,8 @@ from twisted_chat.core.service import ChatService, Member
 from twisted_chat.core.settings import Settings
 from twisted_chat.stores.memory import MemoryStore
 
+from tests.support.fakes import RecordingClient
+
 #: modest and without the "explain" phase, whose report (under -W error)
 #: trips over a deprecation warning of one of its imports
 FUZZ = settings(
@@ -370,22 +372,6 @@ def test_jsonLoneSurrogateRefused() -> None:
 # -- the service under random requests -------------------------------------------
 
 
-@implementer(IChatClient)
-class Recorder:
-    kind = "test"
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.closed: list[str] = []
-
-    def deliver(self, event: object) -> None:
-        assert isinstance(event, Event)
-        self.events.append(event)
-
-    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
-        self.closed.append(reason)
-
-
 NICKS = st.sampled_from(["alice", "bob", "carol", "Alice", "BOB", "dave", "bad nick", "", "guest-1"])
 ROOMS = st.sampled_from(["#lobby", "#dev", "dev", "#ops", "#x", "#Ops", "bad room", "#"])
 OPT_ROOM = st.one_of(st.none(), ROOMS)
@@ -407,7 +393,7 @@ class ServiceMachine(RuleBasedStateMachine):
             clock=self.clock, floodRate=5, floodBurst=10, floodKick=20, maxRoomsPerMember=3, maxTextLength=20
         )
         self.service.startService()
-        self.members: list[tuple[Member, Recorder]] = []
+        self.members: list[tuple[Member, RecordingClient]] = []
         self.checked: dict[int, int] = {}
 
     def live(self) -> list[Member]:
@@ -440,7 +426,7 @@ class ServiceMachine(RuleBasedStateMachine):
 
     @rule(nick=st.one_of(st.none(), NICKS), host=st.integers(1, 3))
     def connect(self, nick: str | None, host: int) -> None:
-        client = Recorder()
+        client = RecordingClient()
         address = "10.0.0.%d" % (host,)
         try:
             member = self.service.connect(client, nick=nick, peer=address + ":1", host=address)

@@ -9,18 +9,19 @@ from __future__ import annotations
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
+from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
-from zope.interface import implementer
 
 from twisted_chat.core.errors import ChatError
-from twisted_chat.core.events import Event, Message, Parted
-from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.events import Parted
 from twisted_chat.core.limits import Admission, FloodGuard
-from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
+from twisted_chat.frontends.line import LineChatFactory
 from twisted_chat.core.service import ChatService, Member
 from twisted_chat.core.settings import Settings
 from twisted_chat.stores.memory import MemoryStore
+
+from tests.support.fakes import RecordingClient
+from tests.support.lines import MemoryLine
 
 # -- the token bucket ---------------------------------------------------------
 
@@ -193,38 +194,14 @@ def test_admissionReleaseNeverGoesNegative() -> None:
 # -- flood control in the service ---------------------------------------------
 
 
-@implementer(IChatClient)
-class Recorder:
-    """
-    A front-end that keeps the events it is given and the reason it was
-    closed with.
-    """
-
-    kind = "test"
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.closed: list[str] = []
-
-    def deliver(self, event: object) -> None:
-        assert isinstance(event, Event)
-        self.events.append(event)
-
-    def close(self, reason: str) -> None:
-        self.closed.append(reason)
-
-    def said(self, nick: str) -> list[str]:
-        return [e.text for e in self.events if isinstance(e, Message) and e.sender == nick]
-
-
 FLOOD = dict(floodRate=5.0, floodBurst=10.0, floodKick=20.0)
 
 
-def chatter(service: ChatService, nick: str) -> tuple[Member, Recorder]:
+def chatter(service: ChatService, nick: str) -> tuple[Member, RecordingClient]:
     """
     C{nick} connected and in #lobby, with a full flood budget.
     """
-    client = Recorder()
+    client = RecordingClient()
     member = service.connect(client, nick=nick, peer="test")
     member.join("#lobby")
     service.clock.advance(10)  # type: ignore[attr-defined]
@@ -319,34 +296,6 @@ def test_disconnectFlooder() -> None:
 # -- admission at a line connection -------------------------------------------
 
 
-class LineConnection:
-    """
-    One in-memory line connection from C{host}.
-    """
-
-    _port = 50000
-
-    def __init__(self, factory: LineChatFactory, host: str) -> None:
-        LineConnection._port += 1
-        address = IPv4Address("TCP", host, LineConnection._port)
-        self.protocol: LineChatProtocol = factory.buildProtocol(address)
-        self.transport = StringTransportWithDisconnection(peerAddress=address)
-        self.transport.protocol = self.protocol
-        self.protocol.makeConnection(self.transport)
-
-    def send(self, data: str | bytes) -> None:
-        self.protocol.dataReceived(data.encode("utf-8") if isinstance(data, str) else data)
-
-    def lines(self) -> list[str]:
-        data = self.transport.value()
-        self.transport.clear()
-        return data.decode("utf-8").splitlines()
-
-    @property
-    def open(self) -> bool:
-        return bool(self.transport.connected)
-
-
 def test_lineAdmissionRefusesWithOneLine() -> None:
     """
     A line connection past the per-address limit gets exactly one C{!!!}
@@ -357,19 +306,19 @@ def test_lineAdmissionRefusesWithOneLine() -> None:
     clock = Clock()
     service = ChatService(store=MemoryStore(), clock=clock, admission=Admission(maxConnections=3, maxPerHost=2))
     factory = LineChatFactory(service, clock=clock)
-    first = LineConnection(factory, "10.0.0.1")
-    LineConnection(factory, "10.0.0.1")
-    third = LineConnection(factory, "10.0.0.1")
+    first = MemoryLine(factory, "10.0.0.1")
+    MemoryLine(factory, "10.0.0.1")
+    third = MemoryLine(factory, "10.0.0.1")
     assert third.lines() == ["!!! too many connections from your address (at most 2): close one first"]
     assert not third.open
     assert len(service.members) == 2
-    other = LineConnection(factory, "10.0.0.2")
+    other = MemoryLine(factory, "10.0.0.2")
     assert other.lines()[0].startswith("*** Welcome to twisted-chat, ")
-    full = LineConnection(factory, "10.0.0.3")
+    full = MemoryLine(factory, "10.0.0.3")
     assert full.lines() == ["!!! the server is full (3 connections): please try again later"]
     assert not full.open
     first.transport.loseConnection()
-    again = LineConnection(factory, "10.0.0.1")
+    again = MemoryLine(factory, "10.0.0.1")
     assert again.open
     assert again.lines()[0].startswith("*** Welcome to twisted-chat, ")
     assert service.admission.total == 3
@@ -387,7 +336,7 @@ def test_lineCloseIsForcedAfterShutdownTimeout() -> None:
     service = ChatService(store=MemoryStore(), clock=clock, shutdownTimeout=3, admission=Admission(maxPerHost=1))
     service.settings.idleTimeout = 0
     factory = LineChatFactory(service, clock=clock)
-    LineConnection(factory, "10.0.0.1")
+    MemoryLine(factory, "10.0.0.1")
     address = IPv4Address("TCP", "10.0.0.1", 50999)
     stuck = factory.buildProtocol(address)
     transport = StringTransport(peerAddress=address)
@@ -398,7 +347,7 @@ def test_lineCloseIsForcedAfterShutdownTimeout() -> None:
     assert not transport.disconnected
     clock.advance(0.1)
     assert transport.disconnected
-    quick = LineConnection(factory, "10.0.0.1")
+    quick = MemoryLine(factory, "10.0.0.1")
     assert not quick.open
     assert clock.getDelayedCalls() == []
 
@@ -419,8 +368,8 @@ class FloodedLines:
             clock=self.clock, settings=Settings(floodRate=rate, floodBurst=10, floodKick=kick, idleTimeout=0)
         )
         factory = LineChatFactory(self.service, clock=self.clock)
-        self.alice = LineConnection(factory, "10.0.0.1")
-        self.bob = LineConnection(factory, "10.0.0.2")
+        self.alice = MemoryLine(factory, "10.0.0.1")
+        self.bob = MemoryLine(factory, "10.0.0.2")
         self.alice.send("/nick alice\n")
         self.bob.send("/nick bob\n")
         self.clock.advance(10)

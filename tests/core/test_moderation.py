@@ -11,52 +11,24 @@ against the real daemon.
 from __future__ import annotations
 
 import json
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransportWithDisconnection
 
 from twisted_chat.core.auth import hashPassword
-from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
+from twisted_chat.frontends.line import LineChatFactory
 from twisted_chat.core.service import ChatService
 from twisted_chat.core.settings import Settings
 from twisted_chat.stores.memory import MemoryStore
 
+from tests.support.lines import MemoryLine, named, quiet
+from tests.support.wsclients import receive, receiveUntil, webSocket
+
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
-
-
-class Line:
-    """
-    One line-chat connection in memory, from C{host}.
-    """
-
-    _port = 41000
-
-    def __init__(self, factory: LineChatFactory, host: str) -> None:
-        Line._port += 1
-        address = IPv4Address("TCP", host, Line._port)
-        self.protocol: LineChatProtocol = factory.buildProtocol(address)
-        self.transport = StringTransportWithDisconnection(peerAddress=address)
-        self.transport.protocol = self.protocol
-        self.protocol.makeConnection(self.transport)
-
-    def say(self, line: str) -> list[str]:
-        """
-        Send one line; return what this connection got back.
-        """
-        self.protocol.dataReceived(line.encode("utf-8") + b"\n")
-        return self.lines()
-
-    def lines(self) -> list[str]:
-        data = self.transport.value()
-        self.transport.clear()
-        return data.decode("utf-8").splitlines()
+    from tests.support.daemon import Daemon, LineClient
 
 
 @pytest.fixture
@@ -65,22 +37,17 @@ def factory() -> LineChatFactory:
     return LineChatFactory(ChatService(store=MemoryStore(), clock=clock, settings=Settings(idleTimeout=0)), clock=clock)
 
 
-def user(factory: LineChatFactory, nick: str, host: str, *rooms: str) -> Line:
+def user(factory: LineChatFactory, nick: str, host: str, *rooms: str) -> MemoryLine:
     """
     C{nick} connected from C{host}, in #lobby and then C{rooms} (the last
     one current); its output so far is read.
     """
-    line = Line(factory, host)
+    line = MemoryLine(factory, host)
     line.say("/nick " + nick)
     for room in rooms:
         line.say("/join " + room)
     line.lines()
     return line
-
-
-def quiet(*lines: Line) -> None:
-    for line in lines:
-        line.lines()
 
 
 def test_creatorIsOperator(factory: LineChatFactory) -> None:
@@ -313,55 +280,18 @@ def passwordFile(folder: Path, **users: str) -> Path:
     return path
 
 
-def named(client: LineClient, nick: str) -> LineClient:
-    """
-    C{client}, welcomed and renamed to C{nick}.
-    """
-    client.welcome()
-    client.send("/nick " + nick)
-    client.expect("*** you are now " + nick)
-    return client
-
-
 @contextmanager
 def jsonUser(daemon: Daemon, nick: str, rooms: list[str]) -> Iterator[Any]:
     """
     A json-mode WebSocket (the C{websockets} package's blocking client),
     welcomed as C{nick} in C{rooms}, with the history of the last one read.
     """
-    from websockets.sync.client import connect
-
-    with connect(
-        "ws://127.0.0.1:%d/ws" % (daemon.ports["web"],),
-        subprotocols=["chat.json"],  # type: ignore[list-item]
-        open_timeout=TIMEOUT,
-        close_timeout=TIMEOUT,
-        proxy=None,
-    ) as ws:
+    with webSocket(daemon) as ws:
         ws.send(json.dumps({"type": "hello", "nick": nick, "rooms": rooms}))
         welcome = receive(ws)
         assert (welcome["type"], welcome["nick"]) == ("welcome", nick), welcome
         receiveUntil(ws, lambda o: o["type"] == "history" and o["room"] == rooms[-1])
         yield ws
-
-
-def receive(ws: Any) -> dict[str, Any]:
-    obj = json.loads(ws.recv(timeout=TIMEOUT))
-    assert isinstance(obj, dict)
-    return obj
-
-
-def receiveUntil(ws: Any, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-    """
-    Objects up to and including the first that matches.
-    """
-    deadline = time.monotonic() + TIMEOUT
-    seen = []
-    while True:
-        obj = json.loads(ws.recv(timeout=max(0.0, deadline - time.monotonic())))
-        seen.append(obj)
-        if match(obj):
-            return seen
 
 
 @pytest.mark.e2e

@@ -11,127 +11,17 @@ import pytest
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_chat.core.errors import ChatError
-from twisted_chat.core.events import (
-    Event,
-    History,
-    Joined,
-    Message,
-    NickChanged,
-    Notice,
-    Parted,
-    Presence,
-    Private,
-    PrivateHistory,
-    RoomList,
-)
-from twisted_chat.core.broker import LocalBroker
+from twisted_chat.core.events import History, Message, Private, PrivateHistory
 from twisted_chat.core.interfaces import IChatClient, IMessageStore
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService, Member
 
+from tests.support.fakes import BrokenClient, ClosingClient, connect, describe, enter, fired, LaggingBroker, RecordingClient, say
+
 T = TypeVar("T")
-
-
-def fired(d: Deferred[T]) -> T:
-    """
-    The result of a Deferred that has already fired successfully.
-    """
-    results: list[object] = []
-    d.addBoth(results.append)
-    assert results, "the Deferred has not fired"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]  # type: ignore[return-value]
-
-
-@implementer(IChatClient)
-class RecordingClient:
-    """
-    A front-end that keeps every event the service delivers to it.
-    """
-
-    kind = "test"
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.closed: list[str] = []
-
-    def deliver(self, event: object) -> None:
-        assert isinstance(event, Event)
-        self.events.append(event)
-
-    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
-        self.closed.append(reason)
-        self.reconnectAfter = reconnectAfter
-
-    def take(self) -> list[Event]:
-        """
-        The events delivered since the last C{take}.
-        """
-        events, self.events = self.events, []
-        return events
-
-    def describe(self) -> list[tuple[Any, ...]]:
-        """
-        The events since the last C{take}, as comparable tuples.
-        """
-        return [describe(e) for e in self.take()]
-
-
-@implementer(IChatClient)
-class ClosingClient(RecordingClient):
-    """
-    A front-end whose connection goes away when the service closes it.
-    """
-
-    member: Member | None = None
-
-    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
-        RecordingClient.close(self, reason, reconnectAfter)
-        assert self.member is not None
-        self.member.quit("disconnected")
-
-
-@implementer(IChatClient)
-class BrokenClient(RecordingClient):
-    """
-    A front-end whose delivery fails once C{broken} is set.
-    """
-
-    broken = False
-
-    def deliver(self, event: object) -> None:
-        if self.broken:
-            raise RuntimeError("this connection is broken")
-        RecordingClient.deliver(self, event)
-
-
-def describe(e: Event) -> tuple[Any, ...]:
-    if isinstance(e, Message):
-        return ("message", e.room, e.id, e.sender, e.text, e.action)
-    if isinstance(e, Joined):
-        return ("join", e.room, e.nick)
-    if isinstance(e, Parted):
-        return ("part", e.room, e.nick, e.reason)
-    if isinstance(e, Presence):
-        return ("presence", e.room, e.members)
-    if isinstance(e, History):
-        return ("history", e.room, [m.id for m in e.messages], e.recovered, e.reason)
-    if isinstance(e, NickChanged):
-        return ("nick", e.old, e.new, e.rooms)
-    if isinstance(e, Private):
-        return ("private", e.id, e.sender, e.recipient, e.text)
-    if isinstance(e, RoomList):
-        return ("rooms", e.rooms)
-    if isinstance(e, Notice):
-        return ("notice", e.text)
-    if isinstance(e, PrivateHistory):
-        return ("private-history", [p.id for p in e.messages])
-    raise AssertionError("unexpected event %r" % (e,))
 
 
 @pytest.fixture
@@ -142,33 +32,6 @@ def clock() -> Clock:
 @pytest.fixture
 def service(clock: Clock) -> ChatService:
     return ChatService(store=MemoryStore(), clock=clock)
-
-
-def connect(service: ChatService, nick: str | None = None, client: RecordingClient | None = None) -> tuple[Member, RecordingClient]:
-    """
-    Connect a recording client, as a front-end does, and empty its record.
-    """
-    client = client if client is not None else RecordingClient()
-    member = service.connect(client, nick=nick, peer="test")
-    if isinstance(client, ClosingClient):
-        client.member = member
-    client.take()
-    return member, client
-
-
-def enter(service: ChatService, nick: str, *rooms: str) -> tuple[Member, RecordingClient]:
-    """
-    Connect C{nick} and join C{rooms}; its record starts empty.
-    """
-    member, client = connect(service, nick)
-    for room in rooms:
-        member.join(room)
-    client.take()
-    return member, client
-
-
-def say(member: Member, text: str, room: str | None = None, action: bool = False) -> Message:
-    return fired(member.say(text, room, action))
 
 
 # -- the client interface ---------------------------------------------------
@@ -999,33 +862,6 @@ def test_resumeWhileMessagesArrive(slowService: tuple[ChatService, SlowStore], a
     assert ids == [3, 4, 5]
     say(alice, "m5")
     assert [e[2] for e in cb.describe()] == [6]
-
-
-class LaggingBroker(LocalBroker):
-    """
-    A broker of a cluster whose deliveries lag behind the shared store (as
-    with Redis: a history read on the command connection can return
-    messages the subscription brings a moment later): stored messages wait
-    until L{catchUp}.
-    """
-
-    def __init__(self) -> None:
-        LocalBroker.__init__(self)
-        self.pending: list[Message] = []
-        self.delivered: dict[str, int] = {}
-
-    def deliveredUpTo(self, room: str) -> int:
-        return self.delivered.get(room, 0)
-
-    def deliverMessage(self, message: Any) -> Any:
-        self.pending.append(message)
-        return message
-
-    def catchUp(self) -> None:
-        pending, self.pending = self.pending, []
-        for m in pending:
-            self.delivered[m.room] = m.id
-            self.events.deliverMessage(m)
 
 
 @pytest.mark.parametrize("resume", [False, True])

@@ -36,10 +36,12 @@ from twisted_chat.daemon.app import makeService
 from twisted_chat.daemon.control import Daemon
 from twisted_chat.daemon.options import LIMIT_NAMES, Options, readLimits
 
+from tests.support.components import REPO
+from tests.support.lines import MemoryLine
+
 if TYPE_CHECKING:
     from twisted.web.test.requesthelper import DummyRequest
 
-ROOT = Path(__file__).resolve().parents[2]
 
 # -- metrics from a chat in memory --------------------------------------------
 
@@ -55,30 +57,6 @@ def scrape(stats: PrometheusStats) -> dict[tuple[str, tuple[tuple[str, str], ...
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-
-
-class Connection:
-    """
-    One in-memory line-chat connection.
-    """
-
-    _port = 40000
-
-    def __init__(self, factory: LineChatFactory) -> None:
-        Connection._port += 1
-        address = IPv4Address("TCP", "192.0.2.1", Connection._port)
-        self.protocol: LineChatProtocol = factory.buildProtocol(address)
-        self.transport = StringTransportWithDisconnection(peerAddress=address)
-        self.transport.protocol = self.protocol
-        self.protocol.makeConnection(self.transport)
-
-    def send(self, line: str) -> None:
-        self.protocol.dataReceived(line.encode("utf-8") + b"\n")
-
-    def lines(self) -> list[str]:
-        data = self.transport.value()
-        self.transport.clear()
-        return data.decode("utf-8").splitlines()
 
 
 @pytest.fixture
@@ -104,13 +82,13 @@ def test_metricsOfAChat(chat: tuple[ChatService, PrometheusStats, LineChatFactor
     leaves the gauges.
     """
     service, stats, factory = chat
-    alice, bob = Connection(factory), Connection(factory)
-    alice.send("/nick alice")
-    bob.send("/nick bob")
-    bob.send("/join dev")
-    alice.send("hello")
-    bob.send("in dev")
-    alice.send("/msg bob psst")
+    alice, bob = MemoryLine(factory, "192.0.2.1"), MemoryLine(factory, "192.0.2.1")
+    alice.sendLine("/nick alice")
+    bob.sendLine("/nick bob")
+    bob.sendLine("/join dev")
+    alice.sendLine("hello")
+    bob.sendLine("in dev")
+    alice.sendLine("/msg bob psst")
     assert bob.lines()[-3:] == ["#lobby <alice> hello", "#dev <bob> in dev", "*alice* psst"]
 
     seen = scrape(stats)
@@ -142,11 +120,11 @@ def test_metricsOfRefusals(chat: tuple[ChatService, PrometheusStats, LineChatFac
     """
     service, stats, factory = chat
     service.floodRate, service.floodBurst, service.floodKick = 1.0, 2.0, 3
-    flooder = Connection(factory)
+    flooder = MemoryLine(factory, "192.0.2.1")
     flooder.lines()
     service.clock.advance(10)  # type: ignore[attr-defined]
     for _ in range(5):
-        flooder.send("/who")
+        flooder.sendLine("/who")
     assert len(flooder.lines()) == 2
     for _ in range(3):
         service.clock.advance(1)  # type: ignore[attr-defined]
@@ -154,12 +132,12 @@ def test_metricsOfRefusals(chat: tuple[ChatService, PrometheusStats, LineChatFac
     assert scrape(stats)[("chat_throttled_total", ())] == 1
     service.clock.advance(10)  # type: ignore[attr-defined]
     for _ in range(6):
-        flooder.send("/who")
+        flooder.sendLine("/who")
     assert flooder.lines()[-1] == "*** disconnected for flooding: more than 3 requests waiting"
 
-    Connection(factory)
+    MemoryLine(factory, "192.0.2.1")
     service.admission.maxPerHost = 1
-    refused = Connection(factory)
+    refused = MemoryLine(factory, "192.0.2.1")
     assert refused.lines() == ["!!! too many connections from your address (at most 1): close one first"]
 
     seen = scrape(stats)
@@ -443,7 +421,7 @@ def unitFile(name: str) -> dict[str, dict[str, list[str]]]:
     A systemd unit file: section -> key -> values in order (keys may
     repeat), with backslash-continued lines joined and comments dropped.
     """
-    text = (ROOT / "contrib" / "systemd" / name).read_text()
+    text = (REPO / "contrib" / "systemd" / name).read_text()
     text = re.sub(r"\\\n", " ", text)
     sections: dict[str, dict[str, list[str]]] = {}
     current: dict[str, list[str]] = {}

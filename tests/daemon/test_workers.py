@@ -35,8 +35,10 @@ from twisted_chat.daemon.workers import (
     socketFamily,
 )
 
+from tests.support.daemon import workerOf, workerPids
+
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient, RedisServer
+    from tests.support.daemon import Daemon, LineClient, RedisServer
 
 TIMEOUT = 10.0
 
@@ -423,29 +425,6 @@ def waitGone(pids: list[int], timeout: float = TIMEOUT) -> list[int]:
             os.close(fd)
 
 
-def workerPids(daemon: Daemon) -> dict[int, int]:
-    """
-    Worker index -> pid of the worker that runs in that place now, from the
-    parent's "worker I started (pid P)" lines.
-    """
-    found = {}
-    for line in daemon.log.splitlines():
-        m = re.search(r"\] worker (\d+) started \(pid (\d+)\)", line)
-        if m is not None:
-            found[int(m.group(1))] = int(m.group(2))
-    return found
-
-
-def workerOf(daemon: Daemon, client: LineClient) -> int:
-    """
-    The index of the worker that serves C{client}, from that worker's
-    "connected from" log line (relayed by the parent as C{[wI:…]}).
-    """
-    port = client.sock.getsockname()[1]
-    m = daemon.waitForLog(r"\[w(\d+):[^\]]*\] \S+ connected from 127\.0\.0\.1:%d via line" % (port,))
-    return int(m.group(1))
-
-
 def startWorkers(startDaemon: Callable[..., Daemon], redis: RedisServer, *args: str, **kw: Any) -> Daemon:
     """
     Start the daemon with two workers and Redis; wait until both are ready.
@@ -613,7 +592,7 @@ def test_workersStopWhenTheParentDies(tmp_path: Any, redisServer: RedisServer) -
     Workers whose parent was killed with SIGKILL notice that it is gone and
     exit, instead of serving on with nobody to manage them.
     """
-    from tests.conftest import LOOPBACK, Daemon
+    from tests.support.daemon import LOOPBACK, Daemon
 
     daemon = Daemon(["--line", LOOPBACK, "--web", "none", "--metrics", "none", "--broker", redisServer.url, "--workers", "2"], tmp_path)
     left: list[int] = []
@@ -641,7 +620,7 @@ def test_workersWithTLS(
     """
     import ssl
 
-    from tests.conftest import writeSelfSignedCertificate
+    from tests.support.tls import writeSelfSignedCertificate
 
     cert, key = writeSelfSignedCertificate(tmp_path, withAddress=False)
     # (startDaemon's own --line, a plain one, comes first: it probes that)

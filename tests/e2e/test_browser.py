@@ -9,13 +9,13 @@ connections to the browser and to the daemon are both closed under them,
 with no WebSocket close handshake) while the daemon keeps running, and
 watch the page reconnect by itself through the same proxy.
 
-All Playwright calls run in one worker thread (L{conftest.BrowserThread}),
-because pytest-twisted runs each test function inside its reactor greenlet,
-where an asyncio reactor would clash with Playwright's own event loop; the
-daemon is a separate process and no test here uses the reactor. Every wait is
-bounded: Playwright's by L{conftest.BROWSER_TIMEOUT}, the line client's by its
+All Playwright calls run in one worker thread
+(L{tests.support.browser.BrowserThread}), because pytest-twisted runs each
+test function inside its reactor greenlet, where an asyncio reactor would
+clash with Playwright's own event loop; the daemon is a separate process
+and no test here uses the reactor. Every wait is bounded: Playwright's by L{browser.BROWSER_TIMEOUT}, the line client's by its
 own deadline, the proxy's by L{TIMEOUT}, each browser scenario by
-L{conftest.SCENARIO_TIMEOUT}.
+L{browser.SCENARIO_TIMEOUT}.
 
 Screenshots go to C{test-artifacts/} at the top of the repository.
 """
@@ -29,7 +29,10 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
-from tests.conftest import ARTIFACTS, LOOPBACK, BrowserThread, lineUser
+from tests.support.browser import BrowserThread
+from tests.support.components import ARTIFACTS
+from tests.support.daemon import LOOPBACK
+from tests.support.lines import lineUser
 
 try:
     from playwright.sync_api import expect
@@ -37,7 +40,7 @@ except ImportError:  # reported by the browserThread fixture (conftest)
     expect = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
+    from tests.support.daemon import Daemon, LineClient
     from playwright.sync_api import (
         BrowserContext,
         ConsoleMessage,

@@ -27,12 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTIFACTS, missingComponent
+from tests.support.components import ARTIFACTS, missingComponent, REPO, TESTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(330)]
 
-TESTS = Path(__file__).resolve().parents[1]
-REPO = TESTS.parent
 #: seconds: bound on one topology's CI run (it takes about a minute)
 RUN_TIMEOUT = 240.0
 

@@ -13,17 +13,17 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pytest
 
+from tests.support.components import REPO
+
 if TYPE_CHECKING:
-    from tests.conftest import Daemon
+    from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 WSTEST = REPO.parent / "shared" / "tools" / "wstest"
 REPORT = REPO / "test-artifacts" / "wstest-report"
 

@@ -4,7 +4,8 @@ redis://…}) on different ports sharing one real C{redis-server}, with a
 line user on one and a json (WebSocket) user on the other. C{--workers}
 end-to-end tests are in tests/daemon/test_workers.py.
 
-json users and line users are the helpers of test_e2e_store.py.
+json users and line users are those of tests/support/wsclients.py and
+lines.py.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
-from tests.conftest import LOOPBACK, runAsync
 from websockets.exceptions import ConnectionClosed
-from tests.e2e.test_e2e_store import TIMEOUT, Users, leaves, lineSays, lineUser, one, texts
+
+from tests.support.aio import runAsync
+from tests.support.daemon import LOOPBACK
+from tests.support.lines import leaves, lineSays, lineUserAsync
+from tests.support.wsclients import TIMEOUT, Users, one, texts
 
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
+    from tests.support.daemon import Daemon, LineClient
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +48,7 @@ def test_lineAndJsonUsersOnTwoDaemons(
 
     async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         async with Users() as users:
-            liner = await lineUser(lineClients, a, "liner")
+            liner = await lineUserAsync(lineClients, a, "liner")
             amy, events = await users.hello(b, nick="amy")
             await asyncio.to_thread(liner.expect, "*** #lobby: amy joined")
             # Presence travels through Redis: b hears of liner within
@@ -83,7 +87,7 @@ def test_resumeOnAnotherDaemon(
 
     async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         async with Users() as users:
-            liner = await lineUser(lineClients, a, "liner")
+            liner = await lineUserAsync(lineClients, a, "liner")
             amy, _ = await users.hello(b, nick="amy")
             await lineSays(liner, "liner", "before")
             last = (await amy.until("message"))[-1]
@@ -108,7 +112,7 @@ def test_killedDaemonsUsersLeave(
     kill -9 of a daemon: users of the others see its users leave (once,
     when its heartbeat expires) and its nicks become free.
     """
-    from tests.conftest import Daemon
+    from tests.support.daemon import Daemon
 
     a = node(startDaemon, redisServer, "a")
     # Started by hand: the fixture's teardown wants a clean SIGTERM exit.
@@ -119,8 +123,8 @@ def test_killedDaemonsUsersLeave(
         killed.waitForLog("node doomed: joined the cluster", TIMEOUT)
 
         async def main() -> list[str]:
-            liner = await lineUser(lineClients, a, "liner")
-            victim = await lineUser(lineClients, killed, "victim")
+            liner = await lineUserAsync(lineClients, a, "liner")
+            victim = await lineUserAsync(lineClients, killed, "victim")
             await asyncio.to_thread(liner.expect, lambda s: s.endswith(" is now known as victim"))
             victim.send("last words")
             await asyncio.to_thread(liner.expect, "#lobby <victim> last words")
@@ -152,7 +156,7 @@ def test_redisRestartMidConversation(
 
     async def main() -> tuple[list[str], dict[str, Any], list[dict[str, Any]]]:
         async with Users() as users:
-            liner = await lineUser(lineClients, a, "liner")
+            liner = await lineUserAsync(lineClients, a, "liner")
             amy, _ = await users.hello(b, nick="amy")
             await lineSays(liner, "liner", "before")
             await amy.until("message")
@@ -199,7 +203,7 @@ def test_killedWorkersUserResumesOnAnother(
     """
     import os
 
-    from tests.daemon.test_workers import workerOf, workerPids
+    from tests.support.daemon import workerOf, workerPids
 
     daemon = startDaemon("--broker", redisServer.url, "--workers", "2", web=LOOPBACK)
     daemon.waitForLog(r"\] twisted-chat \S+ ready: 2 workers", TIMEOUT)
@@ -214,7 +218,7 @@ def test_killedWorkersUserResumesOnAnother(
             # a line user on the other worker (the kernel picks the worker)
             for attempt in range(60):
                 nick = "liner%d" % (attempt,)
-                liner = await lineUser(lineClients, daemon, nick)
+                liner = await lineUserAsync(lineClients, daemon, nick)
                 if await asyncio.to_thread(workerOf, daemon, liner) != worker:
                     break
                 liner.close()
@@ -254,7 +258,7 @@ def test_redisBackEmptyUsersAreToldAndKeepChatting(
 
     async def main() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], dict[str, Any]]:
         async with Users() as users:
-            bob = await lineUser(lineClients, a, "bob")
+            bob = await lineUserAsync(lineClients, a, "bob")
             alice, _ = await users.hello(a, nick="alice")
             before = [await alice.say("before %d" % (i,), ref="b%d" % (i,)) for i in range(1, 4)]
             await asyncio.to_thread(bob.expect, "#lobby <alice> before 3")

@@ -19,14 +19,16 @@ import socket
 import struct
 import threading
 import time
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.support.lines import named
+from tests.support.wsclients import hello, isType, receiveUntil, sendJson, webSocket
+
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
+    from tests.support.daemon import Daemon, LineClient
 
 pytestmark = pytest.mark.e2e
 
@@ -36,56 +38,6 @@ MEMORY = ("--store", "memory")
 
 
 # -- helpers ------------------------------------------------------------------------
-
-
-@contextmanager
-def websocket(daemon: Daemon, json_: bool = True) -> Iterator[Any]:
-    """
-    A WebSocket to the daemon's C{/ws}, in json mode (C{chat.json}) or
-    text mode.
-    """
-    from websockets.sync.client import connect
-
-    with connect(
-        "ws://127.0.0.1:%d/ws" % (daemon.ports["web"],),
-        subprotocols=["chat.json"] if json_ else None,  # type: ignore[list-item]
-        open_timeout=TIMEOUT,
-        close_timeout=TIMEOUT,
-        proxy=None,
-        max_size=None,
-    ) as ws:
-        yield ws
-
-
-def send(ws: Any, **request: Any) -> None:
-    ws.send(json.dumps(request))
-
-
-def receiveUntil(ws: Any, match: Callable[[Any], bool], parse: bool = True) -> list[Any]:
-    """
-    Frames (parsed as JSON unless C{parse} is false) up to and including
-    the first that matches.
-    """
-    deadline = time.monotonic() + TIMEOUT
-    seen = []
-    while True:
-        frame = ws.recv(timeout=max(0.0, deadline - time.monotonic()))
-        item = json.loads(frame) if parse else frame
-        seen.append(item)
-        if match(item):
-            return seen
-
-
-def isType(kind: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda obj: obj["type"] == kind
-
-
-def hello(ws: Any, nick: str, **fields: Any) -> list[dict[str, Any]]:
-    """
-    Say hello as C{nick}; return what came up to the first room's history.
-    """
-    send(ws, type="hello", nick=nick, **fields)
-    return receiveUntil(ws, isType("history"))
 
 
 def closeCode(ws: Any) -> int:
@@ -106,20 +58,9 @@ def handshakeStatus(daemon: Daemon) -> int:
     The HTTP status of a refused WebSocket handshake.
     """
     with pytest.raises(InvalidStatus) as e:
-        with websocket(daemon):
+        with webSocket(daemon, max_size=None):
             pass
     return int(e.value.response.status_code)
-
-
-def named(client: LineClient, nick: str) -> LineClient:
-    """
-    C{client}, welcomed and renamed to C{nick}.
-    """
-    client.welcome()
-    client.send("/nick " + nick)
-    client.expect("*** you are now " + nick)
-    client.nick = nick
-    return client
 
 
 def probeGone(daemon: Daemon) -> None:
@@ -180,9 +121,9 @@ def test_messageTooLong(startDaemon: Callable[..., Daemon], lineClients: Callabl
     alice.expect("!!! message too long (max 10 characters): not sent")
     alice.send("\u00e9" * 10)
     alice.expect("#lobby <alice> " + "\u00e9" * 10)
-    with websocket(daemon) as ws:
+    with webSocket(daemon, max_size=None) as ws:
         hello(ws, "jason")
-        send(ws, type="say", text="0123456789!", ref="long")
+        sendJson(ws, type="say", text="0123456789!", ref="long")
         error = receiveUntil(ws, isType("error"))[-1]
         assert error == {
             "type": "error",
@@ -190,7 +131,7 @@ def test_messageTooLong(startDaemon: Callable[..., Daemon], lineClients: Callabl
             "message": "message too long (max 10 characters): not sent",
             "ref": "long",
         }
-        send(ws, type="say", text="0123456789", ref="ok")
+        sendJson(ws, type="say", text="0123456789", ref="ok")
         assert receiveUntil(ws, isType("ack"))[-1]["ref"] == "ok"
     alice.expect("#lobby <jason> 0123456789")
 
@@ -213,11 +154,11 @@ def test_tooManyRooms(startDaemon: Callable[..., Daemon], lineClients: Callable[
     alice.expect("*** #a: alice left")
     alice.send("/join #c")
     alice.expect("*** #c: members: alice")
-    with websocket(daemon) as ws:
-        send(ws, type="hello", nick="jason", rooms=["#a", "#b", "#c", "#d"])
+    with webSocket(daemon, max_size=None) as ws:
+        sendJson(ws, type="hello", nick="jason", rooms=["#a", "#b", "#c", "#d"])
         assert receiveUntil(ws, isType("error"))[-1]["code"] == "too-many-rooms"
         hello(ws, "jason", rooms=["#a", "#b", "#c"])
-        send(ws, type="join", room="#d", ref="d")
+        sendJson(ws, type="join", room="#d", ref="d")
         error = receiveUntil(ws, isType("error"))[-1]
         assert (error["code"], error["ref"]) == ("too-many-rooms", "d")
 
@@ -247,12 +188,12 @@ def test_nameRules(startDaemon: Callable[..., Daemon], lineClients: Callable[...
     bob = named(lineClients(port), "bob")
     bob.send("/nick " + ("N_-9" * 6).lower())
     bob.expect("!!! the nickname %s is taken" % (("N_-9" * 6).lower(),))
-    with websocket(daemon) as ws:
+    with webSocket(daemon, max_size=None) as ws:
         for fields, code in (({"nick": "bad nick"}, "bad-nick"), ({"nick": "BOB"}, "nick-taken"), ({"rooms": ["#a b"]}, "bad-room")):
-            send(ws, type="hello", **fields)
+            sendJson(ws, type="hello", **fields)
             assert receiveUntil(ws, isType("error"))[-1]["code"] == code
         hello(ws, "jason")
-        send(ws, type="join", room="#" + "r" * 33)
+        sendJson(ws, type="join", room="#" + "r" * 33)
         assert receiveUntil(ws, isType("error"))[-1]["code"] == "bad-room"
 
 
@@ -266,13 +207,13 @@ def test_webSocketMessageLimits(startDaemon: Callable[..., Daemon]) -> None:
     frame that is not UTF-8 closes it with 1007.
     """
     daemon = startDaemon("--ws-max-message", "256", *MEMORY, web=LOOPBACK)
-    with websocket(daemon, json_=False) as ws:
+    with webSocket(daemon, jsonMode=False, max_size=None) as ws:
         receiveUntil(ws, lambda line: line.startswith("*** #lobby: members: "), parse=False)
         ws.send("x" * 256)
         receiveUntil(ws, lambda line: line.endswith("> " + "x" * 256), parse=False)
         ws.send("x" * 257)
         assert closeCode(ws) == 1009
-    with websocket(daemon, json_=False) as ws:
+    with webSocket(daemon, jsonMode=False, max_size=None) as ws:
         ws.send(b"caf\xc3", text=True)
         assert closeCode(ws) == 1007
 
@@ -288,11 +229,11 @@ def test_largeHistoryReachesJsonClient(startDaemon: Callable[..., Daemon], lineC
     for n in range(20):
         alice.send("%02d" % (n,) + "x" * 4094)
     alice.expect(lambda line: line.startswith("#lobby <alice> 19x"))
-    with websocket(daemon) as ws:
+    with webSocket(daemon, max_size=None) as ws:
         history = hello(ws, "jason")[-1]
         assert [m["text"][:2] for m in history["messages"]] == ["%02d" % (n,) for n in range(20)]
         assert len(json.dumps(history)) > 65536
-        send(ws, type="say", text="got it all")
+        sendJson(ws, type="say", text="got it all")
         alice.expect("#lobby <jason> got it all")
 
 
@@ -308,7 +249,7 @@ def test_helloAndIdleTimeouts(startDaemon: Callable[..., Daemon], lineClients: C
     daemon = startDaemon("--handshake-timeout", "1", "--idle-timeout", "1", *MEMORY, web=LOOPBACK)
     stalled = socket.create_connection(("127.0.0.1", daemon.ports["web"]), timeout=TIMEOUT)
     stalled.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
-    with stalled, websocket(daemon, json_=False) as watcher, websocket(daemon) as silent:
+    with stalled, webSocket(daemon, jsonMode=False, max_size=None) as watcher, webSocket(daemon, max_size=None) as silent:
         receiveUntil(watcher, lambda line: line.startswith("*** #lobby: members: "), parse=False)
         opened = time.monotonic()
         idler = lineClients(daemon.ports["line"])
@@ -340,7 +281,7 @@ def test_maxPerIp(startDaemon: Callable[..., Daemon], lineClients: Callable[...,
     probeGone(daemon)
     port = daemon.ports["line"]
     named(lineClients(port), "alice")
-    with websocket(daemon) as ws:
+    with webSocket(daemon, max_size=None) as ws:
         hello(ws, "jason")
         refused = lineClients(port)
         assert refused.readUntilClosed() == ["!!! too many connections from your address (at most 2): close one first"]
@@ -366,7 +307,7 @@ def test_maxConnections(startDaemon: Callable[..., Daemon], lineClients: Callabl
     assert handshakeStatus(daemon) == 503
     alice.send("/quit")
     assert alice.readUntilClosed()[-1] == "*** bye"
-    with websocket(daemon) as ws:
+    with webSocket(daemon, max_size=None) as ws:
         assert hello(ws, "jason")[0]["nick"] == "jason"
 
 
@@ -448,10 +389,10 @@ def test_jsonBurstWaitsInsteadOfBeingDropped(startDaemon: Callable[..., Daemon])
     all acknowledged, in order, without an error.
     """
     daemon = startDaemon(*MEMORY, web=LOOPBACK)
-    with websocket(daemon) as ws:
+    with webSocket(daemon, max_size=None) as ws:
         hello(ws, "jason")
         for n in range(30):
-            send(ws, type="say", text="burst %d" % (n,), ref=n)
+            sendJson(ws, type="say", text="burst %d" % (n,), ref=n)
         seen = receiveUntil(ws, lambda o: o["type"] in ("ack", "error") and o.get("ref") == 29)
         assert [o for o in seen if o["type"] == "error"] == []
         assert [o["ref"] for o in seen if o["type"] == "ack"] == list(range(30))
@@ -504,13 +445,13 @@ def test_helloWithManyRoomsIsOneRequest(startDaemon: Callable[..., Daemon]) -> N
     """
     daemon = startDaemon(*MEMORY, web=LOOPBACK)
     rooms = ["#r%d" % (n,) for n in range(20)]
-    with websocket(daemon) as ws:
-        send(ws, type="hello", nick="jason", rooms=rooms)
+    with webSocket(daemon, max_size=None) as ws:
+        sendJson(ws, type="hello", nick="jason", rooms=rooms)
         seen = receiveUntil(ws, lambda o: o["type"] == "history" and o["room"] == rooms[-1])
         assert seen[0]["rooms"] == rooms
         assert [o["room"] for o in seen if o["type"] == "join"] == rooms
         assert [o for o in seen if o["type"] == "error"] == []
-        send(ws, type="say", text="here", ref="s")
+        sendJson(ws, type="say", text="here", ref="s")
         assert receiveUntil(ws, lambda o: o["type"] in ("ack", "error"))[-1]["type"] == "ack"
 
 
@@ -631,10 +572,10 @@ def test_barrage(startDaemon: Callable[..., Daemon], lineClients: Callable[..., 
     assert sum(reply.count(b"!!! invalid UTF-8: line dropped\n") for reply in replies) > 100
     daemon.waitForLog(r"failing WebSocket connection \(code=1002\)")
     alice = named(lineClients(daemon.ports["line"]), "alice")
-    with websocket(daemon) as ws:
+    with webSocket(daemon, max_size=None) as ws:
         hello(ws, "jason")
         alice.expect("*** #lobby: jason joined")
-        send(ws, type="say", text="still standing?")
+        sendJson(ws, type="say", text="still standing?")
         alice.expect("#lobby <jason> still standing?")
         alice.send("yes")
         message = receiveUntil(ws, lambda o: o["type"] == "message" and o["from"] == "alice")[-1]

@@ -2,7 +2,7 @@
 End-to-end tests: the real C{twistd chat} daemon in a subprocess, with
 several line-chat clients on loopback.
 
-Every read is bounded by a deadline (see L{conftest.LineClient}); nothing
+Every read is bounded by a deadline (see L{tests.support.daemon.LineClient}); nothing
 sleeps. To check that a client got I{nothing} in between, it sends /help and
 reads up to the help text's last line: everything the server sent it before
 that is in the lines read on the way.
@@ -21,8 +21,10 @@ import pytest
 
 from twisted_chat.wire.commands import HELP
 
+from tests.support.lines import rename
+
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
+    from tests.support.daemon import Daemon, LineClient
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +43,10 @@ def barrier(client: LineClient) -> list[str]:
 
 def named(client: LineClient, nick: str) -> LineClient:
     """
-    Read the greeting and take C{nick}; C{client.guest} is the guest nick.
+    Read the greeting and take C{nick}, with nothing else said in between;
+    C{client.guest} is the guest nick.
     """
-    client.welcome()
-    client.send("/nick " + nick)
-    assert client.expect("*** you are now " + nick) == []
-    client.nick = nick
+    assert rename(client, nick) == []
     return client
 
 

@@ -30,11 +30,14 @@ from typing import Any, Callable, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
-from tests.conftest import LOOPBACK, Daemon, LineClient, lineUser, twistdCommand
-from tests.e2e.test_e2e_sio import NodeClient, nodeClients, nodeModules  # noqa: F401 (fixtures)
 from twisted_chat.core.auth import hashPassword
+
+from tests.support.daemon import LOOPBACK, Daemon, LineClient, twistdCommand
+from tests.support.lines import lineUser
+from tests.support.sio import NodeClient
+from tests.support.wsclients import hello, receiveUntil, webSocket
 
 pytestmark = pytest.mark.e2e
 
@@ -89,31 +92,11 @@ def jsonUsers() -> Iterator[Callable[[Daemon, str], ClientConnection]]:
     with contextlib.ExitStack() as opened:
 
         def open(daemon: Daemon, nick: str) -> ClientConnection:
-            ws = opened.enter_context(
-                connect(
-                    "ws://127.0.0.1:%d/ws" % (daemon.ports["web"],),
-                    subprotocols=["chat.json"],  # type: ignore[list-item]
-                    proxy=None,
-                    compression=None,
-                    open_timeout=TIMEOUT,
-                    close_timeout=TIMEOUT,
-                )
-            )
-            ws.send(json.dumps({"type": "hello", "nick": nick}))
-            jsonUntil(ws, lambda e: e["type"] == "history")
+            ws = opened.enter_context(webSocket(daemon, compression=None))
+            hello(ws, nick)
             return ws
 
         yield open
-
-
-def jsonUntil(ws: ClientConnection, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """
-    Read events until one satisfies C{match}; return it.
-    """
-    while True:
-        event = json.loads(ws.recv(timeout=TIMEOUT))
-        if match(event):
-            return event  # type: ignore[no-any-return]
 
 
 def said(room: str, nick: str, text: str) -> Callable[[dict[str, Any]], bool]:
@@ -186,7 +169,7 @@ def test_metricsAfterAConversation(
         for line in (alice, bob):
             line.expect("#lobby <%s> %s" % (nick, text))
         for ws in (carol, dave):
-            jsonUntil(ws, said("#lobby", nick, text))
+            receiveUntil(ws, said("#lobby", nick, text))
     # #dev: bob, carol
     bob.send("/join dev")
     bob.expect("*** #dev: members: bob")
@@ -196,7 +179,7 @@ def test_metricsAfterAConversation(
     bob.expect("#dev <bob> four")
     carol.send(json.dumps({"type": "say", "room": "#dev", "text": "five"}))
     bob.expect("#dev <carol> five")
-    jsonUntil(carol, said("#dev", "carol", "five"))
+    receiveUntil(carol, said("#dev", "carol", "five"))
     alice.send("/msg bob psst")
     bob.expect("*alice* psst")
     dave.close()
@@ -481,7 +464,7 @@ def test_sighupReachesEveryFrontEnd(
         talker.send("y" * 3001)
         talker.expect("!!! " + TOO_LONG)
         jay.send(json.dumps({"type": "say", "text": "z" * 3001, "ref": "long"}))
-        error = jsonUntil(jay, lambda e: e["type"] == "error")
+        error = receiveUntil(jay, lambda e: e["type"] == "error")[-1]
         assert (error["code"], error["message"], error["ref"]) == ("too-long", TOO_LONG, "long")
         [ack] = sio.call("say", {"text": "s" * 3001})
         assert ack == {"ok": False, "code": "too-long", "message": TOO_LONG}
@@ -531,7 +514,7 @@ def test_drainHintsAreJittered(
     daemon.waitForLog(r"shutting down: closing 8 connections")
     hints = []
     for ws in webUsers:
-        notice = jsonUntil(ws, lambda e: e["type"] == "notice")
+        notice = receiveUntil(ws, lambda e: e["type"] == "notice")[-1]
         assert notice["text"] == "server shutting down"
         hints.append(notice["reconnect_after"])
         with pytest.raises(ConnectionClosed) as closed:

@@ -12,8 +12,8 @@ subprocess, and real third-party clients on loopback:
 
 Each chats with a line-chat user in #lobby. Every wait is bounded: node's
 output by L{TIMEOUT} per event, node itself by its own lifetime and a kill
-in teardown, Playwright by L{conftest.BROWSER_TIMEOUT} per wait and
-L{conftest.SCENARIO_TIMEOUT} per scenario. Node, the npm packages or
+in teardown, Playwright by L{browser.BROWSER_TIMEOUT} per wait and
+L{browser.SCENARIO_TIMEOUT} per scenario. Node, the npm packages or
 Chromium missing fail the test on CI (C{CI=true}) and skip it elsewhere;
 C{node_modules} is installed with C{npm ci} when missing (scripts/test.sh
 does it too).
@@ -22,19 +22,18 @@ does it too).
 from __future__ import annotations
 
 import http.server
-import json
-import queue
 import re
-import shutil
-import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
-from tests.conftest import ARTIFACTS, LOOPBACK, BrowserThread, lineUser, missingComponent
+from tests.support.browser import BrowserThread
+from tests.support.components import ARTIFACTS, SIO
+from tests.support.daemon import LOOPBACK
+from tests.support.lines import lineUser
+from tests.support.sio import BUNDLE, NodeClient
 
 try:
     from playwright.sync_api import expect
@@ -42,174 +41,15 @@ except ImportError:  # reported by the browserThread fixture (conftest)
     expect = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
+    from tests.support.daemon import Daemon, LineClient
     from playwright.sync_api import BrowserContext, Page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-SIO = Path(__file__).resolve().parents[1] / "sio"
-DRIVER = SIO / "driver.mjs"
-BUNDLE = SIO / "node_modules" / "socket.io-client" / "dist" / "socket.io.js"
 #: seconds: bound on every single wait (an event, a line)
 TIMEOUT = 10.0
-NPM_TIMEOUT = 300.0
 WELCOME = re.compile(r"\*\*\* Welcome to twisted-chat, (\S+)! You are in #lobby\.")
 TRANSPORTS = ["polling", "websocket", "polling,websocket"]
-
-
-@pytest.fixture(scope="module")
-def nodeModules() -> Path:
-    """
-    node and socket.io-client from npm (installed with C{npm ci} from the
-    committed package-lock.json if C{node_modules} is missing).
-    """
-    node = shutil.which("node")
-    if node is None:
-        missingComponent("node is not installed (apt-get install nodejs npm)")
-    if not BUNDLE.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            missingComponent("npm is not installed (apt-get install npm)")
-        try:
-            subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund"],  # type: ignore[list-item]
-                cwd=SIO,
-                check=True,
-                timeout=NPM_TIMEOUT,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-            )
-        except (subprocess.SubprocessError, OSError) as e:
-            missingComponent("npm ci in tests/sio failed: %s" % (e,))
-    return SIO / "node_modules"
-
-
-class NodeClient:
-    """
-    socket.io-client in a node process, driven by JSON lines.
-    """
-
-    def __init__(self, url: str, transports: str, auth: dict[str, Any] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            ["node", str(DRIVER), url, transports, json.dumps(auth)],
-            cwd=SIO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        #: everything read so far, for failure messages
-        self.seen: list[dict[str, Any]] = []
-        self._reader = threading.Thread(target=self._read, name="node-%d" % (self.proc.pid,), daemon=True)
-        self._reader.start()
-        self._acks = 0
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.events.put(json.loads(raw))
-        self.events.put(None)
-
-    def expect(self, match: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT) -> dict[str, Any]:
-        """
-        The next event that C{match}es (others are skipped); fails after
-        C{timeout} seconds or when node's output ends.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                event = self.events.get(timeout=max(0.0, left))
-            except queue.Empty:
-                raise AssertionError("no matching event within %s s; seen:\n%s" % (timeout, self._history()))
-            if event is None:
-                raise AssertionError("node's output ended; seen:\n%s" % (self._history(),))
-            self.seen.append(event)
-            if match(event):
-                return event
-
-    def _history(self) -> str:
-        stderr = ""
-        if self.proc.poll() is not None and self.proc.stderr is not None:
-            stderr = "\nstderr: " + self.proc.stderr.read().decode("utf-8", "replace")
-        return "\n".join(json.dumps(e, ensure_ascii=False) for e in self.seen[-40:]) + stderr
-
-    def expectEvent(self, name: str, timeout: float = TIMEOUT) -> dict[str, Any]:
-        return self.expect(lambda e: e["event"] == name, timeout)
-
-    def expectOn(self, name: str, match: Callable[[list[Any]], bool] = lambda args: True) -> list[Any]:
-        """
-        The arguments of the next server event C{name} that C{match}es.
-        """
-        return self.expect(lambda e: e["event"] == "on" and e["name"] == name and match(e["args"]))["args"]  # type: ignore[no-any-return]
-
-    def expectLine(self, line: str) -> None:
-        """
-        Wait for a text-mode C{message} event carrying C{line}.
-        """
-        self.expectOn("message", lambda args: args == [line])
-
-    def command(self, command: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(command) + "\n").encode("utf-8"))
-        self.proc.stdin.flush()
-
-    def send(self, *args: Any) -> None:
-        self.command({"op": "send", "args": list(args)})
-
-    def emit(self, name: str, *args: Any) -> None:
-        self.command({"op": "emit", "name": name, "args": list(args)})
-
-    def call(self, name: str, *args: Any) -> list[Any]:
-        """
-        Emit with an acknowledgement callback; return the ack's arguments.
-        """
-        self._acks += 1
-        key = self._acks
-        self.command({"op": "emit", "name": name, "args": list(args), "ack": key})
-        return self.expect(lambda e: e["event"] == "ack" and e["ack"] == key)["args"]  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        """
-        Close the socket and let node exit (killed if it does not).
-        """
-        if self.proc.poll() is None:
-            try:
-                self.command({"op": "close"})
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            except (OSError, ValueError):
-                pass
-            try:
-                self.proc.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(TIMEOUT)
-        for stream in (self.proc.stdout, self.proc.stderr, self.proc.stdin):
-            if stream is not None and not stream.closed:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-        self._reader.join(TIMEOUT)
-
-
-@pytest.fixture
-def nodeClients(nodeModules: Path) -> Iterator[Callable[..., NodeClient]]:
-    """
-    Start socket.io-client in node: C{nodeClients(url, transports, auth)};
-    each is closed (or killed) in teardown.
-    """
-    started: list[NodeClient] = []
-
-    def start(url: str, transports: str, auth: dict[str, Any] | None = None) -> NodeClient:
-        client = NodeClient(url, transports, auth)
-        started.append(client)
-        return client
-
-    yield start
-    for client in started:
-        client.close()
 
 
 def webUrl(daemon: Daemon) -> str:

@@ -3,30 +3,33 @@ End-to-end tests of durable history: the real daemon (C{twistd chat}) with
 its default store, an SQLite file in its working directory (C{tmp_path}),
 restarted, killed with SIGKILL, and refusing a database it cannot use.
 
-json-mode users are C{websockets} clients run as in test_e2e_ws.py: one
-coroutine per test in its own event loop in a worker thread, every wait
-bounded; line users are the blocking L{LineClient} of conftest, called
-from that coroutine through C{asyncio.to_thread}.
+json-mode users are the C{websockets} clients of tests/support/wsclients.py
+(L{JsonUser}), run as in test_e2e_ws.py: one coroutine per test in its own
+event loop in a worker thread, every wait bounded; line users are the
+blocking L{LineClient}s of tests/support/lines.py, called from that
+coroutine through C{asyncio.to_thread}.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import pytest
-from tests.conftest import LOOPBACK, runAsync
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.support.aio import runAsync
+from tests.support.daemon import LOOPBACK
+from tests.support.lines import leaves, lineSays, lineUserAsync
+from tests.support.sqlite import snapshot, unprivileged
+from tests.support.wsclients import one, texts, Users
+
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
+    from tests.support.daemon import Daemon, LineClient
 
 pytestmark = pytest.mark.e2e
 
@@ -38,169 +41,6 @@ TIMEOUT = 10.0
 NO_FLOOD = ("--flood-rate", "0")
 
 
-
-
-class Users:
-    """
-    Opens json users (L{hello}) and closes them all when its C{async with}
-    block ends.
-    """
-
-    def __init__(self) -> None:
-        self.opened: list[JsonUser] = []
-
-    async def __aenter__(self) -> Users:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for user in self.opened:
-            await user.close()
-
-    async def hello(self, daemon: Daemon, **hello: Any) -> tuple[JsonUser, list[dict[str, Any]]]:
-        user, events = await JsonUser.hello(daemon, **hello)
-        self.opened.append(user)
-        return user, events
-
-
-class JsonUser:
-    """
-    A json-mode WebSocket user; every read is bounded by L{TIMEOUT}.
-    """
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-
-    @classmethod
-    async def hello(cls, daemon: Daemon, **hello: Any) -> tuple[JsonUser, list[dict[str, Any]]]:
-        """
-        Connect, say C{hello} with C{hello}'s fields, and read up to the
-        first room's C{history}: returns the user and those events.
-        """
-        ws = await connect(
-            "ws://127.0.0.1:%d/ws" % (daemon.ports["web"],),
-            subprotocols=["chat.json"],  # type: ignore[list-item]
-            open_timeout=TIMEOUT,
-            close_timeout=TIMEOUT,
-            proxy=None,
-            max_size=None,
-        )
-        user = cls(ws)
-        await user.send(type="hello", **hello)
-        events = await user.until("history")
-        assert events[0]["type"] == "welcome", events
-        return user, events
-
-    async def send(self, **request: Any) -> None:
-        await self.ws.send(json.dumps(request))
-
-    async def recv(self) -> dict[str, Any]:
-        frame = await asyncio.wait_for(self.ws.recv(), TIMEOUT)
-        assert isinstance(frame, str), frame
-        event = json.loads(frame)
-        assert isinstance(event, dict)
-        return event
-
-    async def until(self, kind: str, count: int = 1) -> list[dict[str, Any]]:
-        """
-        Read events until the C{count}th of type C{kind}; return them all,
-        that one last. An C{error} event fails the test.
-        """
-        events = []
-        while count:
-            event = await self.recv()
-            assert event["type"] != "error", event
-            events.append(event)
-            if event["type"] == kind:
-                count -= 1
-        return events
-
-    async def say(self, text: str, ref: str) -> dict[str, Any]:
-        """
-        Say C{text} with C{ref} in the current room; return its C{ack}.
-        """
-        await self.send(type="say", text=text, ref=ref)
-        while True:
-            event = (await self.until("ack"))[-1]
-            if event["ref"] == ref:
-                return event
-
-    async def history(self, before: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """
-        One page of #lobby's history (json C{history} request).
-        """
-        request: dict[str, Any] = {"type": "history", "room": "#lobby", "limit": limit}
-        if before is not None:
-            request["before"] = before
-        await self.send(**request)
-        event = (await self.until("history"))[-1]
-        assert event["room"] == "#lobby" and "recovered" not in event, event
-        return list(event["messages"])
-
-    async def allHistory(self) -> list[dict[str, Any]]:
-        """
-        The whole history of #lobby, paged backwards with C{before}.
-        """
-        pages: list[list[dict[str, Any]]] = []
-        before = None
-        while True:
-            page = await self.history(before)
-            if not page:
-                return [m for p in reversed(pages) for m in p]
-            pages.append(page)
-            before = page[0]["id"]
-
-    def drop(self) -> None:
-        """
-        Lose the connection (no close handshake), as when a network dies.
-        """
-        self.ws.transport.abort()
-
-    async def close(self) -> None:
-        """
-        Close the connection (cleanly, if it is still open).
-        """
-        try:
-            await asyncio.wait_for(self.ws.close(), TIMEOUT)
-        finally:
-            self.ws.transport.abort()
-
-
-async def lineUser(lineClients: Callable[..., LineClient], daemon: Daemon, nick: str) -> LineClient:
-    """
-    A line-chat user in #lobby, renamed to C{nick}.
-    """
-    line = lineClients(daemon.ports["line"])
-    await asyncio.to_thread(line.welcome)
-    line.send("/nick " + nick)
-    await asyncio.to_thread(line.expect, "*** you are now " + nick)
-    return line
-
-
-async def lineSays(line: LineClient, nick: str, *texts: str) -> None:
-    """
-    C{line} says each of C{texts} and waits until it is echoed back, that
-    is, stored and delivered.
-    """
-    for text in texts:
-        line.send(text)
-        await asyncio.to_thread(line.expect, "#lobby <%s> %s" % (nick, text))
-
-
-async def leaves(line: LineClient, nick: str) -> None:
-    """
-    Wait until C{line} sees C{nick} leave #lobby.
-    """
-    await asyncio.to_thread(line.expect, lambda s: s.startswith("*** #lobby: %s left" % (nick,)))
-
-
-def one(events: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [e for e in events if e["type"] == kind]
-    assert len(found) == 1, (kind, events)
-    return found[0]
-
-
-def texts(messages: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
-    return [(m["id"], m["from"], m["text"]) for m in messages]
 
 
 # -- restarts -----------------------------------------------------------------
@@ -251,7 +91,7 @@ def test_kill9LosesNoAcknowledgedMessage(startDaemon: Callable[..., Daemon], tmp
     its ref then stores each missing one once and answers the ones already
     stored with their first id: every text is there exactly once.
     """
-    from tests.conftest import Daemon
+    from tests.support.daemon import Daemon
 
     # The client keeps at most `window` says unacknowledged (like a client
     # with a send window), so when it has seen `killAfter` acks the daemon
@@ -360,7 +200,7 @@ def test_resumeAfterADroppedConnection(startDaemon: Callable[..., Daemon], lineC
 
     async def main() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
         async with Users() as users:
-            liner = await lineUser(lineClients, daemon, "liner")
+            liner = await lineUserAsync(lineClients, daemon, "liner")
             amy, _ = await users.hello(daemon, nick="amy")
             await lineSays(liner, "liner", "before")
             last = (await amy.until("message"))[-1]
@@ -392,7 +232,7 @@ def test_resumeWithAnotherEpoch(startDaemon: Callable[..., Daemon], lineClients:
 
     async def main() -> dict[str, Any]:
         async with Users() as users:
-            liner = await lineUser(lineClients, daemon, "liner")
+            liner = await lineUserAsync(lineClients, daemon, "liner")
             await lineSays(liner, "liner", *("m%d" % (i,) for i in range(1, 6)))
             amy, events = await users.hello(daemon, nick="amy", since={"#lobby": {"epoch": "not-ours", "id": 2}})
             ack = await amy.say("x", "r1")
@@ -416,7 +256,7 @@ def test_resendAfterReconnectIsNotDuplicated(startDaemon: Callable[..., Daemon],
 
     async def main() -> tuple[int, int, int, list[str], list[dict[str, Any]]]:
         async with Users() as users:
-            liner = await lineUser(lineClients, daemon, "liner")
+            liner = await lineUserAsync(lineClients, daemon, "liner")
             amy, _ = await users.hello(daemon, nick="amy")
             first = await amy.say("only once", "x1")
             amy.drop()
@@ -451,7 +291,7 @@ def test_privateHistoryForTheTokenOnly(startDaemon: Callable[..., Daemon], lineC
     async def main() -> dict[str, Any]:
         async with Users() as users:
             out: dict[str, Any] = {}
-            liner = await lineUser(lineClients, daemon, "liner")
+            liner = await lineUserAsync(lineClients, daemon, "liner")
             jay, events = await users.hello(daemon, nick="jay")
             out["welcome"] = welcome = events[0]
             liner.send("/msg jay seen")
@@ -526,24 +366,6 @@ def test_historyPaging(startDaemon: Callable[..., Daemon]) -> None:
 # -- unusable databases -----------------------------------------------------------
 
 
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    return {p.name: (None if p.is_dir() else p.read_bytes()) for p in folder.iterdir()}
-
-
-def unprivileged() -> list[str]:
-    """
-    A command prefix that runs a program without the power to ignore file
-    permissions: nothing as a normal user; as root, C{setpriv} dropping
-    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH.
-    """
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: file permissions cannot be enforced")
-    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
-
-
 def test_corruptedDatabaseStopsStartUp(runTwistd: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     """
     A C{chat.sqlite3} that is not a database stops start-up with one line
@@ -563,7 +385,7 @@ def test_unwritableFolderStopsStartUp(tmp_path: Path) -> None:
     A database to be created in a folder the daemon cannot write to stops
     start-up with one line saying so and exit status 1; nothing is created.
     """
-    from tests.conftest import twistdCommand
+    from tests.support.daemon import twistdCommand
 
     folder = tmp_path / "readonly"
     folder.mkdir()

@@ -15,21 +15,22 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
+from tests.support.components import REPO
+from tests.support.wsclients import receiveUntil, webSocket
+
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
+    from tests.support.daemon import Daemon, LineClient
 
 pytestmark = pytest.mark.e2e
 
 TIMEOUT = 10.0
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     A self-signed certificate for C{localhost} and C{127.0.0.1}, and its
     key, as PEM files.
     """
-    from tests.conftest import writeSelfSignedCertificate
+    from tests.support.tls import writeSelfSignedCertificate
 
     return writeSelfSignedCertificate(tmp_path_factory.mktemp("tls"))
 
@@ -71,7 +72,7 @@ def startTlsDaemon(
     given: C{startTlsDaemon(*args)} returns it once a TLS line connection
     (the probe, C{guest-1}) is greeted. It must stop cleanly afterwards.
     """
-    from tests.conftest import START_TIMEOUT, Daemon
+    from tests.support.daemon import START_TIMEOUT, Daemon
 
     certPath, keyPath = certificate
     endpoint = "ssl:0:interface=127.0.0.1:privateKey=%s:certKey=%s" % (keyPath, certPath)
@@ -208,20 +209,11 @@ def test_wssJsonChatsWithTlsLine(tlsDaemon: Daemon, trusting: ssl.SSLContext, li
     A json-mode WebSocket over C{wss://} and a line user over TLS chat in
     #lobby, each seeing the other's message.
     """
-    from websockets.sync.client import connect
-
     bob = tlsLine(lineClients, tlsDaemon.ports["line"], trusting)
     bob.welcome()
     bob.send("/nick bob")
     bob.expect("*** you are now bob")
-    with connect(
-        "wss://127.0.0.1:%d/ws" % (tlsDaemon.ports["web"],),
-        ssl=trusting,
-        subprotocols=["chat.json"],  # type: ignore[list-item]
-        open_timeout=TIMEOUT,
-        close_timeout=TIMEOUT,
-        proxy=None,
-    ) as ws:
+    with webSocket(tlsDaemon, scheme="wss", ssl=trusting) as ws:
         ws.send(json.dumps({"type": "hello", "nick": "jason"}))
         seen = receiveUntil(ws, lambda o: o["type"] == "history")
         assert (seen[0]["type"], seen[0]["nick"]) == ("welcome", "jason")
@@ -287,12 +279,3 @@ def test_secondSIGTERMWhileDraining(
     assert daemon.stop() == 0, daemon.log
     assert "Traceback" not in daemon.log
 
-
-def receiveUntil(ws: Any, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + TIMEOUT
-    seen = []
-    while True:
-        obj = json.loads(ws.recv(timeout=max(0.0, deadline - time.monotonic())))
-        seen.append(obj)
-        if match(obj):
-            return seen

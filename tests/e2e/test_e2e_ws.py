@@ -24,12 +24,15 @@ import urllib.request
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import pytest
-from tests.conftest import LOOPBACK, runAsync
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.support.aio import runAsync
+from tests.support.daemon import LOOPBACK
+from tests.support.wsclients import openWs, webUrl
+
 if TYPE_CHECKING:
-    from tests.conftest import Daemon, LineClient
+    from tests.support.daemon import Daemon, LineClient
 
 pytestmark = pytest.mark.e2e
 
@@ -40,25 +43,6 @@ TIMEOUT = 10.0
 
 
 
-
-
-def webUrl(daemon: Daemon, path: str = "/ws", scheme: str = "ws") -> str:
-    return "%s://127.0.0.1:%d%s" % (scheme, daemon.ports["web"], path)
-
-
-def openWs(daemon: Daemon, path: str = "/ws", **kw: Any) -> Any:
-    """
-    A C{websockets} connection to the daemon's web port (an async context
-    manager), with bounded handshakes and no proxy from the environment.
-    """
-    return connect(
-        webUrl(daemon, path),
-        open_timeout=TIMEOUT,
-        close_timeout=TIMEOUT,
-        proxy=None,
-        max_size=None,
-        **kw,
-    )
 
 
 async def recv(ws: ClientConnection) -> str:

@@ -10,88 +10,19 @@ from __future__ import annotations
 import re
 
 import pytest
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import capturedLogs, formatEvent
 from zope.interface.verify import verifyObject
 
 from twisted_chat.core.interfaces import IChatClient
-from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
+from twisted_chat.frontends.line import LineChatFactory
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
 from twisted_chat.wire.commands import HELP
 
-
-class StalledTransport(StringTransportWithDisconnection):
-    """
-    A transport that, like Twisted's TCP transport, pauses its streaming
-    producer on every write while more than C{bufferSize} bytes wait for a
-    peer that has C{stalled} (stopped reading).
-    """
-
-    bufferSize = 1024
-    stalled = False
-
-    def write(self, data: bytes) -> None:
-        StringTransportWithDisconnection.write(self, data)
-        if self.stalled and len(self.value()) > self.bufferSize and self.streaming:
-            self.producer.pauseProducing()
-
-
-class Line:
-    """
-    One line-chat connection over a L{StringTransportWithDisconnection}.
-    """
-
-    _port = 40000
-
-    def __init__(self, factory: LineChatFactory) -> None:
-        Line._port += 1
-        addr = IPv4Address("TCP", "127.0.0.1", Line._port)
-        self.protocol: LineChatProtocol = factory.buildProtocol(addr)
-        self.transport = StalledTransport(peerAddress=addr)
-        self.transport.protocol = self.protocol
-        self.protocol.makeConnection(self.transport)
-
-    @property
-    def nick(self) -> str:
-        assert self.protocol.member is not None
-        return self.protocol.member.nick
-
-    def send(self, data: str | bytes) -> None:
-        """
-        Deliver C{data} to the server as one TCP segment.
-        """
-        self.protocol.dataReceived(data.encode("utf-8") if isinstance(data, str) else data)
-
-    def say(self, line: str) -> list[str]:
-        """
-        Send one line; return what this connection got back.
-        """
-        self.send(line + "\n")
-        return self.lines()
-
-    def lines(self) -> list[str]:
-        """
-        The lines the server sent since the last call.
-        """
-        data = self.transport.value()
-        self.transport.clear()
-        assert data == b"" or data.endswith(b"\n"), "incomplete line sent: %r" % (data,)
-        return data.decode("utf-8").splitlines()
-
-    @property
-    def open(self) -> bool:
-        return bool(self.transport.connected)
-
-    def disconnect(self) -> None:
-        """
-        The peer closes the connection.
-        """
-        self.transport.loseConnection()
+from tests.support.lines import MemoryLine, quiet
 
 
 @pytest.fixture
@@ -111,18 +42,13 @@ def factory(service: ChatService, clock: Clock) -> LineChatFactory:
     return LineChatFactory(service, clock=clock)
 
 
-def login(factory: LineChatFactory, nick: str) -> Line:
+def login(factory: LineChatFactory, nick: str) -> MemoryLine:
     """
     Connect and take C{nick}; everyone's output so far is read.
     """
-    line = Line(factory)
+    line = MemoryLine(factory)
     line.say("/nick " + nick)
     return line
-
-
-def quiet(*lines: Line) -> None:
-    for line in lines:
-        line.lines()
 
 
 # -- connecting ---------------------------------------------------------------
@@ -133,7 +59,7 @@ def test_protocolIsAChatClient(factory: LineChatFactory) -> None:
     A line connection is an L{IChatClient} of the service, and registers a
     streaming producer with its transport to learn when the peer stops reading.
     """
-    conn = Line(factory)
+    conn = MemoryLine(factory)
     assert verifyObject(IChatClient, conn.protocol)
     assert conn.protocol.kind == "line"
     assert verifyObject(IPushProducer, conn.transport.producer)
@@ -145,7 +71,7 @@ def test_welcome(factory: LineChatFactory) -> None:
     A new connection is greeted with its guest nick and put in #lobby: it
     sees its own join and the member list; an empty room has no history lines.
     """
-    conn = Line(factory)
+    conn = MemoryLine(factory)
     assert conn.lines() == [
         "*** Welcome to twisted-chat, guest-1! You are in #lobby. Type /help for commands.",
         "*** #lobby: guest-1 joined",
@@ -165,7 +91,7 @@ def test_welcomeWithHistory(service: ChatService, clock: Clock) -> None:
     alice.say("morning all")
     clock.advance(86400)
     alice.say("next day")
-    bob = Line(factory)
+    bob = MemoryLine(factory)
     assert bob.lines() == [
         "*** Welcome to twisted-chat, guest-2! You are in #lobby. Type /help for commands.",
         "*** #lobby: guest-2 joined",
@@ -354,7 +280,7 @@ def test_nick(factory: LineChatFactory) -> None:
     /nick confirms the new nick to its owner and tells the others in its
     rooms; it is then used on messages.
     """
-    alice = Line(factory)
+    alice = MemoryLine(factory)
     bob = login(factory, "bob")
     quiet(alice, bob)
     assert alice.say("/nick Alice") == ["*** you are now Alice"]

@@ -11,7 +11,6 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 import pytest
-from tests.support.harness import RawClient, Response
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.test import iosim
@@ -21,6 +20,8 @@ from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.web import makeSite
 from twisted_chat.frontends.websocket import ChatWebSocketFactory
 from twisted_chat.stores.memory import MemoryStore
+
+from tests.support.harness import RawClient, Response
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

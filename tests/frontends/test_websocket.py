@@ -13,21 +13,21 @@ import json
 from typing import Any
 
 import pytest
-from tests.support.harness import HOST, START, Network, RawClient, WebSocketPeer
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
-from zope.interface import implementer
 
 from twisted_chat import __version__
-from twisted_chat.core.events import Event, Message
-from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.events import Message
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.web import makeSite
 from twisted_chat.frontends.websocket import ChatWebSocketFactory, ChatWebSocketProtocol
 from twisted_chat.frontends.wscommon import originAllowed
 from twisted_chat.stores.memory import MemoryStore
+
+from tests.support.fakes import RecordingClient
+from tests.support.harness import HOST, START, Network, RawClient, WebSocketPeer
 
 GREETING = "*** Welcome to twisted-chat, %s! You are in #lobby. Type /help for commands."
 
@@ -66,25 +66,6 @@ class Peer(WebSocketPeer):
 
     def sendObject(self, obj: object) -> None:
         self.sendMessage(json.dumps(obj).encode("utf-8"))
-
-
-@implementer(IChatClient)
-class Bot:
-    """
-    A chat client without a connection, to say things and keep the events.
-    """
-
-    kind = "test"
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def deliver(self, event: object) -> None:
-        assert isinstance(event, Event)
-        self.events.append(event)
-
-    def close(self, reason: str) -> None:
-        pass
 
 
 class CountingFactory(ChatWebSocketFactory):
@@ -501,7 +482,7 @@ def test_fanOutPreparesOncePerEvent(clock: Clock) -> None:
     assert isinstance(factory, CountingFactory)
     jsons = [chat.json("j%d" % (i,)) for i in range(3)]
     texts = [chat.text("t%d" % (i,)) for i in range(2)]
-    bot = chat.service.connect(Bot(), nick="bot")
+    bot = chat.service.connect(RecordingClient(), nick="bot")
     bot.join("#lobby")
     chat.flush()
     for peer in jsons + texts:

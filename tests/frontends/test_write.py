@@ -946,7 +946,7 @@ async def test_memberWhoseHistoryIsAheadIsNotFannedOut(listen: Any) -> None:
     they have come by: they reach it once (in the history), and it is back
     in the fan-out with the next message.
     """
-    from tests.core.test_service import LaggingBroker
+    from tests.support.fakes import LaggingBroker
 
     broker = LaggingBroker()
     service = ChatService(store=MemoryStore(), clock=reactor, pruneInterval=0, broker=broker)

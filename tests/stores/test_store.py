@@ -12,17 +12,16 @@ a timeout; nothing imports the reactor at module level.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import gatherResults
 from zope.interface.verify import verifyObject
 
 from twisted_chat.core.errors import StoreUnavailable
@@ -31,21 +30,10 @@ from twisted_chat.core.interfaces import IMessageStore
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.stores.sqlite import SQLiteStore, StoreError
 
-T = TypeVar("T")
-
-#: bound on every wait for a store's answer
-TIMEOUT = 10.0
+from tests.support.fakes import within
+from tests.support.sqlite import diskFull, snapshot, unprivileged
 
 Store = Any  # MemoryStore | SQLiteStore: they share IMessageStore, not a base class
-
-
-def within(d: Deferred[T], timeout: float = TIMEOUT) -> Deferred[T]:
-    """
-    C{d}, failing with a timeout if it has not fired within C{timeout} s.
-    """
-    from twisted.internet import reactor
-
-    return d.addTimeout(timeout, reactor)
 
 
 def msg(store: Store, room: str, n: int, text: str | None = None, time: float | None = None, **kw: Any) -> Message:
@@ -76,23 +64,6 @@ async def fill(store: Store, room: str, first: int, last: int, time: float | Non
 
 def ids(msgs: list[Any] | None) -> list[int] | None:
     return None if msgs is None else [m.id for m in msgs]
-
-
-def diskFull(store: SQLiteStore, full: bool) -> Deferred[None]:
-    """
-    Make C{store}'s database full (not one page more, as on a full disk), or
-    not any more; in the store's thread, as the pragma holds for its
-    connection only.
-    """
-
-    def limit(conn: sqlite3.Connection) -> None:
-        pages = 1 << 30
-        if full:
-            assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        conn.execute("PRAGMA max_page_count = %d" % (pages,))
-
-    return store._call(limit)
 
 
 def openSQLite(path: Path, **kw: Any) -> SQLiteStore:
@@ -566,7 +537,7 @@ async def test_sqliteFailedBatchTakesNoIds(dbPath: Path) -> None:
     try:
         await fill(store, "#dev", 1, 3)
         await within(store.append(pm("alice", "bob", "psst", 1.0)))
-        await within(diskFull(store, True))
+        await diskFull(store, True)
         long = "x" * 5000  # (a row larger than a page: it needs a new one)
         failed = [
             store.append(msg(store, "#dev", 4, long)),
@@ -579,7 +550,7 @@ async def test_sqliteFailedBatchTakesNoIds(dbPath: Path) -> None:
                 await within(d)
             assert str(e.value) == "%s: database or disk is full" % (dbPath,)
         assert [store.lastId(r) for r in ("#dev", "#ops", "@private")] == [3, 0, 1]
-        await within(diskFull(store, False))
+        await diskFull(store, False)
         later = await within(gatherResults([
             store.append(msg(store, "#dev", 4, "later")),
             store.append(msg(store, "#ops", 1, "first")),
@@ -600,13 +571,6 @@ async def test_sqliteFailedBatchTakesNoIds(dbPath: Path) -> None:
 
 
 # -- files the SQLite store must not use --
-
-
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    """
-    Every entry of C{folder}: file name -> bytes (None for a directory).
-    """
-    return {p.name: (None if p.is_dir() else p.read_bytes()) for p in folder.iterdir()}
 
 
 def garbage(path: Path) -> str:
@@ -664,21 +628,6 @@ def test_sqliteRefusesUnusableFile(tmp_path: Path, make: Callable[[Path], str]) 
     assert str(path) in str(e.value)
     assert reason in str(e.value)
     assert snapshot(tmp_path) == before
-
-
-def unprivileged() -> list[str]:
-    """
-    A command prefix that runs a program without the power to ignore file
-    permissions: nothing as a normal user; as root, C{setpriv} dropping
-    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (root still owns the folders
-    and can read the interpreter, but read-only means read-only).
-    """
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: file permissions cannot be enforced")
-    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
 def test_sqliteRefusesAnUnwritableFolder(tmp_path: Path) -> None:

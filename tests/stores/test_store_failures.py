@@ -17,91 +17,27 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 import pytest_twisted
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import LogLevel, Logger, capturedLogs, formatEvent
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from twisted_chat.core.errors import FailureLog, StoreUnavailable
-from twisted_chat.core.events import Event, History, Message
-from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.events import History
 from twisted_chat.frontends.line import LineChatFactory
-from twisted_chat.core.service import ChatService, Member
+from twisted_chat.core.service import ChatService
 from twisted_chat.stores.sqlite import SQLiteStore
 
-T = TypeVar("T")
+from tests.support.fakes import WaitingClient, within
+from tests.support.lines import MemoryLine
+from tests.support.sqlite import diskFull
 
-#: bound on every wait for the store
-TIMEOUT = 10.0
 #: a message that needs a page of its own: it cannot be stored while full
 LONG = "x" * 4090
-#: a max_page_count far above any test database
-NO_LIMIT = 1 << 30
-
-
-def within(d: Deferred[T], timeout: float = TIMEOUT) -> Deferred[T]:
-    from twisted.internet import reactor
-
-    return d.addTimeout(timeout, reactor)
-
-
-def diskFull(store: SQLiteStore, full: bool) -> Deferred[None]:
-    """
-    Make C{store}'s database full (not one page more), or not any more, in
-    the store's thread (the pragma holds for its connection only).
-    """
-
-    def limit(conn: Any) -> None:
-        pages = NO_LIMIT
-        if full:
-            # (no free page inside the file to reuse either)
-            assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        conn.execute("PRAGMA max_page_count = %d" % (pages,))
-
-    return within(store._call(limit))
-
-
-@implementer(IChatClient)
-class Client:
-    """
-    A front-end that records events and lets a test wait for one.
-    """
-
-    kind = "test"
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._waiting: list[tuple[Callable[[Event], bool], Deferred[Any]]] = []
-        self.member: Member
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-        for entry in list(self._waiting):
-            if entry[0](event):
-                self._waiting.remove(entry)
-                entry[1].callback(event)
-
-    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
-        self.member.quit("disconnected")
-
-    def next(self, match: Callable[[Event], bool]) -> Deferred[Any]:
-        """
-        The next event that C{match}es.
-        """
-        d: Deferred[Any] = Deferred()
-        self._waiting.append((match, d))
-        return within(d)
-
-    def messages(self) -> list[tuple[int, str]]:
-        return [(e.id, e.text) for e in self.events if isinstance(e, Message)]
 
 
 class Site:
@@ -118,12 +54,12 @@ class Site:
         self.service = ChatService(store=self.store, clock=self.clock, pruneInterval=0)
         self.service.startService()
 
-    async def enter(self, nick: str, room: str, since: tuple[str, int] | None = None) -> tuple[Client, History]:
+    async def enter(self, nick: str, room: str, since: tuple[str, int] | None = None) -> tuple[WaitingClient, History]:
         """
         Connect C{nick} and join C{room} (resuming after C{since}); return
         the client and the history it got.
         """
-        client = Client()
+        client = WaitingClient()
         client.member = self.service.connect(client, nick, peer="test")
         history = client.next(lambda e: isinstance(e, History) and e.room == room)
         client.member.join(room, since)
@@ -185,7 +121,7 @@ async def test_failedWritesTakeNoIds(site: Callable[[], Site]) -> None:
     after = await within(alice.member.say("after"))
     private = await within(alice.member.private("bob", "again"))
     assert (after.id, first.id, private.id) == (4, 1, 2)
-    assert alice.messages() == [(1, "before 1"), (2, "before 2"), (3, "before 3"), (4, "after")]
+    assert alice.messages("id", "text") == [(1, "before 1"), (2, "before 2"), (3, "before 3"), (4, "after")]
     _, resumed = await s.enter("carol", "#dev", since=(epoch, 3))
     assert (resumed.recovered, [(m.id, m.text) for m in resumed.messages]) == (True, [(4, "after")])
 
@@ -224,24 +160,6 @@ async def test_aRefWhoseFirstTryFailedIsStoredAnew(site: Callable[[], Site]) -> 
     assert (await within(alice.member.say("three"))).id == 3
 
 
-class Line:
-    """
-    A line-chat connection over a StringTransport.
-    """
-
-    def __init__(self, factory: LineChatFactory) -> None:
-        addr = IPv4Address("TCP", "127.0.0.1", 40001)
-        self.protocol = factory.buildProtocol(addr)
-        self.transport = StringTransportWithDisconnection(peerAddress=addr)
-        self.transport.protocol = self.protocol
-        self.protocol.makeConnection(self.transport)
-
-    def lines(self) -> list[str]:
-        data = self.transport.value()
-        self.transport.clear()
-        return data.decode("utf-8").splitlines()
-
-
 def logged(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """
     The warnings and worse, and all the store's lines, as (level, text);
@@ -266,7 +184,7 @@ async def test_aFullDiskIsLoggedInAFewLinesWithoutTraceback(site: Callable[[], S
     """
     s = site()
     path = s.store.path
-    user = Line(LineChatFactory(s.service, clock=s.clock))
+    user = MemoryLine(LineChatFactory(s.service, clock=s.clock))
     await diskFull(s.store, True)
     user.lines()
     with capturedLogs() as events:

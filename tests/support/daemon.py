@@ -1,8 +1,8 @@
 """
-The real daemon and redis-server as subprocesses, and a blocking line-chat
-client: shared by the end-to-end tests (through conftest.py, which
-re-exports every name here) and by the fault harness (tests/chaos), which
-runs outside pytest too.
+The real daemon and redis-server as subprocesses, a blocking line-chat
+client, and what a daemon's log says about its workers: shared by the
+end-to-end tests (the fixtures of conftest.py start them) and by the fault
+harness (tests/chaos), which runs outside pytest too.
 
 Nothing here imports the reactor, Twisted or pytest.
 """
@@ -42,7 +42,10 @@ def twistdCommand(*args: str) -> list[str]:
     return prefix + ["-n", "--pidfile=", "chat", *args]
 
 
-def _environment() -> dict[str, str]:
+def environment() -> dict[str, str]:
+    """
+    The environment of a daemon (or another program) started by the tests.
+    """
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     # The daemon's own warnings are not the tests' business.
@@ -65,7 +68,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             twistdCommand(*args) if command is None else command,
             cwd=cwd,
-            env={**_environment(), **(env or {})},
+            env={**environment(), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -231,6 +234,29 @@ class Daemon:
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 
 
+def workerPids(daemon: Daemon) -> dict[int, int]:
+    """
+    Worker index -> pid of the worker that runs in that place now, from the
+    parent's "worker I started (pid P)" lines.
+    """
+    found = {}
+    for line in daemon.log.splitlines():
+        m = re.search(r"\] worker (\d+) started \(pid (\d+)\)", line)
+        if m is not None:
+            found[int(m.group(1))] = int(m.group(2))
+    return found
+
+
+def workerOf(daemon: Daemon, client: LineClient) -> int:
+    """
+    The index of the worker that serves C{client}, from that worker's
+    "connected from" log line (relayed by the parent as C{[wI:…]}).
+    """
+    port = client.sock.getsockname()[1]
+    m = daemon.waitForLog(r"\[w(\d+):[^\]]*\] \S+ connected from 127\.0\.0\.1:%d via line" % (port,))
+    return int(m.group(1))
+
+
 class LineClient:
     """
     A blocking line-chat client for end-to-end tests; every read is bounded
@@ -339,7 +365,10 @@ REDIS_START_TIMEOUT = 10.0
 REDIS_STOP_TIMEOUT = 10.0
 
 
-def _freeLoopbackPort() -> int:
+def freeLoopbackPort() -> int:
+    """
+    A TCP port on 127.0.0.1 that nothing listens on (now).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -352,7 +381,7 @@ class RedisReplyError(Exception):
     """
 
 
-class _RESPReader:
+class RESPReader:
     """
     Parse one RESP2 reply from a blocking socket: simple strings as C{str},
     errors as L{RedisReplyError} (raised), integers as C{int}, bulk strings
@@ -405,7 +434,10 @@ class _RESPReader:
         raise ConnectionError("not a RESP2 reply: %r" % (line,))
 
 
-def _encodeCommand(args: tuple[object, ...]) -> bytes:
+def encodeCommand(args: tuple[object, ...]) -> bytes:
+    """
+    A Redis command as RESP2 bytes.
+    """
     parts = [b"*%d\r\n" % (len(args),)]
     for arg in args:
         if isinstance(arg, bytes):
@@ -445,7 +477,7 @@ class RedisServer:
         executable: str = "redis-server",
     ) -> None:
         self.host = "127.0.0.1"
-        self.port = _freeLoopbackPort()
+        self.port = freeLoopbackPort()
         self.directory = directory
         self.persistent = persistent
         self.password = password
@@ -550,7 +582,7 @@ class RedisServer:
         if retryPort and "Address already in use" in self.log:
             # Something took the free port before Redis bound it: the first
             # start may pick another one (a restart must keep its port).
-            self.port = _freeLoopbackPort()
+            self.port = freeLoopbackPort()
             return self.start(timeout, retryPort=False, loaded=loaded)
         raise AssertionError("redis-server on port %d did not start: %s. Log:\n%s" % (self.port, why, self.log))
 
@@ -595,9 +627,9 @@ class RedisServer:
         C{command("FLUSHALL")}.
         """
         with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
-            reader = _RESPReader(sock, decode)
+            reader = RESPReader(sock, decode)
             if self.password is not None:
-                sock.sendall(_encodeCommand(("AUTH", self.password)))
+                sock.sendall(encodeCommand(("AUTH", self.password)))
                 reader.reply()
-            sock.sendall(_encodeCommand(args))
+            sock.sendall(encodeCommand(args))
             return reader.reply()

@@ -15,7 +15,6 @@ import json
 from typing import Any
 
 import pytest
-from tests.support.harness import HOST, PING_INTERVAL, PING_TIMEOUT, HttpExchange, Network, Response
 from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -39,6 +38,8 @@ from twisted_chat.frontends.socketio.engineio import (
     encodePayload,
 )
 from twisted_chat.core.settings import Settings
+
+from tests.support.harness import HOST, PING_INTERVAL, PING_TIMEOUT, HttpExchange, Network, Response
 
 
 class Echo:

@@ -20,7 +20,6 @@ import re
 from typing import Any, Callable, Iterator
 
 import pytest
-from tests.support.harness import HOST, PING_INTERVAL, PING_TIMEOUT, Network, Peer, Response, autobahnTimers
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -50,8 +49,10 @@ from twisted_chat.frontends.socketio.packets import (
 from twisted_chat.frontends.web import makeSite
 from twisted_chat.frontends.websocket import ChatWebSocketFactory
 from twisted_chat.stores.memory import MemoryStore
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
+
+from tests.support.fakes import RecordingClient
+from tests.support.harness import HOST, PING_INTERVAL, PING_TIMEOUT, Network, Peer, Response, autobahnTimers
 
 WS = "/socket.io/?EIO=4&transport=websocket"
 POLLING = "/socket.io/?EIO=4&transport=polling"
@@ -451,28 +452,6 @@ def test_overPolling(suite: Suite) -> None:
 # -- the chat --
 
 
-@implementer(IChatClient)
-class Bot:
-    """
-    A chat member without a connection, keeping its events.
-    """
-
-    kind = "test"
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.closed: list[str] = []
-
-    def deliver(self, event: object) -> None:
-        self.events.append(event)
-
-    def close(self, reason: str) -> None:
-        self.closed.append(reason)
-
-    def messages(self) -> list[tuple[str, str]]:
-        return [(e.sender, e.text) for e in self.events if isinstance(e, Message)]
-
-
 class SioPeer:
     """
     A Socket.IO client over an in-memory WebSocket: it sends packets as
@@ -581,8 +560,8 @@ class Chat:
         assert packets[0].type == CONNECT, packets
         return client
 
-    def bot(self, nick: str) -> Bot:
-        bot = Bot()
+    def bot(self, nick: str) -> RecordingClient:
+        bot = RecordingClient()
         member = self.service.connect(bot, nick=nick)  # type: ignore[arg-type]
         member.join("#lobby")
         return bot
@@ -623,7 +602,7 @@ def test_textChat(chat: Chat) -> None:
     bob = chat.bot("bob")
     client = chat.text()
     client.emit("message", "hello, I am the ioclient")
-    assert bob.messages() == [("guest-1", "hello, I am the ioclient")]
+    assert bob.messages("sender", "text") == [("guest-1", "hello, I am the ioclient")]
     assert client.lines() == ["#lobby <guest-1> hello, I am the ioclient"]
     member = chat.service.lookup("bob")
     member.say("hi there")  # type: ignore[union-attr]
@@ -703,9 +682,9 @@ def test_jsonMode(chat: Chat) -> None:
         "action": False,
     }
     assert (ack.id, ack.data) == (7, [{"ok": True, "id": 1, "room": "#lobby", "epoch": chat.service.store.epoch}])
-    assert bob.messages() == [("alice", "hello")]
+    assert bob.messages("sender", "text") == [("alice", "hello")]
     client.emit("message", "plain send")
-    assert bob.messages()[-1] == ("alice", "plain send")
+    assert bob.messages("sender", "text")[-1] == ("alice", "plain send")
 
 
 def test_jsonRequests(chat: Chat) -> None:
@@ -786,7 +765,7 @@ def test_jsonResume(chat: Chat) -> None:
     [history] = [o for o in objects if o["type"] == "history"]
     assert history["type"] == "history" and history["recovered"] is True
     assert [m["text"] for m in history["messages"]] == ["two", "three"]
-    assert bob.messages() == [("bob", "one"), ("bob", "two"), ("bob", "three")]
+    assert bob.messages("sender", "text") == [("bob", "one"), ("bob", "two"), ("bob", "three")]
 
 
 def test_connectRefused(chat: Chat) -> None:
@@ -902,7 +881,7 @@ def test_chatOverPolling(chat: Chat) -> None:
     assert packets[0].startswith('40{"sid":')
     assert packets[1] == '42["message","%s"]' % (GREETING % ("guest-1",),)
     assert chat.net.fetch("POST", target, '42["message","from a poller"]'.encode()).text == "ok"
-    assert bob.messages() == [("guest-1", "from a poller")]
+    assert bob.messages("sender", "text") == [("guest-1", "from a poller")]
     assert chat.net.fetch("GET", target).text == '42["message","#lobby <guest-1> from a poller"]'
     poll = chat.net.send("GET", target)
     assert not poll.done
@@ -1009,12 +988,12 @@ def test_floodWaitsOnPolling(clock: Clock) -> None:
     payload = "\x1e".join('42%d["say",{"text":"m%d"}]' % (n, n) for n in range(30)).encode()
     post = chat.net.send("POST", target, payload)
     assert not post.done
-    assert [text for _, text in bob.messages()] == ["m%d" % n for n in range(10)]
+    assert [text for _, text in bob.messages("sender", "text")] == ["m%d" % n for n in range(10)]
     tick(chat, 3.9)
     assert not post.done
     tick(chat, 0.2)
     assert post.response.text == "ok"
-    assert [text for _, text in bob.messages()] == ["m%d" % n for n in range(30)]
+    assert [text for _, text in bob.messages("sender", "text")] == ["m%d" % n for n in range(30)]
     acks = [p for p in chat.net.fetch("GET", target).text.split("\x1e") if p.startswith("43")]
     assert [int(re.match(r"43(\d+)", p).group(1)) for p in acks] == list(range(30))  # type: ignore[union-attr]
 
