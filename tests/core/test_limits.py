@@ -23,6 +23,7 @@ from twisted_chat.stores.memory import MemoryStore
 from tests.support.fakes import RecordingClient
 from tests.support.lines import MemoryLine
 
+
 # -- the token bucket ---------------------------------------------------------
 
 
