@@ -3,7 +3,7 @@
 #   bash scripts/soak.sh --topology single|redis2|workers2|all --duration SECONDS [--seed N]
 #                        [--profile soak|ci] [--artifacts DIR]
 # Sets up ./.venv as scripts/test.sh does (the daemon under test is the
-# INSTALLED one: this reinstalls it), then runs `python -m chaos` and prints
+# INSTALLED one: this reinstalls it), then runs `python -m tests.chaos` and prints
 # its table. Exit status 0 when no invariant was violated, 1 otherwise.
 # --profile ci replays a test_chaos run (every fault once) with its seed.
 set -euo pipefail
@@ -27,5 +27,4 @@ fi
 [[ -d tests/sio/node_modules ]] || npm ci --prefix tests/sio --no-audit --no-fund
 
 mkdir -p test-artifacts/chaos
-cd tests
-PYTHONPATH=. exec ../.venv/bin/python -m chaos "$@"
+exec .venv/bin/python -m tests.chaos "$@"

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.daemon.test_tap -*-
 """
 The entry point C{twistd chat} looks for (see C{twisted_plugins/chat.py}):
 the command line's L{Options} and L{makeService}, which builds the service

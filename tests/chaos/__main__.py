@@ -1,8 +1,9 @@
 """
-C{python -m chaos} (from tests/): run the fault harness and print its table.
+C{python -m tests.chaos} (from the top of the repository): run the fault
+harness and print its table.
 
-    python -m chaos --topology single|redis2|workers2|all [--profile ci|soak]
-                    [--duration SECONDS] [--seed N] [--artifacts DIR]
+    python -m tests.chaos --topology single|redis2|workers2|all [--profile ci|soak]
+                          [--duration SECONDS] [--seed N] [--artifacts DIR]
 
 Exit status 0 when no invariant was violated, 1 otherwise, 2 for a bad
 command line. SIGTERM or SIGINT stop the run (everything started is
@@ -20,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from chaos import report, scenario
+from tests.chaos import report, scenario
 
 TOPOLOGIES = ["single", "redis2", "workers2"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chaos", description="The invariant-checking fault harness.")
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description="The invariant-checking fault harness.")
     parser.add_argument("--topology", default="all", choices=TOPOLOGIES + ["all"])
     parser.add_argument("--profile", default="soak", choices=["ci", "soak"],
                         help="ci: every fault once, bounded; soak: random faults for --duration seconds")

@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos.faults import Injected
-from chaos.journal import Episode, Journal, Request, tokenOf
+from tests.chaos.faults import Injected
+from tests.chaos.journal import Episode, Journal, Request, tokenOf
 
 #: seconds: the documented bound on an answer (Redis command timeout, 10 s,
 #: docs/design.md "Redis slow, or this node behind") plus 5 s of slack for

@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from chaos.journal import Journal, Request, tokenOf
-from chaos.topology import Node, _dieWithParent, environment
+from tests.chaos.journal import Journal, Request, tokenOf
+from tests.chaos.topology import Node, _dieWithParent, environment
 
 #: every room the chatters use (the write load has #load to itself)
 ROOMS = ["#lobby", "#dev", "#ops"]

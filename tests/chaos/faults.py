@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from random import Random
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from chaos.topology import STOP_TIMEOUT, Node, Single, Topology, Workers2
+from tests.chaos.topology import STOP_TIMEOUT, Node, Single, Topology, Workers2
 
 if TYPE_CHECKING:
-    from chaos.journal import Journal
+    from tests.chaos.journal import Journal
 
 #: seconds: the short and the long Redis stall; the long one is beyond the
 #: documented 10 s command timeout

@@ -5,7 +5,7 @@ with their times, and the first violations in detail.
 
 from __future__ import annotations
 
-from chaos.scenario import Outcome
+from tests.chaos.scenario import Outcome
 
 #: violations shown in detail per scenario
 SHOWN = 8
@@ -59,6 +59,6 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 def _bound() -> float:
-    from chaos.checker import ANSWER_BOUND
+    from tests.chaos.checker import ANSWER_BOUND
 
     return ANSWER_BOUND

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos import checker
-from chaos.clients import (
+from tests.chaos import checker
+from tests.chaos.clients import (
     LOAD_ROOM,
     Blaster,
     Client,
@@ -31,9 +31,9 @@ from chaos.clients import (
     TerminalUser,
     TextUser,
 )
-from chaos.faults import Injected, applicable
-from chaos.journal import Journal
-from chaos.topology import Topology, make
+from tests.chaos.faults import Injected, applicable
+from tests.chaos.journal import Journal
+from tests.chaos.topology import Topology, make
 
 #: seconds: the clients connect before the faults start
 WARMUP = 3.0

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _daemon import RedisReplyError, RedisServer, _freeLoopbackPort, twistdCommand
-from chaos.proxy import Proxy
+from tests.support.daemon import RedisReplyError, RedisServer, environment, freeLoopbackPort, twistdCommand
+from tests.chaos.proxy import Proxy
 
 #: seconds a daemon (or redis-server) may take to start serving
 START_TIMEOUT = 30.0
@@ -39,13 +39,6 @@ def _dieWithParent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
     except OSError:
         pass
-
-
-def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("PYTHONWARNINGS", None)
-    return env
 
 
 class Process:
@@ -189,7 +182,7 @@ def serverPort() -> int:
             except OSError:
                 continue
         return port
-    return _freeLoopbackPort()
+    return freeLoopbackPort()
 
 
 class Redis:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_cli,tests.e2e.test_e2e_client -*-
 """
 C{twisted-chat}: the interactive terminal client's program.
 

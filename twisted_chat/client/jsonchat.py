@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_jsonchat -*-
 """
 The terminal client's json mode, without I/O: L{JsonChat} translates what a
 person types on the line chat into json-mode requests and renders json-mode

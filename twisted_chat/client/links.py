@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_links,tests.client.test_session -*-
 """
 The terminal client's links to the server (L{twisted_chat.client.session.ChatLink}):
 L{LineLink} speaks the line chat (C{tcp://}, C{tls://}), L{JsonLink} WebSocket

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_cli,tests.e2e.test_e2e_client -*-
 """
 The C{twisted-chat} console script's entry point (C{twisted_chat.client.main:main}),
 also run as C{python -m twisted_chat.client.main}; the program itself is

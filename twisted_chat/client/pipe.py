@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_pipe -*-
 """
 The terminal client's UI for pipes (L{PipeUI}): lines in from stdin, lines
 out to stdout, statuses to stderr, for scripts.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_jsonchat,tests.client.test_links -*-
 """
 Where a json-mode conversation stands, as the terminal client keeps it to
 resume after a reconnect: L{Resume}.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_session,tests.client.test_links -*-
 """
 One session of the terminal client, whatever it connects with and whoever
 types: L{ChatClient} forwards typed lines to the link, handles C{/quit},

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_cli -*-
 """
 Where the terminal client connects: the command line's URL, parsed and
 checked into a L{Target} (L{parseTarget}).

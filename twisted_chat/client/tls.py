@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_tls,tests.client.test_cli -*-
 """
 TLS for the terminal client (C{tls://}, C{wss://}): how to verify the
 server (L{tlsCreator}): the system's trust store, the certificates of

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_tty -*-
 """
 The terminal UI of C{twisted-chat}: an editable input line at the bottom,
 chat lines scrolling above it.

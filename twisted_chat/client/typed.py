@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_cli,tests.client.test_session -*-
 """
 What the user typed, as the terminal client's session sees it: whether a
 line ends the session (L{quitRequest}), and how to name a line in a

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_tty -*-
 """
 The terminal client's two sides, as the session (L{twisted_chat.client.session.ChatClient})
 sees them: the user's interface (L{ChatUI}: a pipe or a terminal) and what

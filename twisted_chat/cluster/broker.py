@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis -*-
+# -*- test-case-name: tests.cluster.test_redis -*-
 """
 The broker of a node in a cluster (L{RedisBroker}): it tells the other
 nodes what happened here, through the bus, and tells the service what

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis -*-
+# -*- test-case-name: tests.cluster.test_redis -*-
 """
 The command connection to Redis as the parts of a node use it
 (L{Commands}): the commands the cluster sends, with precise types, under

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis -*-
+# -*- test-case-name: tests.cluster.test_redis -*-
 """
 A node's membership of the cluster (L{RedisCluster}): its two connections
 to Redis (one for commands, one subscribed to the bus and to the node's

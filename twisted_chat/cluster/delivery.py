@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis -*-
+# -*- test-case-name: tests.cluster.test_redis -*-
 """
 Room messages from the bus to this node's members (L{RoomDelivery}): in id
 order, each once, with the gaps the bus left (a subscription lost while

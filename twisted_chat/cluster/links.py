@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis_faults -*-
+# -*- test-case-name: tests.cluster.test_redis_faults -*-
 """
 Keeping a connection to Redis up (L{Link}): where it connects, reconnecting
 after any failure with a backoff that only a complete set-up resets, and

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cluster_protocol -*-
+# -*- test-case-name: tests.cluster.test_protocol -*-
 """
 The cluster's protocol: every message the nodes of a cluster send each
 other through Redis, as a typed class, with its JSON encoding.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis -*-
+# -*- test-case-name: tests.cluster.test_redis -*-
 """
 Scale-out on Redis: what the daemon uses of the cluster (several nodes,
 processes or machines, sharing one conversation through one Redis).

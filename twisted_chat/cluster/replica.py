@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis -*-
+# -*- test-case-name: tests.cluster.test_redis -*-
 """
 What a node knows of the members of the other nodes (L{Replica}): built
 from the shared state it loads and kept current by the bus, so that nick

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cluster_protocol -*-
+# -*- test-case-name: tests.cluster.test_protocol -*-
 """
 The Lua scripts a node runs in Redis, each next to the function that runs
 it (which lays out its KEYS and ARGV): storing a message, and changing

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis -*-
+# -*- test-case-name: tests.cluster.test_redis -*-
 """
 The message store of a cluster (L{RedisStore}): ids, epochs and history
 in Redis, shared by every node.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis -*-
+# -*- test-case-name: tests.cluster.test_redis -*-
 """
 Where the cluster's Redis is: the C{--broker} URL (L{parseRedisURL}) and a
 blocking probe of it for start-up (L{checkRedis}).

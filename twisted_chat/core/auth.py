@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_auth -*-
+# -*- test-case-name: tests.core.test_auth -*-
 """
 Registered nicknames: a password file, scrypt hashes, constant-time checks.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_service -*-
 """
 The in-process broker: one node, nothing to share.
 """

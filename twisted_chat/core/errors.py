@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_service -*-
 """
 The exceptions of the chat service: L{ChatError} for requests it refuses,
 L{StoreUnavailable} for a message store that cannot be used for now, and

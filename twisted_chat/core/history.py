@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_history -*-
 """
 The history a member gets when it joins a room (or resumes in it), with no
 gap and no duplicate against the live messages.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_service -*-
 """
 The boundaries between the chat service and the rest: front-ends on one
 side (L{IChatClient}), storage on the other (L{IMessageStore}).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_limits -*-
+# -*- test-case-name: tests.core.test_limits -*-
 """
 Fairness under abuse: flood control per connection (the service's token
 bucket, L{FloodGuard}; the front-ends' half is

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_service -*-
 """
 A connection's identity in the service: its nick, rooms and current room,
 and the requests it makes (L{Member}), which the service carries out

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_service -*-
 """
 What members say: room messages and private messages (stored first, then
 delivered; idempotent with a client's C{ref}), and the history of rooms and

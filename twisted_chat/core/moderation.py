@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_moderation -*-
+# -*- test-case-name: tests.core.test_moderation -*-
 """
 Room moderation: operators (the first member of a room, and whom they
 make one; server admins everywhere), kicks, bans of nicks and addresses,

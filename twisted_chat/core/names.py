@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_names -*-
+# -*- test-case-name: tests.core.test_names -*-
 """
 The rules for nicknames and room names, in one place.
 """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_nicks,tests.core.test_service -*-
 """
 Nicknames: who is connected under which nick on this node, guest nicks,
 nick changes, and who owns a nick (its owner token, or its password with

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_service -*-
 """
 The service as its parts see it (L{Host}): the state they share and how
 they deliver. The parts are the service's collaborators, each with one

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_refs -*-
 """
 Idempotent requests: a client's C{ref} for a message, remembered for a
 while (an hour by default) with the message it made, so that the same nick

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis -*-
+# -*- test-case-name: tests.cluster.test_redis -*-
 """
 What other nodes tell this one: the service of a node as its broker sees
 it (L{IClusterEvents}). Moderation from other nodes is the moderation's

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_service -*-
 """
 A room of one node: its members in joining order, how a message reaches
 them (L{Room.fanOut}), its operators, bans and topic.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_service -*-
 """
 The rooms of a node: joining (with the room's topic, bans and operators as
 the cluster knows them, then its history), leaving, who is in a room, the

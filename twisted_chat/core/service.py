@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.core.test_service,tests.core.test_history,tests.core.test_refs,tests.core.test_nicks,tests.core.test_service_fuzz -*-
 """
 The chat service: the one service every front-end of a node shares.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_settings -*-
+# -*- test-case-name: tests.core.test_settings -*-
 """
 The tunable limits of one node, in one object.
 

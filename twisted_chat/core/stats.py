@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ops -*-
+# -*- test-case-name: tests.daemon.test_ops -*-
 """
 What the service reports about itself: the L{Stats} it calls as things
 happen (the daemon's are Prometheus metrics, see

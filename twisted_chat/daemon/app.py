@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.daemon.test_tap -*-
 """
 C{twistd chat}'s service tree (L{makeService}): one node's
 (L{twisted_chat.daemon.node}), or, with C{--workers} N > 1, a parent's

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ops,tests.test_tap,tests.test_e2e_tls -*-
+# -*- test-case-name: tests.daemon.test_ops,tests.daemon.test_tap,tests.e2e.test_e2e_tls -*-
 """
 The process-level behaviour of C{twistd chat}: the L{Daemon} service logs
 when it is ready, handles SIGHUP (reloading the auth and limits files, or

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap,tests.test_workers,tests.test_e2e_tls -*-
+# -*- test-case-name: tests.daemon.test_tap,tests.daemon.test_workers,tests.e2e.test_e2e_tls -*-
 """
 The listening sockets of C{twistd chat}: a L{Listener} service per endpoint
 of a front-end. It binds (or adopts the socket a C{--workers} parent bound),

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap,tests.test_ops -*-
+# -*- test-case-name: tests.daemon.test_tap,tests.daemon.test_ops -*-
 """
 The service tree of one node of C{twistd chat} (L{makeNode}).
 

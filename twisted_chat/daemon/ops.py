@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ops -*-
+# -*- test-case-name: tests.daemon.test_ops -*-
 """
 Operability: Prometheus metrics, health and readiness probes, reactor lag.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap,tests.test_ops -*-
+# -*- test-case-name: tests.daemon.test_tap,tests.daemon.test_ops -*-
 """
 The command line of C{twistd chat}: L{Options} and the checks of its values
 (numbers in range, endpoint strings, the auth, limits and store files, the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap,tests.test_workers -*-
+# -*- test-case-name: tests.daemon.test_tap,tests.daemon.test_workers -*-
 """
 The service tree of a C{twistd chat --workers N} parent (L{makeParent}).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.daemon.test_tap -*-
 """
 The reactor C{twistd chat} runs on: what the daemon needs of it
 (L{IDaemonReactor}) and the process's own reactor (L{processReactor}).

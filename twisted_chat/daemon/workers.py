@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_workers -*-
+# -*- test-case-name: tests.daemon.test_workers -*-
 """
 C{twistd chat --workers N}: one parent process, N worker processes.
 

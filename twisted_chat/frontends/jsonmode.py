@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ws -*-
+# -*- test-case-name: tests.frontends.test_websocket,tests.frontends.test_jsonmode_fuzz -*-
 """
 WebSocket json mode (subprotocol C{chat.json}): requests and events as JSON
 objects, one per text frame. See docs/protocol.md.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_line -*-
+# -*- test-case-name: tests.frontends.test_line,tests.frontends.test_line_fuzz -*-
 """
 The TCP line chat front-end, fit for C{nc} and C{telnet}.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_line -*-
+# -*- test-case-name: tests.frontends.test_line -*-
 """
 Text mode, the server's side: the line chat's commands carried out, and
 service events rendered as lines.

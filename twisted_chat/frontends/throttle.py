@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_limits -*-
+# -*- test-case-name: tests.core.test_limits -*-
 """
 Flood control, the front-ends' half: a connection whose member has to wait
 (see L{twisted_chat.core.limits.FloodGuard}) stops being read, and what it

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_web -*-
+# -*- test-case-name: tests.frontends.test_web -*-
 """
 The web port: the chat page at C{/}, its assets, WebSocket at C{/ws} (and
 at C{/} for clients that upgrade there, like the seed's C{WsClient.js}),

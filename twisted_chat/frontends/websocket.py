@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ws -*-
+# -*- test-case-name: tests.frontends.test_websocket -*-
 """
 The WebSocket front-end (Autobahn): text mode and json mode on one endpoint.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_fastwrite -*-
+# -*- test-case-name: tests.frontends.test_write -*-
 """
 A shorter write path for broadcast fan-out, below Twisted's defaults.
 

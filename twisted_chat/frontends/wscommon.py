@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ws -*-
+# -*- test-case-name: tests.frontends.test_websocket -*-
 """
 What every WebSocket endpoint of the daemon shares (the chat's, the echo
 endpoint for the compliance suite, Engine.IO's): the Origin check, the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_fastwrite -*-
+# -*- test-case-name: tests.frontends.test_write -*-
 """
 Keeping open WebSocket connections small (a WebSocket connection is mostly
 idle: its size is the server's capacity). Once a connection is open,

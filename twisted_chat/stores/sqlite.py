@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_store -*-
+# -*- test-case-name: tests.stores.test_store -*-
 """
 The SQLite message store (the default).
 

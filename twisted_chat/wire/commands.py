@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire -*-
+# -*- test-case-name: tests.wire.test_wire -*-
 """
 The line chat's slash-command grammar: what a typed line means.
 

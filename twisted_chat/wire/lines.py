@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire -*-
+# -*- test-case-name: tests.wire.test_wire -*-
 """
 Line framing for the line chat, the one splitter of both ends: the server's
 TCP line chat and the terminal client (its line-chat link and its piped

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire -*-
+# -*- test-case-name: tests.wire.test_wire -*-
 """
 How the line chat shows things: one function per kind of line.
 

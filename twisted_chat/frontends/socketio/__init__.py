@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_socketio, tests.test_engineio, tests.test_e2e_sio -*-
+# -*- test-case-name: tests.frontends.socketio.test_socketio,tests.frontends.socketio.test_engineio,tests.e2e.test_e2e_sio -*-
 """
 Socket.IO: Engine.IO protocol v4 (polling and WebSocket transports) and
 Socket.IO protocol v5, and the chat client that speaks it.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_socketio -*-
+# -*- test-case-name: tests.frontends.socketio.test_socketio -*-
 """
 The chat over Socket.IO: the handler of the main namespace C{/}
 (L{SocketIoChatClient}, an L{IChatClient}) and its requests

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_socketio -*-
+# -*- test-case-name: tests.frontends.socketio.test_socketio -*-
 """
 Socket.IO v5 connections on Engine.IO sessions, and their namespaces.
 

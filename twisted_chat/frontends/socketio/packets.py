@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_socketio -*-
+# -*- test-case-name: tests.frontends.socketio.test_socketio -*-
 """
 The Socket.IO v5 wire format: packets as text (type, attachment count,
 namespace, ack id, JSON data), binary attachments as their own Engine.IO

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engineio -*-
+# -*- test-case-name: tests.frontends.socketio.test_engineio -*-
 """
 Engine.IO, protocol version 4: the transport layer under Socket.IO.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engineio -*-
+# -*- test-case-name: tests.frontends.socketio.test_engineio -*-
 """
 The HTTP side of Engine.IO: the resource at C{/socket.io/}
 (L{EngineResource}: long-polling GETs and POSTs, CORS and its preflights,

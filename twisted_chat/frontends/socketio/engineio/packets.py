@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engineio -*-
+# -*- test-case-name: tests.frontends.socketio.test_engineio -*-
 """
 The Engine.IO v4 wire format: packets, HTTP long-polling payloads, and the
 error codes and JSON bodies that the protocol's clients know.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engineio -*-
+# -*- test-case-name: tests.frontends.socketio.test_engineio -*-
 """
 The HTTP long-polling transport of one Engine.IO session: the packets that
 wait for the client's next GET, the GET held open until there is something

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engineio -*-
+# -*- test-case-name: tests.frontends.socketio.test_engineio -*-
 """
 The Engine.IO sessions of this process (L{EngineServer}): their settings,
 who may open one (L{SessionAdmission}), and their sids.

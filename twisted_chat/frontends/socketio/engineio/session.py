@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engineio -*-
+# -*- test-case-name: tests.frontends.socketio.test_engineio -*-
 """
 One Engine.IO session (L{EngineSocket}): its heartbeat, the packets it
 receives and sends, its end, and its move from HTTP long-polling to a

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_engineio -*-
+# -*- test-case-name: tests.frontends.socketio.test_engineio -*-
 """
 The WebSocket transport of Engine.IO (Autobahn): one packet per frame, for
 a session of its own or as the probe that upgrades a polling session.

@@ -1,0 +1,3 @@
+"""
+Tests for twisted_chat.client: the terminal client twisted-chat.
+"""

@@ -1,0 +1,3 @@
+"""
+Tests for twisted_chat.cluster: the bus protocol and the Redis transport and store.
+"""

@@ -1,0 +1,3 @@
+"""
+Tests for twisted_chat.core: the chat service and its collaborators.
+"""

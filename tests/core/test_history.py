@@ -1,0 +1,409 @@
+"""
+Tests for the history a member gets when it joins or resumes
+(L{twisted_chat.core.history}, through the service): no gap and no
+duplicate against the live messages, with a slow store and with a broker
+whose deliveries lag behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+
+from twisted_chat.core.events import History, Message
+from twisted_chat.stores.memory import MemoryStore
+from twisted_chat.core.service import ChatService
+
+from tests.support.fakes import connect, describe, enter, fired, LaggingBroker, say
+
+
+# -- history --------------------------------------------------------------------
+
+
+def test_historyOnJoin(clock: Clock) -> None:
+    """
+    A joiner gets the room's last C{historySize} messages, oldest first,
+    after the member list.
+    """
+    service = ChatService(store=MemoryStore(), clock=clock, historySize=3)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(5):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    assert cb.describe() == [
+        ("join", "#lobby", "bob"),
+        ("presence", "#lobby", ["alice", "bob"]),
+        ("history", "#lobby", [3, 4, 5], None, ""),
+    ]
+
+
+def test_historyIsBoundedByRetain(clock: Clock) -> None:
+    """
+    The in-memory history keeps only C{retain} messages per room, so that is
+    all a joiner can get.
+    """
+    service = ChatService(store=MemoryStore(retain=3), clock=clock, historySize=10)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(6):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    assert [describe(e) for e in cb.take() if isinstance(e, History)] == [("history", "#lobby", [4, 5, 6], None, "")]
+
+
+def test_historyRequest(clock: Clock) -> None:
+    """
+    Asking for history gives at most the requested number of the room's
+    latest messages, or those before a given id.
+    """
+    service = ChatService(store=MemoryStore(), clock=clock)
+    alice, ca = enter(service, "alice", "#lobby")
+    for i in range(5):
+        say(alice, "m%d" % (i,))
+    ca.take()
+    alice.history(limit=2)
+    alice.history(limit=2, before=3)
+    alice.history("#empty", limit=5)
+    assert ca.describe() == [
+        ("history", "#lobby", [4, 5], None, ""),
+        ("history", "#lobby", [1, 2], None, ""),
+        ("history", "#empty", [], None, ""),
+    ]
+
+
+def test_historyUnavailable(clock: Clock) -> None:
+    """
+    When the store cannot give history, the joiner is told it is unavailable
+    and stays in the room.
+    """
+
+    class FailingStore(MemoryStore):
+        def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+            return fail(OSError("disk on fire"))
+
+    service = ChatService(store=FailingStore(), clock=clock)
+    alice, ca = connect(service, "alice")
+    alice.join("#lobby")
+    assert ca.describe()[-1] == ("history", "#lobby", [], None, "unavailable")
+    alice.history()
+    assert ca.describe() == [("history", "#lobby", [], None, "unavailable")]
+    assert alice.current == "#lobby"
+
+
+class SlowStore(MemoryStore):
+    """
+    A memory store whose history reads, once C{slow} is set, are answered
+    only when the test says so: with what the store held when it was asked,
+    or with what it holds when it answers.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        MemoryStore.__init__(self, **kw)
+        self.slow = False
+        self.pending: list[tuple[Deferred[Any], Any, Callable[[], Any]]] = []
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        return self._read(MemoryStore.recent, room, limit, before)
+
+    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
+        return self._read(MemoryStore.since, room, epoch, afterId, limit)
+
+    def _read(self, method: Callable[..., Deferred[Any]], *args: Any) -> Deferred[Any]:
+        if not self.slow:
+            return method(self, *args)
+        d: Deferred[Any] = Deferred()
+        self.pending.append((d, fired(method(self, *args)), lambda: fired(method(self, *args))))
+        return d
+
+    def answer(self, asOfNow: bool) -> None:
+        """
+        Answer the oldest pending read, with the data as of the request or
+        as of now.
+        """
+        d, asked, now = self.pending.pop(0)
+        d.callback(now() if asOfNow else asked)
+
+
+@pytest.fixture
+def slowService(clock: Clock) -> tuple[ChatService, SlowStore]:
+    store = SlowStore()
+    return ChatService(store=store, clock=clock), store
+
+
+def test_liveEventsWaitForTheHistory(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    Messages and other events of a room that happen while a joiner's
+    history is being read reach the joiner after that history, in order.
+    """
+    service, store = slowService
+    alice, ca = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    say(alice, "two")
+    ca.take()
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    assert cb.describe() == [("join", "#lobby", "bob"), ("presence", "#lobby", ["alice", "bob"])]
+    say(alice, "three")
+    enter(service, "carol", "#lobby")
+    say(alice, "four")
+    assert cb.take() == []
+    assert [describe(e)[0] for e in ca.take()] == ["join", "message", "join", "message"]
+    store.answer(asOfNow=False)
+    assert cb.describe() == [
+        ("history", "#lobby", [1, 2], None, ""),
+        ("message", "#lobby", 3, "alice", "three", False),
+        ("join", "#lobby", "carol"),
+        ("message", "#lobby", 4, "alice", "four", False),
+    ]
+    say(alice, "five")
+    assert cb.describe() == [("message", "#lobby", 5, "alice", "five", False)]
+
+
+def test_joinerSeesEverythingSaidSinceItJoined(clock: Clock) -> None:
+    """
+    More messages are said while a joiner's history is read than the
+    history holds (it ends with the last C{historySize}): the joiner still
+    gets every message said since it joined, the first ones put in front
+    of that history, once each and in order.
+    """
+    store = SlowStore()
+    service = ChatService(store=store, clock=clock, historySize=2)
+    alice, _ = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    say(alice, "two")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    cb.take()
+    for text in ("three", "four", "five"):
+        say(alice, text)
+    store.answer(asOfNow=True)  # (the read saw them: its last two are 4 and 5)
+    assert cb.describe() == [("history", "#lobby", [3, 4, 5], None, "")]
+    say(alice, "six")
+    assert cb.describe() == [("message", "#lobby", 6, "alice", "six", False)]
+
+
+def test_heldMessagesTheHistoryHasAreNotRepeated(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    When the history read already saw the messages said meanwhile, the
+    joiner gets them once, in the history; the other held events follow.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    cb.take()
+    say(alice, "two")
+    enter(service, "carol", "#lobby")
+    say(alice, "three")
+    store.answer(asOfNow=True)
+    assert cb.describe() == [("history", "#lobby", [1, 2, 3], None, ""), ("join", "#lobby", "carol")]
+    say(alice, "four")
+    assert cb.describe() == [("message", "#lobby", 4, "alice", "four", False)]
+
+
+def test_historyReadThatSawSomeOfTheHeldMessages(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    When the history read saw only the first of the messages said meanwhile,
+    the joiner gets that one in the history and the others live, with no
+    duplicate and no gap.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    cb.take()
+    say(alice, "two")
+    d, _, now = store.pending.pop(0)
+    seenSoFar = now()
+    say(alice, "three")
+    say(alice, "four")
+    d.callback(seenSoFar)
+    assert cb.describe() == [
+        ("history", "#lobby", [1, 2], None, ""),
+        ("message", "#lobby", 3, "alice", "three", False),
+        ("message", "#lobby", 4, "alice", "four", False),
+    ]
+
+
+def test_messagesInOtherRoomsAreNotHeld(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    While one room's history is being read, messages of the joiner's other
+    rooms arrive at once.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby", "#dev")
+    bob, cb = enter(service, "bob", "#dev")
+    store.slow = True
+    bob.join("#lobby")
+    cb.take()
+    say(alice, "in dev", "#dev")
+    assert cb.describe() == [("message", "#dev", 1, "alice", "in dev", False)]
+    store.answer(asOfNow=False)
+    assert cb.describe() == [("history", "#lobby", [], None, "")]
+
+
+def test_leavingWhileHistoryIsReadSendsNothing(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    A member that leaves the room, or quits, before its history arrives sees
+    itself leave and then gets neither the history nor the held messages.
+    """
+    service, store = slowService
+    alice, ca = enter(service, "alice", "#lobby")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    carol, cc = connect(service, "carol")
+    carol.join("#lobby")
+    say(alice, "hello")
+    cb.take()
+    cc.take()
+    bob.part()
+    carol.quit()
+    assert cb.describe() == [("part", "#lobby", "bob", "left")]
+    assert cc.describe() == [("part", "#lobby", "carol", "quit")]
+    store.answer(asOfNow=True)
+    store.answer(asOfNow=True)
+    assert cb.take() == []
+    assert cc.take() == []
+    ca.take()
+    say(alice, "still fine")
+    assert ca.describe() == [("message", "#lobby", 2, "alice", "still fine", False)]
+
+
+def test_rejoiningWhileHistoryIsReadGivesOneHistory(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    Leaving and joining again before the first history arrives gives only
+    the second join's history, and each message said meanwhile once.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    bob.part()
+    bob.join("#lobby")
+    cb.take()
+    say(alice, "two")
+    store.answer(asOfNow=True)
+    assert cb.take() == []
+    store.answer(asOfNow=False)
+    assert cb.describe() == [
+        ("history", "#lobby", [1], None, ""),
+        ("message", "#lobby", 2, "alice", "two", False),
+    ]
+
+
+# -- resume -----------------------------------------------------------------------
+
+
+def test_resumeRecoversExactlyTheMissedMessages(service: ChatService) -> None:
+    """
+    Joining with the epoch and id of the last message seen gives exactly the
+    messages after it, marked recovered; at the latest id, none.
+    """
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(5):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(service.store.epoch, 3))
+    assert cb.describe()[-1] == ("history", "#lobby", [4, 5], True, "")
+    carol, cc = connect(service, "carol")
+    carol.join("#lobby", since=(service.store.epoch, 5))
+    assert cc.describe()[-1] == ("history", "#lobby", [], True, "")
+
+
+def test_resumeFromAnotherEpoch(clock: Clock) -> None:
+    """
+    A position from another epoch is not recovered: the joiner gets the
+    recent history instead, marked not recovered because of the epoch.
+    """
+    service = ChatService(store=MemoryStore(), clock=clock, historySize=2)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(5):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=("old-" + service.store.epoch, 3))
+    assert cb.describe()[-1] == ("history", "#lobby", [4, 5], False, "epoch")
+
+
+def test_resumeAcrossAGapOlderThanTheHistory(clock: Clock) -> None:
+    """
+    A position older than the kept history is not recovered: the joiner
+    gets the recent history, marked not recovered because of the gap.
+    """
+    service = ChatService(store=MemoryStore(retain=3), clock=clock, historySize=2)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(10):
+        say(alice, "m%d" % (i,))
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(service.store.epoch, 2))
+    assert cb.describe()[-1] == ("history", "#lobby", [9, 10], False, "gap")
+
+
+@pytest.mark.parametrize("asOfNow", [False, True])
+def test_resumeWhileMessagesArrive(slowService: tuple[ChatService, SlowStore], asOfNow: bool) -> None:
+    """
+    A message said while a resume is being read reaches the joiner exactly
+    once, right after the recovered messages, whether the read saw it or not.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(4):
+        say(alice, "m%d" % (i,))
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(store.epoch, 2))
+    cb.take()
+    say(alice, "m4")
+    store.answer(asOfNow)
+    ids = []
+    for e in cb.take():
+        if isinstance(e, History):
+            assert e.recovered is True
+            ids.extend(m.id for m in e.messages)
+        else:
+            assert isinstance(e, Message)
+            ids.append(e.id)
+    assert ids == [3, 4, 5]
+    say(alice, "m5")
+    assert [e[2] for e in cb.describe()] == [6]
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_historyAheadOfThisNodesDeliveries(clock: Clock, resume: bool) -> None:
+    """
+    A joiner (or a resume) whose history already holds messages this node
+    has not delivered yet gets each of them once: the live copies that
+    arrive afterwards are skipped, and what follows them is delivered.
+    """
+    broker = LaggingBroker()
+    service = ChatService(store=MemoryStore(), clock=clock, broker=broker)
+    alice, ca = enter(service, "alice", "#lobby")
+    for i in range(1, 4):
+        say(alice, "m%d" % (i,))
+    broker.catchUp()
+    say(alice, "m4")
+    say(alice, "m5")  # stored, still on their way to this node
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(service.store.epoch, 1) if resume else None)
+    history = [e for e in cb.take() if isinstance(e, History)][-1]
+    assert [m.id for m in history.messages] == ([2, 3, 4, 5] if resume else [1, 2, 3, 4, 5])
+    broker.catchUp()
+    say(alice, "m6")
+    broker.catchUp()
+    assert [e.id for e in cb.take() if isinstance(e, Message)] == [6]
+    assert [e.id for e in ca.take() if isinstance(e, Message)] == [1, 2, 3, 4, 5, 6]
+    # and bob is back on the fast path with everyone else
+    assert bob.floors is None
+

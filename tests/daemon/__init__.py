@@ -1,0 +1,3 @@
+"""
+Tests for twisted_chat.daemon and tap.py: twistd chat's options, service tree, operations and workers.
+"""

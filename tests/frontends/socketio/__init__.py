@@ -1,0 +1,3 @@
+"""
+Tests for twisted_chat.frontends.socketio: Socket.IO and Engine.IO.
+"""

@@ -1,0 +1,3 @@
+"""
+Tests for twisted_chat.stores: the message stores.
+"""
