@@ -141,7 +141,7 @@ async def run(topologyName: str, seed: int, profile: str, duration: float, folde
     logs = {p.name + ("" if i == 0 else str(i)): p.lines for i, p in enumerate(topology.daemons())}
     try:
         outcome.result = checker.check(journal, stored, epoch, faults, logs, endOfQuiet)
-    except Exception as e:  # a bug of the checker: the run is still reported
+    except Exception:  # a bug of the checker: the run is still reported
         import traceback
 
         outcome.error = outcome.error or "the checker failed: %s" % (traceback.format_exc(limit=4),)

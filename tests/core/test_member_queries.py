@@ -8,38 +8,18 @@ L{ChatService.memberInfo}, L{ChatService.checkLogin}).
 
 from __future__ import annotations
 
-from typing import Any, Callable
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from twisted_chat.core.auth import hashPassword
 from twisted_chat.core.errors import ChatError
-from twisted_chat.core.events import AwayChanged, Event, History
-from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.events import AwayChanged, History
 from twisted_chat.core.member import MemberInfo
-from twisted_chat.core.service import ChatService, Member
+from twisted_chat.core.service import ChatService
 from twisted_chat.stores.memory import MemoryStore
 
-
-@implementer(IChatClient)
-class Recorder:
-    kind = "test"
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-
-    def close(self, reason: str, reconnectAfter: float | None = None) -> None:
-        pass
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
+from tests.support.fakes import ImmediateThreads, enter, fired
 
 
 @pytest.fixture
@@ -50,23 +30,6 @@ def clock() -> Clock:
 @pytest.fixture
 def service(clock: Clock) -> ChatService:
     return ChatService(store=MemoryStore(), clock=clock)
-
-
-def enter(service: ChatService, nick: str, *rooms: str) -> tuple[Member, Recorder]:
-    client = Recorder()
-    member = service.connect(client, nick=nick)
-    for room in rooms:
-        member.join(room)
-    return member, client
-
-
-def fired(d: Deferred[Any]) -> Any:
-    results: list[Any] = []
-    d.addBoth(results.append)
-    assert results, "not fired"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 def test_whois(service: ChatService) -> None:
@@ -153,27 +116,6 @@ def test_historyAfter(service: ChatService) -> None:
     alice.history("#a", limit=5, after=10)
     [h] = seen.of(History)
     assert h.messages == []
-
-
-class ImmediateThreads(Clock):
-    """
-    A L{Clock} that is also a reactor's thread pool running work at once:
-    password checks answer synchronously.
-    """
-
-    def getThreadPool(self) -> ImmediateThreads:
-        return self
-
-    def callInThreadWithCallback(self, onResult: Callable[[bool, object], None], f: Callable[..., object], *a: object) -> None:
-        try:
-            result = f(*a)
-        except BaseException:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-    def callFromThread(self, f: Callable[..., object], *a: object) -> None:
-        f(*a)
 
 
 def test_checkLogin() -> None:

@@ -13,7 +13,6 @@ runs in pytest-twisted's reactor, bounded the same way.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import socket
 import time
@@ -23,8 +22,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import pydle
 import pytest
 import pytest_twisted
-from conftest import LOOPBACK, lineUser, runAsync
-from websockets.asyncio.client import connect as wsConnect
+from tests.support.aio import runAsync
+from tests.support.daemon import LOOPBACK
+from tests.support.lines import lineUser
+from tests.support.wsclients import JsonUser
 
 from twisted_chat.core.auth import hashPassword
 
@@ -118,24 +119,6 @@ def privmsg(text: str) -> Callable[[Seen], bool]:
     return lambda m: m.command == "PRIVMSG" and m.params[-1] == text
 
 
-async def jsonUser(daemon: Daemon, nick: str) -> Any:
-    ws = await wsConnect(
-        "ws://127.0.0.1:%d/ws" % (daemon.ports["web"],), subprotocols=["chat.json"], open_timeout=TIMEOUT, proxy=None  # type: ignore[list-item]
-    )
-    await ws.send(json.dumps({"type": "hello", "nick": nick}))
-    await jsonExpect(ws, lambda e: e["type"] == "history")
-    return ws
-
-
-async def jsonExpect(ws: Any, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-    got = []
-    while True:
-        event = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-        got.append(event)
-        if match(event):
-            return got
-
-
 def test_oneConversation(startDaemon: Callable[..., Daemon], lineClients: Callable[..., LineClient]) -> None:
     """
     An IRC client in #lobby chats with a line user and a json user: each
@@ -151,7 +134,7 @@ def test_oneConversation(startDaemon: Callable[..., Daemon], lineClients: Callab
         names = await irc.expect(lambda m: m.command == "353")
         assert names[-1].params[-1].split() == ["@nc", "pyd"]
         nc.expect("*** #lobby: pyd joined")
-        js = await jsonUser(daemon, "js")
+        js, _ = await JsonUser.hello(daemon, nick="js")
         await irc.expect(lambda m: m.command == "JOIN" and m.source.startswith("js!"))
 
         nc.send("hello from nc")
@@ -160,13 +143,13 @@ def test_oneConversation(startDaemon: Callable[..., Daemon], lineClients: Callab
         assert re.match(r"lobby/\w+/1\Z", m.tags["msgid"])
         assert m.tags["time"].endswith("Z")
 
-        await js.send(json.dumps({"type": "say", "text": "hello from json"}))
+        await js.send(type="say", text="hello from json")
         [m] = (await irc.expect(privmsg("hello from json")))[-1:]
         assert m.source.startswith("js!")
 
         await irc.message("#lobby", "hello from irc")
         nc.expect("#lobby <pyd> hello from irc")
-        said = (await jsonExpect(js, lambda e: e["type"] == "message" and e["text"] == "hello from irc"))[-1]
+        said = (await js.expect(lambda e: e["type"] == "message" and e["text"] == "hello from irc"))[-1]
         assert said["from"] == "pyd"
         # (pydle asks for echo-message: its own message comes back, stored)
         [echo] = (await irc.expect(privmsg("hello from irc")))[-1:]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from ircclient import Client, ImmediateThreads, numeric
+from tests.support.fakes import ImmediateThreads
+from tests.support.irc import Client, numeric
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock

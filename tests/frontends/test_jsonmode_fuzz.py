@@ -8,12 +8,11 @@ L{Clock}.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_chat.core.auth import hashPassword
@@ -23,31 +22,11 @@ from twisted_chat.frontends.jsonmode import JsonSession
 from twisted_chat.core.service import ChatService
 from twisted_chat.stores.memory import MemoryStore
 
+from tests.support.fakes import ImmediateThreads
 from tests.support.fuzz import FUZZ
 
 
 # -- the json-mode parser -------------------------------------------------------
-
-
-class ImmediateThreads(Clock):
-    """
-    A L{Clock} that is also a reactor's thread pool running work at once,
-    in the calling thread: password checks then answer synchronously.
-    """
-
-    def getThreadPool(self) -> ImmediateThreads:
-        return self
-
-    def callInThreadWithCallback(self, onResult: Callable[[bool, object], None], f: Callable[..., object], *a: object, **kw: object) -> None:
-        try:
-            result = f(*a, **kw)
-        except BaseException:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-    def callFromThread(self, f: Callable[..., object], *a: object, **kw: object) -> None:
-        f(*a, **kw)
 
 
 @implementer(IChatClient)

@@ -2,7 +2,8 @@
 Front-ends without a connection, for driving the chat service in memory:
 L{RecordingClient}, the one recording L{IChatClient} every test uses, and
 its variants (one that goes away when closed, one whose delivery breaks,
-one a test can wait on); the helpers that connect them to a service; and a
+one a test can wait on); a clock whose thread pool runs work at once
+(L{ImmediateThreads}); the helpers that connect them to a service; and a
 broker whose deliveries lag behind the store, as in a cluster.
 
 Imports Twisted: test modules import it, conftest.py must not (see its
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -61,6 +63,27 @@ def within(d: Deferred[T], timeout: float = TIMEOUT) -> Deferred[T]:
     from twisted.internet import reactor
 
     return d.addTimeout(timeout, reactor)  # type: ignore[arg-type]
+
+
+class ImmediateThreads(Clock):
+    """
+    A L{Clock} that is also a reactor's thread pool running work at once,
+    in the calling thread: password checks then answer synchronously.
+    """
+
+    def getThreadPool(self) -> ImmediateThreads:
+        return self
+
+    def callInThreadWithCallback(self, onResult: Callable[[bool, object], None], f: Callable[..., object], *a: object, **kw: object) -> None:
+        try:
+            result = f(*a, **kw)
+        except BaseException:
+            onResult(False, Failure())
+        else:
+            onResult(True, result)
+
+    def callFromThread(self, f: Callable[..., object], *a: object, **kw: object) -> None:
+        f(*a, **kw)
 
 
 @implementer(IChatClient)

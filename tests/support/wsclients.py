@@ -183,6 +183,17 @@ class JsonUser:
                 count -= 1
         return events
 
+    async def expect(self, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """
+        Read events until one that C{match}es; return them all, that one
+        last.
+        """
+        events = []
+        while True:
+            events.append(await self.recv())
+            if match(events[-1]):
+                return events
+
     async def say(self, text: str, ref: str) -> dict[str, Any]:
         """
         Say C{text} with C{ref} in the current room; return its C{ack}.

@@ -10,10 +10,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from chaos.checker import Result, check
-from chaos.clients import TextView
-from chaos.faults import Injected
-from chaos.journal import Connection, Entry, Episode, Journal, Request
+from tests.chaos.checker import Result, check
+from tests.chaos.clients import TextView
+from tests.chaos.faults import Injected
+from tests.chaos.journal import Connection, Entry, Episode, Journal, Request
 
 
 def _body(epoch: str, id: int, text: str) -> dict[str, Any]:

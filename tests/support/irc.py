@@ -6,7 +6,6 @@ parsed lines out.
 
 from __future__ import annotations
 
-from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -16,28 +15,6 @@ from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.irc.connection import IRCConnection, IRCFactory
 from twisted_chat.frontends.irc.protocol import IRCMessage, parseMessage
 
-
-class ImmediateThreads(Clock):
-    """
-    A L{Clock} that is also a reactor's thread pool running work at once:
-    password checks answer synchronously.
-    """
-
-    def getThreadPool(self) -> ImmediateThreads:
-        return self
-
-    def callInThreadWithCallback(self, onResult: Any, f: Any, *a: Any) -> None:
-        from twisted.python.failure import Failure
-
-        try:
-            result = f(*a)
-        except BaseException:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-    def callFromThread(self, f: Any, *a: Any) -> None:
-        f(*a)
 
 
 class Client:
