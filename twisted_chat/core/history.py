@@ -77,53 +77,7 @@ class JoinHistory:
         store = self.host.store
 
         def fetched(result: _Read) -> None:
-            messages, recovered, reason = result
-            holds = member.held
-            if member.gone or holds is None or holds.get(name) is not held:
-                return
-            del holds[name]
-            if not holds:
-                member.held = None
-            room = member.rooms.get(name)
-            if room is not None:
-                room.resetFanOut()  # (back on the fast path)
-            if messages and held:
-                messages = withHeldBefore(messages, held)
-            # The epoch of the history: its messages' (older than the
-            # store's if Redis lost its data during the read: the member is
-            # told of the new one right after, see below).
-            epoch = messages[-1].epoch if messages else store.epoch
-            for ev in held:
-                if isinstance(ev, EpochChanged) and ev.epoch == epoch:
-                    # Told of the epoch this history is already in (the read
-                    # is where this node saw it first): before the history.
-                    self.host.send(member, ev)
-            self.host.send(member, History(name, epoch, messages, recovered, reason, onJoin=True))
-            if fresh and reason != "unavailable":
-                if messages:
-                    if messages[-1].epoch == store.epoch:
-                        self.host.broker.readUpTo(name, messages[-1].id)
-                elif recovered is True and since is not None:
-                    self.host.broker.readUpTo(name, since[1])
-                elif self.host.settings.historySize > 0:
-                    self.host.broker.readUpTo(name, 0)
-            last = messages[-1].id if messages else 0
-            for ev in held:
-                if member.gone:
-                    return
-                if isinstance(ev, Message) and ev.epoch == epoch and ev.id <= last:
-                    continue  # (in the history)
-                if isinstance(ev, EpochChanged) and ev.epoch == epoch:
-                    continue  # (sent before it)
-                self.host.send(member, ev)
-            delivered = self.host.broker.deliveredUpTo(name) if messages and epoch == store.epoch else None
-            if delivered is not None and delivered < last and room is not None and not member.gone:
-                # The history holds messages this node has not delivered
-                # yet: they are on their way, and must not come twice.
-                if member.floors is None:
-                    member.floors = {}
-                member.floors[name] = last
-                room.resetFanOut()  # (off the fast path until it has caught up)
+            self._fetched(member, name, held, result, since, fresh)
 
         def recent(reason: str, recovered: bool | None) -> Deferred[_Read]:
             return store.recent(name, self.host.settings.historySize).addCallback(
@@ -148,6 +102,70 @@ class JoinHistory:
             fetched(([], False if since is not None else None, "unavailable"))
 
         d.addCallbacks(fetched, failed)
+
+    def _fetched(
+        self, member: Member, name: str, held: list[Event], result: _Read, since: tuple[str, int] | None, fresh: bool
+    ) -> None:
+        """
+        The history of C{name} was read for C{member}: send it, then the
+        live events L{fetch} held meanwhile that it does not hold already.
+        """
+        messages, recovered, reason = result
+        holds = member.held
+        if member.gone or holds is None or holds.get(name) is not held:
+            return
+        del holds[name]
+        if not holds:
+            member.held = None
+        room = member.rooms.get(name)
+        if room is not None:
+            room.resetFanOut()  # (back on the fast path)
+        if messages and held:
+            messages = withHeldBefore(messages, held)
+        # The epoch of the history: its messages' (older than the store's if
+        # Redis lost its data during the read: the member is told of the new
+        # one right after, see below).
+        epoch = messages[-1].epoch if messages else self.host.store.epoch
+        for ev in held:
+            if isinstance(ev, EpochChanged) and ev.epoch == epoch:
+                # Told of the epoch this history is already in (the read is
+                # where this node saw it first): before the history.
+                self.host.send(member, ev)
+        self.host.send(member, History(name, epoch, messages, recovered, reason, onJoin=True))
+        if fresh and reason != "unavailable":
+            self._readUpTo(name, messages, recovered, since)
+        last = messages[-1].id if messages else 0
+        for ev in held:
+            if member.gone:
+                return
+            if isinstance(ev, Message) and ev.epoch == epoch and ev.id <= last:
+                continue  # (in the history)
+            if isinstance(ev, EpochChanged) and ev.epoch == epoch:
+                continue  # (sent before it)
+            self.host.send(member, ev)
+        if messages and epoch == self.host.store.epoch and room is not None and not member.gone:
+            delivered = self.host.broker.deliveredUpTo(name)
+            if delivered is not None and delivered < last:
+                # The history holds messages this node has not delivered
+                # yet: they are on their way, and must not come twice.
+                if member.floors is None:
+                    member.floors = {}
+                member.floors[name] = last
+                room.resetFanOut()  # (off the fast path until it has caught up)
+
+    def _readUpTo(self, name: str, messages: list[Message], recovered: bool | None, since: tuple[str, int] | None) -> None:
+        """
+        Tell the broker where room C{name} stands, from the history read by
+        the member that brought the room to this node.
+        """
+        broker = self.host.broker
+        if messages:
+            if messages[-1].epoch == self.host.store.epoch:
+                broker.readUpTo(name, messages[-1].id)
+        elif recovered is True and since is not None:
+            broker.readUpTo(name, since[1])
+        elif self.host.settings.historySize > 0:
+            broker.readUpTo(name, 0)
 
     def dropFloor(self, member: Member, name: str) -> None:
         """

@@ -211,8 +211,8 @@ class Member:
 
     def floodWait(self) -> float:
         """
-        Seconds to wait before the next request (0: now); see
-        L{ChatService.floodWait}.
+        Seconds to wait before the next request: 0 while the flood budget
+        (C{--flood-rate}, C{--flood-burst}) allows one now.
         """
         service = self.service
         settings = service.settings

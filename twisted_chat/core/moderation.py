@@ -44,6 +44,42 @@ class Moderation:
         self.host = host
         self.nicks = nicks
 
+    # Flood control: the server's own moderation
+
+    def spend(self, member: Member) -> None:
+        """
+        Charge one request to C{member}'s flood budget. Nothing is refused
+        here: front-ends ask C{member.floodWait()} before they hand a request
+        over, and hold it as long as it says (see L{twisted_chat.core.limits}).
+        """
+        settings = self.host.settings
+        rate = settings.floodRate
+        if rate > 0:
+            member.flood.spend(self.host.now(), rate, settings.floodBurst)
+
+    def disconnectFlooder(self, member: Member, waiting: int) -> None:
+        """
+        A front-end holds more than C{--flood-kick} requests of C{member}
+        (C{waiting}) that wait for flood control: close its connection and
+        take it out of the chat (the others see it leave as C{flooding}).
+        """
+        if member.gone:
+            return
+        self._log.warn(
+            "disconnecting {nick} from {peer}: flooding ({waiting} requests waiting)",
+            nick=member.nick,
+            peer=member.peer,
+            waiting=waiting,
+        )
+        self.host.stats.refused("flood")
+        # (out of the chat first: the others see why it left, whatever the
+        # connection's close reports)
+        self.host.quit(member, "flooding")
+        try:
+            member.client.close("disconnected for flooding: more than %d requests waiting" % (self.host.settings.floodKick,))
+        except Exception:
+            self._log.failure("closing {nick} failed", nick=member.nick)
+
     def isBanned(self, room: Room[Member], member: Member) -> bool:
         return nickKey(member.nick) in room.bans or (member.host != "" and member.host in room.bans)
 

@@ -308,45 +308,10 @@ class ChatService(Service):
         return self.nicks.isAdmin(member)
 
     def spend(self, member: Member) -> None:
-        """
-        Charge one request to C{member}'s flood budget. Nothing is refused
-        here: front-ends ask L{floodWait} before they hand a request over,
-        and hold it as long as it says (see L{twisted_chat.core.limits}).
-        """
-        settings = self.settings
-        rate = settings.floodRate
-        if rate > 0:
-            member.flood.spend(self.now(), rate, settings.floodBurst)
-
-    def floodWait(self, member: Member) -> float:
-        """
-        Seconds C{member} has to wait before its next request: 0 while its
-        flood budget (C{--flood-rate}, C{--flood-burst}) allows one now.
-        """
-        return member.floodWait()
+        self.moderation.spend(member)
 
     def disconnectFlooder(self, member: Member, waiting: int) -> None:
-        """
-        A front-end holds more than C{--flood-kick} requests of C{member}
-        (C{waiting}) that wait for flood control: close its connection and
-        take it out of the chat (the others see it leave as C{flooding}).
-        """
-        if member.gone:
-            return
-        self._log.warn(
-            "disconnecting {nick} from {peer}: flooding ({waiting} requests waiting)",
-            nick=member.nick,
-            peer=member.peer,
-            waiting=waiting,
-        )
-        self.stats.refused("flood")
-        # (out of the chat first: the others see why it left, whatever the
-        # connection's close reports)
-        self.quit(member, "flooding")
-        try:
-            member.client.close("disconnected for flooding: more than %d requests waiting" % (self.settings.floodKick,))
-        except Exception:
-            self._log.failure("closing {nick} failed", nick=member.nick)
+        self.moderation.disconnectFlooder(member, waiting)
 
     # Delivery
 
