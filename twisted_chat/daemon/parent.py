@@ -10,10 +10,12 @@ serve. It runs no chat service.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from typing import TYPE_CHECKING
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.protocol import Protocol, ServerFactory
 
 from twisted_chat.daemon.control import Daemon
@@ -53,8 +55,11 @@ def makeParent(config: Options, reactor: IDaemonReactor, process: bool) -> Multi
     def inherited() -> dict[int, int]:
         return {FIRST_INHERITED_FD + i: listener.fileno() for i, (_, listener) in enumerate(shared)}
 
+    peers = PeerDirectory()
+    peers.setServiceParent(top)
+
     def arguments(index: int) -> list[str]:
-        return workerCommand(config, index, inherit)
+        return workerCommand(config, index, inherit, peers.path)
 
     pool = WorkerPool(
         config["workers"],
@@ -68,7 +73,7 @@ def makeParent(config: Options, reactor: IDaemonReactor, process: bool) -> Multi
     return top
 
 
-def workerCommand(config: Options, index: int, inherit: str) -> list[str]:
+def workerCommand(config: Options, index: int, inherit: str, peers: str | None = None) -> list[str]:
     """
     The command line of worker C{index}: C{twistd chat} run by this
     interpreter, with the parent's reactor, in the foreground, logging
@@ -81,7 +86,37 @@ def workerCommand(config: Options, index: int, inherit: str) -> list[str]:
     reactorName = (getattr(config, "parent", None) or {}).get("reactor")
     if reactorName:
         twistd.append("--reactor=" + reactorName)
-    return twistd + ["chat"] + config.workerArguments(index, inherit)
+    return twistd + ["chat"] + config.workerArguments(index, inherit, peers)
+
+
+class PeerDirectory(Service):
+    """
+    The directory of the workers' private sockets (where a worker relays a
+    Socket.IO request to the sibling that owns its session): made private
+    (mode 0700) under the temporary directory when the parent starts,
+    removed when it stops.
+    """
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        self._make()
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._make()
+
+    def _make(self) -> None:
+        if self.path is None:
+            self.path = tempfile.mkdtemp(prefix="twisted-chat-")
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        path, self.path = self.path, None
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class _Nobody(Protocol):

@@ -27,6 +27,7 @@ from twisted_chat.frontends.socketio.engineio.packets import (
     ProtocolError,
     checkQuery,
 )
+from twisted_chat.frontends.socketio.engineio.relay import RELAY_HEADER, TOO_LARGE_HEADER, SessionRouter
 from twisted_chat.frontends.socketio.engineio.server import EngineServer
 from twisted_chat.frontends.socketio.engineio.websocket import EngineWebSocketFactory
 from twisted_chat.frontends.wscommon import originAllowed
@@ -132,10 +133,25 @@ class EngineResource(Resource):
         self.engine = server
         self.wsFactory = wsFactory if wsFactory is not None else EngineWebSocketFactory(server)
         self.ws = WebSocketResource(self.wsFactory)
+        #: where requests for other processes' sessions go (None: nowhere)
+        self.router: SessionRouter | None = None
 
     def render(self, request: Request) -> object:
         if request.postpath not in ([], [b""]):
             return pages.notFound().render(request)
+        router = self.router
+        if router is not None and request.method != b"OPTIONS":
+            sid = _query(request.args or {}, b"sid")
+            if sid is not None and sid not in self.engine.sessions:
+                decision = router.decide(sid, request.getHeader(RELAY_HEADER))
+                if decision is not None:
+                    upgrade = request.getHeader(b"upgrade")
+                    return router.relay(
+                        request,
+                        decision,
+                        upgrade is not None and upgrade.lower() == b"websocket",
+                        lambda: self._unknown(request),
+                    )
         for name, value in _COMMON_HEADERS:
             request.setHeader(name, value)
         origin = request.getHeader(b"origin")
@@ -153,6 +169,22 @@ class EngineResource(Resource):
             request.setResponseCode(e.status)
             request.setHeader(b"Content-Type", b"application/json")
             return e.body()
+
+    def _unknown(self, request: Request) -> bytes:
+        """
+        Answer "Session ID unknown" (a relay that found no owner), with the
+        headers this resource's answers have.
+        """
+        for name, value in _COMMON_HEADERS:
+            request.setHeader(name, value)
+        try:
+            self._cors(request, request.getHeader(b"origin"))
+            error = EngineError(UNKNOWN_SID)
+        except EngineError as e:
+            error = e
+        request.setResponseCode(error.status)
+        request.setHeader(b"Content-Type", b"application/json")
+        return error.body()
 
     def _cors(self, request: Request, origin: bytes | None) -> None:
         """
@@ -211,7 +243,11 @@ class EngineResource(Resource):
             return socket.onPoll(request)
         if method != b"POST":
             raise EngineError(BAD_REQUEST)
-        if getattr(request, "bodyTooLarge", False) or _bodySize(request) > server.maxPayload:
+        if (
+            getattr(request, "bodyTooLarge", False)
+            or request.getHeader(TOO_LARGE_HEADER) is not None
+            or _bodySize(request) > server.maxPayload
+        ):
             self._log.info(
                 "engine.io session {sid} from {peer}: payload over {limit} bytes",
                 sid=sid,

@@ -40,8 +40,8 @@ class EngineServer:
     """
     The Engine.IO sessions of this process and their settings.
 
-    Sessions live in memory here: behind a load balancer, every request of
-    one polling session must reach this same process (sticky sessions).
+    Sessions live in memory here; a request for one that reaches another
+    process is relayed here by that process (see the relay module).
     """
 
     _log = Logger()
@@ -73,6 +73,8 @@ class EngineServer:
         self.allowedOrigins = list(allowedOrigins or [])
         self.upgradeTimeout = upgradeTimeout
         self.sessions: dict[str, EngineSocket] = {}
+        #: what every session id ends with: its owner (see the relay), or nothing
+        self.sidSuffix = ""
 
     @property
     def clock(self) -> IReactorTime:
@@ -113,9 +115,9 @@ class EngineServer:
             raise EngineError(BAD_REQUEST, 503, "Too many sessions")
         if not admitted:
             self.admit(host)
-        sid = secrets.token_urlsafe(15)
+        sid = secrets.token_urlsafe(15) + self.sidSuffix
         while sid in self.sessions:
-            sid = secrets.token_urlsafe(15)
+            sid = secrets.token_urlsafe(15) + self.sidSuffix
         socket = EngineSocket(self, sid, transport, peer, host)
         self.sessions[sid] = socket
         return socket
