@@ -25,7 +25,6 @@ relay cannot loop. An owner that cannot be reached has lost its sessions
 from __future__ import annotations
 
 import base64
-import io
 import hashlib
 import os
 from typing import TYPE_CHECKING, Callable, Protocol
@@ -37,10 +36,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
@@ -307,7 +306,7 @@ class HttpRelay:
         body = None
         if request.method == b"POST" and content is not None and not getattr(request, "bodyTooLarge", False):
             content.seek(0)
-            body = FileBodyProducer(io.BytesIO(content.read()))
+            body = _Body(content.read())
         state = _Relayed(request, router.reactor, router.timeout)
 
         def send(address: str | None) -> Deferred[IResponse] | None:
@@ -333,6 +332,31 @@ class HttpRelay:
 
         router.address(decision).addCallback(send).addCallbacks(answered, failed)
         return NOT_DONE_YET
+
+
+@implementer(IBodyProducer)
+class _Body:
+    """
+    A relayed POST's body (bounded already: at most the largest payload),
+    written at once.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: object) -> Deferred[None]:
+        consumer.write(self.data)  # type: ignore[attr-defined]
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class _Relayed:
