@@ -5,6 +5,8 @@ service tree (L{twisted_chat.daemon.app.makeService}) and the plugin.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import re
 from typing import Any
 
@@ -505,6 +507,9 @@ class _FakeCluster(Service):
         from twisted_chat.core.broker import LocalBroker
 
         self.url, self.clock, self.nodeId = url, clock, nodeId
+        self.node = nodeId or "fake-node"
+        #: (the command connection, never up: nothing is advertised)
+        self.redis = SimpleNamespace(connected=False)
         self.retainMessages, self.retainDays = retainMessages, retainDays
         self.store = MemoryStore()
         self.broker = LocalBroker(self.store)
@@ -513,6 +518,9 @@ class _FakeCluster(Service):
         #: (pause, resume) of each listener that Redis backpressure may hold
         self.throttles: list[tuple[Any, Any]] = []
         _FakeCluster.made.append(self)
+
+    def key(self, *parts: str) -> str:
+        return ":".join(("chat",) + parts)
 
     def addThrottle(self, pause: Any, resume: Any) -> None:
         self.throttles.append((pause, resume))
@@ -728,6 +736,10 @@ def test_parentTree(fakeRedis: list[object]) -> None:
     runs no chat service, and has a pool of N workers whose command line is
     twistd chat with the worker's options.
     """
+    import os
+    import stat
+
+    from twisted_chat.daemon.parent import PeerDirectory
     from twisted_chat.daemon.workers import WorkerPool
 
     reactor = _ReadingReactor()
@@ -749,7 +761,14 @@ def test_parentTree(fakeRedis: list[object]) -> None:
     assert [(p.address.port, p.reading) for p in reactor.ports] == [(9001, False), (9002, False)]
     command = pool._arguments(1)
     assert command[command.index("chat") - 3 :command.index("chat")] == ["--nodaemon", "--pidfile=", "--logger=twisted_chat.daemon.workers.relayObserver"]
-    assert command[command.index("chat") + 1 :][-4:] == ["--metrics=tcp:9465", "--worker=1", command[-2], "--inherit-fds=line=3,web=4"]
+    peers = [s for s in top if isinstance(s, PeerDirectory)][0].path
+    assert peers is not None and stat.S_IMODE(os.stat(peers).st_mode) == 0o700
+    assert command[command.index("chat") + 1 :][-5:] == [
+        "--metrics=tcp:9465", "--worker=1", command[-3], "--inherit-fds=line=3,web=4", "--peer-dir=" + peers
+    ]
+    # (the directory of the workers' private sockets goes with the parent)
+    [s for s in top if isinstance(s, PeerDirectory)][0].stopService()
+    assert not os.path.exists(peers)
 
 
 def test_parentPassesSIGHUPOn() -> None:

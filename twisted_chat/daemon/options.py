@@ -269,6 +269,8 @@ class Options(usage.Options):
                 raise usage.UsageError(str(e))
         self._checkAuth()
         self._checkStorage()
+        if self["advertise"] is not None and self["broker-url"] is None:
+            raise usage.UsageError("--advertise is for nodes sharing --broker redis://...")
         self._checkWorkerOptions()
         if self["check"]:
             self._check()
