@@ -73,6 +73,13 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
 
         daemon.worker = worker
         ParentWatch(reactor).setServiceParent(top)
+        if config.get("peer-dir"):
+            from twisted_chat.daemon.machine import ParentCount
+
+            # --max-per-ip and --max-connections hold for the whole machine
+            count = ParentCount(config["peer-dir"], reactor)
+            count.setServiceParent(top)
+            chat.admission.machine = count
     _listen(top, config, reactor, cluster, "line", lineFactory)
     if config["web"]:
         site = makeWebSite(config, chat, reactor)

@@ -57,6 +57,10 @@ def makeParent(config: Options, reactor: IDaemonReactor, process: bool) -> Multi
 
     peers = PeerDirectory()
     peers.setServiceParent(top)
+    # (the connections of every worker counted here: limits for the machine)
+    from twisted_chat.daemon.machine import MachineCounter
+
+    MachineCounter(lambda: peers.path, reactor).setServiceParent(top)
 
     def arguments(index: int) -> list[str]:
         return workerCommand(config, index, inherit, peers.path)
