@@ -13,6 +13,7 @@ import io
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import pages
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -170,6 +171,21 @@ class EngineResource(Resource):
             request.setHeader(b"Content-Type", b"application/json")
             return e.body()
 
+    def _open(self, request: Request, host: str) -> bytes:
+        """
+        Open a polling session for C{host} (admitted already): the
+        handshake's answer.
+        """
+        socket = self.engine.newSession(POLLING, peerOf(request), host, admitted=True)
+        self._log.debug("engine.io polling session {sid} from {peer}", sid=socket.sid, peer=socket.peer)
+        request.setHeader(b"Content-Type", b"text/plain; charset=UTF-8")
+        return socket.start()
+
+    def _error(self, request: Request, e: EngineError) -> bytes:
+        request.setResponseCode(e.status)
+        request.setHeader(b"Content-Type", b"application/json")
+        return e.body()
+
     def _unknown(self, request: Request) -> bytes:
         """
         Answer "Session ID unknown" (a relay that found no owner), with the
@@ -228,10 +244,34 @@ class EngineResource(Resource):
         if sid is None:
             if method != b"GET":
                 raise EngineError(BAD_HANDSHAKE_METHOD)
-            socket = server.newSession(POLLING, peerOf(request), str(getattr(request.getClientAddress(), "host", "")))
-            self._log.debug("engine.io polling session {sid} from {peer}", sid=socket.sid, peer=socket.peer)
-            request.setHeader(b"Content-Type", b"text/plain; charset=UTF-8")
-            return socket.start()
+            host = str(getattr(request.getClientAddress(), "host", ""))
+            waiting = server.admitLater(host)
+            if waiting is None:
+                return self._open(request, host)
+            # (the machine's count decides: answered once it has)
+            gone: list[object] = []
+            request.notifyFinish().addErrback(gone.append)
+
+            def admitted(_: None) -> None:
+                if gone:
+                    server.release(host)
+                    return
+                try:
+                    body = self._open(request, host)
+                except EngineError as e:
+                    body = self._error(request, e)
+                request.write(body)
+                request.finish()
+
+            def refused(f: Failure) -> None:
+                error = f.trap(EngineError) and f.value
+                assert isinstance(error, EngineError)
+                if not gone:
+                    request.write(self._error(request, error))
+                    request.finish()
+
+            waiting.addCallbacks(admitted, refused)
+            return NOT_DONE_YET
         found = server.sessions.get(sid)
         if found is None:
             raise EngineError(UNKNOWN_SID)

@@ -16,6 +16,7 @@ from twisted_chat.frontends.socketio.engineio.packets import BAD_REQUEST, Engine
 from twisted_chat.frontends.socketio.engineio.session import EngineHandler, EngineSocket
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IReactorTime
 
 
@@ -95,6 +96,21 @@ class EngineServer:
         """
         if self.admission is not None:
             self.admission.admit(host)
+
+    def admitLater(self, host: str) -> Deferred[None] | None:
+        """
+        L{admit}, possibly answered later (the machine's count decides, in a
+        worker): None once admitted, or a Deferred that fails with the
+        L{EngineError} of a refusal.
+        """
+        admission = self.admission
+        if admission is None:
+            return None
+        later = getattr(admission, "admitLater", None)
+        if later is None:
+            admission.admit(host)
+            return None
+        return cast("Deferred[None] | None", later(host))
 
     def release(self, host: str) -> None:
         if self.admission is not None:
