@@ -90,3 +90,27 @@ def test_maxConnectionsHoldsForTheMachine(
     second, refused = connectAll(daemon, lineClients, 6)
     assert len(second) == 2
     assert refused == [[FULL % (5,)]] * 4
+
+
+def test_socketIoHandshakesCountForTheMachine(startDaemon: Callable[..., Daemon], redisServer: Any) -> None:
+    """
+    C{--workers 3 --max-per-ip 3}: Engine.IO polling handshakes from one
+    address (sessions that stay open) are counted for the machine too:
+    exactly 3 open, the others get 503 with the usual reason.
+    """
+    import http.client
+    import json
+
+    daemon = startDaemon("--broker", redisServer.url, "--workers", "3", "--max-per-ip", "3", web=LOOPBACK)
+    daemon.waitForLog(r"\] twisted-chat \S+ ready: 3 workers", TIMEOUT)
+    answers = []
+    for _ in range(7):
+        connection = http.client.HTTPConnection("127.0.0.1", daemon.ports["web"], timeout=TIMEOUT, source_address=(SOURCE, 0))
+        try:
+            connection.request("GET", "/socket.io/?EIO=4&transport=polling")
+            response = connection.getresponse()
+            answers.append((response.status, response.read()))
+        finally:
+            connection.close()
+    assert [status for status, _ in answers] == [200] * 3 + [503] * 4
+    assert json.loads(answers[-1][1])["message"] == "too many connections from your address (at most 3): close one first"
