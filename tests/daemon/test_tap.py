@@ -747,7 +747,9 @@ def test_parentTree(fakeRedis: list[object]) -> None:
     top = makeService(options, reactor=reactor)
     assert len(fakeRedis) == 1
     assert chatServices(top) == []
-    pool = top.getServiceNamed("workers")
+    [directory] = [s for s in top if isinstance(s, PeerDirectory)]
+    # (the pool runs inside the directory of its private sockets)
+    pool = directory.getServiceNamed("workers")
     assert isinstance(pool, WorkerPool)
     assert len(pool.slots) == 3
     assert pool.grace == 2 + 5
@@ -761,13 +763,15 @@ def test_parentTree(fakeRedis: list[object]) -> None:
     assert [(p.address.port, p.reading) for p in reactor.ports] == [(9001, False), (9002, False)]
     command = pool._arguments(1)
     assert command[command.index("chat") - 3 :command.index("chat")] == ["--nodaemon", "--pidfile=", "--logger=twisted_chat.daemon.workers.relayObserver"]
-    peers = [s for s in top if isinstance(s, PeerDirectory)][0].path
+    peers = directory.path
     assert peers is not None and stat.S_IMODE(os.stat(peers).st_mode) == 0o700
     assert command[command.index("chat") + 1 :][-5:] == [
         "--metrics=tcp:9465", "--worker=1", command[-3], "--inherit-fds=line=3,web=4", "--peer-dir=" + peers
     ]
+    # the parent counts the machine's connections on its socket there
+    assert [(path, mode) for path, _, _, mode, _ in reactor.unixServers] == [(os.path.join(peers, "limits.sock"), 0o600)]
     # (the directory of the workers' private sockets goes with the parent)
-    [s for s in top if isinstance(s, PeerDirectory)][0].stopService()
+    directory.stopService()
     assert not os.path.exists(peers)
 
 

@@ -171,7 +171,9 @@ class MachineCounter(Service):
         counts = self.counts
         endpoint = UNIXServerEndpoint(self.reactor, os.path.join(directory, LIMITS_SOCKET), mode=0o600)
         outcome: list[object] = []
-        endpoint.listen(Factory.forProtocol(lambda: _WorkerChannel(counts))).addBoth(outcome.append)
+        factory = Factory.forProtocol(lambda: _WorkerChannel(counts))
+        factory.noisy = False
+        endpoint.listen(factory).addBoth(outcome.append)
         if not outcome or isinstance(outcome[0], Failure):
             raise SystemExit("twistd chat: cannot listen on %s: %s" % (directory, outcome[0] if outcome else "later"))
         self.port = outcome[0]
@@ -215,6 +217,7 @@ class ParentCount(MultiService):
         endpoint = UNIXClientEndpoint(reactor, os.path.join(directory, LIMITS_SOCKET), 5)
         self._channel: _ParentChannel | None = None
         factory = Factory.forProtocol(lambda: _ParentChannel(self))
+        factory.noisy = False
         ClientService(
             endpoint, factory, retryPolicy=lambda attempt: min(0.1 * 2**attempt, 2.0), clock=reactor
         ).setServiceParent(self)

@@ -15,7 +15,8 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import Protocol, ServerFactory
 
 from twisted_chat.daemon.control import Daemon
@@ -55,12 +56,13 @@ def makeParent(config: Options, reactor: IDaemonReactor, process: bool) -> Multi
     def inherited() -> dict[int, int]:
         return {FIRST_INHERITED_FD + i: listener.fileno() for i, (_, listener) in enumerate(shared)}
 
+    # (the workers' private sockets, and the parent's count of every
+    # worker's connections in the same directory: limits for the machine)
     peers = PeerDirectory()
     peers.setServiceParent(top)
-    # (the connections of every worker counted here: limits for the machine)
     from twisted_chat.daemon.machine import MachineCounter
 
-    MachineCounter(lambda: peers.path, reactor).setServiceParent(top)
+    MachineCounter(lambda: peers.path, reactor).setServiceParent(peers)
 
     def arguments(index: int) -> list[str]:
         return workerCommand(config, index, inherit, peers.path)
@@ -73,7 +75,8 @@ def makeParent(config: Options, reactor: IDaemonReactor, process: bool) -> Multi
         grace=config["shutdown-timeout"] + WORKER_STOP_MARGIN,
     )
     daemon.workers = pool
-    pool.setServiceParent(top)
+    # (in the directory's tree: it is removed once the workers have stopped)
+    pool.setServiceParent(peers)
     return top
 
 
@@ -93,34 +96,40 @@ def workerCommand(config: Options, index: int, inherit: str, peers: str | None =
     return twistd + ["chat"] + config.workerArguments(index, inherit, peers)
 
 
-class PeerDirectory(Service):
+class PeerDirectory(MultiService):
     """
     The directory of the workers' private sockets (where a worker relays a
-    Socket.IO request to the sibling that owns its session): made private
-    (mode 0700) under the temporary directory when the parent starts,
-    removed when it stops.
+    Socket.IO request to the sibling that owns its session, and the
+    parent's count of connections): made private (mode 0700) under the
+    temporary directory when the parent starts, before its children (the
+    count, the workers) start; removed once they have all stopped.
     """
 
     def __init__(self) -> None:
+        MultiService.__init__(self)
         self.path: str | None = None
 
     def privilegedStartService(self) -> None:
-        Service.privilegedStartService(self)
         self._make()
+        MultiService.privilegedStartService(self)
 
     def startService(self) -> None:
-        Service.startService(self)
         self._make()
+        MultiService.startService(self)
 
     def _make(self) -> None:
         if self.path is None:
             self.path = tempfile.mkdtemp(prefix="twisted-chat-")
 
-    def stopService(self) -> None:
-        Service.stopService(self)
-        path, self.path = self.path, None
-        if path is not None:
-            shutil.rmtree(path, ignore_errors=True)
+    def stopService(self) -> Deferred[None]:
+        d: Deferred[object] = maybeDeferred(MultiService.stopService, self)
+
+        def remove(result: object) -> None:
+            path, self.path = self.path, None
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+
+        return d.addBoth(remove)
 
 
 class _Nobody(Protocol):

@@ -196,6 +196,7 @@ def addRouting(
         peerDirectory=peers if worker is not None else None,
         nodes=directory,
         timeout=config["sio-ping-interval"] + config["sio-ping-timeout"] + 10.0,
+        idleTimeout=config["handshake-timeout"],
     )
     engine.router = router
     engine.engine.sidSuffix = router.sidSuffix

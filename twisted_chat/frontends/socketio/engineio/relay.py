@@ -36,7 +36,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
@@ -168,6 +168,7 @@ class SessionRouter:
         peerDirectory: str | None = None,
         nodes: NodeDirectory | None = None,
         timeout: float = 60.0,
+        idleTimeout: float = 10.0,
     ) -> None:
         self.machine = machine
         self.worker = worker
@@ -175,6 +176,9 @@ class SessionRouter:
         self.peerDirectory = peerDirectory
         self.nodes = nodes
         self.timeout = timeout
+        #: seconds an owner keeps an idle connection open (a node's web
+        #: port closes one after --handshake-timeout)
+        self.idleTimeout = idleTimeout
         self.reactor = reactor
         self.sidSuffix = ".%s.%s" % (machine, "" if worker is None else worker)
         self._http: HttpRelay | None = None
@@ -280,6 +284,15 @@ class _OwnerEndpoints:
         return self.router.endpoint(ToNode(""), "%s:%d" % (host, port))
 
 
+class _QuietFactory(_HTTP11ClientFactory):
+    # (one per connection to an owner: no "Starting factory" line each)
+    noisy = False
+
+
+class _Pool(HTTPConnectionPool):
+    _factory = _QuietFactory
+
+
 class HttpRelay:
     """
     Polling requests passed on to their owners with an L{Agent} over a pool
@@ -293,10 +306,12 @@ class HttpRelay:
     def __init__(self, router: SessionRouter) -> None:
         self.router = router
         reactor = router.reactor
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool = _Pool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = 16
-        self.pool.cachedConnectionTimeout = 30
-        self.pool.retryAutomatically = False
+        # (given up well before the owner closes it; a GET that meets a
+        # connection closed all the same is sent again on a new one)
+        self.pool.cachedConnectionTimeout = max(1, int(router.idleTimeout / 2))
+        self.pool.retryAutomatically = True
         self.agent = Agent.usingEndpointFactory(reactor, _OwnerEndpoints(router), pool=self.pool)
 
     def forward(self, request: Request, decision: ToSibling | ToNode, hop: bytes, unknown: Callable[[], bytes]) -> object:
