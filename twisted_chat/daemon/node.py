@@ -72,12 +72,21 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
         from twisted_chat.daemon.workers import ParentWatch
 
         daemon.worker = worker
-        ParentWatch(reactor).setServiceParent(top)
-        if config.get("peer-dir"):
+        peers = config.get("peer-dir")
+
+        def cleanUp() -> None:
+            # (a parent killed with SIGKILL could not remove its directory)
+            if peers:
+                import shutil
+
+                shutil.rmtree(peers, ignore_errors=True)
+
+        ParentWatch(reactor, cleanUp=cleanUp).setServiceParent(top)
+        if peers:
             from twisted_chat.daemon.machine import ParentCount
 
             # --max-per-ip and --max-connections hold for the whole machine
-            count = ParentCount(config["peer-dir"], reactor)
+            count = ParentCount(peers, reactor)
             count.setServiceParent(top)
             chat.admission.machine = count
     _listen(top, config, reactor, cluster, "line", lineFactory)
