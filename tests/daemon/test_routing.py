@@ -74,3 +74,36 @@ def test_advertiseNeedsBroker() -> None:
     with pytest.raises(SystemExit) as e:
         parse("--advertise", "10.0.0.5:8080")
     assert "--advertise is for nodes sharing --broker" in str(e.value)
+
+
+def test_advertisedByDefaultIsAPlainListener() -> None:
+    """
+    The relay speaks plain HTTP: without --advertise a node advertises its
+    first tcp: web listener, not an ssl: one before it; with only ssl:
+    listeners, nothing. Its sessions' ids name it.
+    """
+    from types import SimpleNamespace
+
+    from twisted.application.service import MultiService
+    from twisted.internet.defer import Deferred
+    from twisted.internet.testing import MemoryReactorClock
+
+    from twisted_chat.daemon.routing import RedisNodeDirectory, addRouting
+    from twisted_chat.frontends.socketio.engineio import EngineResource, EngineServer
+    from twisted_chat.frontends.socketio.engineio.relay import machineKey
+
+    def listener(description: str, host: str, port: int) -> object:
+        return SimpleNamespace(description=description, port=_Port(IPv4Address("TCP", host, port)))
+
+    cluster = SimpleNamespace(node="n1", ready=Deferred(), key=lambda *parts: ":".join(("chat",) + parts))
+    for listeners, expected in [
+        ([listener("ssl:8443", "127.0.0.1", 8443), listener("tcp:8080", "127.0.0.1", 8080)], "127.0.0.1:8080"),
+        ([listener("ssl:8443", "127.0.0.1", 8443)], None),
+    ]:
+        top = MultiService()
+        engine = EngineResource(EngineServer(lambda socket: None))  # type: ignore[arg-type, return-value]
+        router = addRouting(top, parse("--broker", REDIS), MemoryReactorClock(), cluster, engine, lambda: listeners)  # type: ignore[arg-type]
+        [directory] = [s for s in top if isinstance(s, RedisNodeDirectory)]
+        assert directory.advertise() == expected
+        assert router is not None and engine.router is router
+        assert engine.engine.sidSuffix == ".%s." % (machineKey("n1"),)

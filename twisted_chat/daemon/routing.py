@@ -56,8 +56,10 @@ def machineName(config: Options, cluster: RedisCluster | None) -> str:
 def defaultAdvertise(config: Options, port: IListeningPort | None) -> str | None:
     """
     The C{HOST:PORT} this node advertises when C{--advertise} is not given:
-    the first C{--web} listener's port, on its interface if it names one
-    (not a wildcard), else on this machine's host name.
+    the port of its first plain (C{tcp:}, C{tcp6:}) C{--web} listener, on
+    its interface if it names one (not a wildcard), else on this machine's
+    host name; None without one (nothing is advertised: the other nodes
+    answer "Session ID unknown" for this node's sessions).
     """
     if port is None:
         return None
@@ -183,8 +185,9 @@ def addRouting(
         def advertise() -> str | None:
             if config.get("advertise"):
                 return str(config["advertise"])
-            listeners = webListeners()
-            return defaultAdvertise(config, listeners[0].port if listeners else None)
+            # (the relay speaks plain HTTP: the first tcp: or tcp6: listener)
+            plain = [l for l in webListeners() if l.description.split(":", 1)[0].lower() in ("tcp", "tcp6")]
+            return defaultAdvertise(config, plain[0].port if plain else None)
 
         directory = RedisNodeDirectory(cluster, machine, advertise, reactor)
         directory.setServiceParent(top)
