@@ -974,10 +974,9 @@ class SioTextUser(_SioClient):
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.playing: asyncio.Task[None] | None = None
-        if self.ctx.topology != "workers2":
-            # polling first, then the upgrade (polling needs the same
-            # process for every request: not with --workers)
-            self.transports = ["polling", "websocket"]
+        # polling first, then the upgrade (with --workers too: a request
+        # that reaches another worker is relayed to the session's owner)
+        self.transports = ["polling", "websocket"]
 
     def auth(self) -> dict[str, Any]:
         return {"nick": self.name}

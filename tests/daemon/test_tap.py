@@ -5,6 +5,8 @@ service tree (L{twisted_chat.daemon.app.makeService}) and the plugin.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import re
 from typing import Any
 
@@ -505,6 +507,9 @@ class _FakeCluster(Service):
         from twisted_chat.core.broker import LocalBroker
 
         self.url, self.clock, self.nodeId = url, clock, nodeId
+        self.node = nodeId or "fake-node"
+        #: (the command connection, never up: nothing is advertised)
+        self.redis = SimpleNamespace(connected=False)
         self.retainMessages, self.retainDays = retainMessages, retainDays
         self.store = MemoryStore()
         self.broker = LocalBroker(self.store)
@@ -513,6 +518,9 @@ class _FakeCluster(Service):
         #: (pause, resume) of each listener that Redis backpressure may hold
         self.throttles: list[tuple[Any, Any]] = []
         _FakeCluster.made.append(self)
+
+    def key(self, *parts: str) -> str:
+        return ":".join(("chat",) + parts)
 
     def addThrottle(self, pause: Any, resume: Any) -> None:
         self.throttles.append((pause, resume))
@@ -728,6 +736,10 @@ def test_parentTree(fakeRedis: list[object]) -> None:
     runs no chat service, and has a pool of N workers whose command line is
     twistd chat with the worker's options.
     """
+    import os
+    import stat
+
+    from twisted_chat.daemon.parent import PeerDirectory
     from twisted_chat.daemon.workers import WorkerPool
 
     reactor = _ReadingReactor()
@@ -735,7 +747,9 @@ def test_parentTree(fakeRedis: list[object]) -> None:
     top = makeService(options, reactor=reactor)
     assert len(fakeRedis) == 1
     assert chatServices(top) == []
-    pool = top.getServiceNamed("workers")
+    [directory] = [s for s in top if isinstance(s, PeerDirectory)]
+    # (the pool runs inside the directory of its private sockets)
+    pool = directory.getServiceNamed("workers")
     assert isinstance(pool, WorkerPool)
     assert len(pool.slots) == 3
     assert pool.grace == 2 + 5
@@ -749,7 +763,16 @@ def test_parentTree(fakeRedis: list[object]) -> None:
     assert [(p.address.port, p.reading) for p in reactor.ports] == [(9001, False), (9002, False)]
     command = pool._arguments(1)
     assert command[command.index("chat") - 3 :command.index("chat")] == ["--nodaemon", "--pidfile=", "--logger=twisted_chat.daemon.workers.relayObserver"]
-    assert command[command.index("chat") + 1 :][-4:] == ["--metrics=tcp:9465", "--worker=1", command[-2], "--inherit-fds=line=3,web=4"]
+    peers = directory.path
+    assert peers is not None and stat.S_IMODE(os.stat(peers).st_mode) == 0o700
+    assert command[command.index("chat") + 1 :][-5:] == [
+        "--metrics=tcp:9465", "--worker=1", command[-3], "--inherit-fds=line=3,web=4", "--peer-dir=" + peers
+    ]
+    # the parent counts the machine's connections on its socket there
+    assert [(path, mode) for path, _, _, mode, _ in reactor.unixServers] == [(os.path.join(peers, "limits.sock"), 0o600)]
+    # (the directory of the workers' private sockets goes with the parent)
+    directory.stopService()
+    assert not os.path.exists(peers)
 
 
 def test_parentPassesSIGHUPOn() -> None:

@@ -590,19 +590,29 @@ def _twoFreePorts() -> int:
 def test_workersStopWhenTheParentDies(tmp_path: Any, redisServer: RedisServer) -> None:
     """
     Workers whose parent was killed with SIGKILL notice that it is gone and
-    exit, instead of serving on with nobody to manage them.
+    exit, instead of serving on with nobody to manage them; they remove the
+    parent's directory of private sockets, which it could not.
     """
     from tests.support.daemon import LOOPBACK, Daemon
 
-    daemon = Daemon(["--line", LOOPBACK, "--web", "none", "--metrics", "none", "--broker", redisServer.url, "--workers", "2"], tmp_path)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    daemon = Daemon(
+        ["--line", LOOPBACK, "--web", "none", "--metrics", "none", "--broker", redisServer.url, "--workers", "2"],
+        tmp_path,
+        env={"TMPDIR": str(temporary)},
+    )
     left: list[int] = []
     try:
         daemon.waitForLog(r"\] twisted-chat \S+ ready: 2 workers", TIMEOUT * 2)
+        [peers] = list(temporary.iterdir())
+        assert (peers / "limits.sock").exists()
         pids = list(workerPids(daemon).values())
         daemon.proc.kill()
         daemon.proc.wait(TIMEOUT)
         left = waitGone(pids)
         assert left == [], daemon.log
+        assert list(temporary.iterdir()) == []
     finally:
         daemon.stop()
         for pid in left:

@@ -252,8 +252,8 @@ def workerOf(daemon: Daemon, client: LineClient) -> int:
     The index of the worker that serves C{client}, from that worker's
     "connected from" log line (relayed by the parent as C{[wI:…]}).
     """
-    port = client.sock.getsockname()[1]
-    m = daemon.waitForLog(r"\[w(\d+):[^\]]*\] \S+ connected from 127\.0\.0\.1:%d via line" % (port,))
+    host, port = client.sock.getsockname()[:2]
+    m = daemon.waitForLog(r"\[w(\d+):[^\]]*\] \S+ connected from %s:%d via line" % (re.escape(host), port))
     return int(m.group(1))
 
 
@@ -263,9 +263,14 @@ class LineClient:
     by a deadline, so a missing line fails the test instead of hanging it.
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, rcvbuf: int | None = None) -> None:
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, rcvbuf: int | None = None, source: str | None = None
+    ) -> None:
         self.timeout = timeout
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source is not None:
+            # (another loopback address: a client of its own for --max-per-ip)
+            self.sock.bind((source, 0))
         if rcvbuf is not None:
             # Before connect(), so the advertised window is small from the start.
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)

@@ -72,10 +72,32 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
         from twisted_chat.daemon.workers import ParentWatch
 
         daemon.worker = worker
-        ParentWatch(reactor).setServiceParent(top)
+        peers = config.get("peer-dir")
+
+        def cleanUp() -> None:
+            # (a parent killed with SIGKILL could not remove its directory)
+            if peers:
+                import shutil
+
+                shutil.rmtree(peers, ignore_errors=True)
+
+        ParentWatch(reactor, cleanUp=cleanUp).setServiceParent(top)
+        if peers:
+            from twisted_chat.daemon.machine import ParentCount
+
+            # --max-per-ip and --max-connections hold for the whole machine
+            count = ParentCount(peers, reactor)
+            count.setServiceParent(top)
+            chat.admission.machine = count
     _listen(top, config, reactor, cluster, "line", lineFactory)
     if config["web"]:
-        _listen(top, config, reactor, cluster, "web", makeWebSite(config, chat, reactor))
+        site = makeWebSite(config, chat, reactor)
+        web = _listen(top, config, reactor, cluster, "web", site)
+        engine = site.resource.children.get(b"socket.io")
+        if engine is not None:
+            from twisted_chat.daemon.routing import addRouting
+
+            addRouting(top, config, reactor, cluster, engine, lambda: web)
     if config["irc"]:
         from twisted_chat.frontends.irc import IRCFactory
 
@@ -135,19 +157,23 @@ def _listen(
     cluster: RedisCluster | None,
     frontend: str,
     factory: IProtocolFactory,
-) -> None:
+) -> list[Listener]:
     """
     Add a listener to C{top} for every address of C{frontend}: on the
     socket inherited from the parent in a worker, accepting only once the
-    cluster is ready, and paused by it while Redis is behind.
+    cluster is ready, and paused by it while Redis is behind. Returns them.
     """
     inherited: dict[str, list[int]] = config.get("inherited") or {}
     fds = inherited.get(frontend)
     ready = cluster.ready if cluster is not None else None
+    listeners = []
     for i, description in enumerate(config[frontend]):
-        Listener(
+        listener = Listener(
             frontend, description, factory, reactor, ready=ready, inherited=fds[i] if fds else None, throttle=cluster
-        ).setServiceParent(top)
+        )
+        listener.setServiceParent(top)
+        listeners.append(listener)
+    return listeners
 
 
 def makeStore(config: Options, reactor: IDaemonReactor | None = None) -> IMessageStore:

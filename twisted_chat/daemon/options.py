@@ -91,7 +91,22 @@ MAX_WORKERS = 256
 SHARED_FRONTENDS = ("line", "web", "irc")
 
 #: options of a worker process only (set by its parent; not in --help)
-_HIDDEN_OPTIONS = ("worker", "inherit-fds")
+_HIDDEN_OPTIONS = ("worker", "inherit-fds", "peer-dir")
+
+
+def _checkAdvertise(value: str) -> str:
+    """
+    The coercer of --advertise: C{HOST:PORT} (an IPv6 host in brackets).
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+        raise ValueError("advertise must be HOST:PORT, not %r" % (value,))
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError("advertise: write an IPv6 address in brackets, [ADDRESS]:PORT, not %r" % (value,))
+    return value
+
+
+_checkAdvertise.coerceDoc = "HOST:PORT."  # type: ignore[attr-defined]
 
 
 def checkEndpoint(description: str) -> str:
@@ -155,10 +170,12 @@ class Options(usage.Options):
         ["shutdown-timeout", None, 5.0, "Seconds to wait for connections to close on shutdown.", _Bounded("shutdown-timeout", 0, 600, float)],
         ["broker", None, None, "Share rooms, nicks and history with every other node using the same Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P] (rediss:// for TLS, with &ca=PEMFILE to trust a private CA); the history then lives in Redis (no --store)."],
         ["workers", None, 1, "Worker processes (auto: one per CPU); more than 1 needs --broker. The parent binds the line and web ports and shares them with its workers, restarts a worker that dies, and stops them all on SIGTERM; worker I serves --metrics on the given port + I (tcp:0: each its own free port).", _WorkerCount()],
+        ["advertise", None, None, "With --broker: the HOST:PORT (plain HTTP, a --web address of this node) where the other nodes reach it to relay a Socket.IO request for one of its sessions. [default: the first plain tcp: --web listener's port, on its interface if it names one, else on this machine's host name]", _checkAdvertise],
         ["node-id", None, None, "This node's name among the nodes sharing --broker, unique to it and the same across its restarts (a restarted node then clears what its previous life left in Redis at once). [default: HOST-PID; worker I of a --workers parent: NODE-wI, NODE the given one or the host name]"],
         # a worker's own options, set by its parent (left out of --help)
         ["worker", None, None, "(internal) This process is worker N of a --workers parent.", _Bounded("worker", 0, MAX_WORKERS - 1)],
         ["inherit-fds", None, None, "(internal) The listening sockets inherited from the parent: FRONTEND=FD,..."],
+        ["peer-dir", None, None, "(internal) The directory of the workers' private sockets (Socket.IO relays, the parent's limits)."],
     ]
 
     optFlags = [
@@ -252,6 +269,8 @@ class Options(usage.Options):
                 raise usage.UsageError(str(e))
         self._checkAuth()
         self._checkStorage()
+        if self["advertise"] is not None and self["broker-url"] is None:
+            raise usage.UsageError("--advertise is for nodes sharing --broker redis://...")
         self._checkWorkerOptions()
         if self["check"]:
             self._check()
@@ -350,7 +369,7 @@ class Options(usage.Options):
             except ValueError as e:
                 raise usage.UsageError("with --workers, worker I serves --metrics on its port + I: %s" % (e,))
 
-    def workerArguments(self, index: int, inherit: str) -> list[str]:
+    def workerArguments(self, index: int, inherit: str, peers: str | None = None) -> list[str]:
         """
         The C{twistd chat} options of worker C{index} of this parent: the
         options given, without --workers, its --metrics ports moved up by
@@ -375,7 +394,10 @@ class Options(usage.Options):
         else:
             args.append("--metrics=none")
         base = self["node-id"] or socket.gethostname()
-        return args + ["--worker=%d" % (index,), "--node-id=%s-w%d" % (base, index), "--inherit-fds=" + inherit]
+        args += ["--worker=%d" % (index,), "--node-id=%s-w%d" % (base, index), "--inherit-fds=" + inherit]
+        if peers is not None:
+            args.append("--peer-dir=" + peers)
+        return args
 
     def _listeners(self, given: list[str], default: list[str], name: str) -> list[str]:
         if not given:

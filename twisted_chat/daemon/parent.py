@@ -10,10 +10,13 @@ serve. It runs no chat service.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from typing import TYPE_CHECKING
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import Protocol, ServerFactory
 
 from twisted_chat.daemon.control import Daemon
@@ -53,8 +56,16 @@ def makeParent(config: Options, reactor: IDaemonReactor, process: bool) -> Multi
     def inherited() -> dict[int, int]:
         return {FIRST_INHERITED_FD + i: listener.fileno() for i, (_, listener) in enumerate(shared)}
 
+    # (the workers' private sockets, and the parent's count of every
+    # worker's connections in the same directory: limits for the machine)
+    peers = PeerDirectory()
+    peers.setServiceParent(top)
+    from twisted_chat.daemon.machine import MachineCounter
+
+    MachineCounter(lambda: peers.path, reactor).setServiceParent(peers)
+
     def arguments(index: int) -> list[str]:
-        return workerCommand(config, index, inherit)
+        return workerCommand(config, index, inherit, peers.path)
 
     pool = WorkerPool(
         config["workers"],
@@ -64,11 +75,12 @@ def makeParent(config: Options, reactor: IDaemonReactor, process: bool) -> Multi
         grace=config["shutdown-timeout"] + WORKER_STOP_MARGIN,
     )
     daemon.workers = pool
-    pool.setServiceParent(top)
+    # (in the directory's tree: it is removed once the workers have stopped)
+    pool.setServiceParent(peers)
     return top
 
 
-def workerCommand(config: Options, index: int, inherit: str) -> list[str]:
+def workerCommand(config: Options, index: int, inherit: str, peers: str | None = None) -> list[str]:
     """
     The command line of worker C{index}: C{twistd chat} run by this
     interpreter, with the parent's reactor, in the foreground, logging
@@ -81,7 +93,43 @@ def workerCommand(config: Options, index: int, inherit: str) -> list[str]:
     reactorName = (getattr(config, "parent", None) or {}).get("reactor")
     if reactorName:
         twistd.append("--reactor=" + reactorName)
-    return twistd + ["chat"] + config.workerArguments(index, inherit)
+    return twistd + ["chat"] + config.workerArguments(index, inherit, peers)
+
+
+class PeerDirectory(MultiService):
+    """
+    The directory of the workers' private sockets (where a worker relays a
+    Socket.IO request to the sibling that owns its session, and the
+    parent's count of connections): made private (mode 0700) under the
+    temporary directory when the parent starts, before its children (the
+    count, the workers) start; removed once they have all stopped.
+    """
+
+    def __init__(self) -> None:
+        MultiService.__init__(self)
+        self.path: str | None = None
+
+    def privilegedStartService(self) -> None:
+        self._make()
+        MultiService.privilegedStartService(self)
+
+    def startService(self) -> None:
+        self._make()
+        MultiService.startService(self)
+
+    def _make(self) -> None:
+        if self.path is None:
+            self.path = tempfile.mkdtemp(prefix="twisted-chat-")
+
+    def stopService(self) -> Deferred[None]:
+        d: Deferred[object] = maybeDeferred(MultiService.stopService, self)
+
+        def remove(result: object) -> None:
+            path, self.path = self.path, None
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+
+        return d.addBoth(remove)
 
 
 class _Nobody(Protocol):

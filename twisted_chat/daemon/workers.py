@@ -199,10 +199,12 @@ class ParentWatch(Service):
 
     _log = Logger()
 
-    def __init__(self, reactor: IDaemonReactor, fd: int = 0) -> None:
+    def __init__(self, reactor: IDaemonReactor, fd: int = 0, cleanUp: Callable[[], object] | None = None) -> None:
         self._reactor = reactor
         self._fd = fd
         self._watch: _PipeWatch | None = None
+        #: what the parent would have removed (its peer directory)
+        self._cleanUp = cleanUp
 
     def startService(self) -> None:
         Service.startService(self)
@@ -214,6 +216,8 @@ class ParentWatch(Service):
             return
         self._watch = None
         self._log.warn("the parent process is gone: stopping")
+        if self._cleanUp is not None:
+            self._cleanUp()
         self._reactor.stop()
 
     def stopService(self) -> None:

@@ -109,12 +109,37 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput, Line
         # (interned: thousands of connections from one address share it)
         host = sys.intern(str(getattr(address, "host", peer)))
         try:
-            self.service.admission.admit(host)
+            waiting = self.service.admission.admitLater(host)
         except ChatError as e:
-            self._log.info("refused {peer}: {why}", peer=peer, why=e.code)
-            self.sendError(e.message)
-            self.endSession(e.code)
+            self._refused(e, peer)
             return
+        if waiting is not None:
+            # (the machine's count decides: nothing is read meanwhile)
+            transport = self.transport
+            transport.pauseProducing()  # type: ignore[union-attr]
+
+            def admitted(_: None) -> None:
+                if self._lost:
+                    self.service.admission.release(host)
+                    return
+                transport.resumeProducing()  # type: ignore[union-attr]
+                self._admittedAs(host, peer)
+
+            def refused(f: Failure) -> None:
+                error = f.trap(ChatError) and f.value
+                if not self._lost and isinstance(error, ChatError):
+                    self._refused(error, peer)
+
+            waiting.addCallbacks(admitted, refused)
+            return
+        self._admittedAs(host, peer)
+
+    def _refused(self, e: ChatError, peer: str) -> None:
+        self._log.info("refused {peer}: {why}", peer=peer, why=e.code)
+        self.sendError(e.message)
+        self.endSession(e.code)
+
+    def _admittedAs(self, host: str, peer: str) -> None:
         self._admitted = host
         idle = self.service.settings.idleTimeout
         if idle:

@@ -21,6 +21,7 @@ from autobahn.websocket import protocol as _abprotocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_chat.core.errors import ChatError
@@ -111,10 +112,31 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
         # (interned: thousands of connections from one address share it)
         host = sys.intern(str(getattr(self.transport.getPeer(), "host", request.peer)))  # type: ignore[union-attr]
         try:
-            factory.service.admission.admit(host)
+            waiting = factory.service.admission.admitLater(host)
         except ChatError as e:
-            self._log.info("refused WebSocket handshake from {peer}: {why}", peer=request.peer, why=e.code)
-            raise ConnectionDeny(403 if e.code == "banned" else 503, e.message)
+            raise self._deny(e, request)
+        if waiting is None:
+            return self._admittedAs(host, request)
+
+        # (the machine's count decides: Autobahn waits for the Deferred)
+        def admitted(_: None) -> Any:
+            if self.state == WebSocketProtocol.STATE_CLOSED:
+                factory.service.admission.release(host)
+                return None
+            return self._admittedAs(host, request)
+
+        def refused(f: Failure) -> None:
+            error = f.trap(ChatError) and f.value
+            assert isinstance(error, ChatError)
+            raise self._deny(error, request)
+
+        return waiting.addCallbacks(admitted, refused)
+
+    def _deny(self, e: ChatError, request: ConnectionRequest) -> ConnectionDeny:
+        self._log.info("refused WebSocket handshake from {peer}: {why}", peer=request.peer, why=e.code)
+        return ConnectionDeny(403 if e.code == "banned" else 503, e.message)
+
+    def _admittedAs(self, host: str, request: ConnectionRequest) -> str | None:
         self._admitted = host
         if JSON_PROTOCOL in request.protocols:
             self.json = True

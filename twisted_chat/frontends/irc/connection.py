@@ -111,14 +111,40 @@ class IRCConnection(Protocol, TimeoutMixin, ThrottledInput, LineFraming):
         address = self.transport.getPeer()
         self.peer = peerName(address)
         self.host = sys.intern(str(getattr(address, "host", self.peer)))
+        host = self.host
         try:
-            self.service.admission.admit(self.host)
+            waiting = self.service.admission.admitLater(host)
         except ChatError as e:
-            self._log.info("refused IRC client {peer}: {why}", peer=self.peer, why=e.code)
-            self.sendLine(formatMessage("ERROR", ["Closing link: " + e.message]))
-            self.endSession()
+            self._refused(e)
             return
-        self._admitted = self.host
+        if waiting is None:
+            self._admittedAs(host)
+            return
+        # (the machine's count decides: nothing is read meanwhile)
+        transport = self.transport
+        transport.pauseProducing()  # type: ignore[attr-defined]
+
+        def admitted(_: None) -> None:
+            if self._lost:
+                self.service.admission.release(host)
+                return
+            transport.resumeProducing()  # type: ignore[attr-defined]
+            self._admittedAs(host)
+
+        def refused(f: Failure) -> None:
+            error = f.trap(ChatError) and f.value
+            if not self._lost and isinstance(error, ChatError):
+                self._refused(error)
+
+        waiting.addCallbacks(admitted, refused)
+
+    def _refused(self, e: ChatError) -> None:
+        self._log.info("refused IRC client {peer}: {why}", peer=self.peer, why=e.code)
+        self.sendLine(formatMessage("ERROR", ["Closing link: " + e.message]))
+        self.endSession()
+
+    def _admittedAs(self, host: str) -> None:
+        self._admitted = host
         self.setTimeout(self.registrationTimeout)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]

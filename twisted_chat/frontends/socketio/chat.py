@@ -465,10 +465,33 @@ class ChatAdmission:
         try:
             self.admission.admit(host)
         except ChatError as e:
-            self._log.info("refused an engine.io session from {host}: {why}", host=host, why=e.code)
-            if e.code == "banned":
-                raise EngineError(FORBIDDEN, 403, e.message)
-            raise EngineError(BAD_REQUEST, 503, e.message)
+            raise self._refusal(host, e)
+
+    def admitLater(self, host: str) -> Deferred[None] | None:
+        """
+        L{admit}, for the whole machine in a worker (see
+        L{Admission.admitLater}): None once admitted, or a Deferred that
+        fails with the L{EngineError} of a refusal.
+        """
+        try:
+            waiting = self.admission.admitLater(host)
+        except ChatError as e:
+            raise self._refusal(host, e)
+        if waiting is None:
+            return None
+
+        def refused(f: Failure) -> None:
+            error = f.trap(ChatError) and f.value
+            assert isinstance(error, ChatError)
+            raise self._refusal(host, error)
+
+        return waiting.addErrback(refused)
+
+    def _refusal(self, host: str, e: ChatError) -> EngineError:
+        self._log.info("refused an engine.io session from {host}: {why}", host=host, why=e.code)
+        if e.code == "banned":
+            return EngineError(FORBIDDEN, 403, e.message)
+        return EngineError(BAD_REQUEST, 503, e.message)
 
     def release(self, host: str) -> None:
         self.admission.release(host)

@@ -13,6 +13,7 @@ import io
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import pages
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -27,6 +28,7 @@ from twisted_chat.frontends.socketio.engineio.packets import (
     ProtocolError,
     checkQuery,
 )
+from twisted_chat.frontends.socketio.engineio.relay import RELAY_HEADER, TOO_LARGE_HEADER, SessionRouter
 from twisted_chat.frontends.socketio.engineio.server import EngineServer
 from twisted_chat.frontends.socketio.engineio.websocket import EngineWebSocketFactory
 from twisted_chat.frontends.wscommon import originAllowed
@@ -132,10 +134,25 @@ class EngineResource(Resource):
         self.engine = server
         self.wsFactory = wsFactory if wsFactory is not None else EngineWebSocketFactory(server)
         self.ws = WebSocketResource(self.wsFactory)
+        #: where requests for other processes' sessions go (None: nowhere)
+        self.router: SessionRouter | None = None
 
     def render(self, request: Request) -> object:
         if request.postpath not in ([], [b""]):
             return pages.notFound().render(request)
+        router = self.router
+        if router is not None and request.method != b"OPTIONS":
+            sid = _query(request.args or {}, b"sid")
+            if sid is not None and sid not in self.engine.sessions:
+                decision = router.decide(sid, request.getHeader(RELAY_HEADER))
+                if decision is not None:
+                    upgrade = request.getHeader(b"upgrade")
+                    return router.relay(
+                        request,
+                        decision,
+                        upgrade is not None and upgrade.lower() == b"websocket",
+                        lambda: self._unknown(request),
+                    )
         for name, value in _COMMON_HEADERS:
             request.setHeader(name, value)
         origin = request.getHeader(b"origin")
@@ -153,6 +170,37 @@ class EngineResource(Resource):
             request.setResponseCode(e.status)
             request.setHeader(b"Content-Type", b"application/json")
             return e.body()
+
+    def _open(self, request: Request, host: str) -> bytes:
+        """
+        Open a polling session for C{host} (admitted already): the
+        handshake's answer.
+        """
+        socket = self.engine.newSession(POLLING, peerOf(request), host, admitted=True)
+        self._log.debug("engine.io polling session {sid} from {peer}", sid=socket.sid, peer=socket.peer)
+        request.setHeader(b"Content-Type", b"text/plain; charset=UTF-8")
+        return socket.start()
+
+    def _error(self, request: Request, e: EngineError) -> bytes:
+        request.setResponseCode(e.status)
+        request.setHeader(b"Content-Type", b"application/json")
+        return e.body()
+
+    def _unknown(self, request: Request) -> bytes:
+        """
+        Answer "Session ID unknown" (a relay that found no owner), with the
+        headers this resource's answers have.
+        """
+        for name, value in _COMMON_HEADERS:
+            request.setHeader(name, value)
+        try:
+            self._cors(request, request.getHeader(b"origin"))
+            error = EngineError(UNKNOWN_SID)
+        except EngineError as e:
+            error = e
+        request.setResponseCode(error.status)
+        request.setHeader(b"Content-Type", b"application/json")
+        return error.body()
 
     def _cors(self, request: Request, origin: bytes | None) -> None:
         """
@@ -196,10 +244,34 @@ class EngineResource(Resource):
         if sid is None:
             if method != b"GET":
                 raise EngineError(BAD_HANDSHAKE_METHOD)
-            socket = server.newSession(POLLING, peerOf(request), str(getattr(request.getClientAddress(), "host", "")))
-            self._log.debug("engine.io polling session {sid} from {peer}", sid=socket.sid, peer=socket.peer)
-            request.setHeader(b"Content-Type", b"text/plain; charset=UTF-8")
-            return socket.start()
+            host = str(getattr(request.getClientAddress(), "host", ""))
+            waiting = server.admitLater(host)
+            if waiting is None:
+                return self._open(request, host)
+            # (the machine's count decides: answered once it has)
+            gone: list[object] = []
+            request.notifyFinish().addErrback(gone.append)
+
+            def admitted(_: None) -> None:
+                if gone:
+                    server.release(host)
+                    return
+                try:
+                    body = self._open(request, host)
+                except EngineError as e:
+                    body = self._error(request, e)
+                request.write(body)
+                request.finish()
+
+            def refused(f: Failure) -> None:
+                error = f.trap(EngineError) and f.value
+                assert isinstance(error, EngineError)
+                if not gone:
+                    request.write(self._error(request, error))
+                    request.finish()
+
+            waiting.addCallbacks(admitted, refused)
+            return NOT_DONE_YET
         found = server.sessions.get(sid)
         if found is None:
             raise EngineError(UNKNOWN_SID)
@@ -211,7 +283,11 @@ class EngineResource(Resource):
             return socket.onPoll(request)
         if method != b"POST":
             raise EngineError(BAD_REQUEST)
-        if getattr(request, "bodyTooLarge", False) or _bodySize(request) > server.maxPayload:
+        if (
+            getattr(request, "bodyTooLarge", False)
+            or request.getHeader(TOO_LARGE_HEADER) is not None
+            or _bodySize(request) > server.maxPayload
+        ):
             self._log.info(
                 "engine.io session {sid} from {peer}: payload over {limit} bytes",
                 sid=sid,

@@ -16,6 +16,7 @@ from twisted_chat.frontends.socketio.engineio.packets import BAD_REQUEST, Engine
 from twisted_chat.frontends.socketio.engineio.session import EngineHandler, EngineSocket
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IReactorTime
 
 
@@ -40,8 +41,8 @@ class EngineServer:
     """
     The Engine.IO sessions of this process and their settings.
 
-    Sessions live in memory here: behind a load balancer, every request of
-    one polling session must reach this same process (sticky sessions).
+    Sessions live in memory here; a request for one that reaches another
+    process is relayed here by that process (see the relay module).
     """
 
     _log = Logger()
@@ -73,6 +74,8 @@ class EngineServer:
         self.allowedOrigins = list(allowedOrigins or [])
         self.upgradeTimeout = upgradeTimeout
         self.sessions: dict[str, EngineSocket] = {}
+        #: what every session id ends with: its owner (see the relay), or nothing
+        self.sidSuffix = ""
 
     @property
     def clock(self) -> IReactorTime:
@@ -94,6 +97,21 @@ class EngineServer:
         if self.admission is not None:
             self.admission.admit(host)
 
+    def admitLater(self, host: str) -> Deferred[None] | None:
+        """
+        L{admit}, possibly answered later (the machine's count decides, in a
+        worker): None once admitted, or a Deferred that fails with the
+        L{EngineError} of a refusal.
+        """
+        admission = self.admission
+        if admission is None:
+            return None
+        later = getattr(admission, "admitLater", None)
+        if later is None:
+            admission.admit(host)
+            return None
+        return cast("Deferred[None] | None", later(host))
+
     def release(self, host: str) -> None:
         if self.admission is not None:
             self.admission.release(host)
@@ -113,9 +131,9 @@ class EngineServer:
             raise EngineError(BAD_REQUEST, 503, "Too many sessions")
         if not admitted:
             self.admit(host)
-        sid = secrets.token_urlsafe(15)
+        sid = secrets.token_urlsafe(15) + self.sidSuffix
         while sid in self.sessions:
-            sid = secrets.token_urlsafe(15)
+            sid = secrets.token_urlsafe(15) + self.sidSuffix
         socket = EngineSocket(self, sid, transport, peer, host)
         self.sessions[sid] = socket
         return socket

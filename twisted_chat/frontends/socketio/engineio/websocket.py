@@ -12,7 +12,9 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IAddress
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from twisted_chat.frontends.socketio.engineio.packets import (
     BAD_REQUEST,
@@ -75,7 +77,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         # (Autobahn types its transport as ITransport; it is more, see _Stream)
         return cast(_Stream, self.transport)
 
-    def onConnect(self, request: ConnectionRequest) -> None:
+    def onConnect(self, request: ConnectionRequest) -> Deferred[None] | None:  # type: ignore[override]  # (Autobahn waits for a Deferred)
         server = self.server
         params = request.params
 
@@ -108,10 +110,28 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
                     raise EngineError(BAD_REQUEST, 503, "Too many sessions")
                 transport = self.transport
                 host = str(getattr(transport.getPeer(), "host", "")) if transport is not None else ""
-                server.admit(host)
+                waiting = server.admitLater(host)
+                if waiting is not None:
+                    # (the machine's count decides: Autobahn waits for it)
+                    return self._admitLater(waiting, host)
                 self._admitted = host
         except EngineError as e:
             raise ConnectionDeny(e.status, e.message)
+        return None
+
+    def _admitLater(self, waiting: Deferred[None], host: str) -> Deferred[None]:
+        def admitted(_: None) -> None:
+            if self.state == WebSocketProtocol.STATE_CLOSED:
+                self.server.release(host)
+                return
+            self._admitted = host
+
+        def refused(f: Failure) -> None:
+            error = f.trap(EngineError) and f.value
+            assert isinstance(error, EngineError)
+            raise ConnectionDeny(error.status, error.message)
+
+        return waiting.addCallbacks(admitted, refused)
 
     def onOpen(self) -> None:
         stream = self._stream
