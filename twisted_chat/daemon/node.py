@@ -36,6 +36,7 @@ from twisted_chat.stores.memory import MemoryStore
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IProtocolFactory
 
+    from twisted_chat.cluster.limits import RedisCounts
     from twisted_chat.cluster.redis import RedisCluster
     from twisted_chat.core.interfaces import IBroker, IMessageStore
     from twisted_chat.daemon.runtime import IDaemonReactor
@@ -62,6 +63,7 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
         chat = _makeChat(config, reactor, makeStore(config, reactor))
     stats = PrometheusStats(chat)
     chat.stats = chat.admission.stats = stats
+    clusterCounts = _clusterLimits(config, reactor, cluster, chat, top)
     chat.setServiceParent(top)
     lineFactory = LineChatFactory(chat, clock=reactor)
     daemon.config, daemon.chat, daemon.lineFactory = config, chat, lineFactory
@@ -89,6 +91,11 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
             count = ParentCount(peers, reactor)
             count.setServiceParent(top)
             chat.admission.machine = count
+    if clusterCounts is not None:
+        from twisted_chat.cluster.limits import ClusterCount
+
+        # (with the machine's count, if any, while Redis is unreachable)
+        chat.admission.machine = ClusterCount(clusterCounts, chat.admission.machine)
     _listen(top, config, reactor, cluster, "line", lineFactory)
     if config["web"]:
         site = makeWebSite(config, chat, reactor)
@@ -130,6 +137,34 @@ def _makeCluster(config: Options, reactor: IDaemonReactor) -> RedisCluster | Non
         retainMessages=config["retain-messages"],
         retainDays=config["retain-days"] or None,
     )
+
+
+def _clusterLimits(
+    config: Options, reactor: IDaemonReactor, cluster: RedisCluster | None, chat: ChatService, top: MultiService
+) -> RedisCounts | None:
+    """
+    With C{--limits-scope cluster}: this node's share of the cluster's
+    connections in Redis, in C{top} before the chat service (so it stops
+    after it, once the connections are gone), refreshed once the node has
+    joined the cluster.
+    """
+    if cluster is None or config.get("limits-scope") != "cluster":
+        return None
+    from twisted_chat.cluster.limits import RedisCounts
+
+    settings = chat.admission.settings
+    counts = RedisCounts(
+        cluster.redis, cluster.node, reactor, lambda: bool(settings.maxConnections or settings.maxPerHost)
+    )
+    counts.every, counts.ttl = cluster.heartbeat, cluster.nodeTTL
+    counts.setServiceParent(top)
+
+    def start(result: object) -> object:
+        counts.start()
+        return result
+
+    cluster.ready.addCallback(start)
+    return counts
 
 
 def _makeChat(config: Options, reactor: IDaemonReactor, store: IMessageStore, broker: IBroker | None = None) -> ChatService:

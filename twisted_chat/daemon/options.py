@@ -154,6 +154,7 @@ class Options(usage.Options):
         ["ws-ping-timeout", None, 10.0, "Seconds to wait for a pong before dropping the peer.", _Bounded("ws-ping-timeout", 1, 3600, float)],
         ["max-connections", None, 10000, "Connections in all; more are refused politely (0: no limit).", _Bounded("max-connections", 0, 10**7)],
         ["max-per-ip", None, 50, "Connections from one address (0: no limit).", _Bounded("max-per-ip", 0, 10**7)],
+        ["limits-scope", None, "machine", "Where --max-per-ip and --max-connections hold: machine (this process, or all the workers of a --workers parent), or cluster (every node sharing --broker, counted in Redis; while Redis is unreachable they hold per machine).", _Choice("limits-scope", ["machine", "cluster"])],
         ["max-rooms", None, 50, "Rooms one connection may be in.", _Bounded("max-rooms", 1, 100000)],
         ["max-message-length", None, 4096, "Characters in one message.", _Bounded("max-message-length", 1, 1 << 20)],
         ["flood-rate", None, 5.0, "Requests (messages and commands) a second per connection (0: no flood control).", _Bounded("flood-rate", 0, 10**6, float)],
@@ -271,6 +272,8 @@ class Options(usage.Options):
         self._checkStorage()
         if self["advertise"] is not None and self["broker-url"] is None:
             raise usage.UsageError("--advertise is for nodes sharing --broker redis://...")
+        if self["limits-scope"] == "cluster" and self["broker-url"] is None:
+            raise usage.UsageError("--limits-scope cluster is for nodes sharing --broker redis://...")
         self._checkWorkerOptions()
         if self["check"]:
             self._check()
