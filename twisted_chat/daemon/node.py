@@ -104,7 +104,9 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
         if engine is not None:
             from twisted_chat.daemon.routing import addRouting
 
-            addRouting(top, config, reactor, cluster, engine, lambda: web)
+            router = addRouting(top, config, reactor, cluster, engine, lambda: web)
+            if router is not None:
+                stats.watchRelay(router.relayedBy)
     if config["irc"]:
         from twisted_chat.frontends.irc import IRCFactory
 

@@ -101,6 +101,13 @@ class PrometheusStats(Stats):
         self._maxLagSeen = 0.0
         registry.register(_StateCollector(service))
 
+    def watchRelay(self, relayedBy: dict[str, int]) -> None:
+        """
+        Expose C{relayedBy} (a Socket.IO router's count of relayed
+        requests by kind of hop) as C{chat_sio_relayed_total}.
+        """
+        self.registry.register(_RelayCollector(relayedBy))
+
     def messageStored(self, kind: str, seconds: float) -> None:
         self.messages.labels(kind).inc()
         self.storeLatency.observe(seconds)
@@ -125,6 +132,29 @@ class PrometheusStats(Stats):
         if seconds > self._maxLagSeen:
             self._maxLagSeen = seconds
             self.maxLag.set(seconds)
+
+
+class _RelayCollector:
+    """
+    The Socket.IO requests this process relayed to their session's owner,
+    read when Prometheus scrapes.
+    """
+
+    def __init__(self, relayedBy: dict[str, int]) -> None:
+        self.relayedBy = relayedBy
+
+    def collect(self) -> Iterator[Any]:  # (prometheus_client is untyped)
+        from prometheus_client.core import CounterMetricFamily
+
+        relayed = CounterMetricFamily(
+            "chat_sio_relayed",
+            "Socket.IO requests (polls, posts, upgrades) relayed to the worker or node that owns their session, "
+            "by hop (worker, node).",
+            labels=["hop"],
+        )
+        for hop, count in sorted(self.relayedBy.items()):
+            relayed.add_metric([hop], count)
+        yield relayed
 
 
 class _StateCollector:

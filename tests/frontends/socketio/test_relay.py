@@ -14,6 +14,7 @@ import json
 from typing import Any, Iterator
 
 import pytest
+from twisted.internet.address import UNIXAddress
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
@@ -101,7 +102,8 @@ class Machine:
                 server = target[0].site.buildProtocol(None)
                 self.pumps.append(
                     iosim.connect(
-                        server, iosim.FakeTransport(server, True), client, iosim.FakeTransport(client, False),
+                        server, iosim.FakeTransport(server, True, peerAddress=UNIXAddress(None)),
+                        client, iosim.FakeTransport(client, False),
                         greet=False, clock=self.reactor,
                     )
                 )
@@ -211,6 +213,49 @@ def test_pollingOnEitherWorker(machine: Machine) -> None:
     assert machine.connections == {siblingSocket(PEERS, 1): 1}
     assert machine.workers[0].router.relayed == 3
     assert sid in machine.workers[1].server.sessions and not machine.workers[0].server.sessions
+
+
+def test_relayedRequestsAreAMetric(machine: Machine) -> None:
+    """
+    The requests a worker relayed are counted, by hop, in its metrics.
+    """
+    from prometheus_client import generate_latest
+
+    from twisted_chat.core.service import ChatService
+    from twisted_chat.daemon.ops import PrometheusStats
+    from twisted_chat.stores.memory import MemoryStore
+
+    stats = PrometheusStats(ChatService(store=MemoryStore(), clock=machine.reactor, pruneInterval=0))
+    stats.watchRelay(machine.workers[0].router.relayedBy)
+    sid = machine.handshake(1)
+    assert machine.fetch(0, "POST", "&sid=" + sid, b"4hello").text == "ok"
+    assert machine.fetch(0, "GET", "&sid=" + sid).text == "4hello"
+    text = generate_latest(stats.registry).decode("utf-8")
+    assert 'chat_sio_relayed_total{hop="worker"} 2.0' in text
+    assert 'chat_sio_relayed_total{hop="node"} 0.0' in text
+
+
+def test_ownerLogsTheRelayedClient(machine: Machine) -> None:
+    """
+    A request relayed by a sibling worker is logged by its owner with the
+    client's address (from the relay's X-Forwarded-For, trusted because it
+    came over the private socket), not the private socket's; the same
+    headers sent by a client to a public port are ignored.
+    """
+    from twisted.logger import capturedLogs, formatEvent
+
+    sid = machine.handshake(1)
+    other = {"Origin": "http://elsewhere.example", "X-Forwarded-For": "198.51.100.66"}
+    with capturedLogs() as events:
+        assert machine.fetch(0, "POST", "&sid=" + sid, b"4hi", headers=other).status == 403
+        assert machine.fetch(1, "POST", "&sid=" + sid, b"4hi", headers={**other, "X-Chat-Relay": "worker"}).status == 403
+    said = [formatEvent(e) for e in events if "origin" in formatEvent(e)]
+    assert len(said) == 2
+    # (the relay appended the peer it saw to what the client sent)
+    assert said[0] == (
+        "refused engine.io request from 127.0.0.1 (relayed by a sibling worker): origin http://elsewhere.example not allowed"
+    )
+    assert said[1].startswith("refused engine.io request from tcp4:127.0.0.1:")
 
 
 def test_relayedLongPollAnsweredLater(machine: Machine) -> None:

@@ -28,7 +28,7 @@ from twisted_chat.frontends.socketio.engineio.packets import (
     ProtocolError,
     checkQuery,
 )
-from twisted_chat.frontends.socketio.engineio.relay import RELAY_HEADER, TOO_LARGE_HEADER, SessionRouter
+from twisted_chat.frontends.socketio.engineio.relay import RELAY_HEADER, TOO_LARGE_HEADER, WORKER_HOP, SessionRouter
 from twisted_chat.frontends.socketio.engineio.server import EngineServer
 from twisted_chat.frontends.socketio.engineio.websocket import EngineWebSocketFactory
 from twisted_chat.frontends.wscommon import originAllowed
@@ -44,9 +44,29 @@ def peerOf(request: Request) -> str:
     if isinstance(address, IPv6Address):
         return "tcp6:%s:%d" % (address.host, address.port)
     if isinstance(address, UNIXAddress):
+        relayedFor = _relayedFor(request)
+        if relayedFor is not None:
+            return "%s (relayed by a sibling worker)" % (relayedFor,)
         # (str() of a bytes name, as Autobahn writes it too)
         return "unix:%s" % (str(address.name or ""),)
     return "unknown"
+
+
+def _relayedFor(request: Request) -> str | None:
+    """
+    The address a sibling worker relayed C{request} for: the last entry of
+    its X-Forwarded-For, the peer that worker saw. Trusted only because it
+    came over the private socket (mode 0600, in the parent's private
+    directory): on a public port the header is the client's to write, and
+    is never used.
+    """
+    if request.getHeader(RELAY_HEADER) != WORKER_HOP:
+        return None
+    forwarded = request.getHeader(b"x-forwarded-for")
+    if not forwarded:
+        return None
+    last = forwarded.rsplit(b",", 1)[-1].strip().decode("ascii", "replace")
+    return last[:64] or None
 
 
 def _query(args: dict[bytes, list[bytes]], name: bytes) -> str | None:

@@ -182,8 +182,10 @@ class SessionRouter:
         self.reactor = reactor
         self.sidSuffix = ".%s.%s" % (machine, "" if worker is None else worker)
         self._http: HttpRelay | None = None
-        #: requests relayed (for the metrics and the tests)
+        #: requests relayed, in all and by kind of hop (the metric
+        #: chat_sio_relayed_total)
         self.relayed = 0
+        self.relayedBy: dict[str, int] = {WORKER_HOP.decode(): 0, NODE_HOP.decode(): 0}
 
     def decide(self, sid: str, hop: bytes | None) -> ToSibling | ToNode | None:
         """
@@ -232,6 +234,7 @@ class SessionRouter:
         """
         self.relayed += 1
         hop = WORKER_HOP if isinstance(decision, ToSibling) else NODE_HOP
+        self.relayedBy[hop.decode()] += 1
         if upgrade:
             # (the HTTP channel reads nothing more until the splice is made)
             return spliceUpgrade(self, request, decision, hop, unknown)
