@@ -234,6 +234,22 @@ async def test_noRoundTripWithoutALimit(nodes: Any) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_anyAddress(nodes: Any) -> None:
+    """
+    Connections from any address are counted, an empty one (a UNIX
+    socket's client) and ones that look like the share's own fields too.
+    """
+    a = await limited(nodes, "a", maxPerHost=1)
+    for host in ("", "*", "#", "h"):
+        assert [await admit(a, host), await admit(a, host)] == [True, "too-many-connections"]
+    assert await redis(a, "GET", "twisted-chat:limits:total") == "4"
+    for host in ("", "*", "#", "h"):
+        a.admission.release(host)
+    await a.counts.refresh()
+    assert await redis(a, "GET", "twisted-chat:limits:total") is None
+
+
+@pytest_twisted.ensureDeferred
 async def test_deadNodesShareIsReleased(nodes: Any) -> None:
     """
     A node that stops refreshing (killed) keeps its share only until its
@@ -273,7 +289,7 @@ async def test_redisLostItsData(nodes: Any) -> None:
     assert await admit(a) == "too-many-connections"
     # an old snapshot: b's share as it was long ago, counted in the sums
     key = "twisted-chat:limits:node:b"
-    await redis(b, "HSET", key, "#", "old.1", "*", "1", HOST, "1")
+    await redis(b, "HSET", key, "#", "old.1", "*", "1", "h" + HOST, "1")
     await redis(b, "SET", "twisted-chat:limits:total", "2")
     await redis(b, "SET", "twisted-chat:limits:host:" + HOST, "2")
     await b.counts.refresh()

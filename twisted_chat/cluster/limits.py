@@ -6,8 +6,8 @@ and C{--max-connections} hold for every node sharing the C{--broker}.
 Each node publishes its own share in Redis and the cluster's sums are kept
 next to the shares, changed by the same Lua scripts:
 
-  - C{PREFIX:limits:node:NODE}, a hash: the node's connections by address,
-    C{*} its total, and C{#} the generation of its last full publish;
+  - C{PREFIX:limits:node:NODE}, a hash: the node's connections by address
+    (C{hADDRESS}), C{*} its total, and C{#} the generation of its last full publish;
   - C{PREFIX:limits:total} and C{PREFIX:limits:host:ADDRESS}: the sums;
   - C{PREFIX:limits:nodes}, the set of the nodes that have a share, and
     C{PREFIX:limits:alive:NODE}, set for L{RedisCounts.ttl} seconds by each
@@ -59,7 +59,7 @@ STALE = "stale"
 # ARGV[2] the prefix of the sums' keys by address, ARGV[3] the node's id.
 _COMMON = """
 local function add(nodeKey, host, n)
-  if redis.call('HINCRBY', nodeKey, host, n) <= 0 then redis.call('HDEL', nodeKey, host) end
+  if redis.call('HINCRBY', nodeKey, 'h' .. host, n) <= 0 then redis.call('HDEL', nodeKey, 'h' .. host) end
   local hostKey = ARGV[2] .. 'host:' .. host
   if redis.call('INCRBY', hostKey, n) <= 0 then redis.call('DEL', hostKey) end
   redis.call('HINCRBY', nodeKey, '*', n)
@@ -71,8 +71,8 @@ local function drop(nodeKey)
     local field, n = share[i], tonumber(share[i + 1])
     if field == '*' then
       if redis.call('DECRBY', KEYS[3], n) <= 0 then redis.call('DEL', KEYS[3]) end
-    elseif field ~= '#' then
-      local hostKey = ARGV[2] .. 'host:' .. field
+    elseif string.sub(field, 1, 1) == 'h' then
+      local hostKey = ARGV[2] .. 'host:' .. string.sub(field, 2)
       if redis.call('DECRBY', hostKey, n) <= 0 then redis.call('DEL', hostKey) end
     end
   end
@@ -82,8 +82,8 @@ end
 
 #: Apply the node's changes (pairs ADDRESS, DELTA from ARGV[9]); with
 #: ARGV[4] > 0, refresh its alive key for that many ms and reap the nodes
-#: whose alive key has expired; then, if ARGV[5] names an address, count a
-#: connection from it unless that would pass ARGV[6] in all or ARGV[7] from
+#: whose alive key has expired; then, if ARGV[8] is "1", count a
+#: connection from the address ARGV[5] unless that would pass ARGV[6] in all or ARGV[7] from
 #: it (0: no limit). Returns {"ok", NODE, COUNT, ...: the nodes reaped and
 #: their connections}, {the refusal's code}, or {"stale"}.
 ACCOUNT = (
@@ -104,8 +104,8 @@ if tonumber(ARGV[4]) > 0 then
     end
   end
 end
+if ARGV[8] ~= '1' then return answer end
 local host = ARGV[5]
-if host == '' then return answer end
 local most, mostPerHost = tonumber(ARGV[6]), tonumber(ARGV[7])
 if most > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= most then return {'server-full'} end
 if mostPerHost > 0 and tonumber(redis.call('GET', ARGV[2] .. 'host:' .. host) or '0') >= mostPerHost then
@@ -306,7 +306,7 @@ class RedisCounts(Service):
             self.share.add(host)
             return ""
 
-        return self._account(host, maxConnections, maxPerHost, alive=False).addCallback(answered)
+        return self._account(host, maxConnections, maxPerHost, alive=False, admit=True).addCallback(answered)
 
     def tell(self, host: str) -> None:
         """
@@ -327,7 +327,9 @@ class RedisCounts(Service):
 
     # the scripts
 
-    def _account(self, host: str, maxConnections: int, maxPerHost: int, alive: bool, retry: bool = True) -> Deferred[str]:
+    def _account(
+        self, host: str, maxConnections: int, maxPerHost: int, alive: bool, admit: bool = False, retry: bool = True
+    ) -> Deferred[str]:
         redis = self.redis
         if not redis.connected:
             return fail(ConnectionError("Redis is not connected"))
@@ -336,7 +338,7 @@ class RedisCounts(Service):
         generation = self.generation
         pending, self.pending = self.pending, {}
         args = [generation, self.key(""), self.node, str(int(self.ttl * 1000)) if alive else "0"]
-        args += [host, str(maxConnections), str(maxPerHost), ""]
+        args += [host, str(maxConnections), str(maxPerHost), "1" if admit else ""]
         for changed, delta in pending.items():
             if delta:
                 args += [changed, str(delta)]
@@ -356,9 +358,9 @@ class RedisCounts(Service):
                 if self.generation == generation:
                     self._publishedOn = None
                 if retry:
-                    return self._account(host, maxConnections, maxPerHost, alive, retry=False)
+                    return self._account(host, maxConnections, maxPerHost, alive, admit, retry=False)
                 raise ConnectionError("the node's share of connections is not in Redis")
-            if code == "ok" and host and self.generation != generation:
+            if code == "ok" and admit and self.generation != generation:
                 # (counted in Redis before a publish that replaced the share
                 # without it: count it again)
                 self.pending[host] = self.pending.get(host, 0) + 1
