@@ -76,7 +76,7 @@ class JoinHistory:
             room.resetFanOut()  # (held: off the fast path)
         store = self.host.store
 
-        def fetched(result: _Read) -> None:
+        def fetched(result: _Read, read: tuple[int, int, int] | None = None) -> None:
             messages, recovered, reason = result
             holds = member.held
             if member.gone or holds is None or holds.get(name) is not held:
@@ -98,7 +98,9 @@ class JoinHistory:
                     # Told of the epoch this history is already in (the read
                     # is where this node saw it first): before the history.
                     self.host.send(member, ev)
-            self.host.send(member, History(name, epoch, messages, recovered, reason, onJoin=True))
+            history = History(name, epoch, messages, recovered, reason, onJoin=True)
+            history.read = read
+            self.host.send(member, history)
             if fresh and reason != "unavailable":
                 if messages:
                     if messages[-1].epoch == store.epoch:
@@ -147,7 +149,22 @@ class JoinHistory:
             self.host.logStoreFailure("history of {room} failed", f, room=name)
             fetched(([], False if since is not None else None, "unavailable"))
 
-        d.addCallbacks(fetched, failed)
+        if member.owner:
+            # (and where the nick's reading stands: read position, unread
+            # and mention counts)
+            def withRead(result: _Read) -> Deferred[None]:
+                def noRead(f: Failure) -> None:
+                    self.host.logStoreFailure("read position of {nick} failed", f, nick=member.nick)
+
+                return (
+                    self.host.conversation.readState(member, name)
+                    .addErrback(noRead)
+                    .addCallback(lambda read: fetched(result, read))
+                )
+
+            d.addCallbacks(withRead, failed)
+        else:
+            d.addCallbacks(fetched, failed)
 
     def dropFloor(self, member: Member, name: str) -> None:
         """

@@ -49,8 +49,12 @@ class Nicks:
         self.host = host
         #: only registered nicks may chat (--require-auth)
         self.requireAuth = requireAuth
-        #: nick key -> the member of this node that has it
+        #: nick key -> the member of this node that has it (its first
+        #: connection, when its owner is connected several times)
         self.byKey: dict[str, Member] = {}
+        #: nick key -> every connection of a nick connected several times
+        #: (its owner's devices), in connecting order
+        self.devices: dict[str, list[Member]] = {}
         #: nick key -> hash of its owner token
         self.tokens: dict[str, str] = {}
         #: registered nicks (nick key -> password hash), from --auth
@@ -61,6 +65,17 @@ class Nicks:
 
     def lookup(self, nick: str) -> Member | None:
         return self.byKey.get(nickKey(nick))
+
+    def connectionsOf(self, key: str) -> list[Member]:
+        """
+        The connections of this node that have the nick with key C{key}
+        (several for an owned nick used from several devices).
+        """
+        devices = self.devices.get(key)
+        if devices is not None:
+            return list(devices)
+        member = self.byKey.get(key)
+        return [] if member is None else [member]
 
     def isAdmin(self, member: Member) -> bool:
         return member.authenticated is not None and member.authenticated in self.admins

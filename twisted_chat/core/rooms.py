@@ -88,6 +88,7 @@ class Rooms:
         """
         room = member.rooms.pop(name)
         self.joinHistory.forget(member, name)
+        self.host.conversation.stopTyping(member, name)
         if member.current == name:
             member.current = next(reversed(member.rooms), None) if member.rooms else None
         parted = Parted(name, member.nick, reason, self.host.now())
