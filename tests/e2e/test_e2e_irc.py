@@ -347,7 +347,7 @@ def test_browserPageAndIrc(startDaemon: Callable[..., Daemon], browserThread: An
         expect(page.locator("body")).to_have_attribute("data-state", "online", timeout=TIMEOUT * 1000)
 
     def say(text: str) -> None:
-        field = held["page"].get_by_label("Message")
+        field = held["page"].get_by_label("Message", exact=True)
         field.fill(text)
         held["page"].get_by_role("button", name="Send").click()
 
