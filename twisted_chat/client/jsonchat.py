@@ -201,7 +201,11 @@ class JsonChat(Resume):
             return [], []
         if isinstance(said, str):
             return self._record({"type": "say", "text": said})
-        handler: Callable[[Command], Translation] = getattr(self, "req_" + said.name)
+        handler: Callable[[Command], Translation] | None = getattr(self, "req_" + said.name, None)
+        if handler is None:
+            # (a command of the line chat this client does not translate)
+            self.refusals += 1
+            return [], [errorLine("/%s is not available in this client" % (said.name,))]
         return handler(said)
 
     def req_help(self, command: Command) -> Translation:
@@ -276,6 +280,16 @@ class JsonChat(Resume):
     def req_history(self, command: Command) -> Translation:
         self.historyRequested()
         return [{"type": "history", "limit": command.number}], []
+
+    # (issue #19's commands: the server side is done; this client's side
+    # -- which message /edit and /delete act on, the results of /search,
+    # a bell -- is still to be written)
+
+    def _notYet(self, command: Command) -> Translation:
+        self.refusals += 1
+        return [], [errorLine("/%s is not available in this client yet" % (command.name,))]
+
+    req_edit = req_delete = req_search = req_set = _notYet
 
     # -- events --
 

@@ -243,7 +243,7 @@ class RoomUpdate(BusMessage):
     def event(self) -> Update:
         return Update(
             self.room, self.id, self.epoch, self.sender, self.op, self.target, self.text, self.time, self.emoji,
-            self.on, tuple(self.mentions.split()) if self.mentions else (), self.original[:30], self.author,
+            self.on, tuple(self.mentions.split()) if self.mentions else (), self.original[:31], self.author,
         )
 
 
@@ -273,7 +273,7 @@ class PrivateUpdateMessage(BusMessage):
     def event(self) -> PrivateUpdate:
         return PrivateUpdate(
             self.id, self.sender, self.recipient, self.op, self.target, self.text, self.time, self.emoji, self.on,
-            self.original[:30], self.author,
+            self.original[:31], self.author,
         )
 
 
