@@ -36,6 +36,8 @@ from twisted_chat.wire.render import (
     NOTICE,
     SaidInRoom,
     currentRoomLine,
+    deleteLine,
+    editLine,
     epochLine,
     errorLine,
     historyLines,
@@ -48,6 +50,7 @@ from twisted_chat.wire.render import (
     presenceLine,
     privateHistoryLine,
     privateLine,
+    quoted,
     roomsLine,
     stamp,
     switchedLine,
@@ -96,22 +99,13 @@ def roomKey(name: str) -> str:
     return "#" + name[1:].lower() if name.startswith("#") else "#" + name.lower()
 
 
-#: how many characters of a message name it in an edit, deletion, reaction or reply line
-START_LENGTH = 30
 #: how many messages of each room (and private ones) the client remembers
 #: to name them in those lines, and for C{/reply N} and C{/react N}
 REMEMBERED = 1000
 
 
-def quoteStart(text: str) -> str:
-    """
-    The start of a message's C{text} as the line chat quotes it: its first
-    L{START_LENGTH} characters in double quotes, C{…} when cut.
-    """
-    text = oneLine(text)
-    if len(text) > START_LENGTH:
-        text = text[:START_LENGTH] + "\u2026"
-    return '"%s"' % (text,)
+#: the start of a message's text as the line chat quotes it
+quoteStart = quoted
 
 
 @dataclass
@@ -151,11 +145,8 @@ CLIENT_COMMANDS: dict[str, Syntax] = {
 #: what C{/help} adds for L{CLIENT_COMMANDS}
 CLIENT_HELP = [
     "in this client (json mode) also:",
-    "  /edit TEXT        replace the text of your last message in your current room",
-    "  /delete           delete your last message in your current room",
     "  /reply N TEXT     reply to message N of your current room (1 = the last one, 2 = the one before)",
     "  /react N EMOJI    react to message N with EMOJI; the same again takes it back",
-    "  /search TEXT      find messages with words starting with those of TEXT",
 ]
 
 
@@ -604,10 +595,10 @@ class JsonChat(Resume):
             return []
         label, shown = new
         by, text = str(event["by"]), str(event["text"])
-        what = quoteStart(shown.text) if shown is not None else "a message"
-        if shown is not None:
-            shown.text = text
-        return [NOTICE + "%s%s edited %s: %s" % (label, by, what, oneLine(text))]
+        if shown is None:
+            return [NOTICE + "%s%s edited a message: %s" % (label, by, oneLine(text))]
+        original, shown.text = shown.text, text
+        return [editLine(label[:-2], by, original, text)]
 
     def on_delete(self, event: JsonObject) -> list[str]:
         new = self._newUpdate(event)
@@ -617,11 +608,9 @@ class JsonChat(Resume):
         by = str(event["by"])
         if shown is None or shown.deleted:
             return [NOTICE + "%s%s deleted a message" % (label, by)]
-        what = quoteStart(shown.text)
+        original = shown.text
         shown.deleted, shown.text = True, ""
-        if shown.sender.lower() == by.lower():
-            return [NOTICE + "%s%s deleted %s" % (label, by, what)]
-        return [NOTICE + "%s%s deleted %s's %s" % (label, by, shown.sender, what)]
+        return [deleteLine(label[:-2], by, shown.sender, original)]
 
     def on_react(self, event: JsonObject) -> list[str]:
         new = self._newUpdate(event)
@@ -690,7 +679,7 @@ class JsonChat(Resume):
     def on_search(self, event: JsonObject) -> list[str]:
         results = event["results"]
         now = self._now()
-        lines = [NOTICE + 'search "%s": %d found' % (oneLine(str(event["text"])), len(results))]
+        lines = [NOTICE + "search %s: %d found" % (quoted(str(event["text"])), len(results))]
         for r in results:
             when = stamp(float(r["time"]) / 1000.0, now)
             if r.get("type") == "private":

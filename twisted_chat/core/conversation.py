@@ -120,7 +120,7 @@ class Conversation:
                 assert message is not None
                 update = Update(
                     name, 0, store.epoch, member.nick, op, target, newText, self.host.now(), emojiText, on,
-                    findMentions(newText) if newText else (), message.text[:30], message.sender,
+                    findMentions(newText) if newText else (), message.text[:31], message.sender,
                 )
                 d = store.append(update, None if ref is None else str(ref))
 
@@ -176,7 +176,7 @@ class Conversation:
                 other = message.recipient if nickKey(message.sender) == key else message.sender
                 update = PrivateUpdate(
                     0, member.nick, other, op, target, newText, self.host.now(), emojiText, on,
-                    message.text[:30], message.sender,
+                    message.text[:31], message.sender,
                 )
                 return self.messages.sendPrivate(member, update, ref)
 

@@ -308,6 +308,17 @@ class IClusterEvents(Interface):
         A private message (L{Private}) to a member of this node.
         """
 
+    def remoteTyping(room: str, nick: str, state: str) -> None:
+        """
+        C{nick}, a member of another node, is typing in C{room}.
+        """
+
+    def remoteRead(nick: str, room: str, id: int) -> None:
+        """
+        The owned C{nick} read C{room} up to C{id} on another node: its
+        connections here are told.
+        """
+
     def remoteBan(room: str, key: str, host: str, why: str) -> None:
         """
         C{key} (a nick key or an address, and C{host} with a nick) was banned

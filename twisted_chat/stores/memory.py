@@ -96,7 +96,7 @@ class MemoryStore:
         if i is None:
             return
         target = q[i]
-        update.original = target.text[:30]
+        update.original = target.text[:31]
         update.author = target.sender
         if target.deleted and update.op != DELETE:
             update.text = ""

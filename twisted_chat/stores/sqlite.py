@@ -528,7 +528,7 @@ class SQLiteStore:
             target = self._privateEntry(row) if row is not None else None
             where, table, key, rowid = "id = ?", "private", (update.target,), update.target
         if target is not None and target.kind in ("message", "private"):
-            update.original = target.text[:30]
+            update.original = target.text[:31]
             update.author = target.sender
             if target.deleted and update.op != DELETE:
                 update.text = ""
