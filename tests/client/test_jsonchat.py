@@ -848,3 +848,20 @@ def test_typingStatus() -> None:
     assert chat.typingStatus() == "dave and gina are typing\u2026"
     chat.connectionLost()
     assert chat.typingStatus() == ""
+
+
+def test_bell() -> None:
+    """
+    After C{/set bell on} a live message that mentions me starts with a bell
+    (BEL), as on the line chat; C{/set bell off} stops it; a wrong C{/set}
+    is refused.
+    """
+    chat = _inLobby()
+    mention = {**msg("#lobby", 1, "bob", "alice: hi"), "mentions": ["Alice"]}
+    assert chat.render(mention) == ["#lobby <bob> alice: hi"]
+    assert translate(chat, "/set bell on") == ([], ["*** bell on"])
+    assert chat.render({**mention, "id": 2}) == ["\a#lobby <bob> alice: hi"]
+    assert chat.render({**msg("#lobby", 3, "bob", "no one"), "mentions": []}) == ["#lobby <bob> no one"]
+    assert translate(chat, "/set bell off") == ([], ["*** bell off"])
+    assert chat.render({**mention, "id": 4}) == ["#lobby <bob> alice: hi"]
+    assert translate(chat, "/set beep on") == ([], ["!!! usage: /set bell on|off"])

@@ -232,6 +232,8 @@ class JsonChat(Resume):
         self._privates: OrderedDict[int, Shown] = OrderedDict()
         #: room -> the nicks typing there, in the order they started
         self.typing: dict[str, list[str]] = {}
+        #: start live messages that mention us with a bell (C{/set bell on})
+        self.bell = False
         # the update of a history being shown (found fresh before its messages)
         self._freshUpdate: JsonObject | None = None
 
@@ -441,6 +443,13 @@ class JsonChat(Resume):
         on = not any(self.isMe(n) for n in nicks)
         return self._record({"type": "react", "room": room, "id": id, "emoji": emoji, "on": on})
 
+    def req_set(self, command: Command) -> Translation:
+        value = command.text.strip().lower()
+        if command.target.lower() != "bell" or value not in ("on", "off"):
+            raise usageError("/set bell on|off")
+        self.bell = value == "on"
+        return [], [NOTICE + "bell " + value]
+
     def req_search(self, command: Command) -> Translation:
         return [{"type": "search", "text": command.text}], []
 
@@ -506,7 +515,13 @@ class JsonChat(Resume):
             lines: list[str] = handler(event)
         except (KeyError, TypeError, ValueError, AttributeError):
             return [errorLine("malformed %s event from the server" % (oneLine(str(kind))[:32],))]
-        return [oneLine(line) for line in lines]
+        lines = [oneLine(line) for line in lines]
+        if kind == "message" and self.bell and lines and self.nick is not None:
+            mentioned = event.get("mentions")
+            if isinstance(mentioned, list) and any(isinstance(n, str) and self.isMe(n) for n in mentioned):
+                # (as the line chat: the bell starts the line)
+                lines[-1] = "\a" + lines[-1]
+        return lines
 
     def _privateLine(self, p: JsonObject, when: str | None = None) -> str:
         return privateLine(str(p["from"]), str(p["to"]), str(p["text"]), self.nick, when)
