@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.chaos.faults import Injected
-from tests.chaos.journal import SEES_UPDATES, UPDATE, Episode, Journal, Request, tokenOf
+from tests.chaos.journal import DELETED, SEES_UPDATES, UPDATE, Episode, Journal, Request, tokenOf
 
 #: seconds: the documented bound on an answer (Redis command timeout, 10 s,
 #: docs/design.md "Redis slow, or this node behind") plus 5 s of slack for
@@ -219,11 +219,15 @@ def check(
     #: the ids of updates (edits, deletions, reactions): entries of the
     #: room's sequence only json clients are shown
     updates: dict[tuple[str, str], set[int]] = defaultdict(set)
+    #: and of deleted messages: not in the text modes' histories
+    deletedIds: dict[tuple[str, str], set[int]] = defaultdict(set)
     for room, rows in stored.items():
         for epoch, id, text in rows:
             exists[(room, epoch)].add(id)
             if text == UPDATE:
                 updates[(room, epoch)].add(id)
+            elif text == DELETED:
+                deletedIds[(room, epoch)].add(id)
     for f in wipes:
         assert f.wiped is not None
         for room, bodies in f.wiped.items():
@@ -231,6 +235,8 @@ def check(
                 exists[(room, b["e"])].add(int(b["i"]))
                 if b.get("x") == UPDATE:
                     updates[(room, b["e"])].add(int(b["i"]))
+                elif b.get("x") == DELETED:
+                    deletedIds[(room, b["e"])].add(int(b["i"]))
     # every acknowledged message, with when it was first sent (it may have
     # been stored from then on: a resend after a lost connection is
     # answered with the first attempt's id) and when its sender had the answer
@@ -260,7 +266,7 @@ def check(
             ackedAt[r.room].append((sentAt, min(x.answered for x in acks if x.answered is not None), places[0]))
     plausible = _lifetimes(wipes, finalEpoch)
     for ep in journal.episodes:
-        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists, plausible, updates)
+        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists, plausible, updates, deletedIds)
         _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns)
 
     # 6. flood control (recorded as the answers came) and harness notes
@@ -334,6 +340,7 @@ def _episode(
     exists: dict[tuple[str, str], set[int]],
     plausible: Any = lambda epoch, t: True,
     updates: dict[tuple[str, str], set[int]] | None = None,
+    deletedIds: dict[tuple[str, str], set[int]] | None = None,
 ) -> list[int]:
     c = conns.get(ep.conn)
     seesUpdates = c is not None and c.kind in SEES_UPDATES
@@ -346,6 +353,11 @@ def _episode(
         known = exists.get((ep.room, epoch))
         found = [i for i in ids if known is None or i in known]
         upd = (updates or {}).get((ep.room, epoch))
+        if not seesUpdates:
+            # (nor deleted messages, in the text modes' histories)
+            gone = (deletedIds or {}).get((ep.room, epoch))
+            if gone:
+                upd = (upd or set()) | gone
         if upd and (not seesUpdates or (fromHistory[0] and not (ep.recovered is True and ep.since is not None))):
             # Updates are not shown in text modes; and a join's history
             # (not a resume) has the messages as they are now, the

@@ -21,6 +21,9 @@ TOKEN = re.compile(r"\bq\.([\w-]+)\.(\d+)\b")
 #: the text the store readers give an update entry (an edit, deletion or
 #: reaction: an id of the room's sequence that is no message)
 UPDATE = "\x00update"
+#: and a deleted message (shown to json clients as deleted, not at all in
+#: the text modes' histories)
+DELETED = "\x00deleted"
 
 #: the kinds of connection that see updates (json mode, Socket.IO json);
 #: the others are shown messages only

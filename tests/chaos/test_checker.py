@@ -224,3 +224,19 @@ def test_deletedMessageIsNotLost() -> None:
     assert _kinds(check(journal, stored, "E", [], {}, 10.0)) == ["lost"]
     journal.deleted.add("q.a.2")
     assert _kinds(check(journal, stored, "E", [], {}, 10.0)) == []
+
+
+def test_textClientsHistoryLeavesDeletedMessagesOut() -> None:
+    """
+    The line chat's history does not show a deleted message: a text
+    client shown 1 then 5 after a join misses nothing when 2 was deleted
+    (3 and 4 are updates); a json client must see it (as deleted).
+    """
+    line = [Entry(4.5, "q.a.1", None, None, False), Entry(5.1, "q.a.5", None, None, True)]
+    json1 = [Entry(1.1, "q.a.1", "E", 1, True), Entry(5.1, "q.a.5", "E", 5, True)]
+    journal = _updatesJournal(json1, line)
+    journal.deleted.add("q.a.2")
+    stored = {"#u": [("E", 1, "q.a.1 x"), ("E", 2, "\x00deleted"), ("E", 3, "\x00update"), ("E", 4, "\x00update"),
+                     ("E", 5, "q.a.5 z")]}  # fmt: skip
+    result = check(journal, stored, "E", [], {}, 10.0)
+    assert [(v.invariant, v.client) for v in result.violations] == [("missed", "json1")]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.daemon import RedisReplyError, RedisServer, environment, freeLoopbackPort, twistdCommand
-from tests.chaos.journal import UPDATE
+from tests.chaos.journal import DELETED, UPDATE
 from tests.chaos.proxy import Proxy
 
 #: seconds a daemon (or redis-server) may take to start serving
@@ -296,6 +296,8 @@ class Redis:
             for b in bodies:
                 if b.get("t") == "u":
                     b["x"] = UPDATE
+                elif b.get("dl") is True:
+                    b["x"] = DELETED
             found[room] = bodies
         return found
 
@@ -466,7 +468,9 @@ class Single(Topology):
             epoch = epoch[0] if epoch else None
             found: dict[str, list[tuple[str, int, str]]] = {}
             rows = conn.execute(
-                "SELECT room, id, CASE WHEN kind = 0 THEN text ELSE ? END FROM messages ORDER BY room, id", (UPDATE,)
+                "SELECT room, id, CASE WHEN kind != 0 THEN ? WHEN deleted != 0 THEN ? ELSE text END FROM messages "
+                "ORDER BY room, id",
+                (UPDATE, DELETED),
             )
             for room, id, text in rows:
                 found.setdefault(room, []).append((epoch or "", id, text))
