@@ -235,6 +235,7 @@ def test_textClientsHistoryLeavesDeletedMessagesOut() -> None:
     line = [Entry(4.5, "q.a.1", None, None, False), Entry(5.1, "q.a.5", None, None, True)]
     json1 = [Entry(1.1, "q.a.1", "E", 1, True), Entry(5.1, "q.a.5", "E", 5, True)]
     journal = _updatesJournal(json1, line)
+    journal.episodes[1].start = 4.4  # (line1 joined after the deletion)
     journal.deleted.add("q.a.2")
     stored = {"#u": [("E", 1, "q.a.1 x"), ("E", 2, "\x00deleted"), ("E", 3, "\x00update"), ("E", 4, "\x00update"),
                      ("E", 5, "q.a.5 z")]}  # fmt: skip
