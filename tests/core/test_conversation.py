@@ -304,3 +304,21 @@ def test_search(service: ChatService, clock: Clock) -> None:
     with pytest.raises(ChatError) as e:
         alice.search("hello", room="#secret")
     assert e.value.code == "not-in-room"
+
+
+def test_readMarkersReachEveryConnectionOfTheNick(service: ChatService) -> None:
+    """
+    A read position set from one device is told to every connection of
+    the nick (the one that set it included), and to nobody else.
+    """
+    alice, a = enter(service, "alice", "#r")
+    bob, b = enter(service, "bob", "#r")
+    phone = RecordingClient()
+    again = service.connect(phone, nick="alice", peer="test", token=alice.token)
+    again.join("#r")
+    phone.take()
+    m = say(bob, "one")
+    fired(again.markRead(m.id))
+    assert [e for e in a.describe() if e[0] == "read"] == [("read", "#r", m.id)]
+    assert [e for e in phone.describe() if e[0] == "read"] == [("read", "#r", m.id)]
+    assert b.of(ReadMarker) == []

@@ -46,7 +46,11 @@ class ClusterEvents:
         return self.host.isRunning()
 
     def localMembers(self) -> list[Member]:
-        return list(self.host.members)
+        # (a nick connected several times, once: the cluster knows nicks)
+        devices = self.nicks.devices
+        if not devices:
+            return list(self.host.members)
+        return [m for m in self.host.members if nickKey(m.nick) not in devices or self.nicks.byKey.get(nickKey(m.nick)) is m]
 
     def localRooms(self) -> list[str]:
         return list(self.host.rooms)
