@@ -9,6 +9,8 @@ chat's rooms, as channels. It only translates (see docs/protocol.md, "IRC"):
  - L{registration}, L{chat}, L{modes}, L{queries}, L{history}: the
    commands (C{req_<COMMAND>}), gathered in L{commands};
  - L{render}: the service's events as IRC lines;
+ - L{peer}: a connection as the commands and the renderer see it (the
+   typing Protocol L{peer.Peer}), below them and below L{connection};
  - L{caps}: IRCv3 capabilities; L{replies}: labeled responses;
    L{numerics}: the numerics.
 """

@@ -23,10 +23,10 @@ from twisted_chat.frontends.irc.registration import TARGMAX
 
 if TYPE_CHECKING:
     from twisted_chat.core.service import Member
-    from twisted_chat.frontends.irc.connection import Answer, IRCConnection
+    from twisted_chat.frontends.irc.peer import Answer, Peer
     from twisted_chat.frontends.irc.protocol import IRCMessage
 
-def _params(conn: IRCConnection, msg: IRCMessage, count: int) -> bool:
+def _params(conn: Peer, msg: IRCMessage, count: int) -> bool:
     """
     Whether C{msg} has C{count} parameters; if not, say so (C{461}).
     """
@@ -41,7 +41,7 @@ class ChatCommands:
     The commands that are chat.
     """
 
-    def req_JOIN(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_JOIN(self, conn: Peer, msg: IRCMessage) -> None:
         if not _params(conn, msg, 1):
             return
         member = _member(conn)
@@ -55,7 +55,7 @@ class ChatCommands:
             except ChatError as e:
                 conn.refuse("JOIN", e, name)
 
-    def join(self, conn: IRCConnection, member: Member, name: str) -> None:
+    def join(self, conn: Peer, member: Member, name: str) -> None:
         """
         Join C{name}; the answer: C{JOIN}, the topic, the names, and (for a
         client without C{draft/chathistory}) the recent history.
@@ -90,7 +90,7 @@ class ChatCommands:
             render.awaitingHistory[room] = conn.later()
             conn.holdInput()
 
-    def req_PART(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_PART(self, conn: Peer, msg: IRCMessage) -> None:
         if not _params(conn, msg, 1):
             return
         member = _member(conn)
@@ -101,20 +101,20 @@ class ChatCommands:
             except ChatError as e:
                 conn.refuse("PART", e, name)
 
-    def req_PRIVMSG(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_PRIVMSG(self, conn: Peer, msg: IRCMessage) -> None:
         self.send(conn, msg)
 
-    def req_NOTICE(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_NOTICE(self, conn: Peer, msg: IRCMessage) -> None:
         # (the chat has one kind of message: a notice is said as one)
         self.send(conn, msg)
 
-    def req_TAGMSG(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_TAGMSG(self, conn: Peer, msg: IRCMessage) -> None:
         # Client-only tags (typing notices…) are not relayed: the chat has
         # nothing to carry them in. Nothing was typed that could be lost.
         if not _params(conn, msg, 1):
             return
 
-    def send(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def send(self, conn: Peer, msg: IRCMessage) -> None:
         """
         C{PRIVMSG} or C{NOTICE}: say the text in each room named, send it
         privately to each nick.
@@ -144,7 +144,7 @@ class ChatCommands:
                 conn.refuse(command, e, target)
 
     def _sayInRoom(
-        self, conn: IRCConnection, member: Member, command: str, target: str, text: str, action: bool, msg: IRCMessage
+        self, conn: Peer, member: Member, command: str, target: str, text: str, action: bool, msg: IRCMessage
     ) -> None:
         name = normalizeRoom(target)
         if name not in member.rooms:
@@ -153,7 +153,7 @@ class ChatCommands:
         self._confirm(conn, d, command, target, lambda m: conn.render.messageLines(m))
 
     def _sayPrivately(
-        self, conn: IRCConnection, member: Member, command: str, target: str, text: str, msg: IRCMessage
+        self, conn: Peer, member: Member, command: str, target: str, text: str, msg: IRCMessage
     ) -> None:
         d = member.private(target, text)
         info = conn.service.memberInfo(target)
@@ -163,7 +163,7 @@ class ChatCommands:
 
     def _confirm(
         self,
-        conn: IRCConnection,
+        conn: Peer,
         d: Deferred[Any],
         command: str,
         target: str,
@@ -197,7 +197,7 @@ class ChatCommands:
 
         d.addCallbacks(stored, failed).addBoth(lambda _: conn.finish(reply))
 
-    def req_TOPIC(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_TOPIC(self, conn: Peer, msg: IRCMessage) -> None:
         if not _params(conn, msg, 1):
             return
         member = _member(conn)
@@ -211,7 +211,7 @@ class ChatCommands:
         for line in lines:
             conn.sendLine(line)
 
-    def req_AWAY(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_AWAY(self, conn: Peer, msg: IRCMessage) -> None:
         member = _member(conn)
         message = msg.params[0] if msg.params else ""
         member.setAway(message)
@@ -220,7 +220,7 @@ class ChatCommands:
         else:
             conn.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
 
-    def req_KICK(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_KICK(self, conn: Peer, msg: IRCMessage) -> None:
         if not _params(conn, msg, 2):
             return
         member = _member(conn)
@@ -235,13 +235,13 @@ class ChatCommands:
                 else:
                     conn.refuse("KICK", e, name)
 
-    def req_MODE(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_MODE(self, conn: Peer, msg: IRCMessage) -> None:
         if not _params(conn, msg, 1):
             return
         mode(conn, _member(conn), msg)
 
 
-def _member(conn: IRCConnection) -> Member:
+def _member(conn: Peer) -> Member:
     member = conn.member
     assert member is not None
     return member

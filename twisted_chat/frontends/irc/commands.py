@@ -2,7 +2,8 @@
 """
 Every command an IRC client may send, and its handler: C{req_<COMMAND>}
 of L{RegistrationCommands}, L{ChatCommands}, L{QueryCommands} and
-L{HistoryCommands}, each called with the connection and the message.
+L{HistoryCommands}, each called with the connection (as a
+L{twisted_chat.frontends.irc.peer.Peer}) and the message.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from twisted_chat.frontends.irc.queries import QueryCommands
 from twisted_chat.frontends.irc.registration import RegistrationCommands
 
 if TYPE_CHECKING:
-    from twisted_chat.frontends.irc.connection import IRCConnection
+    from twisted_chat.frontends.irc.peer import Peer
     from twisted_chat.frontends.irc.protocol import IRCMessage
 
-Handler = Callable[["IRCConnection", "IRCMessage"], None]
+Handler = Callable[["Peer", "IRCMessage"], None]
 
 
 def _table(*handlers: object) -> dict[str, Handler]:

@@ -18,7 +18,7 @@ silent for the whole idle timeout.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
@@ -33,8 +33,8 @@ from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService, Member
 from twisted_chat.frontends.irc import numerics as N
 from twisted_chat.frontends.irc.caps import Capabilities
-from twisted_chat.frontends.irc.commands import COMMANDS, UNREGISTERED
-from twisted_chat.frontends.irc.registration import Registration, welcome
+from twisted_chat.frontends.irc.commands import COMMANDS, UNREGISTERED, Handler
+from twisted_chat.frontends.irc.peer import Answer, Registration
 from twisted_chat.frontends.irc.protocol import (
     MAX_BODY,
     MAX_LINE,
@@ -47,6 +47,7 @@ from twisted_chat.frontends.irc.protocol import (
     parseMessage,
     withTags,
 )
+from twisted_chat.frontends.irc.registration import welcome
 from twisted_chat.frontends.irc.render import Renderer
 from twisted_chat.frontends.irc.replies import Reply, Unit
 from twisted_chat.frontends.line import peerName
@@ -62,10 +63,6 @@ if TYPE_CHECKING:
 REGISTRATION_TIMEOUT = 60.0
 #: the most lines a client may send before it is registered
 REGISTRATION_LINES = 100
-
-#: where the answer of a command goes: gathered for its label (a L{Reply}),
-#: or straight out (None)
-Answer = Union[Reply, None]
 
 
 @implementer(IChatClient)
@@ -431,7 +428,7 @@ class IRCConnection(Protocol, TimeoutMixin, ThrottledInput, LineFraming):
         with its numeric; a labeled command's answer is gathered.
         """
         command = message.command
-        handler: Callable[[IRCConnection, IRCMessage], None] | None = COMMANDS.get(command)
+        handler: Handler | None = COMMANDS.get(command)
         label = message.tags.get("label") if self.caps.has("labeled-response") else None
         reply = Reply(label, self._write, self.newBatchId if self.caps.has("batch") else None) if label else None
         self._reply = reply

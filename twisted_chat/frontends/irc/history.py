@@ -19,37 +19,22 @@ answers come in order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import History, Message, Private, PrivateHistory
 from twisted_chat.core.names import checkNick, normalizeRoom
+from twisted_chat.frontends.irc.peer import Wanted
 from twisted_chat.frontends.irc.protocol import SERVER_NAME, formatMessage, parseMsgid
 
 if TYPE_CHECKING:
-    from twisted_chat.frontends.irc.connection import Answer, IRCConnection
+    from twisted_chat.frontends.irc.peer import Peer
     from twisted_chat.frontends.irc.protocol import IRCMessage
 
 _SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN")
 #: the requests answered with the first messages after a reference (the
 #: others: with the last ones before it, or the latest)
 _FIRST = ("AFTER", "AROUND", "BETWEEN")
-
-
-class Wanted(NamedTuple):
-    """
-    A C{CHATHISTORY} request waiting for its history: what to keep of it.
-    """
-
-    target: str
-    sub: str
-    #: message ids to keep: above C{low}, below C{high} (None: no bound)
-    low: int | None
-    high: int | None
-    limit: int
-    #: for a room: its epoch in the references (None: none given)
-    epoch: str | None
-    reply: Answer
 
 
 class HistoryError(Exception):
@@ -110,7 +95,7 @@ class HistoryCommands:
     C{CHATHISTORY}.
     """
 
-    def req_CHATHISTORY(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_CHATHISTORY(self, conn: Peer, msg: IRCMessage) -> None:
         params = msg.params
         sub = params[0].upper() if params else ""
         if sub == "TARGETS":
@@ -131,7 +116,7 @@ class HistoryCommands:
         except ChatError as e:
             conn.fail("CHATHISTORY", "INVALID_TARGET", sub, target, e.message)
 
-    def _request(self, conn: IRCConnection, sub: str, target: str, refs: list[str], limitText: str) -> None:
+    def _request(self, conn: Peer, sub: str, target: str, refs: list[str], limitText: str) -> None:
         member = conn.member
         assert member is not None
         most = max(member.service.settings.historySize, 200)
@@ -184,7 +169,7 @@ def _keep(wanted: Wanted, ids: list[int]) -> list[int]:
     return kept[-wanted.limit :] if wanted.limit else []
 
 
-def historyArrived(conn: IRCConnection, h: History) -> None:
+def historyArrived(conn: Peer, h: History) -> None:
     """
     A history the client asked for came: answer its C{CHATHISTORY}.
     """
@@ -206,7 +191,7 @@ def historyArrived(conn: IRCConnection, h: History) -> None:
     conn.releaseInput()
 
 
-def privateHistoryArrived(conn: IRCConnection, ph: PrivateHistory) -> None:
+def privateHistoryArrived(conn: Peer, ph: PrivateHistory) -> None:
     """
     Private messages came: the answer of a C{CHATHISTORY} of a nick, or
     (after registration) what the client missed while away.

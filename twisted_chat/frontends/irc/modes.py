@@ -22,7 +22,7 @@ from twisted_chat.frontends.irc.protocol import formatMessage, mask
 
 if TYPE_CHECKING:
     from twisted_chat.core.service import Member
-    from twisted_chat.frontends.irc.connection import IRCConnection
+    from twisted_chat.frontends.irc.peer import Peer
     from twisted_chat.frontends.irc.protocol import IRCMessage
 
 #: the most mode changes of one C{MODE} (ISUPPORT C{MODES})
@@ -68,7 +68,7 @@ def banMask(key: str) -> str:
     return "*!*@" + key
 
 
-def mode(conn: IRCConnection, member: Member, msg: IRCMessage) -> None:
+def mode(conn: Peer, member: Member, msg: IRCMessage) -> None:
     """
     C{MODE TARGET [CHANGES [ARGUMENTS…]]}.
     """
@@ -95,7 +95,7 @@ def mode(conn: IRCConnection, member: Member, msg: IRCMessage) -> None:
                 conn.refuse("MODE", e, name)
 
 
-def _change(conn: IRCConnection, member: Member, name: str, sign: str, c: str, arg: str | None) -> None:
+def _change(conn: Peer, member: Member, name: str, sign: str, c: str, arg: str | None) -> None:
     if c == "b":
         if arg is None:
             for key in member.roomBans(name):

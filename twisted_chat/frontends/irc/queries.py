@@ -25,11 +25,11 @@ from twisted_chat.frontends.irc.registration import VERSION, lusers, motd
 
 if TYPE_CHECKING:
     from twisted_chat.core.service import Member
-    from twisted_chat.frontends.irc.connection import IRCConnection
+    from twisted_chat.frontends.irc.peer import Peer
     from twisted_chat.frontends.irc.protocol import IRCMessage
 
 
-def ask(conn: IRCConnection, kind: str, call: Callable[[], None]) -> Event | None:
+def ask(conn: Peer, kind: str, call: Callable[[], None]) -> Event | None:
     """
     The event of C{kind} that C{call} (a request of the member, answered
     at once) is answered with, taken from the client's events.
@@ -52,7 +52,7 @@ class QueryCommands:
     The commands that ask.
     """
 
-    def req_NAMES(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_NAMES(self, conn: Peer, msg: IRCMessage) -> None:
         member = _member(conn)
         if not msg.params or not msg.params[0]:
             conn.numeric(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
@@ -68,7 +68,7 @@ class QueryCommands:
                 for line in conn.render.namesLines(presence):
                     conn.sendLine(line)
 
-    def req_LIST(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_LIST(self, conn: Peer, msg: IRCMessage) -> None:
         member = _member(conn)
         wanted = None
         if msg.params and msg.params[0]:
@@ -86,7 +86,7 @@ class QueryCommands:
                     conn.numeric(N.RPL_LIST, name, str(count), member.roomTopic(name)[1])
         conn.numeric(N.RPL_LISTEND, "End of /LIST")
 
-    def req_WHO(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_WHO(self, conn: Peer, msg: IRCMessage) -> None:
         member = _member(conn)
         target = msg.params[0] if msg.params else "*"
         try:
@@ -99,7 +99,7 @@ class QueryCommands:
             pass
         conn.numeric(N.RPL_ENDOFWHO, target, "End of /WHO list")
 
-    def _whoRoom(self, conn: IRCConnection, member: Member, name: str) -> None:
+    def _whoRoom(self, conn: Peer, member: Member, name: str) -> None:
         presence = ask(conn, "presence", lambda: member.who(name))
         if not isinstance(presence, Presence):
             return
@@ -108,11 +108,11 @@ class QueryCommands:
             info = conn.service.memberInfo(nick) or MemberInfo(nick, None, "", (), False, "", False)
             self._whoLine(conn, name, info, ops)
 
-    def _whoLine(self, conn: IRCConnection, room: str, info: MemberInfo, ops: set[str]) -> None:
+    def _whoLine(self, conn: Peer, room: str, info: MemberInfo, ops: set[str]) -> None:
         flags = ("G" if info.away else "H") + ("*" if info.admin else "") + ("@" if info.nick.lower() in ops else "")
         conn.numeric(N.RPL_WHOREPLY, room, info.nick, USER_HOST, SERVER_NAME, info.nick, flags, "0 " + realname(info))
 
-    def req_WHOIS(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_WHOIS(self, conn: Peer, msg: IRCMessage) -> None:
         member = _member(conn)
         if not msg.params or not msg.params[-1]:
             conn.numeric(N.ERR_NONICKNAMEGIVEN, "No nickname given")
@@ -141,12 +141,12 @@ class QueryCommands:
             conn.numeric(N.RPL_WHOISACCOUNT, info.nick, info.account, "is logged in as")
         conn.numeric(N.RPL_ENDOFWHOIS, info.nick, "End of /WHOIS list")
 
-    def req_WHOWAS(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_WHOWAS(self, conn: Peer, msg: IRCMessage) -> None:
         nick = msg.params[0] if msg.params else "*"
         conn.numeric(N.ERR_WASNOSUCHNICK, nick, "There was no such nickname (the chat keeps no record)")
         conn.numeric(N.RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
 
-    def req_USERHOST(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_USERHOST(self, conn: Peer, msg: IRCMessage) -> None:
         if not msg.params:
             conn.numeric(N.ERR_NEEDMOREPARAMS, "USERHOST", "Not enough parameters")
             return
@@ -157,22 +157,22 @@ class QueryCommands:
                 found.append("%s%s=%s%s@%s" % (info.nick, "*" if info.admin else "", "-" if info.away else "+", info.nick, USER_HOST))
         conn.numeric(N.RPL_USERHOST, " ".join(found))
 
-    def req_ISON(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_ISON(self, conn: Peer, msg: IRCMessage) -> None:
         nicks = " ".join(msg.params).split()
         online = [info.nick for info in map(conn.service.memberInfo, nicks[:50]) if info is not None]
         conn.numeric(N.RPL_ISON, " ".join(online))
 
-    def req_MOTD(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_MOTD(self, conn: Peer, msg: IRCMessage) -> None:
         motd(conn)
 
-    def req_LUSERS(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_LUSERS(self, conn: Peer, msg: IRCMessage) -> None:
         lusers(conn)
 
-    def req_VERSION(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_VERSION(self, conn: Peer, msg: IRCMessage) -> None:
         conn.numeric(N.RPL_VERSION, VERSION, SERVER_NAME, "a chat with line, WebSocket, Socket.IO and IRC front-ends")
 
 
-def _member(conn: IRCConnection) -> Member:
+def _member(conn: Peer) -> Member:
     member = conn.member
     assert member is not None
     return member

@@ -32,7 +32,7 @@ from twisted_chat.frontends.irc import numerics as N
 from twisted_chat.frontends.irc.protocol import SERVER_NAME, formatMessage, mask
 
 if TYPE_CHECKING:
-    from twisted_chat.frontends.irc.connection import IRCConnection
+    from twisted_chat.frontends.irc.peer import Peer
     from twisted_chat.frontends.irc.protocol import IRCMessage
 
 VERSION = "twisted-chat-" + __version__
@@ -55,30 +55,7 @@ MOTD = [
 ]
 
 
-class Registration:
-    """
-    One client's registration: what it said so far.
-    """
-
-    __slots__ = ("nick", "user", "realname", "password", "account", "sasl", "quitReason", "pending")
-
-    def __init__(self) -> None:
-        self.nick: str | None = None
-        self.user: str | None = None
-        self.realname = ""
-        self.password: str | None = None
-        #: the registered nick the client logged in as through SASL
-        self.account: str | None = None
-        #: the SASL response read so far (None: no exchange under way)
-        self.sasl: str | None = None
-        #: why the member leaves when the connection closes (None:
-        #: disconnected)
-        self.quitReason: str | None = None
-        #: whether a password check is under way
-        self.pending = False
-
-
-def isupport(conn: IRCConnection) -> list[str]:
+def isupport(conn: Peer) -> list[str]:
     """
     The C{005} tokens: what this server is, truthfully.
     """
@@ -103,7 +80,7 @@ def isupport(conn: IRCConnection) -> list[str]:
     ]
 
 
-def welcome(conn: IRCConnection) -> None:
+def welcome(conn: Peer) -> None:
     """
     C{001} to C{005}, the user counts and the MOTD.
     """
@@ -120,14 +97,14 @@ def welcome(conn: IRCConnection) -> None:
     motd(conn)
 
 
-def lusers(conn: IRCConnection) -> None:
+def lusers(conn: Peer) -> None:
     users = len(conn.service.members)
     conn.numeric(N.RPL_LUSERCLIENT, "There are %d users and 0 invisible on 1 servers" % (users,))
     conn.numeric(N.RPL_LUSERCHANNELS, str(len(conn.service.roomList())), "channels formed")
     conn.numeric(N.RPL_LUSERME, "I have %d clients and 0 servers" % (users,))
 
 
-def motd(conn: IRCConnection) -> None:
+def motd(conn: Peer) -> None:
     conn.numeric(N.RPL_MOTDSTART, "- %s Message of the day -" % (SERVER_NAME,))
     for line in MOTD:
         conn.numeric(N.RPL_MOTD, "- " + line)
@@ -139,7 +116,7 @@ class RegistrationCommands:
     The commands of registration, and those a client may send before it.
     """
 
-    def req_CAP(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_CAP(self, conn: Peer, msg: IRCMessage) -> None:
         if not msg.params:
             conn.numeric(N.ERR_NEEDMOREPARAMS, "CAP", "Not enough parameters")
             return
@@ -167,7 +144,7 @@ class RegistrationCommands:
         else:
             conn.numeric("410", sub, "Invalid CAP command")
 
-    def req_PASS(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_PASS(self, conn: Peer, msg: IRCMessage) -> None:
         if conn.member is not None:
             conn.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
         elif not msg.params:
@@ -175,7 +152,7 @@ class RegistrationCommands:
         else:
             conn.registration.password = msg.params[0]
 
-    def req_USER(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_USER(self, conn: Peer, msg: IRCMessage) -> None:
         if conn.member is not None:
             conn.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
             return
@@ -186,7 +163,7 @@ class RegistrationCommands:
         conn.registration.realname = msg.params[3]
         self.complete(conn)
 
-    def req_NICK(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_NICK(self, conn: Peer, msg: IRCMessage) -> None:
         if not msg.params or not msg.params[0]:
             conn.numeric(N.ERR_NONICKNAMEGIVEN, "No nickname given")
             return
@@ -208,22 +185,22 @@ class RegistrationCommands:
         conn.registration.nick = nick
         self.complete(conn)
 
-    def req_PING(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_PING(self, conn: Peer, msg: IRCMessage) -> None:
         if not msg.params:
             conn.numeric(N.ERR_NOORIGIN, "No origin specified")
             return
         conn.sendLine(formatMessage("PONG", [SERVER_NAME, msg.params[-1]], SERVER_NAME))
 
-    def req_PONG(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_PONG(self, conn: Peer, msg: IRCMessage) -> None:
         # (any input answers a ping: see IRCConnection.dataReceived)
         pass
 
-    def req_QUIT(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_QUIT(self, conn: Peer, msg: IRCMessage) -> None:
         why = msg.params[0].strip()[:200] if msg.params and msg.params[0].strip() else ""
         conn.registration.quitReason = "quit: " + why if why else "quit"
         conn.closeLink(conn.registration.quitReason)
 
-    def req_AUTHENTICATE(self, conn: IRCConnection, msg: IRCMessage) -> None:
+    def req_AUTHENTICATE(self, conn: Peer, msg: IRCMessage) -> None:
         reg = conn.registration
         if not msg.params:
             conn.numeric(N.ERR_NEEDMOREPARAMS, "AUTHENTICATE", "Not enough parameters")
@@ -258,7 +235,7 @@ class RegistrationCommands:
         response, reg.sasl = reg.sasl, None
         self._checkPlain(conn, response)
 
-    def _checkPlain(self, conn: IRCConnection, response: str) -> None:
+    def _checkPlain(self, conn: Peer, response: str) -> None:
         try:
             fields = base64.b64decode(response, validate=True).decode("utf-8").split("\0")
         except (binascii.Error, UnicodeDecodeError):
@@ -302,7 +279,7 @@ class RegistrationCommands:
 
         d.addCallbacks(loggedIn, failed).addBoth(done)
 
-    def complete(self, conn: IRCConnection) -> None:
+    def complete(self, conn: Peer) -> None:
         """
         Register the client if it said all it has to.
         """
@@ -322,7 +299,7 @@ class RegistrationCommands:
         else:
             self._connect(conn, reg.nick)
 
-    def _connect(self, conn: IRCConnection, nick: str, authenticated: bool = False) -> None:
+    def _connect(self, conn: Peer, nick: str, authenticated: bool = False) -> None:
         service = conn.service
         try:
             if authenticated:
@@ -342,7 +319,7 @@ class RegistrationCommands:
             return
         conn.registered(member)
 
-    def _connectWithPassword(self, conn: IRCConnection, nick: str, password: str) -> None:
+    def _connectWithPassword(self, conn: Peer, nick: str, password: str) -> None:
         reg = conn.registration
         reg.pending = True
         conn.holdInput()

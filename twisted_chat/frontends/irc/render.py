@@ -50,8 +50,7 @@ from twisted_chat.frontends.irc.protocol import (
 from twisted_chat.wire.render import stamp
 
 if TYPE_CHECKING:
-    from twisted_chat.frontends.irc.connection import Answer, IRCConnection
-    from twisted_chat.frontends.irc.history import Wanted
+    from twisted_chat.frontends.irc.peer import Answer, Peer, Wanted
 
 #: a leave by an operator: C{kicked by OP[: why]}, C{banned by OP[: why]}
 _KICKED = re.compile(r"(?:kicked|banned) by ([A-Za-z0-9_-]+)(?:: (.*))?\Z", re.S)
@@ -82,7 +81,7 @@ class Renderer:
     What one IRC connection shows of the service's events.
     """
 
-    def __init__(self, conn: IRCConnection) -> None:
+    def __init__(self, conn: Peer) -> None:
         self.conn = conn
         #: kind of event -> who takes it instead of the client (a command
         #: that asked for it, while its request runs)
