@@ -185,7 +185,11 @@ class ChatCommands:
                 else:
                     self._sayPrivately(conn, member, command, target, text if not action else msg.params[1], msg)
             except ChatError as e:
-                conn.refuse(command, e, target)
+                if e.code == "no-such-message":
+                    # (a +draft/reply to a message the room has not)
+                    refused(conn, None, command, e, target, msg.tags.get("+draft/reply", ""))
+                else:
+                    conn.refuse(command, e, target)
             except DraftError as e:
                 refused(conn, None, command, e)
 
