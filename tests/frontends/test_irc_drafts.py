@@ -173,7 +173,7 @@ def test_reactBothWays(service: ChatService, factory: IRCFactory) -> None:
     [echo] = irc.cmd("@+draft/react=👍;+draft/reply=%s TAGMSG #lobby" % (msgid(first),))
     [u] = updates(record, Update)
     assert (u.op, u.target, u.emoji, u.on, u.sender) == ("react", first.id, "👍", True, "irc")
-    assert (echo.command, echo.tags) == ("TAGMSG", {"+draft/react": "👍", "+draft/reply": msgid(first)})
+    assert (echo.command, echo.tags) == ("TAGMSG", {"msgid": msgid(u), "+draft/react": "👍", "+draft/reply": msgid(first)})
     [m] = irc.cmd("@+draft/unreact=👍;+draft/reply=%s TAGMSG #lobby" % (msgid(first),))
     [u] = updates(record, Update)
     assert (u.op, u.emoji, u.on) == ("react", "👍", False)
@@ -260,7 +260,9 @@ def test_redactOwnReaction(service: ChatService, factory: IRCFactory) -> None:
     record.take()
     [mine] = irc.cmd("@label=r1;+draft/react=👍;+draft/reply=%s TAGMSG #lobby" % (msgid(first),))
     [u] = updates(record, Update)
-    reaction = "lobby/%s/%d" % (first.epoch, u.id)
+    # (the echo names the reaction)
+    reaction = mine.tags["msgid"]
+    assert (reaction, mine.tags["label"]) == ("lobby/%s/%d" % (first.epoch, u.id), "r1")
     [m] = irc.cmd("REDACT #lobby " + reaction)
     assert m.command == "REDACT" and m.params[1] == reaction
     [u] = updates(record, Update)

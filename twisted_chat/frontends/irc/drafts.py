@@ -29,7 +29,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.python.failure import Failure
 
 from twisted_chat.core.errors import ChatError
-from twisted_chat.core.events import DELETE, REACT, Message, Update
+from twisted_chat.core.events import DELETE, REACT, Message, PrivateUpdate, Update
 from twisted_chat.core.names import nickKey, normalizeRoom
 from twisted_chat.frontends.irc.protocol import SERVER_NAME, formatMessage, mask, parseMsgid, serverTime
 
@@ -141,16 +141,19 @@ def replyTo(conn: Peer, command: str, target: str, msg: IRCMessage) -> int | Non
     return reference(conn, target, value)[1]
 
 
-def echo(conn: Peer, d: Deferred[Any], command: str, context: tuple[str, ...], lines: Callable[[], list[str]]) -> None:
+def echo(
+    conn: Peer, d: Deferred[Any], command: str, context: tuple[str, ...], lines: Callable[[dict[str, str]], list[str]]
+) -> None:
     """
-    Once the request behind C{d} is stored: C{lines} for a client with
+    Once the request behind C{d} is stored: C{lines} (given the tags of the
+    stored update: its C{msgid}, C{time}) for a client with
     C{echo-message}, or the C{FAIL} of its refusal; in the command's answer.
     """
     reply = conn.later()
 
-    def stored(_: object) -> None:
+    def stored(update: object) -> None:
         if conn.caps.has("echo-message"):
-            for line in lines():
+            for line in lines(updateTags(conn, update)):
                 conn.answer(reply, line)
 
     def failed(f: Failure) -> None:
@@ -161,6 +164,24 @@ def echo(conn: Peer, d: Deferred[Any], command: str, context: tuple[str, ...], l
         conn.answer(reply, formatMessage("FAIL", [command, "INTERNAL_ERROR", *context, "not stored (server error): please try again"], SERVER_NAME))
 
     d.addCallbacks(stored, failed).addBoth(lambda _: conn.finish(reply))
+
+
+def updateTags(conn: Peer, update: object) -> dict[str, str]:
+    """
+    The tags of the stored update C{update} for this client: C{time} (with
+    C{server-time}) and its C{msgid} (with C{message-tags}).
+    """
+    tags: dict[str, str] = {}
+    if not isinstance(update, (Update, PrivateUpdate)):
+        return tags
+    if conn.caps.has("server-time"):
+        tags["time"] = serverTime(update.time)
+    if conn.caps.has("message-tags"):
+        if isinstance(update, Update):
+            tags["msgid"] = "%s/%s/%d" % (update.room[1:], update.epoch, update.id)
+        else:
+            tags["msgid"] = "pm/%d" % (update.id,)
+    return tags
 
 
 def _member(conn: Peer) -> Member:
@@ -217,12 +238,10 @@ def react(conn: Peer, command: str, target: str, msg: IRCMessage) -> None:
         refused(conn, None, command, e, target, msgid)
         return
 
-    def lines() -> list[str]:
-        return [
-            formatMessage(
-                "TAGMSG", [target], mask(conn.nick), {("+draft/react" if on else "+draft/unreact"): emoji, "+draft/reply": msgid}
-            )
-        ]
+    def lines(tags: dict[str, str]) -> list[str]:
+        tags[("+draft/react" if on else "+draft/unreact")] = emoji
+        tags["+draft/reply"] = msgid
+        return [formatMessage("TAGMSG", [target], mask(conn.nick), tags)]
 
     echo(conn, d, command, (target, msgid), lines)
 
@@ -262,9 +281,9 @@ class DraftCommands:
                 raise ChatError("not-author", "only its author can take a reaction back")
             return member.delete(id, room)
 
-        def lines() -> list[str]:
+        def lines(tags: dict[str, str]) -> list[str]:
             params = [target, msgid] + ([reason] if reason else [])
-            return [formatMessage("REDACT", params, mask(conn.nick))]
+            return [formatMessage("REDACT", params, mask(conn.nick), tags)]
 
         echo(conn, d.addCallback(redact), "REDACT", (target, msgid), lines)
 
