@@ -611,9 +611,10 @@ class JsonLogic:
             code = str(e.get("code"))
             if code not in ("unavailable", "server-error"):
                 self.updating.pop(e["ref"])[1][4] = code
-                if code != "no-such-message":
+                if code not in ("no-such-message", "not-in-room"):
                     # (no-such-message: Redis lost the message, or it was
-                    # pruned; anything else is a refusal that should not be)
+                    # pruned; not-in-room: sent again after a reconnect
+                    # into fewer rooms; anything else should not be)
                     j.violation("update-refused", self.name, "%s: %s" % (self.conn, e))
         elif kind == "error":
             if e.get("ref") is not None:
