@@ -716,14 +716,18 @@ class JsonUser(Client, JsonLogic):
         messages in a room it is in (issue #19): an entry of the room's
         sequence that every member must see once, in order.
         """
-        mine = [r for r in self.acked if r.id is not None and r.room in self.rooms and r.token not in self.deleting]
+        mine = [
+            r for r in self.acked
+            if r.id is not None and r.room in self.rooms and r.token not in self.deleting
+            and r.epoch == self.positions.get(r.room, ("", 0))[0]
+        ]  # fmt: skip
         if not mine:
             return False
         r = self.rng.choice(mine)
         x = self.rng.random()
         op = "edit" if x < 0.4 else "react" if x < 0.85 else "delete"
         ref = self.nextRef()
-        request: dict[str, Any] = {"type": op, "room": r.room, "id": r.id, "ref": ref}
+        request: dict[str, Any] = {"type": op, "room": r.room, "id": r.id, "epoch": r.epoch, "ref": ref}
         if op == "edit":
             request["text"] = self.text(r.token) + " (edited %d)" % (self.refs,)
         elif op == "react":
