@@ -611,9 +611,10 @@ class JsonLogic:
             code = str(e.get("code"))
             if code not in ("unavailable", "server-error"):
                 self.updating.pop(e["ref"])[1][4] = code
-                if code != "no-such-message":
+                if code not in ("no-such-message", "not-in-room"):
                     # (no-such-message: Redis lost the message, or it was
-                    # pruned; anything else is a refusal that should not be)
+                    # pruned; not-in-room: sent again after a reconnect
+                    # into fewer rooms; anything else should not be)
                     j.violation("update-refused", self.name, "%s: %s" % (self.conn, e))
         elif kind == "error":
             if e.get("ref") is not None:
@@ -715,14 +716,18 @@ class JsonUser(Client, JsonLogic):
         messages in a room it is in (issue #19): an entry of the room's
         sequence that every member must see once, in order.
         """
-        mine = [r for r in self.acked if r.id is not None and r.room in self.rooms and r.token not in self.deleting]
+        mine = [
+            r for r in self.acked
+            if r.id is not None and r.room in self.rooms and r.token not in self.deleting
+            and r.epoch == self.positions.get(r.room, ("", 0))[0]
+        ]  # fmt: skip
         if not mine:
             return False
         r = self.rng.choice(mine)
         x = self.rng.random()
         op = "edit" if x < 0.4 else "react" if x < 0.85 else "delete"
         ref = self.nextRef()
-        request: dict[str, Any] = {"type": op, "room": r.room, "id": r.id, "ref": ref}
+        request: dict[str, Any] = {"type": op, "room": r.room, "id": r.id, "epoch": r.epoch, "ref": ref}
         if op == "edit":
             request["text"] = self.text(r.token) + " (edited %d)" % (self.refs,)
         elif op == "react":

@@ -322,3 +322,16 @@ def test_readMarkersReachEveryConnectionOfTheNick(service: ChatService) -> None:
     assert [e for e in a.describe() if e[0] == "read"] == [("read", "#r", m.id)]
     assert [e for e in phone.describe() if e[0] == "read"] == [("read", "#r", m.id)]
     assert b.of(ReadMarker) == []
+
+
+def test_updateOfAnotherEpochIsRefused(service: ChatService) -> None:
+    """
+    An update that names the epoch of its message is refused once the
+    room's ids are of another epoch (the store lost its messages: the id
+    would name another message), and goes through in the same epoch.
+    """
+    alice, _ = enter(service, "alice", "#r")
+    m = say(alice, "one")
+    refused("no-such-message", lambda: alice.edit(m.id, "uno", epoch="gone1234"))
+    refused("bad-request", lambda: alice.react(m.id, "👍", epoch=7))
+    assert fired(alice.edit(m.id, "uno", epoch=m.epoch)).text == "uno"

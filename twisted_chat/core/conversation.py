@@ -100,14 +100,22 @@ class Conversation:
         emoji: object = "",
         on: bool = True,
         ref: object = None,
+        epoch: object = None,
     ) -> Deferred[Update]:
         """
         Edit (C{text}), delete or react to (C{emoji}, C{on}) message C{id}
         of room C{name}: stored as an entry of the room's sequence, then
-        delivered to the room; fires with the stored L{Update}.
+        delivered to the room; fires with the stored L{Update}. With an
+        C{epoch}, refused when the room's ids are of another one now (the
+        store lost its messages: C{id} names another message, or none).
         """
         self.nicks.requireLogin(member)
         target = checkId(id)
+        if epoch is not None:
+            if not isinstance(epoch, str):
+                raise ChatError("bad-request", "'epoch' is a string")
+            if epoch != self.host.store.epoch:
+                raise ChatError("no-such-message", "that message is gone: the server lost its stored messages since")
         newText = self.messages.checkText(text) if op == EDIT else ""
         emojiText = checkEmoji(emoji) if op == REACT else ""
         store = self.host.store

@@ -62,7 +62,7 @@ class _Nicks(Protocol):
 class _Conversation(Protocol):
     def update(
         self, member: Member, name: str, id: object, op: str, text: object = "", emoji: object = "",
-        on: bool = True, ref: object = None,
+        on: bool = True, ref: object = None, epoch: object = None,
     ) -> Deferred[Update]: ...
     def updatePrivate(
         self, member: Member, id: object, op: str, text: object = "", emoji: object = "", on: bool = True,
@@ -248,31 +248,41 @@ class Member:
         self.service.spend(self)
         return self.service.messages.private(self, nick, text, ref, replyTo)
 
-    def edit(self, id: object, text: object, room: str | None = None, ref: object = None) -> Deferred[Update]:
+    def edit(
+        self, id: object, text: object, room: str | None = None, ref: object = None, epoch: object = None
+    ) -> Deferred[Update]:
         """
         Replace the text of message C{id} of C{room} (default: current), of
         which this nick is the author. The Deferred fires with the stored
-        L{Update} once the room has it; idempotent with a C{ref}.
+        L{Update} once the room has it; idempotent with a C{ref}. With an
+        C{epoch}: refused unless the room's ids are still of that epoch.
         """
         self.service.spend(self)
-        return self.service.conversation.update(self, self.roomOrCurrent(room), id, EDIT, text=text, ref=ref)
+        return self.service.conversation.update(
+            self, self.roomOrCurrent(room), id, EDIT, text=text, ref=ref, epoch=epoch
+        )
 
-    def delete(self, id: object, room: str | None = None, ref: object = None) -> Deferred[Update]:
+    def delete(
+        self, id: object, room: str | None = None, ref: object = None, epoch: object = None
+    ) -> Deferred[Update]:
         """
         Delete message C{id} of C{room} (its author, an operator of the room
         or a server admin): its text is removed from storage.
         """
         self.service.spend(self)
-        return self.service.conversation.update(self, self.roomOrCurrent(room), id, DELETE, ref=ref)
+        return self.service.conversation.update(self, self.roomOrCurrent(room), id, DELETE, ref=ref, epoch=epoch)
 
     def react(
-        self, id: object, emoji: object, on: bool = True, room: str | None = None, ref: object = None
+        self, id: object, emoji: object, on: bool = True, room: str | None = None, ref: object = None,
+        epoch: object = None,
     ) -> Deferred[Update]:
         """
         Add (C{on}) or take back this nick's reaction C{emoji} to message C{id}.
         """
         self.service.spend(self)
-        return self.service.conversation.update(self, self.roomOrCurrent(room), id, REACT, emoji=emoji, on=on, ref=ref)
+        return self.service.conversation.update(
+            self, self.roomOrCurrent(room), id, REACT, emoji=emoji, on=on, ref=ref, epoch=epoch
+        )
 
     def updatePrivate(
         self, id: object, op: str, text: object = "", emoji: object = "", on: bool = True, ref: object = None

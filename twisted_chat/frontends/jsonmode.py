@@ -576,12 +576,13 @@ class JsonSession:
             self._acked(pd, ref, lambda u: {"id": u.target, "seq": u.id, "private": True})
             return
         room = _str(request, "room", required=False)
+        epoch = request.get("epoch")
         if op == "edit":
-            d = self.member.edit(request.get("id"), text, room, ref)
+            d = self.member.edit(request.get("id"), text, room, ref, epoch)
         elif op == "delete":
-            d = self.member.delete(request.get("id"), room, ref)
+            d = self.member.delete(request.get("id"), room, ref, epoch)
         else:
-            d = self.member.react(request.get("id"), emoji, on, room, ref)
+            d = self.member.react(request.get("id"), emoji, on, room, ref, epoch)
         self._acked(d, ref, lambda u: {"id": u.target, "seq": u.id, "room": u.room, "epoch": u.epoch})
 
     def req_edit(self, request: dict[str, Any]) -> None:

@@ -155,6 +155,10 @@ class Renderer:
         back on join, stamped in its text for a client without
         C{server-time}).
         """
+        if m.deleted or m.kind != "message":
+            # (a deleted message, an update: nothing to play back; the
+            # IRCv3 drafts for them are not spoken here yet)
+            return []
         flags = self.flags()
         if playback and "t" not in flags:
             text = "[%s] %s" % (stamp(m.time, self.conn.service.now()), m.text)
@@ -189,6 +193,8 @@ class Renderer:
             self.conn.sendLine(line)
 
     def privateLines(self, p: Private) -> list[str]:
+        if p.deleted or p.kind != "private":
+            return []
         tags = self.userTags(p.sender, p.time)
         if self.conn.caps.has("message-tags"):
             tags["msgid"] = privateMsgid(p)

@@ -252,12 +252,13 @@ class ChatRequests:
             self._settle(pd, ack, ref, lambda u: {"id": u.target, "seq": u.id, "private": True})
             return
         room = _optional(request, "room")
+        epoch = request.get("epoch")
         if op == "edit":
-            d = member.edit(request.get("id"), text, room, ref)
+            d = member.edit(request.get("id"), text, room, ref, epoch)
         elif op == "delete":
-            d = member.delete(request.get("id"), room, ref)
+            d = member.delete(request.get("id"), room, ref, epoch)
         else:
-            d = member.react(request.get("id"), emoji, on, room, ref)
+            d = member.react(request.get("id"), emoji, on, room, ref, epoch)
         self._settle(d, ack, ref, lambda u: {"id": u.target, "seq": u.id, "room": u.room, "epoch": u.epoch})
 
     def req_edit(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
