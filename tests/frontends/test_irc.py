@@ -737,9 +737,9 @@ def test_saslAfterRegistrationLogsIn(factory: IRCFactory) -> None:
 def test_deletedMessagesAndUpdatesAreNotPlayedBack(factory: IRCFactory, service: ChatService) -> None:
     """
     A message deleted since (issue #19) is not played back on join, and
-    edits, reactions and deletions show nothing to an IRC client (the
-    IRCv3 drafts are not spoken yet); an edited message is played back
-    as it is now.
+    an edited message is played back as it is now; a client without the
+    IRCv3 drafts sees edits and deletions as NOTICEs, reactions not at all
+    (see tests/frontends/test_irc_drafts.py).
     """
     bob = joined(factory, "bob", "#r")
     bob.cmd("PRIVMSG #r :one\r\nPRIVMSG #r :two")
@@ -749,7 +749,11 @@ def test_deletedMessagesAndUpdatesAreNotPlayedBack(factory: IRCFactory, service:
     member.edit(1, "one, edited")
     member.react(1, "👍")
     member.delete(2)
-    assert [m.command for m in watcher.cmd("PING :x")] == ["PONG"]
+    assert [(m.command, m.params) for m in watcher.cmd("PING :x")] == [
+        ("NOTICE", ["#r", 'edited "one": one, edited']),
+        ("NOTICE", ["#r", 'deleted "two"']),
+        ("PONG", ["irc.twisted-chat", "x"]),
+    ]
     plain = Client(factory)
     plain.register("plain")
     lines = plain.cmd("JOIN #r")

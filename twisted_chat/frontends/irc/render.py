@@ -156,8 +156,8 @@ class Renderer:
         C{server-time}).
         """
         if m.deleted or m.kind != "message":
-            # (a deleted message, an update: nothing to play back; the
-            # IRCv3 drafts for them are not spoken here yet)
+            # (a deleted message, an update: nothing to play back; updates
+            # come live as on_update shows them)
             return []
         flags = self.flags()
         if playback and "t" not in flags:
