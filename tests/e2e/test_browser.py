@@ -658,11 +658,6 @@ def test_conversation(
     inBrowser(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="several connections of one owned nick at once (issue #19) are not in the server (s19-core) yet: "
-    "a second tab replaces the first",
-)
 def test_readFollowsToAnotherTab(
     startDaemon: Callable[..., Daemon],
     lineClients: Callable[..., LineClient],
