@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.chaos.faults import Injected
-from tests.chaos.journal import Episode, Journal, Request, tokenOf
+from tests.chaos.journal import DELETED, SEES_UPDATES, UPDATE, Episode, Journal, Request, tokenOf
 
 #: seconds: the documented bound on an answer (Redis command timeout, 10 s,
 #: docs/design.md "Redis slow, or this node behind") plus 5 s of slack for
@@ -151,7 +151,8 @@ def check(
         if not acked:
             continue
         res.acked += 1
-        if r.token in where:
+        if r.token in where or r.token in journal.deleted:
+            # (a message its sender deleted has no text in the store any more)
             continue
         firstAck = min(x.answered or 0.0 for x in acked)
         ackEpochs = {x.epoch for x in acked if x.epoch is not None}
@@ -215,14 +216,27 @@ def check(
         if final:
             last[room] = max(final, key=lambda p: p[1])
     exists: dict[tuple[str, str], set[int]] = defaultdict(set)
+    #: the ids of updates (edits, deletions, reactions): entries of the
+    #: room's sequence only json clients are shown
+    updates: dict[tuple[str, str], set[int]] = defaultdict(set)
+    #: and of deleted messages: not in the text modes' histories
+    deletedIds: dict[tuple[str, str], set[int]] = defaultdict(set)
     for room, rows in stored.items():
-        for epoch, id, _ in rows:
+        for epoch, id, text in rows:
             exists[(room, epoch)].add(id)
+            if text == UPDATE:
+                updates[(room, epoch)].add(id)
+            elif text == DELETED:
+                deletedIds[(room, epoch)].add(id)
     for f in wipes:
         assert f.wiped is not None
         for room, bodies in f.wiped.items():
             for b in bodies:
                 exists[(room, b["e"])].add(int(b["i"]))
+                if b.get("x") == UPDATE:
+                    updates[(room, b["e"])].add(int(b["i"]))
+                elif b.get("x") == DELETED:
+                    deletedIds[(room, b["e"])].add(int(b["i"]))
     # every acknowledged message, with when it was first sent (it may have
     # been stored from then on: a resend after a lost connection is
     # answered with the first attempt's id) and when its sender had the answer
@@ -252,7 +266,7 @@ def check(
             ackedAt[r.room].append((sentAt, min(x.answered for x in acks if x.answered is not None), places[0]))
     plausible = _lifetimes(wipes, finalEpoch)
     for ep in journal.episodes:
-        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists, plausible)
+        missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists, plausible, updates, deletedIds)
         _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns)
 
     # 6. flood control (recorded as the answers came) and harness notes
@@ -325,12 +339,35 @@ def _episode(
     conns: dict[str, Any],
     exists: dict[tuple[str, str], set[int]],
     plausible: Any = lambda epoch, t: True,
+    updates: dict[tuple[str, str], set[int]] | None = None,
+    deletedIds: dict[tuple[str, str], set[int]] | None = None,
 ) -> list[int]:
+    c = conns.get(ep.conn)
+    seesUpdates = c is not None and c.kind in SEES_UPDATES
+    #: whether the last entry was of a history (not live)
+    fromHistory = [False]
+
     def real(epoch: str, ids: list[int]) -> list[int]:
         # ids the store never had (a failed write) cannot be missed; what
         # an empty Redis wiped before we knew it is not checked here
         known = exists.get((ep.room, epoch))
-        return [i for i in ids if known is None or i in known]
+        found = [i for i in ids if known is None or i in known]
+        upd = (updates or {}).get((ep.room, epoch))
+        if not seesUpdates:
+            # (nor deleted messages, in the text modes' histories)
+            gone = (deletedIds or {}).get((ep.room, epoch))
+            if gone:
+                upd = (upd or set()) | gone
+        if upd and (not seesUpdates or (fromHistory[0] and not (ep.recovered is True and ep.since is not None))):
+            # Updates are not shown in text modes; and a join's history
+            # (not a resume) has the messages as they are now, the
+            # updates before it folded in: the ones after its last message
+            # may have been among them.
+            if not seesUpdates:
+                found = [i for i in found if i not in upd]
+            elif all(i in upd for i in found):
+                found = []
+        return found
 
     seen: set[tuple[str, int]] = set()
     prev: tuple[str, int] | None = None
@@ -405,6 +442,7 @@ def _episode(
                     missedHere += gap
                     res.add("missed", ep.client, ep.room, "%s: new epoch %s: ids %s never delivered (first was %d)" % (ep.conn, pos[0], _ranges(gap), pos[1]))
         prev = pos if prev is None or pos[0] != prev[0] or pos[1] > prev[1] else prev
+        fromHistory[0] = not entry.live
     # still a member at the end of the quiet phase: caught up with the room
     stillThere = ep.end is None or ep.end >= endOfQuiet
     c = conns.get(ep.conn)

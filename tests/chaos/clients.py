@@ -508,6 +508,11 @@ class JsonLogic:
         self.helloSince: dict[str, tuple[str, int]] = {}
         self.refs = 0
         self.waiters: list[tuple[Callable[[dict[str, Any]], bool], asyncio.Future[dict[str, Any]]]] = []
+        #: ref -> (request, journal record) of edits, deletions and
+        #: reactions not acknowledged yet (sent again after a reconnect)
+        self.updating: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        #: tokens of own messages deleted (or being deleted)
+        self.deleting: set[str] = set()
 
     def nextRef(self) -> str:
         self.refs += 1
@@ -566,13 +571,22 @@ class JsonLogic:
             episode = j.episode(self.conn, room)
             if episode is not None and not episode.entries and episode.recovered is None:
                 episode.recovered = e.get("recovered")
-            for m in e.get("messages", []):
-                j.seen(self.conn, room, tokenOf(m.get("text", "")), m["epoch"], int(m["id"]), False)
-                self._position(room, m["epoch"], int(m["id"]))
+            # (after a since: the messages and the updates missed, in id order)
+            entries = [(int(m["id"]), m.get("text", ""), m["epoch"]) for m in e.get("messages", [])]
+            entries += [(int(u["seq"]), "", u["epoch"]) for u in e.get("updates", [])]
+            for id, text, epoch in sorted(entries):
+                j.seen(self.conn, room, tokenOf(text), epoch, id, False)
+                self._position(room, epoch, id)
         elif kind == "message":
             room = e["room"]
             j.seen(self.conn, room, tokenOf(e.get("text", "")), e["epoch"], int(e["id"]), True)
             self._position(room, e["epoch"], int(e["id"]))
+        elif kind in ("edit", "delete", "react") and "room" in e:
+            # an update: an entry of the room's sequence (its seq), seen
+            # exactly once, in order with the messages
+            room = e["room"]
+            j.seen(self.conn, room, None, e["epoch"], int(e["seq"]), True)
+            self._position(room, e["epoch"], int(e["seq"]))
         elif kind == "epoch":
             room = e["room"]
             j.notice(self.conn, room)
@@ -586,8 +600,22 @@ class JsonLogic:
         elif kind == "nick":
             if str(e.get("old", "")).lower() == self.nick.lower():
                 self.nick = e.get("new", self.nick)
+        elif kind == "ack" and e.get("ref") in self.updating:
+            _, record = self.updating.pop(e["ref"])
+            record[4] = "ack"
+            if record[1] == "delete":
+                j.deleted.add(record[2])
         elif kind == "ack":
             self.answered(e.get("ref"), "ack", "", e.get("epoch"), e.get("id"))
+        elif kind == "error" and e.get("ref") in self.updating:
+            code = str(e.get("code"))
+            if code not in ("unavailable", "server-error"):
+                self.updating.pop(e["ref"])[1][4] = code
+                if code not in ("no-such-message", "not-in-room"):
+                    # (no-such-message: Redis lost the message, or it was
+                    # pruned; not-in-room: sent again after a reconnect
+                    # into fewer rooms; anything else should not be)
+                    j.violation("update-refused", self.name, "%s: %s" % (self.conn, e))
         elif kind == "error":
             if e.get("ref") is not None:
                 self.answered(e["ref"], "error", "%s: %s" % (e.get("code"), e.get("message")))
@@ -602,6 +630,8 @@ class JsonLogic:
 
 class JsonUser(Client, JsonLogic):
     kind = "ws-json"
+    #: whether it edits, reacts to and deletes its messages now and then
+    updates = True
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         Client.__init__(self, *a, **kw)
@@ -660,6 +690,8 @@ class JsonUser(Client, JsonLogic):
             for ref, first in list(self.unacked.items()):
                 self.request(first.room, first.token, ref, resendOf=first)
                 await self.send(type="say", room=first.room, text=self.text(first.token), ref=ref)
+            for request, _ in list(self.updating.values()):
+                await self.send(**request)
             await self.play(lambda: not reading.done())
             while not reading.done() and not self.ctx.stopping.is_set() and not self.ctx.chatting.is_set():
                 await self.pause(0.2)
@@ -678,6 +710,37 @@ class JsonUser(Client, JsonLogic):
         self.request(room, token, ref)
         await self.send(type="say", room=room, text=self.text(token), ref=ref)
 
+    async def update(self) -> bool:
+        """
+        Now and then edit, react to or delete one of its own acknowledged
+        messages in a room it is in (issue #19): an entry of the room's
+        sequence that every member must see once, in order.
+        """
+        mine = [
+            r for r in self.acked
+            if r.id is not None and r.room in self.rooms and r.token not in self.deleting
+            and r.epoch == self.positions.get(r.room, ("", 0))[0]
+        ]  # fmt: skip
+        if not mine:
+            return False
+        r = self.rng.choice(mine)
+        x = self.rng.random()
+        op = "edit" if x < 0.4 else "react" if x < 0.85 else "delete"
+        ref = self.nextRef()
+        request: dict[str, Any] = {"type": op, "room": r.room, "id": r.id, "epoch": r.epoch, "ref": ref}
+        if op == "edit":
+            request["text"] = self.text(r.token) + " (edited %d)" % (self.refs,)
+        elif op == "react":
+            request["emoji"] = self.rng.choice(["👍", "🎉", "👀"])
+            request["on"] = self.rng.random() < 0.7
+        else:
+            self.deleting.add(r.token)
+        record = [self.name, op, r.token, ref, ""]
+        self.journal.updates.append(record)
+        self.updating[ref] = (request, record)
+        await self.send(**request)
+        return True
+
     async def play(self, alive: Callable[[], bool]) -> None:
         while alive() and not self.ctx.stopping.is_set():
             if not self.ctx.chatting.is_set():
@@ -685,6 +748,8 @@ class JsonUser(Client, JsonLogic):
                 continue
             await self.pause(self.rng.uniform(0.3, 1.2))
             if not alive() or not self.ctx.chatting.is_set():
+                continue
+            if self.updates and self.rng.random() < 0.15 and await self.update():
                 continue
             action = self.chooseAction(self.rooms)
             if action == "join":

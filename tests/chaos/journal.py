@@ -18,6 +18,17 @@ from typing import Any
 
 TOKEN = re.compile(r"\bq\.([\w-]+)\.(\d+)\b")
 
+#: the text the store readers give an update entry (an edit, deletion or
+#: reaction: an id of the room's sequence that is no message)
+UPDATE = "\x00update"
+#: and a deleted message (shown to json clients as deleted, not at all in
+#: the text modes' histories)
+DELETED = "\x00deleted"
+
+#: the kinds of connection that see updates (json mode, Socket.IO json);
+#: the others are shown messages only
+SEES_UPDATES = ("ws-json", "ws-json-load", "ws-json-joiner", "sio-json")
+
 
 def tokenOf(text: str) -> str | None:
     m = TOKEN.search(text)
@@ -105,6 +116,12 @@ class Journal:
         self.immediate: list[tuple[str, str, str, str]] = []
         self.notes: list[str] = []
         self._conns: dict[str, int] = {}
+        #: tokens of messages whose deletion was acknowledged (their text
+        #: is gone from the store: not lost)
+        self.deleted: set[str] = set()
+        #: (client, op, token, ref, answer) of every edit, deletion and
+        #: reaction sent (answer "" while unanswered)
+        self.updates: list[list[str]] = []
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -194,4 +211,9 @@ class Journal:
         self.immediate.append(("%.1f" % (self.now(),), kind, client, detail))
 
     def summary(self) -> dict[str, Any]:
-        return {"requests": len(self.requests), "episodes": len(self.episodes), "connections": len(self.connections)}
+        return {
+            "requests": len(self.requests),
+            "episodes": len(self.episodes),
+            "connections": len(self.connections),
+            "updates": len(self.updates),
+        }

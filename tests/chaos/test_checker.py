@@ -142,3 +142,102 @@ def test_resendStoredAgainJustAfterAnEmptyRestart() -> None:
     stored = {"#r": [("E3", 1, "q.json1.300 later")]}
     result = check(journal, stored, "E3", faults, {}, 310.0)
     assert _kinds(result) == [], [str(v) for v in result.violations]
+
+
+def _updatesJournal(json1: list[Entry], line1: list[Entry], since: tuple[str, int] | None = None) -> Journal:
+    """
+    #u holds messages 1, 2 (q.a.1, q.a.2), an edit (3), a reaction (4)
+    and message 5 (q.a.5); json1 and line1 are members to the end.
+    """
+    journal = Journal()
+    for i in (1, 2, 5):
+        r = Request("a", "a#1", "#u", "q.a.%d" % (i,), float(i), "a-r%d" % (i,), answered=i + 0.1, answer="ack",
+                    epoch="E", id=i, answerConn="a#1")  # fmt: skip
+        journal.requests.append(r)
+        journal.mapped(r.token, "E", i)
+    journal.connections = {
+        "a#1": Connection("a", "a#1", "ws-json", "a", 0.0, None),
+        "json1#1": Connection("json1", "json1#1", "ws-json", "a", 0.0, None),
+        "line1#1": Connection("line1", "line1#1", "line", "a", 0.0, None),
+    }
+    journal.episodes = [
+        Episode("json1", "json1#1", "#u", 3.0 if since else 0.5, "resume" if since else "join", since=since,
+                recovered=True if since else None, entries=json1),
+        Episode("line1", "line1#1", "#u", 0.5, "join", entries=line1),
+    ]  # fmt: skip
+    return journal
+
+
+_STORED = {"#u": [("E", 1, "q.a.1 x"), ("E", 2, "q.a.2 y"), ("E", 3, "\x00update"), ("E", 4, "\x00update"),
+                  ("E", 5, "q.a.5 z")]}  # fmt: skip
+_LINE = [Entry(1.1, "q.a.1", None, None, True), Entry(2.1, "q.a.2", None, None, True),
+         Entry(5.1, "q.a.5", None, None, True)]  # fmt: skip
+
+
+def test_updatesSeenOnceInOrderByJsonClients() -> None:
+    """
+    A json client sees each update (an edit, a reaction: ids 3 and 4 of
+    the room) once, in order with the messages; the line chat is not
+    shown them, and misses nothing.
+    """
+    json1 = [Entry(1.1, "q.a.1", "E", 1, True), Entry(2.1, "q.a.2", "E", 2, True), Entry(3.1, None, "E", 3, True),
+             Entry(4.1, None, "E", 4, True), Entry(5.1, "q.a.5", "E", 5, True)]  # fmt: skip
+    result = check(_updatesJournal(json1, _LINE), _STORED, "E", [], {}, 10.0)
+    assert _kinds(result) == [], [str(v) for v in result.violations]
+
+
+def test_updateSeenTwiceOrMissedByAJsonClient() -> None:
+    """
+    An update a json client is shown twice (after a resume), or never, is
+    a violation.
+    """
+    twice = [Entry(1.1, "q.a.1", "E", 1, True), Entry(2.1, "q.a.2", "E", 2, True), Entry(3.1, None, "E", 3, True),
+             Entry(4.1, None, "E", 4, False), Entry(4.2, None, "E", 4, True), Entry(5.1, "q.a.5", "E", 5, True)]  # fmt: skip
+    assert _kinds(check(_updatesJournal(twice, _LINE), _STORED, "E", [], {}, 10.0)) == ["duplicate-delivery"]
+    missed = [Entry(1.1, "q.a.1", "E", 1, True), Entry(2.1, "q.a.2", "E", 2, True), Entry(3.1, None, "E", 3, True),
+              Entry(5.1, "q.a.5", "E", 5, True)]  # fmt: skip
+    assert _kinds(check(_updatesJournal(missed, _LINE), _STORED, "E", [], {}, 10.0)) == ["missed"]
+    # after a resume from 2, the updates come in the history: 4 missing is a miss
+    resumed = [Entry(4.0, None, "E", 3, False), Entry(5.1, "q.a.5", "E", 5, True)]
+    assert _kinds(check(_updatesJournal(resumed, _LINE, since=("E", 2)), _STORED, "E", [], {}, 10.0)) == ["missed"]
+
+
+def test_updatesFoldedIntoAJoinHistory() -> None:
+    """
+    A json client that joins (no resume) gets the messages as they are
+    now: the updates right after the last message of that history were
+    folded into it, not missed.
+    """
+    json1 = [Entry(4.5, "q.a.1", "E", 1, False), Entry(4.5, "q.a.2", "E", 2, False), Entry(5.1, "q.a.5", "E", 5, True)]
+    result = check(_updatesJournal(json1, _LINE), _STORED, "E", [], {}, 10.0)
+    assert _kinds(result) == [], [str(v) for v in result.violations]
+
+
+def test_deletedMessageIsNotLost() -> None:
+    """
+    A message its sender deleted has no text in the store: not lost.
+    """
+    journal = _updatesJournal([], [])
+    journal.episodes = []
+    stored = {"#u": [("E", 1, "q.a.1 x"), ("E", 2, ""), ("E", 3, "\x00update"), ("E", 4, "\x00update"),
+                     ("E", 5, "q.a.5 z")]}  # fmt: skip
+    assert _kinds(check(journal, stored, "E", [], {}, 10.0)) == ["lost"]
+    journal.deleted.add("q.a.2")
+    assert _kinds(check(journal, stored, "E", [], {}, 10.0)) == []
+
+
+def test_textClientsHistoryLeavesDeletedMessagesOut() -> None:
+    """
+    The line chat's history does not show a deleted message: a text
+    client shown 1 then 5 after a join misses nothing when 2 was deleted
+    (3 and 4 are updates); a json client must see it (as deleted).
+    """
+    line = [Entry(4.5, "q.a.1", None, None, False), Entry(5.1, "q.a.5", None, None, True)]
+    json1 = [Entry(1.1, "q.a.1", "E", 1, True), Entry(5.1, "q.a.5", "E", 5, True)]
+    journal = _updatesJournal(json1, line)
+    journal.episodes[1].start = 4.4  # (line1 joined after the deletion)
+    journal.deleted.add("q.a.2")
+    stored = {"#u": [("E", 1, "q.a.1 x"), ("E", 2, "\x00deleted"), ("E", 3, "\x00update"), ("E", 4, "\x00update"),
+                     ("E", 5, "q.a.5 z")]}  # fmt: skip
+    result = check(journal, stored, "E", [], {}, 10.0)
+    assert [(v.invariant, v.client) for v in result.violations] == [("missed", "json1")]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.daemon import RedisReplyError, RedisServer, environment, freeLoopbackPort, twistdCommand
+from tests.chaos.journal import DELETED, UPDATE
 from tests.chaos.proxy import Proxy
 
 #: seconds a daemon (or redis-server) may take to start serving
@@ -283,6 +284,20 @@ class Redis:
                 pairs = dict(zip(fields[0::2], fields[1::2]))
                 if "m" in pairs:
                     bodies.append(json.loads(pairs["m"]))
+            # (a deleted message and its edits were taken out of the stream:
+            # their entries, without text, are in the room's state hash)
+            state = self.command("HGETALL", PREFIX + ":st:" + room, timeout=30) or []
+            have = {int(b["i"]) for b in bodies}
+            oldest = min(have) if have else None
+            for field, value in zip(state[0::2], state[1::2]):
+                if field.isdigit() and int(field) not in have and oldest is not None and int(field) > oldest:
+                    bodies.append(json.loads(value))
+            bodies.sort(key=lambda b: int(b["i"]))
+            for b in bodies:
+                if b.get("t") == "u":
+                    b["x"] = UPDATE
+                elif b.get("dl") is True:
+                    b["x"] = DELETED
             found[room] = bodies
         return found
 
@@ -452,7 +467,12 @@ class Single(Topology):
             epoch = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
             epoch = epoch[0] if epoch else None
             found: dict[str, list[tuple[str, int, str]]] = {}
-            for room, id, text in conn.execute("SELECT room, id, text FROM messages ORDER BY room, id"):
+            rows = conn.execute(
+                "SELECT room, id, CASE WHEN kind != 0 THEN ? WHEN deleted != 0 THEN ? ELSE text END FROM messages "
+                "ORDER BY room, id",
+                (UPDATE, DELETED),
+            )
+            for room, id, text in rows:
                 found.setdefault(room, []).append((epoch or "", id, text))
             return found, epoch
         finally:

@@ -14,7 +14,7 @@ import pytest
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from twisted_chat.client.jsonchat import JsonChat, describeRequest, newRefPrefix
+from twisted_chat.client.jsonchat import CLIENT_HELP, JsonChat, describeRequest, newRefPrefix
 from twisted_chat.core.events import Private, PrivateHistory
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
@@ -103,11 +103,13 @@ def test_translateErrorsLikeLineChat(line: str) -> None:
 
 def test_translateHelp() -> None:
     """
-    C{/help} is answered locally with the line chat's help.
+    C{/help} is answered locally with the line chat's help, and the
+    commands only this client has.
     """
     requests, lines = translate(JsonChat(lambda: NOON), "/help")
     assert requests == []
-    assert lines == ["*** " + line for line in HELP]
+    assert lines == ["*** " + line for line in HELP + CLIENT_HELP]
+    assert "*** " + CLIENT_HELP[0] in lines
 
 
 def test_translateJoinKnownRoom() -> None:
@@ -588,3 +590,278 @@ def test_renderOddEvents() -> None:
         "*** #lo [2Jbby: members: a"
     ]
 
+
+
+# -- conversations: replies, edits, deletions, reactions, typing, search --
+
+
+def _inLobby(*messages: dict[str, Any]) -> JsonChat:
+    """
+    alice, welcomed into #lobby whose join history holds C{messages}.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    for event in [
+        {"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]},
+        {"type": "join", "room": "#lobby", "nick": "alice", "time": 0},
+        {"type": "history", "room": "#lobby", "epoch": "e1", "messages": list(messages)},
+    ]:
+        chat.render(event)
+    return chat
+
+
+def update(kind: str, id: int, seq: int, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "room": "#lobby", "id": id, "seq": seq, "epoch": "e1", "time": int(NOON * 1000), **fields}
+
+
+def test_translateConversationCommands() -> None:
+    """
+    C{/edit} and C{/delete} act on my last message in the current room;
+    C{/reply N} and C{/react N} on the Nth last message shown there (1: the
+    last); C{/react} with a reaction of mine takes it back; C{/search}
+    searches. Each of edit, delete, reply and react has a C{ref} and is
+    waited for like a message.
+    """
+    chat = _inLobby(msg("#lobby", 1, "alice", "my first"), msg("#lobby", 2, "bob", "hi"))
+    chat.render(msg("#lobby", 3, "alice", "my second"))
+    chat.render(msg("#lobby", 4, "bob", "there"))
+    assert translate(chat, "/edit my second, fixed") == (
+        [{"type": "edit", "room": "#lobby", "id": 3, "text": "my second, fixed", "ref": "c1"}],
+        [],
+    )
+    assert translate(chat, "/delete") == ([{"type": "delete", "room": "#lobby", "id": 3, "ref": "c2"}], [])
+    assert translate(chat, "/reply 1 yes, there") == (
+        [{"type": "say", "room": "#lobby", "text": "yes, there", "reply_to": 4, "ref": "c3"}],
+        [],
+    )
+    assert translate(chat, "/REPLY 3 to bob's hi") == (
+        [{"type": "say", "room": "#lobby", "text": "to bob's hi", "reply_to": 2, "ref": "c4"}],
+        [],
+    )
+    assert translate(chat, "/react 2 \U0001f44d") == (
+        [{"type": "react", "room": "#lobby", "id": 3, "emoji": "\U0001f44d", "on": True, "ref": "c5"}],
+        [],
+    )
+    chat.render(update("react", 3, 5, emoji="\U0001f44d", nick="alice", on=True))
+    assert translate(chat, "/react 2 \U0001f44d")[0][0]["on"] is False
+    assert translate(chat, "/search lunch") == ([{"type": "search", "text": "lunch"}], [])
+    assert [describeRequest(r) for r in chat.unacked.values()] == [
+        "/edit my second, fixed",
+        "/delete",
+        "yes, there",
+        "to bob's hi",
+        "/react \U0001f44d",
+        "/react -\U0001f44d",
+    ]
+    # a deleted message is no longer counted, nor mine to edit
+    chat.render(update("delete", 3, 6, by="alice"))
+    assert translate(chat, "/reply 2 x")[0][0]["reply_to"] == 2
+    assert translate(chat, "/edit again")[0][0]["id"] == 1
+
+
+@pytest.mark.parametrize(
+    "line, error",
+    [
+        ("/edit", "!!! usage: /edit TEXT"),
+        ("/reply 1", "!!! usage: /reply N TEXT, N = 1 for the last message of your current room, 2 the one before"),
+        ("/reply x hello", "!!! usage: /reply N TEXT, N = 1 for the last message of your current room, 2 the one before"),
+        ("/reply 0 hello", "!!! usage: /reply N TEXT, N = 1 for the last message of your current room, 2 the one before"),
+        ("/react 1", "!!! usage: /react N EMOJI, N = 1 for the last message of your current room, 2 the one before"),
+        ("/reply 3 hello", "!!! #lobby: there is no message 3 back (2 to choose from)"),
+        ("/search", "!!! usage: /search TEXT"),
+    ],
+)
+def test_translateConversationErrors(line: str, error: str) -> None:
+    """
+    A conversation command written wrongly, or naming a message that is not
+    there, is refused here with one C{!!!} line and counts as refused.
+    """
+    chat = _inLobby(msg("#lobby", 1, "bob", "hi"), msg("#lobby", 2, "bob", "there"))
+    assert translate(chat, line) == ([], [error])
+    assert chat.refusals == 1 and chat.unacked == {}
+
+
+def test_translateEditWithoutOwnMessage() -> None:
+    """
+    C{/edit} and C{/delete} without a message of mine in the current room,
+    or outside any room, are refused here.
+    """
+    chat = _inLobby(msg("#lobby", 1, "bob", "hi"))
+    assert translate(chat, "/edit x") == ([], ["!!! #lobby: you have no message here to edit"])
+    assert translate(chat, "/delete") == ([], ["!!! #lobby: you have no message here to delete"])
+    chat.render({"type": "part", "room": "#lobby", "nick": "alice", "reason": "left", "time": 0})
+    assert translate(chat, "/reply 1 x") == ([], ["!!! you are in no room now: /join one first"])
+    assert chat.refusals == 3
+
+
+def test_renderEditsDeletionsReactionsReplies() -> None:
+    """
+    Edits and deletions show as the line chat shows them, naming the author
+    and the start of the original (30 characters, then an ellipsis);
+    reactions and replies likewise name the message; the message's new
+    text is what the next one quotes.
+    """
+    long = "a message long enough to be cut short when quoted"
+    chat = _inLobby(msg("#lobby", 1, "bob", long), msg("#lobby", 2, "alice", "lunch at 12?"))
+    assert chat.render(update("edit", 2, 3, text="lunch at 12:30?", by="alice", mentions=[])) == [
+        '*** #lobby: alice edited "lunch at 12?": lunch at 12:30?'
+    ]
+    assert chat.render(update("react", 2, 4, emoji="\U0001f44d", nick="bob", on=True)) == [
+        '*** #lobby: bob reacted \U0001f44d to alice\'s "lunch at 12:30?"'
+    ]
+    assert chat.render(update("react", 2, 5, emoji="\U0001f44d", nick="bob", on=False)) == [
+        '*** #lobby: bob took back \U0001f44d from alice\'s "lunch at 12:30?"'
+    ]
+    assert chat.render({**msg("#lobby", 6, "bob", "yes!"), "reply_to": 2}) == [
+        '*** #lobby: bob replies to alice\'s "lunch at 12:30?":',
+        "#lobby <bob> yes!",
+    ]
+    assert chat.render(update("delete", 1, 7, by="bob")) == [
+        '*** #lobby: bob deleted "a message long enough to be cu\u2026"'
+    ]
+    assert chat.render(update("delete", 2, 8, by="carol")) == ['*** #lobby: carol deleted alice\'s "lunch at 12:30?"']
+    assert chat.render({**msg("#lobby", 9, "bob", "hm"), "reply_to": 1}) == [
+        "*** #lobby: bob replies to a deleted message:",
+        "#lobby <bob> hm",
+    ]
+    # a message the client never saw is still named
+    assert chat.render(update("edit", 100, 10, text="new", by="bob", mentions=[])) == [
+        "*** #lobby: bob edited a message: new"
+    ]
+    # each update comes once, even when the server sends it again (a resume)
+    assert chat.render(update("edit", 2, 3, text="lunch at 12:30?", by="alice", mentions=[])) == []
+    assert chat.positions["#lobby"] == ("e1", 10)
+
+
+def test_renderPrivateUpdates() -> None:
+    """
+    Edits, deletions and reactions of private messages (and replies to
+    them) are shown as C{private: } lines; their C{seq} counts for
+    C{private_since}.
+    """
+    chat = _inLobby()
+    chat.render({"type": "private", "id": 4, "from": "bob", "to": "alice", "text": "are you there?", "time": 0})
+    assert chat.render(
+        {"type": "edit", "private": True, "id": 4, "seq": 5, "from": "bob", "to": "alice", "text": "you there?",
+         "by": "bob", "time": 0}
+    ) == ['*** private: bob edited "are you there?": you there?']
+    assert chat.render(
+        {"type": "private", "id": 6, "from": "alice", "to": "bob", "text": "yes", "time": 0, "reply_to": 4}
+    ) == ['*** private: alice replies to bob\'s "you there?":', "-> *bob* yes"]
+    assert chat.privateSince == 6
+    assert chat.render(
+        {"type": "delete", "private": True, "id": 4, "seq": 7, "from": "bob", "to": "alice", "by": "bob", "time": 0}
+    ) == ['*** private: bob deleted "you there?"']
+    assert chat.hello()["private_since"] == 7
+
+
+def test_renderResumedUpdatesAndDeletedHistory() -> None:
+    """
+    A resume's C{history} shows the messages missed (a deleted one is not
+    shown), then the updates missed, each once; the position counts the
+    updates' C{seq}s, so the next resume starts after them.
+    """
+    chat = _inLobby(msg("#lobby", 1, "bob", "first"), msg("#lobby", 2, "alice", "second"))
+    chat.hello()
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    history = {
+        "type": "history", "room": "#lobby", "epoch": "e1", "recovered": True,
+        "messages": [{**msg("#lobby", 3, "bob", ""), "deleted": True}, msg("#lobby", 5, "bob", "later")],
+        "updates": [
+            update("edit", 1, 4, text="first!", by="bob", mentions=[]),
+            update("delete", 3, 6, by="bob"),
+            update("react", 2, 7, emoji="\U0001f389", nick="bob", on=True),
+        ],
+    }
+    assert chat.render(history) == [
+        "*** #lobby: 1 message while you were away:",
+        "#lobby [12:00] <bob> later",
+        '*** #lobby: bob edited "first": first!',
+        "*** #lobby: bob deleted a message",
+        '*** #lobby: bob reacted \U0001f389 to alice\'s "second"',
+    ]
+    assert chat.positions["#lobby"] == ("e1", 7)
+    assert chat.hello()["since"] == {"#lobby": {"epoch": "e1", "id": 7}}
+    # the same again (a second resume from an older position) shows nothing new
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    assert chat.render(history) == []
+
+
+def test_renderSearch() -> None:
+    """
+    Search results show as the line chat shows them: a count, then the
+    messages (room and private), stamped, newest first.
+    """
+    chat = _inLobby()
+    found = {
+        "type": "search",
+        "text": "lunch",
+        "results": [
+            msg("#dev", 9, "bob", "lunch?"),
+            {"type": "private", "id": 3, "from": "alice", "to": "bob", "text": "lunch at 1", "time": int(NOON * 1000)},
+            msg("#lobby", 2, "carol", "no lunch", t=NOON - 86400),
+        ],
+    }
+    assert chat.render(found) == [
+        '*** search "lunch": 3 found',
+        "#dev [12:00] <bob> lunch?",
+        "[12:00] -> *bob* lunch at 1",
+        "#lobby [2026-11-25 12:00] <carol> no lunch",
+    ]
+    assert chat.render({"type": "search", "text": "zzz", "results": []}) == ['*** search "zzz": 0 found']
+
+
+def test_typingStatus() -> None:
+    """
+    Who is typing in the current room is the status line's text: C{active}
+    adds a nick, C{paused} and C{done} (which the server also sends when an
+    C{active} expires) remove it, and so do its message, its leaving and a
+    lost connection; my own other connections are not shown; other rooms'
+    typing shows when the room becomes the current one.
+    """
+    chat = _inLobby()
+    chat.render({"type": "join", "room": "#dev", "nick": "alice", "time": 0})
+    assert chat.current == "#dev"
+
+    def typing(room: str, nick: str, state: str) -> None:
+        assert chat.render({"type": "typing", "room": room, "nick": nick, "state": state}) == []
+
+    typing("#dev", "bob", "active")
+    assert chat.typingStatus() == "bob is typing\u2026"
+    typing("#dev", "carol", "active")
+    typing("#dev", "bob", "active")
+    typing("#dev", "alice", "active")
+    typing("#lobby", "dave", "active")
+    assert chat.typingStatus() == "carol and bob are typing\u2026"
+    chat.render(msg("#dev", 1, "carol", "hi"))
+    assert chat.typingStatus() == "bob is typing\u2026"
+    typing("#dev", "bob", "paused")
+    assert chat.typingStatus() == ""
+    translate(chat, "/join lobby")
+    assert chat.typingStatus() == "dave is typing\u2026"
+    for nick in ("erin", "frank", "gina"):
+        typing("#lobby", nick, "active")
+    assert chat.typingStatus() == "4 people are typing\u2026"
+    chat.render({"type": "part", "room": "#lobby", "nick": "erin", "reason": "left", "time": 0})
+    typing("#lobby", "frank", "done")
+    assert chat.typingStatus() == "dave and gina are typing\u2026"
+    chat.connectionLost()
+    assert chat.typingStatus() == ""
+
+
+def test_bell() -> None:
+    """
+    After C{/set bell on} a live message that mentions me starts with a bell
+    (BEL), as on the line chat; C{/set bell off} stops it; a wrong C{/set}
+    is refused.
+    """
+    chat = _inLobby()
+    mention = {**msg("#lobby", 1, "bob", "alice: hi"), "mentions": ["Alice"]}
+    assert chat.render(mention) == ["#lobby <bob> alice: hi"]
+    assert translate(chat, "/set bell on") == ([], ["*** bell on"])
+    assert chat.render({**mention, "id": 2}) == ["\a#lobby <bob> alice: hi"]
+    assert chat.render({**msg("#lobby", 3, "bob", "no one"), "mentions": []}) == ["#lobby <bob> no one"]
+    assert translate(chat, "/set bell off") == ([], ["*** bell off"])
+    assert chat.render({**mention, "id": 4}) == ["#lobby <bob> alice: hi"]
+    assert translate(chat, "/set beep on") == ([], ["!!! usage: /set bell on|off"])

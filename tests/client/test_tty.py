@@ -62,7 +62,7 @@ def _type(term: Any, data: bytes) -> None:
 
 
 def _screen(screen: Any) -> list[str]:
-    return bytes(screen).decode("ascii").rstrip("\n").split("\n")
+    return bytes(screen).decode("utf-8").rstrip("\n").split("\n")
 
 
 def test_terminalShowsLinesAboveInput() -> None:
@@ -81,6 +81,31 @@ def test_terminalShowsLinesAboveInput() -> None:
     term.keystrokeReceived(b"\r", None)
     assert sink.lines == ["hello world"]
     assert _screen(screen) == ["#lobby <bob> hi", "> hello world", "> "]
+
+
+def test_terminalStatusLine() -> None:
+    """
+    The status line (who is typing) is a line of its own right above the
+    input line: chat lines arrive above both, the input stays intact, a
+    line entered stays on the screen without it, and C{""} removes it.
+    (TerminalBuffer keeps ASCII only: the real status ends with an ellipsis.)
+    """
+    term, screen, sink = _terminal(width=30)
+    _type(term, b"hello wrld")
+    term.keystrokeReceived(screen.LEFT_ARROW, None)
+    term.setStatus("bob is typing...")
+    assert _screen(screen) == ["bob is typing...", "> hello wrld"]
+    term.showLine("#lobby <carol> hi")
+    assert _screen(screen) == ["#lobby <carol> hi", "bob is typing...", "> hello wrld"]
+    assert screen.reportCursorPosition() == (len("> hello wrl"), 2)
+    _type(term, b"\r")
+    assert sink.lines == ["hello wrld"]
+    assert _screen(screen) == ["#lobby <carol> hi", "> hello wrld", "bob is typing...", "> "]
+    term.setStatus("")
+    assert _screen(screen) == ["#lobby <carol> hi", "> hello wrld", "> "]
+    # a status wider than the terminal is cut, so it never wraps
+    term.setStatus("alice, bob and carol are typing...")
+    assert _screen(screen)[-2] == "alice, bob and carol are typi"
 
 
 def test_terminalHistoryAndEditing() -> None:

@@ -8,6 +8,7 @@ back as the right messages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from typing import Any
@@ -106,6 +107,30 @@ PREVIOUS: list[tuple[dict[str, Any], protocol.BusMessage]] = [
 ]
 
 
+#: the message types added since (version 1 still: older nodes ignore them), as sent
+ADDED: dict[type[protocol.BusMessage], protocol.BusMessage] = {
+    protocol.RoomUpdate: protocol.RoomUpdate(
+        node="n1", room="#a", id=8, epoch="0badcafe", sender="bob", op="react", target=7, text="", time=2.5,
+        emoji="+1", on=True, original="hi", author="alice",
+    ),
+    protocol.PrivateUpdateMessage: protocol.PrivateUpdateMessage(
+        node="n1", id=4, sender="alice", recipient="bob", op="edit", target=3, text="psst!", time=3.5, emoji="",
+        on=True,
+    ),
+    protocol.TypingSet: protocol.TypingSet(node="n1", room="#a", nick="bob", state="active"),
+    protocol.ReadSet: protocol.ReadSet(node="n1", nick="bob", room="#a", id=8),
+}
+
+
+@pytest.mark.parametrize("message", list(ADDED.values()), ids=[cls.code for cls in ADDED])
+def test_addedTypesRoundTrip(message: protocol.BusMessage) -> None:
+    """
+    The message types added for issue #19 are read back as sent; a node of
+    the previous version skips them (an unknown type, see decode).
+    """
+    assert decode(encode(message)) == message
+
+
 @pytest.mark.parametrize("body, message", PREVIOUS, ids=[body["t"] + str(i) for i, (body, _) in enumerate(PREVIOUS)])
 def test_previousVersionIsRead(body: dict[str, Any], message: protocol.BusMessage) -> None:
     """
@@ -121,7 +146,11 @@ def test_previousVersionReadsWhatIsSent(body: dict[str, Any], message: protocol.
     What a node sends has the keys and values the previous version reads,
     and a version field besides (which that version never looks at).
     """
-    assert json.loads(encode(message)) == {**body, "v": VERSION}
+    sent = json.loads(encode(message))
+    # (the keys added since, which that version ignores: a reply's id and
+    # the mentions of a message)
+    added = {"m": {"rt", "mn"}, "p": {"rt"}}.get(body["t"], set())
+    assert {k: v for k, v in sent.items() if k not in added} == {**body, "v": VERSION}
     assert decode(encode(message)) == message
 
 
@@ -130,7 +159,7 @@ def test_everyTypeHasAHandler() -> None:
     Every message type is handled by the broker (C{on_<class name>}), and
     every C{on_} method of the broker handles a message type.
     """
-    assert {type(message) for _, message in PREVIOUS} == set(protocol.MESSAGES)
+    assert {type(message) for _, message in PREVIOUS} | set(ADDED) == set(protocol.MESSAGES)
     handlers = {name for name in dir(RedisBroker) if name.startswith("on_")}
     assert handlers == {"on_" + cls.__name__ for cls in protocol.MESSAGES}
 
@@ -279,7 +308,12 @@ async def test_everythingPublishedIsAMessage(nodes: Any, redisServer: Any) -> No
     a, b = await nodes("a"), await nodes("b")
     alice, bob = await twoInRoom(a, b, "#all")
     await alice.member.say("hi")
-    await alice.member.private("bob", "psst")
+    psst = await alice.member.private("bob", "psst")
+    await alice.member.edit(1, "hi!")
+    await bob.member.react(1, "+1")
+    await alice.member.updatePrivate(psst.id, "edit", text="psst!")
+    bob.member.typing("active")
+    await bob.member.markRead(2)
     alice.member.setTopic("cluster talk")
     bob.member.setNick("robert")
     await until(lambda: a.chat.broker.remoteNick("robert") == "robert")
@@ -305,7 +339,8 @@ async def test_everythingPublishedIsAMessage(nodes: Any, redisServer: Any) -> No
         message = decode(raw)
         assert message is not None, raw
         assert json.loads(raw)["v"] == VERSION
-        expected = "twisted-chat:node:b" if isinstance(message, (PrivateMessage, KickMember, OpMember)) else "twisted-chat:bus"
+        toNode = (PrivateMessage, protocol.PrivateUpdateMessage, KickMember, OpMember)
+        expected = "twisted-chat:node:b" if isinstance(message, toNode) else "twisted-chat:bus"
         assert channel == expected, raw
         seen.setdefault(type(message), []).append(message)
     assert set(seen) == set(protocol.MESSAGES)
@@ -322,6 +357,27 @@ async def test_everythingPublishedIsAMessage(nodes: Any, redisServer: Any) -> No
     assert isinstance(down, NodeDown)
     assert (down.node, down.members, down.reason) == ("b", {"robert": MemberState("robert", ("#all",))}, "server shutting down")
     # (and what the room's stream keeps is the message published)
-    [stored] = redisServer.command("XRANGE", "twisted-chat:h:#all", "-", "+", decode=True)
+    stored, edit, react = redisServer.command("XRANGE", "twisted-chat:h:#all", "-", "+", decode=True)
     assert decodeAs(stored[1][1], RoomMessage) == said
+    # the updates: entries of the room's sequence, published with the start
+    # of the text before them and its author, stored without
+    edited, reacted = seen[protocol.RoomUpdate]
+    assert isinstance(edited, protocol.RoomUpdate) and isinstance(reacted, protocol.RoomUpdate)
+    assert (edited.id, edited.op, edited.target, edited.text, edited.original, edited.author) == (
+        2, "edit", 1, "hi!", "hi", "alice"
+    )
+    assert (reacted.id, reacted.op, reacted.target, reacted.emoji, reacted.on, reacted.sender) == (
+        3, "react", 1, "+1", True, "bob"
+    )
+    assert decodeAs(edit[1][1], protocol.RoomUpdate) == dataclasses.replace(edited, original="", author="")
+    assert decodeAs(react[1][1], protocol.RoomUpdate).id == 3
+    [typing] = seen[protocol.TypingSet]
+    assert typing == protocol.TypingSet(node="b", room="#all", nick="bob", state="active")
+    [read] = seen[protocol.ReadSet]
+    assert read == protocol.ReadSet(node="b", nick="bob", room="#all", id=2)
+    [privateEdit] = seen[protocol.PrivateUpdateMessage]
+    assert isinstance(privateEdit, protocol.PrivateUpdateMessage)
+    assert (privateEdit.target, privateEdit.text, privateEdit.sender, privateEdit.recipient) == (
+        private.id, "psst!", "alice", "bob"
+    )
 

@@ -14,7 +14,21 @@ import pytest
 import pytest_twisted
 
 from twisted_chat.core.errors import ChatError
-from twisted_chat.core.events import EpochChanged, History, Joined, Message, Notice, Parted, Presence, Private, TopicChanged
+from twisted_chat.core.events import (
+    EpochChanged,
+    History,
+    Joined,
+    Message,
+    Notice,
+    Parted,
+    Presence,
+    Private,
+    ReadMarker,
+    SearchResults,
+    TopicChanged,
+    Typing,
+    Update,
+)
 from twisted_chat.cluster.redis import RedisCluster, checkRedis, parseRedisURL
 
 from tests.support.cluster import Node, isMessage, twoInRoom, until
@@ -756,3 +770,102 @@ async def test_newEpochShowsWhileFillingAGap(nodes: Any, redisServer: Any) -> No
     assert [m.id for m in bob.of(Message)][1:] == [1, 2, 3]
     kinds = [e.kind for e in bob.events if e.kind in ("epoch", "message")]
     assert kinds == ["message", "epoch", "message", "message", "message"]
+
+
+def _allValues(redisServer: Any) -> bytes:
+    """
+    Every string, hash, stream and set value Redis holds, concatenated (to
+    look for text that must be gone).
+    """
+    out = []
+    for key in redisServer.command("KEYS", "*"):
+        kind = redisServer.command("TYPE", key)
+        if kind == "string":
+            out.append(redisServer.command("GET", key))
+        elif kind == "hash":
+            out.extend(redisServer.command("HGETALL", key))
+        elif kind == "stream":
+            for _, fields in redisServer.command("XRANGE", key, "-", "+"):
+                out.extend(fields)
+    return b"".join(v if isinstance(v, bytes) else str(v).encode() for v in out)
+
+
+@pytest_twisted.ensureDeferred
+async def test_updatesAcrossNodes(nodes: Any, redisServer: Any) -> None:
+    """
+    Edits, reactions and deletions made on one node reach the members of
+    the other in id order with the messages; a client resuming on either
+    node gets the ones it missed once, in order; history has the messages
+    as they are now; a deletion leaves the text nowhere in Redis; search
+    scans what is kept.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice, bob = await twoInRoom(a, b, "#u")
+    one = await alice.member.say("zebra-crossing first")
+    two = await bob.member.say("@alice second")
+    assert two.mentions == ("alice",)
+    edit = await alice.member.edit(one.id, "zebra-crossing first, edited")
+    react = await bob.member.react(one.id, "👍")
+    delete = await bob.member.delete(two.id)
+    assert [edit.id, react.id, delete.id] == [3, 4, 5]
+    assert (edit.original, edit.author) == ("zebra-crossing first", "alice")
+    await bob.waitFor(lambda e: isinstance(e, Update) and e.id == 5)
+    await alice.waitFor(lambda e: isinstance(e, Update) and e.id == 5)
+    for client in (alice, bob):
+        assert [(e.kind, e.id) for e in client.events if isinstance(e, Message)] == [
+            ("message", 1), ("message", 2), ("update", 3), ("update", 4), ("update", 5)
+        ]
+    # a client that saw message 2 resumes on node a, another on node b
+    for node in (a, b):
+        carol = node.connect()
+        carol.member.join("#u", since=(one.epoch, two.id))
+        history = await carol.waitFor(lambda e: isinstance(e, History))
+        assert history.recovered is True
+        assert [(u.id, u.op, u.target) for u in history.messages] == [(3, "edit", 1), (4, "react", 1), (5, "delete", 2)]
+        assert history.messages[2].text == ""
+    dave = b.connect()
+    dave.member.join("#u", since=(one.epoch, 0))
+    history = await dave.waitFor(lambda e: isinstance(e, History))
+    assert [(m.id, m.kind, m.text) for m in history.messages] == [
+        (1, "message", "zebra-crossing first, edited"), (2, "message", ""), (3, "update", "zebra-crossing first, edited"),
+        (4, "update", ""), (5, "update", ""),
+    ]
+    assert history.messages[1].deleted and history.messages[0].reactions == {"👍": ["bob"]}
+    erin = b.connect()
+    erin.member.join("#u")
+    plain = await erin.waitFor(lambda e: isinstance(e, History))
+    assert [(m.id, m.text, m.deleted) for m in plain.messages] == [(1, "zebra-crossing first, edited", False), (2, "", True)]
+    # the second message's text is gone from Redis; so is an edit's of a deleted message
+    await alice.member.delete(one.id)
+    data = _allValues(redisServer)
+    assert b"@alice second" not in data and b"zebra-crossing" not in data
+    # search (a scan of what is kept) finds what is not deleted
+    three = await alice.member.say("quagga herd")
+    await bob.waitFor(lambda e: isinstance(e, Message) and e.id == three.id)
+    await bob.member.search("quag")
+    found = await bob.waitFor(lambda e: isinstance(e, SearchResults))
+    assert [m.text for m in found.results] == ["quagga herd"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_typingAndReadMarkersAcrossNodes(nodes: Any) -> None:
+    """
+    Typing reaches the room's members on the other node; a read marker
+    set on one node reaches the nick's connections on the other, and
+    comes with its next join's history there.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    alice, bob = await twoInRoom(a, b, "#t")
+    bob.member.typing("active")
+    typing = await alice.waitFor(lambda e: isinstance(e, Typing))
+    assert (typing.room, typing.nick, typing.state) == ("#t", "bob", "active")
+    said = await bob.member.say("alice: read me")
+    await alice.waitFor(lambda e: isinstance(e, Message) and e.id == said.id)
+    await bob.member.say("and me")
+    await alice.member.markRead(said.id)
+    assert (await alice.waitFor(lambda e: isinstance(e, ReadMarker))).id == said.id
+    alice.member.part("#t")
+    rejoined = alice.next(lambda e: isinstance(e, History))
+    alice.member.join("#t")
+    history = await rejoined
+    assert history.read == (said.id, 1, 0)

@@ -14,7 +14,7 @@ from twisted_chat.core.events import PrivateHistory
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService, Member
 
-from tests.support.fakes import connect, fired, RecordingClient
+from tests.support.fakes import connect, fired, RecordingClient, say
 
 
 # -- nick tokens and private history ---------------------------------------------
@@ -183,13 +183,14 @@ def test_privateToAnOwnedNickWhileAway(service: ChatService) -> None:
     assert e.value.code == "no-such-nick"
 
 
-def test_ownerReplacesItsStaleConnection(service: ChatService) -> None:
+def test_ownerConnectsFromSeveralDevices(service: ChatService) -> None:
     """
-    When the owner of a nick comes back with its token while the server
-    still holds its previous connection (dropped without the server
-    noticing yet), that stale connection is closed and the nick goes to the
-    new one; the room sees the old one leave ("reconnected"). Without the
-    token, the nick is still taken.
+    The owner of a nick may connect again with its token while connected
+    (a second device, or after a drop the server has not noticed yet):
+    each connection gets the room's messages and the nick's private
+    messages; the room sees the nick once (no second join, one name in
+    its presence) and sees it leave only with its last connection. Without
+    the token, the nick is still taken.
     """
     alice, ca = connect(service, "alice")
     bob, cb = connect(service, "bob")
@@ -202,11 +203,49 @@ def test_ownerReplacesItsStaleConnection(service: ChatService) -> None:
     with pytest.raises(ChatError) as e:
         service.connect(RecordingClient(), nick="alice", peer="test", token="wrong")
     assert e.value.code == "nick-taken"
-    again = service.connect(RecordingClient(), nick="alice", peer="test", token=token)
-    assert again.owner is True
-    assert alice.gone
-    assert ca.closed == ["replaced by a new connection of alice"]
+    phone = RecordingClient()
+    again = service.connect(phone, nick="alice", peer="test", token=token)
+    assert again.owner is True and not alice.gone and again.token is None
+    assert service.lookup("alice") is alice
+    again.join("#lobby")
+    assert [ev.kind for ev in phone.take()] == ["join", "presence", "history"]
+    assert cb.take() == [] and ca.take() == []
+    bob.who("#lobby")
+    assert cb.describe() == [("presence", "#lobby", ["alice", "bob"])]
+    assert service.roomList() == [("#lobby", 2)]
+    say(bob, "hi alice")
+    fired(bob.private("alice", "psst"))
+    assert [d[0] for d in ca.describe()] == [d[0] for d in phone.describe()] == ["message", "private"]
+    with pytest.raises(ChatError):
+        again.setNick("alicia")
+    cb.take()
+    alice.quit()
+    assert cb.take() == []
     assert service.lookup("alice") is again
+    again.quit()
+    assert [(ev.kind, ev.nick) for ev in cb.take()] == [("part", "alice")]  # type: ignore[attr-defined]
+    assert service.lookup("alice") is None
+
+
+def test_ownerReplacesWhoeverUsesItsNickWithoutTheToken(service: ChatService) -> None:
+    """
+    A connection that uses an owned nick without its token (the nick was
+    free) gives way when the owner comes back with the token; the room
+    sees it leave ("reconnected").
+    """
+    first, _ = connect(service, "alice")
+    token = first.token
+    first.quit()
+    squatter, cs = connect(service, "alice")
+    assert squatter.owner is False
+    bob, cb = connect(service, "bob")
+    squatter.join("#lobby")
+    bob.join("#lobby")
+    cb.take()
+    owner = service.connect(RecordingClient(), nick="alice", peer="test", token=token)
+    assert owner.owner is True and squatter.gone
+    assert cs.closed == ["replaced by a new connection of alice"]
+    assert service.lookup("alice") is owner
     assert ("part", "#lobby", "alice", "reconnected") in [
         (ev.kind, ev.room, ev.nick, ev.reason) for ev in cb.take() if ev.kind == "part"  # type: ignore[attr-defined]
     ]

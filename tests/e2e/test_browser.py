@@ -22,6 +22,7 @@ Screenshots go to C{test-artifacts/} at the top of the repository.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from pathlib import Path
@@ -312,7 +313,7 @@ class BrowserPage:
         expect(self.body).to_have_attribute("data-state", "online")
 
     def say(self, text: str) -> None:
-        field = self.page.get_by_label("Message")
+        field = self.page.get_by_label("Message", exact=True)
         field.fill(text)
         self.page.get_by_role("button", name="Send").click()
         expect(field).to_have_value("")
@@ -515,7 +516,7 @@ def test_loadsCleanAndAccessible(
         nickname.fill("carol")
         nickname.press("Enter")
         expect(web.body).to_have_attribute("data-state", "online")
-        message = page.get_by_label("Message")
+        message = page.get_by_label("Message", exact=True)
         expect(message).to_be_visible()
         expect(message).to_be_focused()
         expect(page.get_by_role("button", name="Send")).to_be_enabled()
@@ -533,5 +534,162 @@ def test_loadsCleanAndAccessible(
         assert web.consoleErrors == [], web.consoleErrors
         assert web.pageErrors == [], web.pageErrors
         assert web.failedRequests == [], web.failedRequests
+
+    inBrowser(scenario)
+
+
+def test_conversation(
+    startDaemon: Callable[..., Daemon],
+    inBrowser: Callable[[Callable[[BrowserPage], None]], None],
+) -> None:
+    """
+    Two people in two browsers: bob's typing shows on alice's page; his
+    mention of her is highlighted; she replies (quoted), reacts from the
+    keyboard (who reacted shows on focus), edits and deletes her message,
+    and bob sees each; a mention while she is in another room gives #lobby
+    a mention badge and an unread count; her search finds a message and
+    jumps to it in context; her read position follows her to her phone,
+    which shows a "New messages" line where she had stopped reading.
+    """
+    daemon = startDaemon(web=LOOPBACK)
+    url = pageUrl(daemon.ports["web"])
+
+    def scenario(alice: BrowserPage) -> None:
+        page = alice.page
+        browser = page.context.browser
+        assert browser is not None
+        other = browser.new_context(viewport=LAPTOP, locale="en-US", timezone_id="UTC")  # type: ignore[arg-type]
+        try:
+            bob = BrowserPage(other.new_page())
+            alice.login(url, "alice")
+            bob.login(url, "bob")
+
+            # typing, then a mention
+            bob.page.get_by_label("Message", exact=True).fill("@alice lunch at 12?")
+            expect(page.locator("#typing")).to_have_text("bob is typing\u2026")
+            bob.page.get_by_role("button", name="Send").click()
+            question = alice.messages().filter(has=page.locator(".text", has_text="lunch at 12?"))
+            expect(question).to_have_class(re.compile(r"\bmention\b"))
+            expect(page.locator("#typing")).to_have_text("")
+
+            # a reply, quoted on both pages
+            question.hover()
+            question.get_by_role("button", name="Reply to bob").click()
+            expect(page.locator("#compose-context")).to_contain_text("Replying to bob: @alice lunch at 12?")
+            alice.say("yes")
+            for who in (alice, bob):
+                answer = who.messages().filter(has=who.page.locator(".text", has_text="yes"))
+                expect(answer.locator(".quote")).to_have_text("bob @alice lunch at 12?")
+                expect(answer.locator(".text")).to_have_text("yes")
+
+            # a reaction, from the keyboard
+            react = question.get_by_role("button", name="Add a reaction")
+            react.focus()
+            page.keyboard.press("Enter")
+            expect(page.get_by_role("button", name="React with thumbs up")).to_be_focused()
+            page.keyboard.press("Enter")
+            chip = bob.messages().filter(has=bob.page.locator(".text", has_text="lunch at 12?")).locator(".reaction")
+            expect(chip).to_have_accessible_name("\U0001f44d 1: alice. Add yours")
+            chip.focus()
+            expect(chip.locator(".who")).to_be_visible()
+            expect(chip.locator(".who")).to_have_text("alice")
+            expect(question.locator(".reaction")).to_have_attribute("aria-pressed", "true")
+
+            # an edit of her own message
+            answer = alice.messages().filter(has=page.locator(".text", has_text="yes"))
+            answer.hover()
+            answer.get_by_role("button", name="Edit your message").click()
+            field = page.get_by_label("Message", exact=True)
+            expect(field).to_have_value("yes")
+            field.fill("yes, at 12:30")
+            field.press("Enter")
+            edited = bob.messages().filter(has_text="yes, at 12:30")
+            expect(edited.locator(".edited")).to_have_text("(edited)")
+            alice.screenshot("browser-conversation.png", LAPTOP)
+            alice.screenshot("browser-conversation-phone.png", PHONE)
+            page.set_viewport_size(LAPTOP)  # type: ignore[arg-type]
+
+            # a deletion (asked twice)
+            answer = alice.messages().filter(has_text="yes, at 12:30")
+            answer.hover()
+            answer.get_by_role("button", name="Delete your message").click()
+            answer.get_by_role("button", name="Really delete your message? Press again to delete").click()
+            expect(bob.messages().filter(has_text="message deleted")).to_have_count(1)
+            expect(bob.page.locator("#views")).not_to_contain_text("yes, at 12:30")
+
+            # a mention while alice is elsewhere: a badge on #lobby
+            page.get_by_label("Room").fill("#dev")
+            page.get_by_role("button", name="Join").click()
+            expect(page.locator("#view-title")).to_have_text("#dev")
+            bob.say("alice: are you there?")
+            lobby = page.locator(".nav-item", has=page.get_by_role("button", name="#lobby", exact=True))
+            expect(lobby.locator(".mention-badge")).to_have_text("@1 mention")
+            expect(lobby.locator(".badge:not(.mention-badge)")).to_have_text("1 unread")
+
+            # search, and jump to the message in context
+            page.get_by_role("searchbox", name="Search messages").fill("lunch")
+            page.get_by_role("button", name="Search", exact=True).click()
+            expect(page.locator("#search-summary")).to_have_text("1 message found")
+            page.get_by_role("button", name=re.compile(r"^bob in #lobby: @alice lunch at 12\?")).click()
+            expect(page.locator("#view-title")).to_have_text("#lobby")
+            expect(question).to_be_focused()
+            expect(question).to_have_class(re.compile(r"\bflash\b"))
+            alice.screenshot("browser-conversation-search.png", LAPTOP)
+
+            # later, on her phone (the same nick and token): a "New messages"
+            # line where she had stopped reading #lobby
+            page.close()
+            phone = BrowserPage(page.context.new_page())
+            phone.page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+            phone.page.goto(url)
+            expect(phone.body).to_have_attribute("data-state", "online")
+            expect(phone.page.locator("#views li.new-divider")).to_have_text("New messages")
+            after = phone.page.locator("#views li.new-divider + li.msg .text")
+            expect(after).to_have_text("alice: are you there?")
+            phone.screenshot("browser-conversation-new-phone.png", PHONE)
+
+            for web in (alice, bob, phone):
+                assert web.pageErrors == [], web.pageErrors
+                assert web.consoleErrors == [], web.consoleErrors
+                assert web.dialogs == [], web.dialogs
+        finally:
+            other.close()
+
+    inBrowser(scenario)
+
+
+def test_readFollowsToAnotherTab(
+    startDaemon: Callable[..., Daemon],
+    lineClients: Callable[..., LineClient],
+    inBrowser: Callable[[Callable[[BrowserPage], None]], None],
+) -> None:
+    """
+    Two tabs of alice at once (the same nick and token): a message for her
+    in #lobby while the first tab shows #dev gives #lobby an unread count
+    and a mention badge there; the second tab, showing #lobby, reads it,
+    and the first tab's badges go, without it ever losing its connection.
+    """
+    daemon = startDaemon(web=LOOPBACK)
+    bob = lineUser(lineClients, daemon, "bob")
+    url = pageUrl(daemon.ports["web"])
+
+    def scenario(first: BrowserPage) -> None:
+        page = first.page
+        first.login(url, "alice")
+        page.get_by_label("Room").fill("#dev")
+        page.get_by_role("button", name="Join").click()
+        expect(page.locator("#view-title")).to_have_text("#dev")
+        bob.send("alice: are you there?")
+        lobby = page.locator(".nav-item", has=page.get_by_role("button", name="#lobby", exact=True))
+        expect(lobby.locator(".mention-badge")).to_have_text("@1 mention")
+        expect(lobby.locator(".badge:not(.mention-badge)")).to_have_text("1 unread")
+
+        second = BrowserPage(page.context.new_page())
+        second.page.goto(url)
+        expect(second.body).to_have_attribute("data-state", "online")
+        expect(second.page.locator("#view-title")).to_have_text("#lobby")
+        expect(lobby.locator(".mention-badge")).to_be_hidden()
+        expect(lobby.locator(".badge:not(.mention-badge)")).to_be_hidden()
+        assert first.states()[-1] == "online" and "offline" not in first.states(), first.states()
 
     inBrowser(scenario)

@@ -612,3 +612,43 @@ async def test_e2eTerminalEndOfInputWaits(startDaemon: Callable[..., Any]) -> No
         if not client.ended.called:
             client.protocol.transport.signalProcess("KILL")
             await client.ended.addTimeout(TIMEOUT, reactor)
+
+
+@pytest.mark.e2e
+def test_e2eConversationCommands(startDaemon: Callable[..., Any], clientProcesses: Callable[..., ClientProcess]) -> None:
+    """
+    Through the real daemon, two json-mode clients reply, react, edit,
+    delete and search: each sees the other's doing as the line chat
+    describes it, and a session whose edits, deletions and reactions were
+    all acknowledged exits 0.
+    """
+    daemon = startDaemon(web=LOOPBACK_WEB)
+    url = "ws://127.0.0.1:%d/ws" % (daemon.ports["web"],)
+    bob = clientProcesses(url, "--nick", "bob")
+    bob.waitFor("*** #lobby: members: bob")
+    bob.send("lunch at 12?")
+    bob.waitFor("#lobby <bob> lunch at 12?")
+    alice = clientProcesses(url, "--nick", "alice")
+    alice.waitFor(lambda s: re.fullmatch(r"#lobby \[\d\d:\d\d\] <bob> lunch at 12\?", s) is not None)
+    alice.send("/reply 1 yes")
+    for who in (alice, bob):
+        who.waitFor("*** #lobby: alice replies to bob's \"lunch at 12?\":")
+        who.waitFor("#lobby <alice> yes")
+    alice.send("/react 2 \U0001f44d")
+    bob.waitFor("*** #lobby: alice reacted \U0001f44d to bob's \"lunch at 12?\"")
+    bob.send("/edit lunch at 12:30?")
+    alice.waitFor("*** #lobby: bob edited \"lunch at 12?\": lunch at 12:30?")
+    alice.send("/delete")
+    bob.waitFor("*** #lobby: alice deleted \"yes\"")
+    alice.send("/edit nothing left to edit")
+    alice.waitFor("!!! #lobby: you have no message here to edit")
+    alice.send("/search lunch")
+    alice.waitFor("*** search \"lunch\": 1 found")
+    alice.waitFor(lambda s: re.fullmatch(r"#lobby \[\d\d:\d\d\] <bob> lunch at 12:30\?", s) is not None)
+    alice.send("/react 1 \U0001f44d")
+    # (the same reaction again takes it back)
+    bob.waitFor("*** #lobby: alice took back \U0001f44d from bob's \"lunch at 12:30?\"")
+    assert bob.finish() == 0
+    # the /edit refused here counts: status 3
+    assert alice.finish() == 3
+    assert alice.err == ["twisted-chat: 1 request was refused"]

@@ -105,6 +105,35 @@ def test_resumeOnAnotherDaemon(
     assert (live["id"], live["text"]) == (last["id"] + len(missed) + 1, "live")
 
 
+def test_updatesResumeOnAnotherDaemon(startDaemon: Callable[..., Daemon], redisServer: Any) -> None:
+    """
+    A json user whose connection to one daemon dropped resumes on another:
+    the edits, reactions and deletions made meanwhile on either daemon
+    come in its history's C{updates}, exactly once, in order; then live.
+    """
+    a = node(startDaemon, redisServer, "a", web=LOOPBACK)
+    b = node(startDaemon, redisServer, "b", web=LOOPBACK)
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with Users() as users:
+            amy, _ = await users.hello(a, nick="amy")
+            bob, _ = await users.hello(b, nick="bob")
+            said = await amy.say("hello wrold", "s1")
+            await bob.until("message")
+            bob.drop()
+            await amy.request(type="edit", room="#lobby", id=said["id"], text="hello world", ref="e1")
+            await amy.request(type="react", room="#lobby", id=said["id"], emoji="🎉", ref="e2")
+            bob, events = await users.hello(a, nick="bob", since={"#lobby": {"epoch": said["epoch"], "id": said["id"]}})
+            await amy.request(type="delete", room="#lobby", id=said["id"], ref="e3")
+            live = (await bob.until("delete"))[-1]
+            return one(events, "history"), live
+
+    resumed, live = runAsync(main)
+    assert resumed["recovered"] is True and resumed["messages"] == []
+    assert [(u["type"], u["seq"]) for u in resumed["updates"]] == [("edit", 2), ("react", 3)]
+    assert (live["type"], live["id"], live["seq"], live["by"]) == ("delete", 1, 4, "amy")
+
+
 def test_killedDaemonsUsersLeave(
     startDaemon: Callable[..., Daemon], lineClients: Callable[..., LineClient], redisServer: Any, tmp_path: Path
 ) -> None:

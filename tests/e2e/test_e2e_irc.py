@@ -209,6 +209,84 @@ def test_loginWithSasl(startDaemon: Callable[..., Daemon], lineClients: Callable
     runAsync(scenario)
 
 
+class DraftsUser(IrcUser):
+    """
+    An L{IrcUser} that also asks for the drafts of a conversation.
+    """
+
+    async def on_capability_draft_message_redaction_available(self, value: str) -> bool:
+        return True
+
+    async def on_capability_draft_read_marker_available(self, value: str) -> bool:
+        return True
+
+
+def test_drafts(startDaemon: Callable[..., Daemon], tmp_path: Path) -> None:
+    """
+    A logged-in IRC client (pydle, sending the drafts' lines raw) next to
+    a json user: typing both ways, a reply, a reaction, the json user's
+    edit and deletion, a REDACT of its own message, and its read position
+    (MARKREAD), which a new JOIN gives back before 366 (read from the
+    daemon's SQLite store).
+    """
+    users = tmp_path / "users.txt"
+    users.write_text("alice:%s\n" % (hashPassword("sesame"),))
+    daemon = startIrc(startDaemon, "--auth", str(users), web=LOOPBACK)
+
+    async def scenario() -> None:
+        js, _ = await JsonUser.hello(daemon, nick="js")
+        alice = DraftsUser("alice", realname="pydle user", sasl_username="alice", sasl_password="sesame")
+        await asyncio.wait_for(alice.connect("127.0.0.1", daemon.ports["irc"], tls=False), TIMEOUT)
+        await asyncio.wait_for(alice.signedOn.wait(), TIMEOUT)
+        await alice.join("#lobby")
+        names = await alice.expect(lambda m: m.command == "366")
+        assert [m.params for m in names if m.command == "MARKREAD"] == [["#lobby", "*"]]
+
+        ack = await js.say("lunch?", "r1")
+        [m] = (await alice.expect(privmsg("lunch?")))[-1:]
+        lunch, when = m.tags["msgid"], m.tags["time"]
+        assert lunch == "lobby/%s/%d" % (ack["epoch"], ack["id"])
+
+        await alice.rawmsg("TAGMSG", "#lobby", tags={"+typing": "active"})
+        typing = (await js.expect(lambda e: e["type"] == "typing"))[-1]
+        assert (typing["nick"], typing["state"]) == ("alice", "active")
+        await js.send(type="typing", room="#lobby", state="active")
+        [m] = (await alice.expect(lambda m: m.command == "TAGMSG"))[-1:]
+        assert m.source.startswith("js!") and m.tags["+typing"] == "active"
+
+        await alice.rawmsg("PRIVMSG", "#lobby", "yes!", tags={"+draft/reply": lunch})
+        said = (await js.expect(lambda e: e["type"] == "message" and e["text"] == "yes!"))[-1]
+        assert said["reply_to"] == ack["id"]
+        [echo] = (await alice.expect(privmsg("yes!")))[-1:]
+        await alice.rawmsg("TAGMSG", "#lobby", tags={"+draft/react": "👍", "+draft/reply": lunch})
+        react = (await js.expect(lambda e: e["type"] == "react"))[-1]
+        assert (react["id"], react["emoji"], react["nick"], react["on"]) == (ack["id"], "👍", "alice", True)
+
+        await js.send(type="edit", room="#lobby", id=ack["id"], text="lunch at 12?")
+        [m] = (await alice.expect(lambda m: m.command == "NOTICE" and m.source.startswith("js!")))[-1:]
+        assert m.params == ["#lobby", 'edited "lunch?": lunch at 12?'] and m.tags["+draft/reply"] == lunch
+        await js.send(type="delete", room="#lobby", id=ack["id"])
+        [m] = (await alice.expect(lambda m: m.command == "REDACT"))[-1:]
+        assert m.source.startswith("js!") and m.params == ["#lobby", lunch]
+
+        await alice.rawmsg("REDACT", "#lobby", echo.tags["msgid"])
+        deleted = (await js.expect(lambda e: e["type"] == "delete" and e["by"] == "alice"))[-1]
+        assert (deleted["id"], deleted["by"]) == (said["id"], "alice")
+
+        await alice.rawmsg("MARKREAD", "#lobby", "timestamp=" + when)
+        [m] = (await alice.expect(lambda m: m.command == "MARKREAD"))[-1:]
+        assert m.params == ["#lobby", "timestamp=" + when]
+        await alice.part("#lobby")
+        await alice.expect(lambda m: m.command == "PART")
+        await alice.join("#lobby")
+        names = await alice.expect(lambda m: m.command == "366")
+        assert [m.params for m in names if m.command == "MARKREAD"] == [["#lobby", "timestamp=" + when]]
+        await js.close()
+        await asyncio.wait_for(alice.quit(), TIMEOUT)
+
+    runAsync(scenario)
+
+
 class _Raw:
     """
     A raw IRC connection for bad input: bytes out, lines in, every read
@@ -347,7 +425,7 @@ def test_browserPageAndIrc(startDaemon: Callable[..., Daemon], browserThread: An
         expect(page.locator("body")).to_have_attribute("data-state", "online", timeout=TIMEOUT * 1000)
 
     def say(text: str) -> None:
-        field = held["page"].get_by_label("Message")
+        field = held["page"].get_by_label("Message", exact=True)
         field.fill(text)
         held["page"].get_by_role("button", name="Send").click()
 

@@ -271,3 +271,26 @@ def test_invalidOption(runTwistd: Callable[..., object], args: list[str], messag
     assert result.returncode != 0  # type: ignore[attr-defined]
     assert result.stderr.splitlines() == [message]  # type: ignore[attr-defined]
     assert "listening" not in result.stdout  # type: ignore[attr-defined]
+
+
+def test_bellOnMentionsOverTCP(chatDaemon: Daemon, lineClients: Callable[..., LineClient]) -> None:
+    """
+    Over a real connection (where room messages go out in batches, one
+    send() a turn), a line that mentions a user who asked for a bell
+    starts with BEL, and only for that user; then /edit and /delete show
+    as *** lines to the others.
+    """
+    port = chatDaemon.ports["line"]
+    alice = named(lineClients(port), "alice")
+    bob = named(lineClients(port), "bob")
+    alice.send("/set bell on")
+    alice.expect("*** bell on")
+    bob.send("alice: are you there?")
+    bob.send("nobody in particular")
+    bob.expect("#lobby <bob> nobody in particular")
+    # (the lines before the unmentioning one: the bell, for alice only)
+    assert alice.expect("#lobby <bob> nobody in particular") == ["\a#lobby <bob> alice: are you there?"]
+    bob.send("/edit nobody at all")
+    alice.expect('*** #lobby: bob edited "nobody in particular": nobody at all')
+    bob.send("/delete")
+    alice.expect('*** #lobby: bob deleted "nobody at all"')

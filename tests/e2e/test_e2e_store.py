@@ -82,6 +82,56 @@ def test_restartKeepsHistoryAndIds(startDaemon: Callable[..., Daemon]) -> None:
     assert texts(everything) == [(1, "amy", "before 1"), (2, "amy", "before 2"), (3, "amy", "before 3"), (4, "amy", "after")]
 
 
+def test_editsDeletionsAndReactionsResumeAcrossARestart(startDaemon: Callable[..., Daemon]) -> None:
+    """
+    Edits, reactions and deletions are stored in the room's sequence: a
+    client that resumes after a restart gets exactly the ones it missed,
+    in order, once (in the history's C{updates}), then live ones; history
+    shows the messages as they are now, a deleted one without text.
+    """
+    first = startDaemon(web=LOOPBACK)
+
+    async def before() -> tuple[str, int, list[int]]:
+        async with Users() as users:
+            amy, _ = await users.hello(first, nick="amy")
+            bob, _ = await users.hello(first, nick="bob")
+            one = await amy.say("first thougth", "s1")
+            two = await amy.say("second @bob", "s2")
+            await bob.until("message", 2)
+            seqs = []
+            for request in (
+                {"type": "edit", "room": "#lobby", "id": one["id"], "text": "first thought", "ref": "e1"},
+                {"type": "react", "room": "#lobby", "id": one["id"], "emoji": "👍", "ref": "e2"},
+                {"type": "delete", "room": "#lobby", "id": two["id"], "ref": "e3"},
+            ):
+                _, ack = await amy.request(**request)
+                seqs.append(ack["seq"])
+            return one["epoch"], two["id"], seqs
+
+    epoch, seen, seqs = runAsync(before)
+    assert seqs == [3, 4, 5]
+    assert first.stop() == 0 and first.stoppedCleanly, first.log
+    second = startDaemon(web=LOOPBACK)
+
+    async def after() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        async with Users() as users:
+            bob, events = await users.hello(second, nick="bob", since={"#lobby": {"epoch": epoch, "id": seen}})
+            amy, _ = await users.hello(second, nick="amy")
+            await amy.request(type="react", room="#lobby", id=1, emoji="👍", on=False, ref="e4")
+            live = (await bob.until("react"))[-1]
+            carol, _ = await users.hello(second, nick="carol")
+            return one(events, "history"), live, await carol.allHistory()
+
+    resumed, live, everything = runAsync(after)
+    assert (resumed["recovered"], resumed["messages"]) == (True, [])
+    assert [(u["type"], u["id"], u["seq"]) for u in resumed["updates"]] == [("edit", 1, 3), ("react", 1, 4), ("delete", 2, 5)]
+    assert (live["seq"], live["on"], live["nick"]) == (6, False, "amy")
+    assert [(m["id"], m["text"], m.get("edited") is not None, m.get("deleted", False), m.get("reactions")) for m in everything] == [
+        (1, "first thought", True, False, None),
+        (2, "", False, True, None),
+    ]
+
+
 def test_kill9LosesNoAcknowledgedMessage(startDaemon: Callable[..., Daemon], tmp_path: Path) -> None:
     """
     SIGKILL in the middle of a burst of 2,000 acknowledged C{say}s loses

@@ -732,3 +732,31 @@ def test_saslAfterRegistrationLogsIn(factory: IRCFactory) -> None:
     ]
     assert c.protocol.member is not None and c.protocol.member.authenticated == "alice"
     assert c.commands("AUTHENTICATE PLAIN") == ["907"]
+
+
+def test_deletedMessagesAndUpdatesAreNotPlayedBack(factory: IRCFactory, service: ChatService) -> None:
+    """
+    A message deleted since (issue #19) is not played back on join, and
+    an edited message is played back as it is now; a client without the
+    IRCv3 drafts sees edits and deletions as NOTICEs, reactions not at all
+    (see tests/frontends/test_irc_drafts.py).
+    """
+    bob = joined(factory, "bob", "#r")
+    bob.cmd("PRIVMSG #r :one\r\nPRIVMSG #r :two")
+    watcher = joined(factory, "watcher", "#r")
+    member = service.lookup("bob")
+    assert member is not None
+    member.edit(1, "one, edited")
+    member.react(1, "👍")
+    member.delete(2)
+    assert [(m.command, m.params) for m in watcher.cmd("PING :x")] == [
+        ("NOTICE", ["#r", 'edited "one": one, edited']),
+        ("NOTICE", ["#r", 'deleted "two"']),
+        ("PONG", ["irc.twisted-chat", "x"]),
+    ]
+    plain = Client(factory)
+    plain.register("plain")
+    lines = plain.cmd("JOIN #r")
+    assert [(m.command, m.params) for m in lines if m.command == "PRIVMSG"] == [
+        ("PRIVMSG", ["#r", "[00:00] one, edited"]),
+    ]

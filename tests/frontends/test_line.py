@@ -22,6 +22,7 @@ from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
 from twisted_chat.wire.commands import HELP
 
+from tests.support.fakes import fired
 from tests.support.lines import MemoryLine, quiet
 
 
@@ -764,3 +765,96 @@ def test_endOfInputWithNothingPendingClosesAtOnce(factory: LineChatFactory) -> N
     alice.protocol.readConnectionLost()
     assert not alice.open
     assert bob.lines() == ["*** #lobby: alice left (disconnected)"]
+
+
+# -- edits, deletions, search, the bell (issue #19) ----------------------------
+
+
+def test_editAndDeleteMyLastMessage(factory: LineChatFactory, clock: Clock) -> None:
+    """
+    C{/edit TEXT} replaces the text of my last message in the current room
+    and C{/delete} deletes it; the room sees C{***} lines naming the author
+    and the start of the original; reactions are not shown.
+    """
+    alice, bob = login(factory, "alice"), login(factory, "bob")
+    quiet(alice, bob)
+    assert alice.say("/edit nothing yet") == ["!!! you have said nothing in #lobby from here to edit or delete"]
+    alice.say("the quick brown fox jumps over the lazy dog")
+    clock.advance(0)
+    quiet(alice, bob)
+    alice.sendLine("/edit the quick brown fox")
+    clock.advance(0)
+    edited = '*** #lobby: alice edited "the quick brown fox jumps over…": the quick brown fox'
+    assert bob.lines() == [edited]
+    assert alice.lines() == [edited]
+    assert bob.protocol.member is not None
+    fired(bob.protocol.member.react(1, "👍"))
+    clock.advance(0)
+    assert bob.lines() == alice.lines() == []
+    alice.sendLine("/delete")
+    clock.advance(0)
+    assert bob.lines() == alice.lines() == ['*** #lobby: alice deleted "the quick brown fox"']
+    assert alice.say("/delete") == ["!!! you have said nothing in #lobby from here to edit or delete"]
+    # the history shows neither the deleted message nor the updates
+    assert bob.say("/history") == ["*** #lobby: no messages yet"]
+
+
+def test_othersDeletedByAnOperator(factory: LineChatFactory, clock: Clock) -> None:
+    """
+    An operator's deletion of someone else's message names both.
+    """
+    op, alice = login(factory, "op"), login(factory, "alice")
+    assert op.protocol.member is not None
+    alice.say("spam spam spam")
+    clock.advance(0)
+    quiet(op, alice)
+    fired(op.protocol.member.delete(1))
+    clock.advance(0)
+    assert alice.lines() == ["*** #lobby: op deleted alice's \"spam spam spam\""]
+
+
+def test_search(factory: LineChatFactory, clock: Clock) -> None:
+    """
+    C{/search TEXT} lists the messages found, newest first, stamped.
+    """
+    alice = login(factory, "alice")
+    alice.say("hello world")
+    clock.advance(30)
+    alice.say("unrelated")
+    clock.advance(30)
+    alice.say("world peace")
+    clock.advance(0)
+    quiet(alice)
+    alice.sendLine("/search wor")
+    clock.advance(0)
+    assert alice.lines() == [
+        '*** search "wor": 2 found',
+        "#lobby [00:01] <alice> world peace",
+        "#lobby [00:00] <alice> hello world",
+    ]
+    assert alice.say("/search") == ["!!! usage: /search TEXT"]
+
+
+def test_bellOnMentions(factory: LineChatFactory, clock: Clock) -> None:
+    """
+    After C{/set bell on}, a line that mentions me starts with a bell;
+    others do not, and nobody else gets one; C{/set bell off} stops it.
+    """
+    alice, bob, carol = login(factory, "alice"), login(factory, "bob"), login(factory, "carol")
+    quiet(alice, bob, carol)
+    bob.say("alice: before")
+    clock.advance(0)
+    assert alice.lines() == ["#lobby <bob> alice: before"]
+    quiet(carol)
+    assert alice.say("/set bell on") == ["*** bell on"]
+    bob.say("alice: lunch?")
+    bob.say("hey @ALICE")
+    bob.say("no mention of alice")
+    clock.advance(0)
+    assert alice.lines() == ["\a#lobby <bob> alice: lunch?", "\a#lobby <bob> hey @ALICE", "#lobby <bob> no mention of alice"]
+    assert carol.lines() == ["#lobby <bob> alice: lunch?", "#lobby <bob> hey @ALICE", "#lobby <bob> no mention of alice"]
+    assert alice.say("/set bell off") == ["*** bell off"]
+    bob.say("alice: after")
+    clock.advance(0)
+    assert alice.lines() == ["#lobby <bob> alice: after"]
+    assert alice.say("/set bell maybe") == ["!!! usage: /set bell on|off"]

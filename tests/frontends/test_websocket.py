@@ -307,8 +307,11 @@ def test_jsonHello(chat: Chat) -> None:
                     "text": "earlier",
                     "time": ms,
                     "action": False,
+                    "mentions": [],
                 }
             ],
+            # (alice owns her nick: where her reading stands)
+            "read": {"id": 0, "unread": 1, "mentions": 0},
         },
         {"type": "private-history", "messages": []},
     ]
@@ -336,6 +339,7 @@ def test_jsonSay(chat: Chat) -> None:
         "text": "hi bob",
         "time": int(START * 1000) + 1500,
         "action": False,
+        "mentions": [],
     }
     assert alice.objects() == [message, {"type": "ack", "ref": "c1", "id": 1, "room": "#lobby", "epoch": epoch}]
     assert bob.objects() == [message]

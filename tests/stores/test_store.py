@@ -25,8 +25,9 @@ from twisted.internet.defer import gatherResults
 from zope.interface.verify import verifyObject
 
 from twisted_chat.core.errors import StoreUnavailable
-from twisted_chat.core.events import Message, Private
+from twisted_chat.core.events import DELETE, EDIT, REACT, Message, Private, PrivateUpdate, Update
 from twisted_chat.core.interfaces import IMessageStore
+from twisted_chat.core.names import findMentions
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.stores.sqlite import SQLiteStore, StoreError
 
@@ -397,6 +398,193 @@ async def test_noAgeLimitKeepsOldMessages(makeStore: Callable[..., Store]) -> No
 @pytest.fixture
 def dbPath(tmp_path: Path) -> Path:
     return tmp_path / "chat.sqlite3"
+
+
+def upd(store: Store, room: str, op: str, target: int, sender: str = "alice", text: str = "", emoji: str = "",
+        on: bool = True, time: float = 2000.0) -> Update:
+    """
+    An update of message C{target}; no id (the store gives it one). An
+    edit's mentions are computed as the service does.
+    """
+    return Update(room, 0, store.epoch, sender, op, target, text, time, emoji, on, findMentions(text))
+
+
+@pytest_twisted.ensureDeferred
+async def test_updatesTakeIdsAndFoldIntoTheirMessage(makeStore: Callable[..., Store]) -> None:
+    """
+    An update takes the next id of its room; the store fills in the start
+    of the text before it and its author; recent() returns the messages
+    only, as they are now, counting messages for its limit; since()
+    returns messages and updates in id order; get() finds either.
+    """
+    store = makeStore()
+    await fill(store, "#r", 1, 3)
+    edit = await within(store.append(upd(store, "#r", EDIT, 1, text="m1 edited @bob")))
+    await within(store.append(upd(store, "#r", REACT, 1, sender="bob", emoji="👍")))
+    await within(store.append(upd(store, "#r", REACT, 1, sender="carol", emoji="👍")))
+    await within(store.append(upd(store, "#r", REACT, 1, sender="Bob", emoji="👍", on=False)))
+    await within(store.append(upd(store, "#r", DELETE, 2, sender="op")))
+    assert (edit.id, edit.original, edit.author) == (4, "m1", "alice")
+    recent = await within(store.recent("#r", 2))
+    assert [(m.id, m.text, m.edited, m.deleted, m.reactions, m.mentions) for m in recent] == [
+        (2, "", 0.0, True, None, ()),
+        (3, "m3", 0.0, False, None, ()),
+    ]
+    [first] = await within(store.recent("#r", 1, before=2))
+    assert (first.text, first.edited, first.reactions, first.mentions) == ("m1 edited @bob", 2000.0, {"👍": ["carol"]}, ("bob",))
+    entries = await within(store.since("#r", store.epoch, 2, 100))
+    assert [(e.kind, e.id) for e in entries] == [("message", 3)] + [("update", i) for i in range(4, 9)]
+    assert [(e.op, e.target, e.sender) for e in entries[1:]] == [
+        (EDIT, 1, "alice"), (REACT, 1, "bob"), (REACT, 1, "carol"), (REACT, 1, "Bob"), (DELETE, 2, "op")
+    ]
+    assert (await within(store.get("#r", 1))).text == "m1 edited @bob"
+    assert (await within(store.get("#r", 5))).kind == "update"
+    assert await within(store.get("#r", 99)) is None
+    assert await within(store.unread("#r", "bob", 0)) == (2, 1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_deletionRemovesTheTextOfTheMessageAndItsEdits(makeStore: Callable[..., Store]) -> None:
+    """
+    After a deletion, neither the message nor its earlier edits have text
+    any more, and an edit that comes after it keeps none either; search
+    does not find it.
+    """
+    store = makeStore()
+    await fill(store, "#r", 1, 1)
+    await within(store.append(upd(store, "#r", EDIT, 1, text="secret plans")))
+    await within(store.append(upd(store, "#r", DELETE, 1)))
+    late = await within(store.append(upd(store, "#r", EDIT, 1, text="more secrets")))
+    assert late.text == ""
+    entries = await within(store.since("#r", store.epoch, 0, 100))
+    assert [(e.id, e.text) for e in entries] == [(1, ""), (2, ""), (3, ""), (4, "")]
+    assert entries[0].deleted
+    assert await within(store.search(["#r"], None, "secret", None, 10)) == []
+    assert await within(store.search(["#r"], None, "m1", None, 10)) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_privateUpdates(makeStore: Callable[..., Store]) -> None:
+    """
+    Updates of private messages take ids of the private sequence, fold into
+    the message, and come with the messages after a position.
+    """
+    store = makeStore()
+    p = await within(store.append(pm("alice", "bob", "psst", 5.0)))
+    u = await within(store.append(PrivateUpdate(0, "bob", "alice", REACT, p.id, "", 6.0, "👀")))
+    assert (u.id, u.author, u.original) == (p.id + 1, "alice", "psst")
+    [now] = await within(store.privateFor("alice", None, 10))
+    assert (now.id, now.reactions) == (p.id, {"👀": ["bob"]})
+    after = await within(store.privateFor("bob", 0, 10))
+    assert [(e.kind, e.id) for e in after] == [("private", p.id), ("private-update", u.id)]
+    assert (await within(store.getPrivate("bob", p.id))).reactions == {"👀": ["bob"]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_readPositions(makeStore: Callable[..., Store]) -> None:
+    store = makeStore()
+    assert await within(store.reads("alice")) == {}
+    await within(store.saveRead("alice", "#r", 4))
+    await within(store.saveRead("alice", "#s", 1))
+    await within(store.saveRead("alice", "#r", 2))
+    assert await within(store.reads("alice")) == {"#r": 2, "#s": 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_search(makeStore: Callable[..., Store]) -> None:
+    """
+    A search finds the messages of the rooms asked whose words start with
+    every word searched (case-insensitive), newest first, below C{before};
+    with a nick, its private messages too.
+    """
+    store = makeStore()
+    for i, (room, text) in enumerate([
+        ("#a", "Hello World"), ("#a", "world peace"), ("#b", "hello worldwide"), ("#c", "hello world"),
+        ("#a", "unrelated"), ("#a", 'quote" and * OR NEAR(x'),
+    ]):
+        await within(store.append(msg(store, room, i, text=text, time=100.0 + i)))
+    await within(store.append(pm("alice", "bob", "hello world in private", 200.0)))
+    await within(store.append(pm("carol", "dave", "hello world elsewhere", 201.0)))
+    found = await within(store.search(["#a", "#b"], None, "hel WOR", None, 10))
+    assert [(m.room, m.text) for m in found] == [("#b", "hello worldwide"), ("#a", "Hello World")]
+    assert [m.text for m in await within(store.search(["#a"], None, "world", 2, 10))] == ["Hello World"]
+    assert [m.text for m in await within(store.search(["#a", "#b"], None, "world", None, 1))] == ["hello worldwide"]
+    found = await within(store.search(["#a"], "bob", "hello world", None, 10))
+    assert [m.text for m in found] == ["hello world in private", "Hello World"]
+    assert [m.text for m in await within(store.search(["#a"], None, 'quote" OR', None, 10))] == ['quote" and * OR NEAR(x']
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqliteDeletedTextIsGoneFromTheFile(dbPath: Path) -> None:
+    """
+    A deleted message's text is not in the database file any more (nor
+    its edits'), once the log is checkpointed: not hidden, removed.
+    """
+    store = openSQLite(dbPath)
+    try:
+        await within(store.append(msg(store, "#r", 1, text="zanzibar-plans-alpha")))
+        await within(store.append(upd(store, "#r", EDIT, 1, text="zanzibar-plans-beta")))
+        await within(store.append(pm("alice", "bob", "quixotic-private-note", 5.0)))
+        p = (await within(store.privateFor("bob", None, 1)))[0]
+        await within(store.append(upd(store, "#r", DELETE, 1)))
+        await within(store.append(PrivateUpdate(0, "alice", "bob", DELETE, p.id, "", 6.0)))
+        await within(store._call(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()))
+    finally:
+        await within(store.close())
+    data = b"".join(f.read_bytes() for f in dbPath.parent.iterdir() if f.name.startswith(dbPath.name))
+    for secret in (b"zanzibar-plans-alpha", b"zanzibar-plans-beta", b"quixotic-private-note"):
+        assert secret not in data
+
+
+#: the SQL of the database before schema 2 (as the code before issue #19 made it)
+_OLD_CODE = "d98ba2b"
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqliteOpensADatabaseOfTheOldCode(dbPath: Path, tmp_path: Path) -> None:
+    """
+    A database made by the code before updates and search (schema 1) opens:
+    its messages, ids and epoch are kept, search finds its messages (the
+    index is built at start-up), and updates work on its messages; an
+    index that went missing is rebuilt the same way.
+    """
+    old = subprocess.run(
+        ["git", "show", "%s:twisted_chat/stores/sqlite.py" % (_OLD_CODE,)],
+        cwd=Path(__file__).parent, capture_output=True, text=True, check=True,
+    ).stdout
+    (tmp_path / "oldsqlite.py").write_text(old)
+    script = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from oldsqlite import _open, SCHEMA_VERSION\n"
+        "assert SCHEMA_VERSION == '1'\n"
+        "conn = _open(%r, 'full')\n"
+        "conn.execute(\"INSERT INTO messages VALUES ('#old', 1, 'alice', 'vintage hello', 1000.0, 0, NULL)\")\n"
+        "conn.execute(\"INSERT INTO messages VALUES ('#old', 2, 'bob', 'classic reply', 1001.0, 0, 'r1')\")\n"
+        "conn.execute(\"INSERT INTO private VALUES (1, 'alice', 'bob', 'alice', 'bob', 'old secret', 1002.0, NULL)\")\n"
+        "conn.execute(\"INSERT INTO sequences VALUES ('#old', 2), ('@private', 1)\")\n"
+        "print(conn.execute(\"SELECT value FROM meta WHERE key='epoch'\").fetchone()[0])\n"
+        "conn.close()\n"
+    ) % (str(tmp_path), str(dbPath))
+    epoch = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+    for attempt, first in (("migrated", "vintage hello"), ("index dropped", "vintage hello again")):
+        store = openSQLite(dbPath)
+        try:
+            assert store.epoch == epoch, attempt
+            assert [(m.id, m.text) for m in await within(store.recent("#old", 10))] == [
+                (1, first), (2, "classic reply")
+            ]
+            assert [m.text for m in await within(store.search(["#old"], "bob", "vint", None, 10))] == [first]
+            assert [m.text for m in await within(store.search(["#old"], "bob", "secret", None, 10))] == ["old secret"]
+            if attempt == "migrated":
+                assert [(k, r) for k, r, _ in store.refs(0)] == [("bob", "r1")]
+                edit = await within(store.append(upd(store, "#old", EDIT, 1, text="vintage hello again")))
+                assert edit.id == 3
+                await within(store._call(lambda conn: conn.execute("DROP TABLE search")))
+            else:
+                [m] = await within(store.recent("#old", 1, before=2))
+                assert (m.text, m.edited) == ("vintage hello again", 2000.0)
+        finally:
+            await within(store.close())
 
 
 @pytest_twisted.ensureDeferred

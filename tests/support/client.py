@@ -35,6 +35,8 @@ class FakeUI:
         self.lines: list[str] = []
         self.statuses: list[str] = []
         self.notices: list[str] = []
+        #: what the status line showed, in order
+        self.activity: list[str] = []
         self.sink: Any = None
         self.closed = False
         self.queue: DeferredQueue[str] = DeferredQueue()
@@ -51,6 +53,9 @@ class FakeUI:
 
     def showNotice(self, text: str) -> None:
         self.notices.append(text)
+
+    def showActivity(self, text: str) -> None:
+        self.activity.append(text)
 
     def close(self) -> Deferred[None]:
         self.closed = True

@@ -31,7 +31,11 @@ from twisted_chat.core.events import (
     Presence,
     Private,
     PrivateHistory,
+    PrivateUpdate,
+    ReadMarker,
     RoomList,
+    Typing,
+    Update,
 )
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService, Member
@@ -215,6 +219,14 @@ def describe(e: Event) -> tuple[Any, ...]:
     """
     C{e} as a comparable tuple of what a user would see of it.
     """
+    if isinstance(e, Update):
+        return (e.op, e.room, e.target, e.id, e.sender, e.text or e.emoji)
+    if isinstance(e, PrivateUpdate):
+        return ("private-" + e.op, e.target, e.id, e.sender, e.recipient, e.text or e.emoji)
+    if isinstance(e, Typing):
+        return ("typing", e.room, e.nick, e.state)
+    if isinstance(e, ReadMarker):
+        return ("read", e.room, e.id)
     if isinstance(e, Message):
         return ("message", e.room, e.id, e.sender, e.text, e.action)
     if isinstance(e, Joined):

@@ -204,6 +204,18 @@ class JsonUser:
             if event["ref"] == ref:
                 return event
 
+    async def request(self, **request: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """
+        Send C{request} (which has a C{ref}) and read up to its C{ack}:
+        returns the events before it, and the ack.
+        """
+        await self.send(**request)
+        events: list[dict[str, Any]] = []
+        while True:
+            events.extend(await self.until("ack"))
+            if events[-1]["ref"] == request["ref"]:
+                return events[:-1], events[-1]
+
     async def history(self, before: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """
         One page of #lobby's history (json C{history} request).

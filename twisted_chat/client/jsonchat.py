@@ -14,15 +14,30 @@ renderings event by event.
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 from twisted_chat.client.resume import JsonObject, Resume
 from twisted_chat.client.typed import describeInput
 from twisted_chat.core.errors import ChatError
-from twisted_chat.wire.commands import HELP, Command, newTopic, parseLine
+from twisted_chat.wire.commands import (
+    HELP,
+    Command,
+    Syntax,
+    newTopic,
+    noArguments,
+    parseLine,
+    text as textArgument,
+    usageError,
+    wordAndText,
+)
 from twisted_chat.wire.render import (
     NOTICE,
+    SaidInRoom,
     currentRoomLine,
+    deleteLine,
+    editLine,
     epochLine,
     errorLine,
     historyLines,
@@ -35,6 +50,7 @@ from twisted_chat.wire.render import (
     presenceLine,
     privateHistoryLine,
     privateLine,
+    quoted,
     roomsLine,
     stamp,
     switchedLine,
@@ -57,11 +73,18 @@ def newRefPrefix() -> str:
 
 def describeRequest(request: JsonObject) -> str:
     """
-    The line a user types for the C{say} or C{msg} C{request}, as
-    L{describeInput} shows it.
+    The line a user types for the C{say}, C{msg}, C{edit}, C{delete} or
+    C{react} C{request}, as L{describeInput} shows it.
     """
     text = str(request.get("text", ""))
-    if request.get("type") == "msg":
+    kind = request.get("type")
+    if kind == "edit":
+        return describeInput("/edit " + text)
+    if kind == "delete":
+        return describeInput("/delete")
+    if kind == "react":
+        return describeInput("/react %s%s" % ("" if request.get("on", True) else "-", request.get("emoji")))
+    if kind == "msg":
         return describeInput("/msg %s %s" % (request.get("to"), text))
     if request.get("action") is True:
         return describeInput("/me " + text)
@@ -74,6 +97,70 @@ def roomKey(name: str) -> str:
     (C{dev} and C{#Dev} both name C{#dev}); validation is the server's job.
     """
     return "#" + name[1:].lower() if name.startswith("#") else "#" + name.lower()
+
+
+#: how many messages of each room (and private ones) the client remembers
+#: to name them in those lines, and for C{/reply N} and C{/react N}
+REMEMBERED = 1000
+
+
+#: the start of a message's text as the line chat quotes it
+quoteStart = quoted
+
+
+@dataclass
+class Shown:
+    """
+    A message the client has shown: what later lines (edits, deletions,
+    reactions, replies) and commands (C{/edit}, C{/reply N}) need of it.
+    """
+
+    sender: str
+    text: str
+    deleted: bool = False
+    #: emoji -> the nicks who reacted with it
+    reactions: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def fromEvent(cls, m: JsonObject) -> Shown:
+        reactions = m.get("reactions")
+        return cls(
+            str(m["from"]),
+            str(m["text"]),
+            m.get("deleted") is True,
+            {str(e): [str(n) for n in nicks] for e, nicks in reactions.items()} if isinstance(reactions, dict) else {},
+        )
+
+
+#: the commands only this client has (the line chat's are in L{COMMANDS
+#: <twisted_chat.wire.commands.COMMANDS>}), read the same way
+CLIENT_COMMANDS: dict[str, Syntax] = {
+    "edit": Syntax(textArgument, "/edit TEXT"),
+    "delete": Syntax(noArguments, "/delete"),
+    "reply": Syntax(wordAndText, "/reply N TEXT, N = 1 for the last message of your current room, 2 the one before"),
+    "react": Syntax(wordAndText, "/react N EMOJI, N = 1 for the last message of your current room, 2 the one before"),
+    "search": Syntax(textArgument, "/search TEXT"),
+}
+
+#: what C{/help} adds for L{CLIENT_COMMANDS}
+CLIENT_HELP = [
+    "in this client (json mode) also:",
+    "  /reply N TEXT     reply to message N of your current room (1 = the last one, 2 = the one before)",
+    "  /react N EMOJI    react to message N with EMOJI; the same again takes it back",
+]
+
+
+def typingLine(nicks: list[str]) -> str:
+    """
+    Who is typing in the current room, for the status line (C{""}: nobody).
+    """
+    if not nicks:
+        return ""
+    if len(nicks) == 1:
+        return "%s is typing\u2026" % (nicks[0],)
+    if len(nicks) <= 3:
+        return "%s and %s are typing\u2026" % (", ".join(nicks[:-1]), nicks[-1])
+    return "%d people are typing\u2026" % (len(nicks),)
 
 
 class ReceivedMessage(NamedTuple):
@@ -139,6 +226,16 @@ class JsonChat(Resume):
         #: how many requests were refused: C{error} events from the server,
         #: and typed lines refused here (usage errors, unknown commands)
         self.refusals = 0
+        # room -> id -> the messages shown (at most REMEMBERED per room)
+        self._shown: dict[str, OrderedDict[int, Shown]] = {}
+        # id -> the private messages shown
+        self._privates: OrderedDict[int, Shown] = OrderedDict()
+        #: room -> the nicks typing there, in the order they started
+        self.typing: dict[str, list[str]] = {}
+        #: start live messages that mention us with a bell (C{/set bell on})
+        self.bell = False
+        # the update of a history being shown (found fresh before its messages)
+        self._freshUpdate: JsonObject | None = None
 
     # -- requests --
 
@@ -193,19 +290,32 @@ class JsonChat(Resume):
         C{/text}, any other C{/word} is a command.
         """
         try:
-            said = parseLine(line)
+            said = self._parse(line)
+            if said is None:
+                return [], []
+            if isinstance(said, str):
+                return self._record({"type": "say", "text": said})
+            handler: Callable[[Command], Translation] | None = getattr(self, "req_" + said.name, None)
+            if handler is None:
+                raise ChatError("unknown-command", "/%s is not available in this client" % (said.name,))
+            return handler(said)
         except ChatError as e:
             self.refusals += 1
             return [], [errorLine(e.message)]
-        if said is None:
-            return [], []
-        if isinstance(said, str):
-            return self._record({"type": "say", "text": said})
-        handler: Callable[[Command], Translation] = getattr(self, "req_" + said.name)
-        return handler(said)
+
+    def _parse(self, line: str) -> str | Command | None:
+        """
+        L{parseLine}, knowing the commands of L{CLIENT_COMMANDS} too.
+        """
+        if line.startswith("/") and not line.startswith("//"):
+            name, _, rest = line[1:].partition(" ")
+            syntax = CLIENT_COMMANDS.get(name.lower())
+            if syntax is not None:
+                return syntax.arguments(name.lower(), rest.strip(), syntax.usage)
+        return parseLine(line)
 
     def req_help(self, command: Command) -> Translation:
-        return [], [NOTICE + line for line in HELP]
+        return [], [NOTICE + line for line in HELP + CLIENT_HELP]
 
     def req_quit(self, command: Command) -> Translation:
         # (the session ends itself before a /quit gets here)
@@ -277,6 +387,116 @@ class JsonChat(Resume):
         self.historyRequested()
         return [{"type": "history", "limit": command.number}], []
 
+    def _currentRoom(self) -> str:
+        if self.current is None:
+            raise ChatError("not-in-room", "you are in no room now: /join one first")
+        return self.current
+
+    def _lastOwn(self, room: str, what: str) -> int:
+        """
+        The id of my last message (not deleted) shown in C{room}.
+        """
+        for id, m in reversed(sorted(self._shown.get(room, {}).items())):
+            if self.isMe(m.sender) and not m.deleted:
+                return id
+        raise ChatError("no-such-message", "%s: you have no message here to %s" % (room, what))
+
+    def _nth(self, command: Command) -> tuple[str, int]:
+        """
+        The room and id of message N (C{command.target}) of the current
+        room, counted back from the last one shown (deleted ones skipped).
+        """
+        room = self._currentRoom()
+        try:
+            n = int(command.target)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise usageError(CLIENT_COMMANDS[command.name].usage)
+        ids = sorted(id for id, m in self._shown.get(room, {}).items() if not m.deleted)
+        if n > len(ids):
+            raise ChatError(
+                "no-such-message",
+                "%s: there is no message %d back (%s to choose from)" % (room, n, len(ids)),
+            )
+        return room, ids[-n]
+
+    def req_edit(self, command: Command) -> Translation:
+        room = self._currentRoom()
+        id = self._lastOwn(room, "edit")
+        return self._record({"type": "edit", "room": room, "id": id, "text": command.text})
+
+    def req_delete(self, command: Command) -> Translation:
+        room = self._currentRoom()
+        id = self._lastOwn(room, "delete")
+        return self._record({"type": "delete", "room": room, "id": id})
+
+    def req_reply(self, command: Command) -> Translation:
+        room, id = self._nth(command)
+        return self._record({"type": "say", "room": room, "text": command.text, "reply_to": id})
+
+    def req_react(self, command: Command) -> Translation:
+        room, id = self._nth(command)
+        emoji = command.text.strip()
+        nicks = self._shown[room][id].reactions.get(emoji, [])
+        # the same reaction again takes it back
+        on = not any(self.isMe(n) for n in nicks)
+        return self._record({"type": "react", "room": room, "id": id, "emoji": emoji, "on": on})
+
+    def req_set(self, command: Command) -> Translation:
+        value = command.text.strip().lower()
+        if command.target.lower() != "bell" or value not in ("on", "off"):
+            raise usageError("/set bell on|off")
+        self.bell = value == "on"
+        return [], [NOTICE + "bell " + value]
+
+    def req_search(self, command: Command) -> Translation:
+        return [{"type": "search", "text": command.text}], []
+
+    # -- what was shown --
+
+    def _remember(self, room: str | None, id: int, shown: Shown) -> None:
+        """
+        Keep C{shown}, message C{id} of C{room} (C{None}: a private one).
+        """
+        kept = self._privates if room is None else self._shown.setdefault(room, OrderedDict())
+        kept[id] = shown
+        kept.move_to_end(id)
+        while len(kept) > REMEMBERED:
+            kept.popitem(last=False)
+
+    def _recalled(self, event: JsonObject) -> Shown | None:
+        """
+        The message an update or reply C{event} names (by its C{id}), if shown.
+        """
+        id = event.get("id")
+        if event.get("private") is True:
+            return self._privates.get(id) if isinstance(id, int) else None
+        return self._inRoom(str(event.get("room")), id) if isinstance(id, int) else None
+
+    def _inRoom(self, room: str, id: int) -> Shown | None:
+        kept = self._shown.get(room)
+        return kept.get(id) if kept is not None else None
+
+    # -- typing --
+
+    def typingStatus(self) -> str:
+        """
+        Who is typing in the current room, for a status line (C{""}: nobody).
+        """
+        return typingLine(self.typing.get(self.current, []) if self.current is not None else [])
+
+    def _typingEnded(self, room: str, nick: str) -> None:
+        nicks = self.typing.get(room)
+        if nicks:
+            self.typing[room] = [n for n in nicks if n.lower() != nick.lower()]
+
+    def connectionLost(self) -> None:
+        """
+        The connection is gone: nobody is known to be typing any more.
+        """
+        self.typing = {}
+
     # -- events --
 
     def render(self, event: object) -> list[str]:
@@ -295,7 +515,13 @@ class JsonChat(Resume):
             lines: list[str] = handler(event)
         except (KeyError, TypeError, ValueError, AttributeError):
             return [errorLine("malformed %s event from the server" % (oneLine(str(kind))[:32],))]
-        return [oneLine(line) for line in lines]
+        lines = [oneLine(line) for line in lines]
+        if kind == "message" and self.bell and lines and self.nick is not None:
+            mentioned = event.get("mentions")
+            if isinstance(mentioned, list) and any(isinstance(n, str) and self.isMe(n) for n in mentioned):
+                # (as the line chat: the bell starts the line)
+                lines[-1] = "\a" + lines[-1]
+        return lines
 
     def _privateLine(self, p: JsonObject, when: str | None = None) -> str:
         return privateLine(str(p["from"]), str(p["to"]), str(p["text"]), self.nick, when)
@@ -313,30 +539,186 @@ class JsonChat(Resume):
         self._pending.extend(held)
         rooms = [str(r) for r in event.get("rooms") or []]
         self.welcomedTo(rooms)
+        self.typing = {}
         return [welcomeLine(nick, ", ".join(rooms) if rooms else "no room")]
+
+    def _replyLine(self, label: str, sender: str, replyTo: Shown | None) -> str:
+        """
+        The line that tells that the message after it is a reply.
+        """
+        if replyTo is None:
+            what = "an earlier message"
+        elif replyTo.deleted:
+            what = "a deleted message"
+        else:
+            what = "%s's %s" % (replyTo.sender, quoteStart(replyTo.text))
+        return NOTICE + "%s%s replies to %s:" % (label, sender, what)
 
     def on_message(self, event: JsonObject) -> list[str]:
         m = ReceivedMessage.fromEvent(event)
         if self.known(m.room, m.epoch, m.id):
             return []
         self.seen(m.room, m.epoch, m.id)
-        return [messageLine(m)]
+        lines = []
+        replyTo = event.get("reply_to")
+        if isinstance(replyTo, int):
+            lines.append(self._replyLine(m.room + ": ", m.sender, self._inRoom(m.room, replyTo)))
+        self._remember(m.room, m.id, Shown.fromEvent(event))
+        # (a message ends its sender's typing)
+        self._typingEnded(m.room, m.sender)
+        lines.append(messageLine(m))
+        return lines
 
     def on_private(self, event: JsonObject) -> list[str]:
-        line = self._privateLine(event)
-        self.seenPrivate(event.get("id"))
-        return [line]
+        lines = []
+        replyTo = event.get("reply_to")
+        if isinstance(replyTo, int):
+            lines.append(self._replyLine("private: ", str(event["from"]), self._privates.get(replyTo)))
+        lines.append(self._privateLine(event))
+        id = event.get("id")
+        if isinstance(id, int):
+            self._remember(None, id, Shown.fromEvent(event))
+        self.seenPrivate(id)
+        return lines
+
+    # -- edits, deletions, reactions (live, or missed and resumed) --
+
+    def _newUpdate(self, event: JsonObject) -> tuple[str, Shown | None] | None:
+        """
+        For an update C{event} not seen yet: the label of its lines
+        (C{"#room: "} or C{"private: "}) and the message it changes, if
+        shown; C{None} for one seen already (it advances the position).
+        """
+        seq = event["seq"]
+        if not isinstance(seq, int):
+            raise TypeError("seq")
+        fresh = event is self._freshUpdate
+        if event.get("private") is True:
+            if not fresh and self.privateSince is not None and seq <= self.privateSince:
+                return None
+            self.seenPrivate(seq)
+            return "private: ", self._recalled(event)
+        room, epoch = str(event["room"]), str(event["epoch"])
+        if not fresh and self.known(room, epoch, seq):
+            return None
+        self.seen(room, epoch, seq)
+        return room + ": ", self._recalled(event)
+
+    def on_edit(self, event: JsonObject) -> list[str]:
+        new = self._newUpdate(event)
+        if new is None:
+            return []
+        label, shown = new
+        by, text = str(event["by"]), str(event["text"])
+        if shown is None:
+            return [NOTICE + "%s%s edited a message: %s" % (label, by, oneLine(text))]
+        original, shown.text = shown.text, text
+        return [editLine(label[:-2], by, original, text)]
+
+    def on_delete(self, event: JsonObject) -> list[str]:
+        new = self._newUpdate(event)
+        if new is None:
+            return []
+        label, shown = new
+        by = str(event["by"])
+        if shown is None or shown.deleted:
+            return [NOTICE + "%s%s deleted a message" % (label, by)]
+        original = shown.text
+        shown.deleted, shown.text = True, ""
+        return [deleteLine(label[:-2], by, shown.sender, original)]
+
+    def on_react(self, event: JsonObject) -> list[str]:
+        new = self._newUpdate(event)
+        if new is None:
+            return []
+        label, shown = new
+        nick, emoji, on = str(event["nick"]), oneLine(str(event["emoji"])), event.get("on") is not False
+        what = "%s's %s" % (shown.sender, quoteStart(shown.text)) if shown is not None else "a message"
+        if shown is not None:
+            nicks = [n for n in shown.reactions.get(emoji, []) if n.lower() != nick.lower()]
+            if on:
+                nicks.append(nick)
+            if nicks:
+                shown.reactions[emoji] = nicks
+            else:
+                shown.reactions.pop(emoji, None)
+        if on:
+            return [NOTICE + "%s%s reacted %s to %s" % (label, nick, emoji, what)]
+        return [NOTICE + "%s%s took back %s from %s" % (label, nick, emoji, what)]
+
+    def _freshUpdates(self, updates: object) -> list[JsonObject]:
+        """
+        Of the C{updates} of a history, those after the position kept, to
+        be shown (by L{_updateLines}) after the history's messages, whose
+        ids come between theirs.
+        """
+        fresh = []
+        for u in updates if isinstance(updates, list) else []:
+            seq = u.get("seq") if isinstance(u, dict) else None
+            if not isinstance(seq, int):
+                raise TypeError("seq")
+            if u.get("private") is True:
+                seen = self.privateSince is not None and seq <= self.privateSince
+            else:
+                seen = self.known(str(u["room"]), str(u["epoch"]), seq)
+            if not seen:
+                fresh.append(u)
+        return fresh
+
+    def _updateLines(self, updates: list[JsonObject]) -> list[str]:
+        lines: list[str] = []
+        for u in updates:
+            handler = {"edit": self.on_edit, "delete": self.on_delete, "react": self.on_react}.get(str(u.get("type")))
+            if handler is not None:
+                self._freshUpdate = u
+                try:
+                    lines.extend(handler(u))
+                finally:
+                    self._freshUpdate = None
+        return lines
+
+    def on_typing(self, event: JsonObject) -> list[str]:
+        room, nick, state = str(event["room"]), str(event["nick"]), event.get("state")
+        if self.isMe(nick):
+            return []
+        self._typingEnded(room, nick)
+        if state == "active":
+            self.typing.setdefault(room, []).append(nick)
+        # (shown in the status line: see typingStatus)
+        return []
+
+    def on_read(self, event: JsonObject) -> list[str]:
+        # (this client keeps no read position)
+        return []
+
+    def on_search(self, event: JsonObject) -> list[str]:
+        results = event["results"]
+        now = self._now()
+        lines = [NOTICE + "search %s: %d found" % (quoted(str(event["text"])), len(results))]
+        for r in results:
+            when = stamp(float(r["time"]) / 1000.0, now)
+            if r.get("type") == "private":
+                lines.append(self._privateLine(r, when))
+            else:
+                lines.append(messageLine(ReceivedMessage.fromEvent(r), when))
+        return lines
 
     def on_private_history(self, event: JsonObject) -> list[str]:
-        messages = event["messages"]
-        if not messages:
-            return []
-        now = self._now()
-        lines = [privateHistoryLine(len(messages))]
-        for p in messages:
+        updates = self._freshUpdates(event.get("updates"))
+        messages = [p for p in event["messages"] if p.get("deleted") is not True]
+        for p in event["messages"]:
+            if isinstance(p.get("id"), int):
+                self._remember(None, p["id"], Shown.fromEvent(p))
+        lines = []
+        if messages:
+            now = self._now()
+            lines.append(privateHistoryLine(len(messages)))
+            for p in messages:
+                self.seenPrivate(p.get("id"))
+                lines.append(self._privateLine(p, stamp(float(p["time"]) / 1000.0, now)))
+        for p in event["messages"]:
             self.seenPrivate(p.get("id"))
-            lines.append(self._privateLine(p, stamp(float(p["time"]) / 1000.0, now)))
-        return lines
+        return lines + self._updateLines(updates)
 
     def on_join(self, event: JsonObject) -> list[str]:
         room, nick = str(event["room"]), str(event["nick"])
@@ -347,13 +729,18 @@ class JsonChat(Resume):
     def on_part(self, event: JsonObject) -> list[str]:
         room, nick = str(event["room"]), str(event["nick"])
         lines = [partLine(room, nick, str(event.get("reason", "left")))]
+        self._typingEnded(room, nick)
         if self.isMe(nick):
             self.parted(room)
+            self.typing.pop(room, None)
+            self._shown.pop(room, None)
             lines.append(currentRoomLine(self.current))
         return lines
 
     def on_nick(self, event: JsonObject) -> list[str]:
         old, new = str(event["old"]), str(event["new"])
+        for room in self.typing:
+            self._typingEnded(room, old)
         if self.isMe(old):
             self.nick = new
         if self.nick is not None and new == self.nick:
@@ -370,20 +757,27 @@ class JsonChat(Resume):
 
     def on_history(self, event: JsonObject) -> list[str]:
         room, epoch = str(event["room"]), str(event["epoch"])
-        messages = [ReceivedMessage.fromEvent(m) for m in event["messages"]]
+        updates = self._freshUpdates(event.get("updates"))
+        events = event["messages"]
+        messages = [ReceivedMessage.fromEvent(m) for m in events]
         recovered = event.get("recovered")
         requested = self.answersRequest(room)
         if not requested:
             # what came before (a resume, a rejoin) is not shown twice
-            messages = [m for m in messages if not self.known(room, epoch, m.id)]
+            fresh = [not self.known(room, epoch, m.id) for m in messages]
+            events = [e for e, f in zip(events, fresh) if f]
+            messages = [m for m, f in zip(messages, fresh) if f]
         lines: list[str] = []
         if recovered is False:
             self.notRecovered(room, epoch)
             lines.append(NOTICE + "%s: could not resume where you left off; some messages may be missing" % (room,))
-        for m in messages:
+        for e, m in zip(events, messages):
+            self._remember(room, m.id, Shown.fromEvent(e))
             self.seen(room, epoch, m.id)
-        lines.extend(historyLines(room, messages, self._now(), requested, resumed=recovered is True))
-        return lines
+        # a deleted message has no text left to show
+        shown: list[SaidInRoom] = [m for e, m in zip(events, messages) if e.get("deleted") is not True]
+        lines.extend(historyLines(room, shown, self._now(), requested, resumed=recovered is True))
+        return lines + self._updateLines(updates)
 
     def on_rooms(self, event: JsonObject) -> list[str]:
         rooms = event["rooms"]
@@ -391,7 +785,7 @@ class JsonChat(Resume):
 
     def on_ack(self, event: JsonObject) -> list[str]:
         self.unacked.pop(str(event.get("ref")), None)
-        room, epoch, id = event.get("room"), event.get("epoch"), event.get("id")
+        room, epoch, id = event.get("room"), event.get("epoch"), event.get("seq", event.get("id"))
         if isinstance(room, str) and isinstance(epoch, str) and isinstance(id, int):
             self.acknowledged(room, epoch, id)
         return []
@@ -416,6 +810,8 @@ class JsonChat(Resume):
     def on_epoch(self, event: JsonObject) -> list[str]:
         room = str(event["room"])
         self.epochChanged(room, str(event["epoch"]))
+        # (ids start again: those remembered name nothing now)
+        self._shown.pop(room, None)
         return [epochLine(room)]
 
     def on_topic(self, event: JsonObject) -> list[str]:

@@ -168,6 +168,8 @@ class JsonLink(WebSocketClientProtocol):
     # the goodbye's reason once asked for, and whether the close went out
     _quitting: str | None = None
     _closing = False
+    # what the status line shows (who is typing)
+    _activity = ""
 
     def onConnect(self, response: ConnectionResponse) -> None:
         if response.protocol != SUBPROTOCOL:
@@ -195,6 +197,7 @@ class JsonLink(WebSocketClientProtocol):
         unacked = len(chat.unacked)
         for line in chat.render(event):
             client.showLine(line)
+        self._showActivity(chat.typingStatus())
         if len(chat.unacked) < unacked:
             client.progressed()
         for request in chat.takeRequests():
@@ -202,8 +205,15 @@ class JsonLink(WebSocketClientProtocol):
         if self._quitting is not None:
             self._closeWhenConfirmed()
 
+    def _showActivity(self, text: str) -> None:
+        if text != self._activity:
+            self._activity = text
+            self.factory.client.showActivity(text)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         client = self.factory.client
+        self.factory.chat.connectionLost()
+        self._showActivity("")
         if not self.opened:
             failed = self._refused or self.wasNotCleanReason or reason or "connection closed"
             client.connectFailed(oneLine(str(failed)))
@@ -233,6 +243,8 @@ class JsonLink(WebSocketClientProtocol):
         requests, lines = chat.translate(line)
         for text in lines:
             self.factory.client.showLine(text)
+        # (/join switches rooms: who is typing there)
+        self._showActivity(chat.typingStatus())
         for request in chat.outgoing(requests):
             self._sendRequest(request)
 

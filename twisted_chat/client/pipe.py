@@ -77,6 +77,10 @@ class PipeUI(LineProtocol):
     def showNotice(self, text: str) -> None:
         self._stderr(text)
 
+    def showActivity(self, text: str) -> None:
+        # (who is typing is not worth a line of a pipe's output)
+        pass
+
     def close(self) -> Deferred[None]:
         if self._lost or self.transport is None:
             return succeed(None)

@@ -355,6 +355,14 @@ class ChatClient:
         if not self._finished:
             self.ui.showLine(line)
 
+    def showActivity(self, text: str) -> None:
+        """
+        Show what happens in the current room (who is typing) in the status
+        line: C{""} empties it.
+        """
+        if not self._finished:
+            self.ui.showActivity(text)
+
     def connectFailed(self, reason: str) -> None:
         """
         The connection could not be made (or was lost before it was open).

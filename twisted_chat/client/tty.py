@@ -32,6 +32,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from twisted_chat.client.ui import PROG, InputSink, Reactor, writeStderr
+from twisted_chat.wire.render import oneLine
 
 #: reset the terminal's insert mode (which line editing switches on)
 RESET_INSERT_MODE = b"\x1b[4l"
@@ -70,6 +71,8 @@ class ChatTerminal(HistoricRecvLine):
 
     ps = (b"> ", b"> ")
     closed = False
+    #: the status line above the input line (who is typing), if any
+    status = ""
 
     def __init__(self, sink: InputSink, width: int = 80) -> None:
         self.sink = sink
@@ -190,6 +193,14 @@ class ChatTerminal(HistoricRecvLine):
         if n > 0:
             self.terminal.cursorForward(n)
 
+    def handle_RETURN(self) -> None:
+        if self.status:
+            # the line entered stays on the screen, without the status
+            # line above it (which is drawn again above the new prompt)
+            self.clearInputLine()
+            self.terminal.write(self.ps[self.pn] + b"".join(self.lineBuffer))
+        HistoricRecvLine.handle_RETURN(self)
+
     def lineReceived(self, line: bytes) -> None:
         # RecvLine moved to a new line after the one entered, which stays
         # visible (as in nc); prompt again, then act on it.
@@ -200,10 +211,15 @@ class ChatTerminal(HistoricRecvLine):
 
     def _cursorRow(self) -> int:
         """
-        How many rows below the prompt's row the cursor is, when a long
-        input line wrapped.
+        How many rows below the first row of the input area the cursor
+        is: the status line's, when shown, and those of a long input line
+        that wrapped.
         """
         column = len(self.ps[self.pn]) + _width(self.lineBuffer[: self.lineBufferIndex])
+        # (the status line above the prompt, when shown)
+        return self._wrappedRows(column) + (1 if self.status else 0)
+
+    def _wrappedRows(self, column: int) -> int:
         rows = column // max(self.width, 1)
         if rows and column % self.width == 0 and self.lineBufferIndex == len(self.lineBuffer):
             # after writing the last column the cursor waits there to wrap
@@ -212,14 +228,33 @@ class ChatTerminal(HistoricRecvLine):
 
     def clearInputLine(self) -> None:
         """
-        Erase the prompt and input, leaving the cursor at the start of the
-        (now empty) line they were on.
+        Erase the status line, the prompt and input, leaving the cursor at
+        the start of the (now empty) line they started on.
         """
         rows = self._cursorRow()
         if rows:
             self.terminal.cursorUp(rows)
         self.terminal.write(b"\r")
         self.terminal.eraseToDisplayEnd()
+
+    def drawInputLine(self) -> None:
+        if self.status:
+            self.terminal.write(self.status.encode("utf-8", "replace") + b"\r\n")
+        HistoricRecvLine.drawInputLine(self)
+
+    def setStatus(self, text: str) -> None:
+        """
+        Show C{text} on a line of its own above the input line (cut to the
+        terminal's width), or no such line for C{""}.
+        """
+        text = oneLine(text)
+        while text and _width([c.encode("utf-8") for c in text]) >= self.width:
+            text = text[:-1]
+        if self.closed or text == self.status:
+            return
+        self.clearInputLine()
+        self.status = text
+        self.redrawInputLine()
 
     def redrawInputLine(self) -> None:
         """
@@ -338,6 +373,11 @@ class TerminalUI:
         terminal = self.terminal
         if terminal is not None:
             terminal.showLine("%s: %s" % (PROG, text))
+
+    def showActivity(self, text: str) -> None:
+        terminal = self.terminal
+        if terminal is not None:
+            terminal.setStatus(text)
 
     def close(self) -> Deferred[None]:
         if self._oldWinch is not None:

@@ -74,6 +74,12 @@ class ChatUI(TypingProtocol):
         above the input line of a terminal).
         """
 
+    def showActivity(self, text: str) -> None:
+        """
+        Show C{text} in the status line (who is typing), replacing what it
+        showed; C{""} empties it. A pipe shows no status line.
+        """
+
     def close(self) -> Deferred[None]:
         """
         Stop reading, flush what was shown; fires once done.

@@ -35,8 +35,12 @@ from twisted_chat.cluster.protocol import (
     NodeRegistered,
     OpMember,
     PrivateMessage,
+    PrivateUpdateMessage,
+    ReadSet,
     RoomMessage,
+    RoomUpdate,
     TokenSaved,
+    TypingSet,
     TopicSet,
     TopicState,
     encode,
@@ -328,6 +332,36 @@ class RedisBroker:
 
     def on_PrivateMessage(self, message: PrivateMessage) -> None:
         self.events.remotePrivate(message.event())
+
+    def on_RoomUpdate(self, message: RoomUpdate) -> None:
+        self.delivery.received(message)
+
+    def on_PrivateUpdateMessage(self, message: PrivateUpdateMessage) -> None:
+        self.events.remotePrivate(message.event())
+
+    def on_TypingSet(self, message: TypingSet) -> None:
+        self.events.remoteTyping(message.room, message.nick, message.state)
+
+    def on_ReadSet(self, message: ReadSet) -> None:
+        self.events.remoteRead(message.nick, message.room, message.id)
+
+    def _announce(self, message: BusMessage) -> None:
+        """
+        Publish C{message} on the bus, at most once (lost while Redis is
+        unreachable: what is announced this way is not stored).
+        """
+        redis = self.redis
+        if not redis.connected:
+            return
+        redis.publish(redis.key("bus"), encode(message)).addErrback(
+            lambda f: self._log.warn("could not announce {what}: {why}", what=message.code, why=f.getErrorMessage())
+        )
+
+    def typing(self, room: str, nick: str, state: str) -> None:
+        self._announce(TypingSet(node=self.node, room=room, nick=nick, state=state))
+
+    def readMarker(self, nick: str, room: str, id: int) -> None:
+        self._announce(ReadSet(node=self.node, nick=nick, room=room, id=id))
 
     def on_MemberAdded(self, message: MemberAdded) -> None:
         self.replica.add(message.node, message.key, message.nick, [])

@@ -206,6 +206,15 @@ class Commands:
     def hset(self, key: str, field: str, value: str) -> Deferred[object]:
         return self._call("hset", key, field, value)
 
+    def hget(self, key: str, field: str) -> Deferred[str | None]:
+        return self._call("hget", key, field).addCallback(_optionalText)
+
+    def hmget(self, key: str, fields: list[str]) -> Deferred[list[str | None]]:
+        def texts(values: object) -> list[str | None]:
+            return [_optionalText(v) for v in values] if isinstance(values, (list, tuple)) else []
+
+        return self._call("hmget", key, fields).addCallback(texts)
+
     def hsetnx(self, key: str, field: str, value: str) -> Deferred[bool]:
         """
         Whether C{field} was new (and is set now).

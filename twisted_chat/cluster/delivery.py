@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twisted_chat.cluster.protocol import RoomMessage
+from twisted_chat.cluster.protocol import RoomMessage, RoomUpdate
 from twisted_chat.cluster.store import RedisStore
 from twisted_chat.core.events import Message
 from twisted_chat.core.interfaces import IClusterEvents
@@ -42,7 +42,7 @@ class RoomDelivery:
         #: room -> the last message id delivered on this node
         self.lastIds: dict[str, int] = {}
         #: rooms whose gap is being filled -> bus messages waiting meanwhile
-        self.filling: dict[str, list[RoomMessage]] = {}
+        self.filling: dict[str, list[RoomMessage | RoomUpdate]] = {}
         #: (room, id) -> acknowledgements waiting for this node's delivery
         self.waiters: dict[tuple[str, int], list[Deferred[Message | None]]] = {}
 
@@ -70,7 +70,7 @@ class RoomDelivery:
         d.addTimeout(self.ackTimeout, self.clock, onTimeoutCancel=late)
         return d.addCallback(lambda _: message)
 
-    def received(self, message: RoomMessage) -> None:
+    def received(self, message: RoomMessage | RoomUpdate) -> None:
         """
         C{message} came by the bus.
         """

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from operator import itemgetter
 from typing import Callable, ClassVar, Mapping, TypeVar
 
-from twisted_chat.core.events import Message, Private
+from twisted_chat.core.events import Message, Private, PrivateUpdate, Update
 
 #: the version of the protocol this node speaks
 VERSION = 1
@@ -201,9 +201,107 @@ class RoomMessage(BusMessage):
     text: str = field(metadata=wire("x"))
     time: float = field(metadata=wire("s", _number))
     action: bool = field(metadata=wire("a", _flag))
+    #: the id of the message it answers (0: none)
+    replyTo: int = field(default=0, metadata=wire("rt", _integer, 0))
+    #: the nicks it mentions, space separated
+    mentions: str = field(default="", metadata=wire("mn", missing=""))
 
     def event(self) -> Message:
-        return Message(self.room, self.id, self.epoch, self.sender, self.text, self.time, self.action)
+        return Message(
+            self.room, self.id, self.epoch, self.sender, self.text, self.time, self.action,
+            tuple(self.mentions.split()) if self.mentions else (), self.replyTo,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoomUpdate(BusMessage):
+    """
+    An edit, deletion or reaction (C{op}) of message C{target} of C{room},
+    as stored by the script that gave it its id in the room's sequence: on
+    the bus, in the room's stream, and the reply to the sender's node;
+    delivered in id order with the room's messages. C{original} (the text
+    before) and C{author} (of the message) travel on the bus only.
+    """
+
+    code = "u"
+    toSenderToo = True
+
+    room: str = field(metadata=wire("r"))
+    id: int = field(metadata=wire("i", _integer))
+    epoch: str = field(metadata=wire("e"))
+    sender: str = field(metadata=wire("n"))
+    op: str = field(metadata=wire("op"))
+    target: int = field(metadata=wire("g", _integer))
+    text: str = field(metadata=wire("x"))
+    time: float = field(metadata=wire("s", _number))
+    emoji: str = field(metadata=wire("em"))
+    on: bool = field(metadata=wire("on", _flag))
+    mentions: str = field(default="", metadata=wire("mn", missing=""))
+    original: str = field(default="", metadata=wire("og", missing=""))
+    author: str = field(default="", metadata=wire("au", missing=""))
+
+    def event(self) -> Update:
+        return Update(
+            self.room, self.id, self.epoch, self.sender, self.op, self.target, self.text, self.time, self.emoji,
+            self.on, tuple(self.mentions.split()) if self.mentions else (), self.original[:31], self.author,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateUpdateMessage(BusMessage):
+    """
+    An edit, deletion or reaction of private message C{target}, between
+    C{sender} (who did it) and C{recipient}: stored in both nicks' streams
+    and sent to the channel of the recipient's node.
+    """
+
+    code = "pu"
+    toSenderToo = True
+
+    id: int = field(metadata=wire("i", _integer))
+    sender: str = field(metadata=wire("n"))
+    recipient: str = field(metadata=wire("to"))
+    op: str = field(metadata=wire("op"))
+    target: int = field(metadata=wire("g", _integer))
+    text: str = field(metadata=wire("x"))
+    time: float = field(metadata=wire("s", _number))
+    emoji: str = field(metadata=wire("em"))
+    on: bool = field(metadata=wire("on", _flag))
+    original: str = field(default="", metadata=wire("og", missing=""))
+    author: str = field(default="", metadata=wire("au", missing=""))
+
+    def event(self) -> PrivateUpdate:
+        return PrivateUpdate(
+            self.id, self.sender, self.recipient, self.op, self.target, self.text, self.time, self.emoji, self.on,
+            self.original[:31], self.author,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TypingSet(BusMessage):
+    """
+    C{nick}, on C{node}, is typing in C{room} (C{state}); never stored.
+    """
+
+    code = "ty"
+
+    room: str = field(metadata=wire("r"))
+    nick: str = field(metadata=wire("n"))
+    state: str = field(metadata=wire("y"))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSet(BusMessage):
+    """
+    The owned C{nick} read C{room} up to C{id} (stored): its connections on
+    other nodes are told.
+    """
+
+    code = "rd"
+
+    nick: str = field(metadata=wire("n"))
+    room: str = field(metadata=wire("r"))
+    id: int = field(metadata=wire("i", _integer))
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +320,10 @@ class PrivateMessage(BusMessage):
     recipient: str = field(metadata=wire("to"))
     text: str = field(metadata=wire("x"))
     time: float = field(metadata=wire("s", _number))
+    replyTo: int = field(default=0, metadata=wire("rt", _integer, 0))
 
     def event(self) -> Private:
-        return Private(self.id, self.sender, self.recipient, self.text, self.time)
+        return Private(self.id, self.sender, self.recipient, self.text, self.time, self.replyTo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +519,10 @@ MESSAGES: tuple[type[BusMessage], ...] = (
     BanLifted,
     NodeRegistered,
     NodeDown,
+    RoomUpdate,
+    PrivateUpdateMessage,
+    TypingSet,
+    ReadSet,
 )
 _BY_CODE = {cls.code: cls for cls in MESSAGES}
 

@@ -17,10 +17,22 @@ from zope.interface import implementer
 
 from twisted_chat.cluster import scripts
 from twisted_chat.cluster.commands import Commands
-from twisted_chat.cluster.protocol import PrivateMessage, RoomMessage, TokenSaved, decodeAs, encode
+import json
+
+from twisted_chat.cluster.protocol import (
+    PrivateMessage,
+    PrivateUpdateMessage,
+    RoomMessage,
+    RoomUpdate,
+    TokenSaved,
+    decode,
+    decodeAs,
+    encode,
+)
 from twisted_chat.core.errors import ChatError, FailureLog, StoreUnavailable
-from twisted_chat.core.events import Message, Private
-from twisted_chat.core.interfaces import IMessageStore, resumePosition
+from twisted_chat.core.events import Message, Private, PrivateUpdate, Update
+from twisted_chat.core.interfaces import IMessageStore, resumePosition, searchWords, textMatches
+from twisted_chat.core.names import mentions as mentionsNick
 from twisted_chat.core.names import nickKey
 
 
@@ -36,12 +48,51 @@ def _unreachable() -> Deferred[None]:
     return fail(StoreUnavailable("Redis is unreachable"))
 
 
+def _folded(body: str, message: Message | Private) -> Message | Private:
+    """
+    C{message}, with what its body in a state hash says of its edits,
+    deletion and reactions (keys C{ed}, C{dl}, C{rx}; see scripts.UPDATE).
+    """
+    if '"ed"' in body or '"dl"' in body or '"rx"' in body:
+        raw = json.loads(body)
+        message.edited = float(raw.get("ed") or 0.0)
+        message.deleted = raw.get("dl") is True
+        rx = raw.get("rx")
+        message.reactions = json.loads(rx) if isinstance(rx, str) and rx else None
+    return message
+
+
+def _entry(body: str) -> Message:
+    """
+    A room's stream entry (or state): a L{Message} as it is now, or an L{Update}.
+    """
+    message = decode(body)
+    if isinstance(message, RoomMessage):
+        m = message.event()
+        _folded(body, m)
+        return m
+    if isinstance(message, RoomUpdate):
+        return message.event()
+    raise ValueError("not a room entry: %r" % (body[:200],))
+
+
 def _messages(bodies: list[str]) -> list[Message]:
-    return [decodeAs(body, RoomMessage).event() for body in bodies]
+    return [_entry(body) for body in bodies]
+
+
+def _privateEntry(body: str) -> Private:
+    message = decode(body)
+    if isinstance(message, PrivateMessage):
+        p = message.event()
+        _folded(body, p)
+        return p
+    if isinstance(message, PrivateUpdateMessage):
+        return message.event()
+    raise ValueError("not a private entry: %r" % (body[:200],))
 
 
 def _privates(bodies: list[str]) -> list[Private]:
-    return [decodeAs(body, PrivateMessage).event() for body in bodies]
+    return [_privateEntry(body) for body in bodies]
 
 
 @implementer(IMessageStore)
@@ -141,6 +192,9 @@ class RedisStore:
             return cast("Deferred[Message | Private]", self.appendPrivate(message, ref, None))
         if not self.redis.connected:
             return fail(unavailable())
+        if isinstance(message, Update):
+            d = scripts.update(self.redis, message, ref, self.node, self.refWindow, self.retainMessages)
+            return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, RoomUpdate).event(), self._failed)
         d = scripts.say(self.redis, message, ref, self.node, self.refWindow, self.retainMessages)
         return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, RoomMessage).event(), self._failed)
 
@@ -152,6 +206,11 @@ class RedisStore:
         if not self.redis.connected:
             return fail(unavailable())
         retain = self.retainMessages * 10
+        if isinstance(message, PrivateUpdate):
+            u = scripts.privateUpdate(self.redis, message, ref, self.node, self.refWindow, retain, channel)
+            return self.redis.timed(u).addCallbacks(
+                lambda raw: decodeAs(raw, PrivateUpdateMessage).event(), self._failed
+            )
         d = scripts.private(self.redis, message, ref, self.node, self.refWindow, retain, channel)
         return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, PrivateMessage).event(), self._failed)
 
@@ -191,19 +250,112 @@ class RedisStore:
             self.setEpoch(msgs[-1].epoch, authoritative=False)
         return msgs
 
+    def _entries(
+        self, room: str, lo: int, hi: int, count: int, reverse: bool = False, messagesOnly: bool = False
+    ) -> Deferred[list[str]]:
+        """
+        The bodies of a room's entries as they are now (see scripts.READ).
+        """
+        if not self.redis.connected:
+            return fail(StoreUnavailable("Redis is unreachable"))
+        d = scripts.read(self.redis, room, lo, hi, count, reverse, messagesOnly)
+        return self.redis.timed(d).addErrback(self._down)
+
     def range(self, room: str, afterId: int, limit: int) -> Deferred[list[Message]]:
         """
-        Up to C{limit} messages of C{room} after C{afterId}, oldest first.
+        Up to C{limit} entries (messages and updates) of C{room} after
+        C{afterId}, oldest first.
         """
-        d = self._range(self.redis.key("h", room), "%d-1" % (afterId + 1), "+", limit)
+        d = self._entries(room, afterId + 1, 0, limit)
         return d.addCallback(_messages).addCallback(self._read)
 
     def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
         if limit <= 0 or (before is not None and before <= 1):
             return succeed([])
-        end = "+" if before is None else "%d-1" % (before - 1)
-        d = self._range(self.redis.key("h", room), "-", end, limit, reverse=True)
+        d = self._entries(room, 1, 0 if before is None else before - 1, limit, reverse=True, messagesOnly=True)
         return d.addCallback(lambda bodies: self._read(_messages(bodies[::-1])))
+
+    def get(self, room: str, id: int) -> Deferred[Message | None]:
+        d = self._entries(room, id, id, 1)
+        return d.addCallback(lambda bodies: _entry(bodies[0]) if bodies else None)
+
+    def getPrivate(self, nick: str, id: int) -> Deferred[Private | None]:
+        redis = self.redis
+
+        def got(state: str | None) -> Deferred[Private | None] | Private:
+            if state is not None:
+                return _privateEntry(state)
+            d = self._range(redis.key("pm", nickKey(nick)), "%d-1" % (id,), "%d-1" % (id,), 1)
+            return d.addCallback(lambda bodies: _privateEntry(bodies[0]) if bodies else None)
+
+        if not redis.connected:
+            return fail(StoreUnavailable("Redis is unreachable"))
+        return redis.timed(redis.hget(redis.key("pst"), str(id))).addCallbacks(got, self._down)
+
+    #: the entries of each room a search or an unread count reads at most
+    scanLimit = 5000
+
+    def unread(self, room: str, nick: str, afterId: int) -> Deferred[tuple[int, int]]:
+        """
+        Counted in the last L{scanLimit} entries of the room.
+        """
+        key = nick.lower()
+
+        def count(msgs: list[Message]) -> tuple[int, int]:
+            unread = [m for m in msgs if m.kind == "message" and not m.deleted and m.sender.lower() != key]
+            return len(unread), sum(1 for m in unread if mentionsNick(m.mentions, nick))
+
+        d = self._entries(room, afterId + 1, 0, self.scanLimit, reverse=True, messagesOnly=True)
+        return d.addCallback(_messages).addCallback(count)
+
+    def saveRead(self, nickKey: str, room: str, id: int) -> Deferred[None]:
+        redis = self.redis
+        if not redis.connected:
+            return fail(StoreUnavailable("Redis is unreachable"))
+        return redis.timed(redis.hset(redis.key("read", nickKey), room, str(id))).addCallbacks(
+            lambda _: None, self._down
+        )
+
+    def reads(self, nickKey: str) -> Deferred[dict[str, int]]:
+        redis = self.redis
+        if not redis.connected:
+            return fail(StoreUnavailable("Redis is unreachable"))
+        return redis.timed(redis.hgetall(redis.key("read", nickKey))).addCallbacks(
+            lambda found: {room: int(id) for room, id in found.items()}, self._down
+        )
+
+    def search(
+        self, rooms: list[str], nick: str | None, text: str, before: int | None, limit: int
+    ) -> Deferred[list[Message | Private]]:
+        """
+        A bounded scan: the last L{scanLimit} entries of each room (and of
+        the nick's private messages), matched word by word in this node.
+        """
+        words = searchWords(text)
+        if not words:
+            return succeed([])
+
+        async def run() -> list[Message | Private]:
+            found: list[Message | Private] = []
+            for room in rooms:
+                hi = 0 if before is None else before - 1
+                if before is not None and before <= 1:
+                    continue
+                bodies = await self._entries(room, 1, hi, self.scanLimit, reverse=True, messagesOnly=True)
+                found.extend(m for m in _messages(bodies) if not m.deleted and textMatches(words, m.text))
+            if nick is not None:
+                bodies = await self._range(self.redis.key("pm", nickKey(nick)), "-", "+", self.scanLimit, True)
+                for p in _privates(bodies):
+                    if p.kind == "private":
+                        state = await self.redis.timed(self.redis.hget(self.redis.key("pst"), str(p.id)))
+                        if state is not None:
+                            p = _privateEntry(state)
+                        if not p.deleted and textMatches(words, p.text):
+                            found.append(p)
+            found.sort(key=lambda m: (m.time, m.id), reverse=True)
+            return found[:limit]
+
+        return ensureDeferred(run())
 
     def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
         if epoch != self.epoch or afterId < 0:
@@ -232,7 +384,25 @@ class RedisStore:
             return succeed([])
         start = "%d-1" % ((afterId or 0) + 1)
         d = self._range(self.redis.key("pm", nickKey(nick)), start, "+", limit, reverse=True)
-        return d.addCallback(lambda bodies: _privates(bodies[::-1]))
+        redis = self.redis
+
+        def fold(msgs: list[Private]) -> Deferred[list[Private]] | list[Private]:
+            if afterId is None:
+                msgs = [m for m in msgs if m.kind == "private"]
+            ids = [str(m.id) for m in msgs if m.kind == "private"]
+            if not ids:
+                return msgs
+
+            def folded(states: list[str | None]) -> list[Private]:
+                now = dict(zip(ids, states))
+                return [
+                    _privateEntry(now[str(m.id)]) if m.kind == "private" and now.get(str(m.id)) else m  # type: ignore[arg-type]
+                    for m in msgs
+                ]
+
+            return redis.timed(redis.hmget(redis.key("pst"), ids)).addCallbacks(folded, self._down)
+
+        return d.addCallback(lambda bodies: _privates(bodies[::-1])).addCallback(fold)
 
     def refs(self, sinceTime: float) -> list[tuple[str, str, Message | Private]]:
         # Refs live in Redis (checked by the storing script itself).

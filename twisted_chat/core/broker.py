@@ -78,6 +78,12 @@ class LocalBroker:
         assert self.store is not None, "a LocalBroker needs the service's store"
         return self.store.append(message, ref)
 
+    def typing(self, room: str, nick: str, state: str) -> None:
+        pass
+
+    def readMarker(self, nick: str, room: str, id: int) -> None:
+        pass
+
     def bansOf(self, room: str) -> dict[str, str]:
         return {}
 

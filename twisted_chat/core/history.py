@@ -76,8 +76,8 @@ class JoinHistory:
             room.resetFanOut()  # (held: off the fast path)
         store = self.host.store
 
-        def fetched(result: _Read) -> None:
-            self._fetched(member, name, held, result, since, fresh)
+        def fetched(result: _Read, read: tuple[int, int, int] | None = None) -> None:
+            self._fetched(member, name, held, result, since, fresh, read)
 
         def recent(reason: str, recovered: bool | None) -> Deferred[_Read]:
             return store.recent(name, self.host.settings.historySize).addCallback(
@@ -101,10 +101,32 @@ class JoinHistory:
             self.host.logStoreFailure("history of {room} failed", f, room=name)
             fetched(([], False if since is not None else None, "unavailable"))
 
-        d.addCallbacks(fetched, failed)
+        if member.owner:
+            # (and where the nick's reading stands: read position, unread
+            # and mention counts)
+            def withRead(result: _Read) -> Deferred[None]:
+                def noRead(f: Failure) -> None:
+                    self.host.logStoreFailure("read position of {nick} failed", f, nick=member.nick)
+
+                return (
+                    self.host.conversation.readState(member, name)
+                    .addErrback(noRead)
+                    .addCallback(lambda read: fetched(result, read))
+                )
+
+            d.addCallbacks(withRead, failed)
+        else:
+            d.addCallbacks(fetched, failed)
 
     def _fetched(
-        self, member: Member, name: str, held: list[Event], result: _Read, since: tuple[str, int] | None, fresh: bool
+        self,
+        member: Member,
+        name: str,
+        held: list[Event],
+        result: _Read,
+        since: tuple[str, int] | None,
+        fresh: bool,
+        read: tuple[int, int, int] | None,
     ) -> None:
         """
         The history of C{name} was read for C{member}: send it, then the
@@ -131,7 +153,9 @@ class JoinHistory:
                 # Told of the epoch this history is already in (the read is
                 # where this node saw it first): before the history.
                 self.host.send(member, ev)
-        self.host.send(member, History(name, epoch, messages, recovered, reason, onJoin=True))
+        history = History(name, epoch, messages, recovered, reason, onJoin=True)
+        history.read = read  # (where the nick's reading stands, for an owner)
+        self.host.send(member, history)
         if fresh and reason != "unavailable":
             self._readUpTo(name, messages, recovered, since)
         last = messages[-1].id if messages else 0

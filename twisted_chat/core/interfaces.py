@@ -6,6 +6,7 @@ side (L{IChatClient}), storage on the other (L{IMessageStore}).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Collection, Protocol, Sequence, Union
 
 from zope.interface import Attribute, Interface
@@ -29,6 +30,26 @@ def resumePosition(afterId: int, last: int, limit: int) -> str:
     if afterId == last:
         return "current"
     return "fetch"
+
+
+_WORD = re.compile(r"\w+")
+
+
+def searchWords(text: str) -> list[str]:
+    """
+    The words of a search (case-folded): a message matches when each of
+    them starts one of its words.
+    """
+    return [w.casefold() for w in _WORD.findall(text)][:16]
+
+
+def textMatches(words: list[str], text: str) -> bool:
+    """
+    Whether every one of C{words} (from L{searchWords}) starts a word of
+    C{text}: how the stores without an index search.
+    """
+    have = [w.casefold() for w in _WORD.findall(text)]
+    return all(any(h.startswith(w) for h in have) for w in words)
 
 
 class MemberView(Protocol):
@@ -112,17 +133,26 @@ class IMessageStore(Interface):
         any), giving it its id (whatever C{message.id} was); returns a
         Deferred that fires once it is durable, with the stored message.
         Deferreds fire in the order of the appends.
+
+        An L{Update} (L{PrivateUpdate}) takes the next id the same way and
+        changes its message in the same step (a deletion also removes the
+        text of the message's earlier edits, an edit of a deleted message
+        keeps no text); the store fills in its C{original} and C{author}.
+        L{recent} then returns the message as it is now; L{since} returns
+        both, in id order.
         """
 
     def recent(room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
         """
         A Deferred list of at most C{limit} messages of C{room}, oldest first,
-        with ids below C{before} when given.
+        with ids below C{before} when given; messages only, as they are now
+        (updates take ids but are not counted).
         """
 
     def since(room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
         """
-        A Deferred list of exactly the messages after C{afterId}, or C{None}
+        A Deferred list of exactly the entries (messages as they are now,
+        and updates) after C{afterId}, or C{None}
         when that position cannot be recovered (other epoch, pruned, or more
         than C{limit} messages missed).
         """
@@ -130,7 +160,46 @@ class IMessageStore(Interface):
     def privateFor(nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
         """
         A Deferred list of the last C{limit} private messages to or from
-        C{nick} with ids above C{afterId}, oldest first.
+        C{nick} with ids above C{afterId}, oldest first (with C{afterId},
+        the updates of private messages among them: L{PrivateUpdate}).
+        """
+
+    def get(room: str, id: int) -> Deferred[Message | None]:
+        """
+        The entry C{id} of C{room} as it is now (a L{Message}, or an
+        L{Update}), or None when there is none (never was, or pruned).
+        """
+
+    def getPrivate(nick: str, id: int) -> Deferred[Private | None]:
+        """
+        The private entry C{id} to or from C{nick} as it is now, or None
+        (a store may return an entry of other nicks: the caller checks).
+        """
+
+    def unread(room: str, nick: str, afterId: int) -> Deferred[tuple[int, int]]:
+        """
+        (messages of C{room} after C{afterId} not from C{nick} and not
+        deleted, how many of them mention C{nick}), of those kept.
+        """
+
+    def saveRead(nickKey: str, room: str, id: int) -> Deferred[None]:
+        """
+        Keep the read position of a nick in a room.
+        """
+
+    def reads(nickKey: str) -> Deferred[dict[str, int]]:
+        """
+        The read positions of a nick: room -> id.
+        """
+
+    def search(
+        rooms: list[str], nick: str | None, text: str, before: int | None, limit: int
+    ) -> Deferred[list[Message | Private]]:
+        """
+        At most C{limit} messages of C{rooms} (with ids below C{before}),
+        and with C{nick} its private messages, in which each word of
+        C{text} starts a word (L{searchWords}), newest first; never a
+        deleted one.
         """
 
     def refs(sinceTime: float) -> list[tuple[str, str, Union[Message, Private]]]:
@@ -237,6 +306,17 @@ class IClusterEvents(Interface):
     def remotePrivate(message: Private) -> None:
         """
         A private message (L{Private}) to a member of this node.
+        """
+
+    def remoteTyping(room: str, nick: str, state: str) -> None:
+        """
+        C{nick}, a member of another node, is typing in C{room}.
+        """
+
+    def remoteRead(nick: str, room: str, id: int) -> None:
+        """
+        The owned C{nick} read C{room} up to C{id} on another node: its
+        connections here are told.
         """
 
     def remoteBan(room: str, key: str, host: str, why: str) -> None:
@@ -377,6 +457,18 @@ class IBroker(Interface):
         """
         Store a private message (like L{IMessageStore.append}) and route it
         to the node of its recipient when that is another node.
+        """
+
+    def typing(room: str, nick: str, state: str) -> None:
+        """
+        C{nick}, a member here, is typing in C{room} (forwarded already to
+        this node's members): tell the other nodes.
+        """
+
+    def readMarker(nick: str, room: str, id: int) -> None:
+        """
+        The owned C{nick} read C{room} up to C{id} (stored, and told to its
+        connections here): tell its connections on other nodes.
         """
 
     def bansOf(room: str) -> dict[str, str]:

@@ -12,7 +12,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from twisted.internet.defer import Deferred
 
 from twisted_chat.core.errors import ChatError
-from twisted_chat.core.events import Event, Message, Notice, Private, RoomList
+from twisted_chat.core.events import (
+    DELETE,
+    EDIT,
+    REACT,
+    Event,
+    Message,
+    Notice,
+    Private,
+    PrivateUpdate,
+    RoomList,
+    SearchResults,
+    Update,
+)
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.limits import FloodGuard
 from twisted_chat.core.names import normalizeRoom
@@ -28,8 +40,12 @@ if TYPE_CHECKING:
 
 class _Messages(Protocol):
     def checkText(self, text: object) -> str: ...
-    def say(self, member: Member, name: str, text: str, action: bool, ref: object = None) -> Deferred[Message]: ...
-    def private(self, member: Member, nick: str, text: str, ref: object = None) -> Deferred[Private]: ...
+    def say(
+        self, member: Member, name: str, text: str, action: bool, ref: object = None, replyTo: object = None
+    ) -> Deferred[Message]: ...
+    def private(
+        self, member: Member, nick: str, text: str, ref: object = None, replyTo: object = None
+    ) -> Deferred[Private]: ...
     def privateHistory(self, member: Member, afterId: int | None) -> None: ...
     def history(
         self, member: Member, name: str, limit: int, before: int | None, after: int | None = None
@@ -41,6 +57,22 @@ class _Nicks(Protocol):
     def login(self, member: Member, nick: str, password: str) -> Deferred[str]: ...
     def isAdmin(self, member: Member) -> bool: ...
     def info(self, nick: str) -> MemberInfo | None: ...
+
+
+class _Conversation(Protocol):
+    def update(
+        self, member: Member, name: str, id: object, op: str, text: object = "", emoji: object = "",
+        on: bool = True, ref: object = None, epoch: object = None,
+    ) -> Deferred[Update]: ...
+    def updatePrivate(
+        self, member: Member, id: object, op: str, text: object = "", emoji: object = "", on: bool = True,
+        ref: object = None,
+    ) -> Deferred[PrivateUpdate]: ...
+    def typing(self, member: Member, name: str, state: object) -> None: ...
+    def markRead(self, member: Member, name: str, id: object) -> Deferred[None]: ...
+    def search(
+        self, member: Member, text: object, name: str | None, before: object, limit: object
+    ) -> Deferred[SearchResults]: ...
 
 
 class _Moderation(Protocol):
@@ -71,6 +103,13 @@ class Requests(Protocol):
     def nicks(self) -> _Nicks:
         """
         Nicknames (L{twisted_chat.core.nicks.Nicks}).
+        """
+
+    @property
+    def conversation(self) -> _Conversation:
+        """
+        Edits, deletions, reactions, typing, read markers, search
+        (L{twisted_chat.core.conversation.Conversation}).
         """
 
     @property
@@ -189,7 +228,7 @@ class Member:
         return self.service.leave(self, self.roomOrCurrent(room), reason)
 
     def say(
-        self, text: str, room: str | None = None, action: bool = False, ref: str | None = None
+        self, text: str, room: str | None = None, action: bool = False, ref: str | None = None, replyTo: object = None
     ) -> Deferred[Message]:
         """
         Say C{text} in C{room} (default: current). The Deferred fires with the
@@ -200,14 +239,86 @@ class Member:
         of creating a second one.
         """
         self.service.spend(self)
-        return self.service.messages.say(self, self.roomOrCurrent(room), text, action, ref)
+        return self.service.messages.say(self, self.roomOrCurrent(room), text, action, ref, replyTo)
 
-    def private(self, nick: str, text: str, ref: str | None = None) -> Deferred[Private]:
+    def private(self, nick: str, text: str, ref: str | None = None, replyTo: object = None) -> Deferred[Private]:
         """
         Send C{text} to C{nick} only (idempotent with a C{ref}, like L{say}).
         """
         self.service.spend(self)
-        return self.service.messages.private(self, nick, text, ref)
+        return self.service.messages.private(self, nick, text, ref, replyTo)
+
+    def edit(
+        self, id: object, text: object, room: str | None = None, ref: object = None, epoch: object = None
+    ) -> Deferred[Update]:
+        """
+        Replace the text of message C{id} of C{room} (default: current), of
+        which this nick is the author. The Deferred fires with the stored
+        L{Update} once the room has it; idempotent with a C{ref}. With an
+        C{epoch}: refused unless the room's ids are still of that epoch.
+        """
+        self.service.spend(self)
+        return self.service.conversation.update(
+            self, self.roomOrCurrent(room), id, EDIT, text=text, ref=ref, epoch=epoch
+        )
+
+    def delete(
+        self, id: object, room: str | None = None, ref: object = None, epoch: object = None
+    ) -> Deferred[Update]:
+        """
+        Delete message C{id} of C{room} (its author, an operator of the room
+        or a server admin): its text is removed from storage.
+        """
+        self.service.spend(self)
+        return self.service.conversation.update(self, self.roomOrCurrent(room), id, DELETE, ref=ref, epoch=epoch)
+
+    def react(
+        self, id: object, emoji: object, on: bool = True, room: str | None = None, ref: object = None,
+        epoch: object = None,
+    ) -> Deferred[Update]:
+        """
+        Add (C{on}) or take back this nick's reaction C{emoji} to message C{id}.
+        """
+        self.service.spend(self)
+        return self.service.conversation.update(
+            self, self.roomOrCurrent(room), id, REACT, emoji=emoji, on=on, ref=ref, epoch=epoch
+        )
+
+    def updatePrivate(
+        self, id: object, op: str, text: object = "", emoji: object = "", on: bool = True, ref: object = None
+    ) -> Deferred[PrivateUpdate]:
+        """
+        Edit, delete (C{op}) or react to private message C{id}, between its
+        sender and its recipient.
+        """
+        self.service.spend(self)
+        return self.service.conversation.updatePrivate(self, id, op, text, emoji, on, ref)
+
+    def typing(self, state: object, room: str | None = None) -> None:
+        """
+        Say that this member is typing in C{room} (C{state}: active,
+        paused, done); see L{twisted_chat.core.conversation.Conversation.typing}.
+        Not charged to flood control: it is rate limited on its own.
+        """
+        self.service.conversation.typing(self, self.roomOrCurrent(room), state)
+
+    def markRead(self, id: object, room: str | None = None) -> Deferred[None]:
+        """
+        This (owned) nick has read C{room} up to message C{id}.
+        """
+        self.service.spend(self)
+        return self.service.conversation.markRead(self, self.roomOrCurrent(room, mustBeMember=False), id)
+
+    def search(
+        self, text: object, room: str | None = None, before: object = None, limit: object = None
+    ) -> Deferred[SearchResults]:
+        """
+        Search the rooms this member is in (or C{room}) and its private
+        messages: answered with a L{SearchResults} event.
+        """
+        self.service.spend(self)
+        name = self.roomOrCurrent(room) if room is not None else None
+        return self.service.conversation.search(self, text, name, before, limit)
 
     def floodWait(self) -> float:
         """

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import History, Message, Notice, Private, PrivateHistory
-from twisted_chat.core.names import checkNick, nickKey
+from twisted_chat.core.names import checkNick, findMentions, nickKey
 from twisted_chat.core.refs import RefWindow
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class Messages:
         #: log the text of every message (--log-messages)
         self.logMessages = logMessages
 
-    def _once(self, member: Member, ref: object, make: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+    def once(self, member: Member, ref: object, make: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """
         Run C{make} unless this nick already sent C{ref} within the window;
         then answer with that first message (once it is stored) instead.
@@ -58,7 +58,7 @@ class Messages:
             raise ChatError("too-long", "message too long (max %d characters): not sent" % (limit,))
         return text
 
-    def _notStored(self, f: Failure) -> Failure:
+    def notStored(self, f: Failure) -> Failure:
         """
         A message could not be stored: count it (the sender is answered,
         and the failure logged, by its front-end).
@@ -67,13 +67,33 @@ class Messages:
             self.host.stats.storeFailed()
         return f
 
-    def say(self, member: Member, name: str, text: str, action: bool, ref: object = None) -> Deferred[Message]:
+    def checkReply(self, name: str | None, replyTo: object) -> int:
+        """
+        The id a message answers (0: none): a positive id, not beyond the
+        last id of its room when the store knows it here.
+        """
+        if replyTo is None or replyTo == 0:
+            return 0
+        if not isinstance(replyTo, int) or isinstance(replyTo, bool) or replyTo < 0:
+            raise ChatError("bad-request", "'reply_to' is a message id")
+        last = self.host.store.lastId(name if name is not None else "@private")
+        if last and replyTo > last:
+            raise ChatError("no-such-message", "there is no message %d to reply to" % (replyTo,))
+        return replyTo
+
+    def say(
+        self, member: Member, name: str, text: str, action: bool, ref: object = None, replyTo: object = None
+    ) -> Deferred[Message]:
         self.nicks.requireLogin(member)
         text = self.checkText(text)
+        reply = self.checkReply(name, replyTo) if replyTo is not None else 0
+        conversation = self.host.conversation
+        if conversation._typing:
+            conversation.stopTyping(member, name)
 
         def make() -> Deferred[Message]:
             # (the store gives it its id as it stores it)
-            msg = Message(name, 0, self.host.store.epoch, member.nick, text, self.host.now(), action)
+            msg = Message(name, 0, self.host.store.epoch, member.nick, text, self.host.now(), action, findMentions(text), reply)
             d = self.host.store.append(msg, None if ref is None else str(ref))
 
             def stored(final: Message) -> Any:
@@ -82,11 +102,11 @@ class Messages:
                     self._log.info("{nick} in {room}: {text}", nick=final.sender, room=name, text=final.text)
                 return self.host.broker.deliverMessage(final)
 
-            return d.addCallbacks(stored, self._notStored)
+            return d.addCallbacks(stored, self.notStored)
 
-        return self._once(member, ref, make)
+        return self.once(member, ref, make)
 
-    def private(self, member: Member, nick: str, text: str, ref: object = None) -> Deferred[Private]:
+    def private(self, member: Member, nick: str, text: str, ref: object = None, replyTo: object = None) -> Deferred[Private]:
         self.nicks.requireLogin(member)
         target = self.nicks.lookup(checkNick(nick)) if isinstance(nick, str) else None
         remote = self.host.broker.remoteNick(nickKey(nick)) if target is None else None
@@ -99,34 +119,47 @@ class Messages:
         # An owned (or registered) nick that is offline gets it later, in its
         # private history, when it comes back with its token or password.
         text = self.checkText(text)
+        reply = self.checkReply(None, replyTo) if replyTo is not None else 0
 
         def make() -> Deferred[Private]:
             recipient = target.nick if target is not None else (remote or nick)
             # (the store gives it its id as it stores it)
-            sent = Private(0, member.nick, recipient, text, self.host.now())
-            d = self.host.broker.appendPrivate(sent, None if ref is None else str(ref))
+            sent = Private(0, member.nick, recipient, text, self.host.now(), reply)
+            return self.sendPrivate(member, sent, ref)
 
-            def stored(msg: Private) -> Private:
-                self.host.stats.messageStored("private", self.host.now() - msg.time)
-                if remote is not None:
-                    # (the broker routes it to the recipient's node)
+        return self.once(member, ref, make)
+
+    def sendPrivate(self, member: Member, sent: Private, ref: object) -> Deferred[Any]:
+        """
+        Store the private message (or update) C{sent} from C{member} to
+        C{sent.recipient}, then deliver it to both (the recipient through
+        its node, or later in its private history when it is away).
+        """
+        recipient = sent.recipient
+        target = self.nicks.lookup(recipient)
+        remote = self.host.broker.remoteNick(nickKey(recipient)) if target is None else None
+        d = self.host.broker.appendPrivate(sent, None if ref is None else str(ref))
+
+        def stored(msg: Private) -> Private:
+            self.host.stats.messageStored("private", self.host.now() - msg.time)
+            mine = self.nicks.connectionsOf(nickKey(member.nick))
+            if target is None:
+                if remote is None and msg.kind == "private":
+                    for m in mine:
+                        self.host.send(m, msg)
                     if not member.gone:
-                        self.host.send(member, msg)
-                    return msg
-                if target is None:
-                    if not member.gone:
-                        self.host.send(member, msg)
                         self.host.send(member, Notice("%s is offline: they will see it when they come back" % (recipient,)))
                     return msg
-                if not target.gone:
-                    self.host.send(target, msg)
-                if target is not member and not member.gone:
-                    self.host.send(member, msg)
-                return msg
+                # (the broker routes it to the recipient's node)
+            else:
+                for m in self.nicks.connectionsOf(nickKey(recipient)):
+                    self.host.send(m, msg)
+            if target is None or nickKey(recipient) != nickKey(member.nick):
+                for m in mine:
+                    self.host.send(m, msg)
+            return msg
 
-            return d.addCallbacks(stored, self._notStored)
-
-        return self._once(member, ref, make)
+        return d.addCallbacks(stored, self.notStored)
 
     def privateHistory(self, member: Member, afterId: int | None) -> None:
         if not member.owner:

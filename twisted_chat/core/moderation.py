@@ -101,10 +101,13 @@ class Moderation:
         if target is None and self.host.broker.kickRemote(member, name, nick, why):
             self._log.info("{op} kicked {nick} from {room} (on another node)", op=member.nick, nick=nick, room=name)
             return self.host.broker.remoteNick(nickKey(nick)) or nick
-        if target is None or target not in room.members:
+        connections = [c for c in self.nicks.connectionsOf(nickKey(nick)) if c in room.members]
+        if target is None or not connections:
             raise ChatError("no-such-nick", "%s is not in %s" % (nick, name))
         self._log.info("{op} kicked {nick} from {room}", op=member.nick, nick=target.nick, room=name)
-        self.host.leave(target, name, why)
+        # (every connection of the nick: the room sees it leave once)
+        for c in connections:
+            self.host.leave(c, name, why)
         return target.nick
 
     def ban(self, member: Member, name: str, target: str, reason: str) -> str:

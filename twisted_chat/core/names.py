@@ -50,3 +50,35 @@ def normalizeRoom(name: object) -> str:
     if m is None:
         raise ChatError("bad-room", ROOM_RULE)
     return "#" + m.group(1).lower()
+
+
+_AT_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_-]{1,%d})(?![\w-])" % NICK_MAX)
+_LEAD_MENTION = re.compile(r"([A-Za-z0-9_-]{1,%d})[:,](?:\s|\Z)" % NICK_MAX)
+
+
+def findMentions(text: str) -> tuple[str, ...]:
+    """
+    The nicks C{text} mentions, as typed, each once (case-insensitively):
+    C{@nick} anywhere, or C{nick:} / C{nick,} at its start. Computed once
+    per message, when it is said; the common message (no C{@}, no C{:} or
+    C{,} near its start) costs two substring tests.
+    """
+    head = text[: NICK_MAX + 1]
+    if "@" not in text and ":" not in head and "," not in head:
+        return ()
+    found: dict[str, str] = {}
+    lead = _LEAD_MENTION.match(text)
+    if lead is not None:
+        found[lead.group(1).lower()] = lead.group(1)
+    if "@" in text:
+        for m in _AT_MENTION.finditer(text):
+            found.setdefault(m.group(1).lower(), m.group(1))
+    return tuple(found.values())
+
+
+def mentions(names: tuple[str, ...], nick: str) -> bool:
+    """
+    Whether C{nick} is among the mentioned C{names}.
+    """
+    key = nick.lower()
+    return any(n.lower() == key for n in names)

@@ -49,8 +49,12 @@ class Nicks:
         self.host = host
         #: only registered nicks may chat (--require-auth)
         self.requireAuth = requireAuth
-        #: nick key -> the member of this node that has it
+        #: nick key -> the member of this node that has it (its first
+        #: connection, when its owner is connected several times)
         self.byKey: dict[str, Member] = {}
+        #: nick key -> every connection of a nick connected several times
+        #: (its owner's devices), in connecting order
+        self.devices: dict[str, list[Member]] = {}
         #: nick key -> hash of its owner token
         self.tokens: dict[str, str] = {}
         #: registered nicks (nick key -> password hash), from --auth
@@ -61,6 +65,17 @@ class Nicks:
 
     def lookup(self, nick: str) -> Member | None:
         return self.byKey.get(nickKey(nick))
+
+    def connectionsOf(self, key: str) -> list[Member]:
+        """
+        The connections of this node that have the nick with key C{key}
+        (several for an owned nick used from several devices).
+        """
+        devices = self.devices.get(key)
+        if devices is not None:
+            return list(devices)
+        member = self.byKey.get(key)
+        return [] if member is None else [member]
 
     def isAdmin(self, member: Member) -> bool:
         return member.authenticated is not None and member.authenticated in self.admins
@@ -125,6 +140,7 @@ class Nicks:
         owner = False
         issued = None
         force = False
+        device: Member | None = None
         if nick is not None:
             key = nickKey(checkNick(nick))
             known = self.tokens.get(key)
@@ -136,11 +152,19 @@ class Nicks:
                 # The owner is back on this node while another node (or a
                 # dead one) still holds the nick: take it over.
                 force = True
+            elif other is not None and (
+                (validToken and other.owner) or (authenticated and other.authenticated == key)
+            ):
+                # The nick's owner connects again while connected (a second
+                # device, or after a drop the server has not noticed yet):
+                # one more connection of the nick.
+                device = other
             elif other is not None and validToken:
-                # The nick's owner is back (after a drop the server has not
-                # noticed yet): the stale connection gives way to it.
+                # The nick's owner is back while someone without its token
+                # uses it: that connection gives way to it.
                 self._giveWay(other, "{nick} reconnected: closing its previous connection")
-            self.checkFree(nick, None, force)
+            if device is None:
+                self.checkFree(nick, None, force)
             if key in self.passwords and not authenticated:
                 raise ChatError("nick-registered", "%s is registered: log in with its password" % (nick,))
             known = self.tokens.get(key)
@@ -162,8 +186,15 @@ class Nicks:
         m.owner = owner
         m.token = issued
         self.host.members.add(m)
-        self.byKey[nickKey(nick)] = m
-        self.host.broker.memberAdded(m, force)
+        if device is not None:
+            m.owner = True
+            m.authenticated = device.authenticated if authenticated else m.authenticated
+            self.devices.setdefault(nickKey(nick), [device]).append(m)
+            nick = device.nick
+            m.nick = nick
+        else:
+            self.byKey[nickKey(nick)] = m
+            self.host.broker.memberAdded(m, force)
         self._log.info(
             "{nick} connected from {peer} via {frontend}",
             nick=nick,
@@ -244,6 +275,8 @@ class Nicks:
 
     def setNick(self, member: Member, nick: str, registeredOk: bool = False) -> str:
         nick = checkNick(nick)
+        if nickKey(member.nick) in self.devices and nick != member.nick:
+            raise ChatError("not-allowed", "%s is connected more than once: it keeps its nick" % (member.nick,))
         self.checkFree(nick, member)
         if not registeredOk and nickKey(nick) in self.passwords and member.authenticated != nickKey(nick):
             raise ChatError("nick-registered", "%s is registered: /login %s PASSWORD" % (nick, nick))
@@ -335,11 +368,31 @@ class Nicks:
 
     def forget(self, member: Member) -> bool:
         """
-        C{member} is gone: its nick is free (if it still had it). Returns
-        whether it had.
+        C{member} is gone: its nick is free (if it still had it, and it was
+        its last connection). Returns whether the nick is free now.
         """
         key = nickKey(member.nick)
+        devices = self.devices.get(key)
+        if devices is not None and member in devices:
+            devices.remove(member)
+            if self.byKey.get(key) is member:
+                # (its next connection stands for the nick now)
+                self.byKey[key] = devices[0]
+            if len(devices) == 1:
+                del self.devices[key]
+            return False
         if self.byKey.get(key) is member:
             del self.byKey[key]
             return True
         return False
+
+    def otherConnectionIn(self, member: Member, room: object) -> bool:
+        """
+        Whether another connection of C{member}'s nick is in C{room} (a
+        L{Room}'s members): the room then sees the nick join or leave only
+        with its first or last connection.
+        """
+        devices = self.devices.get(nickKey(member.nick))
+        if devices is None:
+            return False
+        return any(d is not member and d in room.members for d in devices)  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from twisted_chat.core.member import Requests
 
 if TYPE_CHECKING:
+    from twisted_chat.core.conversation import Conversation
 
     from twisted_chat.core.events import Event
     from twisted_chat.core.interfaces import IBroker, IMessageStore
@@ -41,6 +42,8 @@ class Host(Requests, Protocol):
     announceLimit: int
     #: at most this many messages are recovered on a resume
     resumeLimit: int
+    #: edits, deletions, reactions, typing, read markers, search
+    conversation: Conversation
 
     def isRunning(self) -> bool:
         """

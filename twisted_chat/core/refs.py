@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Union
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
-from twisted_chat.core.events import Message, Private
+from twisted_chat.core.events import Message, Private, PrivateUpdate, Update
 
 #: a stored message, packed (see _packRef)
 _Packed = tuple[Any, ...]
@@ -58,14 +58,25 @@ def _packRef(time: float, message: Message | Private) -> _Packed:
     tracked objects per ref, up to 100,000 refs) made every full collection
     walk them all: a stall of a few hundred milliseconds.
     """
+    if isinstance(message, PrivateUpdate):
+        m = message
+        return ("pu", time, m.id, m.sender, m.recipient, m.op, m.target, m.text, m.time, m.emoji, m.on)
+    if isinstance(message, Update):
+        u = message
+        return ("u", time, u.room, u.id, u.epoch, u.sender, u.op, u.target, u.text, u.time, u.emoji, u.on)
     if isinstance(message, Private):
         return ("p", time, message.id, message.sender, message.recipient, message.text, message.time)
     return ("m", time, message.room, message.id, message.epoch, message.sender, message.text, message.time, message.action)
 
 
 def _unpackRef(entry: _Packed) -> Message | Private:
-    if entry[0] == "p":
+    kind = entry[0]
+    if kind == "p":
         return Private(*entry[2:])
+    if kind == "u":
+        return Update(*entry[2:])
+    if kind == "pu":
+        return PrivateUpdate(*entry[2:])
     return Message(*entry[2:])
 
 

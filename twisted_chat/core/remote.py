@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from twisted_chat.core.events import EpochChanged, Joined, Message, NickChanged, Parted, Private, TopicChanged
 from twisted_chat.core.interfaces import IClusterEvents
+from twisted_chat.core.names import nickKey
 
 if TYPE_CHECKING:
     from twisted_chat.core.member import Member
@@ -45,10 +46,20 @@ class ClusterEvents:
         return self.host.isRunning()
 
     def localMembers(self) -> list[Member]:
-        return list(self.host.members)
+        # (a nick connected several times, once: the cluster knows nicks)
+        devices = self.nicks.devices
+        if not devices:
+            return list(self.host.members)
+        return [m for m in self.host.members if nickKey(m.nick) not in devices or self.nicks.byKey.get(nickKey(m.nick)) is m]
 
     def localRooms(self) -> list[str]:
         return list(self.host.rooms)
+
+    def remoteTyping(self, room: str, nick: str, state: str) -> None:
+        self.host.conversation.remoteTyping(room, nick, state)
+
+    def remoteRead(self, nick: str, room: str, id: int) -> None:
+        self.host.conversation.readMarker(nick, room, id)
 
     def knownTokens(self, tokens: dict[str, str]) -> None:
         for key, tokenHash in tokens.items():
@@ -87,8 +98,7 @@ class ClusterEvents:
             self.host.send(m, NickChanged(old, new, tuple(names), time))
 
     def remotePrivate(self, msg: Private) -> None:
-        target = self.nicks.lookup(msg.recipient)
-        if target is not None and not target.gone:
+        for target in self.nicks.connectionsOf(nickKey(msg.recipient)):
             self.host.send(target, msg)
 
     def remoteTopic(self, event: TopicChanged) -> None:

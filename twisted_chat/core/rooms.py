@@ -66,13 +66,16 @@ class Rooms:
                 # (joining a room that has members on other nodes makes
                 # nobody an operator)
                 room.ops.add(member)
+        again = self.nicks.devices and self.nicks.otherConnectionIn(member, room)
         room.add(member)
         member.rooms[name] = room
         member.current = name
         joined = Joined(name, member.nick, self.host.now())
-        self.host.broker.joined(member, name, joined)
-        if self.roomSize(room) > self.host.announceLimit:
-            # A big room: only the joiner hears of it (see announceLimit).
+        if not again:
+            self.host.broker.joined(member, name, joined)
+        if again or self.roomSize(room) > self.host.announceLimit:
+            # Another connection of the nick is in the room (the room sees
+            # the nick once), or a big room: only the joiner hears of it.
             self.host.send(member, joined)
         else:
             self.host.broadcast(room, joined)
@@ -88,17 +91,21 @@ class Rooms:
         """
         room = member.rooms.pop(name)
         self.joinHistory.forget(member, name)
+        self.host.conversation.stopTyping(member, name)
         if member.current == name:
             member.current = next(reversed(member.rooms), None) if member.rooms else None
         parted = Parted(name, member.nick, reason, self.host.now())
-        if self.roomSize(room) > self.host.announceLimit:
+        again = self.nicks.devices and self.nicks.otherConnectionIn(member, room)
+        if again or self.roomSize(room) > self.host.announceLimit:
+            # (the nick stays in the room through its other connection)
             self.host.send(member, parted)
         else:
             self.host.broadcast(room, parted)
         room.remove(member)
         if not room.members:
             del self.host.rooms[name]
-        self.host.broker.parted(member, name, parted)
+        if not again:
+            self.host.broker.parted(member, name, parted)
         return name
 
     def roomSize(self, room: Room[Member]) -> int:
@@ -125,7 +132,8 @@ class Rooms:
         cached = room.presence
         if cached is None or cached[0] != limit:
             # (kept until the first `limit` members change: see Room.add)
-            cached = room.presence = (limit, sortedNicks(m.nick for m in islice(members, limit)))
+            # (a nick connected several times is named once)
+            cached = room.presence = (limit, sortedNicks(dict.fromkeys(m.nick for m in islice(members, limit))))
         nicks = list(cached[1])
         count = self.host.broker.remoteRoomCount(name)
         shown = len(nicks)
@@ -148,8 +156,10 @@ class Rooms:
 
     def roomList(self) -> list[tuple[str, int]]:
         counts = dict(self.host.broker.remoteRooms())
+        several = bool(self.nicks.devices)
         for r in self.host.rooms.values():
-            counts[r.name] = counts.get(r.name, 0) + len(r.members)
+            here = len({m.nick for m in r.members}) if several else len(r.members)
+            counts[r.name] = counts.get(r.name, 0) + here
         return sorted(counts.items())
 
     def topicOf(self, name: str) -> tuple[str, str, float]:

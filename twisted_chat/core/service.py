@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_chat.core.broker import LocalBroker
+from twisted_chat.core.conversation import Conversation
 from twisted_chat.core.errors import FailureLog
 from twisted_chat.core.events import Event, Message, Notice
 from twisted_chat.core.history import JoinHistory
@@ -150,6 +151,7 @@ class ChatService(Service):
         self.nicks = Nicks(self, passwords, admins, requireAuth)
         self.messages = Messages(self, self.nicks, refWindow, logMessages)
         self.moderation = Moderation(self, self.nicks)
+        self.conversation = Conversation(self, self.nicks, self.messages)
         self.joinHistory = JoinHistory(self)
         self.roomsPart = Rooms(self, self.nicks, self.moderation, self.joinHistory)
         #: how this node shares rooms with others (see IBroker)
@@ -349,9 +351,9 @@ class ChatService(Service):
                 continue
             floor = m.floors
             if floor is not None and name in floor:
-                if event.kind == "message" and event.id <= floor[name]:  # type: ignore[attr-defined]
+                if event.kind in ("message", "update") and event.id <= floor[name]:  # type: ignore[attr-defined]
                     continue  # (in the history it got already)
-                if event.kind in ("message", "epoch"):
+                if event.kind in ("message", "update", "epoch"):
                     # This node has caught up with that history.
                     self.joinHistory.dropFloor(m, name)
             try:

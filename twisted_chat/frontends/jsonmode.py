@@ -28,8 +28,13 @@ from twisted_chat.core.events import (
     Presence,
     Private,
     PrivateHistory,
+    PrivateUpdate,
+    ReadMarker,
     RoomList,
+    SearchResults,
     TopicChanged,
+    Typing,
+    Update,
 )
 from twisted_chat.core.names import normalizeRoom
 from twisted_chat.core.service import LOBBY, ChatService, Member
@@ -60,7 +65,7 @@ def ms(t: float) -> int:
 
 
 def messageObject(m: Message) -> dict[str, Any]:
-    return {
+    obj = {
         "type": "message",
         "room": m.room,
         "id": m.id,
@@ -69,11 +74,23 @@ def messageObject(m: Message) -> dict[str, Any]:
         "text": m.text,
         "time": ms(m.time),
         "action": m.action,
+        "mentions": list(m.mentions),
     }
+    if m.replyTo:
+        obj["reply_to"] = m.replyTo
+    if m.edited:
+        obj["edited"] = ms(m.edited)
+    if m.deleted:
+        obj["deleted"] = True
+    if m.reactions:
+        obj["reactions"] = m.reactions
+    return obj
 
 
 def privateObject(p: Private) -> dict[str, Any]:
-    return {
+    if isinstance(p, PrivateUpdate):
+        return privateUpdateObject(p)
+    obj: dict[str, Any] = {
         "type": "private",
         "id": p.id,
         "from": p.sender,
@@ -81,6 +98,51 @@ def privateObject(p: Private) -> dict[str, Any]:
         "text": p.text,
         "time": ms(p.time),
     }
+    if p.replyTo:
+        obj["reply_to"] = p.replyTo
+    if p.edited:
+        obj["edited"] = ms(p.edited)
+    if p.deleted:
+        obj["deleted"] = True
+    if p.reactions:
+        obj["reactions"] = p.reactions
+    return obj
+
+
+def _updateFields(obj: dict[str, Any], u: Update | PrivateUpdate) -> dict[str, Any]:
+    if u.op == "edit":
+        obj["text"] = u.text
+        obj["by"] = u.sender
+        if isinstance(u, Update):
+            obj["mentions"] = list(u.mentions)
+    elif u.op == "delete":
+        obj["by"] = u.sender
+    else:
+        obj["emoji"] = u.emoji
+        obj["nick"] = u.sender
+        obj["on"] = u.on
+    obj["time"] = ms(u.time)
+    return obj
+
+
+def updateObject(u: Update) -> dict[str, Any]:
+    """
+    An edit, deletion or reaction of a room message: C{id} is the message,
+    C{seq} the update's own place in the room's sequence.
+    """
+    return _updateFields({"type": u.op, "room": u.room, "id": u.target, "seq": u.id, "epoch": u.epoch}, u)
+
+
+def privateUpdateObject(u: PrivateUpdate) -> dict[str, Any]:
+    """
+    An edit, deletion or reaction of a private message (C{from} and C{to}
+    are the message's sender and recipient).
+    """
+    author = u.author or u.sender
+    other = u.recipient if author.lower() == u.sender.lower() else u.sender
+    return _updateFields(
+        {"type": u.op, "private": True, "id": u.target, "seq": u.id, "from": author, "to": other}, u
+    )
 
 
 def eventObject(event: Event) -> dict[str, Any] | None:
@@ -91,6 +153,25 @@ def eventObject(event: Event) -> dict[str, Any] | None:
     if kind == "message":
         assert isinstance(event, Message)
         return messageObject(event)
+    if kind == "update":
+        assert isinstance(event, Update)
+        return updateObject(event)
+    if kind == "private-update":
+        assert isinstance(event, PrivateUpdate)
+        return privateUpdateObject(event)
+    if kind == "typing":
+        assert isinstance(event, Typing)
+        return {"type": "typing", "room": event.room, "nick": event.nick, "state": event.state}
+    if kind == "read":
+        assert isinstance(event, ReadMarker)
+        return {"type": "read", "room": event.room, "id": event.id}
+    if kind == "search":
+        assert isinstance(event, SearchResults)
+        return {
+            "type": "search",
+            "text": event.text,
+            "results": [messageObject(m) if isinstance(m, Message) else privateObject(m) for m in event.results],
+        }
     if kind == "join":
         assert isinstance(event, Joined)
         return {"type": "join", "room": event.room, "nick": event.nick, "time": ms(event.time)}
@@ -127,16 +208,27 @@ def eventObject(event: Event) -> dict[str, Any] | None:
             "type": "history",
             "room": event.room,
             "epoch": event.epoch,
-            "messages": [messageObject(m) for m in event.messages],
+            "messages": [messageObject(m) for m in event.messages if not isinstance(m, Update)],
         }
         if event.recovered is not None:
             obj["recovered"] = event.recovered
             if event.reason:
                 obj["reason"] = event.reason
+        if event.recovered:
+            obj["updates"] = [updateObject(u) for u in event.messages if isinstance(u, Update)]
+        if event.read is not None:
+            obj["read"] = {"id": event.read[0], "unread": event.read[1], "mentions": event.read[2]}
         return obj
     if kind == "private-history":
         assert isinstance(event, PrivateHistory)
-        return {"type": "private-history", "messages": [privateObject(p) for p in event.messages]}
+        privates: dict[str, Any] = {
+            "type": "private-history",
+            "messages": [privateObject(p) for p in event.messages if not isinstance(p, PrivateUpdate)],
+        }
+        updates = [privateUpdateObject(p) for p in event.messages if isinstance(p, PrivateUpdate)]
+        if updates:
+            privates["updates"] = updates
+        return privates
     if kind == "rooms":
         assert isinstance(event, RoomList)
         return {"type": "rooms", "rooms": [{"room": r, "members": n} for r, n in event.rooms]}
@@ -395,13 +487,13 @@ class JsonSession:
         room = _str(request, "room", required=False)
         action = request.get("action", False) is True
         ref = request.get("ref")
-        d = self.member.say(text, room, action, ref)  # type: ignore[arg-type]
+        d = self.member.say(text, room, action, ref, request.get("reply_to"))  # type: ignore[arg-type]
         self._acked(d, ref, lambda m: {"id": m.id, "room": m.room, "epoch": m.epoch})
 
     def req_msg(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         d = self.member.private(
-            _str(request, "to"), _str(request, "text"), request.get("ref")  # type: ignore[arg-type]
+            _str(request, "to"), _str(request, "text"), request.get("ref"), request.get("reply_to")  # type: ignore[arg-type]
         )
         self._acked(d, request.get("ref"), lambda p: {"id": p.id, "to": p.recipient})
 
@@ -475,3 +567,51 @@ class JsonSession:
     def req_status(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         self.member.status()
+
+    def _update(self, request: dict[str, Any], op: str, text: object = "", emoji: object = "", on: bool = True) -> None:
+        assert self.member is not None
+        ref = request.get("ref")
+        if request.get("private") is True:
+            pd = self.member.updatePrivate(request.get("id"), op, text, emoji, on, ref)
+            self._acked(pd, ref, lambda u: {"id": u.target, "seq": u.id, "private": True})
+            return
+        room = _str(request, "room", required=False)
+        epoch = request.get("epoch")
+        if op == "edit":
+            d = self.member.edit(request.get("id"), text, room, ref, epoch)
+        elif op == "delete":
+            d = self.member.delete(request.get("id"), room, ref, epoch)
+        else:
+            d = self.member.react(request.get("id"), emoji, on, room, ref, epoch)
+        self._acked(d, ref, lambda u: {"id": u.target, "seq": u.id, "room": u.room, "epoch": u.epoch})
+
+    def req_edit(self, request: dict[str, Any]) -> None:
+        self._update(request, "edit", text=_str(request, "text"))
+
+    def req_delete(self, request: dict[str, Any]) -> None:
+        self._update(request, "delete")
+
+    def req_react(self, request: dict[str, Any]) -> None:
+        on = request.get("on", True)
+        if not isinstance(on, bool):
+            raise ChatError("bad-request", "'on' must be true or false")
+        self._update(request, "react", emoji=request.get("emoji"), on=on)
+
+    def req_typing(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self.member.typing(request.get("state"), _str(request, "room", required=False))
+
+    def req_read(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        self._acked(
+            self.member.markRead(request.get("id"), _str(request, "room", required=False)),
+            request.get("ref"),
+            lambda _: {},
+        )
+
+    def req_search(self, request: dict[str, Any]) -> None:
+        assert self.member is not None
+        d = self.member.search(
+            request.get("text"), _str(request, "room", required=False), request.get("before"), request.get("limit")
+        )
+        self._acked(d, request.get("ref"), lambda _: {})

@@ -242,7 +242,8 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput, Line
 
     @property
     def fastSink(self) -> FastWriter | None:
-        return self._fast
+        # (a text session with its bell on takes room messages one by one)
+        return None if self.bell else self._fast
 
     def fastOpen(self) -> bool:
         return not self._closing

@@ -33,13 +33,19 @@ from twisted_chat.core.events import (
     Presence,
     Private,
     PrivateHistory,
+    PrivateUpdate,
     RoomList,
+    SearchResults,
     TopicChanged,
+    Update,
 )
+from twisted_chat.core.names import mentions
 from twisted_chat.core.service import LOBBY, ChatService, Member
 from twisted_chat.wire.commands import COMMANDS, HELP, Command, newTopic, parseLine
 from twisted_chat.wire.render import (
     currentRoomLine,
+    deleteLine,
+    editLine,
     epochLine,
     errorLine,
     historyLines,
@@ -53,6 +59,7 @@ from twisted_chat.wire.render import (
     privateHistoryLine,
     privateLine,
     roomsLine,
+    searchLines,
     stamp,
     switchedLine,
     topicLine,
@@ -95,6 +102,9 @@ class TextSession:
     member: Member | None = None
     #: the cache key under which a broadcast event's rendering is kept
     renderKey = "text"
+    #: start lines that mention this user with a bell (C{/set bell on});
+    #: such a session takes room messages one by one (no fast sink)
+    bell = False
 
     # -- to be supplied by the framing layer --
 
@@ -147,12 +157,30 @@ class TextSession:
         """
         Render a service event as lines.
         """
-        if isinstance(event, Message):
+        if type(event) is Message:
+            if self.bell and event.mentions and self.member is not None and mentions(event.mentions, self.member.nick):
+                self.sendText("\a" + messageText(event))
+                return
             self.sendRendered(event, messageText(event))
             return
         # (one comparison a kind: cheaper than an isinstance() a class)
         kind = event.kind
-        if kind == "join":
+        if kind == "update" or kind == "private-update":
+            assert isinstance(event, (Update, PrivateUpdate))
+            # (reactions are not shown: noise)
+            room = event.room if isinstance(event, Update) else None
+            if event.op == "edit":
+                self.sendRendered(event, editLine(room, event.sender, event.original, event.text))
+            elif event.op == "delete":
+                self.sendRendered(event, deleteLine(room, event.sender, event.author, event.original))
+        elif kind == "typing" or kind == "read":
+            pass  # (not shown: noise)
+        elif kind == "search":
+            assert isinstance(event, SearchResults)
+            me = self.member
+            for line in searchLines(event.text, event.results, self.now(), me.nick if me is not None else None):
+                self.sendText(line)
+        elif kind == "join":
             assert isinstance(event, Joined)
             self.sendRendered(event, joinedLine(event.room, event.nick))
         elif kind == "part":
@@ -173,14 +201,17 @@ class TextSession:
             self.sendText(presenceLine(event.room, event.members, event.total))
         elif kind == "history":
             assert isinstance(event, History)
-            for line in historyLines(event.room, event.messages, self.now(), requested=not event.onJoin):
+            # (the messages as they are now: neither updates nor deleted ones)
+            said = [m for m in event.messages if m.kind == "message" and not m.deleted]
+            for line in historyLines(event.room, said, self.now(), requested=not event.onJoin):
                 self.sendText(line)
         elif kind == "private-history":
             assert isinstance(event, PrivateHistory)
             if event.messages:
                 self.sendText(privateHistoryLine(len(event.messages)))
                 for p in event.messages:
-                    self.sendText(self._privateLine(p, stamp(p.time, self.now())))
+                    if p.kind == "private" and not p.deleted:
+                        self.sendText(self._privateLine(p, stamp(p.time, self.now())))
         elif kind == "rooms":
             assert isinstance(event, RoomList)
             self.sendText(roomsLine(event.rooms))
@@ -215,11 +246,44 @@ class TextSession:
         try:
             said = parseLine(line)
             if isinstance(said, str):
-                self.watchRequest(member.say(said))
+                self.watchRequest(self.noteSaid(member.say(said)))
             elif said is not None:
                 _HANDLERS[said.name](_COMMANDS, self, member, said)
         except ChatError as e:
             self.sendError(e.message)
+
+    def noteSaid(self, d: Deferred[Message]) -> Deferred[Message]:
+        """
+        Remember the id of the message C{d} stores, as this connection's
+        last in its room (what C{/edit} and C{/delete} act on).
+        """
+
+        def said(m: Message) -> Message:
+            self.__dict__.setdefault("_lastSaid", {})[m.room] = m.id
+            return m
+
+        return d.addCallback(said)
+
+    def lastSaid(self, room: str | None) -> int:
+        """
+        The id of this connection's last message in C{room}; refused when
+        there is none.
+        """
+        last = self.__dict__.get("_lastSaid", {}).get(room)
+        if last is None:
+            raise ChatError("no-such-message", "you have said nothing in %s from here to edit or delete" % (room,))
+        return int(last)
+
+    def setBell(self, on: bool) -> None:
+        """
+        Start (or stop) lines that mention this user with a bell; while on,
+        room messages come one by one, so each can be looked at.
+        """
+        self.bell = on
+        member = self.member
+        if member is not None:
+            for room in member.rooms.values():
+                room.resetFanOut()
 
     def watchRequest(self, d: Deferred[_T]) -> None:
         """
@@ -330,7 +394,30 @@ class TextCommands:
         session.watchRequest(member.private(command.target, command.text))
 
     def req_me(self, session: TextSession, member: Member, command: Command) -> None:
-        session.watchRequest(member.say(command.text, action=True))
+        session.watchRequest(session.noteSaid(member.say(command.text, action=True)))
+
+    def req_edit(self, session: TextSession, member: Member, command: Command) -> None:
+        session.watchRequest(member.edit(session.lastSaid(member.current), command.text))
+
+    def req_delete(self, session: TextSession, member: Member, command: Command) -> None:
+        room = member.current
+        d = member.delete(session.lastSaid(room))
+
+        def deleted(update: Update) -> Update:
+            session.__dict__.get("_lastSaid", {}).pop(room, None)
+            return update
+
+        session.watchRequest(d.addCallback(deleted))
+
+    def req_search(self, session: TextSession, member: Member, command: Command) -> None:
+        session.watchRequest(member.search(command.text))
+
+    def req_set(self, session: TextSession, member: Member, command: Command) -> None:
+        value = command.text.strip().lower()
+        if command.target.lower() != "bell" or value not in ("on", "off"):
+            raise ChatError("bad-request", "usage: /set bell on|off")
+        session.setBell(value == "on")
+        session.sendNotice("bell " + value)
 
     def req_history(self, session: TextSession, member: Member, command: Command) -> None:
         member.history(None, min(command.number, member.service.settings.historySize))

@@ -303,7 +303,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
 
     @property
     def fastSink(self) -> FastWriter | None:
-        return self._fast
+        # (a text session with its bell on takes room messages one by one)
+        return None if self.bell else self._fast
 
     def fastOpen(self) -> bool:
         return self.state == _OPEN and not self._dropped and (type(self.send_queue) is NoQueue or not self.send_queue)

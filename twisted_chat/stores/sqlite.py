@@ -18,6 +18,7 @@ I/O error, the database stayed locked) come back as L{StoreUnavailable}.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import secrets
@@ -34,13 +35,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_chat.core.errors import FailureLog, StoreUnavailable
-from twisted_chat.core.events import Message, Private
-from twisted_chat.core.interfaces import IMessageStore, resumePosition
+from twisted_chat.core.events import DELETE, EDIT, REACT, Message, Private, PrivateUpdate, Update, applyUpdate
+from twisted_chat.core.interfaces import IMessageStore, resumePosition, searchWords
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorFromThreads
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,7 +71,69 @@ CREATE INDEX IF NOT EXISTS private_recipient ON private (recipient_key, id);
 CREATE INDEX IF NOT EXISTS private_sender ON private (sender_key, id);
 CREATE INDEX IF NOT EXISTS private_time ON private (time);
 CREATE TABLE IF NOT EXISTS nicks (nick_key TEXT PRIMARY KEY, token_hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reads (
+    nick_key TEXT NOT NULL, room TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (nick_key, room)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS search_rooms (name TEXT PRIMARY KEY, no INTEGER NOT NULL UNIQUE);
 """
+
+#: the columns schema 2 added to both message tables, in order (a database
+#: of schema 1 gets them with ALTER TABLE when it is opened): kind (0 a
+#: message, else an update: 1 edit, 2 delete, 3 react), the message an
+#: update changes, what a message answers, the nicks it mentions (space
+#: separated), its last edit, deleted, its reactions (JSON), an update's
+#: emoji and on
+_COLUMNS_2 = (
+    ("kind", "INTEGER NOT NULL DEFAULT 0"),
+    ("target", "INTEGER NOT NULL DEFAULT 0"),
+    ("reply_to", "INTEGER NOT NULL DEFAULT 0"),
+    ("mentions", "TEXT NOT NULL DEFAULT ''"),
+    ("edited", "REAL NOT NULL DEFAULT 0"),
+    ("deleted", "INTEGER NOT NULL DEFAULT 0"),
+    ("reactions", "TEXT"),
+    ("emoji", "TEXT NOT NULL DEFAULT ''"),
+    ("react_on", "INTEGER NOT NULL DEFAULT 1"),
+)
+_KINDS = {EDIT: 1, DELETE: 2, REACT: 3}
+_OPS = {v: k for k, v in _KINDS.items()}
+#: the search index: one row per message (room messages: rowid = the room's
+#: number << 32 | id; private messages: their id), kept in the transactions
+#: that store, edit and delete them
+_SEARCH = 'CREATE VIRTUAL TABLE search USING fts5(text, tokenize = "unicode61 remove_diacritics 0")'
+#: what message rows are read as (see _entry)
+_COLS = "id, sender, text, time, action, kind, target, reply_to, mentions, edited, deleted, reactions, emoji, react_on"
+_PCOLS = "id, sender, recipient, text, time, kind, target, reply_to, edited, deleted, reactions, emoji, react_on"
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """
+    Bring a database of an earlier schema to this one (in the open
+    transaction): the columns of schema 2, and the search index, built
+    from the messages when it is missing.
+    """
+    for table in ("messages", "private"):
+        have = {r[1] for r in conn.execute("PRAGMA table_info(%s)" % (table,))}
+        for name, decl in _COLUMNS_2:
+            if name not in have and not (table == "private" and name == "mentions"):
+                conn.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, name, decl))
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'search'").fetchone() is None:
+        conn.execute(_SEARCH)
+        numbers = dict(conn.execute("SELECT name, no FROM search_rooms").fetchall())
+        for (room,) in conn.execute("SELECT DISTINCT room FROM messages").fetchall():
+            if room not in numbers:
+                numbers[room] = len(numbers) + 1
+                conn.execute("INSERT INTO search_rooms VALUES (?, ?)", (room, numbers[room]))
+        conn.execute(
+            "INSERT INTO search (rowid, text) SELECT (r.no << 32) + m.id, m.text FROM messages m "
+            "JOIN search_rooms r ON r.name = m.room WHERE m.kind = 0 AND m.deleted = 0"
+        )
+        conn.execute("INSERT INTO search (rowid, text) SELECT id, text FROM private WHERE kind = 0 AND deleted = 0")
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+
+def _reactions(text: str | None) -> dict[str, list[str]] | None:
+    return json.loads(text) if text else None
+
 
 _STOP = object()
 
@@ -167,13 +230,15 @@ def _open(path: str, sync: str) -> sqlite3.Connection:
                 raise StoreError("%s is corrupted: %s" % (path, check))
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=%s" % ("FULL" if sync == "full" else "NORMAL",))
+        # (a deleted message's text is overwritten, not left in free pages)
+        conn.execute("PRAGMA secure_delete=ON")
         conn.execute("BEGIN IMMEDIATE")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
         if conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone() is None:
             conn.execute("INSERT INTO meta VALUES ('epoch', ?)", (secrets.token_hex(4),))
-            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        _migrate(conn)
         conn.execute("COMMIT")
     except sqlite3.DatabaseError as e:
         if conn is not None:
@@ -249,6 +314,8 @@ class SQLiteStore:
         #: rooms with messages, stored or queued (a room not in it has no
         #: history: no need to ask the thread)
         self._rooms: set[str] = set(self._last)
+        #: room -> its number in the search index (the database thread's)
+        self._roomNo: dict[str, int] = dict(conn.execute("SELECT name, no FROM search_rooms").fetchall())
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed: Deferred[None] | None = None
@@ -350,36 +417,73 @@ class SQLiteStore:
     def _commit(self, conn: sqlite3.Connection, writes: list[tuple[Any, str | None, Deferred[Any]]]) -> None:
         """
         Give the messages of C{writes} their ids, in order, and commit them
-        in one transaction; if that fails, give the ids back.
+        in one transaction (with their search index rows, and what updates
+        change); if that fails, give the ids back.
         """
         seq = self._seq
+        numbers = self._roomNo
         #: the last id of each sequence this batch takes ids from, before it
         before: dict[str, int] = {}
-        rooms = []
-        privates = []
+        #: rooms numbered by this batch (for the search index)
+        numbered: list[str] = []
+        #: runs of plain rows, and updates between them, in queue order
+        steps: list[Any] = []
+        rooms: list[tuple[Any, ...]] = []
+        privates: list[tuple[Any, ...]] = []
+        search: list[tuple[int, str]] = []
         for msg, ref, _ in writes:
-            if type(msg) is Private:
+            if isinstance(msg, Private):
                 n = seq.get("@private", 0)
                 if "@private" not in before:
                     before["@private"] = n
                 msg.id = seq["@private"] = n + 1
-                privates.append(
-                    (n + 1, msg.sender, msg.recipient, msg.sender.lower(), msg.recipient.lower(), msg.text, msg.time, ref)
-                )
+                if type(msg) is Private:
+                    privates.append(
+                        (n + 1, msg.sender, msg.recipient, msg.sender.lower(), msg.recipient.lower(), msg.text,
+                         msg.time, ref, 0, 0, msg.replyTo, 0.0, 0, None, "", 1)
+                    )
+                    search.append((n + 1, msg.text))
+                else:
+                    steps.append((rooms, privates, search))
+                    rooms, privates, search = [], [], []
+                    steps.append((msg, ref))
             else:
                 room = msg.room
                 n = seq.get(room, 0)
                 if room not in before:
                     before[room] = n
                 msg.id = seq[room] = n + 1
-                rooms.append((room, n + 1, msg.sender, msg.text, msg.time, int(msg.action), ref))
+                if type(msg) is Message:
+                    no = numbers.get(room)
+                    if no is None:
+                        no = numbers[room] = len(numbers) + 1
+                        numbered.append(room)
+                    rooms.append(
+                        (room, n + 1, msg.sender, msg.text, msg.time, int(msg.action), ref, 0, 0, msg.replyTo,
+                         " ".join(msg.mentions), 0.0, 0, None, "", 1)
+                    )
+                    search.append(((no << 32) + n + 1, msg.text))
+                else:
+                    steps.append((rooms, privates, search))
+                    rooms, privates, search = [], [], []
+                    steps.append((msg, ref))
+        steps.append((rooms, privates, search))
         last = {key: seq[key] for key in before}
         try:
             conn.execute("BEGIN")
-            if rooms:
-                _insertRows(conn, "messages", 7, rooms)
-            if privates:
-                _insertRows(conn, "private", 8, privates)
+            for room in numbered:
+                conn.execute("INSERT INTO search_rooms VALUES (?, ?)", (room, numbers[room]))
+            for step in steps:
+                if len(step) == 2:
+                    self._applyUpdate(conn, step[0], step[1])
+                    continue
+                rows, prows, srows = step
+                if rows:
+                    _insertRows(conn, "messages", 16, rows)
+                if prows:
+                    _insertRows(conn, "private", 16, prows)
+                if srows:
+                    _insertRows(conn, "search(rowid, text)", 2, srows)
             conn.executemany(
                 "INSERT INTO sequences VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
                 "SET last_id = max(last_id, excluded.last_id)",
@@ -395,11 +499,69 @@ class SQLiteStore:
                     pass
             # Nothing of the batch is stored: its ids are not taken.
             seq.update(before)
+            for room in numbered:
+                del numbers[room]
             for msg, _, _ in writes:
                 msg.id = 0
             self.reactor.callFromThread(self._fire, writes, f, last)
             return
         self.reactor.callFromThread(self._fire, writes, None, last)
+
+    def _applyUpdate(self, conn: sqlite3.Connection, update: Update | PrivateUpdate, ref: str | None) -> None:
+        """
+        In the batch's transaction: store C{update} as a row of its own and
+        change its message's row (and search index row) as it says.
+        """
+        kind = _KINDS[update.op]
+        if isinstance(update, Update):
+            room = update.room
+            row = conn.execute(
+                "SELECT " + _COLS + " FROM messages WHERE room = ? AND id = ?", (room, update.target)
+            ).fetchone()
+            target: Message | Private | None = self._entry(row, room) if row is not None else None
+            where, table = "room = ? AND id = ?", "messages"
+            key: tuple[Any, ...] = (room, update.target)
+            no = self._roomNo.get(room, 0)
+            rowid = (no << 32) + update.target
+        else:
+            row = conn.execute("SELECT " + _PCOLS + " FROM private WHERE id = ?", (update.target,)).fetchone()
+            target = self._privateEntry(row) if row is not None else None
+            where, table, key, rowid = "id = ?", "private", (update.target,), update.target
+        if target is not None and target.kind in ("message", "private"):
+            update.original = target.text[:31]
+            update.author = target.sender
+            if target.deleted and update.op != DELETE:
+                update.text = ""
+                update.mentions = ()
+            now = applyUpdate(target, update)
+            sets = "text = ?, edited = ?, deleted = ?, reactions = ?"
+            values: list[Any] = [now.text, now.edited, int(now.deleted), json.dumps(now.reactions) if now.reactions else None]
+            if table == "messages":
+                sets += ", mentions = ?"
+                values.append(" ".join(now.mentions))
+            conn.execute("UPDATE %s SET %s WHERE %s" % (table, sets, where), (*values, *key))
+            if update.op == DELETE:
+                conn.execute("DELETE FROM search WHERE rowid = ?", (rowid,))
+                # (the text of its edits goes too)
+                if table == "messages":
+                    conn.execute(
+                        "UPDATE messages SET text = '', mentions = '' WHERE room = ? AND target = ? AND kind = 1",
+                        key,
+                    )
+                else:
+                    conn.execute("UPDATE private SET text = '' WHERE target = ? AND kind = 1", key)
+            elif update.op == EDIT and not target.deleted:
+                conn.execute("UPDATE search SET text = ? WHERE rowid = ?", (now.text, rowid))
+        if isinstance(update, Update):
+            _insertRows(conn, "messages", 16, [
+                (update.room, update.id, update.sender, update.text, update.time, 0, ref, kind, update.target, 0,
+                 " ".join(update.mentions), 0.0, 0, None, update.emoji, int(update.on))
+            ])
+        else:
+            _insertRows(conn, "private", 16, [
+                (update.id, update.sender, update.recipient, update.sender.lower(), update.recipient.lower(),
+                 update.text, update.time, ref, kind, update.target, 0, 0.0, 0, None, update.emoji, int(update.on))
+            ])
 
     def _fire(self, writes: list[tuple[Any, str | None, Deferred[Any]]], failure: Failure | None, last: dict[str, int]) -> None:
         if failure is None:
@@ -480,14 +642,35 @@ class SQLiteStore:
         if self._closed is not None:
             d.errback(Failure(StoreError("the store is closed")))
             return d
-        if type(message) is Message:
+        if isinstance(message, Message):
             self._rooms.add(message.room)
         self._queue.put(("append", message, None if ref is None else str(ref), d))
         return d
 
+    def _entry(self, r: tuple[Any, ...], room: str) -> Message:
+        """
+        A row of messages (L{_COLS}) as a L{Message}, or an L{Update}.
+        """
+        if r[5]:
+            return Update(
+                room, r[0], self.epoch, r[1], _OPS[r[5]], r[6], r[2], r[3], r[12], bool(r[13]),
+                tuple(r[8].split()) if r[8] else (),
+            )
+        return Message(
+            room, r[0], self.epoch, r[1], r[2], r[3], bool(r[4]), tuple(r[8].split()) if r[8] else (), r[7], r[9],
+            bool(r[10]), _reactions(r[11]),
+        )
+
+    def _privateEntry(self, r: tuple[Any, ...]) -> Private:
+        """
+        A row of private (L{_PCOLS}) as a L{Private}, or a L{PrivateUpdate}.
+        """
+        if r[5]:
+            return PrivateUpdate(r[0], r[1], r[2], _OPS[r[5]], r[6], r[3], r[4], r[11], bool(r[12]))
+        return Private(r[0], r[1], r[2], r[3], r[4], r[7], r[8], bool(r[9]), _reactions(r[10]))
+
     def _messages(self, rows: list[tuple[Any, ...]], room: str) -> list[Message]:
-        epoch = self.epoch
-        return [Message(room, r[0], epoch, r[1], r[2], r[3], bool(r[4])) for r in rows]
+        return [self._entry(r, room) for r in rows]
 
     def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
         if limit <= 0 or room not in self._rooms:
@@ -496,15 +679,15 @@ class SQLiteStore:
             return succeed([])
 
         def query(conn: sqlite3.Connection) -> list[Message]:
+            # (messages only: updates take ids, but are folded into them)
             if before is None:
                 rows = conn.execute(
-                    "SELECT id, sender, text, time, action FROM messages WHERE room = ? "
-                    "ORDER BY id DESC LIMIT ?",
+                    "SELECT " + _COLS + " FROM messages WHERE room = ? AND kind = 0 ORDER BY id DESC LIMIT ?",
                     (room, limit),
                 ).fetchall()
             else:
                 rows = conn.execute(
-                    "SELECT id, sender, text, time, action FROM messages WHERE room = ? AND id < ? "
+                    "SELECT " + _COLS + " FROM messages WHERE room = ? AND id < ? AND kind = 0 "
                     "ORDER BY id DESC LIMIT ?",
                     (room, before, limit),
                 ).fetchall()
@@ -526,24 +709,119 @@ class SQLiteStore:
             if first is None or first > afterId + 1:
                 return None
             rows = conn.execute(
-                "SELECT id, sender, text, time, action FROM messages WHERE room = ? AND id > ? ORDER BY id",
+                "SELECT " + _COLS + " FROM messages WHERE room = ? AND id > ? ORDER BY id",
                 (room, afterId),
             ).fetchall()
             return self._messages(rows, room)
 
         return self._call(query)
 
+    def get(self, room: str, id: int) -> Deferred[Message | None]:
+        if room not in self._rooms:
+            return succeed(None)
+
+        def query(conn: sqlite3.Connection) -> Message | None:
+            row = conn.execute("SELECT " + _COLS + " FROM messages WHERE room = ? AND id = ?", (room, id)).fetchone()
+            return None if row is None else self._entry(row, room)
+
+        return self._call(query)
+
+    def getPrivate(self, nick: str, id: int) -> Deferred[Private | None]:
+        def query(conn: sqlite3.Connection) -> Private | None:
+            row = conn.execute("SELECT " + _PCOLS + " FROM private WHERE id = ?", (id,)).fetchone()
+            return None if row is None else self._privateEntry(row)
+
+        return self._call(query)
+
     def privateFor(self, nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
         key = nick.lower()
+        # (with a position: its updates too; the recent ones: messages only)
+        kinds = "" if afterId is not None else " AND kind = 0"
 
         def query(conn: sqlite3.Connection) -> list[Private]:
             rows = conn.execute(
-                "SELECT id, sender, recipient, text, time FROM private "
-                "WHERE (recipient_key = ? OR sender_key = ?) AND id > ? ORDER BY id DESC LIMIT ?",
+                "SELECT " + _PCOLS + " FROM private "
+                "WHERE (recipient_key = ? OR sender_key = ?) AND id > ?" + kinds + " ORDER BY id DESC LIMIT ?",
                 (key, key, afterId or 0, limit),
             ).fetchall()
             rows.reverse()
-            return [Private(*r) for r in rows]
+            return [self._privateEntry(r) for r in rows]
+
+        return self._call(query)
+
+    def unread(self, room: str, nick: str, afterId: int) -> Deferred[tuple[int, int]]:
+        if room not in self._rooms:
+            return succeed((0, 0))
+        key = nick.lower()
+
+        def query(conn: sqlite3.Connection) -> tuple[int, int]:
+            count, mentioned = conn.execute(
+                "SELECT count(*), coalesce(sum(instr(' ' || lower(mentions) || ' ', ?) > 0), 0) FROM messages "
+                "WHERE room = ? AND id > ? AND kind = 0 AND deleted = 0 AND lower(sender) != ?",
+                (" %s " % (key,), room, afterId, key),
+            ).fetchone()
+            return count, mentioned
+
+        return self._call(query)
+
+    def saveRead(self, nickKey: str, room: str, id: int) -> Deferred[None]:
+        def save(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO reads VALUES (?, ?, ?)", (nickKey, room, id))
+
+        return self._call(save)
+
+    def reads(self, nickKey: str) -> Deferred[dict[str, int]]:
+        def query(conn: sqlite3.Connection) -> dict[str, int]:
+            return dict(conn.execute("SELECT room, id FROM reads WHERE nick_key = ?", (nickKey,)).fetchall())
+
+        return self._call(query)
+
+    def search(
+        self, rooms: list[str], nick: str | None, text: str, before: int | None, limit: int
+    ) -> Deferred[list[Message | Private]]:
+        """
+        The FTS5 index: every word of C{text} as a prefix (quoted: no
+        query syntax reaches FTS5), per room and in the private messages,
+        newest first.
+        """
+        words = searchWords(text)
+        if not words or limit <= 0:
+            return succeed([])
+        match = " ".join('"%s"*' % (w.replace('"', '""'),) for w in words)
+
+        def query(conn: sqlite3.Connection) -> list[Message | Private]:
+            found: list[Message | Private] = []
+            for room in rooms:
+                no = self._roomNo.get(room)
+                if no is None:
+                    continue
+                low = no << 32
+                high = low + (before if before is not None else 1 << 32) - 1
+                ids = [
+                    r[0] - low
+                    for r in conn.execute(
+                        "SELECT rowid FROM search WHERE search MATCH ? AND rowid BETWEEN ? AND ? "
+                        "ORDER BY rowid DESC LIMIT ?",
+                        (match, low, high, limit),
+                    )
+                ]
+                for id in ids:
+                    row = conn.execute(
+                        "SELECT " + _COLS + " FROM messages WHERE room = ? AND id = ? AND deleted = 0", (room, id)
+                    ).fetchone()
+                    if row is not None:
+                        found.append(self._entry(row, room))
+            if nick is not None:
+                key = nick.lower()
+                for row in conn.execute(
+                    "SELECT " + ", ".join("p." + c.strip() for c in _PCOLS.split(",")) + " FROM search s "
+                    "JOIN private p ON p.id = s.rowid WHERE search MATCH ? AND s.rowid < 4294967296 "
+                    "AND (p.sender_key = ? OR p.recipient_key = ?) AND p.deleted = 0 ORDER BY s.rowid DESC LIMIT ?",
+                    (match, key, key, limit),
+                ):
+                    found.append(self._privateEntry(row))
+            found.sort(key=lambda m: (m.time, m.id), reverse=True)
+            return found[:limit]
 
         return self._call(query)
 
@@ -554,16 +832,16 @@ class SQLiteStore:
         start-up only.
         """
         out: list[tuple[str, str, Message | Private]] = []
-        for room, id, sender, text, t, action, ref in self._conn.execute(
-            "SELECT room, id, sender, text, time, action, ref FROM messages WHERE ref IS NOT NULL AND time > ?",
-            (sinceTime,),
-        ):
-            out.append((sender.lower(), ref, Message(room, id, self.epoch, sender, text, t, bool(action))))
-        for id, sender, recipient, text, t, ref in self._conn.execute(
-            "SELECT id, sender, recipient, text, time, ref FROM private WHERE ref IS NOT NULL AND time > ?",
-            (sinceTime,),
-        ):
-            out.append((sender.lower(), ref, Private(id, sender, recipient, text, t)))
+        for row in self._conn.execute(
+            "SELECT room, ref, " + _COLS + " FROM messages WHERE ref IS NOT NULL AND time > ?", (sinceTime,)
+        ).fetchall():
+            entry = self._entry(row[2:], row[0])
+            out.append((entry.sender.lower(), row[1], entry))
+        for row in self._conn.execute(
+            "SELECT ref, " + _PCOLS + " FROM private WHERE ref IS NOT NULL AND time > ?", (sinceTime,)
+        ).fetchall():
+            private = self._privateEntry(row[1:])
+            out.append((private.sender.lower(), row[0], private))
         return out
 
     def tokens(self) -> dict[str, str]:
@@ -589,14 +867,25 @@ class SQLiteStore:
         def prune(conn: sqlite3.Connection) -> int:
             deleted = 0
             conn.execute("BEGIN")
+            numbers = self._roomNo
             for name, last in conn.execute("SELECT name, last_id FROM sequences").fetchall():
                 if name == "@private":
+                    conn.execute("DELETE FROM search WHERE rowid <= ?", (last - keep * 10,))
                     deleted += conn.execute("DELETE FROM private WHERE id <= ?", (last - keep * 10,)).rowcount
                 else:
+                    if name in numbers:
+                        low = numbers[name] << 32
+                        conn.execute("DELETE FROM search WHERE rowid BETWEEN ? AND ?", (low, low + last - keep))
                     deleted += conn.execute(
                         "DELETE FROM messages WHERE room = ? AND id <= ?", (name, last - keep)
                     ).rowcount
             if cutoff is not None:
+                conn.execute(
+                    "DELETE FROM search WHERE rowid IN (SELECT (r.no << 32) + m.id FROM messages m "
+                    "JOIN search_rooms r ON r.name = m.room WHERE m.time < ?)",
+                    (cutoff,),
+                )
+                conn.execute("DELETE FROM search WHERE rowid IN (SELECT id FROM private WHERE time < ?)", (cutoff,))
                 deleted += conn.execute("DELETE FROM messages WHERE time < ?", (cutoff,)).rowcount
                 deleted += conn.execute("DELETE FROM private WHERE time < ?", (cutoff,)).rowcount
             conn.execute("COMMIT")

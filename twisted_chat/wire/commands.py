@@ -36,6 +36,10 @@ HELP = [
     "  /me ACTION        action in your current room",
     "  /history [N]      the last N messages of your current room",
     "  /topic [TEXT]     show or (operators) set the topic of your current room",
+    "  /edit TEXT        replace the text of your last message in your current room",
+    "  /delete           delete your last message in your current room",
+    "  /search TEXT      search the rooms you are in (every word starts a word)",
+    "  /set bell on|off  a bell on lines that mention you",
     "  /login NICK PASS  log in as a registered nick (also: /nick NICK PASS)",
     "  /quit [REASON]    leave",
     "operators of a room (its creator, and server admins):",
@@ -199,6 +203,10 @@ COMMANDS: dict[str, Syntax] = {
     "op": Syntax(word, "/op NICK"),
     "notice": Syntax(text, "/notice TEXT"),
     "status": Syntax(noArguments, "/status"),
+    "edit": Syntax(text, "/edit TEXT"),
+    "delete": Syntax(noArguments, "/delete"),
+    "search": Syntax(text, "/search TEXT"),
+    "set": Syntax(wordAndText, "/set bell on|off"),
     "quit": Syntax(optionalText, "/quit [REASON]"),
 }
 

@@ -193,6 +193,54 @@ def privateHistoryLine(count: int) -> str:
     return NOTICE + "%s while you were away:" % (plural(count, "private message"),)
 
 
+#: how much of a message's text an edit or deletion notice quotes
+QUOTED = 30
+
+
+def quoted(text: str) -> str:
+    """
+    The start of a message's C{text} as an edit or deletion notice quotes
+    it: its first L{QUOTED} characters, and C{…} when there were more.
+    """
+    text = oneLine(text)
+    return '"%s"' % (text[:QUOTED] + "…" if len(text) > QUOTED else text,)
+
+
+def editLine(room: str | None, nick: str, original: str, text: str) -> str:
+    """
+    C{nick} edited its message that began with C{original} (in C{room};
+    None: a private message): C{*** #room: NICK edited "START…": TEXT}.
+    """
+    where = room + ": " if room else ""
+    return NOTICE + "%s%s edited %s: %s" % (where, nick, quoted(original), oneLine(text))
+
+
+def deleteLine(room: str | None, by: str, author: str, original: str) -> str:
+    """
+    C{by} deleted C{author}'s message that began with C{original}:
+    C{*** #room: NICK deleted "START…"} (C{BY deleted NICK's "START…"}
+    when an operator deleted someone else's).
+    """
+    where = room + ": " if room else ""
+    whose = "" if not author or author.lower() == by.lower() else author + "'s "
+    return NOTICE + "%s%s deleted %s%s" % (where, by, whose, quoted(original))
+
+
+def searchLines(text: str, results: Sequence[object], now: float, me: str | None) -> list[str]:
+    """
+    The answer to C{/search TEXT}: a header, then each message found (room
+    messages and private ones, newest first), stamped.
+    """
+    lines = [NOTICE + "search %s: %s found" % (quoted(text), len(results))]
+    for m in results:
+        when = stamp(m.time, now)  # type: ignore[attr-defined]
+        if hasattr(m, "room"):
+            lines.append(messageLine(m, when))  # type: ignore[arg-type]
+        else:
+            lines.append(privateLine(m.sender, m.recipient, m.text, me, when))  # type: ignore[attr-defined]
+    return lines
+
+
 def historyLines(
     room: str, messages: Sequence[SaidInRoom], now: float, requested: bool, resumed: bool = False
 ) -> list[str]:

@@ -563,6 +563,7 @@ class Chat:
     def bot(self, nick: str) -> RecordingClient:
         bot = RecordingClient()
         member = self.service.connect(bot, nick=nick)  # type: ignore[arg-type]
+        bot.member = member
         member.join("#lobby")
         return bot
 
@@ -1239,3 +1240,50 @@ def test_loneSurrogateEscapeIsRefused() -> None:
     with pytest.raises(ProtocolError):
         decodeText('2["message","\\ud800"]')
     assert decodeText('2["message","\\ud83d\\ude00 ok"]').data == ["message", "\U0001f600 ok"]
+
+
+def test_jsonConversationRequests(chat: Chat) -> None:
+    """
+    edit, delete, react, typing, read and search are Socket.IO events with
+    json mode's names and fields, acknowledged with the update's ids; the
+    room gets json mode's edit, react, delete and typing events.
+    """
+    bob = chat.bot("bob")
+    assert bob.member is not None
+    client = chat.json("alice")
+    client.take()
+    client.emit("say", {"text": "hello @bob"}, ack=1)
+    message, _ = client.take()
+    assert message.data[1]["mentions"] == ["bob"]
+    client.emit("say", {"text": "again", "reply_to": 1}, ack=2)
+    message, _ = client.take()
+    assert message.data[1]["reply_to"] == 1
+    client.emit("edit", {"id": 1, "text": "hello @bob!"}, ack=3)
+    edit, ack = client.take()
+    assert edit.data[0] == "edit" and {k: edit.data[1][k] for k in ("room", "id", "seq", "text", "by")} == {
+        "room": "#lobby", "id": 1, "seq": 3, "text": "hello @bob!", "by": "alice"
+    }
+    assert ack.data == [{"ok": True, "id": 1, "seq": 3, "room": "#lobby", "epoch": chat.service.store.epoch}]
+    client.emit("react", {"id": 1, "emoji": "🎉"}, ack=4)
+    react, ack = client.take()
+    assert react.data[0] == "react" and (react.data[1]["emoji"], react.data[1]["nick"], react.data[1]["on"]) == (
+        "🎉", "alice", True
+    )
+    client.emit("delete", {"id": 2}, ack=5)
+    delete, ack = client.take()
+    assert delete.data[0] == "delete" and (delete.data[1]["id"], delete.data[1]["seq"]) == (2, 5)
+    bob.member.typing("active")
+    chat.net.flush()
+    [typing] = client.take()
+    assert typing.data == ["typing", {"type": "typing", "room": "#lobby", "nick": "bob", "state": "active"}]
+    client.emit("typing", "active", ack=7)
+    assert client.acks() == {7: [{"ok": True}]}
+    assert [e.state for e in bob.events if e.kind == "typing"] == ["active"]
+    client.emit("read", {"id": 5}, ack=8)
+    read, ack = client.take()
+    assert read.data == ["read", {"type": "read", "room": "#lobby", "id": 5}] and ack.data == [{"ok": True}]
+    client.emit("search", "hello", ack=9)
+    found, ack = client.take()
+    assert found.data[0] == "search" and [m["text"] for m in found.data[1]["results"]] == ["hello @bob!"]
+    client.emit("edit", {"id": 99, "text": "nothing"}, ack=10)
+    assert client.acks() == {10: [{"ok": False, "code": "no-such-message", "message": "there is no such message"}]}

@@ -8,7 +8,8 @@ stamps what the server relays, C{message-tags} adds C{msgid} (a room
 message's room, epoch and id), C{echo-message} returns a client's own
 messages once stored, C{batch}, C{labeled-response}, C{draft/chathistory}
 (the C{CHATHISTORY} command; without it, a room's recent history is played
-back on join), C{away-notify}, C{account-tag}, C{multi-prefix} (our one
+back on join), C{draft/message-redaction} (C{REDACT}), C{draft/read-marker}
+(C{MARKREAD}; see L{twisted_chat.frontends.irc.drafts}), C{away-notify}, C{account-tag}, C{multi-prefix} (our one
 prefix, C{@}) and C{sasl} (C{PLAIN}, only on a server with registered
 nicks).
 """
@@ -21,6 +22,8 @@ OFFERED: dict[str, str] = {
     "account-tag": "",
     "away-notify": "",
     "batch": "",
+    "draft/message-redaction": "",
+    "draft/read-marker": "",
     "draft/chathistory": "",
     "echo-message": "",
     "labeled-response": "",

@@ -17,6 +17,7 @@ from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import Event, History, Joined, Message, Presence, Private
 from twisted_chat.core.names import normalizeRoom
 from twisted_chat.frontends.irc import numerics as N
+from twisted_chat.frontends.irc.drafts import DraftError, readMarks, refused, react, replyTo, tagmsg
 from twisted_chat.frontends.irc.modes import mode
 from twisted_chat.frontends.irc.protocol import SERVER_NAME, formatMessage
 from twisted_chat.frontends.irc.registration import TARGMAX
@@ -49,16 +50,52 @@ class ChatCommands:
             for name in list(member.rooms):
                 member.part(name)
             return
-        for name in msg.params[0].split(","):
+        names = msg.params[0].split(",")
+        if not conn.caps.has("draft/read-marker"):
+            self.joinAll(conn, member, names, {})
+            return
+        # (the read position of each room comes before its 366: read first)
+        rooms = []
+        for name in names:
             try:
-                self.join(conn, member, name)
+                rooms.append(normalizeRoom(name))
+            except ChatError:
+                pass
+        got: list[dict[str, str]] = []
+        d = readMarks(conn, member, rooms).addCallback(got.append)
+        if got:
+            self.joinAll(conn, member, names, got[0])
+            return
+        reply = conn.later()
+        conn.holdInput()
+
+        def read(_: object) -> None:
+            conn.within(reply, lambda: self.joinAll(conn, member, names, got[0] if got else {}))
+            conn.finish(reply)
+            if not conn.render.awaitingHistory:
+                conn.releaseInput()
+
+        d.addBoth(read)
+
+    def joinAll(self, conn: Peer, member: Member, names: list[str], marks: dict[str, str]) -> None:
+        """
+        Join each of C{names}; C{marks}: the C{MARKREAD} of each room (for
+        a client with C{draft/read-marker}).
+        """
+        for name in names:
+            if member.gone:
+                return
+            try:
+                self.join(conn, member, name, marks)
             except ChatError as e:
                 conn.refuse("JOIN", e, name)
 
-    def join(self, conn: Peer, member: Member, name: str) -> None:
+    def join(self, conn: Peer, member: Member, name: str, marks: dict[str, str] | None = None) -> None:
         """
-        Join C{name}; the answer: C{JOIN}, the topic, the names, and (for a
-        client without C{draft/chathistory}) the recent history.
+        Join C{name}; the answer: C{JOIN}, the topic, the names (with the
+        C{MARKREAD} of the room before C{366} for a client with
+        C{draft/read-marker}), and (for a client without
+        C{draft/chathistory}) the recent history.
         """
         render = conn.render
         got: list[Event] = []
@@ -78,7 +115,11 @@ class ChatCommands:
             conn.sendLine(line)
         for event in got:
             if isinstance(event, Presence):
-                for line in render.namesLines(event):
+                lines = render.namesLines(event)
+                if conn.caps.has("draft/read-marker"):
+                    mark = (marks or {}).get(room, "*")
+                    lines.insert(len(lines) - 1, formatMessage("MARKREAD", [room, mark], SERVER_NAME))
+                for line in lines:
                     conn.sendLine(line)
         history = [event for event in got if isinstance(event, History)]
         if history:
@@ -109,10 +150,11 @@ class ChatCommands:
         self.send(conn, msg)
 
     def req_TAGMSG(self, conn: Peer, msg: IRCMessage) -> None:
-        # Client-only tags (typing notices…) are not relayed: the chat has
-        # nothing to carry them in. Nothing was typed that could be lost.
+        # (its client tags: +typing, +draft/react; see drafts.py; others
+        # are not relayed)
         if not _params(conn, msg, 1):
             return
+        tagmsg(conn, msg)
 
     def send(self, conn: Peer, msg: IRCMessage) -> None:
         """
@@ -135,13 +177,21 @@ class ChatCommands:
             text, action = text[8:-1], True
         member = _member(conn)
         for target in targets:
+            if "+draft/react" in msg.tags or "+draft/unreact" in msg.tags:
+                react(conn, command, target, msg)
             try:
                 if target.startswith("#"):
                     self._sayInRoom(conn, member, command, target, text, action, msg)
                 else:
                     self._sayPrivately(conn, member, command, target, text if not action else msg.params[1], msg)
             except ChatError as e:
-                conn.refuse(command, e, target)
+                if e.code == "no-such-message":
+                    # (a +draft/reply to a message the room has not)
+                    refused(conn, None, command, e, target, msg.tags.get("+draft/reply", ""))
+                else:
+                    conn.refuse(command, e, target)
+            except DraftError as e:
+                refused(conn, None, command, e)
 
     def _sayInRoom(
         self, conn: Peer, member: Member, command: str, target: str, text: str, action: bool, msg: IRCMessage
@@ -149,13 +199,13 @@ class ChatCommands:
         name = normalizeRoom(target)
         if name not in member.rooms:
             raise ChatError("not-in-room", "Cannot send to channel (you are not in %s)" % (name,))
-        d = member.say(text, name, action)
+        d = member.say(text, name, action, replyTo=replyTo(conn, command, target, msg))
         self._confirm(conn, d, command, target, lambda m: conn.render.messageLines(m))
 
     def _sayPrivately(
         self, conn: Peer, member: Member, command: str, target: str, text: str, msg: IRCMessage
     ) -> None:
-        d = member.private(target, text)
+        d = member.private(target, text, replyTo=replyTo(conn, command, target, msg))
         info = conn.service.memberInfo(target)
         if info is not None and info.away and command == "PRIVMSG":
             conn.numeric(N.RPL_AWAY, info.nick, info.away)

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.frontends.test_irc -*-
 """
 Every command an IRC client may send, and its handler: C{req_<COMMAND>}
-of L{RegistrationCommands}, L{ChatCommands}, L{QueryCommands} and
-L{HistoryCommands}, each called with the connection (as a
+of L{RegistrationCommands}, L{ChatCommands}, L{QueryCommands},
+L{HistoryCommands} and L{DraftCommands}, each called with the connection (as a
 L{twisted_chat.frontends.irc.peer.Peer}) and the message.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from twisted_chat.frontends.irc.chat import ChatCommands
+from twisted_chat.frontends.irc.drafts import DraftCommands
 from twisted_chat.frontends.irc.history import HistoryCommands
 from twisted_chat.frontends.irc.queries import QueryCommands
 from twisted_chat.frontends.irc.registration import RegistrationCommands
@@ -32,7 +33,7 @@ def _table(*handlers: object) -> dict[str, Handler]:
 
 
 #: command -> its handler
-COMMANDS = _table(RegistrationCommands(), ChatCommands(), QueryCommands(), HistoryCommands())
+COMMANDS = _table(RegistrationCommands(), ChatCommands(), QueryCommands(), HistoryCommands(), DraftCommands())
 
 #: the commands a client may send before it is registered
 UNREGISTERED = frozenset({"CAP", "PASS", "NICK", "USER", "AUTHENTICATE", "PING", "PONG", "QUIT"})

@@ -18,7 +18,7 @@ silent for the whole idle timeout.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
@@ -297,6 +297,13 @@ class IRCConnection(Protocol, TimeoutMixin, ThrottledInput, LineFraming):
     def finish(self, reply: Answer) -> None:
         if reply is not None:
             reply.done()
+
+    def within(self, reply: Answer, f: Callable[[], None]) -> None:
+        previous, self._reply = self._reply, reply
+        try:
+            f()
+        finally:
+            self._reply = previous
 
     def numeric(self, code: str, *params: str) -> None:
         self.sendLine(formatMessage(code, [self.nick, *params], SERVER_NAME))

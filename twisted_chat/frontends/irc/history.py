@@ -183,7 +183,8 @@ def historyArrived(conn: Peer, h: History) -> None:
             formatMessage("FAIL", ["CHATHISTORY", "MESSAGE_ERROR", wanted.sub, h.room, "the history cannot be read now"], SERVER_NAME),
         )
     else:
-        messages: list[Message] = h.messages
+        # (a deleted message is left out, as the redaction draft allows)
+        messages: list[Message] = [m for m in h.messages if not m.deleted]
         keep = _keep(wanted, [m.id for m in messages])
         lines = [line for i in keep for line in conn.render.messageLines(messages[i], playback=True)]
         conn.answer(wanted.reply, conn.batch("chathistory", [h.room], lines))

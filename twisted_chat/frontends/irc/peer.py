@@ -82,6 +82,8 @@ class Rendering(Protocol):
 
     #: the CHATHISTORY request waiting for its history
     historyWanted: Wanted | None
+    #: room -> the read position this client's MARKREAD is storing
+    ownReads: dict[str, int]
 
     @property
     def captures(self) -> dict[str, Callable[[Event], None]]:
@@ -223,6 +225,12 @@ class Peer(Protocol):
         """
 
     def finish(self, reply: Answer) -> None: ...
+
+    def within(self, reply: Answer, f: Callable[[], None]) -> None:
+        """
+        Call C{f}, what it says going into C{reply} (a command's answer
+        that goes on after the command returned, see L{later}).
+        """
 
     def numeric(self, code: str, *params: str) -> None: ...
 

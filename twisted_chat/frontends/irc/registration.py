@@ -179,7 +179,9 @@ class RegistrationCommands:
         except ChatError as e:
             conn.refuse("NICK", e, nick)
             return
-        if conn.service.memberInfo(nick) is not None:
+        if conn.service.memberInfo(nick) is not None and nickKey(nick) not in conn.service.passwords:
+            # (a registered nick may be connected several times: logging
+            # in decides, see complete)
             conn.numeric(N.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
             return
         conn.registration.nick = nick

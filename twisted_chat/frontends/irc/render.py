@@ -21,6 +21,8 @@ import re
 from typing import TYPE_CHECKING, Callable
 
 from twisted_chat.core.events import (
+    DELETE,
+    REACT,
     AwayChanged,
     EpochChanged,
     Event,
@@ -33,9 +35,14 @@ from twisted_chat.core.events import (
     Presence,
     Private,
     PrivateHistory,
+    PrivateUpdate,
+    ReadMarker,
     TopicChanged,
+    Typing,
+    Update,
 )
 from twisted_chat.frontends.irc import numerics as N
+from twisted_chat.frontends.irc.drafts import timestampOf
 from twisted_chat.frontends.irc.history import historyArrived, privateHistoryArrived
 from twisted_chat.frontends.irc.protocol import (
     MAX_BODY,
@@ -47,7 +54,7 @@ from twisted_chat.frontends.irc.protocol import (
     serverTime,
     splitText,
 )
-from twisted_chat.wire.render import stamp
+from twisted_chat.wire.render import oneLine, quoted, stamp
 
 if TYPE_CHECKING:
     from twisted_chat.frontends.irc.peer import Answer, Peer, Wanted
@@ -92,6 +99,9 @@ class Renderer:
         self.historyWanted: Wanted | None = None
         #: (nick, reason) of the quits told in this reactor turn
         self._quits: set[tuple[str, str]] | None = None
+        #: room -> the read position this client's MARKREAD is storing (its
+        #: answer says it, not the event)
+        self.ownReads: dict[str, int] = {}
 
     @property
     def me(self) -> str:
@@ -145,6 +155,10 @@ class Renderer:
         back on join, stamped in its text for a client without
         C{server-time}).
         """
+        if m.deleted or m.kind != "message":
+            # (a deleted message, an update: nothing to play back; updates
+            # come live as on_update shows them)
+            return []
         flags = self.flags()
         if playback and "t" not in flags:
             text = "[%s] %s" % (stamp(m.time, self.conn.service.now()), m.text)
@@ -163,6 +177,8 @@ class Renderer:
             tags["time"] = serverTime(m.time)
         if "m" in flags:
             tags["msgid"] = msgidOf(m)
+            if m.replyTo:
+                tags["+draft/reply"] = "%s/%s/%d" % (m.room[1:], m.epoch, m.replyTo)
         if "a" in flags:
             account = self.accountOf(m.sender)
             if account:
@@ -177,9 +193,13 @@ class Renderer:
             self.conn.sendLine(line)
 
     def privateLines(self, p: Private) -> list[str]:
+        if p.deleted or p.kind != "private":
+            return []
         tags = self.userTags(p.sender, p.time)
         if self.conn.caps.has("message-tags"):
             tags["msgid"] = privateMsgid(p)
+            if p.replyTo:
+                tags["+draft/reply"] = "pm/%d" % (p.replyTo,)
         text, action = p.text, False
         if text.startswith("\x01ACTION ") and text.endswith("\x01"):
             text, action = text[8:-1], True
@@ -190,6 +210,75 @@ class Renderer:
             return
         for line in self.privateLines(p):
             self.conn.sendLine(line)
+
+    # -- edits, deletions, reactions, typing, read markers --
+
+    def on_update(self, u: Update) -> None:
+        if u.sender == self.me:
+            # (echo-message gives one's own back once stored: see drafts.py)
+            return
+        tags = self.userTags(u.sender, u.time)
+        if self.conn.caps.has("message-tags"):
+            tags["msgid"] = "%s/%s/%d" % (u.room[1:], u.epoch, u.id)
+        ref = "%s/%s/%d" % (u.room[1:], u.epoch, u.target)
+        for line in self.updateLines(u, u.room, ref, tags):
+            self.conn.sendLine(line)
+
+    def on_private_update(self, u: PrivateUpdate) -> None:
+        if u.sender == self.me:
+            return
+        tags = self.userTags(u.sender, u.time)
+        if self.conn.caps.has("message-tags"):
+            tags["msgid"] = "pm/%d" % (u.id,)
+        # (from the other party, to this client: as its private messages)
+        for line in self.updateLines(u, self.me, "pm/%d" % (u.target,), tags):
+            self.conn.sendLine(line)
+
+    def updateLines(self, u: Update | PrivateUpdate, target: str, ref: str, tags: dict[str, str]) -> list[str]:
+        """
+        What this client sees of the edit, deletion or reaction C{u} of
+        the message C{ref} (its msgid) sent to C{target}: a reaction is a
+        C{TAGMSG} with C{+draft/react} (C{+draft/unreact}: taken back) for
+        a client with C{message-tags}, nothing for others; a deletion a
+        C{REDACT} for a client with C{draft/message-redaction}, else a
+        C{NOTICE}; an edit a C{NOTICE} with the new text (IRC has no
+        edits), C{+draft/reply} naming the message edited.
+        """
+        caps = self.conn.caps
+        source = mask(u.sender)
+        if u.op == REACT:
+            if not caps.has("message-tags"):
+                return []
+            tags[("+draft/react" if u.on else "+draft/unreact")] = u.emoji
+            tags["+draft/reply"] = ref
+            return [formatMessage("TAGMSG", [target], source, tags)]
+        if u.op == DELETE:
+            if caps.has("draft/message-redaction"):
+                return [formatMessage("REDACT", [target, ref], source, tags)]
+            whose = "" if not u.author or u.author.lower() == u.sender.lower() else u.author + "'s "
+            text = "deleted %s%s" % (whose, quoted(u.original))
+        else:
+            text = "edited %s: %s" % (quoted(u.original), oneLine(u.text))
+        if caps.has("message-tags"):
+            tags["+draft/reply"] = ref
+        return privmsgLines("NOTICE", source, target, text, tags)
+
+    def on_typing(self, t: Typing) -> None:
+        if t.nick != self.me and self.conn.caps.has("message-tags"):
+            tags = {"+typing": t.state}
+            self.conn.sendLine(formatMessage("TAGMSG", [t.room], mask(t.nick), tags))
+
+    def on_read(self, r: ReadMarker) -> None:
+        if not self.conn.caps.has("draft/read-marker"):
+            return
+        if self.ownReads.get(r.room) == r.id:
+            # (the answer of this client's MARKREAD says it)
+            del self.ownReads[r.room]
+            return
+        conn = self.conn
+        timestampOf(conn, r.room, r.id).addCallback(
+            lambda value: conn.sendLine(formatMessage("MARKREAD", [r.room, value], SERVER_NAME))
+        )
 
     # -- who comes and goes --
 
@@ -319,7 +408,8 @@ class Renderer:
         """
         if not messages or self.conn.caps.has("draft/chathistory"):
             return None
-        lines = [line for m in messages for line in self.messageLines(m, playback=True)]
+        # (a deleted message is left out, as the redaction draft allows)
+        lines = [line for m in messages if not m.deleted for line in self.messageLines(m, playback=True)]
         unit = self.conn.batch("chathistory", [room], lines)
         return unit if isinstance(unit, list) else [unit]
 

@@ -38,6 +38,10 @@
     nickButton: $('nick-button'), nickError: $('nick-error'),
     views: $('views'), noView: $('no-view'),
     composer: $('composer'), message: $('message'), send: $('send'), hint: $('composer-hint'),
+    typing: $('typing'), context: $('compose-context'), contextText: $('compose-context-text'),
+    contextCancel: $('compose-cancel'),
+    searchForm: $('search-form'), searchInput: $('search-input'),
+    searchSummary: $('search-summary'), searchResults: $('search-results'),
   };
 
   const STORE_NICK = 'twisted-chat.nick';
@@ -52,6 +56,12 @@
   const NICK_TAKEN_RETRIES = 4;   // on reconnect our old connection may linger
   const GROUP_WINDOW = 5 * 60 * 1000; // consecutive messages grouped within 5 min
   const ROOM_RE = /^#?([A-Za-z0-9_-]{1,32})$/;
+  const TYPING_EVERY = 3000;      // ms: repeat "typing active" at most this often
+  const TYPING_EXPIRES = 8000;    // ms: forget a typist the server did not end
+  const QUOTE_LENGTH = 60;        // characters of a message quoted in a reply
+  // the reactions offered, with their names for screen readers
+  const REACTIONS = [['👍', 'thumbs up'], ['❤️', 'heart'], ['😂', 'laughing'], ['🎉', 'party'],
+    ['😮', 'surprised'], ['😢', 'sad']];
 
   const state = {
     ws: null,
@@ -74,6 +84,10 @@
     seenPrivate: new Set(),   // "id:time" of private messages rendered
     ackedPrivate: new Set(),  // private ids we rendered (to match acks)
     refSeq: 0,
+    owner: false,             // this connection owns the nick (read markers are kept)
+    compose: null,            // {mode: 'reply'|'edit', viewKey, id, from, text}
+    typingRoom: null, typingSentAt: 0,   // our own "typing active" last sent
+    jumpTo: null,             // {key, id}: a search result waiting for its history
   };
   const refPrefix = Math.random().toString(36).slice(2, 8);
   const nextRef = () => refPrefix + '-' + (++state.refSeq);
@@ -167,6 +181,9 @@
       epoch: null, lastId: 0,     // resume position
       count: 0,                   // rendered chat messages
       unread: 0,
+      mentions: 0,                // unread messages that mention us
+      readId: null,               // our read position (owned nicks)
+      typing: new Map(),          // nick -> timer: who is typing here
       stick: true,                // scrolled to the bottom
       lastDay: undefined,         // day of the last message, for day dividers
     };
@@ -191,11 +208,14 @@
     view.badge = h('span', 'badge');
     view.badge.id = 'badge-' + Math.random().toString(36).slice(2, 10);
     view.badge.hidden = true;
-    view.button.setAttribute('aria-describedby', view.badge.id);
+    view.mentionBadge = h('span', 'badge mention-badge');
+    view.mentionBadge.id = view.badge.id + '-m';
+    view.mentionBadge.hidden = true;
+    view.button.setAttribute('aria-describedby', view.badge.id + ' ' + view.mentionBadge.id);
     view.close = h('button', 'nav-close', '×');
     view.close.type = 'button';
     view.close.addEventListener('click', () => leaveView(view.key));
-    view.item.append(view.button, view.badge, view.close);
+    view.item.append(view.button, view.mentionBadge, view.badge, view.close);
     setViewLabel(view, view.label);
     (isPrivate ? el.privateList : el.roomList).append(view.item);
     if (isPrivate) el.privatePanel.hidden = false;
@@ -241,12 +261,23 @@
     }
     setUnread(view, 0);
     if (view.stick) view.log.scrollTop = view.log.scrollHeight;
+    if (state.typingRoom && state.typingRoom !== key) stopTyping();
     refreshChrome();
+    renderTyping();
+    markReadSoon();
   }
 
   const currentView = () => (state.current ? state.views.get(state.current) : null);
 
+  function setMentions(view, n) {
+    view.mentions = n;
+    view.mentionBadge.hidden = n === 0;
+    view.mentionBadge.textContent = '';
+    if (n) view.mentionBadge.append('@' + (n > 99 ? '99+' : n), h('span', 'visually-hidden', n === 1 ? ' mention' : ' mentions'));
+  }
+
   function setUnread(view, n) {
+    if (n === 0) setMentions(view, 0);
     view.unread = n;
     view.badge.hidden = n === 0;
     view.badge.textContent = '';
@@ -342,9 +373,7 @@
     const li = h('li', 'msg');
     if (m.action) li.classList.add('action');
     if (isMe(from)) li.classList.add('own');
-    else if (state.nick && new RegExp('(^|[^A-Za-z0-9_-])' + state.nick.replace(/[-]/g, '\\-') + '($|[^A-Za-z0-9_-])', 'i').test(text)) {
-      li.classList.add('mention');
-    }
+    else if (mentionsMe(m, text)) li.classList.add('mention');
     if (opts.private) li.classList.add('private');
     const sender = h('span', 'from ' + nickClass(from), from);
     const body = h('div', 'text');
@@ -356,12 +385,360 @@
       const meta = h('div', 'meta');
       meta.append(sender, ' ', timeElement(m.time));
       if (opts.private && m.to && isMe(from)) meta.append(h('span', 'muted', ' → ' + m.to));
+      if (m.edited) meta.append(h('span', 'edited muted', '(edited)'));
       appendRichText(body, text);
       li.append(meta, body);
     }
     li.dataset.from = from.toLowerCase();
     li.dataset.time = String(toDate(m.time).getTime());
+    li.chat = { from, text, reactions: {}, deleted: false };
+    if (m.deleted === true) markDeleted(li);
     return li;
+  }
+
+  /** Whether message `m` (with its `text`) mentions us: the server says so in `mentions`. */
+  function mentionsMe(m, text) {
+    if (!state.nick) return false;
+    if (Array.isArray(m.mentions)) return m.mentions.some((n) => sameNick(n, state.nick));
+    return new RegExp('(^|[^A-Za-z0-9_-])' + state.nick.replace(/[-]/g, '\\-') + '($|[^A-Za-z0-9_-])', 'i').test(text);
+  }
+
+  const quoteStart = (text) => { const t = String(text).replace(/\s+/g, ' '); return t.length > QUOTE_LENGTH ? t.slice(0, QUOTE_LENGTH) + '…' : t; };
+
+  /** The confirmed message `id` of a view, if shown. */
+  function findMessage(view, id) {
+    return view ? view.list.querySelector('li.msg[data-id="' + Number(id) + '"]:not(.pending)') : null;
+  }
+
+  /** Above a reply: the message it answers, quoted; a button that shows it. */
+  function quoteElement(view, replyTo) {
+    const original = findMessage(view, replyTo);
+    const q = h('button', 'quote');
+    q.type = 'button';
+    if (original && !original.chat.deleted) {
+      q.append(h('span', 'from ' + nickClass(original.chat.from), original.chat.from), ' ', quoteStart(original.chat.text));
+      q.setAttribute('aria-label', 'In reply to ' + original.chat.from + ': ' + quoteStart(original.chat.text) + '. Show that message');
+    } else {
+      q.append(original ? 'a deleted message' : 'an earlier message');
+      q.setAttribute('aria-label', 'In reply to ' + (original ? 'a deleted message' : 'an earlier message') + '. Show it');
+    }
+    q.addEventListener('click', () => jumpTo(view.key, replyTo));
+    return q;
+  }
+
+  function markDeleted(li) {
+    li.chat.deleted = true;
+    li.chat.text = '';
+    li.classList.add('deleted');
+    const body = li.querySelector('.text');
+    if (body) { body.textContent = ''; body.append(h('em', 'muted', 'message deleted')); }
+    for (const part of li.querySelectorAll('.reactions, .actions, .edited')) part.remove();
+    if (state.compose && findMessage(state.views.get(state.compose.viewKey), state.compose.id) === li) endCompose();
+  }
+
+  // ---------------------------------------------------------------- replies, edits, deletions, reactions
+
+  /** The request fields that name the message `li` of `view`. */
+  function target(view, li) {
+    return view.isPrivate ? { private: true, id: Number(li.dataset.id) } : { room: view.key, id: Number(li.dataset.id) };
+  }
+
+  /** Give a confirmed message its actions (reply, react; edit and delete for ours). */
+  function addActions(view, li) {
+    if (li.chat.deleted) return;
+    const bar = h('div', 'actions');
+    bar.setAttribute('role', 'toolbar');
+    bar.setAttribute('aria-label', 'Message from ' + li.chat.from);
+    const button = (label, text, fn) => {
+      const b = h('button', 'action', text);
+      b.type = 'button';
+      b.setAttribute('aria-label', label);
+      b.title = label;
+      b.addEventListener('click', fn);
+      bar.append(b);
+      return b;
+    };
+    button('Reply to ' + li.chat.from, 'Reply', () => startCompose('reply', view, li));
+    const react = button('Add a reaction', '☺+', () => togglePicker(view, li, react));
+    react.setAttribute('aria-expanded', 'false');
+    if (isMe(li.chat.from)) {
+      button('Edit your message', 'Edit', () => startCompose('edit', view, li));
+      const del = button('Delete your message', 'Delete', () => {
+        if (!del.classList.contains('confirm')) {
+          del.classList.add('confirm');
+          del.textContent = 'Really delete?';
+          del.setAttribute('aria-label', 'Really delete your message? Press again to delete');
+          return;
+        }
+        if (!request({ type: 'delete', ...target(view, li) }, 'update-delete')) hintOffline();
+      });
+      del.addEventListener('blur', () => {
+        del.classList.remove('confirm');
+        del.textContent = 'Delete';
+        del.setAttribute('aria-label', 'Delete your message');
+      });
+    }
+    li.append(bar);
+  }
+
+  function togglePicker(view, li, opener) {
+    const open = li.querySelector('.picker');
+    if (open) { open.remove(); opener.setAttribute('aria-expanded', 'false'); opener.focus(); return; }
+    const picker = h('div', 'picker');
+    picker.setAttribute('role', 'group');
+    picker.setAttribute('aria-label', 'Reactions');
+    for (const [emoji, name] of REACTIONS) {
+      const b = h('button', 'pick', emoji);
+      b.type = 'button';
+      b.setAttribute('aria-label', 'React with ' + name);
+      b.title = name;
+      b.addEventListener('click', () => {
+        react(view, li, emoji);
+        picker.remove();
+        opener.setAttribute('aria-expanded', 'false');
+        opener.focus();
+      });
+      picker.append(b);
+    }
+    picker.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') { e.stopPropagation(); picker.remove(); opener.setAttribute('aria-expanded', 'false'); opener.focus(); }
+    });
+    li.append(picker);
+    opener.setAttribute('aria-expanded', 'true');
+    picker.firstChild.focus();
+  }
+
+  /** Add our `emoji` to message `li`, or take it back if it is there. */
+  function react(view, li, emoji) {
+    const on = !(li.chat.reactions[emoji] || []).some(isMe);
+    if (!request({ type: 'react', ...target(view, li), emoji, on }, 'update-react')) hintOffline();
+  }
+
+  function renderReactions(view, li) {
+    let box = li.querySelector('.reactions');
+    const entries = Object.entries(li.chat.reactions).filter(([, nicks]) => nicks.length);
+    if (!entries.length) { if (box) box.remove(); return; }
+    if (!box) {
+      box = h('div', 'reactions');
+      const actions = li.querySelector('.actions');
+      li.insertBefore(box, actions);
+    }
+    box.textContent = '';
+    for (const [emoji, nicks] of entries) {
+      const mine = nicks.some(isMe);
+      const chip = h('button', 'reaction' + (mine ? ' mine' : ''));
+      chip.type = 'button';
+      chip.setAttribute('aria-pressed', String(mine));
+      const who = nicks.join(', ');
+      chip.setAttribute('aria-label', emoji + ' ' + nicks.length + ': ' + who + (mine ? '. Take yours back' : '. Add yours'));
+      chip.title = who;
+      chip.append(h('span', 'emoji', emoji), ' ', h('span', 'count', String(nicks.length)), h('span', 'who', who));
+      chip.addEventListener('click', () => react(view, li, emoji));
+      box.append(chip);
+    }
+  }
+
+  function startCompose(mode, view, li) {
+    state.compose = { mode, viewKey: view.key, id: Number(li.dataset.id), from: li.chat.from, text: li.chat.text };
+    el.context.hidden = false;
+    el.context.dataset.mode = mode;
+    el.contextText.textContent = mode === 'edit'
+      ? 'Editing your message'
+      : 'Replying to ' + li.chat.from + ': ' + quoteStart(li.chat.text);
+    if (mode === 'edit') el.message.value = li.chat.text;
+    if (state.current !== view.key) selectView(view.key);
+    el.message.focus();
+  }
+
+  function endCompose() {
+    const wasEdit = state.compose && state.compose.mode === 'edit';
+    state.compose = null;
+    el.context.hidden = true;
+    el.contextText.textContent = '';
+    if (wasEdit) el.message.value = '';
+  }
+
+  /** Apply an edit, deletion or reaction event (live, or in a resumed history). */
+  function applyUpdate(ev) {
+    let view;
+    if (ev.private === true) {
+      const other = isMe(ev.from) ? ev.to : ev.from;
+      view = typeof other === 'string' ? state.views.get('@' + other.toLowerCase()) : null;
+      if (state.nick && Number.isInteger(ev.seq)) {
+        const before = Number(storageGet(privateSeenKey(state.nick)) || 0);
+        if (ev.seq > before) storageSet(privateSeenKey(state.nick), String(ev.seq));
+      }
+    } else {
+      view = state.views.get(normalizeRoom(ev.room));
+      // updates take ids of the room's sequence: our resume position moves on
+      if (view && Number.isInteger(ev.seq) && String(ev.epoch) === view.epoch) view.lastId = Math.max(view.lastId, ev.seq);
+    }
+    const li = findMessage(view, ev.id);
+    if (!li) return;
+    if (ev.type === 'edit') {
+      if (li.chat.deleted) return;
+      li.chat.text = String(ev.text || '');
+      const body = li.querySelector('.text');
+      if (body) {
+        if (li.classList.contains('action')) {
+          const star = body.querySelector('.action-star'); const from = body.querySelector('.from');
+          body.textContent = ''; body.append(star, from, ' ');
+        } else body.textContent = '';
+        appendRichText(body, li.chat.text);
+      }
+      const meta = li.querySelector('.meta');
+      if (meta && !meta.querySelector('.edited')) meta.append(h('span', 'edited muted', '(edited)'));
+      if (!isMe(li.chat.from)) li.classList.toggle('mention', mentionsMe(ev, li.chat.text));
+    } else if (ev.type === 'delete') {
+      markDeleted(li);
+    } else if (ev.type === 'react' && typeof ev.emoji === 'string' && typeof ev.nick === 'string') {
+      if (li.chat.deleted) return;
+      const nicks = (li.chat.reactions[ev.emoji] || []).filter((n) => !sameNick(n, ev.nick));
+      if (ev.on !== false) nicks.push(ev.nick);
+      li.chat.reactions[ev.emoji] = nicks;
+      renderReactions(view, li);
+    }
+  }
+
+  function setReactions(view, li, reactions) {
+    if (!reactions || typeof reactions !== 'object') return;
+    for (const [emoji, nicks] of Object.entries(reactions)) {
+      if (Array.isArray(nicks)) li.chat.reactions[emoji] = nicks.map(String);
+    }
+    renderReactions(view, li);
+  }
+
+  // ---------------------------------------------------------------- typing
+
+  function renderTyping() {
+    const view = currentView();
+    const nicks = view ? [...view.typing.keys()] : [];
+    el.typing.textContent = !nicks.length ? ''
+      : nicks.length === 1 ? nicks[0] + ' is typing…'
+      : nicks.length <= 3 ? nicks.slice(0, -1).join(', ') + ' and ' + nicks[nicks.length - 1] + ' are typing…'
+      : nicks.length + ' people are typing…';
+  }
+
+  function typingEnded(view, nick) {
+    for (const [n, timer] of view.typing) {
+      if (sameNick(n, nick)) { clearTimeout(timer); view.typing.delete(n); }
+    }
+    if (view.key === state.current) renderTyping();
+  }
+
+  /** What we type in a room's box: "typing active" now and then, "done" when the box is emptied. */
+  function typed() {
+    const view = currentView();
+    const text = el.message.value;
+    if (!view || view.isPrivate || state.compose && state.compose.mode === 'edit') return;
+    if (!text || text.startsWith('/')) { stopTyping(); return; }
+    const now = Date.now();
+    if (state.typingRoom === view.key && now - state.typingSentAt < TYPING_EVERY) return;
+    if (send({ type: 'typing', room: view.key, state: 'active' })) { state.typingRoom = view.key; state.typingSentAt = now; }
+  }
+
+  function stopTyping() {
+    if (state.typingRoom) send({ type: 'typing', room: state.typingRoom, state: 'done' });
+    state.typingRoom = null;
+    state.typingSentAt = 0;
+  }
+
+  // ---------------------------------------------------------------- read positions
+
+  let readTimer = 0;
+  /** Soon (so a burst of messages makes one request): tell the server what we have read. */
+  function markReadSoon() {
+    clearTimeout(readTimer);
+    readTimer = setTimeout(markRead, 300);
+  }
+
+  function markRead() {
+    const view = currentView();
+    if (!view || view.isPrivate || !state.owner || document.hidden) return;
+    const all = view.list.querySelectorAll('li.msg[data-id]:not(.pending)');
+    const last = all.length ? Number(all[all.length - 1].dataset.id) : 0;
+    // (updates take ids too: the position is the highest id seen)
+    const position = view.epoch !== null ? Math.max(last, view.lastId) : last;
+    if (!position || (view.readId !== null && position <= view.readId)) return;
+    if (send({ type: 'read', room: view.key, id: position })) view.readId = position;
+  }
+
+  /** Counts from our read position `id` (another tab or device moved it). */
+  function readMoved(view, id) {
+    view.readId = id;
+    let unread = 0;
+    let mentions = 0;
+    for (const li of view.list.querySelectorAll('li.msg[data-id]:not(.pending):not(.own):not(.deleted)')) {
+      if (Number(li.dataset.id) > id) { unread++; if (li.classList.contains('mention')) mentions++; }
+    }
+    if (view.key === state.current && !document.hidden) unread = mentions = 0;
+    setUnread(view, unread);
+    setMentions(view, mentions);
+  }
+
+  /** The "new messages" line before the first message after our read position. */
+  function newDivider(view, id) {
+    for (const old of view.list.querySelectorAll('.sys.new-divider')) old.remove();
+    for (const li of view.list.querySelectorAll('li.msg[data-id]:not(.pending)')) {
+      if (Number(li.dataset.id) > id && !li.classList.contains('own')) {
+        const divider = h('li', 'sys new-divider');
+        divider.append(h('span', 'sys-text', 'New messages'));
+        view.list.insertBefore(divider, li);
+        return;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- search
+
+  function showResults(ev) {
+    const results = Array.isArray(ev.results) ? ev.results : [];
+    el.searchSummary.textContent = results.length === 1 ? '1 message found' : results.length + ' messages found';
+    el.searchResults.textContent = '';
+    for (const r of results) {
+      const isPrivate = r.type === 'private';
+      const other = isPrivate ? (isMe(r.from) ? r.to : r.from) : null;
+      const key = isPrivate ? '@' + String(other).toLowerCase() : normalizeRoom(r.room);
+      if (!key) continue;
+      const li = h('li');
+      const b = h('button', 'search-hit');
+      b.type = 'button';
+      const where = isPrivate ? '@' + other : key;
+      const meta = h('span', 'hit-meta');
+      meta.append(h('span', 'hit-where', where), ' ', h('span', 'from ' + nickClass(r.from), String(r.from)), ' ', timeElement(r.time));
+      b.append(meta, h('span', 'hit-text', quoteStart(r.text || '')));
+      b.setAttribute('aria-label', String(r.from) + ' in ' + where + ': ' + quoteStart(r.text || '') + '. Show in context');
+      b.addEventListener('click', () => {
+        if (isPrivate) ensureView(key, other);
+        closeSidebar();
+        jumpTo(key, r.id);
+      });
+      li.append(b);
+      el.searchResults.append(li);
+    }
+  }
+
+  /** Show message `id` of view `key` in context: scrolled to, highlighted and focused. */
+  function jumpTo(key, id) {
+    const view = state.views.get(key);
+    if (!view) { localError('You are not in ' + key + ' any more'); return; }
+    selectView(key);
+    const li = findMessage(view, id);
+    if (li) { highlight(view, li); return; }
+    if (view.isPrivate) { localError('That message is not loaded here'); return; }
+    // older than what the view shows: fetch the messages around it
+    state.jumpTo = { key, id: Number(id) };
+    if (!send({ type: 'history', room: key, before: Number(id) + 25, limit: 50 })) { state.jumpTo = null; hintOffline(); }
+  }
+
+  function highlight(view, li) {
+    for (const old of document.querySelectorAll('li.msg.flash')) old.classList.remove('flash');
+    li.classList.add('flash');
+    li.tabIndex = -1;
+    view.stick = false;
+    li.scrollIntoView({ block: 'center' });
+    li.focus({ preventScroll: true });
+    setTimeout(() => li.classList.remove('flash'), 4000);
   }
 
   /** Before the first message of another day, a "Monday, 24 November" line. */
@@ -411,6 +788,10 @@
     li.dataset.id = String(m.id);
     li.dataset.room = key;
     li.dataset.epoch = epoch;
+    if (Number.isInteger(m.reply_to)) li.insertBefore(quoteElement(view, m.reply_to), li.firstChild);
+    addActions(view, li);
+    setReactions(view, li, m.reactions);
+    typingEnded(view, String(m.from || ''));
 
     // Normally messages arrive in id order and are appended. An older message
     // of the same epoch (filling a hole) is inserted before the first newer one.
@@ -431,7 +812,11 @@
     if (view.epoch !== epoch) { view.epoch = epoch; view.lastId = m.id; }
     else view.lastId = Math.max(view.lastId, m.id);
 
-    if (opts.unread && !isMe(m.from) && (state.current !== key || document.hidden)) setUnread(view, view.unread + 1);
+    if (opts.unread && !isMe(m.from) && !m.deleted && (state.current !== key || document.hidden)) {
+      setUnread(view, view.unread + 1);
+      if (li.classList.contains('mention')) setMentions(view, view.mentions + 1);
+    }
+    if (state.current === key) markReadSoon();
   }
 
   function renderPrivate(m, opts) {
@@ -453,6 +838,9 @@
     const li = messageElement(m, { private: true });
     li.dataset.id = String(m.id);
     li.dataset.room = key;
+    if (Number.isInteger(m.reply_to)) li.insertBefore(quoteElement(view, m.reply_to), li.firstChild);
+    addActions(view, li);
+    setReactions(view, li, m.reactions);
     dayDivider(view, m.time);
     maybeGroup(view, li, view.list.lastElementChild);
     addLine(view, li);
@@ -533,6 +921,9 @@
       state.nickRetries = 0;
       clearTimeout(state.handshakeTimer);
       state.nick = ev.nick;
+      state.owner = ev.owner === true || ev.authenticated === true;
+      state.typingRoom = null;
+      for (const v of state.views.values()) for (const nick of [...v.typing.keys()]) typingEnded(v, nick);
       if (state.nickChosen) storageSet(STORE_NICK, ev.nick);
       if (typeof ev.token === 'string') storageSet(tokenKey(ev.nick), ev.token);
       el.nick.value = ev.nick;
@@ -558,7 +949,29 @@
 
     'private-history'(ev) {   // private messages we missed (sent after a hello with our token)
       for (const m of ev.messages || []) renderPrivate(m, { unread: false });
+      for (const u of Array.isArray(ev.updates) ? ev.updates : []) applyUpdate(u);
     },
+
+    edit: applyUpdate,
+    delete: applyUpdate,
+    react: applyUpdate,
+
+    typing(ev) {
+      const view = state.views.get(normalizeRoom(ev.room));
+      if (!view || typeof ev.nick !== 'string' || isMe(ev.nick)) return;
+      typingEnded(view, ev.nick);
+      if (ev.state === 'active') {
+        view.typing.set(ev.nick, setTimeout(() => typingEnded(view, ev.nick), TYPING_EXPIRES));
+        if (view.key === state.current) renderTyping();
+      }
+    },
+
+    read(ev) {   // our read position, from this or another connection of our nick
+      const view = state.views.get(normalizeRoom(ev.room));
+      if (view && Number.isInteger(ev.id)) readMoved(view, ev.id);
+    },
+
+    search: showResults,
 
     join(ev) {
       const key = normalizeRoom(ev.room);
@@ -646,6 +1059,21 @@
       }
       for (const m of msgs) renderRoomMessage({ room: key, epoch, ...m }, { unread: ev.recovered === true });
       if (epoch !== null && view.epoch !== epoch && !msgs.length) { view.epoch = epoch; view.lastId = 0; }
+      for (const u of Array.isArray(ev.updates) ? ev.updates : []) applyUpdate({ room: key, epoch, ...u });
+      if (ev.read && Number.isInteger(ev.read.id)) {
+        newDivider(view, ev.read.id);
+        view.readId = ev.read.id;
+        if (state.current !== key || document.hidden) {
+          setUnread(view, Number(ev.read.unread) || 0);
+          setMentions(view, Number(ev.read.mentions) || 0);
+        }
+      }
+      if (state.jumpTo && state.jumpTo.key === key) {
+        const li = findMessage(view, state.jumpTo.id);
+        state.jumpTo = null;
+        if (li) highlight(view, li); else localError('That message is no longer in the history');
+      }
+      if (state.current === key) markReadSoon();
       // what we sent before the connection dropped and is not in the history was lost
       for (const p of state.pending.values()) {
         if (p.viewKey === key && p.state === 'unconfirmed') {
@@ -924,10 +1352,11 @@
 
   // ---------------------------------------------------------------- user input
 
-  function say(view, text, action) {
+  function say(view, text, action, replyTo) {
     const req = view.isPrivate
       ? { type: 'msg', to: view.label, text, ref: nextRef() }
       : { type: 'say', room: view.key, text, action: !!action, ref: nextRef() };
+    if (Number.isInteger(replyTo)) req.reply_to = replyTo;
     if (!send(req)) { hintOffline(); return false; }
     addPending(view, req);
     return true;
@@ -958,6 +1387,20 @@
   /** Run what was typed in the message box; returns true when it was consumed. */
   function runInput(line) {
     const view = currentView();
+    const compose = state.compose;
+    if (compose && compose.viewKey === (view && view.key)) {
+      const li = findMessage(view, compose.id);
+      if (!li) { endCompose(); localError('That message is gone'); return false; }
+      if (compose.mode === 'edit') {
+        if (!request({ type: 'edit', ...target(view, li), text: line }, 'update-edit')) { hintOffline(); return false; }
+        endCompose();
+        return true;
+      }
+      const text = line.startsWith('//') ? line.slice(1) : line;
+      if (!say(view, text, false, compose.id)) return false;
+      endCompose();
+      return true;
+    }
     if (!line.startsWith('/') || line.startsWith('//')) {
       const text = line.startsWith('//') ? line.slice(1) : line;
       if (!view) { localError('You are in no room: /join one first'); return false; }
@@ -1020,8 +1463,21 @@
     const text = el.message.value;
     if (!text.trim()) return;
     if (!online()) { hintOffline(); return; }
-    if (runInput(text)) el.message.value = '';
+    if (runInput(text)) { el.message.value = ''; state.typingRoom = null; }
     el.message.focus();
+  });
+
+  el.message.addEventListener('input', typed);
+  el.message.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && state.compose) { e.preventDefault(); endCompose(); }
+  });
+  el.contextCancel.addEventListener('click', () => { endCompose(); el.message.focus(); });
+  el.searchForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = el.searchInput.value.trim();
+    if (!text) { el.searchSummary.textContent = 'Type words to search for.'; return; }
+    if (!request({ type: 'search', text }, 'search-form')) { hintOffline(); return; }
+    el.searchSummary.textContent = 'Searching…';
   });
 
   el.nickForm.addEventListener('submit', (e) => {
@@ -1063,7 +1519,7 @@
   // unread counts also grow in the current view while the tab is in the background
   document.addEventListener('visibilitychange', () => {
     const view = currentView();
-    if (!document.hidden && view) setUnread(view, 0);
+    if (!document.hidden && view) { setUnread(view, 0); markReadSoon(); }
   });
   window.addEventListener('online', () => { if (state.status === 'reconnecting') connect(); });
 

@@ -51,6 +51,8 @@ _MAIN_FIELD = {
     "nick": "nick",
     "who": "room",
     "history": "room",
+    "search": "text",
+    "typing": "state",
 }
 
 
@@ -195,12 +197,12 @@ class ChatRequests:
     def req_say(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
         ref = request.get("ref")
         text, room = _required(request, "text"), _optional(request, "room")
-        d = member.say(text, room, request.get("action", False) is True, ref)
+        d = member.say(text, room, request.get("action", False) is True, ref, request.get("reply_to"))
         self._settle(d, ack, ref, lambda m: {"id": m.id, "room": m.room, "epoch": m.epoch})
 
     def req_msg(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
         ref = request.get("ref")
-        d = member.private(_required(request, "to"), _required(request, "text"), ref)
+        d = member.private(_required(request, "to"), _required(request, "text"), ref, request.get("reply_to"))
         self._settle(d, ack, ref, lambda p: {"id": p.id, "to": p.recipient})
 
     def req_join(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
@@ -234,6 +236,50 @@ class ChatRequests:
             raise ChatError("bad-request", "'limit' must be a positive integer")
         member.history(_optional(request, "room"), limit, before)
         self._ok(ack)
+
+    # (edits, deletions, reactions, typing, read markers, search: json
+    # mode's requests, with the same names and fields)
+
+    def _update(
+        self, member: Member, request: dict[str, JSON], ack: Ack | None, op: str, text: JSON = "", emoji: JSON = ""
+    ) -> None:
+        ref = request.get("ref")
+        on = request.get("on", True)
+        if not isinstance(on, bool):
+            raise ChatError("bad-request", "'on' must be true or false")
+        if request.get("private") is True:
+            pd = member.updatePrivate(request.get("id"), op, text, emoji, on, ref)
+            self._settle(pd, ack, ref, lambda u: {"id": u.target, "seq": u.id, "private": True})
+            return
+        room = _optional(request, "room")
+        epoch = request.get("epoch")
+        if op == "edit":
+            d = member.edit(request.get("id"), text, room, ref, epoch)
+        elif op == "delete":
+            d = member.delete(request.get("id"), room, ref, epoch)
+        else:
+            d = member.react(request.get("id"), emoji, on, room, ref, epoch)
+        self._settle(d, ack, ref, lambda u: {"id": u.target, "seq": u.id, "room": u.room, "epoch": u.epoch})
+
+    def req_edit(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        self._update(member, request, ack, "edit", text=_required(request, "text"))
+
+    def req_delete(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        self._update(member, request, ack, "delete")
+
+    def req_react(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        self._update(member, request, ack, "react", emoji=request.get("emoji"))
+
+    def req_typing(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        member.typing(request.get("state"), _optional(request, "room"))
+        self._ok(ack)
+
+    def req_read(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        self._settle(member.markRead(request.get("id"), _optional(request, "room")), ack, None, lambda _: {})
+
+    def req_search(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
+        d = member.search(request.get("text"), _optional(request, "room"), request.get("before"), request.get("limit"))
+        self._settle(d, ack, None, lambda _: {})
 
 
 @implementer(IChatClient)
@@ -445,7 +491,10 @@ class SocketIoChatClient(TextSession, JsonSession, ThrottledInput):
     def sendEventJson(self, event: Event, data: bytes) -> None:
         packet = event.cache.get("sio-json")
         if packet is None:
-            packet = event.cache["sio-json"] = '2["%s",%s]' % (event.kind, data.decode("utf-8"))
+            # (named by the object's type: an update is an "edit", a
+            # "delete" or a "react")
+            name = getattr(event, "op", None) or event.kind
+            packet = event.cache["sio-json"] = '2["%s",%s]' % (name, data.decode("utf-8"))
         self.socket.sendEncoded(packet)
 
 
