@@ -420,3 +420,47 @@ def test_pageOverHttp(startDaemon: Callable[..., Daemon]) -> None:
         assert script.status == 200
         assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
         assert b"chat.json" in script.read()
+
+
+def test_ownerOnTwoDevices(startDaemon: Callable[..., Daemon]) -> None:
+    """
+    The owner of a nick connects twice with its token (a phone and a
+    laptop): both connections get the room's messages, the private
+    messages to the nick and the read position; the others see the nick
+    once and see it leave only with its last connection.
+    """
+    from tests.support.wsclients import Users, one
+
+    daemon = startDaemon(web=LOOPBACK)
+
+    async def main() -> dict[str, Any]:
+        async with Users() as users:
+            laptop, welcome = await users.hello(daemon, nick="amy")
+            token = one(welcome, "welcome")["token"]
+            bob, _ = await users.hello(daemon, nick="bob")
+            await laptop.until("join")  # (bob's)
+            phone, events = await users.hello(daemon, nick="amy", token=token)
+            presence = one(events, "presence")
+            await bob.send(type="say", text="hi amy")
+            await bob.send(type="msg", to="amy", text="psst", ref="p1")
+            got = {}
+            for name, device in (("laptop", laptop), ("phone", phone)):
+                seen = await device.expect(lambda e: e["type"] == "private")
+                got[name] = [(e["type"], e.get("text")) for e in seen if e["type"] in ("message", "private")]
+            await phone.request(type="read", room="#lobby", id=1, ref="r1")
+            read = (await laptop.until("read"))[-1]
+            await phone.close()
+            await laptop.send(type="say", text="still here", ref="s1")
+            afterPhone = await bob.expect(lambda e: e["type"] == "message" and e["text"] == "still here")
+            await laptop.close()
+            left = (await bob.until("part"))[-1]
+            return {"presence": presence, "got": got, "read": read, "afterPhone": afterPhone, "left": left}
+
+    result = runAsync(main)
+    assert result["presence"]["members"] == ["amy", "bob"]
+    assert result["got"]["laptop"] == result["got"]["phone"] == [("message", "hi amy"), ("private", "psst")]
+    assert (result["read"]["room"], result["read"]["id"]) == ("#lobby", 1)
+    # the phone's leaving was not told: the laptop's message came first
+    assert "part" not in [e["type"] for e in result["afterPhone"]]
+    assert result["afterPhone"][-1]["text"] == "still here"
+    assert result["left"]["nick"] == "amy"

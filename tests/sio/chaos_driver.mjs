@@ -30,7 +30,8 @@ function out(obj) {
 
 function track(state, event) {
   // The resume position of a json-mode socket: per room, the epoch and the
-  // highest id seen (an epoch event starts the room over).
+  // highest id seen, of a message or of an update (its seq; an epoch event
+  // starts the room over).
   const seen = (m) => {
     const old = state.since[m.room];
     if (old === undefined || old.epoch !== m.epoch || m.id > old.id) {
@@ -39,9 +40,14 @@ function track(state, event) {
   };
   if (event.type === "message") {
     seen(event);
+  } else if ((event.type === "edit" || event.type === "delete" || event.type === "react") && event.room) {
+    seen({ room: event.room, epoch: event.epoch, id: event.seq });
   } else if (event.type === "history") {
     for (const m of event.messages || []) {
       seen(m);
+    }
+    for (const u of event.updates || []) {
+      seen({ room: u.room, epoch: u.epoch, id: u.seq });
     }
   } else if (event.type === "epoch") {
     state.since[event.room] = { epoch: event.epoch, id: 0 };

@@ -536,6 +536,32 @@ async def test_sqliteDeletedTextIsGoneFromTheFile(dbPath: Path) -> None:
         assert secret not in data
 
 
+@pytest_twisted.ensureDeferred
+async def test_sqliteSearchIndexFollowsEditsDeletionsAndPruning(dbPath: Path) -> None:
+    """
+    The search index (contentless: rows are taken out with the text they
+    were indexed with) follows edits, deletions and pruning, and stays
+    consistent: what is found is what the messages say now.
+    """
+    store = openSQLite(dbPath, retainMessages=4)
+    try:
+        for i in range(1, 7):
+            await within(store.append(msg(store, "#r", i, text="word%d common" % (i,))))
+        await within(store.append(upd(store, "#r", EDIT, 5, text="changed common")))
+        await within(store.append(upd(store, "#r", DELETE, 6)))
+        await within(store.prune(0.0))
+        found = await within(store.search(["#r"], None, "common", None, 10))
+        # (retention counts the room's entries: 5 to 8 are kept, 6 deleted)
+        assert [m.text for m in found] == ["changed common"]
+        assert await within(store.search(["#r"], None, "word5", None, 10)) == []
+        assert await within(store.search(["#r"], None, "word4", None, 10)) == []
+        assert await within(store.search(["#r"], None, "word1", None, 10)) == []
+        check = await within(store._call(lambda conn: conn.execute("INSERT INTO search (search) VALUES ('integrity-check')")))
+        assert check is not None
+    finally:
+        await within(store.close())
+
+
 #: the SQL of the database before schema 2 (as the code before issue #19 made it)
 _OLD_CODE = "d98ba2b"
 

@@ -98,11 +98,20 @@ _KINDS = {EDIT: 1, DELETE: 2, REACT: 3}
 _OPS = {v: k for k, v in _KINDS.items()}
 #: the search index: one row per message (room messages: rowid = the room's
 #: number << 32 | id; private messages: their id), kept in the transactions
-#: that store, edit and delete them
-_SEARCH = 'CREATE VIRTUAL TABLE search USING fts5(text, tokenize = "unicode61 remove_diacritics 0")'
+#: that store, edit and delete them. Contentless: it keeps no copy of the
+#: text (a row is taken out with the text it was indexed with, which the
+#: message's row has: see _unindex)
+_SEARCH = (
+    "CREATE VIRTUAL TABLE search USING fts5(text, content = '', tokenize = \"unicode61 remove_diacritics 0\")"
+)
 #: what message rows are read as (see _entry)
 _COLS = "id, sender, text, time, action, kind, target, reply_to, mentions, edited, deleted, reactions, emoji, react_on"
 _PCOLS = "id, sender, recipient, text, time, kind, target, reply_to, edited, deleted, reactions, emoji, react_on"
+
+
+#: the columns a new message's row gives (the others keep their defaults)
+_MESSAGE_ROW = "messages (room, id, sender, text, time, action, ref, reply_to, mentions)"
+_PRIVATE_ROW = "private (id, sender, recipient, sender_key, recipient_key, text, time, ref, reply_to)"
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -129,6 +138,13 @@ def _migrate(conn: sqlite3.Connection) -> None:
         )
         conn.execute("INSERT INTO search (rowid, text) SELECT id, text FROM private WHERE kind = 0 AND deleted = 0")
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+
+def _unindex(conn: sqlite3.Connection, rowid: int, text: str) -> None:
+    """
+    Take the row C{rowid}, indexed with C{text}, out of the search index.
+    """
+    conn.execute("INSERT INTO search (search, rowid, text) VALUES ('delete', ?, ?)", (rowid, text))
 
 
 def _reactions(text: str | None) -> dict[str, list[str]] | None:
@@ -440,7 +456,7 @@ class SQLiteStore:
                 if type(msg) is Private:
                     privates.append(
                         (n + 1, msg.sender, msg.recipient, msg.sender.lower(), msg.recipient.lower(), msg.text,
-                         msg.time, ref, 0, 0, msg.replyTo, 0.0, 0, None, "", 1)
+                         msg.time, ref, msg.replyTo)
                     )
                     search.append((n + 1, msg.text))
                 else:
@@ -459,8 +475,8 @@ class SQLiteStore:
                         no = numbers[room] = len(numbers) + 1
                         numbered.append(room)
                     rooms.append(
-                        (room, n + 1, msg.sender, msg.text, msg.time, int(msg.action), ref, 0, 0, msg.replyTo,
-                         " ".join(msg.mentions), 0.0, 0, None, "", 1)
+                        (room, n + 1, msg.sender, msg.text, msg.time, int(msg.action), ref, msg.replyTo,
+                         " ".join(msg.mentions) if msg.mentions else "")
                     )
                     search.append(((no << 32) + n + 1, msg.text))
                 else:
@@ -478,10 +494,11 @@ class SQLiteStore:
                     self._applyUpdate(conn, step[0], step[1])
                     continue
                 rows, prows, srows = step
+                # (a message's own columns: the update columns keep their defaults)
                 if rows:
-                    _insertRows(conn, "messages", 16, rows)
+                    _insertRows(conn, _MESSAGE_ROW, 9, rows)
                 if prows:
-                    _insertRows(conn, "private", 16, prows)
+                    _insertRows(conn, _PRIVATE_ROW, 9, prows)
                 if srows:
                     _insertRows(conn, "search(rowid, text)", 2, srows)
             conn.executemany(
@@ -541,7 +558,8 @@ class SQLiteStore:
                 values.append(" ".join(now.mentions))
             conn.execute("UPDATE %s SET %s WHERE %s" % (table, sets, where), (*values, *key))
             if update.op == DELETE:
-                conn.execute("DELETE FROM search WHERE rowid = ?", (rowid,))
+                if not target.deleted:
+                    _unindex(conn, rowid, target.text)
                 # (the text of its edits goes too)
                 if table == "messages":
                     conn.execute(
@@ -551,7 +569,8 @@ class SQLiteStore:
                 else:
                     conn.execute("UPDATE private SET text = '' WHERE target = ? AND kind = 1", key)
             elif update.op == EDIT and not target.deleted:
-                conn.execute("UPDATE search SET text = ? WHERE rowid = ?", (now.text, rowid))
+                _unindex(conn, rowid, target.text)
+                conn.execute("INSERT INTO search (rowid, text) VALUES (?, ?)", (rowid, now.text))
         if isinstance(update, Update):
             _insertRows(conn, "messages", 16, [
                 (update.room, update.id, update.sender, update.text, update.time, 0, ref, kind, update.target, 0,
@@ -869,23 +888,37 @@ class SQLiteStore:
             conn.execute("BEGIN")
             numbers = self._roomNo
             for name, last in conn.execute("SELECT name, last_id FROM sequences").fetchall():
+                # (what goes is taken out of the search index first, with
+                # the text it was indexed with)
                 if name == "@private":
-                    conn.execute("DELETE FROM search WHERE rowid <= ?", (last - keep * 10,))
+                    conn.execute(
+                        "INSERT INTO search (search, rowid, text) SELECT 'delete', id, text FROM private "
+                        "WHERE id <= ? AND kind = 0 AND deleted = 0",
+                        (last - keep * 10,),
+                    )
                     deleted += conn.execute("DELETE FROM private WHERE id <= ?", (last - keep * 10,)).rowcount
                 else:
                     if name in numbers:
-                        low = numbers[name] << 32
-                        conn.execute("DELETE FROM search WHERE rowid BETWEEN ? AND ?", (low, low + last - keep))
+                        conn.execute(
+                            "INSERT INTO search (search, rowid, text) SELECT 'delete', ? + id, text FROM messages "
+                            "WHERE room = ? AND id <= ? AND kind = 0 AND deleted = 0",
+                            (numbers[name] << 32, name, last - keep),
+                        )
                     deleted += conn.execute(
                         "DELETE FROM messages WHERE room = ? AND id <= ?", (name, last - keep)
                     ).rowcount
             if cutoff is not None:
                 conn.execute(
-                    "DELETE FROM search WHERE rowid IN (SELECT (r.no << 32) + m.id FROM messages m "
-                    "JOIN search_rooms r ON r.name = m.room WHERE m.time < ?)",
+                    "INSERT INTO search (search, rowid, text) SELECT 'delete', (r.no << 32) + m.id, m.text "
+                    "FROM messages m JOIN search_rooms r ON r.name = m.room "
+                    "WHERE m.time < ? AND m.kind = 0 AND m.deleted = 0",
                     (cutoff,),
                 )
-                conn.execute("DELETE FROM search WHERE rowid IN (SELECT id FROM private WHERE time < ?)", (cutoff,))
+                conn.execute(
+                    "INSERT INTO search (search, rowid, text) SELECT 'delete', id, text FROM private "
+                    "WHERE time < ? AND kind = 0 AND deleted = 0",
+                    (cutoff,),
+                )
                 deleted += conn.execute("DELETE FROM messages WHERE time < ?", (cutoff,)).rowcount
                 deleted += conn.execute("DELETE FROM private WHERE time < ?", (cutoff,)).rowcount
             conn.execute("COMMIT")
