@@ -43,6 +43,7 @@ from twisted_chat.cluster.protocol import (
     encode,
     luaTable,
 )
+from twisted_chat.cluster.shards import shardOf
 from twisted_chat.core.events import Joined, Notice, Parted
 
 from tests.support.cluster import twoInRoom, until
@@ -306,6 +307,9 @@ async def test_everythingPublishedIsAMessage(nodes: Any, redisServer: Any) -> No
         assert message is not None, raw
         assert json.loads(raw)["v"] == VERSION
         expected = "twisted-chat:node:b" if isinstance(message, (PrivateMessage, KickMember, OpMember)) else "twisted-chat:bus"
+        if isinstance(message, RoomMessage):
+            # (on the channel of its room's shard: see cluster.shards)
+            expected = "twisted-chat:bus:%d" % (shardOf(message.room, a.cluster.broker.shards.count),)
         assert channel == expected, raw
         seen.setdefault(type(message), []).append(message)
     assert set(seen) == set(protocol.MESSAGES)

@@ -61,8 +61,11 @@ class RedisStore:
         retainMessages: int = 10000,
         retainDays: float | None = None,
         refWindow: float = 3600.0,
+        busShards: int = 0,
     ) -> None:
         self.redis = redis
+        #: the shards of the bus this node hears (see cluster.shards)
+        self.busShards = busShards
         self.node = node
         #: whether the node serves the cluster (subscribed, state loaded)
         self._synced = synced
@@ -120,9 +123,9 @@ class RedisStore:
             return _unreachable()
         if not self._synced():
             return fail(StoreUnavailable("not subscribed to the cluster's bus (reconnecting)"))
-        return self.redis.ping().addCallbacks(lambda _: None, self._down)
+        return self.redis.ping().addCallbacks(lambda _: None, self.down)
 
-    def _down(self, f: Failure) -> Failure:
+    def down(self, f: Failure) -> Failure:
         """
         Redis not answering in time, or a connection lost or not there, as
         L{StoreUnavailable}; anything else as it is.
@@ -141,7 +144,7 @@ class RedisStore:
             return cast("Deferred[Message | Private]", self.appendPrivate(message, ref, None))
         if not self.redis.connected:
             return fail(unavailable())
-        d = scripts.say(self.redis, message, ref, self.node, self.refWindow, self.retainMessages)
+        d = scripts.say(self.redis, message, ref, self.node, self.refWindow, self.retainMessages, self.busShards)
         return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, RoomMessage).event(), self._failed)
 
     def appendPrivate(self, message: Private, ref: str | None, channel: str | None) -> Deferred[Private]:
@@ -177,7 +180,7 @@ class RedisStore:
         if not self.redis.connected:
             return fail(StoreUnavailable("Redis is unreachable"))
         d = self.redis.entries(key, start, end, count, reverse)
-        return self.redis.timed(d).addErrback(self._down)
+        return self.redis.timed(d).addErrback(self.down)
 
     def _read(self, msgs: list[Message]) -> list[Message]:
         """
@@ -225,7 +228,7 @@ class RedisStore:
 
             return self.range(room, afterId, limit).addCallback(check)
 
-        return self.redis.timed(self.redis.get(self.redis.key("seq", room))).addCallbacks(got, self._down)
+        return self.redis.timed(self.redis.get(self.redis.key("seq", room))).addCallbacks(got, self.down)
 
     def privateFor(self, nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
         if limit <= 0:
@@ -271,7 +274,7 @@ class RedisStore:
             return None
 
         d = redis.hsetnx(redis.key("tok"), key, tokenHash).addCallback(saved)
-        return d.addCallbacks(lambda _: None, self._down)
+        return d.addCallbacks(lambda _: None, self.down)
 
     def prune(self, now: float) -> Deferred[int]:
         redis = self.redis
@@ -285,4 +288,4 @@ class RedisStore:
                 total += await scripts.prune(redis, room, cutoff)
             return total
 
-        return ensureDeferred(run()).addErrback(self._down)
+        return ensureDeferred(run()).addErrback(self.down)

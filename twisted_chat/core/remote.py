@@ -50,6 +50,9 @@ class ClusterEvents:
     def localRooms(self) -> list[str]:
         return list(self.host.rooms)
 
+    def hasRoom(self, name: str) -> bool:
+        return name in self.host.rooms
+
     def knownTokens(self, tokens: dict[str, str]) -> None:
         for key, tokenHash in tokens.items():
             self.nicks.tokens.setdefault(key, tokenHash)
