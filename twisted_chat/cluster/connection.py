@@ -459,6 +459,7 @@ class RedisCluster(Service):
         if inUse == self.shardsInUse:
             return
         self.shardsInUse = inUse
+        self._notify()
         if inUse:
             self._log.info("node {node}: room messages travel on {n} shards of the bus", node=self.node, n=inUse)
         elif self.broker.shards.count:
