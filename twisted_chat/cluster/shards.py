@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 
 
 #: shards of a cluster's bus unless told otherwise (--bus-shards)
-DEFAULT_SHARDS = 1024
+DEFAULT_SHARDS = 4096
 
 
 def shardOf(room: str, count: int) -> int:
