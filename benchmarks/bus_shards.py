@@ -145,7 +145,30 @@ def rooms(node: int) -> Iterator[str]:
     return ("#r%d" % (r,) for r in range(ROOMS) if r % NODES == node)
 
 
-def run(shards: int, rate: float, seconds: float, twistd: str) -> dict[str, object]:
+def measurePresence(port: int, node0: int, idlePerSecond: float, redis: Redis, connections: int) -> dict[str, object]:
+    """
+    What node 0 spends on the presence of members elsewhere: C{connections}
+    line clients come to node 1 one after the other, join a room node 0
+    has no member in, and leave (connect, join, part, gone: four bus
+    messages on the common bus, which no sharding saves).
+    """
+    cpu0, redis0, start = cpuSeconds(node0), redis.cpu(), time.time()
+    for i in range(connections):
+        c = Line(port, "p%d" % (i,))
+        c.send("/join #r%d" % (1 + 4 * (i % 250),), "/quit")
+        c.reader.join(10)
+        c.close()
+    time.sleep(1)  # (the last bus messages)
+    wall = time.time() - start
+    busy = cpuSeconds(node0) - cpu0 - idlePerSecond * wall
+    return {
+        "presence_connections": connections,
+        "node0_us_per_remote_connection": round(busy * 1e6 / connections, 1),
+        "redis_us_per_connection": round((redis.cpu() - redis0) * 1e6 / connections, 1),
+    }
+
+
+def run(shards: int, rate: float, seconds: float, twistd: str, connections: int = 0) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as directory:
         redis = Redis(directory)
         url = "redis://127.0.0.1:%d/0" % (redis.port,)
@@ -224,9 +247,11 @@ def run(shards: int, rate: float, seconds: float, twistd: str) -> dict[str, obje
                 subscribers = sum(perRoom.values()) / len(perRoom)
             else:
                 subscribers = float(numsub[1])
+            presence = measurePresence(ports[1], node0, idle / seconds, redis, connections) if connections else {}
             for m in members + [publisher]:
                 m.close()
             return {
+                **presence,
                 "shards": shards,
                 "rate": rate,
                 "seconds": seconds,
@@ -254,12 +279,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rate", type=float, default=500.0, help="messages per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--presence", type=int, default=0, help="then this many connections come and go on node 1")
     parser.add_argument("--twistd", default=os.path.join(os.path.dirname(sys.executable), "twistd"))
     parser.add_argument("--out")
     options = parser.parse_args()
     for repeat in range(options.repeat):
         for shards in options.shards:
-            result = run(shards, options.rate, options.seconds, options.twistd)
+            result = run(shards, options.rate, options.seconds, options.twistd, options.presence)
             result["repeat"] = repeat
             result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             line = json.dumps(result)

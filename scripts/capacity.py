@@ -103,22 +103,36 @@ def table(results: dict[str, Any]) -> list[Row]:
     rows.append(Row("Redis primaries needed (at %d %% of a core each)" % (int(w["redis_core_budget"] * 100),),
                     _fmt(math.ceil(redisShare / w["redis_core_budget"])), "Redis cores / redis_core_budget"))
 
-    # Handshakes: a reconnect storm.
+    # A reconnect storm: each client's handshake, and every other worker
+    # applying its presence (connect, join; presence is not sharded).
     handshake = f["cpu_us_per_handshake_cluster"]
+    perClient = handshake + workers * f["cpu_us_per_remote_connection"]
+    rows.append(Row("CPU per reconnecting client: its handshake + every worker applying its presence",
+                    _fmt(perClient) + " µs", "cpu_us_per_handshake_cluster + workers × cpu_us_per_remote_connection"))
+    cores = machines * f["cores_per_machine"]
+    rows.append(Row("cores in the fleet", _fmt(cores), "machines × cores_per_machine"))
+    budget = w["storm_core_budget"]
     spread = w["drain_spread_s"]
-    everyone = conns * handshake / 1e6
-    rows.append(Row("CPU to reconnect every client", _fmt(everyone) + " core-s", "connections × cpu_us_per_handshake_cluster"))
-    cores = workers * f["cores_per_machine"] / (perMachine / perWorker)
-    rows.append(Row("cores in the fleet", _fmt(cores), "workers × cores_per_machine / workers per machine"))
-    rows.append(Row("seconds for all of them to reconnect on the whole fleet", _fmt(everyone / cores),
-                    "CPU to reconnect everyone / cores in the fleet"))
-    oneMachine = perMachine * handshake / 1e6
-    rows.append(Row("one machine's clients reconnecting elsewhere with `--drain-spread %g`" % (spread,),
-                    _fmt(oneMachine / spread, 1) + " cores busy for %g s" % (spread,),
-                    "ws_connections_per_machine × cpu_us_per_handshake_cluster / drain_spread_s"))
-    spreadNeeded = everyone / (cores * w["storm_core_budget"])
-    rows.append(Row("`--drain-spread` for a full restart at %d %% of the fleet's CPU" % (int(w["storm_core_budget"] * 100),),
-                    _fmt(spreadNeeded) + " s", "CPU to reconnect everyone / (cores × storm_core_budget)"))
+    oneMachine = perMachine * perClient / 1e6
+    rows.append(Row("one machine restarted: its clients reconnecting elsewhere", _fmt(oneMachine) + " core-s",
+                    "ws_connections_per_machine × CPU per reconnecting client"))
+    over = oneMachine / spread > cores - f["cores_per_machine"]
+    rows.append(Row("… cores that takes with `--drain-spread %g`" % (spread,), _fmt(oneMachine / spread, 1),
+                    "that / drain_spread_s" + (" (more than the other machines have: the storm outlasts the spread)" if over else "")))
+    rows.append(Row("… `--drain-spread` to keep it within %d %% of the other machines' CPU" % (int(budget * 100),),
+                    _fmt(math.ceil(oneMachine / ((cores - f["cores_per_machine"]) * budget))) + " s",
+                    "that / ((cores − cores_per_machine) × storm_core_budget)"))
+    everyone = conns * perClient / 1e6
+    rows.append(Row("every client reconnecting (a full restart)", _fmt(everyone) + " core-s",
+                    "connections × CPU per reconnecting client"))
+    redisStorm = conns * f["redis_us_per_connection"] / 1e6
+    rows.append(Row("… Redis CPU for it (one thread)", _fmt(redisStorm) + " s",
+                    "connections × redis_us_per_connection"))
+    spreadNeeded = max(everyone / (cores * budget), redisStorm / w["redis_core_budget"])
+    rows.append(Row("… `--drain-spread` to keep it within %d %% of the fleet's CPU and %d %% of Redis'"
+                    % (int(budget * 100), int(w["redis_core_budget"] * 100)),
+                    _fmt(math.ceil(spreadNeeded)) + " s",
+                    "max(that / (cores × storm_core_budget), Redis CPU / redis_core_budget)"))
     return rows
 
 
