@@ -185,3 +185,110 @@ def _text(raw: str) -> str | None:
 
     message = decode(raw)
     return message.text if isinstance(message, RoomMessage) else None
+
+
+# Shards on its own: a clock and a recording subscriber, no sockets.
+
+
+class _Subscriber:
+    """
+    Records each (UN)SUBSCRIBE; the test answers them.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any, Any]] = []
+
+    def _send(self, command: str, channels: Any) -> Any:
+        from twisted.internet.defer import Deferred
+
+        d: Deferred[object] = Deferred()
+        self.sent.append((command, channels, d))
+        return d
+
+    def subscribe(self, channels: Any) -> Any:
+        return self._send("SUBSCRIBE", channels)
+
+    def unsubscribe(self, channels: Any) -> Any:
+        return self._send("UNSUBSCRIBE", channels)
+
+    def answer(self) -> None:
+        for _, _, d in self.sent:
+            if not d.called:
+                d.callback(None)
+
+
+def _shards(local: set[str]) -> tuple[Any, Any, list[str]]:
+    from twisted.internet.task import Clock
+
+    from twisted_chat.cluster.shards import Shards
+
+    forgotten: list[str] = []
+    positions = ["#a", "#b", "#c"]
+
+    def forget(which: Any) -> None:
+        forgotten.extend(r for r in positions if which(r))
+
+    clock = Clock()
+    return Shards(64, lambda s: "bus:%d" % (s,), clock, lambda: sorted(local), forget), clock, forgotten
+
+
+def test_oneChannelPerSubscribe() -> None:
+    """
+    A new subscription subscribes to the shard of every local room, each
+    with a SUBSCRIBE of its own (txredisapi takes one reply per command).
+    """
+    rooms = {"#a", "#b", "#c"}
+    shards, clock, _ = _shards(rooms)
+    sub = _Subscriber()
+    made = shards.attach(sub)
+    expected = sorted({"bus:%d" % (shardOf(r, 64),) for r in rooms})
+    assert sorted(channels for _, channels, _ in sub.sent) == expected
+    assert len(made) == len(expected)
+    sub.answer()
+    assert all(d.called for d in made)
+    assert shards.want("#a") is None
+
+
+def test_roomEmptiedWhileSubscribingIsLetGoAfterTheLinger() -> None:
+    """
+    A room whose only member left before its shard's SUBSCRIBE was answered
+    (later than the linger) is let go a linger after the answer, and its
+    position forgotten.
+    """
+    local: set[str] = set()
+    shards, clock, forgotten = _shards(local)
+    sub = _Subscriber()
+    shards.attach(sub)
+    local.add("#a")
+    waiting = shards.want("#a")
+    assert waiting is not None and not waiting.called
+    local.discard("#a")
+    shards.release("#a")
+    # (Redis is slow: the linger runs out before the SUBSCRIBE is answered)
+    clock.advance(shards.linger)
+    assert [c for c, _, _ in sub.sent] == ["SUBSCRIBE"]
+    sub.answer()
+    assert waiting.called
+    clock.advance(shards.linger)
+    assert [c for c, _, _ in sub.sent] == ["SUBSCRIBE", "UNSUBSCRIBE"]
+    sub.answer()
+    assert "#a" in forgotten
+
+
+def test_lostSubscriptionLetsWaitingJoinsGoOn() -> None:
+    """
+    The subscribed connection goes while a join waits for its shard: the
+    join goes on (the node catches the room up once subscribed again), and
+    positions of rooms without members here are forgotten.
+    """
+    local = {"#a"}
+    shards, clock, forgotten = _shards(local)
+    sub = _Subscriber()
+    shards.attach(sub)
+    local.add("#b")
+    waiting = shards.want("#b")  # (#a and #b are in different shards of 64)
+    assert waiting is not None and not waiting.called
+    shards.lost()
+    assert waiting.called
+    assert forgotten == ["#c"]
+    assert shards.want("#c") is None  # (no subscription: the next one makes it)

@@ -183,6 +183,9 @@ class Shards:
                 for d in waiting:
                     if not d.called:  # (a join that gave up waiting)
                         d.callback(None)
+                if shard not in self.rooms and shard not in self._timers:
+                    # (its rooms emptied while it was being made)
+                    self._timers[shard] = self._clock.callLater(self.linger, self._expire, shard)
             done.callback(None)
             self._changed()
 
