@@ -106,6 +106,39 @@ async def test_joinersHistoryWaitsForTheSubscription(nodes: Any, redisServer: An
 
 
 @pytest_twisted.ensureDeferred
+async def test_ownMessageWhileSubscribingComesAfterTheHistory(nodes: Any, redisServer: Any) -> None:
+    """
+    bob brings #o to node b and says something at once, while b's SUBSCRIBE
+    to its shard is still on its way: his message is stored after his
+    history was read (it is not in it) and comes back to him live, after
+    the history, like anyone's message said after a join.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    subscriber = b.cluster._subscriber
+    release: Deferred[None] = Deferred()
+    realSubscribe = subscriber.subscribe
+
+    def slowSubscribe(channels: Any) -> Deferred[object]:
+        return release.addCallback(lambda _: realSubscribe(channels))
+
+    subscriber.subscribe = slowSubscribe
+    try:
+        bob = b.connect("bob")
+        bob.member.join("#o")
+        said = ensureDeferred(bob.member.say("right away"))
+    finally:
+        del subscriber.subscribe
+        release.callback(None)
+    await said
+    history = await bob.waitFor(lambda e: isinstance(e, History))
+    live = await bob.waitFor(isMessage("right away"))
+    assert history.messages == []
+    assert bob.events.index(live) > bob.events.index(history)
+
+
+@pytest_twisted.ensureDeferred
 async def test_shardIsLetGoOfAfterItsLastRoomEmptied(nodes: Any, redisServer: Any) -> None:
     """
     bob leaves #k, the only room of its shard on b, and comes back: b keeps

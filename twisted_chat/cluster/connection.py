@@ -151,6 +151,7 @@ class RedisCluster(Service):
             self.redis, self.node, lambda: self.synced, retainMessages, retainDays, refWindow, busShards
         )
         self.broker = RedisBroker(self.redis, self.node, self.store, busShards, lambda: self._notify())
+        self.store.subscribing = self.broker.shards.ready
         #: the shards room messages are published on now (0: the common
         #: bus), as the cluster's nodes agreed (scripts.sharding)
         self.shardsInUse: int | None = None

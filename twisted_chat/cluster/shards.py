@@ -128,6 +128,25 @@ class Shards:
         self.pending[shard].append(d)
         return d
 
+    def ready(self, room: str) -> Deferred[None] | None:
+        """
+        A Deferred that fires once the SUBSCRIBE on its way for C{room}'s
+        shard is answered (None if there is none). A message said in a
+        room whose first member is still waiting for it is stored after it
+        (see L{twisted_chat.cluster.store.RedisStore.append}): after that
+        member's history read, so it reaches the member live, and after
+        the subscription, so this node hears it (and acknowledges it at
+        once).
+        """
+        if not self.count or not self.pending:
+            return None
+        waiting = self.pending.get(shardOf(room, self.count))
+        if waiting is None:
+            return None
+        d: Deferred[None] = Deferred()
+        waiting.append(d)
+        return d
+
     def release(self, room: str) -> None:
         """
         C{room} has no member here any more: its shard is let go of

@@ -79,6 +79,9 @@ class RedisStore:
         #: nick key -> owner token hash issued while Redis was unreachable
         self.unsaved: dict[str, str] = {}
         self._epochWatchers: list[Callable[[str, str], None]] = []
+        #: what a room message waits for before it is stored (the
+        #: subscription to its room's shard on its way: Shards.ready)
+        self.subscribing: Callable[[str], Deferred[None] | None] = lambda room: None
 
     def watchEpoch(self, changed: Callable[[str, str], None]) -> None:
         """
@@ -144,7 +147,11 @@ class RedisStore:
             return cast("Deferred[Message | Private]", self.appendPrivate(message, ref, None))
         if not self.redis.connected:
             return fail(unavailable())
-        d = scripts.say(self.redis, message, ref, self.node, self.refWindow, self.retainMessages, self.busShards)
+        def say(_: object = None) -> Deferred[str]:
+            return scripts.say(self.redis, message, ref, self.node, self.refWindow, self.retainMessages, self.busShards)
+
+        subscribing = self.subscribing(message.room)
+        d = say() if subscribing is None else subscribing.addCallback(say)
         return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, RoomMessage).event(), self._failed)
 
     def appendPrivate(self, message: Private, ref: str | None, channel: str | None) -> Deferred[Private]:
