@@ -246,6 +246,7 @@ class RedisCluster(Service):
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         self._stopping = True
+        self.broker.shards.stop()
         if self._heart is not None and self._heart.running:
             self._heart.stop()
         d: Deferred[object] = succeed(None)

@@ -244,6 +244,15 @@ class Shards:
         local = set(self._localRooms())
         self._forget(lambda room: room not in local)
 
+    def stop(self) -> None:
+        """
+        The node is stopping: no shard is let go of any more (its
+        connection goes with it).
+        """
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers = {}
+
     def _reset(self) -> None:
         waiting = [d for ds in self.pending.values() for d in ds]
         self.pending = {}
