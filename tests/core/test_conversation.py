@@ -408,3 +408,30 @@ def test_updateOfAnotherEpochIsRefused(service: ChatService) -> None:
     refused("no-such-message", lambda: alice.edit(m.id, "uno", epoch="gone1234"))
     refused("bad-request", lambda: alice.react(m.id, "👍", epoch=7))
     assert fired(alice.edit(m.id, "uno", epoch=m.epoch)).text == "uno"
+
+
+def test_historyAfterPagesByMessages(service: ChatService) -> None:
+    """
+    The first N messages after an id (IRC's CHATHISTORY AFTER) are N
+    messages, however many edits, deletions and reactions sit between
+    them in the room's sequence.
+    """
+    alice, a = enter(service, "alice", "#r")
+    ids = []
+    for i in range(6):
+        m = say(alice, "m%d" % (i,))
+        ids.append(m.id)
+        fired(alice.react(m.id, "👍"))
+        fired(alice.edit(m.id, "m%d!" % (i,)))
+    a.take()
+    alice.history(limit=3, after=ids[0])
+    (h,) = a.of(History)
+    assert [m.id for m in h.messages] == ids[1:4]
+    a.take()
+    alice.history(limit=3, after=ids[0], before=ids[3])
+    (h,) = a.of(History)
+    assert [m.id for m in h.messages] == ids[1:3]
+    a.take()
+    alice.history(limit=10, after=ids[3])
+    (h,) = a.of(History)
+    assert [m.id for m in h.messages] == ids[4:]

@@ -19,6 +19,11 @@ from twisted_chat.core.names import checkNick, findMentions, nickKey
 from twisted_chat.core.refs import RefWindow
 
 
+#: how many times C{limit} ids a history after an id reads at most (see
+#: L{Messages.historyAfter})
+AFTER_WIDEST = 32
+
+
 def _done() -> Deferred[None]:
     from twisted.internet.defer import succeed
 
@@ -259,22 +264,59 @@ class Messages:
 
     def history(self, member: Member, name: str, limit: int, before: int | None, after: int | None = None) -> None:
         limit = max(0, min(int(limit), max(self.host.settings.historySize, 200)))
-        if after is not None:
-            # A room's ids have no holes within an epoch (see IMessageStore):
-            # the first `limit` messages after `after` are the last `limit`
-            # below after + limit + 1.
-            after = max(0, int(after))
-            before = after + limit + 1 if before is None else min(int(before), after + limit + 1)
+        store = self.host.store
 
         def got(msgs: list[Message]) -> None:
-            if after is not None:
-                msgs = [m for m in msgs if m.id > after]
             if not member.gone:
-                self.host.send(member, History(name, self.host.store.epoch, msgs))
+                self.host.send(member, History(name, store.epoch, msgs))
 
         def failed(f: Failure) -> None:
             self.host.logStoreFailure("history of {room} failed", f, room=name)
             if not member.gone:
-                self.host.send(member, History(name, self.host.store.epoch, [], None, "unavailable"))
+                self.host.send(member, History(name, store.epoch, [], None, "unavailable"))
 
-        self.host.store.recent(name, limit, before).addCallbacks(got, failed)
+        if after is None:
+            store.recent(name, limit, before).addCallbacks(got, failed)
+        else:
+            self.historyAfter(name, limit, max(0, int(after)), None if before is None else int(before)).addCallbacks(
+                got, failed
+            )
+
+    def historyAfter(self, name: str, limit: int, after: int, before: int | None) -> Deferred[list[Message]]:
+        """
+        The first C{limit} messages of room C{name} with ids above C{after}
+        (and below C{before}). The room's ids have no holes within an
+        epoch (see IMessageStore), but edits, deletions and reactions take
+        ids too: a window of C{limit} ids after C{after} is read, and a
+        window twice as wide while it holds fewer than C{limit} messages,
+        up to C{before}, the room's last id (when the store knows it here)
+        or L{AFTER_WIDEST} times C{limit} ids.
+        """
+        store = self.host.store
+        last = store.lastId(name)
+
+        def read(width: int) -> Deferred[list[Message]]:
+            end = after + width + 1
+            if before is not None:
+                end = min(end, before)
+            # (the last `width` messages below `end`: all those above `after`)
+            d = store.recent(name, width, end)
+
+            def got(msgs: list[Message]) -> list[Message] | Deferred[list[Message]]:
+                msgs = [m for m in msgs if m.id > after]
+                if (
+                    len(msgs) >= limit
+                    or (before is not None and end >= before)
+                    or (last and end > last)
+                    or width >= limit * AFTER_WIDEST
+                ):
+                    return msgs[:limit]
+                return read(width * 2)
+
+            return d.addCallback(got)
+
+        if limit <= 0:
+            from twisted.internet.defer import succeed
+
+            return succeed([])
+        return read(limit)
