@@ -7,9 +7,10 @@ markers and search; on a memory store, with recording clients.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from twisted.internet.defer import Deferred
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import (
@@ -24,12 +25,13 @@ from twisted_chat.core.events import (
     Update,
 )
 
+from twisted_chat.core.service import ChatService
+from twisted_chat.stores.memory import MemoryStore
+
 from tests.support.fakes import RecordingClient, enter, fired, say
 
 if TYPE_CHECKING:
     from twisted.internet.task import Clock
-
-    from twisted_chat.core.service import ChatService
 
 
 def refused(code: str, call: object) -> None:
@@ -58,6 +60,77 @@ def test_mentionsAndReplies(service: ChatService) -> None:
     assert b.of(Message)[-1].replyTo == first.id
     refused("no-such-message", lambda: bob.say("to nothing", replyTo=99))
     refused("bad-request", lambda: bob.say("to nothing", replyTo="one"))
+
+
+def test_replyToNothingInAnEmptyRoom(service: ChatService) -> None:
+    """
+    A reply in a room with no message yet (its last id 0) names no
+    message: refused with C{no-such-message}, and nothing is said.
+    """
+    alice, a = enter(service, "alice", "#r")
+    refused("no-such-message", lambda: alice.say("to nothing", replyTo=5))
+    assert a.of(Message) == []
+
+
+def test_replyToAnUpdateIsRefused(service: ChatService) -> None:
+    """
+    A reply names a message, not an entry of the room's sequence that is
+    an edit, a deletion or a reaction; the same for private messages.
+    """
+    alice, a = enter(service, "alice", "#r")
+    bob, _ = enter(service, "bob", "#r")
+    first = say(alice, "hello")
+    edit = fired(alice.edit(first.id, "hello!"))
+    refused("no-such-message", lambda: bob.say("to an edit", replyTo=edit.id))
+    assert fired(bob.say("to the message", replyTo=first.id)).replyTo == first.id
+    alice.owner = bob.owner = True
+    p = fired(alice.private("bob", "psst"))
+    u = fired(alice.updatePrivate(p.id, "react", emoji="👍"))
+    refused("no-such-message", lambda: bob.private("alice", "to a reaction", replyTo=u.id))
+    assert fired(bob.private("alice", "to it", replyTo=p.id)).replyTo == p.id
+
+
+def test_replyKeepsTheOrderOfWhatWasSent(clock: Clock) -> None:
+    """
+    A reply's message is looked up before the reply is stored; a message
+    sent right after it, by the same member, is stored after it all the
+    same (with a store whose reads are slow).
+    """
+    store = _SlowReads()
+    service = ChatService(store=store, clock=clock)
+    alice, a = enter(service, "alice", "#r")
+    first = say(alice, "hello")
+    store.slow = True
+    reply = alice.say("a reply", replyTo=first.id)
+    after = alice.say("said after it")
+    assert a.said("alice") == ["hello"]
+    store.answer()
+    assert (fired(reply).id, fired(after).id) == (2, 3)
+    assert a.said("alice") == ["hello", "a reply", "said after it"]
+
+
+class _SlowReads(MemoryStore):
+    """
+    A memory store whose C{get}, once C{slow} is set, answers only when
+    the test says so.
+    """
+
+    slow = False
+
+    def __init__(self) -> None:
+        MemoryStore.__init__(self)
+        self.pending: list[tuple[Deferred[Any], Any]] = []
+
+    def get(self, room: str, id: int) -> Deferred[Message | None]:
+        if not self.slow:
+            return MemoryStore.get(self, room, id)
+        d: Deferred[Any] = Deferred()
+        self.pending.append((d, fired(MemoryStore.get(self, room, id))))
+        return d
+
+    def answer(self) -> None:
+        d, result = self.pending.pop(0)
+        d.callback(result)
 
 
 def test_editDeleteReactAreEntriesOfTheRoom(service: ChatService, clock: Clock) -> None:
@@ -335,3 +408,30 @@ def test_updateOfAnotherEpochIsRefused(service: ChatService) -> None:
     refused("no-such-message", lambda: alice.edit(m.id, "uno", epoch="gone1234"))
     refused("bad-request", lambda: alice.react(m.id, "👍", epoch=7))
     assert fired(alice.edit(m.id, "uno", epoch=m.epoch)).text == "uno"
+
+
+def test_historyAfterPagesByMessages(service: ChatService) -> None:
+    """
+    The first N messages after an id (IRC's CHATHISTORY AFTER) are N
+    messages, however many edits, deletions and reactions sit between
+    them in the room's sequence.
+    """
+    alice, a = enter(service, "alice", "#r")
+    ids = []
+    for i in range(6):
+        m = say(alice, "m%d" % (i,))
+        ids.append(m.id)
+        fired(alice.react(m.id, "👍"))
+        fired(alice.edit(m.id, "m%d!" % (i,)))
+    a.take()
+    alice.history(limit=3, after=ids[0])
+    (h,) = a.of(History)
+    assert [m.id for m in h.messages] == ids[1:4]
+    a.take()
+    alice.history(limit=3, after=ids[0], before=ids[3])
+    (h,) = a.of(History)
+    assert [m.id for m in h.messages] == ids[1:3]
+    a.take()
+    alice.history(limit=10, after=ids[3])
+    (h,) = a.of(History)
+    assert [m.id for m in h.messages] == ids[4:]

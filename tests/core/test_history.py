@@ -235,10 +235,11 @@ def test_historyReadThatSawSomeOfTheHeldMessages(slowService: tuple[ChatService,
     ]
 
 
-def test_messagesInOtherRoomsAreNotHeld(slowService: tuple[ChatService, SlowStore]) -> None:
+def test_messagesInOtherRoomsWaitInOrder(slowService: tuple[ChatService, SlowStore]) -> None:
     """
     While one room's history is being read, messages of the joiner's other
-    rooms arrive at once.
+    rooms wait too, and come in the order they were said, right after that
+    history: a connection's events never overtake each other.
     """
     service, store = slowService
     alice, _ = enter(service, "alice", "#lobby", "#dev")
@@ -247,9 +248,47 @@ def test_messagesInOtherRoomsAreNotHeld(slowService: tuple[ChatService, SlowStor
     bob.join("#lobby")
     cb.take()
     say(alice, "in dev", "#dev")
-    assert cb.describe() == [("message", "#dev", 1, "alice", "in dev", False)]
+    say(alice, "in lobby", "#lobby")
+    say(alice, "in dev again", "#dev")
+    assert cb.take() == []
     store.answer(asOfNow=False)
-    assert cb.describe() == [("history", "#lobby", [], None, "")]
+    assert cb.describe() == [
+        ("history", "#lobby", [], None, ""),
+        ("message", "#dev", 1, "alice", "in dev", False),
+        ("message", "#lobby", 1, "alice", "in lobby", False),
+        ("message", "#dev", 2, "alice", "in dev again", False),
+    ]
+    say(alice, "live", "#dev")
+    assert cb.describe() == [("message", "#dev", 3, "alice", "live", False)]
+
+
+def test_twoHistoriesReadAtOnce(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    Two rooms' histories read at once, the second answered first: it waits
+    for the first one (and what came before it), then everything follows
+    in order, each room's events after its own history.
+    """
+    service, store = slowService
+    alice, _ = enter(service, "alice", "#a", "#b")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#a")
+    say(alice, "a1", "#a")
+    bob.join("#b")
+    say(alice, "b1", "#b")
+    cb.take()
+    d, asked, _ = store.pending.pop(1)
+    d.callback(asked)  # (#b's history: it waits behind #a's)
+    assert cb.take() == []
+    store.answer(asOfNow=False)
+    assert cb.describe() == [
+        ("history", "#a", [], None, ""),
+        ("message", "#a", 1, "alice", "a1", False),
+        ("join", "#b", "bob"),
+        ("presence", "#b", ["alice", "bob"]),
+        ("history", "#b", [], None, ""),
+        ("message", "#b", 1, "alice", "b1", False),
+    ]
 
 
 def test_leavingWhileHistoryIsReadSendsNothing(slowService: tuple[ChatService, SlowStore]) -> None:
@@ -407,3 +446,50 @@ def test_historyAheadOfThisNodesDeliveries(clock: Clock, resume: bool) -> None:
     # and bob is back on the fast path with everyone else
     assert bob.floors is None
 
+
+
+# -- one connection's order ------------------------------------------------------
+
+
+def test_ownPrivateEchoWaitsBehindHeldRoomMessages(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    A member says something in a room whose history it is still being sent
+    (a client that joins and pipes lines at once), then sends a private
+    message: it sees its room message, then its private one, in the order it
+    sent them, after the room's history.
+    """
+    service, store = slowService
+    bob, _ = enter(service, "bob", "#dev")
+    store.slow = True
+    alice, ca = connect(service, "alice")
+    alice.join("#lobby")
+    ca.take()
+    say(alice, "one")
+    fired(alice.private("bob", "psst"))
+    assert ca.describe() == []
+    store.answer(asOfNow=False)
+    assert ca.describe() == [
+        ("history", "#lobby", [], None, ""),
+        ("message", "#lobby", 1, "alice", "one", False),
+        ("private", 1, "alice", "bob", "psst"),
+    ]
+
+
+def test_ownMessagesInTwoRoomsKeepTheirOrder(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    A member says something in a room whose history it is still being sent,
+    then in another of its rooms: it sees its messages in that order.
+    """
+    service, store = slowService
+    alice, ca = enter(service, "alice", "#dev")
+    store.slow = True
+    alice.join("#lobby")
+    ca.take()
+    say(alice, "first", "#lobby")
+    say(alice, "second", "#dev")
+    store.answer(asOfNow=False)
+    assert ca.describe() == [
+        ("history", "#lobby", [], None, ""),
+        ("message", "#lobby", 1, "alice", "first", False),
+        ("message", "#dev", 1, "alice", "second", False),
+    ]

@@ -441,3 +441,18 @@ def test_draftCapsOffered(factory: IRCFactory) -> None:
     c = Client(factory)
     [m] = c.cmd("CAP LS 302")
     assert {"draft/message-redaction", "draft/read-marker", "message-tags"} <= set(m.params[-1].split())
+
+
+def test_redactNeedsTheCapability(service: ChatService, factory: IRCFactory) -> None:
+    """
+    The redaction draft says a client MUST negotiate
+    C{draft/message-redaction} to send C{REDACT}: one that did not gets
+    C{421} (unknown command) and nothing is deleted. (C{MARKREAD} needs no
+    capability to be sent: the read-marker draft's capability only decides
+    what the server sends unasked.)
+    """
+    irc = ircUser(factory, "irc", "message-tags echo-message")
+    [said] = irc.cmd("PRIVMSG #lobby :oops")
+    [m] = irc.cmd("REDACT #lobby %s :typo" % (said.tags["msgid"],))
+    assert (m.command, m.params[1]) == ("421", "REDACT")
+    assert not fired(service.store.get("#lobby", 1)).deleted  # type: ignore[union-attr]

@@ -4,9 +4,15 @@ The history a member gets when it joins a room (or resumes in it), with no
 gap and no duplicate against the live messages.
 
 While the history is read (asynchronous with a database or Redis), the
-room's live events are held for the joiner (C{member.held}) and released
-right after the history, minus any message it already contained; held
-messages just before the history's first one are put in front of it. When
+room's live events are held for the joiner and released right after the
+history, minus any message it already contained; held messages just before
+the history's first one are put in front of it. Everything else for the
+joiner waits meanwhile too, behind them (C{member.backlog}): its other
+rooms' events and what is sent to it alone (private messages, read
+positions…), so that a connection gets its events in the order they
+happened, its own echoes in the order it sent them (a client that joins
+and at once says something in the room, then sends a private message, sees
+the room message first). When
 the history runs ahead of this node's deliveries (a store shared by several
 nodes), the member keeps a floor for the room (C{member.floors}): live
 messages up to it are skipped (see L{twisted_chat.core.service.ChatService.broadcast}).
@@ -14,7 +20,7 @@ messages up to it are skipped (see L{twisted_chat.core.service.ChatService.broad
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -51,6 +57,28 @@ def withHeldBefore(messages: list[Message], held: list[Event]) -> list[Message]:
 _Read = tuple[list[Message], Union[bool, None], str]
 
 
+class Gate:
+    """
+    The place in a member's backlog where the history of C{room} goes,
+    once read: nothing behind it is delivered before it.
+    """
+
+    __slots__ = ("room",)
+
+    def __init__(self, room: str) -> None:
+        self.room = room
+
+    def __repr__(self) -> str:
+        return "<Gate %s>" % (self.room,)
+
+
+def _indexOf(backlog: list[Any], gate: Gate) -> int:
+    for i, entry in enumerate(backlog):
+        if entry is gate:
+            return i
+    raise ValueError("%r is not in the backlog" % (gate,))
+
+
 class JoinHistory:
     """
     Sends joiners their history and holds live events meanwhile.
@@ -67,13 +95,14 @@ class JoinHistory:
         brought the room to this node (C{fresh}) tells the broker where the
         room stands (see L{IBroker.readUpTo}).
         """
-        held: list[Event] = []
+        held = Gate(name)
         if member.held is None:
             member.held = {}
+            member.backlog = []
+            for room in member.rooms.values():
+                room.resetFanOut()  # (everything waits: off the fast path)
         member.held[name] = held
-        room = member.rooms.get(name)
-        if room is not None:
-            room.resetFanOut()  # (held: off the fast path)
+        member.backlog.append(held)  # type: ignore[union-attr]
         store = self.host.store
 
         def fetched(result: _Read, read: tuple[int, int, int] | None = None) -> None:
@@ -128,51 +157,57 @@ class JoinHistory:
         self,
         member: Member,
         name: str,
-        held: list[Event],
+        held: Gate,
         result: _Read,
         since: tuple[str, int] | None,
         fresh: bool,
         read: tuple[int, int, int] | None,
     ) -> None:
         """
-        The history of C{name} was read for C{member}: send it, then the
-        live events L{fetch} held meanwhile that it does not hold already.
+        The history of C{name} was read for C{member}: it takes the place
+        of its gate in the member's backlog, followed by the room's live
+        events held meanwhile that it does not hold already; then what is
+        no longer behind a gate is delivered.
         """
         messages, recovered, reason = result
         holds = member.held
-        if member.gone or holds is None or holds.get(name) is not held:
+        backlog = member.backlog
+        if member.gone or holds is None or backlog is None or holds.get(name) is not held:
             return
         del holds[name]
-        if not holds:
-            member.held = None
-        room = member.rooms.get(name)
-        if room is not None:
-            room.resetFanOut()  # (back on the fast path)
-        if messages and held:
-            messages = withHeldBefore(messages, held)
+        at = _indexOf(backlog, held)
+        after = backlog[at + 1 :]
+        mine = [ev for room, ev in (e for e in after if type(e) is tuple) if room == name]
+        if messages and mine:
+            messages = withHeldBefore(messages, mine)
         # The epoch of the history: its messages' (older than the store's if
         # Redis lost its data during the read: the member is told of the new
         # one right after, see below).
         epoch = messages[-1].epoch if messages else self.host.store.epoch
-        for ev in held:
-            if isinstance(ev, EpochChanged) and ev.epoch == epoch:
-                # Told of the epoch this history is already in (the read is
-                # where this node saw it first): before the history.
-                self.host.send(member, ev)
+        # Told of the epoch this history is already in (the read is where
+        # this node saw it first): before the history.
+        first: list[Any] = [
+            (name, ev) for ev in mine if isinstance(ev, EpochChanged) and ev.epoch == epoch
+        ]
         history = History(name, epoch, messages, recovered, reason, onJoin=True)
         history.read = read  # (where the nick's reading stands, for an owner)
-        self.host.send(member, history)
+        last = messages[-1].id if messages else 0
+
+        def stays(entry: Any) -> bool:
+            if type(entry) is not tuple or entry[0] != name:
+                return True
+            ev = entry[1]
+            if isinstance(ev, Message) and ev.epoch == epoch and ev.id <= last:
+                return False  # (in the history)
+            if isinstance(ev, EpochChanged) and ev.epoch == epoch:
+                return False  # (sent before it)
+            return True
+
+        backlog[at:] = first + [(None, history)] + [e for e in after if stays(e)]
         if fresh and reason != "unavailable":
             self._readUpTo(name, messages, recovered, since)
-        last = messages[-1].id if messages else 0
-        for ev in held:
-            if member.gone:
-                return
-            if isinstance(ev, Message) and ev.epoch == epoch and ev.id <= last:
-                continue  # (in the history)
-            if isinstance(ev, EpochChanged) and ev.epoch == epoch:
-                continue  # (sent before it)
-            self.host.send(member, ev)
+        self.release(member)
+        room = member.rooms.get(name)
         if messages and epoch == self.host.store.epoch and room is not None and not member.gone:
             delivered = self.host.broker.deliveredUpTo(name)
             if delivered is not None and delivered < last:
@@ -182,6 +217,29 @@ class JoinHistory:
                     member.floors = {}
                 member.floors[name] = last
                 room.resetFanOut()  # (off the fast path until it has caught up)
+
+    def release(self, member: Member) -> None:
+        """
+        Deliver what waits for C{member} up to the first history still
+        being read; once none is, its events go straight to it again.
+        """
+        backlog = member.backlog
+        if backlog is None or member.gone:
+            return
+        i = 0
+        while i < len(backlog):
+            entry = backlog[i]
+            if type(entry) is not tuple:
+                break  # (a gate)
+            i += 1
+            self.host.deliverNow(member, entry[1])
+            if member.gone or member.backlog is not backlog:
+                return
+        del backlog[:i]
+        if not backlog:
+            member.backlog = member.held = None
+            for room in member.rooms.values():
+                room.resetFanOut()  # (back on the fast path)
 
     def _readUpTo(self, name: str, messages: list[Message], recovered: bool | None, since: tuple[str, int] | None) -> None:
         """
@@ -213,10 +271,15 @@ class JoinHistory:
         """
         C{member} left room C{name}: nothing more is held for it there.
         """
-        if member.held is not None:
-            member.held.pop(name, None)
-            if not member.held:
-                member.held = None
+        held = member.held
+        backlog = member.backlog
+        if held is not None and backlog is not None:
+            gate = held.pop(name, None)
+            if gate is not None:
+                # Neither its history nor the room's events held for it.
+                at = _indexOf(backlog, gate)
+                backlog[at:] = [e for e in backlog[at + 1 :] if type(e) is not tuple or e[0] != name]
+                self.release(member)
         if member.floors is not None:
             member.floors.pop(name, None)
             if not member.floors:

@@ -172,7 +172,7 @@ class Member:
     """
 
     __slots__ = (
-        "service", "client", "nick", "rooms", "current", "peer", "host", "held", "floors", "gone", "owner",
+        "service", "client", "nick", "rooms", "current", "peer", "host", "held", "backlog", "floors", "gone", "owner",
         "token", "authenticated", "flood", "away",
     )
 
@@ -188,9 +188,15 @@ class Member:
         # room name -> Room, in joining order
         self.rooms: dict[str, Room[Member]] = {}
         self.current: str | None = None
-        #: room name -> events held back while that room's history is read
-        #: (see L{twisted_chat.core.history})
-        self.held: dict[str, list[Event]] | None = None
+        #: room name -> its gate in L{backlog}, while that room's history
+        #: is read (see L{twisted_chat.core.history})
+        self.held: dict[str, Any] | None = None
+        #: while a room's history is read (C{held} is not None), everything
+        #: for this connection waits here, in order: C{(room, event)} for a
+        #: room's broadcast, C{(None, event)} for one sent to this member
+        #: alone, and a gate where each history being read will go; the
+        #: events before the first gate are delivered as soon as it goes
+        self.backlog: list[Any] | None = None
         #: room name -> the last message id of the history this member got,
         #: while this node has not delivered that far yet (a store shared by
         #: several nodes can answer a history read with messages that reach

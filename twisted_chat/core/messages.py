@@ -18,6 +18,17 @@ from twisted_chat.core.events import History, Message, Notice, Private, PrivateH
 from twisted_chat.core.names import checkNick, findMentions, nickKey
 from twisted_chat.core.refs import RefWindow
 
+
+#: how many times C{limit} ids a history after an id reads at most (see
+#: L{Messages.historyAfter})
+AFTER_WIDEST = 32
+
+
+def _done() -> Deferred[None]:
+    from twisted.internet.defer import succeed
+
+    return succeed(None)
+
 if TYPE_CHECKING:
     from twisted_chat.core.member import Member
     from twisted_chat.core.nicks import Nicks
@@ -33,6 +44,9 @@ class Messages:
 
     def __init__(self, host: Host, nicks: Nicks, refWindow: float = 3600.0, logMessages: bool = False) -> None:
         self.host = host
+        #: member -> fires when the last message it sent that had to wait
+        #: (see L{inOrder}) was handed to the store
+        self._sending: dict[Member, Deferred[None]] = {}
         self.nicks = nicks
         #: the refs of the last C{refWindow} seconds (see L{RefWindow})
         self.refs = RefWindow(refWindow)
@@ -70,7 +84,8 @@ class Messages:
     def checkReply(self, name: str | None, replyTo: object) -> int:
         """
         The id a message answers (0: none): a positive id, not beyond the
-        last id of its room when the store knows it here.
+        last id of its room when the store knows it here. (That it names a
+        message is L{replyTarget}'s to check, with the store.)
         """
         if replyTo is None or replyTo == 0:
             return 0
@@ -80,6 +95,68 @@ class Messages:
         if last and replyTo > last:
             raise ChatError("no-such-message", "there is no message %d to reply to" % (replyTo,))
         return replyTo
+
+    def replyTarget(self, member: Member, name: str | None, reply: int) -> Deferred[None]:
+        """
+        Fires once the store says that C{reply} is a message of room
+        C{name} (C{None}: a private message to or from C{member}'s nick),
+        not an edit, a deletion or a reaction; fails with C{no-such-message}
+        when it is not.
+        """
+        store = self.host.store
+        key = nickKey(member.nick)
+
+        def found(entry: Message | Private | None) -> None:
+            if entry is not None and name is None and key not in (nickKey(entry.sender), nickKey(entry.recipient)):  # type: ignore[union-attr]
+                entry = None
+            if entry is None or entry.kind not in ("message", "private"):
+                raise ChatError("no-such-message", "there is no message %d to reply to" % (reply,))
+
+        d: Deferred[Any] = store.get(name, reply) if name is not None else store.getPrivate(member.nick, reply)
+        return d.addCallback(found)
+
+    def inOrder(self, member: Member, check: Deferred[None] | None, send: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        """
+        C{send()} once C{check} (the lookup of a reply's message, or None)
+        passed and the message C{member} sent before this one, if it had
+        to wait, is stored (or refused): a reply waits for its lookup, and
+        what the member sends right after it waits for the reply, so that
+        messages are stored in the order they were sent.
+        """
+        before = self._sending.get(member)
+        if before is None and check is None:
+            return send()
+        handed: Deferred[None] = Deferred()
+        self._sending[member] = handed
+
+        def go(_: object) -> Deferred[Any]:
+            return check if check is not None else _done()
+
+        def start(_: object) -> Deferred[Any]:
+            return send()
+
+        def handedOn(result: object) -> object:
+            if self._sending.get(member) is handed:
+                del self._sending[member]
+            handed.callback(None)
+            return result
+
+        waited: Deferred[Any] = Deferred()
+        if before is None:
+            waited.callback(None)
+        else:
+            before.addCallback(lambda _: waited.callback(None))
+        waited.addCallback(go).addCallback(start)
+        stored: Deferred[Any] = Deferred()
+
+        def forward(result: object) -> None:
+            if isinstance(result, Failure):
+                stored.errback(result)
+            else:
+                stored.callback(result)
+
+        waited.addBoth(handedOn).addBoth(forward)
+        return stored
 
     def say(
         self, member: Member, name: str, text: str, action: bool, ref: object = None, replyTo: object = None
@@ -92,6 +169,10 @@ class Messages:
             conversation.stopTyping(member, name)
 
         def make() -> Deferred[Message]:
+            check = self.replyTarget(member, name, reply) if reply else None
+            return self.inOrder(member, check, append)
+
+        def append() -> Deferred[Message]:
             # (the store gives it its id as it stores it)
             msg = Message(name, 0, self.host.store.epoch, member.nick, text, self.host.now(), action, findMentions(text), reply)
             d = self.host.store.append(msg, None if ref is None else str(ref))
@@ -122,6 +203,10 @@ class Messages:
         reply = self.checkReply(None, replyTo) if replyTo is not None else 0
 
         def make() -> Deferred[Private]:
+            check = self.replyTarget(member, None, reply) if reply else None
+            return self.inOrder(member, check, send)
+
+        def send() -> Deferred[Private]:
             recipient = target.nick if target is not None else (remote or nick)
             # (the store gives it its id as it stores it)
             sent = Private(0, member.nick, recipient, text, self.host.now(), reply)
@@ -179,22 +264,59 @@ class Messages:
 
     def history(self, member: Member, name: str, limit: int, before: int | None, after: int | None = None) -> None:
         limit = max(0, min(int(limit), max(self.host.settings.historySize, 200)))
-        if after is not None:
-            # A room's ids have no holes within an epoch (see IMessageStore):
-            # the first `limit` messages after `after` are the last `limit`
-            # below after + limit + 1.
-            after = max(0, int(after))
-            before = after + limit + 1 if before is None else min(int(before), after + limit + 1)
+        store = self.host.store
 
         def got(msgs: list[Message]) -> None:
-            if after is not None:
-                msgs = [m for m in msgs if m.id > after]
             if not member.gone:
-                self.host.send(member, History(name, self.host.store.epoch, msgs))
+                self.host.send(member, History(name, store.epoch, msgs))
 
         def failed(f: Failure) -> None:
             self.host.logStoreFailure("history of {room} failed", f, room=name)
             if not member.gone:
-                self.host.send(member, History(name, self.host.store.epoch, [], None, "unavailable"))
+                self.host.send(member, History(name, store.epoch, [], None, "unavailable"))
 
-        self.host.store.recent(name, limit, before).addCallbacks(got, failed)
+        if after is None:
+            store.recent(name, limit, before).addCallbacks(got, failed)
+        else:
+            self.historyAfter(name, limit, max(0, int(after)), None if before is None else int(before)).addCallbacks(
+                got, failed
+            )
+
+    def historyAfter(self, name: str, limit: int, after: int, before: int | None) -> Deferred[list[Message]]:
+        """
+        The first C{limit} messages of room C{name} with ids above C{after}
+        (and below C{before}). The room's ids have no holes within an
+        epoch (see IMessageStore), but edits, deletions and reactions take
+        ids too: a window of C{limit} ids after C{after} is read, and a
+        window twice as wide while it holds fewer than C{limit} messages,
+        up to C{before}, the room's last id (when the store knows it here)
+        or L{AFTER_WIDEST} times C{limit} ids.
+        """
+        store = self.host.store
+        last = store.lastId(name)
+
+        def read(width: int) -> Deferred[list[Message]]:
+            end = after + width + 1
+            if before is not None:
+                end = min(end, before)
+            # (the last `width` messages below `end`: all those above `after`)
+            d = store.recent(name, width, end)
+
+            def got(msgs: list[Message]) -> list[Message] | Deferred[list[Message]]:
+                msgs = [m for m in msgs if m.id > after]
+                if (
+                    len(msgs) >= limit
+                    or (before is not None and end >= before)
+                    or (last and end > last)
+                    or width >= limit * AFTER_WIDEST
+                ):
+                    return msgs[:limit]
+                return read(width * 2)
+
+            return d.addCallback(got)
+
+        if limit <= 0:
+            from twisted.internet.defer import succeed
+
+            return succeed([])
+        return read(limit)

@@ -55,6 +55,11 @@ class Host(Requests, Protocol):
         Hand one event to one member (a failing member is dropped, alone).
         """
 
+    def deliverNow(self, member: Member, event: Event) -> None:
+        """
+        Hand one event to one member now, even while events wait for it.
+        """
+
     def broadcast(self, room: Room[Member], event: Event) -> None:
         """
         Hand one event to every member of C{room} on this node.

@@ -18,8 +18,9 @@ class RoomMember(Protocol):
 
     #: the connection (its optional C{fastSink}: see IChatClient)
     client: Any
-    #: room name -> events held for it while that room's history is read
-    held: dict[str, list[Event]] | None
+    #: room name -> its gate, while that room's history is read (everything
+    #: for the member then waits, in order: see twisted_chat.core.history)
+    held: dict[str, Any] | None
     #: room name -> the last id of a history that ran ahead of this node
     floors: dict[str, int] | None
 
@@ -98,7 +99,8 @@ class Room(Generic[M]):
         handed to C{fan.broadcast(groups, event)} all at once, C{groups}
         being C{(key, sinks)} pairs (sinks of one key take the same bytes);
         the C{others} get C{deliver()} one by one. A member still fetching
-        this room's history is among the others (its events are held), and
+        the history of any of its rooms is among the others (its events
+        wait, in order, until that history is sent), and
         so is one whose history ran ahead of this node's deliveries (see
         C{member.floors}).
         Rebuilt only when membership changes (or a hold starts or ends).
@@ -113,7 +115,7 @@ class Room(Generic[M]):
                 sink = getattr(m.client, "fastSink", None)
                 held = m.held
                 floor = m.floors
-                if sink is None or (held is not None and name in held) or (floor is not None and name in floor):
+                if sink is None or held is not None or (floor is not None and name in floor):
                     others.append(m)
                     continue
                 if fan is None:

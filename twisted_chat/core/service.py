@@ -320,6 +320,19 @@ class ChatService(Service):
     def send(self, member: Member, event: Event) -> None:
         """
         Hand one event to one member; a failing member is dropped, alone.
+        While the history of one of its rooms is read, the event waits
+        behind what waits already (see L{twisted_chat.core.history}).
+        """
+        backlog = member.backlog
+        if backlog is not None:
+            backlog.append((None, event))
+            return
+        self.deliverNow(member, event)
+
+    def deliverNow(self, member: Member, event: Event) -> None:
+        """
+        Hand one event to one member now, whatever waits for it; a failing
+        member is dropped, alone.
         """
         try:
             member.client.deliver(event)
@@ -346,16 +359,18 @@ class ChatService(Service):
             members = room.snapshot()
         for m in members:
             held = m.held
-            if held is not None and name in held:
-                held[name].append(event)
+            if held is None or name not in held:
+                floor = m.floors
+                if floor is not None and name in floor:
+                    if event.kind in ("message", "update") and event.id <= floor[name]:  # type: ignore[attr-defined]
+                        continue  # (in the history it got already)
+                    if event.kind in ("message", "update", "epoch"):
+                        # This node has caught up with that history.
+                        self.joinHistory.dropFloor(m, name)
+            if held is not None:
+                # (behind a history being read: in order, see core.history)
+                m.backlog.append((name, event))  # type: ignore[union-attr]
                 continue
-            floor = m.floors
-            if floor is not None and name in floor:
-                if event.kind in ("message", "update") and event.id <= floor[name]:  # type: ignore[attr-defined]
-                    continue  # (in the history it got already)
-                if event.kind in ("message", "update", "epoch"):
-                    # This node has caught up with that history.
-                    self.joinHistory.dropFloor(m, name)
             try:
                 m.client.deliver(event)
             except Exception:
@@ -430,9 +445,12 @@ class ChatService(Service):
         # one of them fails is not closed and dropped a second time.
         member.gone = True
         self.stats.disconnected(reason)
+        # (what waited behind a history being read goes with it; it still
+        # hears itself leave its rooms)
+        member.held = member.backlog = None
         for name in list(member.rooms):
             self.leave(member, name, reason)
-        member.held = member.floors = None
+        member.floors = None
         self.members.discard(member)
         if self.nicks.forget(member):
             self.broker.memberGone(member)

@@ -252,6 +252,11 @@ class DraftCommands:
     """
 
     def req_REDACT(self, conn: Peer, msg: IRCMessage) -> None:
+        if not conn.caps.has("draft/message-redaction"):
+            # (the draft: "To redact a message, a client MUST negotiate the
+            # draft/message-redaction capability")
+            conn.numeric("421", "REDACT", "Unknown command (CAP REQ draft/message-redaction first)")
+            return
         if len(msg.params) < 2 or not msg.params[0] or not msg.params[1]:
             conn.fail("REDACT", "NEED_MORE_PARAMS", "REDACT", "Not enough parameters")
             return
