@@ -265,9 +265,16 @@ def check(
         if places:
             ackedAt[r.room].append((sentAt, min(x.answered for x in acks if x.answered is not None), places[0]))
     plausible = _lifetimes(wipes, finalEpoch)
+    # epoch -> when an empty Redis took it away
+    wipedAt: dict[str, float] = {}
+    for f in wipes:
+        assert f.wiped is not None
+        for bodies in f.wiped.values():
+            for b in bodies:
+                wipedAt.setdefault(b["e"], f.start)
     for ep in journal.episodes:
         missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists, plausible, updates, deletedIds)
-        _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns)
+        _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns, wipedAt)
 
     # 6. flood control (recorded as the answers came) and harness notes
     for t, kind, client, detail in journal.immediate:
@@ -482,11 +489,15 @@ def _delivered(
     idOf: Any,
     endOfQuiet: float,
     conns: dict[str, Any],
+    wipedAt: dict[str, float],
 ) -> None:
     """
     A member who was in the room from before a message was first sent
     until well after it was acknowledged saw it (whether or not it saw
-    anything after it).
+    anything after it). A message an empty Redis took away within the
+    grace is excused: a node whose bus was down (reconnecting) when it was
+    published can no longer have it, and its members are told the history
+    was reset (C{epoch-untold} checks that).
     """
     end = ep.end if ep.end is not None else endOfQuiet
     c = conns.get(ep.conn)
@@ -504,7 +515,11 @@ def _delivered(
     missing = sorted(
         pos
         for sent, t, pos in acked
-        if start < sent and t + DELIVERY_GRACE < end and pos not in seen and pos[1] not in reported
+        if start < sent
+        and t + DELIVERY_GRACE < end
+        and pos not in seen
+        and pos[1] not in reported
+        and not wipedAt.get(pos[0], float("inf")) < t + DELIVERY_GRACE
     )
     if missing:
         res.missed += len(missing)

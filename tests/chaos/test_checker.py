@@ -241,3 +241,39 @@ def test_textClientsHistoryLeavesDeletedMessagesOut() -> None:
                      ("E", 5, "q.a.5 z")]}  # fmt: skip
     result = check(journal, stored, "E", [], {}, 10.0)
     assert [(v.invariant, v.client) for v in result.violations] == [("missed", "json1")]
+
+
+def test_messageWipedBeforeItsNodeCouldHaveIt() -> None:
+    """
+    json2's message (id 5 of E1) was acknowledged on node b 0.8 s before
+    Redis was restarted empty, while node a's connection to Redis was down
+    (reconnecting): no node could deliver it to line1 on node a any more,
+    it is gone with Redis' data (counted as such), and line1 was told the
+    history was reset. Not a delivery violation; a message that lived in
+    Redis for longer than the grace and was not delivered still is.
+    """
+
+    def run(wipedAt: float) -> Result:
+        journal = Journal()
+        said = [
+            Request("json2", "json2#1", "#r", "q.json2.%d" % (i,), 90.0 + i, "json2-r%d" % (i,), answered=90.1 + i,
+                    answer="ack", epoch="E1", id=i, answerConn="json2#1")  # fmt: skip
+            for i in range(1, 6)
+        ]
+        journal.requests = said
+        for r in said:
+            journal.mapped(r.token, "E1", r.id or 0)
+        journal.connections = {
+            "json2#1": Connection("json2", "json2#1", "ws-json", "b", 80.0, 150.0),
+            "line1#1": Connection("line1", "line1#1", "line", "a", 85.0, 150.0),
+        }
+        journal.episodes = [
+            Episode("line1", "line1#1", "#r", 85.0, "join", notices=[wipedAt + 1.0], end=150.0, endedBy="closed",
+                    entries=[Entry(90.2 + i, "q.json2.%d" % (i,), None, None, True) for i in range(1, 5)]),
+        ]  # fmt: skip
+        e1 = [_body("E1", i, "q.json2.%d hi" % (i,)) for i in range(1, 6)]
+        faults = [Injected("redis-empty", wipedAt, wipedAt + 0.5, "Redis restarted empty", {"#r": e1})]
+        return check(journal, {"#r": []}, "E2", faults, {}, 150.0)
+
+    assert _kinds(run(95.9)) == []
+    assert _kinds(run(120.0)) == ["not-delivered"]
