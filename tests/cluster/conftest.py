@@ -16,7 +16,7 @@ from tests.support.daemon import RedisServer
 def nodes(redisServer: RedisServer) -> Iterator[Callable[..., Awaitable[Any]]]:
     """
     Start cluster nodes on C{redisServer}: C{await nodes(name, ttl=5.0)}
-    returns a started L{tests.support.cluster.Node}; each still running is
+    (or with C{busShards=N}) returns a started L{tests.support.cluster.Node}; each still running is
     stopped in teardown.
     """
     # Imported here, after pytest-twisted has installed the reactor.
@@ -24,8 +24,8 @@ def nodes(redisServer: RedisServer) -> Iterator[Callable[..., Awaitable[Any]]]:
 
     started: list[Node] = []
 
-    async def make(name: str, ttl: float = 5.0) -> Node:
-        node = await Node(redisServer.url, name, ttl).start()
+    async def make(name: str, ttl: float = 5.0, busShards: int | None = None) -> Node:
+        node = await Node(redisServer.url, name, ttl, busShards).start()
         started.append(node)
         return node
 

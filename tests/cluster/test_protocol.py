@@ -44,6 +44,7 @@ from twisted_chat.cluster.protocol import (
     encode,
     luaTable,
 )
+from twisted_chat.cluster.shards import shardOf
 from twisted_chat.core.events import Joined, Notice, Parted
 
 from tests.support.cluster import twoInRoom, until
@@ -341,6 +342,9 @@ async def test_everythingPublishedIsAMessage(nodes: Any, redisServer: Any) -> No
         assert json.loads(raw)["v"] == VERSION
         toNode = (PrivateMessage, protocol.PrivateUpdateMessage, KickMember, OpMember)
         expected = "twisted-chat:node:b" if isinstance(message, toNode) else "twisted-chat:bus"
+        if isinstance(message, (RoomMessage, protocol.RoomUpdate)):
+            # (on the channel of its room's shard: see cluster.shards)
+            expected = "twisted-chat:bus:%d" % (shardOf(message.room, a.cluster.broker.shards.count),)
         assert channel == expected, raw
         seen.setdefault(type(message), []).append(message)
     assert set(seen) == set(protocol.MESSAGES)

@@ -640,6 +640,10 @@ async def test_laterJoinersHistoryDoesNotSkipEarlierMembers(nodes: Any, redisSer
     redisServer.command("CLIENT", "UNPAUSE")
     a.cluster.commandTimeout = 10.0
     await until(lambda: "bob" in b.chat.broker.remoteRoomNicks("#r"))
+    # (a's subscription to #r's shard, asked for by bob's join, is made)
+    subscribed = a.cluster.broker.receiving("#r")
+    if subscribed is not None:
+        await subscribed
     # a hears nothing from the bus for a moment
     subscription = a.cluster._subscriber
     subscription.transport.pauseProducing()

@@ -503,14 +503,22 @@ class _FakeCluster(Service):
     name = "redis"
     made: list[_FakeCluster] = []
 
-    def __init__(self, url: object, clock: object = None, nodeId: str | None = None, retainMessages: int = 0, retainDays: float | None = None) -> None:
+    def __init__(
+        self,
+        url: object,
+        clock: object = None,
+        nodeId: str | None = None,
+        retainMessages: int = 0,
+        retainDays: float | None = None,
+        busShards: int = 0,
+    ) -> None:
         from twisted_chat.core.broker import LocalBroker
 
         self.url, self.clock, self.nodeId = url, clock, nodeId
         self.node = nodeId or "fake-node"
         #: (the command connection, never up: nothing is advertised)
         self.redis = SimpleNamespace(connected=False)
-        self.retainMessages, self.retainDays = retainMessages, retainDays
+        self.retainMessages, self.retainDays, self.busShards = retainMessages, retainDays, busShards
         self.store = MemoryStore()
         self.broker = LocalBroker(self.store)
         self.ready: Deferred[None] = Deferred()
@@ -556,7 +564,10 @@ def test_brokerTree(fakeRedis: list[object]) -> None:
     uses its store and broker; the cluster gets the retention options.
     """
     reactor = MemoryReactorClock()
-    options = parse("--broker", REDIS, "--line", "none", "--web", "none", "--metrics", "none", "--retain-messages", "5", "--retain-days", "0")
+    options = parse(
+        "--broker", REDIS, "--line", "none", "--web", "none", "--metrics", "none", "--retain-messages", "5", "--retain-days", "0",
+        "--bus-shards", "16",
+    )
     top = makeService(options, reactor=reactor)
     assert fakeRedis == [options["broker-url"]]
     [cluster] = _FakeCluster.made
@@ -565,7 +576,7 @@ def test_brokerTree(fakeRedis: list[object]) -> None:
     assert names.index("redis") < names.index("chat")
     assert chat.store is cluster.store and chat.broker is cluster.broker
     assert (cluster.url, cluster.clock, cluster.nodeId) == (options["broker-url"], reactor, None)
-    assert (cluster.retainMessages, cluster.retainDays) == (5, None)
+    assert (cluster.retainMessages, cluster.retainDays, cluster.busShards) == (5, None, 16)
 
 
 def test_brokerUnreachable(monkeypatch: pytest.MonkeyPatch) -> None:

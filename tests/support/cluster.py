@@ -31,8 +31,9 @@ class Node:
     C{name}, that other nodes think dead C{ttl} s after its last heartbeat.
     """
 
-    def __init__(self, url: str, name: str, ttl: float = 5.0) -> None:
-        self.cluster = RedisCluster(parseRedisURL(url), nodeId=name)
+    def __init__(self, url: str, name: str, ttl: float = 5.0, busShards: int | None = None) -> None:
+        shards = {} if busShards is None else {"busShards": busShards}
+        self.cluster = RedisCluster(parseRedisURL(url), nodeId=name, **shards)
         self.cluster.nodeTTL = ttl
         self.cluster.heartbeat = min(1.0, ttl / 3)
         self.chat = ChatService(store=self.cluster.store, broker=self.cluster.broker, pruneInterval=0)

@@ -46,6 +46,7 @@ from twisted_chat.cluster.protocol import (
     encode,
 )
 from twisted_chat.cluster.replica import Replica
+from twisted_chat.cluster.shards import Shards
 from twisted_chat.cluster.store import RedisStore, unavailable
 from twisted_chat.core.events import Joined, Message, Parted, Private, TopicChanged
 from twisted_chat.core.interfaces import IBroker, IClusterEvents, MemberView
@@ -91,13 +92,24 @@ class RedisBroker:
     _log = Logger()
     guestBlock = 1000
 
-    def __init__(self, redis: Commands, node: str, store: RedisStore) -> None:
+    def __init__(
+        self, redis: Commands, node: str, store: RedisStore, busShards: int = 0, changed: Callable[[], object] = lambda: None
+    ) -> None:
         self.redis = redis
         self.node = node
         self.store = store
         self._events: IClusterEvents | None = None
         self.replica = Replica()
         self.delivery = RoomDelivery(store, redis.clock, lambda: self.events)
+        #: the shards of the bus this node is subscribed to
+        self.shards = Shards(
+            busShards,
+            lambda shard: redis.key("bus", str(shard)),
+            redis.clock,
+            lambda: self.events.localRooms(),
+            self.delivery.forget,
+            changed,
+        )
         store.watchEpoch(self.delivery.epochChanged)
         self.topics: dict[str, tuple[str, str]] = {}
         #: room -> banned nick key or address -> address banned with it
@@ -206,6 +218,16 @@ class RedisBroker:
     def readUpTo(self, room: str, id: int) -> None:
         self.delivery.readUpTo(room, id)
 
+    def receiving(self, room: str) -> Deferred[None] | None:
+        """
+        See L{Shards.want}; a subscription not made within the command
+        timeout fails the join's history like a read that timed out.
+        """
+        d = self.shards.want(room)
+        if d is None:
+            return None
+        return self.redis.timed(d).addErrback(self.store.down)
+
     # IBroker: what happened here
 
     def _publish(self, what: str, run: Callable[[Commands], Deferred[_T]]) -> Deferred[_T | None] | None:
@@ -246,6 +268,8 @@ class RedisBroker:
         self._publish("of a join", lambda redis: scripts.moved(redis, _state(member), message))
 
     def parted(self, member: MemberView, room: str, event: Parted) -> None:
+        if not self.events.hasRoom(room):
+            self.shards.release(room)
         message = MemberParted(
             node=self.node, key=nickKey(member.nick), nick=member.nick, room=room, time=event.time, reason=event.reason
         )

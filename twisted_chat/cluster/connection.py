@@ -27,6 +27,7 @@ from twisted_chat.cluster.broker import RedisBroker
 from twisted_chat.cluster.commands import Ask, Backpressure, Commands
 from twisted_chat.cluster.links import Link, TroubleLog, backoff, endpoint
 from twisted_chat.cluster.protocol import NewerVersion, decode
+from twisted_chat.cluster.shards import DEFAULT_SHARDS
 from twisted_chat.cluster.store import RedisStore
 from twisted_chat.cluster.url import RedisURL
 
@@ -129,6 +130,7 @@ class RedisCluster(Service):
         retainMessages: int = 10000,
         retainDays: float | None = None,
         refWindow: float = 3600.0,
+        busShards: int = DEFAULT_SHARDS,
     ) -> None:
         self.url = url
         if clock is None:
@@ -146,9 +148,13 @@ class RedisCluster(Service):
         #: the commands of this node (its command connection)
         self.redis = Commands(self.prefix, clock, self.backpressure)
         self.store = RedisStore(
-            self.redis, self.node, lambda: self.synced, retainMessages, retainDays, refWindow
+            self.redis, self.node, lambda: self.synced, retainMessages, retainDays, refWindow, busShards
         )
-        self.broker = RedisBroker(self.redis, self.node, self.store)
+        self.broker = RedisBroker(self.redis, self.node, self.store, busShards, lambda: self._notify())
+        self.store.subscribing = self.broker.shards.ready
+        #: the shards room messages are published on now (0: the common
+        #: bus), as the cluster's nodes agreed (scripts.sharding)
+        self.shardsInUse: int | None = None
         self.trouble = TroubleLog(self.node, url, clock, lambda: self.commandTimeout, lambda: self.retryMaxDelay)
         self._subscriber: _SubscriberProtocol | None = None
         self._factories: list[txredisapi.RedisFactory] = []
@@ -240,6 +246,7 @@ class RedisCluster(Service):
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         self._stopping = True
+        self.broker.shards.stop()
         if self._heart is not None and self._heart.running:
             self._heart.stop()
         d: Deferred[object] = succeed(None)
@@ -335,6 +342,7 @@ class RedisCluster(Service):
         if self._subscriber is protocol:
             self._subscriber = None
             self._buffer = None
+            self.broker.shards.lost()
             if not self._stopping:
                 self.trouble.troubled("unreachable", why.getErrorMessage(), "the subscription")
         self._notify()
@@ -363,7 +371,10 @@ class RedisCluster(Service):
 
         async def sync() -> None:
             if subscribe:
-                await ask(protocol.subscribe([self.key("bus"), self.key("node", self.node)]))
+                # (one channel per SUBSCRIBE: see cluster.shards)
+                await ask(protocol.subscribe(self.key("bus")))
+                await ask(protocol.subscribe(self.key("node", self.node)))
+                await ask(gatherResults(self.broker.shards.attach(protocol), consumeErrors=True))
             await self._load(ask, current)
 
         def failed(f: Failure) -> None:
@@ -373,6 +384,7 @@ class RedisCluster(Service):
             # (given up: its loss is no news, _subscriberDown stays quiet)
             self._subscriber = None
             self._buffer = None
+            self.broker.shards.lost()
             protocol.transport.abortConnection()
             self._notify()
 
@@ -397,6 +409,7 @@ class RedisCluster(Service):
             # life left behind (its members leave, once, for everyone).
             await ask(scripts.reap(redis, self.node, own=True, why="disconnected"))
         await self._register(ask)
+        self._sharding(await ask(scripts.sharding(redis, self.node, self.broker.shards.count)))
         for key, tokenHash in list(self.store.unsaved.items()):
             await ask(self.store.shareToken(key, tokenHash))
         shared = await self.broker.read(ask)
@@ -440,6 +453,24 @@ class RedisCluster(Service):
         for key in lost:
             self.broker.lostNick(key)
 
+    def _sharding(self, inUse: int) -> None:
+        """
+        Room messages are published on C{inUse} shards now (0: on the
+        common bus); logged when that changes.
+        """
+        if inUse == self.shardsInUse:
+            return
+        self.shardsInUse = inUse
+        self._notify()
+        if inUse:
+            self._log.info("node {node}: room messages travel on {n} shards of the bus", node=self.node, n=inUse)
+        elif self.broker.shards.count:
+            self._log.info(
+                "node {node}: room messages travel on the common bus (not every node asks for {n} shards)",
+                node=self.node,
+                n=self.broker.shards.count,
+            )
+
     def _beat(self) -> None:
         if not self.connected or not self.isReady:
             return
@@ -467,8 +498,11 @@ class RedisCluster(Service):
                 self._log.warn("node {node}: heartbeat failed: {why}", node=self.node, why=f.getErrorMessage())
             self._beatFailing = True
 
+        def sharding(_: object) -> Deferred[None]:
+            return scripts.sharding(self.redis, self.node, self.broker.shards.count).addCallback(self._sharding)
+
         d = self.redis.swap(self.key("alive", self.node), self.incarnation, int(self.nodeTTL * 1000))
-        d.addCallback(alive).addCallbacks(worked, failed)
+        d.addCallback(alive).addCallback(sharding).addCallbacks(worked, failed)
 
     # The bus
 

@@ -91,12 +91,12 @@ class RoomDelivery:
         last = self.lastIds.get(room)
         if last is not None and id <= last:
             return
-        localRooms = self._events().localRooms()
-        if room not in localRooms and not self.waiters:
+        local = self._events().hasRoom(room)
+        if not local and not self.waiters:
             # (no member here: nothing to deliver, only the position)
             self.lastIds[room] = id
             return
-        if last is not None and id > last + 1 and room in localRooms:
+        if last is not None and id > last + 1 and local:
             self.filling[room] = [message]
             self._fill(room, last)
             return
@@ -155,6 +155,15 @@ class RoomDelivery:
         """
         if room not in self.lastIds and room not in self.filling:
             self.lastIds[room] = id
+
+    def forget(self, which: Callable[[str], bool]) -> None:
+        """
+        Forget the positions of the rooms C{which} selects (this node no
+        longer hears them: see L{twisted_chat.cluster.shards}); a room
+        whose gap is being filled keeps its own.
+        """
+        for room in [r for r in self.lastIds if which(r) and r not in self.filling]:
+            del self.lastIds[room]
 
     def epochChanged(self, previous: str, epoch: str) -> None:
         """

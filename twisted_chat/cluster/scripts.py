@@ -38,6 +38,7 @@ from twisted_chat.cluster.protocol import (
     luaTable,
     wireKey,
 )
+from twisted_chat.cluster.shards import shardOf
 from twisted_chat.core.events import Message, Private, PrivateUpdate, Update
 from twisted_chat.core.names import nickKey
 
@@ -70,7 +71,9 @@ local body = cjson.encode(%s)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], id .. '-1', 'm', body)
 redis.call('SADD', KEYS[5], ARGV[2])
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[8]) end
-redis.call('PUBLISH', KEYS[6], body)
+local bus = KEYS[6]
+if ARGV[14] ~= '0' and redis.call('GET', KEYS[7]) == ARGV[14] then bus = ARGV[13] end
+redis.call('PUBLISH', bus, body)
 return body
 """ % luaTable(
     RoomMessage,
@@ -87,22 +90,69 @@ return body
 )
 
 
-def say(redis: Commands, message: Message, ref: str | None, node: str, refWindow: float, retain: int) -> Deferred[str]:
+def say(
+    redis: Commands, message: Message, ref: str | None, node: str, refWindow: float, retain: int, shards: int = 0
+) -> Deferred[str]:
     """
     Store room C{message} (keeping about C{retain} messages of its room);
-    fires with the body of the stored L{RoomMessage}.
+    fires with the body of the stored L{RoomMessage}. It is published on
+    the channel of its room's shard (of C{shards}) when the cluster's bus
+    is sharded in as many (see L{sharding}), else on the common bus.
     """
     room = message.room
     keys = [
         redis.key("epoch"), redis.key("seq", room), redis.key("h", room), _refKey(redis, message.sender, ref),
-        redis.key("rooms"), redis.key("bus"),
+        redis.key("rooms"), redis.key("bus"), redis.key("shards"),
     ]
     args = [
         secrets.token_hex(4), room, message.sender, message.text, repr(message.time), _flag(message.action),
         _flag(ref is not None), str(int(refWindow)), str(retain), node, str(message.replyTo),
-        " ".join(message.mentions),
+        " ".join(message.mentions), shardChannel(redis, room, shards) if shards else "", str(shards),
     ]
     return redis.eval(SAY, keys, args).addCallback(_text)
+
+
+def shardChannel(redis: Commands, room: str, shards: int) -> str:
+    """
+    The channel of C{room}'s shard, of C{shards}.
+    """
+    return redis.key("bus", str(shardOf(room, shards)))
+
+
+# The sharded bus: room messages go to their shard's channel once every
+# node of the cluster asks for the same number of shards (nodes of a
+# version before the sharded bus ask for none: while one is registered,
+# every room message stays on the common bus, which every node hears).
+# KEYS: nodes, each node's number of shards, the number in use. ARGV:
+# node, its number (0: none). Returns the number in use ('0': none).
+SHARDING = """
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local used = nil
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local c = redis.call('HGET', KEYS[2], n)
+  if not c or c == '0' or (used and c ~= used) then used = '0'; break end
+  used = c
+end
+for _, n in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if n ~= ARGV[1] and redis.call('SISMEMBER', KEYS[1], n) == 0 then redis.call('HDEL', KEYS[2], n) end
+end
+if used and used ~= '0' then
+  redis.call('SET', KEYS[3], used)
+  return used
+end
+redis.call('DEL', KEYS[3])
+return '0'
+"""
+
+
+def sharding(redis: Commands, node: str, shards: int) -> Deferred[int]:
+    """
+    Tell the cluster that C{node} hears C{shards} shards (it is subscribed
+    to those of its rooms); fires with the number of shards room messages
+    are published on now (0: the common bus).
+    """
+    keys = [redis.key("nodes"), redis.key("shardcounts"), redis.key("shards")]
+    return redis.eval(SHARDING, keys, [node, str(shards)]).addCallback(lambda n: int(_text(n)))
 
 
 PRIVATE = """
@@ -232,7 +282,9 @@ if ARGV[11] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[12]) end
 update['%s'] = original
 update['%s'] = author
 local sent = cjson.encode(update)
-redis.call('PUBLISH', KEYS[6], sent)
+local bus = KEYS[6]
+if ARGV[16] ~= '0' and redis.call('GET', KEYS[7]) == ARGV[16] then bus = ARGV[15] end
+redis.call('PUBLISH', bus, sent)
 return sent
 """ % (
     luaTable(
@@ -257,20 +309,23 @@ return sent
 )
 
 
-def update(redis: Commands, update: Update, ref: str | None, node: str, refWindow: float, retain: int) -> Deferred[str]:
+def update(
+    redis: Commands, update: Update, ref: str | None, node: str, refWindow: float, retain: int, shards: int = 0
+) -> Deferred[str]:
     """
     Store room C{update} (an entry of its room's sequence) and change its
-    message; fires with the body of the stored L{RoomUpdate}.
+    message; fires with the body of the stored L{RoomUpdate}, published as
+    L{say} publishes a message (on its room's shard, or the common bus).
     """
     room = update.room
     keys = [
         redis.key("epoch"), redis.key("seq", room), redis.key("h", room), _refKey(redis, update.sender, ref),
-        redis.key("st", room), redis.key("bus"),
+        redis.key("st", room), redis.key("bus"), redis.key("shards"),
     ]
     args = [
         secrets.token_hex(4), room, update.sender, update.op, str(update.target), update.text, repr(update.time),
         update.emoji, _flag(update.on), " ".join(update.mentions), _flag(ref is not None), str(int(refWindow)),
-        str(retain), node,
+        str(retain), node, shardChannel(redis, room, shards) if shards else "", str(shards),
     ]
     return redis.eval(UPDATE, keys, args).addCallback(_text)
 

@@ -112,8 +112,11 @@ class RedisStore:
         retainMessages: int = 10000,
         retainDays: float | None = None,
         refWindow: float = 3600.0,
+        busShards: int = 0,
     ) -> None:
         self.redis = redis
+        #: the shards of the bus this node hears (see cluster.shards)
+        self.busShards = busShards
         self.node = node
         #: whether the node serves the cluster (subscribed, state loaded)
         self._synced = synced
@@ -127,6 +130,9 @@ class RedisStore:
         #: nick key -> owner token hash issued while Redis was unreachable
         self.unsaved: dict[str, str] = {}
         self._epochWatchers: list[Callable[[str, str], None]] = []
+        #: what a room message waits for before it is stored (the
+        #: subscription to its room's shard on its way: Shards.ready)
+        self.subscribing: Callable[[str], Deferred[None] | None] = lambda room: None
 
     def watchEpoch(self, changed: Callable[[str, str], None]) -> None:
         """
@@ -171,9 +177,9 @@ class RedisStore:
             return _unreachable()
         if not self._synced():
             return fail(StoreUnavailable("not subscribed to the cluster's bus (reconnecting)"))
-        return self.redis.ping().addCallbacks(lambda _: None, self._down)
+        return self.redis.ping().addCallbacks(lambda _: None, self.down)
 
-    def _down(self, f: Failure) -> Failure:
+    def down(self, f: Failure) -> Failure:
         """
         Redis not answering in time, or a connection lost or not there, as
         L{StoreUnavailable}; anything else as it is.
@@ -192,11 +198,21 @@ class RedisStore:
             return cast("Deferred[Message | Private]", self.appendPrivate(message, ref, None))
         if not self.redis.connected:
             return fail(unavailable())
-        if isinstance(message, Update):
-            d = scripts.update(self.redis, message, ref, self.node, self.refWindow, self.retainMessages)
-            return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, RoomUpdate).event(), self._failed)
-        d = scripts.say(self.redis, message, ref, self.node, self.refWindow, self.retainMessages)
-        return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, RoomMessage).event(), self._failed)
+        room = message.room
+        stored = message
+
+        def store(_: object = None) -> Deferred[str]:
+            # (an update, like a message, on its room's shard of the bus)
+            if isinstance(stored, Update):
+                return scripts.update(
+                    self.redis, stored, ref, self.node, self.refWindow, self.retainMessages, self.busShards
+                )
+            return scripts.say(self.redis, stored, ref, self.node, self.refWindow, self.retainMessages, self.busShards)
+
+        subscribing = self.subscribing(room)
+        d = store() if subscribing is None else subscribing.addCallback(store)
+        kind = RoomUpdate if isinstance(message, Update) else RoomMessage
+        return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, kind).event(), self._failed)
 
     def appendPrivate(self, message: Private, ref: str | None, channel: str | None) -> Deferred[Private]:
         """
@@ -236,7 +252,7 @@ class RedisStore:
         if not self.redis.connected:
             return fail(StoreUnavailable("Redis is unreachable"))
         d = self.redis.entries(key, start, end, count, reverse)
-        return self.redis.timed(d).addErrback(self._down)
+        return self.redis.timed(d).addErrback(self.down)
 
     def _read(self, msgs: list[Message]) -> list[Message]:
         """
@@ -377,7 +393,7 @@ class RedisStore:
 
             return self.range(room, afterId, limit).addCallback(check)
 
-        return self.redis.timed(self.redis.get(self.redis.key("seq", room))).addCallbacks(got, self._down)
+        return self.redis.timed(self.redis.get(self.redis.key("seq", room))).addCallbacks(got, self.down)
 
     def privateFor(self, nick: str, afterId: int | None, limit: int) -> Deferred[list[Private]]:
         if limit <= 0:
@@ -441,7 +457,7 @@ class RedisStore:
             return None
 
         d = redis.hsetnx(redis.key("tok"), key, tokenHash).addCallback(saved)
-        return d.addCallbacks(lambda _: None, self._down)
+        return d.addCallbacks(lambda _: None, self.down)
 
     def prune(self, now: float) -> Deferred[int]:
         redis = self.redis
@@ -455,4 +471,4 @@ class RedisStore:
                 total += await scripts.prune(redis, room, cutoff)
             return total
 
-        return ensureDeferred(run()).addErrback(self._down)
+        return ensureDeferred(run()).addErrback(self.down)

@@ -113,9 +113,9 @@ class JoinHistory:
                 lambda msgs: (msgs, recovered, reason)
             )
 
-        if since is None:
-            d = recent("", None)
-        else:
+        def read() -> Deferred[_Read]:
+            if since is None:
+                return recent("", None)
             epoch, afterId = since
 
             def resumed(msgs: list[Message] | None) -> _Read | Deferred[_Read]:
@@ -124,7 +124,13 @@ class JoinHistory:
                     return recent(why, False)
                 return (msgs, True, "")
 
-            d = store.since(name, epoch, afterId, self.host.resumeLimit).addCallback(resumed)
+            return store.since(name, epoch, afterId, self.host.resumeLimit).addCallback(resumed)
+
+        # The node must hear the room before its history is read (a
+        # sharded bus subscribes first): what is said after the read
+        # then reaches this member live, what was said before is in it.
+        receiving = self.host.broker.receiving(name)
+        d = read() if receiving is None else receiving.addCallback(lambda _: read())
 
         def failed(f: Failure) -> None:
             self.host.logStoreFailure("history of {room} failed", f, room=name)

@@ -265,6 +265,12 @@ class IClusterEvents(Interface):
         The rooms that have members on this node.
         """
 
+    def hasRoom(name: str) -> bool:
+        """
+        Whether room C{name} has members on this node (in constant time:
+        asked for every message on the bus).
+        """
+
     def knownTokens(tokens: dict[str, str]) -> None:
         """
         Owner tokens (nick key -> hash) given on other nodes; a nick whose
@@ -444,6 +450,15 @@ class IBroker(Interface):
         The last message id of C{room} this node has delivered to its
         members, or C{None} when it never lags behind the store (a history
         read then never holds messages still on their way here).
+        """
+
+    def receiving(room: str) -> Union[Deferred[None], None]:
+        """
+        C{room} has members on this node now (its first one is joining):
+        None if this node hears the room's messages already, else a
+        Deferred that fires once it does. The joiner's history is read
+        after that, so that no message falls between the history and
+        what the node hears (see L{twisted_chat.cluster.shards}).
         """
 
     def readUpTo(room: str, id: int) -> None:

@@ -61,6 +61,9 @@ class ClusterEvents:
     def remoteRead(self, nick: str, room: str, id: int) -> None:
         self.host.conversation.readMarker(nick, room, id)
 
+    def hasRoom(self, name: str) -> bool:
+        return name in self.host.rooms
+
     def knownTokens(self, tokens: dict[str, str]) -> None:
         for key, tokenHash in tokens.items():
             self.nicks.tokens.setdefault(key, tokenHash)

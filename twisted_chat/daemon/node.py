@@ -138,6 +138,7 @@ def _makeCluster(config: Options, reactor: IDaemonReactor) -> RedisCluster | Non
         nodeId=config.get("node-id"),
         retainMessages=config["retain-messages"],
         retainDays=config["retain-days"] or None,
+        busShards=config["bus-shards"],
     )
 
 
