@@ -211,8 +211,13 @@ class RedisStore:
 
         subscribing = self.subscribing(room)
         d = store() if subscribing is None else subscribing.addCallback(store)
-        kind = RoomUpdate if isinstance(message, Update) else RoomMessage
-        return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, kind).event(), self._failed)
+
+        def decoded(raw: str) -> Message:
+            if isinstance(message, Update):
+                return decodeAs(raw, RoomUpdate).event()
+            return decodeAs(raw, RoomMessage).event()
+
+        return self.redis.timed(d).addCallbacks(decoded, self._failed)
 
     def appendPrivate(self, message: Private, ref: str | None, channel: str | None) -> Deferred[Private]:
         """
@@ -275,7 +280,7 @@ class RedisStore:
         if not self.redis.connected:
             return fail(StoreUnavailable("Redis is unreachable"))
         d = scripts.read(self.redis, room, lo, hi, count, reverse, messagesOnly)
-        return self.redis.timed(d).addErrback(self._down)
+        return self.redis.timed(d).addErrback(self.down)
 
     def range(self, room: str, afterId: int, limit: int) -> Deferred[list[Message]]:
         """
@@ -306,7 +311,7 @@ class RedisStore:
 
         if not redis.connected:
             return fail(StoreUnavailable("Redis is unreachable"))
-        return redis.timed(redis.hget(redis.key("pst"), str(id))).addCallbacks(got, self._down)
+        return redis.timed(redis.hget(redis.key("pst"), str(id))).addCallbacks(got, self.down)
 
     #: the entries of each room a search or an unread count reads at most
     scanLimit = 5000
@@ -329,7 +334,7 @@ class RedisStore:
         if not redis.connected:
             return fail(StoreUnavailable("Redis is unreachable"))
         return redis.timed(redis.hset(redis.key("read", nickKey), room, str(id))).addCallbacks(
-            lambda _: None, self._down
+            lambda _: None, self.down
         )
 
     def reads(self, nickKey: str) -> Deferred[dict[str, int]]:
@@ -337,7 +342,7 @@ class RedisStore:
         if not redis.connected:
             return fail(StoreUnavailable("Redis is unreachable"))
         return redis.timed(redis.hgetall(redis.key("read", nickKey))).addCallbacks(
-            lambda found: {room: int(id) for room, id in found.items()}, self._down
+            lambda found: {room: int(id) for room, id in found.items()}, self.down
         )
 
     def search(
@@ -416,7 +421,7 @@ class RedisStore:
                     for m in msgs
                 ]
 
-            return redis.timed(redis.hmget(redis.key("pst"), ids)).addCallbacks(folded, self._down)
+            return redis.timed(redis.hmget(redis.key("pst"), ids)).addCallbacks(folded, self.down)
 
         return d.addCallback(lambda bodies: _privates(bodies[::-1])).addCallback(fold)
 
