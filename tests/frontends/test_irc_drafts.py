@@ -14,6 +14,7 @@ from typing import TypeVar
 import pytest
 from tests.support.fakes import ImmediateThreads, RecordingClient, enter, fired, say
 from tests.support.irc import Client
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from twisted_chat.core.auth import hashPassword
@@ -456,3 +457,100 @@ def test_redactNeedsTheCapability(service: ChatService, factory: IRCFactory) -> 
     [m] = irc.cmd("REDACT #lobby %s :typo" % (said.tags["msgid"],))
     assert (m.command, m.params[1]) == ("421", "REDACT")
     assert not fired(service.store.get("#lobby", 1)).deleted  # type: ignore[union-attr]
+
+
+# -- what the nick does from its other connections --
+
+
+def test_ownNickFromAnotherConnection(service: ChatService, factory: IRCFactory) -> None:
+    """
+    An IRC client sees what its nick says, edits, deletes and reacts to
+    from another connection (another device), as anyone's: room messages
+    to the room, private messages and their updates to the other party;
+    its own requests still come back once (the echo).
+    """
+    a = alice(factory)
+    a.cmd("JOIN #lobby")
+    bob, _ = enter(service, "bob", "#lobby")
+    bob.owner = True
+    phone = service.connect(RecordingClient(), "alice", authenticated=True)
+    phone.join("#lobby")
+    a.lines()
+
+    m = say(phone, "from my phone", "#lobby")
+    [line] = a.lines()
+    assert (line.command, line.source, line.params) == ("PRIVMSG", "alice!alice@twisted-chat", ["#lobby", "from my phone"])
+    assert line.tags["msgid"] == msgid(m)
+
+    fired(phone.edit(m.id, "from my phone!", "#lobby"))
+    fired(phone.react(m.id, "👍", True, "#lobby"))
+    fired(phone.delete(m.id, "#lobby"))
+    assert [(x.command, x.params[0]) for x in a.lines()] == [("NOTICE", "#lobby"), ("TAGMSG", "#lobby"), ("REDACT", "#lobby")]
+
+    p = fired(phone.private("bob", "psst"))
+    [line] = a.lines()
+    assert (line.command, line.source, line.params, line.tags["msgid"]) == (
+        "PRIVMSG", "alice!alice@twisted-chat", ["bob", "psst"], "pm/%d" % (p.id,),
+    )
+    fired(phone.updatePrivate(p.id, "delete"))
+    [line] = a.lines()
+    assert (line.command, line.params) == ("REDACT", ["bob", "pm/%d" % (p.id,)])
+
+    # its own: the echo only
+    assert [(x.command, x.params) for x in a.cmd("PRIVMSG #lobby :from irc")] == [("PRIVMSG", ["#lobby", "from irc"])]
+    assert [(x.command, x.params) for x in a.cmd("PRIVMSG bob :hi")] == [("PRIVMSG", ["bob", "hi"])]
+    assert a.lines() == []
+
+
+class HeldStore(MemoryStore):
+    """
+    A store whose appends, while C{holding}, answer when the test says so.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = False
+        self.held: list[tuple[Deferred[object], object]] = []
+
+    def append(self, message: object, ref: str | None = None) -> Deferred[object]:  # type: ignore[override]
+        stored = super().append(message, ref)  # type: ignore[arg-type]
+        if not self.holding:
+            return stored
+        d: Deferred[object] = Deferred()
+        self.held.append((d, stored.result))
+        return d
+
+    def answer(self) -> None:
+        held, self.held = self.held, []
+        for d, result in held:
+            d.callback(result)
+
+
+def test_ownNickHeldWhileInFlight(clock: Clock) -> None:
+    """
+    What the nick does from another connection while this IRC connection
+    waits for its own message to be stored comes after that message's
+    echo, and the echo is not repeated.
+    """
+    store = HeldStore()
+    service = ChatService(store=store, clock=clock, passwords={"alice": hashPassword("sesame", n=2)})
+    factory = IRCFactory(service, clock=clock)
+    a = alice(factory)
+    a.cmd("JOIN #lobby")
+    phone = service.connect(RecordingClient(), "alice", authenticated=True)
+    phone.join("#lobby")
+    a.lines()
+
+    store.holding = True
+    assert a.cmd("PRIVMSG #lobby :first") == []
+    store.holding = False
+    say(phone, "second", "#lobby")
+    assert a.lines() == []
+    store.answer()
+    assert [(x.command, x.params) for x in a.lines()] == [
+        ("PRIVMSG", ["#lobby", "first"]),
+        ("PRIVMSG", ["#lobby", "second"]),
+    ]
+    # with nothing in flight, at once
+    say(phone, "third", "#lobby")
+    assert [x.params for x in a.lines()] == [["#lobby", "third"]]

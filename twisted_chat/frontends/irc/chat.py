@@ -199,13 +199,15 @@ class ChatCommands:
         name = normalizeRoom(target)
         if name not in member.rooms:
             raise ChatError("not-in-room", "Cannot send to channel (you are not in %s)" % (name,))
-        d = member.say(text, name, action, replyTo=replyTo(conn, command, target, msg))
+        reply = replyTo(conn, command, target, msg)
+        d = conn.render.ownRequest(lambda: member.say(text, name, action, replyTo=reply))
         self._confirm(conn, d, command, target, lambda m: conn.render.messageLines(m))
 
     def _sayPrivately(
         self, conn: Peer, member: Member, command: str, target: str, text: str, msg: IRCMessage
     ) -> None:
-        d = member.private(target, text, replyTo=replyTo(conn, command, target, msg))
+        reply = replyTo(conn, command, target, msg)
+        d = conn.render.ownRequest(lambda: member.private(target, text, replyTo=reply))
         info = conn.service.memberInfo(target)
         if info is not None and info.away and command == "PRIVMSG":
             conn.numeric(N.RPL_AWAY, info.nick, info.away)
@@ -220,8 +222,8 @@ class ChatCommands:
         lines: Callable[[Any], list[str]],
     ) -> None:
         """
-        Once the message is stored: its echo (with C{echo-message}), or a
-        C{FAIL} if it could not be stored.
+        Once the message (of L{Rendering.ownRequest}) is stored: its echo
+        (with C{echo-message}), or a C{FAIL} if it could not be stored.
         """
         reply: Answer = conn.later()
 
@@ -245,7 +247,11 @@ class ChatCommands:
                 formatMessage("FAIL", [command, "MESSAGE_ERROR", target, "not stored (server error): please try again"], SERVER_NAME),
             )
 
+        def answered(_: object) -> None:
+            conn.render.ownAnswered()
+
         d.addCallbacks(stored, failed).addBoth(lambda _: conn.finish(reply))
+        d.addBoth(answered)
 
     def req_TOPIC(self, conn: Peer, msg: IRCMessage) -> None:
         if not _params(conn, msg, 1):

@@ -145,7 +145,7 @@ def echo(
     conn: Peer, d: Deferred[Any], command: str, context: tuple[str, ...], lines: Callable[[dict[str, str]], list[str]]
 ) -> None:
     """
-    Once the request behind C{d} is stored: C{lines} (given the tags of the
+    Once the request behind C{d} (of L{Rendering.ownRequest}) is stored: C{lines} (given the tags of the
     stored update: its C{msgid}, C{time}) for a client with
     C{echo-message}, or the C{FAIL} of its refusal; in the command's answer.
     """
@@ -163,7 +163,11 @@ def echo(
         conn.service.logStoreFailure("storing an update failed", f)
         conn.answer(reply, formatMessage("FAIL", [command, "INTERNAL_ERROR", *context, "not stored (server error): please try again"], SERVER_NAME))
 
+    def answered(_: object) -> None:
+        conn.render.ownAnswered()
+
     d.addCallbacks(stored, failed).addBoth(lambda _: conn.finish(reply))
+    d.addBoth(answered)
 
 
 def updateTags(conn: Peer, update: object) -> dict[str, str]:
@@ -228,9 +232,9 @@ def react(conn: Peer, command: str, target: str, msg: IRCMessage) -> None:
         room, id = reference(conn, target, msgid)
         member = _member(conn)
         if room is None:
-            d: Deferred[Any] = member.updatePrivate(id, REACT, emoji=emoji, on=on)
+            d: Deferred[Any] = conn.render.ownRequest(lambda: member.updatePrivate(id, REACT, emoji=emoji, on=on))
         else:
-            d = member.react(id, emoji, on, room)
+            d = conn.render.ownRequest(lambda: member.react(id, emoji, on, room))
     except DraftError as e:
         refused(conn, None, command, e)
         return
@@ -290,7 +294,7 @@ class DraftCommands:
             params = [target, msgid] + ([reason] if reason else [])
             return [formatMessage("REDACT", params, mask(conn.nick), tags)]
 
-        echo(conn, d.addCallback(redact), "REDACT", (target, msgid), lines)
+        echo(conn, conn.render.ownRequest(lambda: d.addCallback(redact)), "REDACT", (target, msgid), lines)
 
     def req_MARKREAD(self, conn: Peer, msg: IRCMessage) -> None:
         if not msg.params or not msg.params[0]:

@@ -15,7 +15,7 @@ its command's handler.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, NamedTuple, Protocol, Union
+from typing import TYPE_CHECKING, Callable, NamedTuple, Protocol, TypeVar, Union
 
 from zope.interface import implementer
 
@@ -23,12 +23,14 @@ from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.frontends.irc.replies import Reply, Unit
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IDelayedCall
-
     from twisted_chat.core.errors import ChatError
     from twisted_chat.core.events import Event, History, Joined, Message, Presence, Private
     from twisted_chat.core.service import ChatService, Member
     from twisted_chat.frontends.irc.caps import Capabilities
+
+_T = TypeVar("_T")
 
 #: where the answer of a command goes: gathered for its label (a L{Reply}),
 #: or straight out (None)
@@ -103,6 +105,18 @@ class Rendering(Protocol):
     def privateLines(self, p: Private) -> list[str]: ...
 
     def namesLines(self, p: Presence) -> list[str]: ...
+
+    def ownRequest(self, request: Callable[[], Deferred[_T]]) -> Deferred[_T]:
+        """
+        Make C{request}, a request of this connection that stores a message
+        or an update: the events of its nick wait until it is answered
+        (L{ownAnswered}).
+        """
+
+    def ownAnswered(self) -> None:
+        """
+        One of this connection's requests was answered.
+        """
 
     def topicLines(self, room: str) -> list[str]: ...
 

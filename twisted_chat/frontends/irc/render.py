@@ -10,7 +10,11 @@ the event for every other client of that variant. A message longer than
 an IRC line takes (one from another front-end) is cut into several
 C{PRIVMSG}s (the first carries the C{msgid}). A client's own messages are
 not relayed back to it (with C{echo-message} they come back once stored:
-see L{twisted_chat.frontends.irc.chat}). A leave is a C{PART}, a C{KICK}
+see L{twisted_chat.frontends.irc.chat}); what its nick does from another
+connection (another device) is shown as anyone's: while the connection
+has requests of its own in flight, the events of its nick are held, and
+when the last is answered the ones it was given back (its echo covers
+them) are dropped and the others shown (L{Renderer.ownRequest}). A leave is a C{PART}, a C{KICK}
 (kicked or banned by an operator) or a C{QUIT} (any other reason: told
 once, not once per room).
 """
@@ -18,7 +22,10 @@ once, not once per room).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+from twisted.internet.defer import Deferred
 
 from twisted_chat.core.events import (
     DELETE,
@@ -58,6 +65,25 @@ from twisted_chat.wire.render import oneLine, quoted, stamp
 
 if TYPE_CHECKING:
     from twisted_chat.frontends.irc.peer import Answer, Peer, Wanted
+
+_T = TypeVar("_T")
+
+#: how many stored ids a connection remembers it was given back, for the
+#: events of them that come after the answer
+GIVEN_KEPT = 256
+
+
+def storedAs(event: object) -> tuple[object, ...] | None:
+    """
+    What names the stored message or update C{event} (its room's sequence
+    or the private one), None for anything else.
+    """
+    if isinstance(event, Message):
+        return ("room", event.room, event.epoch, event.id)
+    if isinstance(event, Private):
+        return ("private", event.id)
+    return None
+
 
 #: a leave by an operator: C{kicked by OP[: why]}, C{banned by OP[: why]}
 _KICKED = re.compile(r"(?:kicked|banned) by ([A-Za-z0-9_-]+)(?:: (.*))?\Z", re.S)
@@ -102,6 +128,15 @@ class Renderer:
         #: room -> the read position this client's MARKREAD is storing (its
         #: answer says it, not the event)
         self.ownReads: dict[str, int] = {}
+        #: this connection's requests (messages, edits, deletions,
+        #: reactions) not answered yet
+        self.ownInFlight = 0
+        #: events of this nick (from its other connections, or this one's
+        #: own) held while requests are in flight, with how to show each
+        self.ownHeld: list[tuple[Event, Callable[[Event], None]]] = []
+        #: what this connection was given back of its requests (storedAs),
+        #: the last GIVEN_KEPT
+        self.ownGiven: OrderedDict[tuple[object, ...], None] = OrderedDict()
 
     @property
     def me(self) -> str:
@@ -147,6 +182,61 @@ class Renderer:
         if handler is not None:
             handler(event)
 
+    # -- what this nick did --
+
+    def ownRequest(self, request: Callable[[], Deferred[_T]]) -> Deferred[_T]:
+        """
+        Make C{request}, a request of this connection that stores a message
+        or an update: the events of its nick are held until it (and any
+        other in flight) is answered (L{ownAnswered}, which the caller
+        calls once it showed the answer); what it was given back is
+        remembered, its event not shown.
+        """
+        self.ownInFlight += 1
+        try:
+            d = request()
+        except BaseException:
+            self.ownAnswered()
+            raise
+
+        def given(result: _T) -> _T:
+            key = storedAs(result)
+            if key is not None:
+                self.ownGiven[key] = None
+                while len(self.ownGiven) > GIVEN_KEPT:
+                    self.ownGiven.popitem(last=False)
+            return result
+
+        return d.addCallback(given)
+
+    def ownAnswered(self) -> None:
+        """
+        One of this connection's requests was answered: with none left in
+        flight, the held events of its nick that it was not given back are
+        shown, in their order.
+        """
+        self.ownInFlight -= 1
+        if self.ownInFlight:
+            return
+        held, self.ownHeld = self.ownHeld, []
+        for event, show in held:
+            self._fromOwnNick(event, show)
+
+    def _fromOwnNick(self, event: Event, show: Callable[[Event], None]) -> None:
+        """
+        C{event} was done by this connection's nick: dropped if this
+        connection was given it back, held while requests are in flight,
+        else shown.
+        """
+        key = storedAs(event)
+        if key is not None and key in self.ownGiven:
+            del self.ownGiven[key]
+            return
+        if self.ownInFlight:
+            self.ownHeld.append((event, show))
+            return
+        show(event)
+
     # -- room messages --
 
     def messageLines(self, m: Message, playback: bool = False) -> list[str]:
@@ -187,8 +277,13 @@ class Renderer:
 
     def on_message(self, m: Message) -> None:
         if m.sender == self.me:
-            # (echo-message gives it back once stored: see chat.py)
+            # (echo-message gives this connection's own back once stored:
+            # see chat.py; the nick's other connections' are shown)
+            self._fromOwnNick(m, self._showMessage)  # type: ignore[arg-type]
             return
+        self._showMessage(m)
+
+    def _showMessage(self, m: Message) -> None:
         for line in self.messageLines(m):
             self.conn.sendLine(line)
 
@@ -207,7 +302,11 @@ class Renderer:
 
     def on_private(self, p: Private) -> None:
         if p.sender == self.me and p.recipient != self.me:
+            self._fromOwnNick(p, self._showPrivate)  # type: ignore[arg-type]
             return
+        self._showPrivate(p)
+
+    def _showPrivate(self, p: Private) -> None:
         for line in self.privateLines(p):
             self.conn.sendLine(line)
 
@@ -215,8 +314,13 @@ class Renderer:
 
     def on_update(self, u: Update) -> None:
         if u.sender == self.me:
-            # (echo-message gives one's own back once stored: see drafts.py)
+            # (echo-message gives this connection's own back once stored:
+            # see drafts.py; the nick's other connections' are shown)
+            self._fromOwnNick(u, self._showUpdate)  # type: ignore[arg-type]
             return
+        self._showUpdate(u)
+
+    def _showUpdate(self, u: Update) -> None:
         tags = self.userTags(u.sender, u.time)
         if self.conn.caps.has("message-tags"):
             tags["msgid"] = "%s/%s/%d" % (u.room[1:], u.epoch, u.id)
@@ -226,12 +330,18 @@ class Renderer:
 
     def on_private_update(self, u: PrivateUpdate) -> None:
         if u.sender == self.me:
+            self._fromOwnNick(u, self._showPrivateUpdate)  # type: ignore[arg-type]
             return
+        self._showPrivateUpdate(u)
+
+    def _showPrivateUpdate(self, u: PrivateUpdate) -> None:
         tags = self.userTags(u.sender, u.time)
         if self.conn.caps.has("message-tags"):
             tags["msgid"] = "pm/%d" % (u.id,)
-        # (from the other party, to this client: as its private messages)
-        for line in self.updateLines(u, self.me, "pm/%d" % (u.target,), tags):
+        # (to the other party, as this nick's private messages go; from the
+        # other party, to this client)
+        target = u.recipient if u.sender == self.me else self.me
+        for line in self.updateLines(u, target, "pm/%d" % (u.target,), tags):
             self.conn.sendLine(line)
 
     def updateLines(self, u: Update | PrivateUpdate, target: str, ref: str, tags: dict[str, str]) -> list[str]:
