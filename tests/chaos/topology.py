@@ -286,11 +286,13 @@ class Redis:
                     bodies.append(json.loads(pairs["m"]))
             # (a deleted message and its edits were taken out of the stream:
             # their entries, without text, are in the room's state hash)
+            # (all of them: the harness' daemons keep every message, so no
+            # entry was trimmed; a deleted FIRST message is older than every
+            # entry left in the stream)
             state = self.command("HGETALL", PREFIX + ":st:" + room, timeout=30) or []
             have = {int(b["i"]) for b in bodies}
-            oldest = min(have) if have else None
             for field, value in zip(state[0::2], state[1::2]):
-                if field.isdigit() and int(field) not in have and oldest is not None and int(field) > oldest:
+                if field.isdigit() and int(field) not in have:
                     bodies.append(json.loads(value))
             bodies.sort(key=lambda b: int(b["i"]))
             for b in bodies:
