@@ -594,7 +594,7 @@ def test_workersStopWhenTheParentDies(tmp_path: Any, redisServer: RedisServer) -
     """
     from tests.support.daemon import LOOPBACK, Daemon
 
-    daemon = Daemon(["--line", LOOPBACK, "--web", "none", "--metrics", "none", "--broker", redisServer.url, "--workers", "2"], tmp_path)
+    daemon = Daemon(["--line", LOOPBACK, "--web", "none", "--metrics", "none", "--broker", redisServer.url, "--workers", "2", "--log-connections"], tmp_path)
     left: list[int] = []
     try:
         daemon.waitForLog(r"\] twisted-chat \S+ ready: 2 workers", TIMEOUT * 2)

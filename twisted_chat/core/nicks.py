@@ -164,12 +164,7 @@ class Nicks:
         self.host.members.add(m)
         self.byKey[nickKey(nick)] = m
         self.host.broker.memberAdded(m, force)
-        self._log.info(
-            "{nick} connected from {peer} via {frontend}",
-            nick=nick,
-            peer=peer,
-            frontend=getattr(client, "kind", "?"),
-        )
+        self.host.connectionLog.connected(nick, peer, getattr(client, "kind", "?"))
         return m
 
     def connectWithPassword(

@@ -17,6 +17,7 @@ from twisted_chat.core.member import Requests
 
 if TYPE_CHECKING:
 
+    from twisted_chat.core.connlog import ConnectionLog
     from twisted_chat.core.events import Event
     from twisted_chat.core.interfaces import IBroker, IMessageStore
     from twisted_chat.core.member import Member
@@ -41,6 +42,8 @@ class Host(Requests, Protocol):
     announceLimit: int
     #: at most this many messages are recovered on a resume
     resumeLimit: int
+    #: counts (and with --log-connections logs) connections
+    connectionLog: ConnectionLog
 
     def isRunning(self) -> bool:
         """

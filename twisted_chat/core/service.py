@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_chat.core.broker import LocalBroker
+from twisted_chat.core.connlog import ConnectionLog
 from twisted_chat.core.errors import FailureLog
 from twisted_chat.core.events import Event, Message, Notice
 from twisted_chat.core.history import JoinHistory
@@ -104,6 +105,8 @@ class ChatService(Service):
         logMessages: bool = False,
         broker: IBroker | None = None,
         settings: Settings | None = None,
+        logConnections: bool = False,
+        connectionSummary: float = 60.0,
     ) -> None:
         #: the limits in effect, read live by the service and every front-end
         #: (a reload changes them here); the limits given as arguments are
@@ -146,6 +149,10 @@ class ChatService(Service):
         self.startedAt = 0.0
         #: how failures of the store are logged (see logStoreFailure)
         self._storeFailures = FailureLog(self._log, lambda: self.clock)
+        #: how connections show in the log: a count and a summary every
+        #: C{connectionSummary} seconds, and with C{logConnections} a debug
+        #: line for each (see core.connlog)
+        self.connectionLog = ConnectionLog(lambda: self.clock, connectionSummary, logConnections, lambda: len(self.members))
         # The parts (see core.parts)
         self.nicks = Nicks(self, passwords, admins, requireAuth)
         self.messages = Messages(self, self.nicks, refWindow, logMessages)
@@ -208,6 +215,7 @@ class ChatService(Service):
         now = self.now()
         self.messages.refs.load(self.store.refs(now - self.refWindow))
         self.nicks.tokens = self.store.tokens()
+        self.connectionLog.start()
         if self.pruneInterval > 0:
             self._pruner = LoopingCall(self._prune)
             self._pruner.clock = self.clock
@@ -253,6 +261,7 @@ class ChatService(Service):
 
         def closed(result: object) -> object:
             self._storeFailures.flush()
+            self.connectionLog.stop()
             return result
 
         return done.addBoth(closed)
@@ -469,7 +478,7 @@ class ChatService(Service):
         self.members.discard(member)
         if self.nicks.forget(member):
             self.broker.memberGone(member)
-        self._log.info("{nick} disconnected ({reason})", nick=member.nick, reason=reason)
+        self.connectionLog.disconnected(member.nick, reason)
         if self._allGone is not None and not self.members:
             d, self._allGone = self._allGone, None
             d.callback(None)

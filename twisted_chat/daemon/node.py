@@ -125,6 +125,8 @@ def _makeChat(config: Options, reactor: IDaemonReactor, store: IMessageStore, br
         admins=config["admin"],
         drainSpread=config["drain-spread"],
         logMessages=bool(config["log-messages"]),
+        logConnections=bool(config["log-connections"]),
+        connectionSummary=config["connection-summary"],
     )
 
 
