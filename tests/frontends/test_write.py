@@ -622,6 +622,40 @@ async def test_lineBroadcastInOrderWithFewSends(listen: Any, service: ChatServic
 
 
 @pytest_twisted.ensureDeferred
+async def test_lineJoinNoticesTogetherInOneSend(listen: Any, service: ChatService) -> None:
+    """
+    Join notices that wait for each other (C{noticeDelay}) reach the
+    members that were there before them together: every join line, in
+    order, in one send() per member; each newcomer gets the joins after
+    its own.
+    """
+    service.settings.idleTimeout = 0
+    port = listen(LineChatFactory(service))
+    early = [await lineClient(port) for _ in range(3)]
+    service.flushAllNotices()
+    await deferLater(reactor, WriteBatcher.lazyDelay * 2, lambda: None)  # (the lazy bytes)
+    for c in early:
+        c.pull()
+        c.data = b""
+    service.noticeDelay = 3600.0  # (flushed below)
+    late = [await lineClient(port) for _ in range(4)]
+    nicks = [m.nick for m in service.rooms["#lobby"].members][3:]
+    assert all(c.pull() == b"" for c in early)
+    batcher = next(iter(service.rooms["#lobby"].members)).client._fast.batcher
+    sends = batcher.sends
+    service.flushAllNotices()
+    await turn()
+    assert batcher.sends - sends == len(early)
+    expected = b"".join(b"*** #lobby: %s joined\n" % (nick.encode(),) for nick in nicks)
+    for c in early:
+        assert await c.read(len(expected)) == expected
+    for i, c in enumerate(late[:-1]):
+        owed = b"".join(b"*** #lobby: %s joined\n" % (nick.encode(),) for nick in nicks[i + 1 :])
+        await c.readUntil(owed)
+        assert c.data.endswith(owed)
+
+
+@pytest_twisted.ensureDeferred
 async def test_lineSlowConsumerDroppedOthersServed(listen: Any, service: ChatService) -> None:
     """
     A line client that does not read is dropped as a slow consumer once

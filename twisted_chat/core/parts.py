@@ -60,6 +60,17 @@ class Host(Requests, Protocol):
         Hand one event to every member of C{room} on this node.
         """
 
+    def announce(self, room: Room[Member], event: Event, subject: Member | None = None) -> None:
+        """
+        Tell C{room} of a join or a leave: C{subject} at once, the others
+        together with the room's other notices of the moment.
+        """
+
+    def noticesFirst(self, member: Member) -> None:
+        """
+        Send the pending join and leave notices of C{member}'s rooms now.
+        """
+
     def roomSize(self, room: Room[Member]) -> int:
         """
         Members of C{room} on every node.

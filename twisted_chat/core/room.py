@@ -43,11 +43,22 @@ class Room(Generic[M]):
     trips over a member that leaves in the middle of it.
     """
 
-    __slots__ = ("name", "members", "_snapshot", "_fan", "ops", "bans", "banHosts", "topic", "topicBy", "topicAt", "presence")
+    __slots__ = (
+        "name", "members", "_snapshot", "_fan", "ops", "bans", "banHosts", "topic", "topicBy", "topicAt", "presence",
+        "serial", "notices",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.members: dict[M, None] = {}
+        #: the members, in joining order, each with the room's serial
+        #: number of its join (see L{serial})
+        self.members: dict[M, int] = {}
+        #: counts this room's joins and leaves (and those it hears of from
+        #: other nodes): a notice is owed to the members that joined before it
+        self.serial = 0
+        #: join and leave notices not sent yet, (serial, event) in order:
+        #: sent to the room all at once (see ChatService.announce)
+        self.notices: list[tuple[int, Event]] | None = None
         self._snapshot: tuple[M, ...] | None = None
         self._fan: tuple[Any, tuple[Any, ...], tuple[M, ...]] | None = None
         #: the room's operators (its creator first); a connection, not a nick,
@@ -65,7 +76,8 @@ class Room(Generic[M]):
         self.presence: tuple[int, list[str]] | None = None
 
     def add(self, member: M) -> None:
-        self.members[member] = None
+        self.serial += 1
+        self.members[member] = self.serial
         self._snapshot = self._fan = None
         cached = self.presence
         if cached is not None and len(self.members) <= cached[0]:
@@ -124,3 +136,38 @@ class Room(Generic[M]):
                 groups.setdefault(sink.key, []).append(sink)
             f = self._fan = (fan, tuple((k, tuple(v)) for k, v in groups.items()), tuple(others))
         return f
+
+    def noticeFan(self, first: int) -> tuple[Any, tuple[Any, ...], list[tuple[M, int]]]:
+        """
+        How the pending notices, the first of them numbered C{first}
+        (see L{notices}), reach the members: C{(fan, groups, late)}. The
+        C{groups} (as in L{fanOut}) are the fast connections owed every one
+        of them (they joined before the first); the C{late}, with the
+        serial of their join, are those to be given theirs one by one: the
+        members that joined since, those without a fast sink, those
+        reading this room's history (their events are held) and those
+        whose history ran ahead of this node.
+        """
+        fan: Any = None
+        groups: dict[str, list[Any]] = {}
+        late: list[tuple[M, int]] = []
+        name = self.name
+        for m, serial in self.members.items():
+            sink = getattr(m.client, "fastSink", None)
+            held = m.held
+            floor = m.floors
+            if (
+                serial >= first
+                or sink is None
+                or (held is not None and name in held)
+                or (floor is not None and name in floor)
+            ):
+                late.append((m, serial))
+                continue
+            if fan is None:
+                fan = sink.batcher
+            elif sink.batcher is not fan:
+                late.append((m, serial))
+                continue
+            groups.setdefault(sink.key, []).append(sink)
+        return fan, tuple((k, tuple(v)) for k, v in groups.items()), late

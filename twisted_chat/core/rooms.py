@@ -75,7 +75,7 @@ class Rooms:
             # A big room: only the joiner hears of it (see announceLimit).
             self.host.send(member, joined)
         else:
-            self.host.broadcast(room, joined)
+            self.host.announce(room, joined, member)
         self.host.send(member, self._presence(name, room))
         if room.topic:
             self.host.send(member, TopicChanged(name, room.topic, room.topicBy, self.host.now()))
@@ -93,9 +93,10 @@ class Rooms:
         parted = Parted(name, member.nick, reason, self.host.now())
         if self.roomSize(room) > self.host.announceLimit:
             self.host.send(member, parted)
+            room.remove(member)
         else:
-            self.host.broadcast(room, parted)
-        room.remove(member)
+            # (takes it out of the room once it has been told)
+            self.host.announce(room, parted, member)
         if not room.members:
             del self.host.rooms[name]
         self.host.broker.parted(member, name, parted)
@@ -183,6 +184,7 @@ class Rooms:
         if member.away == message:
             return
         member.away = message
+        self.host.noticesFirst(member)
         event = AwayChanged(member.nick, message, self.host.now())
         told: set[Member] = {member}
         for room in member.rooms.values():

@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 
 LOBBY = "#lobby"
 
+#: how long the daemon lets join and leave notices wait to go to a room
+#: together (see ChatService.announce): as long as a lazy write waits
+NOTICE_DELAY = 0.2
+
 
 def _setting(name: str) -> Any:
     """
@@ -107,6 +111,7 @@ class ChatService(Service):
         settings: Settings | None = None,
         logConnections: bool = False,
         connectionSummary: float = 60.0,
+        noticeDelay: float | None = None,
     ) -> None:
         #: the limits in effect, read live by the service and every front-end
         #: (a reload changes them here); the limits given as arguments are
@@ -138,6 +143,12 @@ class ChatService(Service):
         #: name this many members and give the total: otherwise every join
         #: costs O(members) deliveries and bytes, O(members²) to fill a room.
         self.announceLimit = 1000
+        #: join and leave notices wait this long (at most) to go to a room
+        #: together (see announce); None: each goes at once (the daemon
+        #: gives NOTICE_DELAY)
+        self.noticeDelay = noticeDelay
+        self._noticeRooms: dict[Room[Member], None] = {}
+        self._noticeCall: Any = None
         #: where the service reports what happens (metrics); see core.stats
         self.stats: Stats = stats if stats is not None else Stats()
         self.admission.stats = self.stats
@@ -241,6 +252,9 @@ class ChatService(Service):
         Service.stopService(self)
         if self._pruner is not None and self._pruner.running:
             self._pruner.stop()
+        if self._noticeCall is not None:
+            self._noticeCall.cancel()
+        self.flushAllNotices()
         self._log.info("shutting down: closing {count} connections", count=len(self.members))
         done: Deferred[None] = Deferred()
         if self.members:
@@ -379,6 +393,9 @@ class ChatService(Service):
         """
         name = room.name
         failed: list[Member] | None = None
+        if room.notices is not None:
+            # (the room's join and leave notices go first, in order)
+            self.flushNotices(room)
         if event.kind == "message":
             # The hot path: the members with a fast sink all at once.
             fan, groups, members = room.fanOut()
@@ -407,6 +424,114 @@ class ChatService(Service):
                 failed.append(m)
         # Dropped only once everyone had this event, so that the others see
         # it before the failed member's leave notice.
+        if failed is not None:
+            for m in failed:
+                self._drop(m)
+
+    def announce(self, room: Room[Member], event: Event, subject: Member | None = None) -> None:
+        """
+        Tell C{room} of a join or a leave (C{event}): C{subject}, the member
+        that joins or leaves, at once (a member that leaves first gets the
+        notices still owed to it, then is taken out of the room); the other
+        members all at once, with the room's
+        other notices of the next L{noticeDelay} seconds (one loop over the
+        room for all of them, instead of one delivery per member for each),
+        or before anything else that is said in the room or by one of them
+        (see L{noticesFirst}). A member is told only of the joins and
+        leaves that came after its own join.
+        """
+        serial = 0
+        if subject is not None:
+            if event.kind == "join":
+                serial = room.members.get(subject, 0)
+                self.send(subject, event)
+            else:
+                if room.notices is not None:
+                    self._catchUp(room, subject)
+                self.send(subject, event)
+                room.remove(subject)
+        if not serial:
+            room.serial += 1
+            serial = room.serial
+        pending = room.notices
+        if pending is None:
+            pending = room.notices = []
+            self._noticeRooms[room] = None
+            if self._noticeCall is None and self.noticeDelay is not None:
+                self._noticeCall = self.clock.callLater(self.noticeDelay, self.flushAllNotices)
+        pending.append((serial, event))
+        if self.noticeDelay is None:
+            self.flushNotices(room)
+
+    def _catchUp(self, room: Room[Member], member: Member) -> None:
+        """
+        C{member} leaves C{room}: first the notices still owed to it.
+        """
+        mine = room.members.get(member, 0)
+        for serial, event in room.notices or ():
+            if serial > mine:
+                self._deliverIn(room.name, member, event)
+
+    def _deliverIn(self, name: str, member: Member, event: Event) -> bool:
+        """
+        One event of room C{name} to C{member} (held while it reads the
+        room's history); False if that failed (logged).
+        """
+        held = member.held
+        if held is not None and name in held:
+            held[name].append(event)
+            return True
+        try:
+            member.client.deliver(event)
+        except Exception:
+            self._log.failure("delivery to {nick} failed; dropping it", nick=member.nick)
+            return False
+        return True
+
+    def noticesFirst(self, member: Member) -> None:
+        """
+        Send the pending join and leave notices of C{member}'s rooms now:
+        something it does is about to be told to the others (a nick or
+        away change), which must not come before its join.
+        """
+        for room in member.rooms.values():
+            if room.notices is not None:
+                self.flushNotices(room)
+
+    def flushAllNotices(self) -> None:
+        """
+        Send the pending join and leave notices of every room.
+        """
+        self._noticeCall = None
+        rooms, self._noticeRooms = self._noticeRooms, {}
+        for room in rooms:
+            self.flushNotices(room)
+
+    def flushNotices(self, room: Room[Member]) -> None:
+        """
+        Send C{room}'s pending join and leave notices: the members that
+        were there before the first get them all at once (see
+        L{Room.noticeFan}); the others, one by one, those that came after
+        their own join.
+        """
+        pending = room.notices
+        room.notices = None
+        self._noticeRooms.pop(room, None)
+        if not pending:
+            return
+        fan, groups, late = room.noticeFan(pending[0][0])
+        if groups:
+            for _, event in pending:
+                fan.broadcast(groups, event)
+        failed: list[Member] | None = None
+        name = room.name
+        for m, mine in late:
+            for serial, event in pending:
+                if serial > mine and not self._deliverIn(name, m, event):
+                    if failed is None:
+                        failed = []
+                    failed.append(m)
+                    break
         if failed is not None:
             for m in failed:
                 self._drop(m)

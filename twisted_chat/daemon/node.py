@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from twisted_chat.core.service import ChatService
+from twisted_chat.core.service import NOTICE_DELAY, ChatService
 from twisted_chat.core.settings import Settings
 from twisted_chat.core.stats import RecentErrors
 from twisted_chat.daemon.control import Daemon
@@ -127,6 +127,7 @@ def _makeChat(config: Options, reactor: IDaemonReactor, store: IMessageStore, br
         logMessages=bool(config["log-messages"]),
         logConnections=bool(config["log-connections"]),
         connectionSummary=config["connection-summary"],
+        noticeDelay=NOTICE_DELAY,
     )
 
 

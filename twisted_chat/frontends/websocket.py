@@ -28,7 +28,7 @@ from twisted_chat.core.events import Event
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.jsonmode import JsonSession, encodeEvent
-from twisted_chat.frontends.textmode import TextSession, closingText, messageText
+from twisted_chat.frontends.textmode import TextSession, closingText, roomEventText
 from twisted_chat.frontends.throttle import ThrottledInput
 from twisted_chat.frontends.write import LAZY_KINDS, FastWriter, OutgoingGuard, dropSlowConsumer, fastWriterFor, sync
 from twisted_chat.frontends.wscommon import applyOptions, originAllowed, textFrame
@@ -295,7 +295,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
                 if data is None:
                     return b""
             else:
-                data = self._utf8(event, messageText(event))  # type: ignore[arg-type]
+                data = self._utf8(event, roomEventText(event))
             pm = self._prepared(event, key, data)
         return pm.payloadHybi
 
