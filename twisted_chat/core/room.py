@@ -6,6 +6,7 @@ them (L{Room.fanOut}), its operators, bans and topic.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from typing import Any, Generic, Iterable, Protocol, TypeVar
 
 from twisted_chat.core.events import Event
@@ -18,6 +19,7 @@ class RoomMember(Protocol):
 
     #: the connection (its optional C{fastSink}: see IChatClient)
     client: Any
+    nick: str
     #: room name -> events held for it while that room's history is read
     held: dict[str, list[Event]] | None
     #: room name -> the last id of a history that ran ahead of this node
@@ -81,12 +83,27 @@ class Room(Generic[M]):
         self._snapshot = self._fan = None
         cached = self.presence
         if cached is not None and len(self.members) <= cached[0]:
-            # (a member past the first cached[0] does not change that list)
-            self.presence = None
+            # One of the first cached[0]: in that list, in its place (a
+            # member past them does not change it). Sorting the list again
+            # for every join of a filling room was O(n log n) each.
+            insort(cached[1], member.nick, key=str.lower)
 
     def remove(self, member: M) -> None:
-        self.members.pop(member, None)
-        self.presence = None
+        present = self.members.pop(member, None) is not None
+        cached = self.presence
+        if present and cached is not None and len(self.members) < cached[0]:
+            # The list had every member: out of it (in a bigger room, the
+            # next member in joining order would take its place).
+            nicks = cached[1]
+            i = bisect_left(nicks, member.nick.lower(), key=str.lower)
+            while i < len(nicks) and nicks[i] != member.nick:
+                i += 1
+            if i < len(nicks):
+                del nicks[i]
+            else:
+                self.presence = None
+        else:
+            self.presence = None
         self.ops.discard(member)
         self._snapshot = self._fan = None
 
