@@ -31,6 +31,7 @@ from twisted_chat.daemon.listeners import Listener
 from twisted_chat.daemon.options import Options, checkBroker
 from twisted_chat.daemon.ops import HealthResource, LagMonitor, PrometheusStats, ReadyResource, makeAdminRoot
 from twisted_chat.frontends.line import LineChatFactory
+from twisted_chat.frontends.webport import WebPortFactory
 from twisted_chat.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -175,12 +176,13 @@ def makeStore(config: Options, reactor: IDaemonReactor | None = None) -> IMessag
         raise SystemExit("twistd chat: %s" % (e,))
 
 
-def makeWebSite(config: Options, chat: ChatService, reactor: IDaemonReactor) -> Site:
+def makeWebSite(config: Options, chat: ChatService, reactor: IDaemonReactor) -> WebPortFactory:
     """
-    The site of the C{--web} listeners: the chat page, WebSocket at
-    C{/ws} (and C{/echo} with C{--ws-echo}), Socket.IO at C{/socket.io/}
-    (unless C{--sio-max-sessions 0}), and the C{/healthz} and C{/readyz}
-    probes.
+    The factory of the C{--web} listeners: the chat page, WebSocket at
+    C{/ws} and C{/} (and C{/echo} with C{--ws-echo}), Socket.IO at
+    C{/socket.io/} (unless C{--sio-max-sessions 0}), and the C{/healthz}
+    and C{/readyz} probes; a WebSocket upgrade goes straight to Autobahn,
+    the rest to the C{Site} (see L{twisted_chat.frontends.webport}).
     """
     import txaio
 
@@ -227,7 +229,10 @@ def makeWebSite(config: Options, chat: ChatService, reactor: IDaemonReactor) -> 
     site.timeOut = config["handshake-timeout"]
     site.resource.putChild(b"healthz", HealthResource())
     site.resource.putChild(b"readyz", ReadyResource(chat))
-    return site
+    upgrades: dict[bytes, IProtocolFactory] = {b"/ws": wsFactory, b"/": wsFactory}
+    if echo is not None:
+        upgrades[b"/echo"] = echo
+    return WebPortFactory(site, upgrades, reactor, config["handshake-timeout"])
 
 
 class StopInOrder(MultiService):
