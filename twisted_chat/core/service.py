@@ -15,6 +15,7 @@ what other nodes say.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, Iterable, cast
 
 from twisted.application.service import Service
@@ -525,9 +526,16 @@ class ChatService(Service):
                 fan.broadcast(groups, event)
         failed: list[Member] | None = None
         name = room.name
+        serials = [serial for serial, _ in pending]
         for m, mine in late:
-            for serial, event in pending:
-                if serial > mine and not self._deliverIn(name, m, event):
+            # (the notices after its own join: a tail of the pending ones)
+            start = bisect_right(serials, mine)
+            if start == len(serials):
+                continue
+            if self._takeAll(name, m, pending, start):
+                continue
+            for _, event in pending[start:]:
+                if not self._deliverIn(name, m, event):
                     if failed is None:
                         failed = []
                     failed.append(m)
@@ -535,6 +543,25 @@ class ChatService(Service):
         if failed is not None:
             for m in failed:
                 self._drop(m)
+
+    @staticmethod
+    def _takeAll(name: str, member: Member, pending: list[tuple[int, Event]], start: int) -> bool:
+        """
+        Write C{pending[start:]} to C{member}'s fast connection in one go
+        (a member that joined while the notices waited: filling a room, many
+        do, each owed most of them), if it takes bytes now and is not
+        reading the room's history; False if it must get them one by one.
+        """
+        client: Any = member.client
+        sink = getattr(client, "fastSink", None)
+        if sink is None or not client.fastOpen():
+            return False
+        held, floors = member.held, member.floors
+        if (held is not None and name in held) or (floors is not None and name in floors):
+            return False
+        frame = client.fastFrame
+        data = b"".join([frame(event) for _, event in pending[start:]])
+        return not data or bool(sink.take(data, True))
 
     def dropFailed(self, member: Member) -> None:
         """
