@@ -1236,6 +1236,28 @@ async def test_wsQueuedInAutobahnTakesItsOwnPath(
 
 
 @pytest_twisted.ensureDeferred
+async def test_wsHandshakeAnswerGoesWithTheGreeting(listen: Any, service: ChatService) -> None:
+    """
+    The handshake's answer (101) waits for the end of the reactor turn and
+    leaves in one send() with the greeting written after it; the client
+    gets both, in that order.
+    """
+    service.settings.idleTimeout = 0
+    port = listen(ChatWebSocketFactory(service))
+    batcher = batcherFor(reactor)
+    sends = batcher.sends
+    c = wsHandshake(port)
+    await c.readUntil(b"*** #lobby: members: ", "the greeting")
+    head, _, rest = c.data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    got, _ = frames(rest)
+    assert got[0][2].startswith(b"*** Welcome to twisted-chat, ")
+    assert batcher.sends - sends == 1
+    member = next(iter(service.rooms["#lobby"].members))
+    assert isinstance(member.client._fast, FastWriter)
+
+
+@pytest_twisted.ensureDeferred
 async def test_wsCompressionUsesAutobahn(listen: Any, service: ChatService) -> None:
     """
     With permessage-deflate negotiated, frames differ per connection: no
