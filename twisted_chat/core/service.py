@@ -527,12 +527,13 @@ class ChatService(Service):
         failed: list[Member] | None = None
         name = room.name
         serials = [serial for serial, _ in pending]
+        tails: dict[str, tuple[memoryview, list[int]]] = {}
         for m, mine in late:
             # (the notices after its own join: a tail of the pending ones)
             start = bisect_right(serials, mine)
             if start == len(serials):
                 continue
-            if self._takeAll(name, m, pending, start):
+            if self._takeTail(name, m, pending, start, tails):
                 continue
             for _, event in pending[start:]:
                 if not self._deliverIn(name, m, event):
@@ -545,12 +546,21 @@ class ChatService(Service):
                 self._drop(m)
 
     @staticmethod
-    def _takeAll(name: str, member: Member, pending: list[tuple[int, Event]], start: int) -> bool:
+    def _takeTail(
+        name: str,
+        member: Member,
+        pending: list[tuple[int, Event]],
+        start: int,
+        tails: dict[str, tuple[memoryview, list[int]]],
+    ) -> bool:
         """
         Write C{pending[start:]} to C{member}'s fast connection in one go
         (a member that joined while the notices waited: filling a room, many
         do, each owed most of them), if it takes bytes now and is not
         reading the room's history; False if it must get them one by one.
+        The bytes of all the pending notices are joined once per kind of
+        connection (C{tails}: key -> the bytes and where each notice starts
+        in them) and each member takes a view of its tail, not a copy.
         """
         client: Any = member.client
         sink = getattr(client, "fastSink", None)
@@ -559,9 +569,17 @@ class ChatService(Service):
         held, floors = member.held, member.floors
         if (held is not None and name in held) or (floors is not None and name in floors):
             return False
-        frame = client.fastFrame
-        data = b"".join([frame(event) for _, event in pending[start:]])
-        return not data or bool(sink.take(data, True))
+        known = tails.get(sink.key)
+        if known is None:
+            frame = client.fastFrame
+            frames = [frame(event) for _, event in pending]
+            offsets = [0]
+            for f in frames:
+                offsets.append(offsets[-1] + len(f))
+            known = tails[sink.key] = (memoryview(b"".join(frames)), offsets)
+        view, offsets = known
+        tail = view[offsets[start] :]
+        return not tail or bool(sink.take(tail))
 
     def dropFailed(self, member: Member) -> None:
         """
