@@ -628,8 +628,9 @@ def run(args: argparse.Namespace) -> str:
                 for setup in ([None] if not args.no_single else []) + clusters:
                     for fe in frontends:
                         targets.append(("chat", (variant, fe, setup)))
-            sweepPeers = ["node-ws"] if suffix.startswith("@room") else peers
-            if suffix.startswith("@room"):
+            sweepPeers = peers
+            if suffix.startswith("@room") and not args.sweep_all:
+                sweepPeers = ["node-ws"]
                 targets = [t for t in targets if t[1][1] == "ws"]
             for p in sweepPeers:
                 if p in peers:
@@ -956,6 +957,9 @@ def main() -> None:
     ap.add_argument("--chat-option", action="append", help="an extra twistd chat option (repeat; e.g. --chat-option=--store=memory)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--sweep", help="F1 at these room sizes (ws and node-ws; ~20,000 deliveries/s offered)")
+    ap.add_argument(
+        "--sweep-all", action="store_true", help="the --sweep with every --frontends and their --peers, not ws only"
+    )
     ap.add_argument("--conn-sweep", help="C1 at these connection counts")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="scenario parameter for all scenarios")
     for s in ("F1", "F1B", "F2", "C1", "C2"):

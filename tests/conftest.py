@@ -49,6 +49,10 @@ def startDaemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     takes a guest nick), and returns a L{Daemon} whose C{ports} maps
     front-end names ("line", "web") to ports. In teardown each daemon gets SIGTERM and must
     stop cleanly (see L{Daemon.stoppedCleanly}).
+
+    The daemon logs every connection and disconnection (C{--log-connections}):
+    tests wait for those lines; C{logConnections=False} leaves it at the
+    daemon's default (a periodic summary only).
     """
     started: list[Daemon] = []
 
@@ -58,8 +62,9 @@ def startDaemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         web: str | None = "none",
         metrics: str | None = "none",
         timeout: float = START_TIMEOUT,
+        logConnections: bool = True,
     ) -> Daemon:
-        args: list[str] = []
+        args: list[str] = ["--log-connections"] if logConnections else []
         frontends = []
         for name, address in (("line", line), ("web", web), ("metrics", metrics)):
             if address is not None:

@@ -135,3 +135,33 @@ def test_storedRefsAreNotTrackedByTheGarbageCollector() -> None:
     member.say("hello", ref="r1").addCallback(got.append)
     first, again = got
     assert (first.id, first.text, first.room) == (again.id, again.text, again.room)  # type: ignore[attr-defined]
+
+
+def test_memberListFollowsJoinsAndLeaves() -> None:
+    """
+    The member list a joiner gets (and /who) is always the members sorted
+    case-insensitively, the first C{limit} of them in a big room, however
+    members came and went before.
+    """
+    import random
+
+    rng = random.Random(16)
+    service = ChatService(store=MemoryStore(), clock=Clock(), pruneInterval=0)
+    service.announceLimit = 6
+    inside: dict[str, RecordingClient] = {}
+    order: list[str] = []
+    for step in range(300):
+        if inside and rng.random() < 0.45:
+            nick = rng.choice(sorted(inside))
+            service.lookup(nick).quit("bye")  # type: ignore[union-attr]
+            del inside[nick]
+            order.remove(nick)
+            continue
+        nick = rng.choice(["a", "B", "c", "D", "e"]) + "%d" % (step,)
+        client = RecordingClient()
+        service.connect(client, nick=nick).join("#r")
+        inside[nick] = client
+        order.append(nick)
+        presence = [e for e in client.events if isinstance(e, Presence)][-1]
+        assert presence.members == sorted(order[:6], key=str.lower)
+        assert presence.total == (len(order) if len(order) > 6 else None)

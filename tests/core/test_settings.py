@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import txaio
 from twisted.internet.testing import MemoryReactorClock
-from twisted.web.server import Site
 
 from twisted_chat.frontends.socketio.engineio import EngineResource
 from twisted_chat.core.limits import Admission
@@ -20,6 +19,7 @@ from twisted_chat.frontends.line import LineChatFactory
 from twisted_chat.core.service import ChatService
 from twisted_chat.core.settings import OPTIONS, Settings
 from twisted_chat.frontends.websocket import ChatWebSocketFactory
+from twisted_chat.frontends.webport import WebPortFactory
 from twisted_chat.daemon.app import makeService
 from twisted_chat.daemon.control import Daemon
 from twisted_chat.daemon.options import LIMIT_NAMES, Options
@@ -126,7 +126,10 @@ def test_reloadReachesEveryFrontEnd(tmp_path: Path) -> None:
         assert chat is not None
         settings = chat.settings
         factories = {type(f): f for _, f, _, _ in reactor.tcpServers}
-        line, site = factories[LineChatFactory], factories[Site]
+        line, port = factories[LineChatFactory], factories[WebPortFactory]
+        site = port.site
+        # (the WebSocket paths of the web port go to the same factory)
+        assert port.upgrades[b"/ws"] is port.upgrades[b"/"] is site.resource.children[b"ws"]._factory  # type: ignore[attr-defined]
         ws = site.resource.children[b"ws"]._factory  # type: ignore[attr-defined]
         engine = site.resource.children[b"socket.io"].engine  # type: ignore[attr-defined]
         assert isinstance(ws, ChatWebSocketFactory)

@@ -598,7 +598,7 @@ def test_workersStopWhenTheParentDies(tmp_path: Any, redisServer: RedisServer) -
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     daemon = Daemon(
-        ["--line", LOOPBACK, "--web", "none", "--metrics", "none", "--broker", redisServer.url, "--workers", "2"],
+        ["--line", LOOPBACK, "--web", "none", "--metrics", "none", "--broker", redisServer.url, "--workers", "2", "--log-connections"],
         tmp_path,
         env={"TMPDIR": str(temporary)},
     )

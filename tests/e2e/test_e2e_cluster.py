@@ -146,7 +146,7 @@ def test_killedDaemonsUsersLeave(
     a = node(startDaemon, redisServer, "a")
     # Started by hand: the fixture's teardown wants a clean SIGTERM exit.
     killed = Daemon(["--line", LOOPBACK, "--web", "none", "--metrics", "none", "--broker", redisServer.url,
-                     "--node-id", "doomed"], tmp_path)
+                     "--node-id", "doomed", "--log-connections"], tmp_path)
     try:
         killed.waitListening(("line",), 20.0)
         killed.waitForLog("node doomed: joined the cluster", TIMEOUT)

@@ -204,7 +204,10 @@ def test_sigtermSaysGoodbye(chatDaemon: Daemon, lineClients: Callable[..., LineC
         c.welcome()
     clients[0].send("/join dev")
     clients[0].expect("*** #dev: members: " + clients[0].nick)
-    for c in clients:
+    for i, c in enumerate(clients):
+        # (the joins after its own reach it together, within a moment)
+        for later in clients[i + 1 :]:
+            c.expect("*** #lobby: %s joined" % (later.nick,))
         barrier(c)
     chatDaemon.signal(signal.SIGTERM)
     for c in clients:

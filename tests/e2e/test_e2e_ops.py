@@ -222,6 +222,55 @@ def test_metricsAfterAConversation(
     assert http(daemon.ports["web"], "/metrics")[0] == 404
 
 
+_SUMMARY = re.compile(r"connections since the last summary: \d+ opened \((.*)\), \d+ closed \((.*)\); (\d+) open")
+
+
+def summedSummaries(lines: list[str]) -> tuple[dict[str, int], dict[str, int], int]:
+    """
+    The connection summaries logged so far, added up: opened by front-end,
+    closed by reason, and the number open in the last one.
+    """
+    opened: dict[str, int] = {}
+    closed: dict[str, int] = {}
+    now = -1
+    for line in lines:
+        m = _SUMMARY.search(line)
+        if m is None:
+            continue
+        for counts, into in ((m.group(1), opened), (m.group(2), closed)):
+            if counts != "none":
+                for item in counts.split(", "):
+                    name, _, n = item.rpartition(" ")
+                    into[name] = into.get(name, 0) + int(n)
+        now = int(m.group(3))
+    return opened, closed, now
+
+
+def test_connectionsSummarisedByDefault(startDaemon: Callable[..., Daemon], lineClients: Callable[..., LineClient]) -> None:
+    """
+    Without C{--log-connections} the daemon logs no line per connection:
+    every C{--connection-summary} seconds in which connections came or went
+    it logs how many, by front-end and by reason (not a quit message's
+    text), and how many are open.
+    """
+    daemon = startDaemon("--connection-summary", "1", "--store", "memory", web=LOOPBACK, logConnections=False)
+    alice, bob = lineClients(daemon.ports["line"]), lineClients(daemon.ports["line"])
+    for client in (alice, bob):
+        client.welcome()
+    with webSocket(daemon) as ws:
+        hello(ws, "cyd")
+        bob.send("/quit bye")
+        bob.readUntilClosed()
+        # (the fixture's start-up probe was a line connection too, closed at once)
+        expected = ({"line": 3, "ws-json": 1}, {"disconnected": 1, "quit": 1}, 2)
+        daemon.waitUntil(lambda lines: True if summedSummaries(lines) == expected else None)
+    alice.send("/nick amy")
+    alice.expect("*** you are now amy")
+    assert "connected from" not in daemon.log
+    assert "disconnected (" not in daemon.log
+    assert "bye" not in daemon.log
+
+
 def test_probesOnBothPorts(startDaemon: Callable[..., Daemon]) -> None:
     """
     C{/healthz} and C{/readyz} answer 200 with JSON on the metrics port and
@@ -243,12 +292,12 @@ def test_probesOnBothPorts(startDaemon: Callable[..., Daemon]) -> None:
 # -- logs ---------------------------------------------------------------------
 
 
-def twistCommand(*args: str) -> list[str]:
+def twistCommand(*args: str, twistArgs: tuple[str, ...] = ()) -> list[str]:
     """
     C{twist --log-format=json chat ARGS} with the interpreter running the
     tests.
     """
-    return [sys.executable, str(Path(sys.executable).with_name("twist")), "--log-format=json", "chat", *args]
+    return [sys.executable, str(Path(sys.executable).with_name("twist")), "--log-format=json", *twistArgs, "chat", *args]
 
 
 def jsonEvents(process: Process) -> list[dict[str, Any]]:
@@ -268,15 +317,18 @@ def jsonEvents(process: Process) -> list[dict[str, Any]]:
 def test_jsonLogs(processes: Callable[..., Process], tmp_path: Path, logMessages: bool) -> None:
     """
     C{twist --log-format=json chat} logs one JSON event per line with named
-    fields: a connection's nick, peer and front-end, a disconnect's reason.
+    fields: a connection's nick, peer and front-end, a disconnect's reason
+    (with C{--log-connections}, at debug level: C{twist} shows them with
+    C{--log-level=debug}).
     The text of a message appears nowhere in the log, unless
     C{--log-messages} is given; then the message event has it as C{text}.
     """
     secret = "hunter2 is my password"
     process = processes(
         twistCommand(
-            "--line", LOOPBACK, "--web", "none", "--metrics", "none", "--store", "memory",
+            "--line", LOOPBACK, "--web", "none", "--metrics", "none", "--store", "memory", "--log-connections",
             *(["--log-messages"] if logMessages else []),
+            twistArgs=("--log-level=debug",),
         ),
         tmp_path,
     )

@@ -149,7 +149,7 @@ def test_kill9LosesNoAcknowledgedMessage(startDaemon: Callable[..., Daemon], tmp
     # certainly in the middle of the burst.
     total, killAfter, window = 2000, 300, 500
     # Started by hand: the fixture's teardown wants a clean SIGTERM exit.
-    killed = Daemon(["--line", LOOPBACK, "--web", LOOPBACK, "--metrics", "none", *NO_FLOOD], tmp_path)
+    killed = Daemon(["--line", LOOPBACK, "--web", LOOPBACK, "--metrics", "none", *NO_FLOOD, "--log-connections"], tmp_path)
     try:
         killed.waitListening(("line", "web"), 20.0)
         killed.waitServing(20.0)

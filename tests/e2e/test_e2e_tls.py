@@ -79,7 +79,7 @@ def startTlsDaemon(
     started = []
 
     def start(*args: str) -> Daemon:
-        daemon = Daemon(["--line", endpoint, "--web", endpoint, "--metrics", "none", "--store", "memory", *args], tmp_path)
+        daemon = Daemon(["--line", endpoint, "--web", endpoint, "--metrics", "none", "--store", "memory", "--log-connections", *args], tmp_path)
         started.append(daemon)
         daemon.waitListening(("line", "web"), START_TIMEOUT)
         probe = tlsLine(lineClients, daemon.ports["line"], trusting)

@@ -622,6 +622,40 @@ async def test_lineBroadcastInOrderWithFewSends(listen: Any, service: ChatServic
 
 
 @pytest_twisted.ensureDeferred
+async def test_lineJoinNoticesTogetherInOneSend(listen: Any, service: ChatService) -> None:
+    """
+    Join notices that wait for each other (C{noticeDelay}) reach the
+    members together: every join line, in order, in one send() per member;
+    each newcomer gets the joins after its own, in one send() too.
+    """
+    service.settings.idleTimeout = 0
+    port = listen(LineChatFactory(service))
+    early = [await lineClient(port) for _ in range(3)]
+    service.flushAllNotices()
+    await deferLater(reactor, WriteBatcher.lazyDelay * 2, lambda: None)  # (the lazy bytes)
+    for c in early:
+        c.pull()
+        c.data = b""
+    service.noticeDelay = 3600.0  # (flushed below)
+    late = [await lineClient(port) for _ in range(4)]
+    nicks = [m.nick for m in service.rooms["#lobby"].members][3:]
+    assert all(c.pull() == b"" for c in early)
+    batcher = next(iter(service.rooms["#lobby"].members)).client._fast.batcher
+    sends = batcher.sends
+    service.flushAllNotices()
+    await turn()
+    # (one each for the members owed anything: all but the last to join)
+    assert batcher.sends - sends == len(early) + len(late) - 1
+    expected = b"".join(b"*** #lobby: %s joined\n" % (nick.encode(),) for nick in nicks)
+    for c in early:
+        assert await c.read(len(expected)) == expected
+    for i, c in enumerate(late[:-1]):
+        owed = b"".join(b"*** #lobby: %s joined\n" % (nick.encode(),) for nick in nicks[i + 1 :])
+        await c.readUntil(owed)
+        assert c.data.endswith(owed)
+
+
+@pytest_twisted.ensureDeferred
 async def test_lineSlowConsumerDroppedOthersServed(listen: Any, service: ChatService) -> None:
     """
     A line client that does not read is dropped as a slow consumer once
@@ -1199,6 +1233,28 @@ async def test_wsQueuedInAutobahnTakesItsOwnPath(
     got = await texts(c, lambda ts: len(ts) >= 2, "two frames")
     assert got[:2] == ["queued", "#lobby <alice> behind"]
     c.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wsHandshakeAnswerGoesWithTheGreeting(listen: Any, service: ChatService) -> None:
+    """
+    The handshake's answer (101) waits for the end of the reactor turn and
+    leaves in one send() with the greeting written after it; the client
+    gets both, in that order.
+    """
+    service.settings.idleTimeout = 0
+    port = listen(ChatWebSocketFactory(service))
+    batcher = batcherFor(reactor)
+    sends = batcher.sends
+    c = wsHandshake(port)
+    await c.readUntil(b"*** #lobby: members: ", "the greeting")
+    head, _, rest = c.data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    got, _ = frames(rest)
+    assert got[0][2].startswith(b"*** Welcome to twisted-chat, ")
+    assert batcher.sends - sends == 1
+    member = next(iter(service.rooms["#lobby"].members))
+    assert isinstance(member.client._fast, FastWriter)
 
 
 @pytest_twisted.ensureDeferred

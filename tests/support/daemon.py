@@ -18,11 +18,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 #: how long the daemon may take to start listening, and to exit on SIGTERM
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
+
+T = TypeVar("T")
 
 #: "<frontend> listening on tcp:<host>:<port>", as logged by twisted_chat.daemon.listeners
 _LISTENING = re.compile(r"\] ([\w-]+) listening on tcp:(\S+):(\d+)\s*$")
@@ -151,6 +153,29 @@ class Daemon:
             "no log line matching %r: %s. Log:\n%s" % (pattern, why, "\n".join(self.lines))
         )
 
+    def waitUntil(self, check: Callable[[list[str]], T | None], timeout: float = 10.0) -> T:
+        """
+        Wait until C{check(lines)} (called with every line logged so far,
+        again each time more come) returns something other than None, and
+        return that; fail with the whole log if it does not within
+        C{timeout} seconds or the daemon's output ends first.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = check(list(self.lines))
+                if found is not None:
+                    return found
+                if self._eof:
+                    why = "the daemon's output ended (exit status %s)" % (self.proc.poll(),)
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    why = "%s s passed" % (timeout,)
+                    break
+                self._changed.wait(left)
+        raise AssertionError("%r never held: %s. Log:\n%s" % (check, why, "\n".join(self.lines)))
+
     def waitListening(self, frontends: tuple[str, ...], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for name in frontends:
@@ -177,8 +202,9 @@ class Daemon:
             # Wait until the probe has left too: otherwise its leave notice
             # may reach the first client a test connects (whether it does
             # depends on the order in which epoll reports the two sockets).
+            # (Only a daemon started with --log-connections logs it.)
             m = re.match(r"\*\*\* Welcome to twisted-chat, (\S+)!", first)
-            if m is not None:
+            if m is not None and "--log-connections" in self.args:
                 self.waitForLog(
                     r"\] %s disconnected" % (re.escape(m.group(1)),), max(0.0, deadline - time.monotonic())
                 )

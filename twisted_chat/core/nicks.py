@@ -195,12 +195,7 @@ class Nicks:
         else:
             self.byKey[nickKey(nick)] = m
             self.host.broker.memberAdded(m, force)
-        self._log.info(
-            "{nick} connected from {peer} via {frontend}",
-            nick=nick,
-            peer=peer,
-            frontend=getattr(client, "kind", "?"),
-        )
+        self.host.connectionLog.connected(nick, peer, getattr(client, "kind", "?"))
         return m
 
     def connectWithPassword(
@@ -298,6 +293,7 @@ class Nicks:
             for m in room.members:
                 if m is not member:
                     shared.setdefault(m, []).append(name)
+        self.host.noticesFirst(member)
         for m, rooms in shared.items():
             self.host.send(m, NickChanged(old, nick, tuple(rooms), now))
         self.host.broker.nickChanged(member, old, now)

@@ -18,6 +18,7 @@ from twisted_chat.core.member import Requests
 if TYPE_CHECKING:
     from twisted_chat.core.conversation import Conversation
 
+    from twisted_chat.core.connlog import ConnectionLog
     from twisted_chat.core.events import Event
     from twisted_chat.core.interfaces import IBroker, IMessageStore
     from twisted_chat.core.member import Member
@@ -44,6 +45,8 @@ class Host(Requests, Protocol):
     resumeLimit: int
     #: edits, deletions, reactions, typing, read markers, search
     conversation: Conversation
+    #: counts (and with --log-connections logs) connections
+    connectionLog: ConnectionLog
 
     def isRunning(self) -> bool:
         """
@@ -63,6 +66,17 @@ class Host(Requests, Protocol):
     def broadcast(self, room: Room[Member], event: Event) -> None:
         """
         Hand one event to every member of C{room} on this node.
+        """
+
+    def announce(self, room: Room[Member], event: Event, subject: Member | None = None) -> None:
+        """
+        Tell C{room} of a join or a leave: C{subject} at once, the others
+        together with the room's other notices of the moment.
+        """
+
+    def noticesFirst(self, member: Member) -> None:
+        """
+        Send the pending join and leave notices of C{member}'s rooms now.
         """
 
     def roomSize(self, room: Room[Member]) -> int:

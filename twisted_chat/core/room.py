@@ -6,6 +6,7 @@ them (L{Room.fanOut}), its operators, bans and topic.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from typing import Any, Generic, Iterable, Protocol, TypeVar
 
 from twisted_chat.core.events import Event
@@ -18,6 +19,7 @@ class RoomMember(Protocol):
 
     #: the connection (its optional C{fastSink}: see IChatClient)
     client: Any
+    nick: str
     #: room name -> its gate, while that room's history is read (everything
     #: for the member then waits, in order: see twisted_chat.core.history)
     held: dict[str, Any] | None
@@ -44,11 +46,22 @@ class Room(Generic[M]):
     trips over a member that leaves in the middle of it.
     """
 
-    __slots__ = ("name", "members", "_snapshot", "_fan", "ops", "bans", "banHosts", "topic", "topicBy", "topicAt", "presence")
+    __slots__ = (
+        "name", "members", "_snapshot", "_fan", "ops", "bans", "banHosts", "topic", "topicBy", "topicAt", "presence",
+        "serial", "notices",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.members: dict[M, None] = {}
+        #: the members, in joining order, each with the room's serial
+        #: number of its join (see L{serial})
+        self.members: dict[M, int] = {}
+        #: counts this room's joins and leaves (and those it hears of from
+        #: other nodes): a notice is owed to the members that joined before it
+        self.serial = 0
+        #: join and leave notices not sent yet, (serial, event) in order:
+        #: sent to the room all at once (see ChatService.announce)
+        self.notices: list[tuple[int, Event]] | None = None
         self._snapshot: tuple[M, ...] | None = None
         self._fan: tuple[Any, tuple[Any, ...], tuple[M, ...]] | None = None
         #: the room's operators (its creator first); a connection, not a nick,
@@ -66,16 +79,32 @@ class Room(Generic[M]):
         self.presence: tuple[int, list[str]] | None = None
 
     def add(self, member: M) -> None:
-        self.members[member] = None
+        self.serial += 1
+        self.members[member] = self.serial
         self._snapshot = self._fan = None
         cached = self.presence
         if cached is not None and len(self.members) <= cached[0]:
-            # (a member past the first cached[0] does not change that list)
-            self.presence = None
+            # One of the first cached[0]: in that list, in its place (a
+            # member past them does not change it). Sorting the list again
+            # for every join of a filling room was O(n log n) each.
+            insort(cached[1], member.nick, key=str.lower)
 
     def remove(self, member: M) -> None:
-        self.members.pop(member, None)
-        self.presence = None
+        present = self.members.pop(member, None) is not None
+        cached = self.presence
+        if present and cached is not None and len(self.members) < cached[0]:
+            # The list had every member: out of it (in a bigger room, the
+            # next member in joining order would take its place).
+            nicks = cached[1]
+            i = bisect_left(nicks, member.nick.lower(), key=str.lower)
+            while i < len(nicks) and nicks[i] != member.nick:
+                i += 1
+            if i < len(nicks):
+                del nicks[i]
+            else:
+                self.presence = None
+        else:
+            self.presence = None
         self.ops.discard(member)
         self._snapshot = self._fan = None
 
@@ -126,3 +155,38 @@ class Room(Generic[M]):
                 groups.setdefault(sink.key, []).append(sink)
             f = self._fan = (fan, tuple((k, tuple(v)) for k, v in groups.items()), tuple(others))
         return f
+
+    def noticeFan(self, first: int) -> tuple[Any, tuple[Any, ...], list[tuple[M, int]]]:
+        """
+        How the pending notices, the first of them numbered C{first}
+        (see L{notices}), reach the members: C{(fan, groups, late)}. The
+        C{groups} (as in L{fanOut}) are the fast connections owed every one
+        of them (they joined before the first); the C{late}, with the
+        serial of their join, are those to be given theirs one by one: the
+        members that joined since, those without a fast sink, those
+        reading this room's history (their events are held) and those
+        whose history ran ahead of this node.
+        """
+        fan: Any = None
+        groups: dict[str, list[Any]] = {}
+        late: list[tuple[M, int]] = []
+        name = self.name
+        for m, serial in self.members.items():
+            sink = getattr(m.client, "fastSink", None)
+            held = m.held
+            floor = m.floors
+            if (
+                serial >= first
+                or sink is None
+                or (held is not None and name in held)
+                or (floor is not None and name in floor)
+            ):
+                late.append((m, serial))
+                continue
+            if fan is None:
+                fan = sink.batcher
+            elif sink.batcher is not fan:
+                late.append((m, serial))
+                continue
+            groups.setdefault(sink.key, []).append(sink)
+        return fan, tuple((k, tuple(v)) for k, v in groups.items()), late

@@ -78,7 +78,7 @@ class Rooms:
             # the nick once), or a big room: only the joiner hears of it.
             self.host.send(member, joined)
         else:
-            self.host.broadcast(room, joined)
+            self.host.announce(room, joined, member)
         self.host.send(member, self._presence(name, room))
         if room.topic:
             self.host.send(member, TopicChanged(name, room.topic, room.topicBy, self.host.now()))
@@ -99,9 +99,10 @@ class Rooms:
         if again or self.roomSize(room) > self.host.announceLimit:
             # (the nick stays in the room through its other connection)
             self.host.send(member, parted)
+            room.remove(member)
         else:
-            self.host.broadcast(room, parted)
-        room.remove(member)
+            # (takes it out of the room once it has been told)
+            self.host.announce(room, parted, member)
         if not room.members:
             del self.host.rooms[name]
         if not again:
@@ -193,6 +194,7 @@ class Rooms:
         if member.away == message:
             return
         member.away = message
+        self.host.noticesFirst(member)
         event = AwayChanged(member.nick, message, self.host.now())
         told: set[Member] = {member}
         for room in member.rooms.values():

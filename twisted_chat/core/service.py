@@ -15,6 +15,7 @@ what other nodes say.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, Iterable, cast
 
 from twisted.application.service import Service
@@ -24,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_chat.core.broker import LocalBroker
+from twisted_chat.core.connlog import ConnectionLog
 from twisted_chat.core.conversation import Conversation
 from twisted_chat.core.errors import FailureLog
 from twisted_chat.core.events import Event, Message, Notice
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
 LOBBY = "#lobby"
+
+#: how long the daemon lets join and leave notices wait to go to a room
+#: together (see ChatService.announce): as long as a lazy write waits
+NOTICE_DELAY = 0.2
 
 
 def _setting(name: str) -> Any:
@@ -105,6 +111,9 @@ class ChatService(Service):
         logMessages: bool = False,
         broker: IBroker | None = None,
         settings: Settings | None = None,
+        logConnections: bool = False,
+        connectionSummary: float = 60.0,
+        noticeDelay: float | None = None,
     ) -> None:
         #: the limits in effect, read live by the service and every front-end
         #: (a reload changes them here); the limits given as arguments are
@@ -136,6 +145,12 @@ class ChatService(Service):
         #: name this many members and give the total: otherwise every join
         #: costs O(members) deliveries and bytes, O(members²) to fill a room.
         self.announceLimit = 1000
+        #: join and leave notices wait this long (at most) to go to a room
+        #: together (see announce); None: each goes at once (the daemon
+        #: gives NOTICE_DELAY)
+        self.noticeDelay = noticeDelay
+        self._noticeRooms: dict[Room[Member], None] = {}
+        self._noticeCall: Any = None
         #: where the service reports what happens (metrics); see core.stats
         self.stats: Stats = stats if stats is not None else Stats()
         self.admission.stats = self.stats
@@ -147,6 +162,10 @@ class ChatService(Service):
         self.startedAt = 0.0
         #: how failures of the store are logged (see logStoreFailure)
         self._storeFailures = FailureLog(self._log, lambda: self.clock)
+        #: how connections show in the log: a count and a summary every
+        #: C{connectionSummary} seconds, and with C{logConnections} a debug
+        #: line for each (see core.connlog)
+        self.connectionLog = ConnectionLog(lambda: self.clock, connectionSummary, logConnections, lambda: len(self.members))
         # The parts (see core.parts)
         self.nicks = Nicks(self, passwords, admins, requireAuth)
         self.messages = Messages(self, self.nicks, refWindow, logMessages)
@@ -210,6 +229,7 @@ class ChatService(Service):
         now = self.now()
         self.messages.refs.load(self.store.refs(now - self.refWindow))
         self.nicks.tokens = self.store.tokens()
+        self.connectionLog.start()
         if self.pruneInterval > 0:
             self._pruner = LoopingCall(self._prune)
             self._pruner.clock = self.clock
@@ -235,6 +255,9 @@ class ChatService(Service):
         Service.stopService(self)
         if self._pruner is not None and self._pruner.running:
             self._pruner.stop()
+        if self._noticeCall is not None:
+            self._noticeCall.cancel()
+        self.flushAllNotices()
         self._log.info("shutting down: closing {count} connections", count=len(self.members))
         done: Deferred[None] = Deferred()
         if self.members:
@@ -255,6 +278,7 @@ class ChatService(Service):
 
         def closed(result: object) -> object:
             self._storeFailures.flush()
+            self.connectionLog.stop()
             return result
 
         return done.addBoth(closed)
@@ -350,6 +374,9 @@ class ChatService(Service):
         """
         name = room.name
         failed: list[Member] | None = None
+        if room.notices is not None:
+            # (the room's join and leave notices go first, in order)
+            self.flushNotices(room)
         if event.kind == "message":
             # The hot path: the members with a fast sink all at once.
             fan, groups, members = room.fanOut()
@@ -383,6 +410,158 @@ class ChatService(Service):
         if failed is not None:
             for m in failed:
                 self._drop(m)
+
+    def announce(self, room: Room[Member], event: Event, subject: Member | None = None) -> None:
+        """
+        Tell C{room} of a join or a leave (C{event}): C{subject}, the member
+        that joins or leaves, at once (a member that leaves first gets the
+        notices still owed to it, then is taken out of the room); the other
+        members all at once, with the room's
+        other notices of the next L{noticeDelay} seconds (one loop over the
+        room for all of them, instead of one delivery per member for each),
+        or before anything else that is said in the room or by one of them
+        (see L{noticesFirst}). A member is told only of the joins and
+        leaves that came after its own join.
+        """
+        serial = 0
+        if subject is not None:
+            if event.kind == "join":
+                serial = room.members.get(subject, 0)
+                self.send(subject, event)
+            else:
+                if room.notices is not None:
+                    self._catchUp(room, subject)
+                self.send(subject, event)
+                room.remove(subject)
+        if not serial:
+            room.serial += 1
+            serial = room.serial
+        pending = room.notices
+        if pending is None:
+            pending = room.notices = []
+            self._noticeRooms[room] = None
+            if self._noticeCall is None and self.noticeDelay is not None:
+                self._noticeCall = self.clock.callLater(self.noticeDelay, self.flushAllNotices)
+        pending.append((serial, event))
+        if self.noticeDelay is None:
+            self.flushNotices(room)
+
+    def _catchUp(self, room: Room[Member], member: Member) -> None:
+        """
+        C{member} leaves C{room}: first the notices still owed to it.
+        """
+        mine = room.members.get(member, 0)
+        for serial, event in room.notices or ():
+            if serial > mine:
+                self._deliverIn(room.name, member, event)
+
+    def _deliverIn(self, name: str, member: Member, event: Event) -> bool:
+        """
+        One event of room C{name} to C{member} (held while it reads the
+        room's history); False if that failed (logged).
+        """
+        held = member.held
+        if held is not None and name in held:
+            held[name].append(event)
+            return True
+        try:
+            member.client.deliver(event)
+        except Exception:
+            self._log.failure("delivery to {nick} failed; dropping it", nick=member.nick)
+            return False
+        return True
+
+    def noticesFirst(self, member: Member) -> None:
+        """
+        Send the pending join and leave notices of C{member}'s rooms now:
+        something it does is about to be told to the others (a nick or
+        away change), which must not come before its join.
+        """
+        for room in member.rooms.values():
+            if room.notices is not None:
+                self.flushNotices(room)
+
+    def flushAllNotices(self) -> None:
+        """
+        Send the pending join and leave notices of every room.
+        """
+        self._noticeCall = None
+        rooms, self._noticeRooms = self._noticeRooms, {}
+        for room in rooms:
+            self.flushNotices(room)
+
+    def flushNotices(self, room: Room[Member]) -> None:
+        """
+        Send C{room}'s pending join and leave notices: the members that
+        were there before the first get them all at once (see
+        L{Room.noticeFan}); the others, one by one, those that came after
+        their own join.
+        """
+        pending = room.notices
+        room.notices = None
+        self._noticeRooms.pop(room, None)
+        if not pending:
+            return
+        fan, groups, late = room.noticeFan(pending[0][0])
+        if groups:
+            for _, event in pending:
+                fan.broadcast(groups, event)
+        failed: list[Member] | None = None
+        name = room.name
+        serials = [serial for serial, _ in pending]
+        tails: dict[str, tuple[memoryview, list[int]]] = {}
+        for m, mine in late:
+            # (the notices after its own join: a tail of the pending ones)
+            start = bisect_right(serials, mine)
+            if start == len(serials):
+                continue
+            if self._takeTail(name, m, pending, start, tails):
+                continue
+            for _, event in pending[start:]:
+                if not self._deliverIn(name, m, event):
+                    if failed is None:
+                        failed = []
+                    failed.append(m)
+                    break
+        if failed is not None:
+            for m in failed:
+                self._drop(m)
+
+    @staticmethod
+    def _takeTail(
+        name: str,
+        member: Member,
+        pending: list[tuple[int, Event]],
+        start: int,
+        tails: dict[str, tuple[memoryview, list[int]]],
+    ) -> bool:
+        """
+        Write C{pending[start:]} to C{member}'s fast connection in one go
+        (a member that joined while the notices waited: filling a room, many
+        do, each owed most of them), if it takes bytes now and is not
+        reading the room's history; False if it must get them one by one.
+        The bytes of all the pending notices are joined once per kind of
+        connection (C{tails}: key -> the bytes and where each notice starts
+        in them) and each member takes a view of its tail, not a copy.
+        """
+        client: Any = member.client
+        sink = getattr(client, "fastSink", None)
+        if sink is None or not client.fastOpen():
+            return False
+        held, floors = member.held, member.floors
+        if (held is not None and name in held) or (floors is not None and name in floors):
+            return False
+        known = tails.get(sink.key)
+        if known is None:
+            frame = client.fastFrame
+            frames = [frame(event) for _, event in pending]
+            offsets = [0]
+            for f in frames:
+                offsets.append(offsets[-1] + len(f))
+            known = tails[sink.key] = (memoryview(b"".join(frames)), offsets)
+        view, offsets = known
+        tail = view[offsets[start] :]
+        return not tail or bool(sink.take(tail))
 
     def dropFailed(self, member: Member) -> None:
         """
@@ -454,7 +633,7 @@ class ChatService(Service):
         self.members.discard(member)
         if self.nicks.forget(member):
             self.broker.memberGone(member)
-        self._log.info("{nick} disconnected ({reason})", nick=member.nick, reason=reason)
+        self.connectionLog.disconnected(member.nick, reason)
         if self._allGone is not None and not self.members:
             d, self._allGone = self._allGone, None
             d.callback(None)

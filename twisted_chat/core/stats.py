@@ -12,6 +12,31 @@ import time
 from typing import Any, Protocol
 
 
+#: the bounded labels of disconnect and leave reasons (see L{reasonLabel})
+_REASONS = (
+    "quit",
+    "disconnected",
+    "idle",
+    "too slow",
+    "flooding",
+    "kicked",
+    "banned",
+    "server shutting down",
+    "internal error",
+    "reconnected",
+)
+
+
+def reasonLabel(reason: str) -> str:
+    """
+    The bounded label for a disconnect or leave reason ("quit: bye" → "quit").
+    """
+    for known in _REASONS:
+        if reason.startswith(known):
+            return known
+    return "other"
+
+
 class Stats:
     """
     What the service reports; this base class records nothing.

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from twisted_chat.core.service import ChatService
+from twisted_chat.core.service import NOTICE_DELAY, ChatService
 from twisted_chat.core.settings import Settings
 from twisted_chat.core.stats import RecentErrors
 from twisted_chat.daemon.control import Daemon
@@ -31,6 +31,7 @@ from twisted_chat.daemon.listeners import Listener
 from twisted_chat.daemon.options import Options, checkBroker
 from twisted_chat.daemon.ops import HealthResource, LagMonitor, PrometheusStats, ReadyResource, makeAdminRoot
 from twisted_chat.frontends.line import LineChatFactory
+from twisted_chat.frontends.webport import WebPortFactory
 from twisted_chat.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
     if config["web"]:
         site = makeWebSite(config, chat, reactor)
         web = _listen(top, config, reactor, cluster, "web", site)
-        engine = site.resource.children.get(b"socket.io")
+        engine = site.site.resource.children.get(b"socket.io")
         if engine is not None:
             from twisted_chat.daemon.routing import addRouting
 
@@ -185,6 +186,9 @@ def _makeChat(config: Options, reactor: IDaemonReactor, store: IMessageStore, br
         admins=config["admin"],
         drainSpread=config["drain-spread"],
         logMessages=bool(config["log-messages"]),
+        logConnections=bool(config["log-connections"]),
+        connectionSummary=config["connection-summary"],
+        noticeDelay=NOTICE_DELAY,
     )
 
 
@@ -236,12 +240,13 @@ def makeStore(config: Options, reactor: IDaemonReactor | None = None) -> IMessag
         raise SystemExit("twistd chat: %s" % (e,))
 
 
-def makeWebSite(config: Options, chat: ChatService, reactor: IDaemonReactor) -> Site:
+def makeWebSite(config: Options, chat: ChatService, reactor: IDaemonReactor) -> WebPortFactory:
     """
-    The site of the C{--web} listeners: the chat page, WebSocket at
-    C{/ws} (and C{/echo} with C{--ws-echo}), Socket.IO at C{/socket.io/}
-    (unless C{--sio-max-sessions 0}), and the C{/healthz} and C{/readyz}
-    probes.
+    The factory of the C{--web} listeners: the chat page, WebSocket at
+    C{/ws} and C{/} (and C{/echo} with C{--ws-echo}), Socket.IO at
+    C{/socket.io/} (unless C{--sio-max-sessions 0}), and the C{/healthz}
+    and C{/readyz} probes; a WebSocket upgrade goes straight to Autobahn,
+    the rest to the C{Site} (see L{twisted_chat.frontends.webport}).
     """
     import txaio
 
@@ -288,7 +293,10 @@ def makeWebSite(config: Options, chat: ChatService, reactor: IDaemonReactor) -> 
     site.timeOut = config["handshake-timeout"]
     site.resource.putChild(b"healthz", HealthResource())
     site.resource.putChild(b"readyz", ReadyResource(chat))
-    return site
+    upgrades: dict[bytes, IProtocolFactory] = {b"/ws": wsFactory, b"/": wsFactory}
+    if echo is not None:
+        upgrades[b"/echo"] = echo
+    return WebPortFactory(site, upgrades, reactor, config["handshake-timeout"])
 
 
 class StopInOrder(MultiService):

@@ -22,36 +22,12 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from twisted_chat.core.stats import Stats
+from twisted_chat.core.stats import Stats, reasonLabel
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
     from twisted_chat.core.service import ChatService
-
-_REASONS = (
-    "quit",
-    "disconnected",
-    "idle",
-    "too slow",
-    "flooding",
-    "kicked",
-    "banned",
-    "server shutting down",
-    "internal error",
-    "reconnected",
-)
-
-
-def reasonLabel(reason: str) -> str:
-    """
-    The bounded label for a disconnect or leave reason ("quit: bye" → "quit").
-    """
-    for known in _REASONS:
-        if reason.startswith(known):
-            return known
-    return "other"
-
 
 class PrometheusStats(Stats):
     """

@@ -168,6 +168,7 @@ class Options(usage.Options):
         ["sio-max-sessions", None, 10000, "Socket.IO sessions at once (0: no Socket.IO at /socket.io/).", _Bounded("sio-max-sessions", 0, 10**7)],
         ["limits", None, None, "A file of limits (lines NAME = VALUE, names as the options above: flood-rate, max-per-ip…), read at start and again on SIGHUP."],
         ["drain-spread", None, 10.0, "On shutdown, clients are told to reconnect after a random 1 to 1+N seconds, so a restart causes no reconnect storm.", _Bounded("drain-spread", 0, 3600, float)],
+        ["connection-summary", None, 60.0, "Every N seconds in which connections opened or closed, log how many (by front-end and reason) and how many are open (0: never).", _Bounded("connection-summary", 0, 86400, float)],
         ["shutdown-timeout", None, 5.0, "Seconds to wait for connections to close on shutdown.", _Bounded("shutdown-timeout", 0, 600, float)],
         ["broker", None, None, "Share rooms, nicks and history with every other node using the same Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P] (rediss:// for TLS, with &ca=PEMFILE to trust a private CA); the history then lives in Redis (no --store)."],
         ["workers", None, 1, "Worker processes (auto: one per CPU); more than 1 needs --broker. The parent binds the line and web ports and shares them with its workers, restarts a worker that dies, and stops them all on SIGTERM; worker I serves --metrics on the given port + I (tcp:0: each its own free port).", _WorkerCount()],
@@ -183,6 +184,7 @@ class Options(usage.Options):
     optFlags = [
         ["check", None, "Check the options and files (auth, limits, store), print the result and exit."],
         ["log-messages", None, "Log the text of every message (for debugging; off by default for privacy)."],
+        ["log-connections", None, "Log a line (at debug level) for every connection and disconnection, besides the periodic summary."],
         ["require-auth", None, "Only registered nicks may chat (needs --auth)."],
         ["ws-compression", None, "Accept permessage-deflate on WebSocket connections (off by default)."],
         ["ws-echo", None, "Also serve /echo, a WebSocket echo endpoint with the same options (for compliance testing)."],

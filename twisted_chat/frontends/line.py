@@ -28,7 +28,7 @@ from twisted_chat.frontends.write import LAZY_KINDS, FastWriter, OutgoingGuard, 
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.frontends.throttle import ThrottledInput
 from twisted_chat.core.service import ChatService
-from twisted_chat.frontends.textmode import TextSession, closingText, messageText
+from twisted_chat.frontends.textmode import TextSession, closingText, roomEventText
 from twisted_chat.wire.lines import LineFraming
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ class LineChatProtocol(Protocol, TimeoutMixin, TextSession, ThrottledInput, Line
         return not self._closing
 
     def fastFrame(self, event: Event) -> bytes:
-        return _lineBytes(event, messageText(event))  # type: ignore[arg-type]
+        return _lineBytes(event, roomEventText(event))
 
     # -- output --
 

@@ -90,6 +90,30 @@ def messageText(m: Message) -> str:
     return text
 
 
+def roomEventText(event: Event) -> str:
+    """
+    The line of an event that every member of its room gets the same (a
+    message, a join or a leave notice: see
+    L{twisted_chat.frontends.write.WriteBatcher.broadcast}), rendered once.
+    """
+    kind = event.kind
+    if kind == "join":
+        cache = event.cache
+        text = cache.get("text")
+        if text is None:
+            assert isinstance(event, Joined)
+            text = cache["text"] = joinedLine(event.room, event.nick)
+        return text
+    if kind == "part":
+        cache = event.cache
+        text = cache.get("text")
+        if text is None:
+            assert isinstance(event, Parted)
+            text = cache["text"] = partLine(event.room, event.nick, event.reason)
+        return text
+    return messageText(event)  # type: ignore[arg-type]
+
+
 class TextSession:
     """
     The text-mode half of a front-end: parse lines, render events.

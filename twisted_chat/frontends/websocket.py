@@ -29,11 +29,11 @@ from twisted_chat.core.events import Event
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.jsonmode import JsonSession, encodeEvent
-from twisted_chat.frontends.textmode import TextSession, closingText, messageText
+from twisted_chat.frontends.textmode import TextSession, closingText, roomEventText
 from twisted_chat.frontends.throttle import ThrottledInput
 from twisted_chat.frontends.write import LAZY_KINDS, FastWriter, OutgoingGuard, dropSlowConsumer, fastWriterFor, sync
 from twisted_chat.frontends.wscommon import applyOptions, originAllowed, textFrame
-from twisted_chat.frontends.wsslim import NoQueue, Unformatted, slim
+from twisted_chat.frontends.wsslim import NoQueue, Unformatted, configuredClass, slim
 
 # Autobahn colours the values in its log messages with click (ANSI escapes)
 # whenever click is importable, and it does so eagerly: every sendData()
@@ -45,6 +45,7 @@ JSON_PROTOCOL = "chat.json"
 TEXT_PROTOCOL = "chat"
 
 _OPEN = WebSocketProtocol.STATE_OPEN
+_CONNECTING = WebSocketProtocol.STATE_CONNECTING
 _GOING_AWAY = WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY
 
 
@@ -98,6 +99,25 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
             super()._connectionMade()
         finally:
             _abprotocol.pformat = real
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # The handshake's answer (101) waits for the end of the reactor turn
+        # with what onOpen writes after it (the greeting, the lobby): one
+        # send() for all, instead of registering the socket for writing and
+        # sending it on the next turn.
+        if (
+            self.state == _CONNECTING
+            and not sync
+            and not chopsize
+            and data.startswith(b"HTTP/1.1 101 ")
+            and self._fast is None
+            and not self.send_queue
+        ):
+            fast = fastWriterFor(self.transport, self, self._frameKey)
+            if fast is not None and fast.take(data):
+                self._fast = fast
+                return
+        WebSocketServerProtocol.sendData(self, data, sync, chopsize)
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         factory = self.factory
@@ -159,7 +179,12 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
         if self._perMessageCompress is None and not self.autoFragmentSize:
             # Frames are then the same bytes for every connection, and
             # Autobahn's framing and sendData() can be skipped.
-            self._fast = fastWriterFor(transport, self, self._frameKey)
+            if self._fast is None:
+                self._fast = fastWriterFor(transport, self, self._frameKey)
+        else:
+            # (the handshake's answer may have gone this way: it is in the
+            # transport's buffer, sent at the end of this turn all the same)
+            self._fast = None
         self.service = self.factory.service
         self._slim()
         if self.json:
@@ -170,7 +195,9 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
             self.startTextSession(self.service, self.peer or "", self._admitted or "")
 
     def _slim(self) -> None:
-        slim(self)
+        factory = self.factory
+        # (built as the factory's configured class already: see buildProtocol)
+        slim(self, type(self) if factory._built is not None and factory._built[1] is type(self) else None)
 
     def _noHello(self) -> None:
         self._helloTimer = None
@@ -318,7 +345,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol, TextSession, JsonSession, T
                 if data is None:
                     return b""
             else:
-                data = self._utf8(event, messageText(event))  # type: ignore[arg-type]
+                data = self._utf8(event, roomEventText(event))
             pm = self._prepared(event, key, data)
         return pm.payloadHybi
 
@@ -432,5 +459,25 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         self.allowedOrigins = list(allowedOrigins or [])
         self.helloTimeout = helloTimeout
         applyOptions(self, **options)
+
+    #: (protocol, the class its connections are built as: a subclass
+    #: holding this factory's protocol options, see wsslim.configuredClass)
+    _built: tuple[Any, type] | None = None
+
+    def setProtocolOptions(self, *args: Any, **options: Any) -> None:
+        WebSocketServerFactory.setProtocolOptions(self, *args, **options)
+        self._built = None
+
+    def buildProtocol(self, addr: Any) -> ChatWebSocketProtocol:  # type: ignore[override]
+        # Connections start as the configured class (the options as class
+        # attributes), so Autobahn copies none of them into each one and
+        # _slim has less to shed; made again if the options change.
+        built = self._built
+        if built is None or built[0] is not self.protocol:
+            cls = configuredClass(self, self.protocol) or self.protocol
+            built = self._built = (self.protocol, cls)
+        p = built[1]()
+        p.factory = self
+        return p
 
 

@@ -11,6 +11,7 @@ default values, an empty send queue (L{NoQueue}) and traffic counters.
 from __future__ import annotations
 
 from collections import deque
+from types import FunctionType
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -143,7 +144,10 @@ def configuredClass(factory: Any, base: type) -> type | None:
     )
     if hasattr(factory, "service"):
         attrs["service"] = factory.service
-    attrs.update(zip(_CONFIG_ATTRS, values))
+    # (a function option, such as perMessageCompressionAccept, must not
+    # become a method of the class: read through an instance, it is the
+    # function itself, as it was as an instance attribute)
+    attrs.update((name, staticmethod(v) if isinstance(v, FunctionType) else v) for name, v in zip(_CONFIG_ATTRS, values))
     attrs["_configuredFor"] = factory
     attrs["__module__"] = base.__module__
     cls = type(base.__name__, (base,), attrs)
@@ -151,19 +155,20 @@ def configuredClass(factory: Any, base: type) -> type | None:
     return cls
 
 
-def slim(proto: Any) -> None:
+def slim(proto: Any, cls: type | None = None) -> None:
     """
     Shed what an open connection no longer needs (a WebSocket connection
     is mostly idle: its size is the server's capacity): the handshake's
     leftovers, the per-connection copies of the factory's options (kept
-    once, on a subclass made per factory), an empty send queue and
-    Autobahn's traffic counters; then rebuild the instance dict, which
-    never shrinks by itself.
+    once, on a subclass made per factory: C{cls} when the caller knows it
+    already), an empty send queue and Autobahn's traffic counters; then
+    rebuild the instance dict, which never shrinks by itself.
     """
     d = proto.__dict__
     for name in _HANDSHAKE_ONLY:
         d.pop(name, None)
-    cls = configuredClass(proto.factory, type(proto))
+    if cls is None:
+        cls = configuredClass(proto.factory, type(proto))
     if cls is not None:
         for name in _CONFIG_ATTRS:
             value = d.get(name, _MISSING)

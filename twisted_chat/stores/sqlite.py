@@ -314,11 +314,18 @@ class SQLiteStore:
         sync: str = "full",
         batchMax: int = 2000,
         fireBudget: float = 0.01,
+        groupWait: float = 0.0005,
     ) -> None:
         self.path = path
         self.retainMessages = retainMessages
         self.retainDays = retainDays
         self.batchMax = batchMax
+        #: under a steady stream of messages (a commit ended less than
+        #: C{groupBusy} seconds ago) the thread waits C{groupWait} seconds
+        #: for more before it commits: fewer transactions, each synced once
+        self.groupWait = groupWait
+        self.groupBusy = 0.002
+        self._lastCommit = 0.0
         self._reactor = reactor
         self._conn = _open(path, sync)
         conn = self._conn
@@ -395,17 +402,20 @@ class SQLiteStore:
             if item[0] == "append":
                 # Everything queued behind it goes into the same transaction.
                 writes = [item[1:]]
-                item = None
-                while len(writes) < self.batchMax:
-                    try:
-                        following = q.get_nowait()
-                    except queue.Empty:
-                        break
-                    if following[0] != "append":
-                        item = following
-                        break
-                    writes.append(following[1:])
+                item = self._following(writes)
+                if (
+                    item is None
+                    and self.groupWait > 0
+                    and len(writes) < self.batchMax
+                    and time.monotonic() - self._lastCommit < self.groupBusy
+                ):
+                    # Messages keep coming (the last commit was a moment
+                    # ago): wait a little for the next ones, to commit (and
+                    # sync) them together rather than one by one.
+                    time.sleep(self.groupWait)
+                    item = self._following(writes)
                 self._commit(conn, writes)
+                self._lastCommit = time.monotonic()
                 if item is None:
                     item = q.get()
                 continue
@@ -429,6 +439,22 @@ class SQLiteStore:
             else:
                 self.reactor.callFromThread(self._arrived, [(d, result, False)])
             item = q.get()
+
+    def _following(self, writes: list[tuple[Any, str | None, Deferred[Any]]]) -> Any:
+        """
+        Add the appends queued now to C{writes} (up to C{batchMax}); the
+        first other request queued behind them, if any.
+        """
+        q = self._queue
+        while len(writes) < self.batchMax:
+            try:
+                following = q.get_nowait()
+            except queue.Empty:
+                return None
+            if following[0] != "append":
+                return following
+            writes.append(following[1:])
+        return None
 
     def _commit(self, conn: sqlite3.Connection, writes: list[tuple[Any, str | None, Deferred[Any]]]) -> None:
         """
