@@ -78,21 +78,35 @@ class Room(Generic[M]):
         #: (limit, sorted nicks of the first `limit` members), or None
         self.presence: tuple[int, list[str]] | None = None
 
-    def add(self, member: M) -> None:
+    def add(self, member: M, again: bool = False) -> None:
+        """
+        C{member} joins; C{again}: another connection of a nick already in
+        the room (the member list names it once already).
+        """
         self.serial += 1
         self.members[member] = self.serial
         self._snapshot = self._fan = None
         cached = self.presence
-        if cached is not None and len(self.members) <= cached[0]:
+        if again:
+            if cached is not None and len(self.members) > cached[0]:
+                self.presence = None  # (a smaller room's list, cut at the limit)
+        elif cached is not None and len(self.members) <= cached[0]:
             # One of the first cached[0]: in that list, in its place (a
             # member past them does not change it). Sorting the list again
             # for every join of a filling room was O(n log n) each.
             insort(cached[1], member.nick, key=str.lower)
 
-    def remove(self, member: M) -> None:
+    def remove(self, member: M, again: bool = False) -> None:
+        """
+        C{member} leaves; C{again}: the nick stays in the room through
+        another connection (the member list keeps naming it).
+        """
         present = self.members.pop(member, None) is not None
         cached = self.presence
-        if present and cached is not None and len(self.members) < cached[0]:
+        if again and present:
+            if cached is not None and len(self.members) >= cached[0]:
+                self.presence = None  # (the list was cut at the limit)
+        elif present and cached is not None and len(self.members) < cached[0]:
             # The list had every member: out of it (in a bigger room, the
             # next member in joining order would take its place).
             nicks = cached[1]
@@ -164,7 +178,7 @@ class Room(Generic[M]):
         of them (they joined before the first); the C{late}, with the
         serial of their join, are those to be given theirs one by one: the
         members that joined since, those without a fast sink, those
-        reading this room's history (their events are held) and those
+        reading a room's history (everything for them waits, in order) and those
         whose history ran ahead of this node.
         """
         fan: Any = None
@@ -178,7 +192,7 @@ class Room(Generic[M]):
             if (
                 serial >= first
                 or sink is None
-                or (held is not None and name in held)
+                or held is not None
                 or (floor is not None and name in floor)
             ):
                 late.append((m, serial))

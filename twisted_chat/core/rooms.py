@@ -66,8 +66,8 @@ class Rooms:
                 # (joining a room that has members on other nodes makes
                 # nobody an operator)
                 room.ops.add(member)
-        again = self.nicks.devices and self.nicks.otherConnectionIn(member, room)
-        room.add(member)
+        again = bool(self.nicks.devices) and self.nicks.otherConnectionIn(member, room)
+        room.add(member, again)
         member.rooms[name] = room
         member.current = name
         joined = Joined(name, member.nick, self.host.now())
@@ -99,7 +99,7 @@ class Rooms:
         if again or self.roomSize(room) > self.host.announceLimit:
             # (the nick stays in the room through its other connection)
             self.host.send(member, parted)
-            room.remove(member)
+            room.remove(member, bool(again))
         else:
             # (takes it out of the room once it has been told)
             self.host.announce(room, parted, member)

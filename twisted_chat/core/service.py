@@ -460,9 +460,9 @@ class ChatService(Service):
         One event of room C{name} to C{member} (held while it reads the
         room's history); False if that failed (logged).
         """
-        held = member.held
-        if held is not None and name in held:
-            held[name].append(event)
+        if member.held is not None:
+            # (behind a history being read: in order, see core.history)
+            member.backlog.append((name, event))  # type: ignore[union-attr]
             return True
         try:
             member.client.deliver(event)
@@ -548,9 +548,9 @@ class ChatService(Service):
         sink = getattr(client, "fastSink", None)
         if sink is None or not client.fastOpen():
             return False
-        held, floors = member.held, member.floors
-        if (held is not None and name in held) or (floors is not None and name in floors):
-            return False
+        floors = member.floors
+        if member.held is not None or (floors is not None and name in floors):
+            return False  # (held: behind a history being read, in order)
         known = tails.get(sink.key)
         if known is None:
             frame = client.fastFrame
