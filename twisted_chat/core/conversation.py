@@ -234,6 +234,8 @@ class Conversation:
         C{member} said something in C{name}, or left it: its typing there
         ends (nobody is told: its message, or its leaving, says it).
         """
+        if not self._typing:
+            return  # (the common case, on every message)
         typing = self._typing.pop((member, name), None)
         if typing is not None and typing.expiry is not None and typing.expiry.active():
             typing.expiry.cancel()

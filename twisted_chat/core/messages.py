@@ -164,9 +164,7 @@ class Messages:
         self.nicks.requireLogin(member)
         text = self.checkText(text)
         reply = self.checkReply(name, replyTo) if replyTo is not None else 0
-        conversation = self.host.conversation
-        if conversation._typing:
-            conversation.stopTyping(member, name)
+        self.host.conversation.stopTyping(member, name)
 
         def make() -> Deferred[Message]:
             check = self.replyTarget(member, name, reply) if reply else None

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from twisted_chat.core.member import Requests
+from twisted_chat.core.member import Requests, _Conversation
 
 if TYPE_CHECKING:
-    from twisted_chat.core.conversation import Conversation
+    from twisted.internet.defer import Deferred
 
     from twisted_chat.core.connlog import ConnectionLog
     from twisted_chat.core.events import Event
@@ -24,6 +24,33 @@ if TYPE_CHECKING:
     from twisted_chat.core.member import Member
     from twisted_chat.core.room import Room
     from twisted_chat.core.settings import Settings
+
+
+class ConversationPart(_Conversation, Protocol):
+    """
+    What the other parts use of the conversation's part
+    (L{twisted_chat.core.conversation.Conversation}).
+    """
+
+    def stopTyping(self, member: Member, name: str) -> None:
+        """
+        C{member} said something in C{name}, or left it: it is no longer typing there.
+        """
+
+    def remoteTyping(self, name: str, nick: str, state: str) -> None:
+        """
+        C{nick}, on another node, is typing in C{name}.
+        """
+
+    def readMarker(self, nick: str, name: str, id: int) -> None:
+        """
+        Tell this node's connections of C{nick} its read position in C{name}.
+        """
+
+    def readState(self, member: Member, name: str) -> Deferred[tuple[int, int, int] | None]:
+        """
+        (read position, unread, mentions) of C{member}'s nick in C{name}.
+        """
 
 
 class Host(Requests, Protocol):
@@ -43,8 +70,11 @@ class Host(Requests, Protocol):
     announceLimit: int
     #: at most this many messages are recovered on a resume
     resumeLimit: int
-    #: edits, deletions, reactions, typing, read markers, search
-    conversation: Conversation
+    @property
+    def conversation(self) -> ConversationPart:
+        """
+        Edits, deletions, reactions, typing, read markers, search.
+        """
     #: counts (and with --log-connections logs) connections
     connectionLog: ConnectionLog
 
