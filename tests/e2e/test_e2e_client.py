@@ -640,6 +640,9 @@ def test_e2eConversationCommands(startDaemon: Callable[..., Any], clientProcesse
     alice.waitFor("*** #lobby: bob edited \"lunch at 12?\": lunch at 12:30?")
     alice.send("/delete")
     bob.waitFor("*** #lobby: alice deleted \"yes\"")
+    # (once alice's client has its own deletion back: before, it still has
+    # the message, and the server answers that it is gone)
+    alice.waitFor("*** #lobby: alice deleted \"yes\"")
     alice.send("/edit nothing left to edit")
     alice.waitFor("!!! #lobby: you have no message here to edit")
     alice.send("/search lunch")
