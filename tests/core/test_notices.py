@@ -1,5 +1,5 @@
 """
-Join and leave notices told to a room together (L{ChatService.announce}):
+Join and leave notices told to a room together (L{Notices.announce}):
 what each member sees, and in which order, when the daemon lets them wait
 up to C{noticeDelay} seconds for each other.
 """

@@ -631,18 +631,18 @@ async def test_lineJoinNoticesTogetherInOneSend(listen: Any, service: ChatServic
     service.settings.idleTimeout = 0
     port = listen(LineChatFactory(service))
     early = [await lineClient(port) for _ in range(3)]
-    service.flushAllNotices()
+    service.notices.flushAllNotices()
     await deferLater(reactor, WriteBatcher.lazyDelay * 2, lambda: None)  # (the lazy bytes)
     for c in early:
         c.pull()
         c.data = b""
-    service.noticeDelay = 3600.0  # (flushed below)
+    service.notices.noticeDelay = 3600.0  # (flushed below)
     late = [await lineClient(port) for _ in range(4)]
     nicks = [m.nick for m in service.rooms["#lobby"].members][3:]
     assert all(c.pull() == b"" for c in early)
     batcher = next(iter(service.rooms["#lobby"].members)).client._fast.batcher
     sends = batcher.sends
-    service.flushAllNotices()
+    service.notices.flushAllNotices()
     await turn()
     # (one each for the members owed anything: all but the last to join)
     assert batcher.sends - sends == len(early) + len(late) - 1

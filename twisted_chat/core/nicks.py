@@ -293,7 +293,7 @@ class Nicks:
             for m in room.members:
                 if m is not member:
                     shared.setdefault(m, []).append(name)
-        self.host.noticesFirst(member)
+        self.host.notices.noticesFirst(member)
         for m, rooms in shared.items():
             self.host.send(m, NickChanged(old, nick, tuple(rooms), now))
         self.host.broker.nickChanged(member, old, now)

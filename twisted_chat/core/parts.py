@@ -5,7 +5,8 @@ they deliver. The parts are the service's collaborators, each with one
 job: the history a joiner gets (L{twisted_chat.core.history}), nicknames
 and who owns them (L{twisted_chat.core.nicks}), messages and private
 messages (L{twisted_chat.core.messages}), moderation
-(L{twisted_chat.core.moderation}) and what other nodes tell this one
+(L{twisted_chat.core.moderation}), join and leave notices
+(L{twisted_chat.core.notices}) and what other nodes tell this one
 (L{twisted_chat.core.remote}).
 """
 
@@ -53,6 +54,24 @@ class ConversationPart(_Conversation, Protocol):
         """
 
 
+class NoticesPart(Protocol):
+    """
+    What the other parts use of the join and leave notices' part
+    (L{twisted_chat.core.notices.Notices}).
+    """
+
+    def announce(self, room: Room[Member], event: Event, subject: Member | None = None) -> None:
+        """
+        Tell C{room} of a join or a leave: C{subject} at once, the others
+        together with the room's other notices of the moment.
+        """
+
+    def noticesFirst(self, member: Member) -> None:
+        """
+        Send the pending join and leave notices of C{member}'s rooms now.
+        """
+
+
 class Host(Requests, Protocol):
     """
     What the parts of the service use of it (L{twisted_chat.core.service.ChatService}),
@@ -74,6 +93,11 @@ class Host(Requests, Protocol):
     def conversation(self) -> ConversationPart:
         """
         Edits, deletions, reactions, typing, read markers, search.
+        """
+    @property
+    def notices(self) -> NoticesPart:
+        """
+        Join and leave notices, told to a room together.
         """
     #: counts (and with --log-connections logs) connections
     connectionLog: ConnectionLog
@@ -98,15 +122,9 @@ class Host(Requests, Protocol):
         Hand one event to every member of C{room} on this node.
         """
 
-    def announce(self, room: Room[Member], event: Event, subject: Member | None = None) -> None:
+    def dropFailed(self, member: Member) -> None:
         """
-        Tell C{room} of a join or a leave: C{subject} at once, the others
-        together with the room's other notices of the moment.
-        """
-
-    def noticesFirst(self, member: Member) -> None:
-        """
-        Send the pending join and leave notices of C{member}'s rooms now.
+        A delivery to C{member} failed (and was logged): close and drop it, alone.
         """
 
     def roomSize(self, room: Room[Member]) -> int:

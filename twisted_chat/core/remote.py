@@ -71,12 +71,12 @@ class ClusterEvents:
     def remoteJoined(self, name: str, nick: str, time: float) -> None:
         room = self.host.rooms.get(name)
         if room is not None and self.host.roomSize(room) <= self.host.announceLimit:
-            self.host.announce(room, Joined(name, nick, time))
+            self.host.notices.announce(room, Joined(name, nick, time))
 
     def remoteParted(self, name: str, nick: str, reason: str, time: float) -> None:
         room = self.host.rooms.get(name)
         if room is not None and self.host.roomSize(room) < self.host.announceLimit:
-            self.host.announce(room, Parted(name, nick, reason, time))
+            self.host.notices.announce(room, Parted(name, nick, reason, time))
 
     def epochChanged(self, previous: str, epoch: str) -> None:
         """

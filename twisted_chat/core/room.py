@@ -60,7 +60,7 @@ class Room(Generic[M]):
         #: other nodes): a notice is owed to the members that joined before it
         self.serial = 0
         #: join and leave notices not sent yet, (serial, event) in order:
-        #: sent to the room all at once (see ChatService.announce)
+        #: sent to the room all at once (see Notices.announce)
         self.notices: list[tuple[int, Event]] | None = None
         self._snapshot: tuple[M, ...] | None = None
         self._fan: tuple[Any, tuple[Any, ...], tuple[M, ...]] | None = None

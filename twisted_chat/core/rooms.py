@@ -78,7 +78,7 @@ class Rooms:
             # the nick once), or a big room: only the joiner hears of it.
             self.host.send(member, joined)
         else:
-            self.host.announce(room, joined, member)
+            self.host.notices.announce(room, joined, member)
         self.host.send(member, self._presence(name, room))
         if room.topic:
             self.host.send(member, TopicChanged(name, room.topic, room.topicBy, self.host.now()))
@@ -102,7 +102,7 @@ class Rooms:
             room.remove(member, bool(again))
         else:
             # (takes it out of the room once it has been told)
-            self.host.announce(room, parted, member)
+            self.host.notices.announce(room, parted, member)
         if not room.members:
             del self.host.rooms[name]
         if not again:
@@ -194,7 +194,7 @@ class Rooms:
         if member.away == message:
             return
         member.away = message
-        self.host.noticesFirst(member)
+        self.host.notices.noticesFirst(member)
         event = AwayChanged(member.nick, message, self.host.now())
         told: set[Member] = {member}
         for room in member.rooms.values():

@@ -7,15 +7,15 @@ decoded requests; the service answers through the member's L{IChatClient}
 with the events of L{twisted_chat.core.events}. Requests it refuses raise
 L{ChatError} synchronously and change nothing.
 
-The service holds the rooms and members of its node, joins and leaves,
-delivery and shutdown; its parts do the rest (L{twisted_chat.core.parts}):
-nicks and their owners, messages, the history of a join, moderation, and
-what other nodes say.
+The service holds the rooms and members of its node, delivery, quitting
+and shutdown; its parts do the rest (L{twisted_chat.core.parts}): joins
+and leaves, nicks and their owners, messages, the history of a join,
+moderation, join and leave notices, and what other nodes say. What members
+and front-ends ask of the parts goes through L{ServiceFront}.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, Iterable, cast
 
 from twisted.application.service import Service
@@ -28,14 +28,16 @@ from twisted_chat.core.broker import LocalBroker
 from twisted_chat.core.connlog import ConnectionLog
 from twisted_chat.core.conversation import Conversation
 from twisted_chat.core.errors import FailureLog
-from twisted_chat.core.events import Event, Message, Notice
+from twisted_chat.core.events import Event, Notice
+from twisted_chat.core.front import ServiceFront
 from twisted_chat.core.history import JoinHistory
-from twisted_chat.core.interfaces import IBroker, IChatClient, IMessageStore
+from twisted_chat.core.interfaces import IBroker, IMessageStore
 from twisted_chat.core.limits import Admission
 from twisted_chat.core.member import Member, MemberInfo
 from twisted_chat.core.messages import Messages
 from twisted_chat.core.moderation import Moderation
 from twisted_chat.core.nicks import Nicks
+from twisted_chat.core.notices import Notices
 from twisted_chat.core.remote import ClusterEvents
 from twisted_chat.core.rooms import Rooms
 from twisted_chat.core.room import Room
@@ -46,11 +48,6 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
 LOBBY = "#lobby"
-
-#: how long the daemon lets join and leave notices wait to go to a room
-#: together (see ChatService.announce): as long as a lazy write waits
-NOTICE_DELAY = 0.2
-
 
 def _setting(name: str) -> Any:
     """
@@ -81,7 +78,7 @@ def _settingsOf(settings: Settings | None, admission: Admission | None, **limits
     return settings
 
 
-class ChatService(Service):
+class ChatService(ServiceFront, Service):
     """
     The one service every front-end of a node shares.
     """
@@ -145,12 +142,6 @@ class ChatService(Service):
         #: name this many members and give the total: otherwise every join
         #: costs O(members) deliveries and bytes, O(members²) to fill a room.
         self.announceLimit = 1000
-        #: join and leave notices wait this long (at most) to go to a room
-        #: together (see announce); None: each goes at once (the daemon
-        #: gives NOTICE_DELAY)
-        self.noticeDelay = noticeDelay
-        self._noticeRooms: dict[Room[Member], None] = {}
-        self._noticeCall: Any = None
         #: where the service reports what happens (metrics); see core.stats
         self.stats: Stats = stats if stats is not None else Stats()
         self.admission.stats = self.stats
@@ -166,17 +157,31 @@ class ChatService(Service):
         #: C{connectionSummary} seconds, and with C{logConnections} a debug
         #: line for each (see core.connlog)
         self.connectionLog = ConnectionLog(lambda: self.clock, connectionSummary, logConnections, lambda: len(self.members))
-        # The parts (see core.parts)
-        self.nicks = Nicks(self, passwords, admins, requireAuth)
-        self.messages = Messages(self, self.nicks, refWindow, logMessages)
-        self.moderation = Moderation(self, self.nicks)
-        self.conversation = Conversation(self, self.nicks, self.messages)
-        self.joinHistory = JoinHistory(self)
-        self.roomsPart = Rooms(self, self.nicks, self.moderation, self.joinHistory)
+        self._makeParts(passwords, admins, requireAuth, logMessages, noticeDelay)
         #: how this node shares rooms with others (see IBroker)
         self.broker: IBroker = broker if broker is not None else LocalBroker(self.store)
         self.broker.attach(ClusterEvents(self, self.nicks, self.moderation, self.deliverMessage))
         self.setName("chat")
+
+    def _makeParts(
+        self,
+        passwords: dict[str, str] | None,
+        admins: Iterable[str],
+        requireAuth: bool,
+        logMessages: bool,
+        noticeDelay: float | None,
+    ) -> None:
+        """
+        Make the service's parts (see L{twisted_chat.core.parts}).
+        """
+        self.nicks = Nicks(self, passwords, admins, requireAuth)
+        self.messages = Messages(self, self.nicks, self.refWindow, logMessages)
+        self.moderation = Moderation(self, self.nicks)
+        self.conversation = Conversation(self, self.nicks, self.messages)
+        self.joinHistory = JoinHistory(self)
+        self.roomsPart = Rooms(self, self.nicks, self.moderation, self.joinHistory)
+        #: join and leave notices, told to a room together (see core.notices)
+        self.notices = Notices(self, noticeDelay)
 
     # The service's limits, as they were attributes before they moved to
     # its settings: the same values, read and written there.
@@ -255,9 +260,7 @@ class ChatService(Service):
         Service.stopService(self)
         if self._pruner is not None and self._pruner.running:
             self._pruner.stop()
-        if self._noticeCall is not None:
-            self._noticeCall.cancel()
-        self.flushAllNotices()
+        self.notices.stop()
         self._log.info("shutting down: closing {count} connections", count=len(self.members))
         done: Deferred[None] = Deferred()
         if self.members:
@@ -282,62 +285,6 @@ class ChatService(Service):
             return result
 
         return done.addBoth(closed)
-
-    # Connections
-
-    def connect(
-        self,
-        client: IChatClient,
-        nick: str | None = None,
-        peer: str = "",
-        token: str | None = None,
-        host: str = "",
-        authenticated: bool = False,
-    ) -> Member:
-        """
-        Register a new connection under C{nick}, or a fresh guest nick (see
-        L{Nicks.connect}).
-        """
-        return self.nicks.connect(client, nick, peer, token, host, authenticated)
-
-    def connectWithPassword(
-        self, client: IChatClient, nick: str, password: str, peer: str = "", token: str | None = None, host: str = ""
-    ) -> Deferred[Member]:
-        """
-        Like L{connect} for a registered nick, once C{password} is checked.
-        """
-        return self.nicks.connectWithPassword(client, nick, password, peer, token, host)
-
-    def lookup(self, nick: str) -> Member | None:
-        return self.nicks.lookup(nick)
-
-    def memberInfo(self, nick: str) -> MemberInfo | None:
-        """
-        What is known of the member called C{nick} (its account, away
-        message, rooms…; see L{MemberInfo}), or None when nobody online has
-        that nick. Front-ends read it to show who someone is (IRC's WHOIS,
-        its C{account} tags); a member's own request is L{Member.whois}.
-        """
-        return self.nicks.info(nick)
-
-    def checkLogin(self, nick: str, password: str) -> Deferred[None]:
-        """
-        Check a registered nick's password without taking the nick (an IRC
-        client's SASL exchange, before it registers): fires with None or
-        fails with L{ChatError} C{bad-login}; raises C{no-auth} at once on a
-        server without registered nicks. Checked in a thread, as every
-        password.
-        """
-        return self.nicks.checkLogin(nick, password)
-
-    def isAdmin(self, member: Member) -> bool:
-        return self.nicks.isAdmin(member)
-
-    def spend(self, member: Member) -> None:
-        self.moderation.spend(member)
-
-    def disconnectFlooder(self, member: Member, waiting: int) -> None:
-        self.moderation.disconnectFlooder(member, waiting)
 
     # Delivery
 
@@ -376,7 +323,7 @@ class ChatService(Service):
         failed: list[Member] | None = None
         if room.notices is not None:
             # (the room's join and leave notices go first, in order)
-            self.flushNotices(room)
+            self.notices.flushNotices(room)
         if event.kind == "message":
             # The hot path: the members with a fast sink all at once.
             fan, groups, members = room.fanOut()
@@ -411,158 +358,6 @@ class ChatService(Service):
             for m in failed:
                 self._drop(m)
 
-    def announce(self, room: Room[Member], event: Event, subject: Member | None = None) -> None:
-        """
-        Tell C{room} of a join or a leave (C{event}): C{subject}, the member
-        that joins or leaves, at once (a member that leaves first gets the
-        notices still owed to it, then is taken out of the room); the other
-        members all at once, with the room's
-        other notices of the next L{noticeDelay} seconds (one loop over the
-        room for all of them, instead of one delivery per member for each),
-        or before anything else that is said in the room or by one of them
-        (see L{noticesFirst}). A member is told only of the joins and
-        leaves that came after its own join.
-        """
-        serial = 0
-        if subject is not None:
-            if event.kind == "join":
-                serial = room.members.get(subject, 0)
-                self.send(subject, event)
-            else:
-                if room.notices is not None:
-                    self._catchUp(room, subject)
-                self.send(subject, event)
-                room.remove(subject)
-        if not serial:
-            room.serial += 1
-            serial = room.serial
-        pending = room.notices
-        if pending is None:
-            pending = room.notices = []
-            self._noticeRooms[room] = None
-            if self._noticeCall is None and self.noticeDelay is not None:
-                self._noticeCall = self.clock.callLater(self.noticeDelay, self.flushAllNotices)
-        pending.append((serial, event))
-        if self.noticeDelay is None:
-            self.flushNotices(room)
-
-    def _catchUp(self, room: Room[Member], member: Member) -> None:
-        """
-        C{member} leaves C{room}: first the notices still owed to it.
-        """
-        mine = room.members.get(member, 0)
-        for serial, event in room.notices or ():
-            if serial > mine:
-                self._deliverIn(room.name, member, event)
-
-    def _deliverIn(self, name: str, member: Member, event: Event) -> bool:
-        """
-        One event of room C{name} to C{member} (held while it reads the
-        room's history); False if that failed (logged).
-        """
-        if member.held is not None:
-            # (behind a history being read: in order, see core.history)
-            member.backlog.append((name, event))  # type: ignore[union-attr]
-            return True
-        try:
-            member.client.deliver(event)
-        except Exception:
-            self._log.failure("delivery to {nick} failed; dropping it", nick=member.nick)
-            return False
-        return True
-
-    def noticesFirst(self, member: Member) -> None:
-        """
-        Send the pending join and leave notices of C{member}'s rooms now:
-        something it does is about to be told to the others (a nick or
-        away change), which must not come before its join.
-        """
-        for room in member.rooms.values():
-            if room.notices is not None:
-                self.flushNotices(room)
-
-    def flushAllNotices(self) -> None:
-        """
-        Send the pending join and leave notices of every room.
-        """
-        self._noticeCall = None
-        rooms, self._noticeRooms = self._noticeRooms, {}
-        for room in rooms:
-            self.flushNotices(room)
-
-    def flushNotices(self, room: Room[Member]) -> None:
-        """
-        Send C{room}'s pending join and leave notices: the members that
-        were there before the first get them all at once (see
-        L{Room.noticeFan}); the others, one by one, those that came after
-        their own join.
-        """
-        pending = room.notices
-        room.notices = None
-        self._noticeRooms.pop(room, None)
-        if not pending:
-            return
-        fan, groups, late = room.noticeFan(pending[0][0])
-        if groups:
-            for _, event in pending:
-                fan.broadcast(groups, event)
-        failed: list[Member] | None = None
-        name = room.name
-        serials = [serial for serial, _ in pending]
-        tails: dict[str, tuple[memoryview, list[int]]] = {}
-        for m, mine in late:
-            # (the notices after its own join: a tail of the pending ones)
-            start = bisect_right(serials, mine)
-            if start == len(serials):
-                continue
-            if self._takeTail(name, m, pending, start, tails):
-                continue
-            for _, event in pending[start:]:
-                if not self._deliverIn(name, m, event):
-                    if failed is None:
-                        failed = []
-                    failed.append(m)
-                    break
-        if failed is not None:
-            for m in failed:
-                self._drop(m)
-
-    @staticmethod
-    def _takeTail(
-        name: str,
-        member: Member,
-        pending: list[tuple[int, Event]],
-        start: int,
-        tails: dict[str, tuple[memoryview, list[int]]],
-    ) -> bool:
-        """
-        Write C{pending[start:]} to C{member}'s fast connection in one go
-        (a member that joined while the notices waited: filling a room, many
-        do, each owed most of them), if it takes bytes now and is not
-        reading the room's history; False if it must get them one by one.
-        The bytes of all the pending notices are joined once per kind of
-        connection (C{tails}: key -> the bytes and where each notice starts
-        in them) and each member takes a view of its tail, not a copy.
-        """
-        client: Any = member.client
-        sink = getattr(client, "fastSink", None)
-        if sink is None or not client.fastOpen():
-            return False
-        floors = member.floors
-        if member.held is not None or (floors is not None and name in floors):
-            return False  # (held: behind a history being read, in order)
-        known = tails.get(sink.key)
-        if known is None:
-            frame = client.fastFrame
-            frames = [frame(event) for _, event in pending]
-            offsets = [0]
-            for f in frames:
-                offsets.append(offsets[-1] + len(f))
-            known = tails[sink.key] = (memoryview(b"".join(frames)), offsets)
-        view, offsets = known
-        tail = view[offsets[start] :]
-        return not tail or bool(sink.take(tail))
-
     def dropFailed(self, member: Member) -> None:
         """
         A delivery to C{member} failed (and was logged) outside a
@@ -578,41 +373,6 @@ class ChatService(Service):
         except Exception:
             pass
         self.quit(member, "disconnected")
-
-    # Rooms (see core.rooms)
-
-    def join(self, member: Member, name: str, since: tuple[str, int] | None) -> tuple[str, bool]:
-        return self.roomsPart.join(member, name, since)
-
-    def leave(self, member: Member, name: str, reason: str) -> str:
-        return self.roomsPart.leave(member, name, reason)
-
-    def roomSize(self, room: Room[Member]) -> int:
-        return self.roomsPart.roomSize(room)
-
-    def who(self, member: Member, name: str) -> None:
-        self.roomsPart.who(member, name)
-
-    def roomList(self) -> list[tuple[str, int]]:
-        return self.roomsPart.roomList()
-
-    def topicOf(self, name: str) -> tuple[str, str, float]:
-        """
-        C{(topic, set by, set at)} of room C{name} (see L{Rooms.topicOf}).
-        """
-        return self.roomsPart.topicOf(name)
-
-    def operatorsOf(self, name: str) -> list[str]:
-        """
-        The nicks of room C{name}'s operators on this node, sorted.
-        """
-        return self.roomsPart.operatorsOf(name)
-
-    def setAway(self, member: Member, message: str) -> None:
-        self.roomsPart.setAway(member, message)
-
-    def deliverMessage(self, msg: Message) -> None:
-        self.roomsPart.deliverMessage(msg)
 
     def quit(self, member: Member, reason: str) -> None:
         """

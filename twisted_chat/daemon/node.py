@@ -23,7 +23,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from twisted_chat.core.service import NOTICE_DELAY, ChatService
+from twisted_chat.core.notices import NOTICE_DELAY
+from twisted_chat.core.service import ChatService
 from twisted_chat.core.settings import Settings
 from twisted_chat.core.stats import RecentErrors
 from twisted_chat.daemon.control import Daemon

@@ -145,103 +145,130 @@ def privateUpdateObject(u: PrivateUpdate) -> dict[str, Any]:
     )
 
 
+def _typingObject(event: Typing) -> dict[str, Any]:
+    return {"type": "typing", "room": event.room, "nick": event.nick, "state": event.state}
+
+
+def _readObject(event: ReadMarker) -> dict[str, Any]:
+    return {"type": "read", "room": event.room, "id": event.id}
+
+
+def _searchObject(event: SearchResults) -> dict[str, Any]:
+    return {
+        "type": "search",
+        "text": event.text,
+        "results": [messageObject(m) if isinstance(m, Message) else privateObject(m) for m in event.results],
+    }
+
+
+def _joinObject(event: Joined) -> dict[str, Any]:
+    return {"type": "join", "room": event.room, "nick": event.nick, "time": ms(event.time)}
+
+
+def _partObject(event: Parted) -> dict[str, Any]:
+    return {
+        "type": "part",
+        "room": event.room,
+        "nick": event.nick,
+        "reason": event.reason,
+        "time": ms(event.time),
+    }
+
+
+def _nickObject(event: NickChanged) -> dict[str, Any]:
+    return {
+        "type": "nick",
+        "old": event.old,
+        "new": event.new,
+        "rooms": list(event.rooms),
+        "time": ms(event.time),
+    }
+
+
+def _presenceObject(event: Presence) -> dict[str, Any]:
+    presence: dict[str, Any] = {"type": "presence", "room": event.room, "members": event.members}
+    if event.total is not None:
+        presence["total"] = event.total
+    return presence
+
+
+def _historyObject(event: History) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "type": "history",
+        "room": event.room,
+        "epoch": event.epoch,
+        "messages": [messageObject(m) for m in event.messages if not isinstance(m, Update)],
+    }
+    if event.recovered is not None:
+        obj["recovered"] = event.recovered
+        if event.reason:
+            obj["reason"] = event.reason
+    if event.recovered:
+        obj["updates"] = [updateObject(u) for u in event.messages if isinstance(u, Update)]
+    if event.read is not None:
+        obj["read"] = {"id": event.read[0], "unread": event.read[1], "mentions": event.read[2]}
+    return obj
+
+
+def _privateHistoryObject(event: PrivateHistory) -> dict[str, Any]:
+    privates: dict[str, Any] = {
+        "type": "private-history",
+        "messages": [privateObject(p) for p in event.messages if not isinstance(p, PrivateUpdate)],
+    }
+    updates = [privateUpdateObject(p) for p in event.messages if isinstance(p, PrivateUpdate)]
+    if updates:
+        privates["updates"] = updates
+    return privates
+
+
+def _roomsObject(event: RoomList) -> dict[str, Any]:
+    return {"type": "rooms", "rooms": [{"room": r, "members": n} for r, n in event.rooms]}
+
+
+def _topicObject(event: TopicChanged) -> dict[str, Any]:
+    return {"type": "topic", "room": event.room, "topic": event.topic, "by": event.by, "time": ms(event.time)}
+
+
+def _epochObject(event: EpochChanged) -> dict[str, Any]:
+    return {"type": "epoch", "room": event.room, "epoch": event.epoch, "previous": event.previous, "time": ms(event.time)}
+
+
+def _noticeObject(event: Notice) -> dict[str, Any]:
+    return {"type": "notice", "text": event.text}
+
+
+#: event kind -> (its event class, the function that makes its JSON object)
+_OBJECTS: dict[str, tuple[type[Event], Callable[[Any], dict[str, Any]]]] = {
+    "message": (Message, messageObject),
+    "update": (Update, updateObject),
+    "private-update": (PrivateUpdate, privateUpdateObject),
+    "typing": (Typing, _typingObject),
+    "read": (ReadMarker, _readObject),
+    "search": (SearchResults, _searchObject),
+    "join": (Joined, _joinObject),
+    "part": (Parted, _partObject),
+    "private": (Private, privateObject),
+    "nick": (NickChanged, _nickObject),
+    "presence": (Presence, _presenceObject),
+    "history": (History, _historyObject),
+    "private-history": (PrivateHistory, _privateHistoryObject),
+    "rooms": (RoomList, _roomsObject),
+    "topic": (TopicChanged, _topicObject),
+    "epoch": (EpochChanged, _epochObject),
+    "notice": (Notice, _noticeObject),
+}
+
+
 def eventObject(event: Event) -> dict[str, Any] | None:
     """
     The JSON object for a service event.
     """
-    kind = event.kind
-    if kind == "message":
-        assert isinstance(event, Message)
-        return messageObject(event)
-    if kind == "update":
-        assert isinstance(event, Update)
-        return updateObject(event)
-    if kind == "private-update":
-        assert isinstance(event, PrivateUpdate)
-        return privateUpdateObject(event)
-    if kind == "typing":
-        assert isinstance(event, Typing)
-        return {"type": "typing", "room": event.room, "nick": event.nick, "state": event.state}
-    if kind == "read":
-        assert isinstance(event, ReadMarker)
-        return {"type": "read", "room": event.room, "id": event.id}
-    if kind == "search":
-        assert isinstance(event, SearchResults)
-        return {
-            "type": "search",
-            "text": event.text,
-            "results": [messageObject(m) if isinstance(m, Message) else privateObject(m) for m in event.results],
-        }
-    if kind == "join":
-        assert isinstance(event, Joined)
-        return {"type": "join", "room": event.room, "nick": event.nick, "time": ms(event.time)}
-    if kind == "part":
-        assert isinstance(event, Parted)
-        return {
-            "type": "part",
-            "room": event.room,
-            "nick": event.nick,
-            "reason": event.reason,
-            "time": ms(event.time),
-        }
-    if kind == "private":
-        assert isinstance(event, Private)
-        return privateObject(event)
-    if kind == "nick":
-        assert isinstance(event, NickChanged)
-        return {
-            "type": "nick",
-            "old": event.old,
-            "new": event.new,
-            "rooms": list(event.rooms),
-            "time": ms(event.time),
-        }
-    if kind == "presence":
-        assert isinstance(event, Presence)
-        presence: dict[str, Any] = {"type": "presence", "room": event.room, "members": event.members}
-        if event.total is not None:
-            presence["total"] = event.total
-        return presence
-    if kind == "history":
-        assert isinstance(event, History)
-        obj: dict[str, Any] = {
-            "type": "history",
-            "room": event.room,
-            "epoch": event.epoch,
-            "messages": [messageObject(m) for m in event.messages if not isinstance(m, Update)],
-        }
-        if event.recovered is not None:
-            obj["recovered"] = event.recovered
-            if event.reason:
-                obj["reason"] = event.reason
-        if event.recovered:
-            obj["updates"] = [updateObject(u) for u in event.messages if isinstance(u, Update)]
-        if event.read is not None:
-            obj["read"] = {"id": event.read[0], "unread": event.read[1], "mentions": event.read[2]}
-        return obj
-    if kind == "private-history":
-        assert isinstance(event, PrivateHistory)
-        privates: dict[str, Any] = {
-            "type": "private-history",
-            "messages": [privateObject(p) for p in event.messages if not isinstance(p, PrivateUpdate)],
-        }
-        updates = [privateUpdateObject(p) for p in event.messages if isinstance(p, PrivateUpdate)]
-        if updates:
-            privates["updates"] = updates
-        return privates
-    if kind == "rooms":
-        assert isinstance(event, RoomList)
-        return {"type": "rooms", "rooms": [{"room": r, "members": n} for r, n in event.rooms]}
-    if kind == "topic":
-        assert isinstance(event, TopicChanged)
-        return {"type": "topic", "room": event.room, "topic": event.topic, "by": event.by, "time": ms(event.time)}
-    if kind == "epoch":
-        assert isinstance(event, EpochChanged)
-        return {"type": "epoch", "room": event.room, "epoch": event.epoch, "previous": event.previous, "time": ms(event.time)}
-    if kind == "notice":
-        assert isinstance(event, Notice)
-        return {"type": "notice", "text": event.text}
-    return None
+    known = _OBJECTS.get(event.kind)
+    if known is None:
+        return None
+    cls, make = known
+    assert isinstance(event, cls)
+    return make(event)
 
 
 def encodeEvent(event: Event) -> bytes | None:
