@@ -29,7 +29,8 @@ from twisted_chat.core.events import DELETE, EDIT, REACT, Message, Private, Priv
 from twisted_chat.core.interfaces import IMessageStore
 from twisted_chat.core.names import findMentions
 from twisted_chat.stores.memory import MemoryStore
-from twisted_chat.stores.sqlite import SQLiteStore, StoreError
+from twisted_chat.stores.sqlite import SQLiteStore
+from twisted_chat.stores.sqlite_schema import StoreError
 
 from tests.support.fakes import within
 from tests.support.sqlite import diskFull, snapshot, unprivileged
@@ -856,7 +857,8 @@ def test_sqliteRefusesAnUnwritableFolder(tmp_path: Path) -> None:
         path = folder / "chat.sqlite3"
         code = (
             "import sys\n"
-            "from twisted_chat.stores.sqlite import SQLiteStore, StoreError\n"
+            "from twisted_chat.stores.sqlite import SQLiteStore\n"
+            "from twisted_chat.stores.sqlite_schema import StoreError\n"
             "try:\n"
             "    SQLiteStore(sys.argv[1])\n"
             "except StoreError as e:\n"

@@ -227,7 +227,8 @@ def makeStore(config: Options, reactor: IDaemonReactor | None = None) -> IMessag
     retainDays = config["retain-days"] or None
     if config["store"] == "memory":
         return MemoryStore(retain=config["retain-messages"], retainDays=retainDays)
-    from twisted_chat.stores.sqlite import SQLiteStore, StoreError
+    from twisted_chat.stores.sqlite import SQLiteStore
+    from twisted_chat.stores.sqlite_schema import StoreError
 
     try:
         return SQLiteStore(

@@ -335,7 +335,7 @@ class Options(usage.Options):
         if self["broker-url"] is not None:
             checkBroker(self["broker-url"])
         elif self["store"] != "memory":
-            from twisted_chat.stores.sqlite import StoreError, checkStore
+            from twisted_chat.stores.sqlite_schema import StoreError, checkStore
 
             try:
                 checkStore(self["store"][len("sqlite:") :])
