@@ -12,7 +12,8 @@ import calendar
 
 import pytest
 
-from twisted_chat.client.jsonchat import CLIENT_COMMANDS, JsonChat
+from twisted_chat.client.conversation import CLIENT_COMMANDS
+from twisted_chat.client.jsonchat import JsonChat
 from twisted_chat.core.errors import ChatError
 from twisted_chat.frontends.textmode import TextCommands
 from twisted_chat.wire.commands import COMMANDS, DEFAULT_HISTORY, HELP, Command, parseLine

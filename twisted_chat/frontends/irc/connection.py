@@ -32,6 +32,7 @@ from twisted_chat.core.events import Event
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService, Member
 from twisted_chat.frontends.irc import numerics as N
+from twisted_chat.frontends.irc.admission import admit
 from twisted_chat.frontends.irc.caps import Capabilities
 from twisted_chat.frontends.irc.commands import COMMANDS, UNREGISTERED, Handler
 from twisted_chat.frontends.irc.peer import Answer, Registration
@@ -111,32 +112,7 @@ class IRCConnection(Protocol, TimeoutMixin, ThrottledInput, LineFraming):
         address = self.transport.getPeer()
         self.peer = peerName(address)
         self.host = sys.intern(str(getattr(address, "host", self.peer)))
-        host = self.host
-        try:
-            waiting = self.service.admission.admitLater(host)
-        except ChatError as e:
-            self._refused(e)
-            return
-        if waiting is None:
-            self._admittedAs(host)
-            return
-        # (the machine's count decides: nothing is read meanwhile)
-        transport = self.transport
-        transport.pauseProducing()  # type: ignore[attr-defined]
-
-        def admitted(_: None) -> None:
-            if self._lost:
-                self.service.admission.release(host)
-                return
-            transport.resumeProducing()  # type: ignore[attr-defined]
-            self._admittedAs(host)
-
-        def refused(f: Failure) -> None:
-            error = f.trap(ChatError) and f.value
-            if not self._lost and isinstance(error, ChatError):
-                self._refused(error)
-
-        waiting.addCallbacks(admitted, refused)
+        admit(self.service, self.host, self.transport, lambda: self._lost, self._admittedAs, self._refused)
 
     def _refused(self, e: ChatError) -> None:
         self._log.info("refused IRC client {peer}: {why}", peer=self.peer, why=e.code)

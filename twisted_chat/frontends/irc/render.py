@@ -22,14 +22,9 @@ once, not once per room).
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, TypeVar
-
-from twisted.internet.defer import Deferred
+from typing import TYPE_CHECKING, Callable
 
 from twisted_chat.core.events import (
-    DELETE,
-    REACT,
     AwayChanged,
     EpochChanged,
     Event,
@@ -42,15 +37,12 @@ from twisted_chat.core.events import (
     Presence,
     Private,
     PrivateHistory,
-    PrivateUpdate,
-    ReadMarker,
     TopicChanged,
-    Typing,
-    Update,
 )
 from twisted_chat.frontends.irc import numerics as N
-from twisted_chat.frontends.irc.drafts import timestampOf
 from twisted_chat.frontends.irc.history import historyArrived, privateHistoryArrived
+from twisted_chat.frontends.irc.own import OwnHolding
+from twisted_chat.frontends.irc.privmsg import privmsgLines
 from twisted_chat.frontends.irc.protocol import (
     MAX_BODY,
     SERVER_NAME,
@@ -59,63 +51,25 @@ from twisted_chat.frontends.irc.protocol import (
     msgidOf,
     privateMsgid,
     serverTime,
-    splitText,
 )
-from twisted_chat.wire.render import oneLine, quoted, stamp
+from twisted_chat.frontends.irc.updates import DraftsRendering
+from twisted_chat.wire.render import stamp
 
 if TYPE_CHECKING:
     from twisted_chat.frontends.irc.peer import Answer, Peer, Wanted
-
-_T = TypeVar("_T")
-
-#: how many stored ids a connection remembers it was given back, for the
-#: events of them that come after the answer
-GIVEN_KEPT = 256
-
-
-def storedAs(event: object) -> tuple[object, ...] | None:
-    """
-    What names the stored message or update C{event} (its room's sequence
-    or the private one), None for anything else.
-    """
-    if isinstance(event, Message):
-        return ("room", event.room, event.epoch, event.id)
-    if isinstance(event, Private):
-        return ("private", event.id)
-    return None
-
 
 #: a leave by an operator: C{kicked by OP[: why]}, C{banned by OP[: why]}
 _KICKED = re.compile(r"(?:kicked|banned) by ([A-Za-z0-9_-]+)(?:: (.*))?\Z", re.S)
 
 
-def privmsgLines(command: str, source: str, target: str, text: str, tags: dict[str, str], action: bool = False) -> list[str]:
-    """
-    The lines of one message: C{text} cut into as many messages as an IRC
-    line needs, C{tags} on each (C{msgid} on the first only).
-    """
-    head = len((":%s %s %s :" % (source, command, target)).encode("utf-8")) + 2
-    if action:
-        head += len("\x01ACTION \x01")
-    room = max(64, MAX_BODY - head)
-    pieces = [p for p in splitText(text, room) if p] or [" "]
-    lines = []
-    for i, piece in enumerate(pieces):
-        if action:
-            piece = "\x01ACTION " + piece + "\x01"
-        if i == 1 and "msgid" in tags:
-            tags = {k: v for k, v in tags.items() if k != "msgid"}
-        lines.append(formatMessage(command, [target, piece], source, tags))
-    return lines
-
-
-class Renderer:
+class Renderer(OwnHolding, DraftsRendering):
     """
     What one IRC connection shows of the service's events.
     """
 
     def __init__(self, conn: Peer) -> None:
-        self.conn = conn
+        OwnHolding.__init__(self)
+        DraftsRendering.__init__(self, conn)
         #: kind of event -> who takes it instead of the client (a command
         #: that asked for it, while its request runs)
         self.captures: dict[str, Callable[[Event], None]] = {}
@@ -125,18 +79,6 @@ class Renderer:
         self.historyWanted: Wanted | None = None
         #: (nick, reason) of the quits told in this reactor turn
         self._quits: set[tuple[str, str]] | None = None
-        #: room -> the read position this client's MARKREAD is storing (its
-        #: answer says it, not the event)
-        self.ownReads: dict[str, int] = {}
-        #: this connection's requests (messages, edits, deletions,
-        #: reactions) not answered yet
-        self.ownInFlight = 0
-        #: events of this nick (from its other connections, or this one's
-        #: own) held while requests are in flight, with how to show each
-        self.ownHeld: list[tuple[Event, Callable[[Event], None]]] = []
-        #: what this connection was given back of its requests (storedAs),
-        #: the last GIVEN_KEPT
-        self.ownGiven: OrderedDict[tuple[object, ...], None] = OrderedDict()
 
     @property
     def me(self) -> str:
@@ -181,61 +123,6 @@ class Renderer:
         handler = getattr(self, "on_" + kind.replace("-", "_"), None)
         if handler is not None:
             handler(event)
-
-    # -- what this nick did --
-
-    def ownRequest(self, request: Callable[[], Deferred[_T]]) -> Deferred[_T]:
-        """
-        Make C{request}, a request of this connection that stores a message
-        or an update: the events of its nick are held until it (and any
-        other in flight) is answered (L{ownAnswered}, which the caller
-        calls once it showed the answer); what it was given back is
-        remembered, its event not shown.
-        """
-        self.ownInFlight += 1
-        try:
-            d = request()
-        except BaseException:
-            self.ownAnswered()
-            raise
-
-        def given(result: _T) -> _T:
-            key = storedAs(result)
-            if key is not None:
-                self.ownGiven[key] = None
-                while len(self.ownGiven) > GIVEN_KEPT:
-                    self.ownGiven.popitem(last=False)
-            return result
-
-        return d.addCallback(given)
-
-    def ownAnswered(self) -> None:
-        """
-        One of this connection's requests was answered: with none left in
-        flight, the held events of its nick that it was not given back are
-        shown, in their order.
-        """
-        self.ownInFlight -= 1
-        if self.ownInFlight:
-            return
-        held, self.ownHeld = self.ownHeld, []
-        for event, show in held:
-            self._fromOwnNick(event, show)
-
-    def _fromOwnNick(self, event: Event, show: Callable[[Event], None]) -> None:
-        """
-        C{event} was done by this connection's nick: dropped if this
-        connection was given it back, held while requests are in flight,
-        else shown.
-        """
-        key = storedAs(event)
-        if key is not None and key in self.ownGiven:
-            del self.ownGiven[key]
-            return
-        if self.ownInFlight:
-            self.ownHeld.append((event, show))
-            return
-        show(event)
 
     # -- room messages --
 
@@ -309,86 +196,6 @@ class Renderer:
     def _showPrivate(self, p: Private) -> None:
         for line in self.privateLines(p):
             self.conn.sendLine(line)
-
-    # -- edits, deletions, reactions, typing, read markers --
-
-    def on_update(self, u: Update) -> None:
-        if u.sender == self.me:
-            # (echo-message gives this connection's own back once stored:
-            # see drafts.py; the nick's other connections' are shown)
-            self._fromOwnNick(u, self._showUpdate)  # type: ignore[arg-type]
-            return
-        self._showUpdate(u)
-
-    def _showUpdate(self, u: Update) -> None:
-        tags = self.userTags(u.sender, u.time)
-        if self.conn.caps.has("message-tags"):
-            tags["msgid"] = "%s/%s/%d" % (u.room[1:], u.epoch, u.id)
-        ref = "%s/%s/%d" % (u.room[1:], u.epoch, u.target)
-        for line in self.updateLines(u, u.room, ref, tags):
-            self.conn.sendLine(line)
-
-    def on_private_update(self, u: PrivateUpdate) -> None:
-        if u.sender == self.me:
-            self._fromOwnNick(u, self._showPrivateUpdate)  # type: ignore[arg-type]
-            return
-        self._showPrivateUpdate(u)
-
-    def _showPrivateUpdate(self, u: PrivateUpdate) -> None:
-        tags = self.userTags(u.sender, u.time)
-        if self.conn.caps.has("message-tags"):
-            tags["msgid"] = "pm/%d" % (u.id,)
-        # (to the other party, as this nick's private messages go; from the
-        # other party, to this client)
-        target = u.recipient if u.sender == self.me else self.me
-        for line in self.updateLines(u, target, "pm/%d" % (u.target,), tags):
-            self.conn.sendLine(line)
-
-    def updateLines(self, u: Update | PrivateUpdate, target: str, ref: str, tags: dict[str, str]) -> list[str]:
-        """
-        What this client sees of the edit, deletion or reaction C{u} of
-        the message C{ref} (its msgid) sent to C{target}: a reaction is a
-        C{TAGMSG} with C{+draft/react} (C{+draft/unreact}: taken back) for
-        a client with C{message-tags}, nothing for others; a deletion a
-        C{REDACT} for a client with C{draft/message-redaction}, else a
-        C{NOTICE}; an edit a C{NOTICE} with the new text (IRC has no
-        edits), C{+draft/reply} naming the message edited.
-        """
-        caps = self.conn.caps
-        source = mask(u.sender)
-        if u.op == REACT:
-            if not caps.has("message-tags"):
-                return []
-            tags[("+draft/react" if u.on else "+draft/unreact")] = u.emoji
-            tags["+draft/reply"] = ref
-            return [formatMessage("TAGMSG", [target], source, tags)]
-        if u.op == DELETE:
-            if caps.has("draft/message-redaction"):
-                return [formatMessage("REDACT", [target, ref], source, tags)]
-            whose = "" if not u.author or u.author.lower() == u.sender.lower() else u.author + "'s "
-            text = "deleted %s%s" % (whose, quoted(u.original))
-        else:
-            text = "edited %s: %s" % (quoted(u.original), oneLine(u.text))
-        if caps.has("message-tags"):
-            tags["+draft/reply"] = ref
-        return privmsgLines("NOTICE", source, target, text, tags)
-
-    def on_typing(self, t: Typing) -> None:
-        if t.nick != self.me and self.conn.caps.has("message-tags"):
-            tags = {"+typing": t.state}
-            self.conn.sendLine(formatMessage("TAGMSG", [t.room], mask(t.nick), tags))
-
-    def on_read(self, r: ReadMarker) -> None:
-        if not self.conn.caps.has("draft/read-marker"):
-            return
-        if self.ownReads.get(r.room) == r.id:
-            # (the answer of this client's MARKREAD says it)
-            del self.ownReads[r.room]
-            return
-        conn = self.conn
-        timestampOf(conn, r.room, r.id).addCallback(
-            lambda value: conn.sendLine(formatMessage("MARKREAD", [r.room, value], SERVER_NAME))
-        )
 
     # -- who comes and goes --
 
