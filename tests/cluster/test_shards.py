@@ -188,20 +188,20 @@ async def test_commonBusWhileANodeDoesNotShard(nodes: Any, redisServer: Any) -> 
     """
     a = await nodes("a")
     count = a.cluster.broker.shards.count
-    assert a.cluster.shardsInUse == count
+    assert a.cluster.presence.shardsInUse == count
     b = await nodes("b", busShards=0)
-    await until(lambda: a.cluster.shardsInUse == 0)
+    await until(lambda: a.cluster.presence.shardsInUse == 0)
     alice, bob = await twoInRoom(a, b, "#m")
     spy = _BusSpy(redisServer)
     await alice.member.say("common")
     await bob.waitFor(isMessage("common"))
     await b.stop()
-    await until(lambda: a.cluster.shardsInUse == count)
+    await until(lambda: a.cluster.presence.shardsInUse == count)
     await alice.member.say("sharded")
     # a node of an older version registers: back to the common bus
     redisServer.command("SADD", "twisted-chat:nodes", "old")
     redisServer.command("SET", "twisted-chat:alive:old", "x", "EX", "60")
-    await until(lambda: a.cluster.shardsInUse == 0)
+    await until(lambda: a.cluster.presence.shardsInUse == 0)
     await alice.member.say("common again")
     channels = [(channel, text) for channel, raw in spy.published() if (text := _text(raw)) is not None]
     shard = "twisted-chat:bus:%d" % (shardOf("#m", count),)

@@ -57,8 +57,7 @@ class Node:
         Go away like a killed process: no goodbye, connections just drop.
         """
         self.cluster._stopping = True
-        if self.cluster._heart is not None and self.cluster._heart.running:
-            self.cluster._heart.stop()
+        self.cluster.presence.stop()
         for link in self.cluster._links:
             link.service.stopService()
         for f in self.cluster._factories:

@@ -2,9 +2,10 @@
 """
 A node's membership of the cluster (L{RedisCluster}): its two connections
 to Redis (one for commands, one subscribed to the bus and to the node's
-own channel), loading the shared state whenever the subscription is
-(re)made, and the heartbeat that keeps the node alive for the others.
-It hands the service the node's store and broker.
+own channel) and loading the shared state whenever the subscription is
+(re)made; the heartbeat that keeps the node alive for the others is its
+L{NodePresence<twisted_chat.cluster.presence.NodePresence>}. It hands the
+service the node's store and broker.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import txredisapi
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -26,6 +26,7 @@ from twisted_chat.cluster import scripts
 from twisted_chat.cluster.broker import RedisBroker
 from twisted_chat.cluster.commands import Ask, Backpressure, Commands
 from twisted_chat.cluster.links import Link, TroubleLog, backoff, endpoint
+from twisted_chat.cluster.presence import NodePresence
 from twisted_chat.cluster.protocol import NewerVersion, decode
 from twisted_chat.cluster.shards import DEFAULT_SHARDS
 from twisted_chat.cluster.store import RedisStore
@@ -140,7 +141,6 @@ class RedisCluster(Service):
         #: the reactor (it connects to Redis, too, when the node starts)
         self.clock: IReactorTime = clock
         self.node = nodeId or "%s-%d" % (socket.gethostname(), os.getpid())
-        self.incarnation = secrets.token_hex(8)
         self.prefix = url.prefix
         self.ready: Deferred[None] = Deferred()
         self.isReady = False
@@ -152,10 +152,12 @@ class RedisCluster(Service):
         )
         self.broker = RedisBroker(self.redis, self.node, self.store, busShards, lambda: self._notify())
         self.store.subscribing = self.broker.shards.ready
-        #: the shards room messages are published on now (0: the common
-        #: bus), as the cluster's nodes agreed (scripts.sharding)
-        self.shardsInUse: int | None = None
         self.trouble = TroubleLog(self.node, url, clock, lambda: self.commandTimeout, lambda: self.retryMaxDelay)
+        #: registration, heartbeat, the shards in use
+        self.presence = NodePresence(
+            self.redis, self.node, self.broker, self.trouble, lambda: self.nodeTTL,
+            lambda: self.connected and self.isReady, lambda: self._stopping, lambda: self._notify(),
+        )
         self._subscriber: _SubscriberProtocol | None = None
         self._factories: list[txredisapi.RedisFactory] = []
         self._links: list[Link] = []
@@ -164,11 +166,8 @@ class RedisCluster(Service):
         #: loads of the shared state started (each knows whether it is
         #: still the current one)
         self._syncs = 0
-        #: a heartbeat failed (and was logged) since the last one that worked
-        self._beatFailing = False
         #: protocol versions of messages this node skipped (logged once each)
         self._newer: set[int] = set()
-        self._heart: LoopingCall | None = None
         self._stopping = False
         #: bus messages held back while the shared state loads
         self._buffer: list[str] | None = None
@@ -239,16 +238,13 @@ class RedisCluster(Service):
         self._link(_SubscriberProtocol)
         for link in self._links:
             link.service.startService()
-        self._heart = LoopingCall(self._beat)
-        self._heart.clock = self.clock
-        self._heart.start(self.heartbeat, now=False)
+        self.presence.start(self.clock, self.heartbeat)
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         self._stopping = True
         self.broker.shards.stop()
-        if self._heart is not None and self._heart.running:
-            self._heart.stop()
+        self.presence.stop()
         d: Deferred[object] = succeed(None)
         if self.redis.connected:
             # Leave cleanly: the others remove our members at once instead
@@ -408,8 +404,8 @@ class RedisCluster(Service):
             # A node restarted under the same id: clear what its previous
             # life left behind (its members leave, once, for everyone).
             await ask(scripts.reap(redis, self.node, own=True, why="disconnected"))
-        await self._register(ask)
-        self._sharding(await ask(scripts.sharding(redis, self.node, self.broker.shards.count)))
+        await self.presence.register(ask)
+        self.presence.sharding(await ask(scripts.sharding(redis, self.node, self.broker.shards.count)))
         for key, tokenHash in list(self.store.unsaved.items()):
             await ask(self.store.shareToken(key, tokenHash))
         shared = await self.broker.read(ask)
@@ -439,70 +435,6 @@ class RedisCluster(Service):
         else:
             self._log.info("node {node}: state re-announced to the cluster", node=self.node)
         self._notify()
-
-    # Presence
-
-    async def _register(self, ask: Ask | None = None) -> None:
-        """
-        Announce this node and all its members (start-up, Redis back, or a
-        heartbeat that had expired); members whose nick another node took
-        meanwhile become guests.
-        """
-        d = scripts.register(self.redis, self.node, self.incarnation, self.nodeTTL, self.broker.localState())
-        lost = await (self.redis.timed(d) if ask is None else ask(d))
-        for key in lost:
-            self.broker.lostNick(key)
-
-    def _sharding(self, inUse: int) -> None:
-        """
-        Room messages are published on C{inUse} shards now (0: on the
-        common bus); logged when that changes.
-        """
-        if inUse == self.shardsInUse:
-            return
-        self.shardsInUse = inUse
-        self._notify()
-        if inUse:
-            self._log.info("node {node}: room messages travel on {n} shards of the bus", node=self.node, n=inUse)
-        elif self.broker.shards.count:
-            self._log.info(
-                "node {node}: room messages travel on the common bus (not every node asks for {n} shards)",
-                node=self.node,
-                n=self.broker.shards.count,
-            )
-
-    def _beat(self) -> None:
-        if not self.connected or not self.isReady:
-            return
-
-        def alive(previous: str | None) -> Deferred[object] | Deferred[None]:
-            if previous is None:
-                # Our heartbeat had expired (this process stalled, or Redis
-                # lost its data): the others may have seen our members leave.
-                self._log.warn("node {node}: heartbeat had expired; announcing this node again", node=self.node)
-                return ensureDeferred(self._register())
-            if previous != self.incarnation:
-                self._log.error(
-                    "node id {node} is used by another process too: give each node its own --node-id",
-                    node=self.node,
-                )
-            return scripts.reap(self.redis, self.node, own=False, why="disconnected")
-
-        def worked(_: object) -> None:
-            self._beatFailing = False
-
-        def failed(f: Failure) -> None:
-            # Once until a heartbeat works again, and not at all while the
-            # connections' trouble is logged already (Redis loading, say).
-            if not self._beatFailing and self.trouble.kind is None and not self._stopping:
-                self._log.warn("node {node}: heartbeat failed: {why}", node=self.node, why=f.getErrorMessage())
-            self._beatFailing = True
-
-        def sharding(_: object) -> Deferred[None]:
-            return scripts.sharding(self.redis, self.node, self.broker.shards.count).addCallback(self._sharding)
-
-        d = self.redis.swap(self.key("alive", self.node), self.incarnation, int(self.nodeTTL * 1000))
-        d.addCallback(alive).addCallback(sharding).addCallbacks(worked, failed)
 
     # The bus
 

@@ -5,14 +5,16 @@ processes or machines, sharing one conversation through one Redis).
 
   - L{twisted_chat.cluster.url}: the C{--broker} URL and a start-up probe;
   - L{twisted_chat.cluster.connection}: L{RedisCluster}, a node's
-    membership (its connections, the shared state, the heartbeat), which
-    hands the service its store and broker;
+    membership (its connections, the shared state), which hands the
+    service its store and broker, with L{twisted_chat.cluster.presence}
+    (its registration and heartbeat);
   - L{twisted_chat.cluster.store}: the shared message store;
   - L{twisted_chat.cluster.broker}: presence and fan-out, with
     L{twisted_chat.cluster.replica} (the other nodes' members) and
     L{twisted_chat.cluster.delivery} (room messages in order);
   - L{twisted_chat.cluster.protocol}: the messages nodes send each other,
-    and L{twisted_chat.cluster.scripts}: the Lua scripts that store and
+    and L{twisted_chat.cluster.scripts} (with
+    L{twisted_chat.cluster.updates}): the Lua scripts that store and
     announce atomically, on L{twisted_chat.cluster.commands} (the typed
     Redis commands) and L{twisted_chat.cluster.links} (the connections
     kept up).

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat.cluster import scripts
+from twisted_chat.cluster import scripts, updates
 from twisted_chat.cluster.commands import Commands
 import json
 
@@ -51,7 +51,7 @@ def _unreachable() -> Deferred[None]:
 def _folded(body: str, message: Message | Private) -> Message | Private:
     """
     C{message}, with what its body in a state hash says of its edits,
-    deletion and reactions (keys C{ed}, C{dl}, C{rx}; see scripts.UPDATE).
+    deletion and reactions (keys C{ed}, C{dl}, C{rx}; see updates.UPDATE).
     """
     if '"ed"' in body or '"dl"' in body or '"rx"' in body:
         raw = json.loads(body)
@@ -204,7 +204,7 @@ class RedisStore:
         def store(_: object = None) -> Deferred[str]:
             # (an update, like a message, on its room's shard of the bus)
             if isinstance(stored, Update):
-                return scripts.update(
+                return updates.update(
                     self.redis, stored, ref, self.node, self.refWindow, self.retainMessages, self.busShards
                 )
             return scripts.say(self.redis, stored, ref, self.node, self.refWindow, self.retainMessages, self.busShards)
@@ -224,7 +224,7 @@ class RedisStore:
             return fail(unavailable())
         retain = self.retainMessages * 10
         if isinstance(message, PrivateUpdate):
-            u = scripts.privateUpdate(self.redis, message, ref, self.node, self.refWindow, retain, channel)
+            u = updates.privateUpdate(self.redis, message, ref, self.node, self.refWindow, retain, channel)
             return self.redis.timed(u).addCallbacks(
                 lambda raw: decodeAs(raw, PrivateUpdateMessage).event(), self._failed
             )
@@ -271,11 +271,11 @@ class RedisStore:
         self, room: str, lo: int, hi: int, count: int, reverse: bool = False, messagesOnly: bool = False
     ) -> Deferred[list[str]]:
         """
-        The bodies of a room's entries as they are now (see scripts.READ).
+        The bodies of a room's entries as they are now (see updates.READ).
         """
         if not self.redis.connected:
             return fail(StoreUnavailable("Redis is unreachable"))
-        d = scripts.read(self.redis, room, lo, hi, count, reverse, messagesOnly)
+        d = updates.read(self.redis, room, lo, hi, count, reverse, messagesOnly)
         return self.redis.timed(d).addErrback(self.down)
 
     def range(self, room: str, afterId: int, limit: int) -> Deferred[list[Message]]:
