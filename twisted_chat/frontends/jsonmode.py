@@ -295,7 +295,7 @@ def _str(request: dict[str, Any], key: str, required: bool = True) -> str | None
     return value
 
 
-def _position(value: object) -> tuple[str, int] | None:
+def position(value: object) -> tuple[str, int] | None:
     """
     Parse a resume position C{{"epoch": str, "id": int}}.
     """
@@ -432,7 +432,7 @@ class JsonSession:
         since = request.get("since") or {}
         if not isinstance(since, dict):
             raise ChatError("bad-request", "'since' maps room names to positions")
-        positions = {normalizeRoom(r): _position(p) for r, p in since.items()}
+        positions = {normalizeRoom(r): position(p) for r, p in since.items()}
         token = _str(request, "token", required=False)
         password = _str(request, "password", required=False)
         privateSince = request.get("private_since")
@@ -527,7 +527,7 @@ class JsonSession:
     def req_join(self, request: dict[str, Any]) -> None:
         assert self.member is not None
         name, new = self.member.join(
-            _str(request, "room"), since=_position(request.get("since"))  # type: ignore[arg-type]
+            _str(request, "room"), since=position(request.get("since"))  # type: ignore[arg-type]
         )
         if not new:
             self.member.who(name)

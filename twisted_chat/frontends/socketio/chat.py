@@ -28,7 +28,7 @@ from twisted_chat.core.events import Event
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.limits import Admission
 from twisted_chat.core.service import ChatService, Member
-from twisted_chat.frontends.jsonmode import JsonSession
+from twisted_chat.frontends.jsonmode import JsonSession, position
 from twisted_chat.frontends.socketio.connection import Ack, ConnectRefused, EventName, NamespaceSocket, SocketIoServer
 from twisted_chat.frontends.socketio.engineio.http import EngineResource
 from twisted_chat.frontends.socketio.engineio.packets import BAD_REQUEST, FORBIDDEN, EngineError
@@ -68,22 +68,6 @@ def _optional(request: dict[str, JSON], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ChatError("bad-request", "%r must be a string" % (key,))
     return value
-
-
-def _position(value: JSON) -> tuple[str, int] | None:
-    """
-    A resume position C{{"epoch": str, "id": int}}.
-    """
-    if value is None:
-        return None
-    if (
-        not isinstance(value, dict)
-        or not isinstance(value.get("epoch"), str)
-        or not isinstance(value.get("id"), int)
-        or isinstance(value.get("id"), bool)
-    ):
-        raise ChatError("bad-request", 'a position is {"epoch": string, "id": integer}')
-    return value["epoch"], value["id"]
 
 
 class ChatRequests:
@@ -206,7 +190,7 @@ class ChatRequests:
         self._settle(d, ack, ref, lambda p: {"id": p.id, "to": p.recipient})
 
     def req_join(self, member: Member, request: dict[str, JSON], ack: Ack | None) -> None:
-        name, new = member.join(_required(request, "room"), since=_position(request.get("since")))
+        name, new = member.join(_required(request, "room"), since=position(request.get("since")))
         if not new:
             member.who(name)
         self._ok(ack, room=name)
