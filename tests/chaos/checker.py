@@ -228,10 +228,13 @@ def check(
                 updates[(room, epoch)].add(id)
             elif text == DELETED:
                 deletedIds[(room, epoch)].add(id)
+    # epoch -> when an empty Redis took it away
+    wipedAt: dict[str, float] = {}
     for f in wipes:
         assert f.wiped is not None
         for room, bodies in f.wiped.items():
             for b in bodies:
+                wipedAt.setdefault(b["e"], f.start)
                 exists[(room, b["e"])].add(int(b["i"]))
                 if b.get("x") == UPDATE:
                     updates[(room, b["e"])].add(int(b["i"]))
@@ -265,13 +268,6 @@ def check(
         if places:
             ackedAt[r.room].append((sentAt, min(x.answered for x in acks if x.answered is not None), places[0]))
     plausible = _lifetimes(wipes, finalEpoch)
-    # epoch -> when an empty Redis took it away
-    wipedAt: dict[str, float] = {}
-    for f in wipes:
-        assert f.wiped is not None
-        for bodies in f.wiped.values():
-            for b in bodies:
-                wipedAt.setdefault(b["e"], f.start)
     for ep in journal.episodes:
         missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists, plausible, updates, deletedIds)
         _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns, wipedAt)
