@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 An IRC connection against the service's admission limits (L{admit}): let
 in at once, refused, or let in once the machine's count allows, nothing

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 IRCv3 capabilities: which the chat offers, and one connection's
 negotiation of them (C{CAP LS}, C{LIST}, C{REQ}, C{END}).

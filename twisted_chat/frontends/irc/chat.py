@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 The chat's commands in IRC: C{JOIN}, C{PART}, C{PRIVMSG}, C{NOTICE},
 C{TAGMSG}, C{TOPIC}, C{AWAY}, and the operators' C{KICK} and C{MODE}

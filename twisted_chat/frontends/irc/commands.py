@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 Every command an IRC client may send, and its handler: C{req_<COMMAND>}
 of L{RegistrationCommands}, L{ChatCommands}, L{QueryCommands},

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 One IRC connection (L{IRCConnection}): bytes in, lines, commands; the
 service's events out as IRC lines.

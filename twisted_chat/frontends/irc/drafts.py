@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc_drafts -*-
+# -*- test-case-name: tests.frontends.irc.test_irc_drafts -*-
 """
 The IRCv3 drafts of a conversation (docs/protocol.md, "IRC",
 "Conversations"), for the clients that negotiate them:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 C{CHATHISTORY} (IRCv3 C{draft/chathistory}): a room's history, and a
 client's private conversation with a nick, in a C{chathistory} batch.

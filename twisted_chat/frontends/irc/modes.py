@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 C{MODE}: what a room's modes are in the chat.
 

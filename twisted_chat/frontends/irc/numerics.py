@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 The IRC numerics the chat answers with, in one place (RFC 1459/2812 and
 the IRCv3 ones, as documented at modern.ircdocs.horse), and how a refusal

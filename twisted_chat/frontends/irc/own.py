@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 What an IRC connection's nick does from its other connections (another
 device), and what it is given back of its own requests (L{OwnHolding}):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 One IRC client as its commands and its renderer see it (L{Peer}), and
 what they keep on it: its registration so far (L{Registration}), the

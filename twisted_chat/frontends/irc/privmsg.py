@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 One message as IRC lines (L{privmsgLines}): cut into as many as an IRC
 line's length needs.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc_protocol -*-
+# -*- test-case-name: tests.frontends.irc.test_irc_protocol -*-
 """
 IRC messages: parsing what a client sends, serialising what the server
 says (RFC 1459/2812 as the modern clients speak them, with IRCv3 message

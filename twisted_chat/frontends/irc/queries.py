@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 What a client asks about the chat: C{NAMES}, C{LIST}, C{WHO}, C{WHOIS},
 C{WHOWAS}, C{USERHOST}, C{ISON}, C{MOTD}, C{LUSERS}, C{VERSION}.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 Registration: C{CAP}, C{PASS}, C{NICK}, C{USER}, C{AUTHENTICATE} (SASL
 C{PLAIN}), and the welcome (C{001}-C{005}, C{LUSERS}, the MOTD).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 The service's events as IRC lines, for one connection (L{Renderer}: an
 C{on_<kind>} method per kind of event).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 The answer to one command of a client with C{labeled-response}: what the
 server says in answer is gathered (L{Reply}) and sent at once when the

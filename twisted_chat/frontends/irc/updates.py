@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.frontends.test_irc -*-
+# -*- test-case-name: tests.frontends.irc.test_irc -*-
 """
 The drafts' events as IRC lines (L{DraftsRendering}, a part of L{Renderer
 <twisted_chat.frontends.irc.render.Renderer>}): edits (a C{NOTICE}, IRC has

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-import pytest
-from tests.support.fakes import ImmediateThreads, RecordingClient, enter, fired, say
+from tests.support.fakes import RecordingClient, enter, fired, say
 from tests.support.irc import Client
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -28,23 +27,6 @@ U = TypeVar("U", Update, PrivateUpdate)
 
 #: what a client of the drafts asks for
 DRAFTS = "message-tags echo-message labeled-response draft/message-redaction draft/read-marker"
-
-
-@pytest.fixture
-def clock() -> ImmediateThreads:
-    clock = ImmediateThreads()
-    clock.advance(1767225600)  # 2026-01-01 00:00 UTC
-    return clock
-
-
-@pytest.fixture
-def service(clock: Clock) -> ChatService:
-    return ChatService(store=MemoryStore(), clock=clock, passwords={"alice": hashPassword("sesame", n=2)})
-
-
-@pytest.fixture
-def factory(service: ChatService, clock: Clock) -> IRCFactory:
-    return IRCFactory(service, clock=clock)
 
 
 def ircUser(factory: IRCFactory, nick: str, caps: str = DRAFTS, room: str = "#lobby") -> Client:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 
-import pytest
-from tests.support.fakes import ImmediateThreads
 from tests.support.irc import Client, numeric
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -18,30 +16,12 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_chat.core.auth import hashPassword
 from twisted_chat.core.events import Message
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.irc.connection import IRCFactory
 from twisted_chat.frontends.line import LineChatFactory, LineChatProtocol
 from twisted_chat.stores.memory import MemoryStore
-
-
-@pytest.fixture
-def clock() -> ImmediateThreads:
-    clock = ImmediateThreads()
-    clock.advance(1767225600)  # 2026-01-01 00:00 UTC
-    return clock
-
-
-@pytest.fixture
-def service(clock: Clock) -> ChatService:
-    return ChatService(store=MemoryStore(), clock=clock, passwords={"alice": hashPassword("sesame", n=2)})
-
-
-@pytest.fixture
-def factory(service: ChatService, clock: Clock) -> IRCFactory:
-    return IRCFactory(service, clock=clock)
 
 
 def joined(factory: IRCFactory, nick: str, room: str = "#lobby", caps: str = "") -> Client:
@@ -739,7 +719,7 @@ def test_deletedMessagesAndUpdatesAreNotPlayedBack(factory: IRCFactory, service:
     A message deleted since (issue #19) is not played back on join, and
     an edited message is played back as it is now; a client without the
     IRCv3 drafts sees edits and deletions as NOTICEs, reactions not at all
-    (see tests/frontends/test_irc_drafts.py).
+    (see tests/frontends/irc/test_irc_drafts.py).
     """
     bob = joined(factory, "bob", "#r")
     bob.cmd("PRIVMSG #r :one\r\nPRIVMSG #r :two")
