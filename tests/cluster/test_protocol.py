@@ -120,6 +120,7 @@ ADDED: dict[type[protocol.BusMessage], protocol.BusMessage] = {
     ),
     protocol.TypingSet: protocol.TypingSet(node="n1", room="#a", nick="bob", state="active"),
     protocol.ReadSet: protocol.ReadSet(node="n1", nick="bob", room="#a", id=8),
+    protocol.MemberShared: protocol.MemberShared(node="n1", key="bob", nick="Bob"),
 }
 
 
@@ -327,7 +328,10 @@ async def test_everythingPublishedIsAMessage(nodes: Any, redisServer: Any) -> No
     alice.member.unban("robert")
     await until(lambda: "robert" not in b.chat.broker.bansOf("#all"))
     carol = b.connect("carol")
-    await until(lambda: a.chat.broker.remoteNick("carol") == "carol")
+    await until(lambda: a.chat.broker.remoteNick("carol") == "carol" and "carol" in a.chat.nicks.tokens)
+    carolToo = a.connect("carol", token=carol.member.token)  # (her other device)
+    await until(lambda: b.chat.broker.replica.nodesOf("carol") == ["a"])
+    carolToo.member.quit()
     carol.member.quit()
     await until(lambda: a.chat.broker.remoteNick("carol") is None)
     bob.member.join("#all")
@@ -357,6 +361,7 @@ async def test_everythingPublishedIsAMessage(nodes: Any, redisServer: Any) -> No
     assert (private.node, private.sender, private.recipient, private.text) == ("a", "alice", "bob", "psst")
     claims = {(m.node, m.nick, m.previous) for m in seen[MemberAdded] if isinstance(m, MemberAdded)}
     assert {("a", "alice", ""), ("b", "bob", ""), ("b", "carol", "")} <= claims
+    assert seen[protocol.MemberShared] == [protocol.MemberShared(node="a", key="carol", nick="carol")]
     [down] = seen[NodeDown]
     assert isinstance(down, NodeDown)
     assert (down.node, down.members, down.reason) == ("b", {"robert": MemberState("robert", ("#all",))}, "server shutting down")

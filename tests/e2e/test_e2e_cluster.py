@@ -74,6 +74,58 @@ def test_lineAndJsonUsersOnTwoDaemons(
     assert ack["id"] == heard["id"] + 1 and ack["epoch"] == heard["epoch"]
 
 
+def test_ownerOnTwoDaemons(
+    startDaemon: Callable[..., Daemon], lineClients: Callable[..., LineClient], redisServer: Any
+) -> None:
+    """
+    One person, two devices, two daemons: amy's json connection on daemon
+    a and her second one on daemon b (with her owner token) both stay; each
+    gets the room's messages, what she says from the other, and private
+    messages to her; a line user sees her join once and leave only when
+    her last connection goes.
+    """
+    a = node(startDaemon, redisServer, "a", web=LOOPBACK)
+    b = node(startDaemon, redisServer, "b", web=LOOPBACK)
+
+    async def main() -> dict[str, Any]:
+        async with Users() as users:
+            liner = await lineUserAsync(lineClients, a, "liner")
+            laptop, events = await users.hello(a, nick="amy")
+            token = one(events, "welcome")["token"]
+            await asyncio.to_thread(liner.expect, "*** #lobby: amy joined")
+            phone, events = await users.hello(b, nick="amy", token=token)
+            welcome = one(events, "welcome")
+            seen: dict[str, Any] = {"welcome": welcome}
+            await lineSays(liner, "liner", "hello amy")
+            for device in (laptop, phone):
+                heard = (await device.expect(lambda e: e["type"] == "message" and e["text"] == "hello amy"))[-1]
+                assert heard["from"] == "liner"
+            ack = await phone.say("from my phone", ref="p1")
+            echo = (await laptop.expect(lambda e: e["type"] == "message" and e["text"] == "from my phone"))[-1]
+            assert (echo["id"], echo["from"]) == (ack["id"], "amy")
+            await asyncio.to_thread(liner.expect, "#lobby <amy> from my phone")
+            liner.send("/msg amy psst")
+            await asyncio.to_thread(liner.expect, "-> *amy* psst")
+            for device in (laptop, phone):
+                got = (await device.expect(lambda e: e["type"] == "private" and e["text"] == "psst"))[-1]
+                assert (got["from"], got["to"]) == ("liner", "amy")
+            await laptop.close()
+            await phone.say("still here", ref="p2")
+            await asyncio.to_thread(liner.expect, "#lobby <amy> still here")
+            seen["before"] = list(liner.history)
+            await phone.close()
+            await leaves(liner, "amy")
+            seen["after"] = list(liner.history)
+            return seen
+
+    seen = runAsync(main)
+    assert (seen["welcome"]["nick"], seen["welcome"]["owner"]) == ("amy", True)
+    joins = [s for s in seen["after"] if s.startswith("*** #lobby: amy joined")]
+    assert len(joins) == 1, seen["after"]
+    assert not [s for s in seen["before"] if s.startswith("*** #lobby: amy left")], seen["before"]
+    assert len([s for s in seen["after"] if s.startswith("*** #lobby: amy left")]) == 1
+
+
 def test_resumeOnAnotherDaemon(
     startDaemon: Callable[..., Daemon], lineClients: Callable[..., LineClient], redisServer: Any
 ) -> None:

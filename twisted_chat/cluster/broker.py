@@ -30,6 +30,7 @@ from twisted_chat.cluster.protocol import (
     MemberJoined,
     MemberParted,
     MemberRenamed,
+    MemberShared,
     MemberState,
     NodeDown,
     NodeRegistered,
@@ -167,6 +168,13 @@ class RedisBroker:
         """
         return {nickKey(m.nick): _state(m) for m in self.events.localMembers()}
 
+    def localOwners(self) -> set[str]:
+        """
+        The nick keys of this node's members that are their nicks' owners
+        (who may be connected on other nodes too).
+        """
+        return {nickKey(m.nick) for m in self.events.localMembers() if m.owner or m.authenticated is not None}
+
     def lostNick(self, key: str) -> None:
         """
         Another node holds the nick with key C{key} now.
@@ -193,6 +201,9 @@ class RedisBroker:
 
     def remoteRooms(self) -> dict[str, int]:
         return self.replica.roomCounts()
+
+    def remoteInRoom(self, key: str, room: str) -> bool:
+        return self.replica.inRoom(key, room)
 
     def nextGuest(self) -> int | None:
         if self._guest >= self._guestEnd:
@@ -248,10 +259,11 @@ class RedisBroker:
 
         return run(self.redis).addErrback(failed)
 
-    def memberAdded(self, member: MemberView, force: bool) -> None:
+    def memberAdded(self, member: MemberView, share: bool) -> None:
         key = nickKey(member.nick)
-        self.replica.remove(key)
-        d = self._publish("of a new member", lambda redis: scripts.claim(redis, self.node, member.nick, force, _state(member)))
+        if not share:
+            self.replica.remove(key)
+        d = self._publish("of a new member", lambda redis: scripts.claim(redis, self.node, member.nick, share, _state(member)))
         if d is not None:
             d.addCallback(lambda holder: self._collision(member, key) if holder else None)
 
@@ -303,9 +315,14 @@ class RedisBroker:
         return self.delivery.acknowledged(message)
 
     def appendPrivate(self, message: Private, ref: str | None) -> Deferred[Private]:
-        r = self.replica.get(nickKey(message.recipient))
-        channel = self.redis.key("node", r.node) if r is not None else None
-        return self.store.appendPrivate(message, ref, channel)
+        """
+        Stored, then published to every other node where either party is
+        connected (the sender's other devices see what it sent).
+        """
+        nodes = dict.fromkeys(self.replica.nodesOf(nickKey(message.recipient)))
+        nodes.update(dict.fromkeys(self.replica.nodesOf(nickKey(message.sender))))
+        channels = [self.redis.key("node", n) for n in nodes if n != self.node]
+        return self.store.appendPrivate(message, ref, channels)
 
     def kickRemote(self, op: object, room: str, nick: str, why: str) -> bool:
         return self._command(room, nick, lambda holder: KickMember(node=self.node, room=room, nick=holder, reason=why))
@@ -315,16 +332,19 @@ class RedisBroker:
 
     def _command(self, room: str, nick: str, make: Callable[[str], BusMessage]) -> bool:
         """
-        Send the message C{make} makes (given the nick as its holder spells
-        it) about C{nick} in C{room} to the node that has it.
+        Send the message C{make} makes (given the nick as its holders spell
+        it) about C{nick} in C{room} to every other node that has it there.
         """
-        r = self.replica.get(nickKey(nick))
-        if r is None or room not in r.rooms:
+        key = nickKey(nick)
+        nodes = self.replica.nodesOf(key, room)
+        r = self.replica.get(key)
+        if not nodes or r is None:
             return False
         redis = self.redis
         if not redis.connected:
             raise unavailable("cannot reach %s on another node now (the cluster's Redis is unreachable)" % (r.nick,))
-        redis.publish(redis.key("node", r.node), encode(make(r.nick))).addErrback(lambda f: None)
+        for node in nodes:
+            redis.publish(redis.key("node", node), encode(make(r.nick))).addErrback(lambda f: None)
         return True
 
     def banned(self, room: str, key: str, host: str, why: str) -> None:
@@ -388,25 +408,35 @@ class RedisBroker:
         self._announce(ReadSet(node=self.node, nick=nick, room=room, id=id))
 
     def on_MemberAdded(self, message: MemberAdded) -> None:
+        if message.previous:
+            # (a node of an earlier release took the nick over from there)
+            self.replica.remove(message.key, message.previous)
         self.replica.add(message.node, message.key, message.nick, [])
         if message.previous == self.node:
             self.events.replaced(message.key)
 
+    def on_MemberShared(self, message: MemberShared) -> None:
+        self.replica.add(message.node, message.key, message.nick, [])
+        self.events.sharedElsewhere(message.key)
+
     def on_MemberGone(self, message: MemberGone) -> None:
-        r = self.replica.get(message.key)
-        if r is not None and r.node == message.node:
-            self.replica.remove(message.key)
+        self.replica.remove(message.key, message.node)
 
     def on_MemberJoined(self, message: MemberJoined) -> None:
+        # (a nick already in the room through another node, or this one,
+        # is not announced again)
+        there = self.replica.inRoom(message.key, message.room)
         self.replica.joined(message.node, message.key, message.nick, message.room)
-        self.events.remoteJoined(message.room, message.nick, message.time)
+        if not there:
+            self.events.remoteJoined(message.room, message.nick, message.time)
 
     def on_MemberParted(self, message: MemberParted) -> None:
-        self.replica.parted(message.key, message.room)
-        self.events.remoteParted(message.room, message.nick, message.reason, message.time)
+        self.replica.parted(message.node, message.key, message.room)
+        if not self.replica.inRoom(message.key, message.room):
+            self.events.remoteParted(message.room, message.nick, message.reason, message.time)
 
     def on_MemberRenamed(self, message: MemberRenamed) -> None:
-        r = self.replica.remove(message.key)
+        r = self.replica.remove(message.key, message.node)
         rooms = list(r.rooms) if r is not None else []
         self.replica.add(message.node, message.newKey, message.newNick, rooms)
         self.events.remoteNickChanged(message.nick, message.newNick, rooms, message.time)
@@ -439,11 +469,16 @@ class RedisBroker:
 
     def on_NodeRegistered(self, message: NodeRegistered) -> None:
         self.replica.setNode(message.node, message.members)
+        for key in message.members:
+            # (its owner, sharing the nick: see scripts.REGISTER)
+            self.events.sharedElsewhere(key)
 
     def on_NodeDown(self, message: NodeDown) -> None:
         now = self.events.now()
         self._log.info("node {node} is gone: its members left", node=message.node)
         self.replica.dropNode(message.node)
-        for state in message.members.values():
+        for key, state in message.members.items():
             for name in state.rooms:
-                self.events.remoteParted(name, state.nick, message.reason or "disconnected", now)
+                # (a nick still in the room through another node stays)
+                if not self.replica.inRoom(key, name):
+                    self.events.remoteParted(name, state.nick, message.reason or "disconnected", now)

@@ -82,9 +82,12 @@ class NodePresence:
         """
         Announce this node and all its members (start-up, Redis back, or a
         heartbeat that had expired); members whose nick another node took
-        meanwhile become guests.
+        meanwhile become guests (unless they are its owner: then they share
+        it with that node).
         """
-        d = scripts.register(self.redis, self.node, self.incarnation, self._ttl(), self.broker.localState())
+        d = scripts.register(
+            self.redis, self.node, self.incarnation, self._ttl(), self.broker.localState(), self.broker.localOwners()
+        )
         lost = await (self.redis.timed(d) if ask is None else ask(d))
         for key in lost:
             self.broker.lostNick(key)

@@ -342,6 +342,22 @@ class MemberAdded(BusMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class MemberShared(BusMessage):
+    """
+    The owner of C{nick} (whose key is C{key}) connected on C{node} too,
+    while another node holds the nick: both keep their connections (one
+    person, several devices). A node that has the nick for someone who is
+    not its owner gives it way. (Added after version 1 was fixed: a node
+    of an earlier release ignores it, see L{decode}.)
+    """
+
+    code = "share"
+
+    key: str = field(metadata=wire("k"))
+    nick: str = field(metadata=wire("n"))
+
+
+@dataclass(frozen=True, slots=True)
 class MemberGone(BusMessage):
     """
     The member with nick key C{key} left C{node} (its parts came before).
@@ -523,6 +539,7 @@ MESSAGES: tuple[type[BusMessage], ...] = (
     PrivateUpdateMessage,
     TypingSet,
     ReadSet,
+    MemberShared,
 )
 _BY_CODE = {cls.code: cls for cls in MESSAGES}
 

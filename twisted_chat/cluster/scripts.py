@@ -28,6 +28,7 @@ from twisted_chat.cluster.protocol import (
     MemberJoined,
     MemberParted,
     MemberRenamed,
+    MemberShared,
     MemberState,
     NodeDown,
     NodeRegistered,
@@ -166,7 +167,7 @@ local body = cjson.encode(%s)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body)
 if KEYS[4] ~= KEYS[3] then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body) end
 if ARGV[6] == '1' then redis.call('SET', KEYS[5], body, 'EX', ARGV[7]) end
-if ARGV[10] ~= '' then redis.call('PUBLISH', ARGV[10], body) end
+for i = 12, #ARGV do redis.call('PUBLISH', ARGV[i], body) end
 return body
 """ % luaTable(
     PrivateMessage,
@@ -184,12 +185,12 @@ _PRIVATE_SEQUENCE = "@private"
 
 
 def private(
-    redis: Commands, message: Private, ref: str | None, node: str, refWindow: float, retain: int, channel: str | None
+    redis: Commands, message: Private, ref: str | None, node: str, refWindow: float, retain: int, channels: list[str]
 ) -> Deferred[str]:
     """
     Store private C{message} in the streams of both nicks and publish it
-    on C{channel} (its recipient's node; None: not published); fires with
-    the body of the stored L{PrivateMessage}.
+    on C{channels} (the other nodes of its recipient and sender); fires
+    with the body of the stored L{PrivateMessage}.
     """
     keys = [
         redis.key("epoch"), redis.key("seq", _PRIVATE_SEQUENCE), redis.key("pm", nickKey(message.sender)),
@@ -197,31 +198,61 @@ def private(
     ]
     args = [
         secrets.token_hex(4), message.sender, message.recipient, message.text, repr(message.time),
-        _flag(ref is not None), str(int(refWindow)), str(retain), node, channel or "", str(message.replyTo),
+        _flag(ref is not None), str(int(refWindow)), str(retain), node, "", str(message.replyTo), *channels,
     ]
     return redis.eval(PRIVATE, keys, args).addCallback(_text)
 
 
-# Presence. KEYS: nicks, members of this node, bus. ARGV: key, nick, node,
-# force, state. Returns the node that holds the nick (not taken), or ''.
+# Presence. A nick is claimed by one node (the nicks hash: key -> node);
+# its owner may be connected on other nodes too (one person, several
+# devices), each listing it in its members hash. When the claiming node
+# lets go of it, the claim passes to another node that has it
+# (_HAND_OVER, in the scripts that release a claim: KEYS[1] is the nicks
+# hash, the nodes set is PREFIX:nodes).
+_HAND_OVER = """
+local function release(prefix, k, n)
+  if redis.call('HGET', KEYS[1], k) ~= n then return end
+  redis.call('HDEL', KEYS[1], k)
+  for _, other in ipairs(redis.call('SMEMBERS', prefix .. ':nodes')) do
+    if other ~= n and redis.call('HEXISTS', prefix .. ':m:' .. other, k) == 1 then
+      redis.call('HSET', KEYS[1], k, other)
+      return
+    end
+  end
+end
+"""
+
+# KEYS: nicks, members of this node, bus. ARGV: key, nick, node, share,
+# state. Returns the node that holds the nick (not taken), or ''. With
+# share (its owner connecting), a nick another node holds is shared with
+# it (announced as MemberShared) instead.
 CLAIM = """
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
-if holder and holder ~= ARGV[3] and ARGV[4] ~= '1' then return holder end
+if holder and holder ~= ARGV[3] then
+  if ARGV[4] ~= '1' then return holder end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+  redis.call('PUBLISH', KEYS[3], cjson.encode(%s))
+  return ''
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
 redis.call('PUBLISH', KEYS[3], cjson.encode(%s))
 return ''
-""" % luaTable(MemberAdded, node="ARGV[3]", key="ARGV[1]", nick="ARGV[2]", previous="holder or ''")
+""" % (
+    luaTable(MemberShared, node="ARGV[3]", key="ARGV[1]", nick="ARGV[2]"),
+    luaTable(MemberAdded, node="ARGV[3]", key="ARGV[1]", nick="ARGV[2]", previous="''"),
+)
 
 
-def claim(redis: Commands, node: str, nick: str, force: bool, state: MemberState) -> Deferred[str]:
+def claim(redis: Commands, node: str, nick: str, share: bool, state: MemberState) -> Deferred[str]:
     """
-    Claim C{nick} for a member of C{node} (C{force}: even from another
-    node) and announce it (L{MemberAdded}); fires with the node that holds
-    it instead, or C{""}.
+    Claim C{nick} for a member of C{node} and announce it (L{MemberAdded});
+    with C{share} (the nick's owner), share it with the node that holds it
+    instead (L{MemberShared}). Fires with the node that holds it when it
+    was not taken, or C{""}.
     """
     keys = [redis.key("nicks"), redis.key("m", node), redis.key("bus")]
-    args = [nickKey(nick), nick, node, _flag(force), state.encode()]
+    args = [nickKey(nick), nick, node, _flag(share), state.encode()]
     return redis.eval(CLAIM, keys, args).addCallback(_text)
 
 
@@ -267,10 +298,10 @@ def moved(redis: Commands, state: MemberState, event: MemberJoined | MemberParte
     return redis.eval(STATE, keys, [event.key, state.encode(), encode(event)])
 
 
-# KEYS: nicks, members of this node, bus. ARGV: key, node, event
-GONE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+# KEYS: nicks, members of this node, bus. ARGV: key, node, event, prefix
+GONE = _HAND_OVER + """
 redis.call('HDEL', KEYS[2], ARGV[1])
+release(ARGV[4], ARGV[1], ARGV[2])
 redis.call('PUBLISH', KEYS[3], ARGV[3])
 return 1
 """
@@ -278,33 +309,34 @@ return 1
 
 def gone(redis: Commands, event: MemberGone) -> Deferred[object]:
     """
-    Release a member's claim and announce C{event}.
+    Release a member's claim (to another node that has the nick, if any)
+    and announce C{event}.
     """
     keys = [redis.key("nicks"), redis.key("m", event.node), redis.key("bus")]
-    return redis.eval(GONE, keys, [event.key, event.node, encode(event)])
+    return redis.eval(GONE, keys, [event.key, event.node, encode(event), redis.prefix])
 
 
 # Remove the members of dead nodes (or, with ARGV[3] == '1', of node
 # ARGV[2] itself: a restarted node clearing what its previous life left).
-# KEYS: nodes, nicks, bus. ARGV: prefix, this node, self, why they left
-REAP = """
+# KEYS: nicks, nodes, bus. ARGV: prefix, this node, self, why they left
+REAP = _HAND_OVER + """
 local reaped = 0
 local function reap(n)
   local flat = redis.call('HGETALL', ARGV[1] .. ':m:' .. n)
   local members = {}
+  redis.call('DEL', ARGV[1] .. ':m:' .. n)
+  redis.call('SREM', KEYS[2], n)
   for i = 1, #flat, 2 do
-    if redis.call('HGET', KEYS[2], flat[i]) == n then redis.call('HDEL', KEYS[2], flat[i]) end
+    release(ARGV[1], flat[i], n)
     members[flat[i]] = flat[i + 1]
   end
-  redis.call('DEL', ARGV[1] .. ':m:' .. n)
-  redis.call('SREM', KEYS[1], n)
   if #flat > 0 then redis.call('PUBLISH', KEYS[3], cjson.encode(%s)) end
   reaped = reaped + 1
 end
 if ARGV[3] == '1' then
   reap(ARGV[2])
 else
-  for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     if n ~= ARGV[2] and redis.call('EXISTS', ARGV[1] .. ':alive:' .. n) == 0 then reap(n) end
   end
 end
@@ -315,37 +347,44 @@ return reaped
 def reap(redis: Commands, node: str, own: bool, why: str) -> Deferred[object]:
     """
     Remove the members of dead nodes (with C{own}: of C{node} itself), each
-    node's announced once (L{NodeDown}) as leaving for C{why}.
+    node's announced once (L{NodeDown}) as leaving for C{why}; a nick
+    one of them held passes to another node that has it, if any.
     """
-    keys = [redis.key("nodes"), redis.key("nicks"), redis.key("bus")]
+    keys = [redis.key("nicks"), redis.key("nodes"), redis.key("bus")]
     return redis.eval(REAP, keys, [redis.prefix, node, _flag(own), why])
 
 
 # Register this node with its current members (start-up, or after Redis
-# came back). KEYS: nodes, nicks, bus. ARGV: prefix, node, incarnation, ttl ms,
-# then key, state pairs. Returns the keys other nodes hold now. The nick
-# claims of members it had and has no more (they left while it could not
-# tell Redis) are released.
-REGISTER = """
+# came back). KEYS: nicks, nodes, bus. ARGV: prefix, node, incarnation,
+# ttl ms, then key, state, share triples (share: the member is the nick's
+# owner, who may be connected on other nodes too). Returns the keys other
+# nodes hold now (for members that are not their owners). The nick claims
+# of members it had and has no more (they left while it could not tell
+# Redis) are released; a claim whose node no longer lists the nick is
+# stale and taken.
+REGISTER = _HAND_OVER + """
 local n = ARGV[2]
-redis.call('SADD', KEYS[1], n)
+redis.call('SADD', KEYS[2], n)
 redis.call('SET', ARGV[1] .. ':alive:' .. n, ARGV[3], 'PX', ARGV[4])
 local now = {}
-for i = 5, #ARGV, 2 do now[ARGV[i]] = true end
-for _, k in ipairs(redis.call('HKEYS', ARGV[1] .. ':m:' .. n)) do
-  if not now[k] and redis.call('HGET', KEYS[2], k) == n then redis.call('HDEL', KEYS[2], k) end
-end
+for i = 5, #ARGV, 3 do now[ARGV[i]] = true end
+local before = redis.call('HKEYS', ARGV[1] .. ':m:' .. n)
 redis.call('DEL', ARGV[1] .. ':m:' .. n)
+for _, k in ipairs(before) do
+  if not now[k] then release(ARGV[1], k, n) end
+end
 local lost = {}
 local members = {}
-for i = 5, #ARGV, 2 do
-  local holder = redis.call('HGET', KEYS[2], ARGV[i])
-  if holder and holder ~= n then
-    table.insert(lost, ARGV[i])
+for i = 5, #ARGV, 3 do
+  local k = ARGV[i]
+  local holder = redis.call('HGET', KEYS[1], k)
+  if holder and holder ~= n and redis.call('HEXISTS', ARGV[1] .. ':m:' .. holder, k) == 0 then holder = nil end
+  if holder and holder ~= n and ARGV[i + 2] ~= '1' then
+    table.insert(lost, k)
   else
-    redis.call('HSET', KEYS[2], ARGV[i], n)
-    redis.call('HSET', ARGV[1] .. ':m:' .. n, ARGV[i], ARGV[i + 1])
-    members[ARGV[i]] = ARGV[i + 1]
+    if not holder then redis.call('HSET', KEYS[1], k, n) end
+    redis.call('HSET', ARGV[1] .. ':m:' .. n, k, ARGV[i + 1])
+    members[k] = ARGV[i + 1]
   end
 end
 redis.call('PUBLISH', KEYS[3], cjson.encode(%s))
@@ -354,17 +393,19 @@ return lost
 
 
 def register(
-    redis: Commands, node: str, incarnation: str, ttl: float, members: dict[str, MemberState]
+    redis: Commands, node: str, incarnation: str, ttl: float, members: dict[str, MemberState],
+    shared: frozenset[str] | set[str] = frozenset(),
 ) -> Deferred[list[str]]:
     """
     Register C{node} (alive for C{ttl} seconds) with its C{members} (nick
-    key -> state) and announce it (L{NodeRegistered}); fires with the keys
-    of those whose nick another node holds now.
+    key -> state; those in C{shared} are their nicks' owners, who may be
+    connected on other nodes too) and announce it (L{NodeRegistered});
+    fires with the keys of those whose nick another node holds now.
     """
-    keys = [redis.key("nodes"), redis.key("nicks"), redis.key("bus")]
+    keys = [redis.key("nicks"), redis.key("nodes"), redis.key("bus")]
     args = [redis.prefix, node, incarnation, str(int(ttl * 1000))]
     for key, state in members.items():
-        args += [key, state.encode()]
+        args += [key, state.encode(), _flag(key in shared)]
 
     def lost(reply: object) -> list[str]:
         return [_text(key) for key in reply] if isinstance(reply, list) else []

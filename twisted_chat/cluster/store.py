@@ -195,7 +195,7 @@ class RedisStore:
 
     def append(self, message: Message | Private, ref: str | None = None) -> Deferred[Message | Private]:
         if isinstance(message, Private):
-            return cast("Deferred[Message | Private]", self.appendPrivate(message, ref, None))
+            return cast("Deferred[Message | Private]", self.appendPrivate(message, ref, []))
         if not self.redis.connected:
             return fail(unavailable())
         room = message.room
@@ -215,20 +215,20 @@ class RedisStore:
             return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, RoomUpdate).event(), self._failed)
         return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, RoomMessage).event(), self._failed)
 
-    def appendPrivate(self, message: Private, ref: str | None, channel: str | None) -> Deferred[Private]:
+    def appendPrivate(self, message: Private, ref: str | None, channels: list[str]) -> Deferred[Private]:
         """
-        Store C{message} and publish it on C{channel} (the channel of its
-        recipient's node), if any.
+        Store C{message} and publish it on C{channels} (those of the other
+        nodes where its sender or recipient is connected).
         """
         if not self.redis.connected:
             return fail(unavailable())
         retain = self.retainMessages * 10
         if isinstance(message, PrivateUpdate):
-            u = updates.privateUpdate(self.redis, message, ref, self.node, self.refWindow, retain, channel)
+            u = updates.privateUpdate(self.redis, message, ref, self.node, self.refWindow, retain, channels)
             return self.redis.timed(u).addCallbacks(
                 lambda raw: decodeAs(raw, PrivateUpdateMessage).event(), self._failed
             )
-        d = scripts.private(self.redis, message, ref, self.node, self.refWindow, retain, channel)
+        d = scripts.private(self.redis, message, ref, self.node, self.refWindow, retain, channels)
         return self.redis.timed(d).addCallbacks(lambda raw: decodeAs(raw, PrivateMessage).event(), self._failed)
 
     def _failed(self, f: Failure) -> Failure:

@@ -270,7 +270,7 @@ if ARGV[11] == '1' then redis.call('SET', KEYS[5], body, 'EX', ARGV[12]) end
 update['%s'] = original
 update['%s'] = author
 local sent = cjson.encode(update)
-if ARGV[15] ~= '' then redis.call('PUBLISH', ARGV[15], sent) end
+for i = 15, #ARGV do redis.call('PUBLISH', ARGV[i], sent) end
 return sent
 """ % (
     luaTable(
@@ -295,11 +295,11 @@ return sent
 
 def privateUpdate(
     redis: Commands, update: PrivateUpdate, ref: str | None, node: str, refWindow: float, retain: int,
-    channel: str | None,
+    channels: list[str],
 ) -> Deferred[str]:
     """
     Store private C{update} in both nicks' streams, change its message, and
-    publish it on C{channel}; fires with the body of the stored
+    publish it on C{channels}; fires with the body of the stored
     L{PrivateUpdateMessage}.
     """
     keys = [
@@ -309,6 +309,6 @@ def privateUpdate(
     args = [
         secrets.token_hex(4), update.sender, update.recipient, update.op, str(update.target), update.text,
         repr(update.time), update.emoji, _flag(update.on), "", _flag(ref is not None), str(int(refWindow)),
-        str(retain), node, channel or "",
+        str(retain), node, *channels,
     ]
     return redis.eval(PRIVATE_UPDATE, keys, args).addCallback(_text)

@@ -39,13 +39,16 @@ class LocalBroker:
     def remoteRooms(self) -> dict[str, int]:
         return {}
 
+    def remoteInRoom(self, key: str, room: str) -> bool:
+        return False
+
     def nextGuest(self) -> int | None:
         return None
 
     def topicOf(self, room: str) -> tuple[str, str] | None:
         return None
 
-    def memberAdded(self, member: Any, force: bool) -> None:
+    def memberAdded(self, member: Any, share: bool) -> None:
         pass
 
     def memberGone(self, member: Any) -> None:

@@ -56,11 +56,19 @@ class MemberView(Protocol):
     """
     A member of this node as a broker sees it (a
     L{twisted_chat.core.member.Member}): its nick, the names of the rooms
-    it is in, and whether it has left.
+    it is in, whether it has left, and whether it is its nick's owner
+    (C{owner}: by its token; C{authenticated}: the key of the nick it
+    logged in as, or None).
     """
 
     @property
     def nick(self) -> str: ...
+
+    @property
+    def owner(self) -> bool: ...
+
+    @property
+    def authenticated(self) -> str | None: ...
 
     @property
     def rooms(self) -> Collection[str]: ...
@@ -291,12 +299,16 @@ class IClusterEvents(Interface):
 
     def remoteJoined(room: str, nick: str, time: float) -> None:
         """
-        C{nick} joined C{room} on another node.
+        C{nick} joined C{room} on another node (the first of its nodes to
+        be in it: the broker does not tell the others); announced unless
+        a connection of the nick here is in the room already.
         """
 
     def remoteParted(room: str, nick: str, reason: str, time: float) -> None:
         """
-        C{nick} left C{room} on another node (or with it, when it died).
+        C{nick} left C{room} on another node (or with it, when it died),
+        and no other node has it in the room; announced unless a
+        connection of the nick here is still in it.
         """
 
     def remoteNickChanged(old: str, new: str, rooms: list[str], time: float) -> None:
@@ -311,7 +323,8 @@ class IClusterEvents(Interface):
 
     def remotePrivate(message: Private) -> None:
         """
-        A private message (L{Private}) to a member of this node.
+        A private message (L{Private}) to a member of this node, or from
+        a nick connected here too (its other devices see what it sent).
         """
 
     def remoteTyping(room: str, nick: str, state: str) -> None:
@@ -345,6 +358,13 @@ class IClusterEvents(Interface):
     def remoteKick(room: str, nick: str, why: str) -> None:
         """
         An operator on another node put C{nick}, a member here, out of C{room}.
+        """
+
+    def sharedElsewhere(key: str) -> None:
+        """
+        The owner of the nick with key C{key} is connected on another node
+        too: a connection here that has the nick without being its owner
+        gives way; the owner's own connections stay.
         """
 
     def replaced(key: str) -> None:
@@ -397,6 +417,12 @@ class IBroker(Interface):
         Room name -> members on other nodes, for every room that has some.
         """
 
+    def remoteInRoom(key: str, room: str) -> bool:
+        """
+        Whether the nick with key C{key} is in C{room} on another node (its
+        owner connected there too, say).
+        """
+
     def nextGuest() -> int | None:
         """
         A guest number no other node hands out, or None to count locally.
@@ -407,10 +433,11 @@ class IBroker(Interface):
         (topic, set by) of C{room} as set on any node, or None.
         """
 
-    def memberAdded(member: MemberView, force: bool) -> None:
+    def memberAdded(member: MemberView, share: bool) -> None:
         """
-        A connection registered under C{member.nick}; C{force} when it took
-        over the nick from a stale connection (by its owner token).
+        A connection registered under C{member.nick}; C{share} when it is
+        the nick's owner and another node has the nick too (both keep
+        it: one person, several devices).
         """
 
     def memberGone(member: MemberView) -> None:

@@ -98,11 +98,13 @@ class Moderation:
         self._checkOp(member, room)
         target = self.nicks.lookup(checkNick(nick))
         why = "kicked by %s" % (member.nick,) + (": " + reason if reason else "")
-        if target is None and self.host.broker.kickRemote(member, name, nick, why):
-            self._log.info("{op} kicked {nick} from {room} (on another node)", op=member.nick, nick=nick, room=name)
-            return self.host.broker.remoteNick(nickKey(nick)) or nick
+        # (its connections on other nodes too: its owner's other devices)
+        remote = self.host.broker.kickRemote(member, name, nick, why)
         connections = [c for c in self.nicks.connectionsOf(nickKey(nick)) if c in room.members]
         if target is None or not connections:
+            if remote:
+                self._log.info("{op} kicked {nick} from {room} (on another node)", op=member.nick, nick=nick, room=name)
+                return self.host.broker.remoteNick(nickKey(nick)) or nick
             raise ChatError("no-such-nick", "%s is not in %s" % (nick, name))
         self._log.info("{op} kicked {nick} from {room}", op=member.nick, nick=target.nick, room=name)
         # (every connection of the nick: the room sees it leave once)
@@ -180,9 +182,10 @@ class Moderation:
         room = self._roomFor(member, name)
         self._checkOp(member, room)
         target = self.nicks.lookup(checkNick(nick))
-        if target is None and self.host.broker.opRemote(name, nick):
-            return self.host.broker.remoteNick(nickKey(nick)) or nick
-        if target is None or target not in room.members:
+        remote = self.host.broker.opRemote(name, nick)
+        if target is None or not any(c in room.members for c in self.nicks.connectionsOf(nickKey(nick))):
+            if remote:
+                return self.host.broker.remoteNick(nickKey(nick)) or nick
             raise ChatError("no-such-nick", "%s is not in %s" % (nick, name))
         self.remoteOp(name, target.nick)
         return target.nick
@@ -210,14 +213,17 @@ class Moderation:
             self._removeBan(room, key)
 
     def remoteOp(self, name: str, nick: str) -> None:
-        target = self.nicks.lookup(nick)
         room = self.host.rooms.get(name)
-        if target is not None and room is not None and target in room.members:
-            room.ops.add(target)
-            self.host.send(target, Notice("you are now an operator of %s" % (name,)))
+        if room is None:
+            return
+        for target in self.nicks.connectionsOf(nickKey(nick)):
+            if target in room.members:
+                room.ops.add(target)
+                self.host.send(target, Notice("you are now an operator of %s" % (name,)))
 
     def remoteKick(self, name: str, nick: str, why: str) -> None:
-        target = self.nicks.lookup(nick)
-        if target is not None and name in target.rooms:
-            self._log.info("{nick} kicked from {room} by another node", nick=target.nick, room=name)
+        targets = [c for c in self.nicks.connectionsOf(nickKey(nick)) if name in c.rooms]
+        if targets:
+            self._log.info("{nick} kicked from {room} by another node", nick=targets[0].nick, room=name)
+        for target in targets:
             self.host.leave(target, name, why)

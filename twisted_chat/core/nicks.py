@@ -2,8 +2,9 @@
 """
 Nicknames: who is connected under which nick on this node, guest nicks,
 nick changes, and who owns a nick (its owner token, or its password with
-C{--auth}); a nick's owner coming back takes it over from a stale
-connection, here or on another node.
+C{--auth}); a nick's owner may be connected several times, here and on
+other nodes (one person, several devices), and takes the nick from
+anyone else who has it.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class Nicks:
         """
         owner = False
         issued = None
-        force = False
+        share = False
         device: Member | None = None
         if nick is not None:
             key = nickKey(checkNick(nick))
@@ -148,10 +149,14 @@ class Nicks:
             validToken = (
                 known is not None and isinstance(token, str) and hmac.compare_digest(hashToken(token), known)
             )
-            if other is None and validToken and self.host.broker.remoteNick(key) is not None:
-                # The owner is back on this node while another node (or a
-                # dead one) still holds the nick: take it over.
-                force = True
+            remote = self.host.broker.remoteNick(key) if other is None else None
+            if remote is not None and (validToken or authenticated):
+                # The owner connects here while another node has the nick
+                # (another device of theirs there, or a dead node's stale
+                # connection): both nodes have it; one that has it for
+                # someone else gives way (see sharedElsewhere).
+                share = True
+                nick = remote
             elif other is not None and (
                 (validToken and other.owner) or (authenticated and other.authenticated == key)
             ):
@@ -164,7 +169,7 @@ class Nicks:
                 # uses it: that connection gives way to it.
                 self._giveWay(other, "{nick} reconnected: closing its previous connection")
             if device is None:
-                self.checkFree(nick, None, force)
+                self.checkFree(nick, None, share)
             if key in self.passwords and not authenticated:
                 raise ChatError("nick-registered", "%s is registered: log in with its password" % (nick,))
             known = self.tokens.get(key)
@@ -194,7 +199,7 @@ class Nicks:
             m.nick = nick
         else:
             self.byKey[nickKey(nick)] = m
-            self.host.broker.memberAdded(m, force)
+            self.host.broker.memberAdded(m, share)
         self.host.connectionLog.connected(nick, peer, getattr(client, "kind", "?"))
         return m
 
@@ -268,9 +273,16 @@ class Nicks:
         ):
             raise ChatError("nick-taken", "the nickname %s is taken" % (nick,))
 
-    def setNick(self, member: Member, nick: str, registeredOk: bool = False) -> str:
+    def setNick(self, member: Member, nick: str, registeredOk: bool = False, lost: bool = False) -> str:
+        """
+        C{member} is called C{nick} from now on (C{registeredOk}: even a
+        registered nick; C{lost}: another node has its nick now, see
+        L{collision}).
+        """
         nick = checkNick(nick)
-        if nickKey(member.nick) in self.devices and nick != member.nick:
+        if nick != member.nick and not lost and (
+            nickKey(member.nick) in self.devices or self.host.broker.remoteNick(nickKey(member.nick)) is not None
+        ):
             raise ChatError("not-allowed", "%s is connected more than once: it keeps its nick" % (member.nick,))
         self.checkFree(nick, member)
         if not registeredOk and nickKey(nick) in self.passwords and member.authenticated != nickKey(nick):
@@ -331,6 +343,16 @@ class Nicks:
         if member is not None:
             self._giveWay(member, "{nick} reconnected to another node: closing this connection")
 
+    def sharedElsewhere(self, key: str) -> None:
+        """
+        The owner of nick C{key} is connected on another node too: this
+        node's connection of that nick stays if it is the owner's (one
+        person, several devices), else gives way.
+        """
+        member = self.byKey.get(key)
+        if member is not None and not (member.owner or member.authenticated == key):
+            self._giveWay(member, "{nick} connected on another node with its owner token: closing this connection")
+
     def _giveWay(self, member: Member, why: str) -> None:
         """
         Close C{member}'s stale connection: its nick's owner connected anew.
@@ -359,7 +381,7 @@ class Nicks:
         if member.gone:
             return
         old = member.nick
-        self.setNick(member, self.guestNick(), registeredOk=True)
+        self.setNick(member, self.guestNick(), registeredOk=True, lost=True)
         self.host.send(member, Notice("%s was taken on another server at the same moment: you are now %s" % (old, member.nick)))
 
     def forget(self, member: Member) -> bool:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from twisted_chat.core.moderation import Moderation
     from twisted_chat.core.nicks import Nicks
     from twisted_chat.core.parts import Host
+    from twisted_chat.core.room import Room
 
 
 @implementer(IClusterEvents)
@@ -70,13 +71,20 @@ class ClusterEvents:
 
     def remoteJoined(self, name: str, nick: str, time: float) -> None:
         room = self.host.rooms.get(name)
-        if room is not None and self.host.roomSize(room) <= self.host.announceLimit:
+        if room is not None and self.host.roomSize(room) <= self.host.announceLimit and not self._here(nick, room):
             self.host.notices.announce(room, Joined(name, nick, time))
 
     def remoteParted(self, name: str, nick: str, reason: str, time: float) -> None:
         room = self.host.rooms.get(name)
-        if room is not None and self.host.roomSize(room) < self.host.announceLimit:
+        if room is not None and self.host.roomSize(room) < self.host.announceLimit and not self._here(nick, room):
             self.host.notices.announce(room, Parted(name, nick, reason, time))
+
+    def _here(self, nick: str, room: Room[Member]) -> bool:
+        """
+        Whether a connection of C{nick} on this node is in C{room} (its
+        owner, connected here and on another node).
+        """
+        return any(m in room.members for m in self.nicks.connectionsOf(nickKey(nick)))
 
     def epochChanged(self, previous: str, epoch: str) -> None:
         """
@@ -101,7 +109,10 @@ class ClusterEvents:
             self.host.send(m, NickChanged(old, new, tuple(names), time))
 
     def remotePrivate(self, msg: Private) -> None:
-        for target in self.nicks.connectionsOf(nickKey(msg.recipient)):
+        # (to the recipient, and to the sender's devices here: each once)
+        targets = dict.fromkeys(self.nicks.connectionsOf(nickKey(msg.recipient)))
+        targets.update(dict.fromkeys(self.nicks.connectionsOf(nickKey(msg.sender))))
+        for target in targets:
             self.host.send(target, msg)
 
     def remoteTopic(self, event: TopicChanged) -> None:
@@ -118,6 +129,9 @@ class ClusterEvents:
 
     def remoteKick(self, room: str, nick: str, why: str) -> None:
         self.moderation.remoteKick(room, nick, why)
+
+    def sharedElsewhere(self, key: str) -> None:
+        self.nicks.sharedElsewhere(key)
 
     def replaced(self, key: str) -> None:
         self.nicks.replaced(key)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import AwayChanged, Joined, Message, Parted, Presence, TopicChanged
-from twisted_chat.core.names import normalizeRoom
+from twisted_chat.core.names import nickKey, normalizeRoom
 from twisted_chat.core.room import Room, sortedNicks
 
 if TYPE_CHECKING:
@@ -67,15 +67,17 @@ class Rooms:
                 # nobody an operator)
                 room.ops.add(member)
         again = bool(self.nicks.devices) and self.nicks.otherConnectionIn(member, room)
+        elsewhere = not fresh and self.host.broker.remoteInRoom(nickKey(member.nick), name)
         room.add(member, again)
         member.rooms[name] = room
         member.current = name
         joined = Joined(name, member.nick, self.host.now())
         if not again:
             self.host.broker.joined(member, name, joined)
-        if again or self.roomSize(room) > self.host.announceLimit:
-            # Another connection of the nick is in the room (the room sees
-            # the nick once), or a big room: only the joiner hears of it.
+        if again or elsewhere or self.roomSize(room) > self.host.announceLimit:
+            # Another connection of the nick is in the room, here or on
+            # another node (the room sees the nick once), or a big room:
+            # only the joiner hears of it.
             self.host.send(member, joined)
         else:
             self.host.notices.announce(room, joined, member)
@@ -96,7 +98,8 @@ class Rooms:
             member.current = next(reversed(member.rooms), None) if member.rooms else None
         parted = Parted(name, member.nick, reason, self.host.now())
         again = self.nicks.devices and self.nicks.otherConnectionIn(member, room)
-        if again or self.roomSize(room) > self.host.announceLimit:
+        elsewhere = self.host.broker.remoteInRoom(nickKey(member.nick), name)
+        if again or elsewhere or self.roomSize(room) > self.host.announceLimit:
             # (the nick stays in the room through its other connection)
             self.host.send(member, parted)
             room.remove(member, bool(again))
@@ -139,7 +142,8 @@ class Rooms:
         count = self.host.broker.remoteRoomCount(name)
         shown = len(nicks)
         if count and shown < limit:
-            nicks = sortedNicks(nicks + self.host.broker.remoteRoomNicks(name, limit - shown))
+            # (a nick connected here and on another node is named once)
+            nicks = sortedNicks(dict.fromkeys(nicks + self.host.broker.remoteRoomNicks(name, limit - shown)))
         total = len(members) + count
         if total <= limit:
             return Presence(name, nicks)
@@ -156,10 +160,15 @@ class Rooms:
             self.host.stats.delivered(recipients)
 
     def roomList(self) -> list[tuple[str, int]]:
-        counts = dict(self.host.broker.remoteRooms())
+        broker = self.host.broker
+        counts = dict(broker.remoteRooms())
         several = bool(self.nicks.devices)
         for r in self.host.rooms.values():
-            here = len({m.nick for m in r.members}) if several else len(r.members)
+            if r.name in counts:
+                # (a nick connected here and on another node counts once)
+                here = len({k for k in map(nickKey, (m.nick for m in r.members)) if not broker.remoteInRoom(k, r.name)})
+            else:
+                here = len({m.nick for m in r.members}) if several else len(r.members)
             counts[r.name] = counts.get(r.name, 0) + here
         return sorted(counts.items())
 
