@@ -448,3 +448,38 @@ async def test_subscriptionAloneLost(redisServer: Any, paths: Any, logged: LogLi
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_shareMissedWhileAway(redisServer: Any, paths: Any, logged: LogLines) -> None:
+    """
+    Someone without the owner's token has her (free) nick on node b; b
+    loses Redis; meanwhile she connects on node a with her token (b cannot
+    hear that she shares the nick now). Once b is back, its connection of
+    her nick gives way to her; hers stays.
+    """
+    path = await paths(redisServer.port)
+    a = await Node(redisServer.url, "a").start()
+    b = await quickRetries(Node(path.url, "b")).start()
+    try:
+        first = b.connect("alice")
+        token = first.member.token
+        first.member.quit()
+        await until(lambda: "alice" in a.chat.nicks.tokens and a.chat.broker.remoteNick("alice") is None)
+        squatter = b.connect("alice")
+        assert not squatter.member.owner
+        await until(lambda: a.chat.broker.remoteNick("alice") == "alice")
+        path.mode = CLOSE
+        path.cut()
+        await until(lambda: not b.cluster.connected)
+        owner = a.connect("alice", token=token)
+        path.mode = PASS
+        await until(synced(b))
+        await until(lambda: bool(squatter.closed))
+        assert squatter.closed == ["replaced by a new connection of alice"]
+        assert owner.closed == [] and owner.member.nick == "alice"
+        await until(lambda: a.chat.broker.remoteNick("alice") is None)
+        assert redisServer.command("HGET", "twisted-chat:nicks", "alice", decode=True) == "a"
+    finally:
+        await a.stop()
+        await b.stop()

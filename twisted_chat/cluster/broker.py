@@ -157,6 +157,9 @@ class RedisBroker:
         """
         self.bans = shared.bans
         self.replica.load(shared.members)
+        for key in list(self.replica.remote):
+            # (a share announced while this node could not hear it)
+            self.events.sharedElsewhere(key)
         self.events.knownTokens(shared.tokens)
         self.topics = {room: (t.topic, t.by) for room, t in shared.topics.items() if t.topic}
         self._guestEnd = shared.guest
