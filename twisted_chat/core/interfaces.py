@@ -498,7 +498,8 @@ class IBroker(Interface):
     def appendPrivate(message: Private, ref: str | None) -> Deferred[Private]:
         """
         Store a private message (like L{IMessageStore.append}) and route it
-        to the node of its recipient when that is another node.
+        to the other nodes where its recipient, or its sender (another
+        device), is connected.
         """
 
     def typing(room: str, nick: str, state: str) -> None:
@@ -532,12 +533,14 @@ class IBroker(Interface):
 
     def opRemote(room: str, nick: str) -> bool:
         """
-        Make C{nick}, a member of C{room} on another node, an operator of
-        it; False when no other node has such a member.
+        Make C{nick}, a member of C{room} on other nodes, an operator of
+        it there (every node that has it in the room); False when no other
+        node has such a member.
         """
 
     def kickRemote(op: MemberView, room: str, nick: str, why: str) -> bool:
         """
-        Put C{nick}, a member of C{room} on another node, out of it; False
-        when no other node has such a member.
+        Put C{nick}, a member of C{room} on other nodes, out of it there
+        (every node that has it in the room); False when no other node
+        has such a member.
         """
