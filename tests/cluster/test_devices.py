@@ -16,7 +16,7 @@ import pytest_twisted
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import History, Joined, Message, Notice, Parted, Presence, Private, ReadMarker
 
-from tests.support.cluster import Node, isMessage, until
+from tests.support.cluster import Node, isMessage, squatting, until
 from tests.support.fakes import WaitingClient
 
 
@@ -32,6 +32,23 @@ async def _aliceOnTwo(a: Node, b: Node) -> tuple[WaitingClient, WaitingClient]:
     assert laptop.member.owner
     await until(lambda: b.chat.broker.replica.nodesOf("alice") == ["a"])
     return phone, laptop
+
+
+async def _inRoom(a: Node, b: Node, c: Node) -> tuple[WaitingClient, WaitingClient, WaitingClient]:
+    """
+    carol on node c in #r; alice's phone (node b) and laptop (node a) join
+    it, in that order, past their histories.
+    """
+    carol = c.connect("carol")
+    carol.member.join("#r")
+    await until(lambda: "carol" in b.chat.broker.remoteRoomNicks("#r") and "carol" in a.chat.broker.remoteRoomNicks("#r"))
+    phone, laptop = await _aliceOnTwo(a, b)
+    phone.member.join("#r")
+    await until(lambda: a.chat.broker.remoteInRoom("alice", "#r"))
+    laptop.member.join("#r")
+    await laptop.waitFor(lambda e: isinstance(e, History))
+    await until(lambda: c.chat.broker.replica.nodesOf("alice", "#r") == ["b", "a"])
+    return carol, phone, laptop
 
 
 def _count(client: WaitingClient, kind: type, nick: str) -> int:
@@ -110,15 +127,7 @@ async def test_leavesWithLastConnection(nodes: Any, redisServer: Any) -> None:
     once she is gone from every node.
     """
     a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
-    carol = c.connect("carol")
-    carol.member.join("#r")
-    await until(lambda: "carol" in b.chat.broker.remoteRoomNicks("#r"))
-    phone, laptop = await _aliceOnTwo(a, b)
-    phone.member.join("#r")
-    await until(lambda: a.chat.broker.remoteInRoom("alice", "#r"))
-    laptop.member.join("#r")
-    await laptop.waitFor(lambda e: isinstance(e, History))
-    await until(lambda: c.chat.broker.replica.nodesOf("alice", "#r") == ["b", "a"])
+    carol, phone, laptop = await _inRoom(a, b, c)
     assert redisServer.command("HGET", "twisted-chat:nicks", "alice", decode=True) == "b"
     # the phone (whose node holds the claim) leaves the room, then the chat
     phone.member.part("#r")
@@ -147,14 +156,7 @@ async def test_nodeDownKeepsTheOtherDevice(nodes: Any, redisServer: Any) -> None
     in the room (no part seen) and its claim passes to the surviving node.
     """
     a, b, c = await nodes("a", ttl=1.5), await nodes("b", ttl=1.5), await nodes("c", ttl=1.5)
-    carol = c.connect("carol")
-    carol.member.join("#r")
-    await until(lambda: "carol" in b.chat.broker.remoteRoomNicks("#r"))
-    phone, laptop = await _aliceOnTwo(a, b)
-    phone.member.join("#r")
-    await until(lambda: a.chat.broker.remoteInRoom("alice", "#r"))
-    laptop.member.join("#r")
-    await until(lambda: c.chat.broker.replica.nodesOf("alice", "#r") == ["b", "a"])
+    carol, phone, laptop = await _inRoom(a, b, c)
     b.crash()
     await until(lambda: c.chat.broker.replica.nodesOf("alice") == ["a"])
     assert laptop.closed == []
@@ -172,13 +174,7 @@ async def test_ownerTakesTheNickFromSomeoneElse(nodes: Any) -> None:
     connects on node a with her token: that connection gives way to her.
     """
     a, b = await nodes("a"), await nodes("b")
-    first = b.connect("alice")
-    token = first.member.token
-    first.member.quit()
-    await until(lambda: "alice" in a.chat.nicks.tokens and a.chat.broker.remoteNick("alice") is None)
-    squatter = b.connect("alice")
-    assert not squatter.member.owner
-    await until(lambda: a.chat.broker.remoteNick("alice") == "alice")
+    squatter, token = await squatting(b, a)
     with pytest.raises(ChatError):
         a.connect("alice")
     owner = a.connect("alice", token=token)
@@ -197,15 +193,8 @@ async def test_kickAndOpReachEveryDevice(nodes: Any) -> None:
     every connection too.
     """
     a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
-    carol = c.connect("carol")
-    carol.member.join("#r")
-    await until(lambda: "carol" in b.chat.broker.remoteRoomNicks("#r") and "carol" in a.chat.broker.remoteRoomNicks("#r"))
-    c.chat.rooms["#r"].ops.add(carol.member)
-    phone, laptop = await _aliceOnTwo(a, b)
-    phone.member.join("#r")
-    await until(lambda: a.chat.broker.remoteInRoom("alice", "#r"))
-    laptop.member.join("#r")
-    await until(lambda: c.chat.broker.replica.nodesOf("alice", "#r") == ["b", "a"])
+    carol, phone, laptop = await _inRoom(a, b, c)
+    assert carol.member in c.chat.rooms["#r"].ops  # (the room's first member)
     assert carol.member.giveOp("alice") == "alice"
     for device in (phone, laptop):
         await device.waitFor(lambda e: isinstance(e, Notice) and "operator of #r" in e.text)
@@ -230,15 +219,7 @@ async def test_redisBackEmptyKeepsBothDevices(nodes: Any, redisServer: Any) -> N
     each other's messages.
     """
     a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
-    carol = c.connect("carol")
-    carol.member.join("#r")
-    await until(lambda: "carol" in b.chat.broker.remoteRoomNicks("#r"))
-    phone, laptop = await _aliceOnTwo(a, b)
-    phone.member.join("#r")
-    await until(lambda: a.chat.broker.remoteInRoom("alice", "#r"))
-    laptop.member.join("#r")
-    await laptop.waitFor(lambda e: isinstance(e, History))
-    await until(lambda: c.chat.broker.replica.nodesOf("alice", "#r") == ["b", "a"])
+    carol, phone, laptop = await _inRoom(a, b, c)
     redisServer.kill()
     await until(lambda: not any(n.cluster.connected for n in (a, b, c)))
     redisServer.start()

@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from twisted_chat.core.errors import ChatError, StoreUnavailable
 from twisted_chat.core.events import Message
 
-from tests.support.cluster import TIMEOUT, Node, isMessage, twoInRoom, until
+from tests.support.cluster import TIMEOUT, Node, isMessage, squatting, twoInRoom, until
 
 #: what RedisPath does with each new connection
 PASS, CLOSE, CLOSE_AFTER_FIRST, HOLD = "pass", "close", "close-after-first", "hold"
@@ -462,13 +462,7 @@ async def test_shareMissedWhileAway(redisServer: Any, paths: Any, logged: LogLin
     a = await Node(redisServer.url, "a").start()
     b = await quickRetries(Node(path.url, "b")).start()
     try:
-        first = b.connect("alice")
-        token = first.member.token
-        first.member.quit()
-        await until(lambda: "alice" in a.chat.nicks.tokens and a.chat.broker.remoteNick("alice") is None)
-        squatter = b.connect("alice")
-        assert not squatter.member.owner
-        await until(lambda: a.chat.broker.remoteNick("alice") == "alice")
+        squatter, token = await squatting(b, a)
         path.mode = CLOSE
         path.cut()
         await until(lambda: not b.cluster.connected)

@@ -110,3 +110,20 @@ async def twoInRoom(a: Node, b: Node, room: str) -> tuple[WaitingClient, Waiting
     await bob.waitFor(lambda e: isinstance(e, History))
     await alice.waitFor(lambda e: isinstance(e, Joined) and e.nick == "bob")
     return alice, bob
+
+
+async def squatting(node: Node, other: Node) -> tuple[WaitingClient, str]:
+    """
+    alice's nick, owned (she connected on C{node} and left), used on
+    C{node} by someone without her token (it was free), once C{other}
+    knows of both: returns that connection and her token.
+    """
+    first = node.connect("alice")
+    token = first.member.token
+    assert token
+    first.member.quit()
+    await until(lambda: "alice" in other.chat.nicks.tokens and other.chat.broker.remoteNick("alice") is None)
+    squatter = node.connect("alice")
+    assert not squatter.member.owner
+    await until(lambda: other.chat.broker.remoteNick("alice") == "alice")
+    return squatter, token
