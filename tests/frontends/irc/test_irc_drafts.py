@@ -390,6 +390,59 @@ def test_reactionsInChathistory(service: ChatService, factory: IRCFactory) -> No
     assert [m.command for m in lines] == ["PRIVMSG", "PRIVMSG"]
 
 
+def test_privateReactionsInHistory(service: ChatService, factory: IRCFactory) -> None:
+    """
+    A private conversation's history (CHATHISTORY of a nick) shows the
+    reactions of its messages as a room's does: the other party's as a
+    TAGMSG from it to this client, this nick's own to the other party.
+    """
+    bob, _ = enter(service, "bob")
+    bob.owner = True
+    hi = fired(bob.private("alice", "hi alice"))
+    a = alice(factory, caps=PLAYBACK + " draft/chathistory echo-message")
+    a.lines()
+    [echo] = a.cmd("PRIVMSG bob :hi bob")
+    said = echo.tags["msgid"]
+    fired(bob.updatePrivate(int(said[3:]), "react", emoji="🎉"))
+    a.lines()
+    a.cmd("@+draft/react=👍;+draft/reply=pm/%d TAGMSG bob" % (hi.id,))
+    inside = inBatch(a.cmd("CHATHISTORY LATEST bob * 10"))
+    assert [(m.command, m.source, m.params[0]) for m in inside] == [
+        ("PRIVMSG", "bob!bob@twisted-chat", "alice"),
+        ("TAGMSG", "alice!alice@twisted-chat", "bob"),
+        ("PRIVMSG", "alice!alice@twisted-chat", "bob"),
+        ("TAGMSG", "bob!bob@twisted-chat", "alice"),
+    ]
+    assert [(m.tags["+draft/react"], m.tags["+draft/reply"]) for m in (inside[1], inside[3])] == [
+        ("👍", "pm/%d" % (hi.id,)),
+        ("🎉", said),
+    ]
+    assert inside[1].tags["time"] == serverTime(hi.time) and "msgid" not in inside[1].tags
+    plain = alice(factory, caps="batch message-tags server-time draft/chathistory")
+    lines = inBatch(plain.cmd("CHATHISTORY LATEST bob * 10"))
+    assert [m.command for m in lines] == ["PRIVMSG", "PRIVMSG"]
+
+
+def test_privateReactionsPlayedBackAfterWelcome(service: ChatService, factory: IRCFactory) -> None:
+    """
+    The private messages played back to an owner after its welcome (those
+    sent while it was away) come with their reactions.
+    """
+    bob, _ = enter(service, "bob")
+    bob.owner = True
+    hi = fired(bob.private("alice", "hi alice"))
+    fired(bob.updatePrivate(hi.id, "react", emoji="👋"))
+    a = Client(factory)
+    a.send("CAP LS 302\r\nCAP REQ :%s\r\n" % (PLAYBACK,))
+    a.send("PASS sesame\r\nNICK alice\r\nUSER u 0 * :x\r\nCAP END\r\n")
+    inside = inBatch(a.lines())
+    assert [(m.command, m.source, m.params[0]) for m in inside] == [
+        ("PRIVMSG", "bob!bob@twisted-chat", "alice"),
+        ("TAGMSG", "bob!bob@twisted-chat", "alice"),
+    ]
+    assert (inside[1].tags["+draft/react"], inside[1].tags["+draft/reply"]) == ("👋", "pm/%d" % (hi.id,))
+
+
 # -- private messages --
 
 
