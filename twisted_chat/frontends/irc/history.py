@@ -15,6 +15,10 @@ index conversations by time).
 
 While a history is read, what the client sends next waits for it, so that
 answers come in order.
+
+A client with C{draft/event-playback} gets each message's reactions after
+it (L{Renderer.playbackLines
+<twisted_chat.frontends.irc.render.Renderer.playbackLines>}).
 """
 
 from __future__ import annotations
