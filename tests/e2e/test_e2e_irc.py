@@ -108,8 +108,8 @@ class IrcUser(pydle.Client):  # type: ignore[misc]
                 return got
 
 
-async def ircUser(daemon: Daemon, nick: str, **kw: Any) -> IrcUser:
-    user = IrcUser(nick, realname="pydle user", **kw)
+async def ircUser(daemon: Daemon, nick: str, cls: type[IrcUser] = IrcUser, **kw: Any) -> IrcUser:
+    user = cls(nick, realname="pydle user", **kw)
     await asyncio.wait_for(user.connect("127.0.0.1", daemon.ports["irc"], tls=False), TIMEOUT)
     await asyncio.wait_for(user.signedOn.wait(), TIMEOUT)
     return user
@@ -283,6 +283,51 @@ def test_drafts(startDaemon: Callable[..., Daemon], tmp_path: Path) -> None:
         assert [m.params for m in names if m.command == "MARKREAD"] == [["#lobby", "timestamp=" + when]]
         await js.close()
         await asyncio.wait_for(alice.quit(), TIMEOUT)
+
+    runAsync(scenario)
+
+
+class PlaybackUser(IrcUser):
+    """
+    An L{IrcUser} that has its joins play history back (no
+    C{draft/chathistory}) with the events of its messages
+    (C{draft/event-playback}).
+    """
+
+    async def on_capability_draft_chathistory_available(self, value: str) -> bool:
+        return False
+
+    async def on_capability_draft_event_playback_available(self, value: str) -> bool:
+        return True
+
+
+def test_reactionsPlayedBack(startDaemon: Callable[..., Daemon]) -> None:
+    """
+    A json user's reaction to its message is played back, after the
+    message, in the history batch of a pydle client's join.
+    """
+    daemon = startIrc(startDaemon, web=LOOPBACK)
+
+    async def scenario() -> None:
+        js, _ = await JsonUser.hello(daemon, nick="js")
+        ack = await js.say("lunch?", "r1")
+        await js.send(type="react", room="#lobby", id=ack["id"], emoji="👍")
+        await js.expect(lambda e: e["type"] == "react")
+        late = await ircUser(daemon, "late", cls=PlaybackUser)
+        await late.join("#lobby")
+        got = await late.expect(lambda m: m.command == "BATCH" and str(m.params[0]).startswith("-"))
+        [start] = [m for m in got if m.command == "BATCH" and str(m.params[0]).startswith("+")]
+        ref = start.params[0][1:]
+        batch = [m for m in got if m.tags.get("batch") == ref]
+        assert [m.command for m in batch] == ["PRIVMSG", "TAGMSG"]
+        lunch = batch[0].tags["msgid"]
+        assert lunch == "lobby/%s/%d" % (ack["epoch"], ack["id"])
+        react = batch[1]
+        assert react.source.startswith("js!") and react.params == ["#lobby"]
+        assert (react.tags["+draft/react"], react.tags["+draft/reply"]) == ("👍", lunch)
+        assert react.tags["time"] == batch[0].tags["time"]
+        await js.close()
+        await asyncio.wait_for(late.quit(), TIMEOUT)
 
     runAsync(scenario)
 

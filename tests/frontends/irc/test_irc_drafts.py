@@ -298,6 +298,151 @@ def test_deletedLeftOutOfHistory(service: ChatService, factory: IRCFactory) -> N
     assert texts == ["one", "three"]
 
 
+# -- reactions in history --
+
+#: a client that is shown the reactions of the messages of its history
+PLAYBACK = "batch message-tags server-time draft/event-playback"
+
+
+def reacted(service: ChatService) -> tuple[Message, Message]:
+    """
+    bob says two messages in #lobby; carol and bob react to the first
+    (carol with two emoji), nobody to the second.
+    """
+    bob, _ = enter(service, "bob", "#lobby")
+    carol, _ = enter(service, "carol", "#lobby")
+    first = say(bob, "lunch?", "#lobby")
+    second = say(bob, "at 12", "#lobby")
+    fired(carol.react(first.id, "👍", True, "#lobby"))
+    fired(bob.react(first.id, "👍", True, "#lobby"))
+    fired(carol.react(first.id, "🎉", True, "#lobby"))
+    return first, second
+
+
+def inBatch(lines: list[IRCMessage]) -> list[IRCMessage]:
+    """
+    The lines of the one batch among C{lines}, each checked to carry its
+    reference.
+    """
+    [start] = [m for m in lines if m.command == "BATCH" and m.params[0].startswith("+")]
+    assert start.params[1] == "chathistory"
+    ref = start.params[0][1:]
+    inside = [m for m in lines if m.tags.get("batch") == ref]
+    assert inside and lines[lines.index(inside[-1]) + 1].params == ["-" + ref]
+    return inside
+
+
+def assertReactionsPlayedBack(lines: list[IRCMessage], first: Message, second: Message) -> None:
+    """
+    The batch among C{lines} is the first message, a TAGMSG per reaction
+    to it (from the reacting nick, in the order they reacted, each emoji
+    in turn), then the second message.
+    """
+    inside = inBatch(lines)
+    assert [(m.command, m.source) for m in inside] == [
+        ("PRIVMSG", "bob!bob@twisted-chat"),
+        ("TAGMSG", "carol!carol@twisted-chat"),
+        ("TAGMSG", "bob!bob@twisted-chat"),
+        ("TAGMSG", "carol!carol@twisted-chat"),
+        ("PRIVMSG", "bob!bob@twisted-chat"),
+    ]
+    assert (inside[0].tags["msgid"], inside[4].tags["msgid"]) == (msgid(first), msgid(second))
+    reactions = inside[1:4]
+    assert [m.params for m in reactions] == [["#lobby"]] * 3
+    assert [m.tags["+draft/react"] for m in reactions] == ["👍", "👍", "🎉"]
+    for m in reactions:
+        assert m.tags["+draft/reply"] == msgid(first)
+        # (stamped with the message's time; no msgid of their own)
+        assert m.tags["time"] == serverTime(first.time) and "msgid" not in m.tags
+
+
+def test_reactionsPlayedBackOnJoin(service: ChatService, factory: IRCFactory) -> None:
+    """
+    A join's history shows, after each message, a TAGMSG per reaction it
+    has, to a client with batch, message-tags and draft/event-playback;
+    a client without draft/event-playback, or without message-tags, gets
+    the messages alone.
+    """
+    first, second = reacted(service)
+    irc = Client(factory)
+    irc.register("irc", PLAYBACK)
+    assertReactionsPlayedBack(irc.cmd("JOIN #lobby"), first, second)
+    for caps in ["batch message-tags server-time", "batch server-time draft/event-playback", ""]:
+        other = Client(factory)
+        other.register("other", caps)
+        lines = other.cmd("JOIN #lobby")
+        assert [m.command for m in lines if m.command in ("PRIVMSG", "TAGMSG")] == ["PRIVMSG", "PRIVMSG"], caps
+        other.cmd("QUIT")
+
+
+def test_reactionsInChathistory(service: ChatService, factory: IRCFactory) -> None:
+    """
+    CHATHISTORY shows the reactions of the messages it answers as the
+    join's playback does, to the same clients; the limit counts messages.
+    """
+    first, second = reacted(service)
+    h = ircUser(factory, "hist", caps=PLAYBACK + " draft/chathistory")
+    assertReactionsPlayedBack(h.cmd("CHATHISTORY LATEST #lobby * 2"), first, second)
+    lines = inBatch(h.cmd("CHATHISTORY BEFORE #lobby msgid=%s 1" % (msgid(second),)))
+    assert [m.command for m in lines] == ["PRIVMSG", "TAGMSG", "TAGMSG", "TAGMSG"]
+    plain = ircUser(factory, "plain", caps="batch message-tags server-time draft/chathistory")
+    lines = inBatch(plain.cmd("CHATHISTORY LATEST #lobby * 2"))
+    assert [m.command for m in lines] == ["PRIVMSG", "PRIVMSG"]
+
+
+def test_privateReactionsInHistory(service: ChatService, factory: IRCFactory) -> None:
+    """
+    A private conversation's history (CHATHISTORY of a nick) shows the
+    reactions of its messages as a room's does: the other party's as a
+    TAGMSG from it to this client, this nick's own to the other party.
+    """
+    bob, _ = enter(service, "bob")
+    bob.owner = True
+    hi = fired(bob.private("alice", "hi alice"))
+    a = alice(factory, caps=PLAYBACK + " draft/chathistory echo-message")
+    a.lines()
+    [echo] = a.cmd("PRIVMSG bob :hi bob")
+    said = echo.tags["msgid"]
+    fired(bob.updatePrivate(int(said[3:]), "react", emoji="🎉"))
+    a.lines()
+    a.cmd("@+draft/react=👍;+draft/reply=pm/%d TAGMSG bob" % (hi.id,))
+    inside = inBatch(a.cmd("CHATHISTORY LATEST bob * 10"))
+    assert [(m.command, m.source, m.params[0]) for m in inside] == [
+        ("PRIVMSG", "bob!bob@twisted-chat", "alice"),
+        ("TAGMSG", "alice!alice@twisted-chat", "bob"),
+        ("PRIVMSG", "alice!alice@twisted-chat", "bob"),
+        ("TAGMSG", "bob!bob@twisted-chat", "alice"),
+    ]
+    assert [(m.tags["+draft/react"], m.tags["+draft/reply"]) for m in (inside[1], inside[3])] == [
+        ("👍", "pm/%d" % (hi.id,)),
+        ("🎉", said),
+    ]
+    assert inside[1].tags["time"] == serverTime(hi.time) and "msgid" not in inside[1].tags
+    plain = alice(factory, caps="batch message-tags server-time draft/chathistory")
+    lines = inBatch(plain.cmd("CHATHISTORY LATEST bob * 10"))
+    assert [m.command for m in lines] == ["PRIVMSG", "PRIVMSG"]
+
+
+def test_privateReactionsPlayedBackAfterWelcome(service: ChatService, factory: IRCFactory) -> None:
+    """
+    The private messages played back to an owner after its welcome (those
+    sent while it was away) come with their reactions.
+    """
+    bob, _ = enter(service, "bob")
+    bob.owner = True
+    hi = fired(bob.private("alice", "hi alice"))
+    fired(bob.updatePrivate(hi.id, "react", emoji="👋"))
+    a = Client(factory)
+    a.send("CAP LS 302\r\nCAP REQ :%s\r\n" % (PLAYBACK,))
+    a.send("PASS sesame\r\nNICK alice\r\nUSER u 0 * :x\r\nCAP END\r\n")
+    inside = inBatch(a.lines())
+    assert [(m.command, m.source, m.params[0]) for m in inside] == [
+        ("PRIVMSG", "bob!bob@twisted-chat", "alice"),
+        ("TAGMSG", "bob!bob@twisted-chat", "alice"),
+    ]
+    assert (inside[1].tags["+draft/react"], inside[1].tags["+draft/reply"]) == ("👋", "pm/%d" % (hi.id,))
+
+
 # -- private messages --
 
 

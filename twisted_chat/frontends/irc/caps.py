@@ -8,7 +8,8 @@ stamps what the server relays, C{message-tags} adds C{msgid} (a room
 message's room, epoch and id), C{echo-message} returns a client's own
 messages once stored, C{batch}, C{labeled-response}, C{draft/chathistory}
 (the C{CHATHISTORY} command; without it, a room's recent history is played
-back on join), C{draft/message-redaction} (C{REDACT}), C{draft/read-marker}
+back on join), C{draft/event-playback} (the reactions of the messages of
+a history batch come after them, as C{TAGMSG}s), C{draft/message-redaction} (C{REDACT}), C{draft/read-marker}
 (C{MARKREAD}; see L{twisted_chat.frontends.irc.drafts}), C{away-notify}, C{account-tag}, C{multi-prefix} (our one
 prefix, C{@}) and C{sasl} (C{PLAIN}, only on a server with registered
 nicks).
@@ -25,6 +26,7 @@ OFFERED: dict[str, str] = {
     "draft/message-redaction": "",
     "draft/read-marker": "",
     "draft/chathistory": "",
+    "draft/event-playback": "",
     "echo-message": "",
     "labeled-response": "",
     "message-tags": "",

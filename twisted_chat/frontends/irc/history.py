@@ -15,6 +15,10 @@ index conversations by time).
 
 While a history is read, what the client sends next waits for it, so that
 answers come in order.
+
+A client with C{draft/event-playback} gets each message's reactions after
+it (L{Renderer.playbackLines
+<twisted_chat.frontends.irc.render.Renderer.playbackLines>}).
 """
 
 from __future__ import annotations
@@ -186,7 +190,7 @@ def historyArrived(conn: Peer, h: History) -> None:
         # (a deleted message is left out, as the redaction draft allows)
         messages: list[Message] = [m for m in h.messages if not m.deleted]
         keep = _keep(wanted, [m.id for m in messages])
-        lines = [line for i in keep for line in conn.render.messageLines(messages[i], playback=True)]
+        lines = [line for i in keep for line in conn.render.playbackLines(messages[i])]
         conn.answer(wanted.reply, conn.batch("chathistory", [h.room], lines))
     conn.finish(wanted.reply)
     conn.releaseInput()
@@ -200,7 +204,7 @@ def privateHistoryArrived(conn: Peer, ph: PrivateHistory) -> None:
     wanted = conn.render.historyWanted
     if wanted is None or wanted.target.startswith("#"):
         if ph.messages:
-            lines = [line for p in ph.messages for line in conn.render.privateLines(p)]
+            lines = [line for p in ph.messages for line in conn.render.privatePlaybackLines(p)]
             conn.answer(None, conn.batch("chathistory", [conn.nick], lines))
         return
     conn.render.historyWanted = None
@@ -209,7 +213,7 @@ def privateHistoryArrived(conn: Peer, ph: PrivateHistory) -> None:
         p for p in ph.messages if partner in (p.sender.lower(), p.recipient.lower())
     ]
     keep = _keep(wanted, [p.id for p in with_])
-    lines = [line for i in keep for line in conn.render.privateLines(with_[i])]
+    lines = [line for i in keep for line in conn.render.privatePlaybackLines(with_[i])]
     conn.answer(wanted.reply, conn.batch("chathistory", [wanted.target], lines))
     conn.finish(wanted.reply)
     conn.releaseInput()

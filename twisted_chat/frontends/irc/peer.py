@@ -104,6 +104,16 @@ class Rendering(Protocol):
 
     def privateLines(self, p: Private) -> list[str]: ...
 
+    def playbackLines(self, m: Message) -> list[str]:
+        """
+        Room message C{m} in a history batch, with its reactions.
+        """
+
+    def privatePlaybackLines(self, p: Private) -> list[str]:
+        """
+        Private message C{p} in a history batch, with its reactions.
+        """
+
     def namesLines(self, p: Presence) -> list[str]: ...
 
     def ownRequest(self, request: Callable[[], Deferred[_T]]) -> Deferred[_T]:

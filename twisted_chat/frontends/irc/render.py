@@ -148,6 +148,51 @@ class Renderer(OwnHolding, DraftsRendering):
             )
         return lines
 
+    def playbackLines(self, m: Message) -> list[str]:
+        """
+        The lines of room message C{m} in a history batch: the message,
+        then its reactions (L{reactionLines}).
+        """
+        lines = self.messageLines(m, playback=True)
+        if lines:
+            room = m.room
+            lines = lines + self.reactionLines(m.reactions, msgidOf(m), m.time, lambda nick: room)
+        return lines
+
+    def replaysReactions(self) -> bool:
+        """
+        Whether this client is shown the reactions of the messages in its
+        history batches: one with C{batch}, C{message-tags} and
+        C{draft/event-playback} (the chathistory draft allows nothing but
+        C{PRIVMSG} and C{NOTICE} in a batch for a client without
+        C{draft/event-playback}).
+        """
+        caps = self.conn.caps
+        return caps.has("batch") and caps.has("message-tags") and caps.has("draft/event-playback")
+
+    def reactionLines(
+        self, reactions: dict[str, list[str]] | None, ref: str, time: float, targetOf: Callable[[str], str]
+    ) -> list[str]:
+        """
+        The C{reactions} ({emoji: [nicks]}) of the message C{ref} (its
+        msgid), played back after it: a C{TAGMSG} (to C{targetOf(nick)}) per
+        emoji and nick, from the nick's mask, with C{+draft/react} and
+        C{+draft/reply}, stamped with the message's C{time} (the chat keeps
+        no time per reaction) and without a C{msgid} (the message's
+        reactions are folded into it, their entries are not kept apart);
+        nothing for a client that is not shown them (L{replaysReactions}).
+        """
+        if not reactions or not self.replaysReactions():
+            return []
+        lines = []
+        for emoji, nicks in reactions.items():
+            for nick in nicks:
+                tags = self.userTags(nick, time)
+                tags["+draft/react"] = emoji
+                tags["+draft/reply"] = ref
+                lines.append(formatMessage("TAGMSG", [targetOf(nick)], mask(nick), tags))
+        return lines
+
     def _messageTags(self, m: Message, flags: str) -> dict[str, str]:
         tags: dict[str, str] = {}
         if "t" in flags:
@@ -186,6 +231,21 @@ class Renderer(OwnHolding, DraftsRendering):
         if text.startswith("\x01ACTION ") and text.endswith("\x01"):
             text, action = text[8:-1], True
         return privmsgLines("PRIVMSG", mask(p.sender), p.recipient, text, tags, action)
+
+    def privatePlaybackLines(self, p: Private) -> list[str]:
+        """
+        The lines of private message C{p} in a history batch: the message,
+        then its reactions (L{reactionLines}), to the other party when
+        this client's nick reacted, else to this client.
+        """
+        lines = self.privateLines(p)
+        if lines:
+            me = self.me
+            other = p.recipient if p.sender.lower() == me.lower() else p.sender
+            lines = lines + self.reactionLines(
+                p.reactions, privateMsgid(p), p.time, lambda nick: other if nick.lower() == me.lower() else me
+            )
+        return lines
 
     def on_private(self, p: Private) -> None:
         if p.sender == self.me and p.recipient != self.me:
@@ -326,7 +386,7 @@ class Renderer(OwnHolding, DraftsRendering):
         if not messages or self.conn.caps.has("draft/chathistory"):
             return None
         # (a deleted message is left out, as the redaction draft allows)
-        lines = [line for m in messages if not m.deleted for line in self.messageLines(m, playback=True)]
+        lines = [line for m in messages if not m.deleted for line in self.playbackLines(m)]
         unit = self.conn.batch("chathistory", [room], lines)
         return unit if isinstance(unit, list) else [unit]
 
