@@ -82,6 +82,25 @@ class SharedState:
     bans: dict[str, dict[str, str]]
 
 
+async def readShared(redis: Commands, node: str, ask: Ask, guestBlock: int) -> SharedState:
+    """
+    The state the nodes share, as C{node} needs it (each reply through
+    C{ask}), taking a new block of C{guestBlock} guest numbers.
+    """
+    members: dict[str, dict[str, MemberState]] = {}
+    for n in await ask(redis.smembers(redis.key("nodes"))):
+        if n != node:
+            states = await ask(redis.hgetall(redis.key("m", n)))
+            members[n] = {key: MemberState.decode(state) for key, state in states.items()}
+    tokens = await ask(redis.hgetall(redis.key("tok")))
+    topics = await ask(redis.hgetall(redis.key("topic")))
+    guest = await ask(redis.incrby(redis.key("guest"), guestBlock))
+    bans: dict[str, dict[str, str]] = {}
+    for room in await ask(redis.smembers(redis.key("banrooms"))):
+        bans[room] = await ask(redis.hgetall(redis.key("bans", room)))
+    return SharedState(members, tokens, {r: TopicState.decode(raw) for r, raw in topics.items()}, guest, bans)
+
+
 @implementer(IBroker)
 class RedisBroker:
     """
@@ -135,21 +154,9 @@ class RedisBroker:
     async def read(self, ask: Ask) -> SharedState:
         """
         Read the shared state (each reply through C{ask}), taking a new
-        block of guest numbers.
+        block of guest numbers (see L{readShared}).
         """
-        redis = self.redis
-        members: dict[str, dict[str, MemberState]] = {}
-        for n in await ask(redis.smembers(redis.key("nodes"))):
-            if n != self.node:
-                states = await ask(redis.hgetall(redis.key("m", n)))
-                members[n] = {key: MemberState.decode(state) for key, state in states.items()}
-        tokens = await ask(redis.hgetall(redis.key("tok")))
-        topics = await ask(redis.hgetall(redis.key("topic")))
-        guest = await ask(redis.incrby(redis.key("guest"), self.guestBlock))
-        bans: dict[str, dict[str, str]] = {}
-        for room in await ask(redis.smembers(redis.key("banrooms"))):
-            bans[room] = await ask(redis.hgetall(redis.key("bans", room)))
-        return SharedState(members, tokens, {r: TopicState.decode(raw) for r, raw in topics.items()}, guest, bans)
+        return await readShared(self.redis, self.node, ask, self.guestBlock)
 
     def load(self, shared: SharedState) -> None:
         """
