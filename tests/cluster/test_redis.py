@@ -628,11 +628,13 @@ async def test_numericLookingStringsStayStrings(nodes: Any, redisServer: Any) ->
 async def test_laterJoinersHistoryDoesNotSkipEarlierMembers(nodes: Any, redisServer: Any) -> None:
     """
     bob brought #r to node a, but his history could not be read (Redis
-    stalled), so a knows nothing of where #r stands. carol joins later; her
-    history already holds two messages still on their way to a over the
-    bus. bob gets both live; carol gets each once (in her history).
+    stalled for longer than a join's history is retried), so a knows
+    nothing of where #r stands. carol joins later; her history already
+    holds two messages still on their way to a over the bus. bob gets both
+    live; carol gets each once (in her history).
     """
     a, b = await nodes("a"), await nodes("b")
+    a.chat.joinHistory.retryFor = 0.0
     alice = b.connect("alice")
     alice.member.join("#r")
     await alice.waitFor(lambda e: isinstance(e, History))

@@ -101,6 +101,8 @@ class JoinHistory:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        #: how long a failed history read is retried (see L{RETRY_FOR})
+        self.retryFor = RETRY_FOR
 
     def fetch(self, member: Member, name: str, since: tuple[str, int] | None, fresh: bool = False) -> None:
         """
@@ -163,7 +165,7 @@ class JoinHistory:
                     return
                 now = clock.seconds()
                 if giveUpAt is None:
-                    giveUpAt = now + RETRY_FOR
+                    giveUpAt = now + self.retryFor
                 if now < giveUpAt:
                     # Read again (the room's events still held for the
                     # member): the store is usually back within seconds
