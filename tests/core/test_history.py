@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 
 from twisted_chat.core.events import History, Message
+from twisted_chat.core.history import RETRY_FIRST_DELAY, RETRY_FOR, RETRY_MAX_DELAY
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
 
@@ -75,23 +76,93 @@ def test_historyRequest(clock: Clock) -> None:
     ]
 
 
+class FlakyStore(MemoryStore):
+    """
+    A memory store whose history reads fail while C{down} is set (as
+    Redis' do while it is stalled or restarting); writes still work.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        MemoryStore.__init__(self, **kw)
+        self.down = True
+        self.historyReads = 0
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        return self._read(MemoryStore.recent, room, limit, before)
+
+    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
+        return self._read(MemoryStore.since, room, epoch, afterId, limit)
+
+    def _read(self, method: Callable[..., Deferred[Any]], *args: Any) -> Deferred[Any]:
+        self.historyReads += 1
+        if self.down:
+            return fail(OSError("disk on fire"))
+        return method(self, *args)
+
+
 def test_historyUnavailable(clock: Clock) -> None:
     """
-    When the store cannot give history, the joiner is told it is unavailable
-    and stays in the room.
+    When the store cannot give history for longer than the join's history
+    is retried, the joiner is told it is unavailable and stays in the room.
     """
-
-    class FailingStore(MemoryStore):
-        def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
-            return fail(OSError("disk on fire"))
-
-    service = ChatService(store=FailingStore(), clock=clock)
+    store = FlakyStore()
+    service = ChatService(store=store, clock=clock)
     alice, ca = connect(service, "alice")
     alice.join("#lobby")
-    assert ca.describe()[-1] == ("history", "#lobby", [], None, "unavailable")
+    assert ca.describe() == [("join", "#lobby", "alice"), ("presence", "#lobby", ["alice"])]
+    clock.pump([1.0] * int(RETRY_FOR - 1))
+    assert ca.describe() == []
+    clock.pump([RETRY_MAX_DELAY] * 2)
+    assert ca.describe() == [("history", "#lobby", [], None, "unavailable")]
     alice.history()
     assert ca.describe() == [("history", "#lobby", [], None, "unavailable")]
     assert alice.current == "#lobby"
+
+
+def test_resumeRetriedUntilTheStoreIsBack(clock: Clock) -> None:
+    """
+    A resume whose history read fails is read again until the store
+    answers: the member then gets every message after its position exactly
+    once, in order (those said meanwhile included), and the live ones
+    after them.
+    """
+    store = FlakyStore()
+    store.down = False
+    service = ChatService(store=store, clock=clock)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(3):
+        say(alice, "m%d" % (i + 1,))
+    store.down = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(store.epoch, 1))
+    assert cb.describe() == [("join", "#lobby", "bob"), ("presence", "#lobby", ["alice", "bob"])]
+    clock.pump([RETRY_FIRST_DELAY, RETRY_FIRST_DELAY * 2])
+    say(alice, "m4")
+    assert cb.take() == []
+    store.down = False
+    clock.pump([RETRY_FIRST_DELAY * 4])
+    assert cb.describe() == [("history", "#lobby", [2, 3, 4], True, "")]
+    say(alice, "m5")
+    assert cb.describe() == [("message", "#lobby", 5, "alice", "m5", False)]
+    assert clock.getDelayedCalls() == []
+
+
+def test_leavingWhileHistoryIsRetriedEndsTheRetries(clock: Clock) -> None:
+    """
+    A member that leaves the room while its failed history read waits to be
+    read again gets no history, and the store is not asked again.
+    """
+    store = FlakyStore()
+    service = ChatService(store=store, clock=clock)
+    alice, ca = connect(service, "alice")
+    alice.join("#lobby")
+    assert store.historyReads == 1
+    alice.part()
+    ca.take()
+    store.down = False
+    clock.pump([1.0] * int(RETRY_FOR))
+    assert store.historyReads == 1
+    assert ca.take() == []
 
 
 class SlowStore(MemoryStore):

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
 from twisted_chat import __version__
+from twisted_chat.core.errors import StoreUnavailable
 from twisted_chat.core.events import Message
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.web import makeSite
@@ -88,9 +90,15 @@ class Chat:
     The chat service behind its web C{Site}, with in-memory connections.
     """
 
-    def __init__(self, clock: Clock, factoryClass: type[ChatWebSocketFactory] = ChatWebSocketFactory, **options: Any) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        factoryClass: type[ChatWebSocketFactory] = ChatWebSocketFactory,
+        store: MemoryStore | None = None,
+        **options: Any,
+    ) -> None:
         self.clock = clock
-        self.service = ChatService(store=MemoryStore(), clock=clock)
+        self.service = ChatService(store=store if store is not None else MemoryStore(), clock=clock)
         self.service.startService()
         self.factory = factoryClass(self.service, **options)
         self.site = makeSite(self.factory, clock=clock)
@@ -316,6 +324,37 @@ def test_jsonHello(chat: Chat) -> None:
         {"type": "private-history", "messages": []},
     ]
     assert bob.lines()[-1] == "*** #lobby: alice joined"
+
+
+class UnreadableStore(MemoryStore):
+    """
+    A memory store whose history cannot be read (its writes work).
+    """
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        return fail(StoreUnavailable("the disk is on fire"))
+
+    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
+        return fail(StoreUnavailable("the disk is on fire"))
+
+
+def test_jsonHistoryUnavailable(clock: Clock) -> None:
+    """
+    A join whose history the store cannot give, for longer than the server
+    retries it, gets an empty history with C{reason: "unavailable"}, with
+    C{since} (then not C{recovered}) or without.
+    """
+    chat = Chat(clock, store=UnreadableStore())
+    chat.service.joinHistory.retryFor = 0.0
+    alice = chat.json("alice")
+    epoch = chat.service.store.epoch
+    alice.sendObject({"type": "join", "room": "#new"})
+    alice.sendObject({"type": "join", "room": "#old", "since": {"epoch": epoch, "id": 3}})
+    chat.flush()
+    assert [o for o in alice.objects() if o["type"] == "history"] == [
+        {"type": "history", "room": "#new", "epoch": epoch, "messages": [], "reason": "unavailable"},
+        {"type": "history", "room": "#old", "epoch": epoch, "messages": [], "recovered": False, "reason": "unavailable"},
+    ]
 
 
 def test_jsonSay(chat: Chat) -> None:

@@ -16,6 +16,12 @@ the room message first). When
 the history runs ahead of this node's deliveries (a store shared by several
 nodes), the member keeps a floor for the room (C{member.floors}): live
 messages up to it are skipped (see L{twisted_chat.core.service.ChatService.broadcast}).
+
+A read that fails (the store is unreachable, or did not answer in time) is
+read again, with a growing delay, while the member stays in the room, its
+events still held: once the store answers, the member gets what it missed
+with no hole before the live messages. Only if the store fails for longer
+than L{RETRY_FOR} is the history sent empty, marked C{unavailable}.
 """
 
 from __future__ import annotations
@@ -53,6 +59,15 @@ def withHeldBefore(messages: list[Message], held: list[Event]) -> list[Message]:
     return before[::-1] + messages if before else messages
 
 
+#: A join's history read that failed is read again, after this many
+#: seconds, then twice as long each time up to L{RETRY_MAX_DELAY}, while the
+#: member waits for it in the room (its events held), for up to
+#: L{RETRY_FOR} seconds after the first failure; then the history is sent
+#: empty, marked C{unavailable}, and the held events follow.
+RETRY_FIRST_DELAY = 0.5
+RETRY_MAX_DELAY = 5.0
+RETRY_FOR = 60.0
+
 #: what a join's read gives: (messages, recovered, why not)
 _Read = tuple[list[Message], Union[bool, None], str]
 
@@ -86,6 +101,8 @@ class JoinHistory:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        #: how long a failed history read is retried (see L{RETRY_FOR})
+        self.retryFor = RETRY_FOR
 
     def fetch(self, member: Member, name: str, since: tuple[str, int] | None, fresh: bool = False) -> None:
         """
@@ -126,32 +143,61 @@ class JoinHistory:
 
             return store.since(name, epoch, afterId, self.host.resumeLimit).addCallback(resumed)
 
-        # The node must hear the room before its history is read (a
-        # sharded bus subscribes first): what is said after the read
-        # then reaches this member live, what was said before is in it.
-        receiving = self.host.broker.receiving(name)
-        d = read() if receiving is None else receiving.addCallback(lambda _: read())
+        def waiting() -> bool:
+            # (still in the room, still waiting for this history)
+            holds = member.held
+            return not member.gone and holds is not None and holds.get(name) is held
 
-        def failed(f: Failure) -> None:
-            self.host.logStoreFailure("history of {room} failed", f, room=name)
-            fetched(([], False if since is not None else None, "unavailable"))
+        clock = self.host.clock
+        giveUpAt: float | None = None
 
-        if member.owner:
-            # (and where the nick's reading stands: read position, unread
-            # and mention counts)
-            def withRead(result: _Read) -> Deferred[None]:
-                def noRead(f: Failure) -> None:
-                    self.host.logStoreFailure("read position of {nick} failed", f, nick=member.nick)
+        def attempt(delay: float) -> None:
+            # The node must hear the room before its history is read (a
+            # sharded bus subscribes first): what is said after the read
+            # then reaches this member live, what was said before is in it.
+            receiving = self.host.broker.receiving(name)
+            d = read() if receiving is None else receiving.addCallback(lambda _: read())
 
-                return (
-                    self.host.conversation.readState(member, name)
-                    .addErrback(noRead)
-                    .addCallback(lambda read: fetched(result, read))
-                )
+            def failed(f: Failure) -> None:
+                nonlocal giveUpAt
+                self.host.logStoreFailure("history of {room} failed", f, room=name)
+                if not waiting():
+                    return
+                now = clock.seconds()
+                if giveUpAt is None:
+                    giveUpAt = now + self.retryFor
+                if now < giveUpAt:
+                    # Read again (the room's events still held for the
+                    # member): the store is usually back within seconds
+                    # (Redis stalled or restarting), and the member then
+                    # gets what it missed with no hole before the live
+                    # messages.
+                    clock.callLater(delay, retry, min(delay * 2, RETRY_MAX_DELAY))
+                    return
+                fetched(([], False if since is not None else None, "unavailable"))
 
-            d.addCallbacks(withRead, failed)
-        else:
-            d.addCallbacks(fetched, failed)
+            if member.owner:
+                # (and where the nick's reading stands: read position, unread
+                # and mention counts)
+                def withRead(result: _Read) -> Deferred[None]:
+                    def noRead(f: Failure) -> None:
+                        self.host.logStoreFailure("read position of {nick} failed", f, nick=member.nick)
+
+                    return (
+                        self.host.conversation.readState(member, name)
+                        .addErrback(noRead)
+                        .addCallback(lambda read: fetched(result, read))
+                    )
+
+                d.addCallbacks(withRead, failed)
+            else:
+                d.addCallbacks(fetched, failed)
+
+        def retry(delay: float) -> None:
+            if waiting():
+                attempt(delay)
+
+        attempt(RETRY_FIRST_DELAY)
 
     def _fetched(
         self,

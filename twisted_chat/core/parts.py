@@ -18,6 +18,7 @@ from twisted_chat.core.member import Requests, _Conversation
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IReactorTime
 
     from twisted_chat.core.connlog import ConnectionLog
     from twisted_chat.core.events import Event
@@ -101,6 +102,12 @@ class Host(Requests, Protocol):
         """
     #: counts (and with --log-connections logs) connections
     connectionLog: ConnectionLog
+
+    @property
+    def clock(self) -> IReactorTime:
+        """
+        The service's time (retries are scheduled on it).
+        """
 
     def isRunning(self) -> bool:
         """

@@ -201,8 +201,10 @@ def _historyObject(event: History) -> dict[str, Any]:
     }
     if event.recovered is not None:
         obj["recovered"] = event.recovered
-        if event.reason:
-            obj["reason"] = event.reason
+    if event.reason:
+        # (epoch, gap: with recovered false; unavailable: the store could
+        # not be read, after a since or not)
+        obj["reason"] = event.reason
     if event.recovered:
         obj["updates"] = [updateObject(u) for u in event.messages if isinstance(u, Update)]
     if event.read is not None:
