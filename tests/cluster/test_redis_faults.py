@@ -20,7 +20,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from twisted_chat.core.errors import ChatError, StoreUnavailable
-from twisted_chat.core.events import Message
+from twisted_chat.core.events import Message, Notice
 
 from tests.support.cluster import TIMEOUT, Node, isMessage, squatting, twoInRoom, until
 
@@ -474,6 +474,43 @@ async def test_shareMissedWhileAway(redisServer: Any, paths: Any, logged: LogLin
         assert owner.closed == [] and owner.member.nick == "alice"
         await until(lambda: a.chat.broker.remoteNick("alice") is None)
         assert redisServer.command("HGET", "twisted-chat:nicks", "alice", decode=True) == "a"
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sameNewNickOnBothSidesOfAnOutage(redisServer: Any, paths: Any, logged: LogLines) -> None:
+    """
+    Node b is cut off from Redis; a newcomer there takes the new nick zed
+    (and its owner token), and another newcomer takes zed on node a. They
+    are two people, each the owner by their own token: once b is back, the
+    nick stays with the one the cluster knew first, and b's becomes a guest
+    (told why) instead of sharing it as if it were one person's.
+    """
+    path = await paths(redisServer.port)
+    a = await Node(redisServer.url, "a").start()
+    b = await quickRetries(Node(path.url, "b")).start()
+    try:
+        path.mode = CLOSE
+        path.cut()
+        await until(lambda: not b.cluster.connected)
+        there = b.connect("zed")
+        here = a.connect("zed")
+        assert there.member.owner and here.member.owner
+        path.mode = PASS
+        await until(synced(b))
+        await until(lambda: there.member.nick != "zed")
+        assert there.member.nick.startswith("guest-")
+        assert any(isinstance(e, Notice) and "taken on another server" in e.text for e in there.events)
+        assert here.member.nick == "zed" and here.closed == []
+        await until(lambda: b.chat.broker.remoteNick("zed") == "zed")
+        assert a.chat.broker.remoteNick("zed") is None
+        # the token b issued for zed is not the nick's: it proves nothing
+        assert b.chat.nicks.tokens["zed"] == a.chat.nicks.tokens["zed"]
+        with pytest.raises(ChatError) as e:
+            b.connect("zed", token=there.member.token)
+        assert e.value.code == "nick-taken"
     finally:
         await a.stop()
         await b.stop()

@@ -178,12 +178,20 @@ class RedisBroker:
         """
         return {nickKey(m.nick): _state(m) for m in self.events.localMembers()}
 
-    def localOwners(self) -> set[str]:
+    def localOwners(self) -> dict[str, str]:
         """
-        The nick keys of this node's members that are their nicks' owners
-        (who may be connected on other nodes too).
+        This node's members that are their nicks' owners (who may be
+        connected on other nodes too): nick key -> the hash of the owner
+        token they presented, or C{"*"} when logged in.
         """
-        return {nickKey(m.nick) for m in self.events.localMembers() if m.owner or m.authenticated is not None}
+        owners = {}
+        for m in self.events.localMembers():
+            key = nickKey(m.nick)
+            if m.authenticated is not None:
+                owners[key] = "*"
+            elif m.owner:
+                owners[key] = self.events.tokenHash(key) or ""
+        return owners
 
     def lostNick(self, key: str) -> None:
         """

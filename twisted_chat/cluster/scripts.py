@@ -16,6 +16,7 @@ Redis Cluster).
 from __future__ import annotations
 
 import secrets
+from typing import Mapping
 
 from twisted.internet.defer import Deferred
 
@@ -355,10 +356,14 @@ def reap(redis: Commands, node: str, own: bool, why: str) -> Deferred[object]:
 
 
 # Register this node with its current members (start-up, or after Redis
-# came back). KEYS: nicks, nodes, bus. ARGV: prefix, node, incarnation,
-# ttl ms, then key, state, share triples (share: the member is the nick's
-# owner, who may be connected on other nodes too). Returns the keys other
-# nodes hold now (for members that are not their owners). The nick claims
+# came back). KEYS: nicks, nodes, bus, owner tokens. ARGV: prefix, node,
+# incarnation, ttl ms, then key, state, proof triples (proof: '' for a
+# member that is not its nick's owner, '*' for one logged in with the
+# nick's password, else the hash of the owner token it presented). An owner
+# may be connected on other nodes too: its member shares a nick another
+# node holds if its token is the one the cluster knows for the nick (or
+# none is known: Redis came back empty). Returns the keys other nodes hold
+# now, of the members that do not share them. The nick claims
 # of members it had and has no more (they left while it could not tell
 # Redis) are released; a claim whose node no longer lists the nick is
 # stale and taken.
@@ -379,7 +384,9 @@ for i = 5, #ARGV, 3 do
   local k = ARGV[i]
   local holder = redis.call('HGET', KEYS[1], k)
   if holder and holder ~= n and redis.call('HEXISTS', ARGV[1] .. ':m:' .. holder, k) == 0 then holder = nil end
-  if holder and holder ~= n and ARGV[i + 2] ~= '1' then
+  local proof = ARGV[i + 2]
+  local owner = proof == '*' or (proof ~= '' and (redis.call('HGET', KEYS[4], k) or proof) == proof)
+  if holder and holder ~= n and not owner then
     table.insert(lost, k)
   else
     if not holder then redis.call('HSET', KEYS[1], k, n) end
@@ -394,18 +401,20 @@ return lost
 
 def register(
     redis: Commands, node: str, incarnation: str, ttl: float, members: dict[str, MemberState],
-    shared: frozenset[str] | set[str] = frozenset(),
+    owners: Mapping[str, str] = {},
 ) -> Deferred[list[str]]:
     """
     Register C{node} (alive for C{ttl} seconds) with its C{members} (nick
-    key -> state; those in C{shared} are their nicks' owners, who may be
-    connected on other nodes too) and announce it (L{NodeRegistered});
-    fires with the keys of those whose nick another node holds now.
+    key -> state; C{owners}: nick key -> the proof that the member is its
+    nick's owner, who may be connected on other nodes too: the hash of
+    its owner token, or C{"*"} when logged in) and announce it
+    (L{NodeRegistered}); fires with the keys of those whose nick another
+    node holds now.
     """
-    keys = [redis.key("nicks"), redis.key("nodes"), redis.key("bus")]
+    keys = [redis.key("nicks"), redis.key("nodes"), redis.key("bus"), redis.key("tok")]
     args = [redis.prefix, node, incarnation, str(int(ttl * 1000))]
     for key, state in members.items():
-        args += [key, state.encode(), _flag(key in shared)]
+        args += [key, state.encode(), owners.get(key, "")]
 
     def lost(reply: object) -> list[str]:
         return [_text(key) for key in reply] if isinstance(reply, list) else []

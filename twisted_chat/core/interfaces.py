@@ -281,8 +281,10 @@ class IClusterEvents(Interface):
 
     def knownTokens(tokens: dict[str, str]) -> None:
         """
-        Owner tokens (nick key -> hash) given on other nodes; a nick whose
-        token is known already keeps it.
+        Owner tokens (nick key -> hash) as the cluster keeps them: the
+        first saved for a nick is its token everywhere (one this node
+        issued while it could not save it, for a nick another node gave
+        meanwhile, is replaced).
         """
 
     def deliverMessage(message: Message) -> None:
@@ -358,6 +360,12 @@ class IClusterEvents(Interface):
     def remoteKick(room: str, nick: str, why: str) -> None:
         """
         An operator on another node put C{nick}, a member here, out of C{room}.
+        """
+
+    def tokenHash(key: str) -> str | None:
+        """
+        The hash of the owner token of the nick with key C{key}, as this
+        node knows it, if any.
         """
 
     def sharedElsewhere(key: str) -> None:

@@ -66,8 +66,9 @@ class ClusterEvents:
         return name in self.host.rooms
 
     def knownTokens(self, tokens: dict[str, str]) -> None:
-        for key, tokenHash in tokens.items():
-            self.nicks.tokens.setdefault(key, tokenHash)
+        # (the cluster's: a token issued here that Redis did not take,
+        # because another node saved one for the nick first, gives way)
+        self.nicks.tokens.update(tokens)
 
     def remoteJoined(self, name: str, nick: str, time: float) -> None:
         room = self.host.rooms.get(name)
@@ -129,6 +130,9 @@ class ClusterEvents:
 
     def remoteKick(self, room: str, nick: str, why: str) -> None:
         self.moderation.remoteKick(room, nick, why)
+
+    def tokenHash(self, key: str) -> str | None:
+        return self.nicks.tokens.get(key)
 
     def sharedElsewhere(self, key: str) -> None:
         self.nicks.sharedElsewhere(key)
