@@ -637,7 +637,7 @@ async def test_laterJoinersHistoryDoesNotSkipEarlierMembers(nodes: Any, redisSer
     live; carol gets each once (in her history).
     """
     a, b = await nodes("a"), await nodes("b")
-    a.chat.joinHistory.retryFor = 0.0
+    a.chat.joinHistory.holdFor = 0.0
     alice = b.connect("alice")
     alice.member.join("#r")
     await alice.waitFor(lambda e: isinstance(e, History))

@@ -13,8 +13,9 @@ import pytest
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 
+from twisted_chat.core.errors import StoreUnavailable
 from twisted_chat.core.events import History, Message
-from twisted_chat.core.history import RETRY_FIRST_DELAY, RETRY_FOR, RETRY_MAX_DELAY
+from twisted_chat.core.history import HOLD_FOR, RETRY_FIRST_DELAY
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
 
@@ -102,18 +103,23 @@ class FlakyStore(MemoryStore):
 
 def test_historyUnavailable(clock: Clock) -> None:
     """
-    When the store cannot give history for longer than the join's history
-    is retried, the joiner is told it is unavailable and stays in the room.
+    When the store cannot give history for as long as a member's events
+    may be held, the joiner is told it is unavailable (and gets what was
+    held) and stays in the room; no more reads are made for it.
     """
     store = FlakyStore()
     service = ChatService(store=store, clock=clock)
     alice, ca = connect(service, "alice")
     alice.join("#lobby")
     assert ca.describe() == [("join", "#lobby", "alice"), ("presence", "#lobby", ["alice"])]
-    clock.pump([1.0] * int(RETRY_FOR - 1))
-    assert ca.describe() == []
-    clock.pump([RETRY_MAX_DELAY] * 2)
+    clock.pump([0.5] * 14)  # (read again after 0.5, 1, 2, 4 s: 7 s)
+    assert ca.describe() == [] and store.historyReads == 4
+    clock.pump([0.5] * int(HOLD_FOR * 2 - 14))
+    # (no read fits in what is left of the 12 s)
     assert ca.describe() == [("history", "#lobby", [], None, "unavailable")]
+    reads = store.historyReads
+    clock.pump([1.0] * 30)
+    assert store.historyReads == reads and clock.getDelayedCalls() == []
     alice.history()
     assert ca.describe() == [("history", "#lobby", [], None, "unavailable")]
     assert alice.current == "#lobby"
@@ -160,9 +166,94 @@ def test_leavingWhileHistoryIsRetriedEndsTheRetries(clock: Clock) -> None:
     alice.part()
     ca.take()
     store.down = False
-    clock.pump([1.0] * int(RETRY_FOR))
+    clock.pump([1.0] * int(HOLD_FOR * 2))
     assert store.historyReads == 1
     assert ca.take() == []
+
+
+class StalledStore(MemoryStore):
+    """
+    A memory store whose history reads, while C{stalled} (Redis stopped),
+    wait: they fail after 10 s (the cluster's command timeout) unless the
+    stall ends first, when every waiting read is answered.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        MemoryStore.__init__(self)
+        self.clock = clock
+        self.stalled = False
+        self.waiting: list[tuple[Deferred[Any], Callable[[], Deferred[Any]]]] = []
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        return self._read(lambda: MemoryStore.recent(self, room, limit, before))
+
+    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
+        return self._read(lambda: MemoryStore.since(self, room, epoch, afterId, limit))
+
+    def _read(self, read: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        if not self.stalled:
+            return read()
+        d: Deferred[Any] = Deferred()
+        entry = (d, read)
+        self.waiting.append(entry)
+
+        def timedOut() -> None:
+            if entry in self.waiting:
+                self.waiting.remove(entry)
+                d.errback(StoreUnavailable("Redis did not answer within 10 s"))
+
+        self.clock.callLater(10.0, timedOut)
+        return d
+
+    def resume(self) -> None:
+        self.stalled = False
+        waiting, self.waiting = self.waiting, []
+        for d, read in waiting:
+            read().chainDeferred(d)
+
+
+@pytest.mark.parametrize("stall, history", [(11.0, [2, 3, 4]), (30.0, None)])
+def test_resumeDuringAStall(clock: Clock, stall: float, history: list[int] | None) -> None:
+    """
+    A member resumes while the store is stalled (Redis stopped): its first
+    read times out after 10 s and is read again. A stall of 11 s ends while
+    that read waits: the member gets what it missed, then what was held. A
+    longer one: at 12 s after the join the member is told the history is
+    unavailable, and what was held for it (the answer to its /nick) comes
+    at once, within the 15 s a client waits for an answer.
+    """
+    store = StalledStore(clock)
+    service = ChatService(store=store, clock=clock)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(3):
+        say(alice, "m%d" % (i + 1,))
+    store.stalled = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(store.epoch, 1))
+    cb.take()
+    say(alice, "m4")
+    clock.advance(5.0)
+    bob.setNick("robert")
+    clock.pump([0.5] * 12)  # (6 s more: 11 s after the join)
+    if history is not None:
+        assert cb.describe() == []
+        store.resume()
+        assert cb.describe() == [
+            ("history", "#lobby", history, True, ""),
+            ("nick", "bob", "robert", ("#lobby",)),
+        ]
+    else:
+        clock.pump([0.5] * 2)
+        assert cb.describe() == [
+            ("history", "#lobby", [], False, "unavailable"),
+            ("message", "#lobby", 4, "alice", "m4", False),
+            ("nick", "bob", "robert", ("#lobby",)),
+        ]
+        clock.advance(stall)
+        store.resume()
+        assert cb.describe() == []
+    say(alice, "m5")
+    assert cb.describe()[-1] == ("message", "#lobby", 5, "alice", "m5", False)
 
 
 class SlowStore(MemoryStore):

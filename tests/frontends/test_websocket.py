@@ -345,7 +345,7 @@ def test_jsonHistoryUnavailable(clock: Clock) -> None:
     C{since} (then not C{recovered}) or without.
     """
     chat = Chat(clock, store=UnreadableStore())
-    chat.service.joinHistory.retryFor = 0.0
+    chat.service.joinHistory.holdFor = 0.0
     alice = chat.json("alice")
     epoch = chat.service.store.epoch
     alice.sendObject({"type": "join", "room": "#new"})

@@ -20,8 +20,9 @@ messages up to it are skipped (see L{twisted_chat.core.service.ChatService.broad
 A read that fails (the store is unreachable, or did not answer in time) is
 read again, with a growing delay, while the member stays in the room, its
 events still held: once the store answers, the member gets what it missed
-with no hole before the live messages. Only if the store fails for longer
-than L{RETRY_FOR} is the history sent empty, marked C{unavailable}.
+with no hole before the live messages. A member's events are held for
+L{HOLD_FOR} seconds at most (answers to what it asks meanwhile wait with
+them): then the history is sent empty, marked C{unavailable}.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from twisted.python.failure import Failure
 from twisted_chat.core.events import EpochChanged, Event, History, Message
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall
+
     from twisted_chat.core.member import Member
     from twisted_chat.core.parts import Host
 
@@ -61,12 +64,15 @@ def withHeldBefore(messages: list[Message], held: list[Event]) -> list[Message]:
 
 #: A join's history read that failed is read again, after this many
 #: seconds, then twice as long each time up to L{RETRY_MAX_DELAY}, while the
-#: member waits for it in the room (its events held), for up to
-#: L{RETRY_FOR} seconds after the first failure; then the history is sent
-#: empty, marked C{unavailable}, and the held events follow.
+#: member waits for it in the room (its events held), until L{HOLD_FOR}
+#: seconds after the join; then the history is sent empty, marked
+#: C{unavailable}, and the held events follow (a read still under way is
+#: not waited for). The bound keeps every answer to the member within the
+#: 15 s a client may wait (a Redis that stalls makes the first read fail
+#: after its 10 s: there is room for one more).
 RETRY_FIRST_DELAY = 0.5
 RETRY_MAX_DELAY = 5.0
-RETRY_FOR = 60.0
+HOLD_FOR = 12.0
 
 #: what a join's read gives: (messages, recovered, why not)
 _Read = tuple[list[Message], Union[bool, None], str]
@@ -101,8 +107,9 @@ class JoinHistory:
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        #: how long a failed history read is retried (see L{RETRY_FOR})
-        self.retryFor = RETRY_FOR
+        #: how long a member's events wait for its history at most (see
+        #: L{HOLD_FOR})
+        self.holdFor = HOLD_FOR
 
     def fetch(self, member: Member, name: str, since: tuple[str, int] | None, fresh: bool = False) -> None:
         """
@@ -149,7 +156,22 @@ class JoinHistory:
             return not member.gone and holds is not None and holds.get(name) is held
 
         clock = self.host.clock
-        giveUpAt: float | None = None
+        endAt = clock.seconds() + self.holdFor
+
+        def giveUp() -> None:
+            if waiting():
+                fetched(([], False if since is not None else None, "unavailable"))
+
+        # (scheduled at the first failure: a join whose read works costs no timer)
+        deadline: IDelayedCall | None = None
+
+        def stopDeadline() -> None:
+            if deadline is not None and deadline.active():
+                deadline.cancel()
+
+        def done(result: _Read, read: tuple[int, int, int] | None = None) -> None:
+            stopDeadline()
+            fetched(result, read)
 
         def attempt(delay: float) -> None:
             # The node must hear the room before its history is read (a
@@ -159,22 +181,23 @@ class JoinHistory:
             d = read() if receiving is None else receiving.addCallback(lambda _: read())
 
             def failed(f: Failure) -> None:
-                nonlocal giveUpAt
+                nonlocal deadline
                 self.host.logStoreFailure("history of {room} failed", f, room=name)
-                if not waiting():
-                    return
                 now = clock.seconds()
-                if giveUpAt is None:
-                    giveUpAt = now + self.retryFor
-                if now < giveUpAt:
+                if not waiting():
+                    stopDeadline()
+                elif now + delay < endAt:
+                    if deadline is None:
+                        deadline = clock.callLater(endAt - now, giveUp)
                     # Read again (the room's events still held for the
                     # member): the store is usually back within seconds
                     # (Redis stalled or restarting), and the member then
                     # gets what it missed with no hole before the live
                     # messages.
                     clock.callLater(delay, retry, min(delay * 2, RETRY_MAX_DELAY))
-                    return
-                fetched(([], False if since is not None else None, "unavailable"))
+                else:
+                    stopDeadline()
+                    giveUp()
 
             if member.owner:
                 # (and where the nick's reading stands: read position, unread
@@ -186,16 +209,18 @@ class JoinHistory:
                     return (
                         self.host.conversation.readState(member, name)
                         .addErrback(noRead)
-                        .addCallback(lambda read: fetched(result, read))
+                        .addCallback(lambda read: done(result, read))
                     )
 
                 d.addCallbacks(withRead, failed)
             else:
-                d.addCallbacks(fetched, failed)
+                d.addCallbacks(done, failed)
 
         def retry(delay: float) -> None:
             if waiting():
                 attempt(delay)
+            else:
+                stopDeadline()
 
         attempt(RETRY_FIRST_DELAY)
 
