@@ -610,6 +610,31 @@ def test_historyAheadOfThisNodesDeliveries(clock: Clock, resume: bool) -> None:
 
 
 
+def test_resumeAtTheEndRunsAheadOfTheNode(clock: Clock) -> None:
+    """
+    A member resumes at the room's last id while this node has not
+    delivered the messages up to it yet (its bus was down, say): the
+    history is empty (nothing came after its position), and when the node
+    catches up, the messages up to its position are not delivered to it
+    again; the next one is.
+    """
+    broker = LaggingBroker()
+    service = ChatService(store=MemoryStore(), clock=clock, broker=broker)
+    alice, ca = enter(service, "alice", "#lobby")
+    for i in range(1, 4):
+        say(alice, "m%d" % (i,))  # stored, still on their way to this node
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(service.store.epoch, 3))
+    history = [e for e in cb.take() if isinstance(e, History)][-1]
+    assert (history.messages, history.recovered) == ([], True)
+    broker.catchUp()
+    say(alice, "m4")
+    broker.catchUp()
+    assert [e.id for e in cb.take() if isinstance(e, Message)] == [4]
+    assert [e.id for e in ca.take() if isinstance(e, Message)] == [1, 2, 3, 4]
+    assert bob.floors is None
+
+
 # -- one connection's order ------------------------------------------------------
 
 

@@ -263,6 +263,10 @@ class JoinHistory:
         history = History(name, epoch, messages, recovered, reason, onJoin=True)
         history.read = read  # (where the nick's reading stands, for an owner)
         last = messages[-1].id if messages else 0
+        if recovered is True and since is not None and since[0] == epoch:
+            # (a resume: the member has everything up to its position, also
+            # when nothing came after it)
+            last = max(last, since[1])
 
         def stays(entry: Any) -> bool:
             if type(entry) is not tuple or entry[0] != name:
@@ -279,7 +283,7 @@ class JoinHistory:
             self._readUpTo(name, messages, recovered, since)
         self.release(member)
         room = member.rooms.get(name)
-        if messages and epoch == self.host.store.epoch and room is not None and not member.gone:
+        if last and epoch == self.host.store.epoch and room is not None and not member.gone:
             delivered = self.host.broker.deliveredUpTo(name)
             if delivered is not None and delivered < last:
                 # The history holds messages this node has not delivered
