@@ -80,6 +80,7 @@ def check(
     faults: list[Injected],
     logs: dict[str, list[str]],
     endOfQuiet: float,
+    busDown: dict[str, list[tuple[float, float]]] | None = None,
 ) -> Result:
     res = Result()
     wipes = [f for f in faults if f.wiped is not None]
@@ -270,7 +271,9 @@ def check(
     plausible = _lifetimes(wipes, finalEpoch)
     for ep in journal.episodes:
         missed = _episode(res, ep, idOf, wipes, last, endOfQuiet, conns, exists, plausible, updates, deletedIds)
-        _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns, wipedAt)
+        c = conns.get(ep.conn)
+        down = (busDown or {}).get(c.node, []) if c is not None else []
+        _delivered(res, ep, ackedAt.get(ep.room, []), missed, idOf, endOfQuiet, conns, wipedAt, down)
 
     # 6. flood control (recorded as the answers came) and harness notes
     for t, kind, client, detail in journal.immediate:
@@ -472,6 +475,31 @@ def _episode(
     return missedHere
 
 
+def busDown(lines: list[str], times: list[float]) -> list[tuple[float, float]]:
+    """
+    When the nodes of one daemon (its workers) could not hear the bus: from
+    each "node N: lost Redis" line to that node's next "Redis is back" or
+    "joined the cluster" (a restart), in the journal's time (C{times}: when
+    each of C{lines} came); one still down at the end, until the end.
+    """
+    opened: dict[str, float] = {}
+    spans: list[tuple[float, float]] = []
+    for line, t in zip(lines, times):
+        m = _NODE_LINE.search(line)
+        if m is None:
+            continue
+        node, what = m.group(1), m.group(2)
+        if what == "lost Redis":
+            opened.setdefault(node, t)
+        elif node in opened:
+            spans.append((opened.pop(node), t))
+    spans += [(t, float("inf")) for t in opened.values()]
+    return spans
+
+
+_NODE_LINE = re.compile(r"node (\S+): (lost Redis|Redis is back|joined the cluster)")
+
+
 #: seconds after its sender had the answer within which every member of the
 #: room (on any node) has a message
 DELIVERY_GRACE = 5.0
@@ -486,6 +514,7 @@ def _delivered(
     endOfQuiet: float,
     conns: dict[str, Any],
     wipedAt: dict[str, float],
+    down: list[tuple[float, float]] = [],
 ) -> None:
     """
     A member who was in the room from before a message was first sent
@@ -493,7 +522,12 @@ def _delivered(
     anything after it). A message an empty Redis took away within the
     grace is excused: a node whose bus was down (reconnecting) when it was
     published can no longer have it, and its members are told the history
-    was reset (C{epoch-untold} checks that).
+    was reset (C{epoch-untold} checks that). So is a message published
+    while the bus of the member's daemon (one of its nodes: with workers,
+    the member's one is not known) was down, to a member who left before
+    that node was back (plus the grace): the node delivers it when it has
+    caught up, and a member who resumes gets it then (C{missed} checks
+    that).
     """
     end = ep.end if ep.end is not None else endOfQuiet
     c = conns.get(ep.conn)
@@ -516,6 +550,7 @@ def _delivered(
         and pos not in seen
         and pos[1] not in reported
         and not wipedAt.get(pos[0], float("inf")) < t + DELIVERY_GRACE
+        and not any(d0 < t + DELIVERY_GRACE and d1 > t and end < d1 + DELIVERY_GRACE for d0, d1 in down)
     )
     if missing:
         res.missed += len(missing)

@@ -140,7 +140,10 @@ async def run(topologyName: str, seed: int, profile: str, duration: float, folde
             await topology.stop()
     logs = {p.name + ("" if i == 0 else str(i)): p.lines for i, p in enumerate(topology.daemons())}
     try:
-        outcome.result = checker.check(journal, stored, epoch, faults, logs, endOfQuiet)
+        busDown = {
+            p.name: checker.busDown(p.lines, [t - journal.t0 for t in p.stamps]) for p in topology.daemons()
+        }
+        outcome.result = checker.check(journal, stored, epoch, faults, logs, endOfQuiet, busDown)
     except Exception:  # a bug of the checker: the run is still reported
         import traceback
 

@@ -277,3 +277,49 @@ def test_messageWipedBeforeItsNodeCouldHaveIt() -> None:
 
     assert _kinds(run(95.9)) == []
     assert _kinds(run(120.0)) == ["not-delivered"]
+
+
+def test_publishedWhileTheMembersNodeWasOffTheBus() -> None:
+    """
+    Worker w0 of daemon w lost Redis at 14 s and was back only at 36 s
+    (its reconnect attempts met a Redis restart, a cut and a stall); json2,
+    on another node, had messages acknowledged at 16-20 s; line1, on daemon
+    w, left at 31 s: it could not have had them live (w0 delivers them
+    when it has caught up; a resume gets them). Not a delivery violation.
+    Had line1 stayed until 45 s, or had w0 been back at 21 s, it is one;
+    and so it is when the logs show no node of w off the bus.
+    """
+    from tests.chaos.checker import busDown
+
+    def run(lines: list[tuple[float, str]], left: float) -> Result:
+        journal = Journal()
+        said = [
+            Request("json2", "json2#1", "#r", "q.json2.%d" % (i,), 15.0 + i, "json2-r%d" % (i,), answered=15.1 + i,
+                    answer="ack", epoch="E", id=i, answerConn="json2#1")  # fmt: skip
+            for i in range(1, 6)
+        ]
+        journal.requests = said
+        for r in said:
+            journal.mapped(r.token, "E", r.id or 0)
+        journal.connections = {
+            "json2#1": Connection("json2", "json2#1", "ws-json", "b", 5.0, 60.0),
+            "line1#1": Connection("line1", "line1#1", "line", "w", 12.0, left),
+        }
+        journal.episodes = [
+            Episode("line1", "line1#1", "#r", 12.0, "join", end=left, endedBy="closed", entries=[]),
+        ]  # fmt: skip
+        stored = {"#r": [("E", i, "q.json2.%d hi" % (i,)) for i in range(1, 6)]}
+        down = {"w": busDown([text for _, text in lines], [t for t, _ in lines])}
+        return check(journal, stored, "E", [], {}, 60.0, down)
+
+    offBus = [
+        (10.0, "[w0:x#info] node w-w0: joined the cluster at redis://127.0.0.1:1/0"),
+        (14.0, "[w0:x#warn] node w-w0: lost Redis at redis://127.0.0.1:1/0 (the subscription: closed)"),
+        (20.0, "[w1:x#warn] node w-w1: lost Redis at redis://127.0.0.1:1/0 (the subscription: closed)"),
+        (20.5, "[w1:x#info] node w-w1: Redis is back after 0.5 s; state re-announced"),
+    ]
+    assert _kinds(run(offBus + [(36.0, "[w0:x#info] node w-w0: Redis is back after 22 s")], 31.0)) == []
+    assert _kinds(run(offBus, 31.0)) == []  # (still off the bus when the run ended)
+    assert _kinds(run(offBus + [(36.0, "[w0:x#info] node w-w0: Redis is back after 22 s")], 45.0)) == ["not-delivered"]
+    assert _kinds(run(offBus + [(21.0, "[w0:x#info] node w-w0: Redis is back after 7 s")], 31.0)) == ["not-delivered"]
+    assert _kinds(run(offBus[:1], 31.0)) == ["not-delivered"]

@@ -52,6 +52,8 @@ class Process:
         self.name = name
         self.logPath = logPath
         self.lines: list[str] = []
+        #: when each line came (time.monotonic(), as the journal's clock)
+        self.stamps: list[float] = []
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -85,6 +87,7 @@ class Process:
                     break
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 self.lines.append(line)
+                self.stamps.append(time.monotonic())
                 f.write(line + "\n")
                 f.flush()
                 self._changed.set()
