@@ -67,8 +67,9 @@ TRIM_BATCH = 200
 # (READ starts there): each script that moves a stream's start drops up to
 # TRIM_BATCH of them, the entry of a private message once neither party's
 # stream keeps it. Cheap when there is nothing to trim: the lowest id of the
-# index and the first of the stream. A room whose stream is empty (pruned by
-# age) has nothing readable below its next id.
+# index and the first of the stream; a new message (SAY, PRIVATE) looks
+# only when its XTRIM dropped entries. A room whose stream is empty (pruned
+# by age) has nothing readable below its next id.
 _TRIM = """
 local function trim(h, st, idx, seq)
   local low = redis.call('ZRANGE', idx, 0, 0, 'WITHSCORES')
@@ -122,8 +123,8 @@ if ARGV[7] == '1' then
 end
 local id = redis.call('INCR', KEYS[2])
 local body = cjson.encode(%s)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], id .. '-1', 'm', body)
-trim(KEYS[3], KEYS[8], KEYS[9], KEYS[2])
+redis.call('XADD', KEYS[3], id .. '-1', 'm', body)
+if redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[9]) > 0 then trim(KEYS[3], KEYS[8], KEYS[9], KEYS[2]) end
 redis.call('SADD', KEYS[5], ARGV[2])
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[8]) end
 local bus = KEYS[6]
@@ -219,10 +220,12 @@ if ARGV[6] == '1' then
 end
 local id = redis.call('INCR', KEYS[2])
 local body = cjson.encode(%s)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body)
-if KEYS[4] ~= KEYS[3] then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body) end
-ptrim(KEYS[3], KEYS[7], KEYS[6])
-if KEYS[4] ~= KEYS[3] then ptrim(KEYS[4], KEYS[8], KEYS[6]) end
+redis.call('XADD', KEYS[3], id .. '-1', 'p', body)
+if redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[8]) > 0 then ptrim(KEYS[3], KEYS[7], KEYS[6]) end
+if KEYS[4] ~= KEYS[3] then
+  redis.call('XADD', KEYS[4], id .. '-1', 'p', body)
+  if redis.call('XTRIM', KEYS[4], 'MAXLEN', '~', ARGV[8]) > 0 then ptrim(KEYS[4], KEYS[8], KEYS[6]) end
+end
 if ARGV[6] == '1' then redis.call('SET', KEYS[5], body, 'EX', ARGV[7]) end
 for i = 12, #ARGV do redis.call('PUBLISH', ARGV[i], body) end
 return body
