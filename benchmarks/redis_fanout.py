@@ -8,7 +8,8 @@ a bus-sized message (a RoomMessage body, ~190 bytes); redis-server's CPU
     python3 benchmarks/redis_fanout.py --subscribers 0 --subscribers 1 --subscribers 4 \\
         --subscribers 16 --subscribers 64 --repeat 3 --out benchmarks/results/redis-fanout.jsonl
 
-Also the chat's own store script (``SAY``: INCR, XADD, SADD, PUBLISH) with
+Also the chat's own store script (``SAY``: INCR, XADD, the state trim's
+check, SADD, PUBLISH) with
 one subscriber, run as the nodes run it (``--script``).
 """
 
@@ -44,7 +45,7 @@ def drain(sock: socket.socket) -> None:
         pass
 
 
-def run(port: int, redis: Redis, subscribers: int, messages: int, script: bool) -> dict[str, object]:
+def run(port: int, redis: Redis, subscribers: int, messages: int, script: bool, changed: bool = False) -> dict[str, object]:
     subs = []
     for i in range(subscribers):
         s = socket.create_connection(("127.0.0.1", port))
@@ -57,12 +58,19 @@ def run(port: int, redis: Redis, subscribers: int, messages: int, script: bool) 
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
         from twisted_chat.cluster.scripts import SAY
 
+        if changed:
+            # (a room with changed messages: each SAY looks at the stream's
+            # start too, though there is nothing to trim)
+            redis.command("ZADD", "bench:stx:#r", "1000000000000", "1000000000000")
         sha = redis.command("SCRIPT", "LOAD", SAY)
         assert isinstance(sha, bytes)
-        keys = ["bench:epoch", "bench:seq:#r", "bench:h:#r", "bench:ref:x:", "bench:rooms", "bench:bus", "bench:shards"]
+        keys = [
+            "bench:epoch", "bench:seq:#r", "bench:h:#r", "bench:ref:x:", "bench:rooms", "bench:bus", "bench:shards",
+            "bench:st:#r", "bench:stx:#r",
+        ]
 
         def one(i: int) -> bytes:
-            return command("EVALSHA", sha.decode(), "7", *keys, "e0", "#r", "someone", BODY[:60], "1.0", "0", "0",
+            return command("EVALSHA", sha.decode(), str(len(keys)), *keys, "e0", "#r", "someone", BODY[:60], "1.0", "0", "0",
                            "3600", "10000", "n1", "bench:bus:1", "1024")
     else:
 
@@ -83,7 +91,8 @@ def run(port: int, redis: Redis, subscribers: int, messages: int, script: bool) 
     wall = time.time() - start
     for s in subs + [pub]:
         s.close()
-    return {"subscribers": subscribers, "script": script, "messages": messages, "redis_cpu_s": round(cpu, 3),
+    return {"subscribers": subscribers, "script": script, "changed": changed, "messages": messages,
+            "redis_cpu_s": round(cpu, 3),
             "us_per_message": round(cpu * 1e6 / messages, 2), "wall_s": round(wall, 2)}
 
 
@@ -93,6 +102,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--script", action="store_true", help="run the chat's SAY script instead of PUBLISH")
+    parser.add_argument("--changed", action="store_true", help="with --script: in a room with changed messages")
     parser.add_argument("--out")
     options = parser.parse_args()
     for repeat in range(options.repeat):
@@ -100,7 +110,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as directory:
                 redis = Redis(directory)
                 try:
-                    result = run(redis.port, redis, n, options.messages, options.script)
+                    result = run(redis.port, redis, n, options.messages, options.script, options.changed)
                 finally:
                     redis.stop()
             result["repeat"] = repeat

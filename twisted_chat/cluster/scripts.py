@@ -56,11 +56,66 @@ def _refKey(redis: Commands, sender: str, ref: str | None) -> str:
     return redis.key("ref", nickKey(sender), ref or "")
 
 
+#: state entries (of changed messages) a script trims at most in one call;
+#: the rest go in the next (see _TRIM)
+TRIM_BATCH = 200
+
+# Trimming the state hashes of updates (see twisted_chat.cluster.updates):
+# a changed message's state entries are indexed by id in a sorted set (a
+# room's: PREFIX:stx:ROOM; a nick's private ones: PREFIX:pstx:NICKKEY, both
+# parties' sets holding the id, the field "r" .. id of PREFIX:pst counting
+# them). Those below the first id a stream keeps can never be read again
+# (READ starts there): each script that moves a stream's start drops up to
+# TRIM_BATCH of them, the entry of a private message once neither party's
+# stream keeps it. Cheap when there is nothing to trim: the lowest id of the
+# index and the first of the stream; a new message (SAY, PRIVATE) looks
+# only when its XTRIM dropped entries. A room whose stream is empty (pruned
+# by age) has nothing readable below its next id.
+_TRIM = """
+local function trim(h, st, idx, seq)
+  local low = redis.call('ZRANGE', idx, 0, 0, 'WITHSCORES')
+  if not low[1] then return 0 end
+  local first = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)
+  local bound
+  if first[1] then
+    bound = tonumber(string.match(first[1][1], '^(%%d+)'))
+  else
+    bound = tonumber(redis.call('GET', seq) or '0') + 1
+  end
+  if tonumber(low[2]) >= bound then return 0 end
+  local gone = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. bound, 'LIMIT', 0, %d)
+  for _, id in ipairs(gone) do redis.call('HDEL', st, id, 'e' .. id) end
+  redis.call('ZREM', idx, unpack(gone))
+  return #gone
+end
+local function ptrim(pm, idx, st)
+  local low = redis.call('ZRANGE', idx, 0, 0, 'WITHSCORES')
+  if not low[1] then return 0 end
+  local first = redis.call('XRANGE', pm, '-', '+', 'COUNT', 1)
+  local bound = '+inf'
+  if first[1] then
+    local f = tonumber(string.match(first[1][1], '^(%%d+)'))
+    if tonumber(low[2]) >= f then return 0 end
+    bound = '(' .. f
+  end
+  local gone = redis.call('ZRANGEBYSCORE', idx, '-inf', bound, 'LIMIT', 0, %d)
+  for _, id in ipairs(gone) do
+    if redis.call('HINCRBY', st, 'r' .. id, -1) <= 0 then redis.call('HDEL', st, id, 'e' .. id, 'r' .. id) end
+  end
+  redis.call('ZREM', idx, unpack(gone))
+  return #gone
+end
+local function pindex(idx, st, id)
+  if redis.call('ZADD', idx, id, id) == 1 then redis.call('HINCRBY', st, 'r' .. id, 1) end
+end
+""" % (TRIM_BATCH, TRIM_BATCH)
+
+
 # Messages: give the message the next id (and the epoch, made if Redis has
 # none), store it in its stream(s), remember the sender's ref, publish it.
 # A ref seen before returns the message stored with it, unchanged.
 
-SAY = """
+SAY = _TRIM + """
 local e = redis.call('GET', KEYS[1])
 if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end
 if ARGV[7] == '1' then
@@ -69,7 +124,8 @@ if ARGV[7] == '1' then
 end
 local id = redis.call('INCR', KEYS[2])
 local body = cjson.encode(%s)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], id .. '-1', 'm', body)
+redis.call('XADD', KEYS[3], id .. '-1', 'm', body)
+if redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[9]) > 0 then trim(KEYS[3], KEYS[8], KEYS[9], KEYS[2]) end
 redis.call('SADD', KEYS[5], ARGV[2])
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[8]) end
 local bus = KEYS[6]
@@ -103,7 +159,7 @@ def say(
     room = message.room
     keys = [
         redis.key("epoch"), redis.key("seq", room), redis.key("h", room), _refKey(redis, message.sender, ref),
-        redis.key("rooms"), redis.key("bus"), redis.key("shards"),
+        redis.key("rooms"), redis.key("bus"), redis.key("shards"), redis.key("st", room), redis.key("stx", room),
     ]
     args = [
         secrets.token_hex(4), room, message.sender, message.text, repr(message.time), _flag(message.action),
@@ -156,7 +212,7 @@ def sharding(redis: Commands, node: str, shards: int) -> Deferred[int]:
     return redis.eval(SHARDING, keys, [node, str(shards)]).addCallback(lambda n: int(_text(n)))
 
 
-PRIVATE = """
+PRIVATE = _TRIM + """
 local e = redis.call('GET', KEYS[1])
 if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end
 if ARGV[6] == '1' then
@@ -165,8 +221,12 @@ if ARGV[6] == '1' then
 end
 local id = redis.call('INCR', KEYS[2])
 local body = cjson.encode(%s)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body)
-if KEYS[4] ~= KEYS[3] then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], id .. '-1', 'p', body) end
+redis.call('XADD', KEYS[3], id .. '-1', 'p', body)
+if redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[8]) > 0 then ptrim(KEYS[3], KEYS[7], KEYS[6]) end
+if KEYS[4] ~= KEYS[3] then
+  redis.call('XADD', KEYS[4], id .. '-1', 'p', body)
+  if redis.call('XTRIM', KEYS[4], 'MAXLEN', '~', ARGV[8]) > 0 then ptrim(KEYS[4], KEYS[8], KEYS[6]) end
+end
 if ARGV[6] == '1' then redis.call('SET', KEYS[5], body, 'EX', ARGV[7]) end
 for i = 12, #ARGV do redis.call('PUBLISH', ARGV[i], body) end
 return body
@@ -195,7 +255,8 @@ def private(
     """
     keys = [
         redis.key("epoch"), redis.key("seq", _PRIVATE_SEQUENCE), redis.key("pm", nickKey(message.sender)),
-        redis.key("pm", nickKey(message.recipient)), _refKey(redis, message.sender, ref),
+        redis.key("pm", nickKey(message.recipient)), _refKey(redis, message.sender, ref), redis.key("pst"),
+        redis.key("pstx", nickKey(message.sender)), redis.key("pstx", nickKey(message.recipient)),
     ]
     args = [
         secrets.token_hex(4), message.sender, message.recipient, message.text, repr(message.time),

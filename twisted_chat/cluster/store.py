@@ -461,15 +461,27 @@ class RedisStore:
         return d.addCallbacks(lambda _: None, self.down)
 
     def prune(self, now: float) -> Deferred[int]:
+        """
+        Delete the messages past C{retainDays} and the state entries (of
+        changed messages) their rooms' streams no longer keep; index the
+        state entries of a version before the indexes first (once, see
+        L{updates.indexState}).
+        """
         redis = self.redis
-        if not self.retainDays or not redis.connected:
+        if not redis.connected:
             return succeed(0)
-        cutoff = now - self.retainDays * 86400
 
         async def run() -> int:
+            await updates.indexState(redis)
+            if not self.retainDays:
+                return 0
+            cutoff = now - self.retainDays * 86400
             total = 0
             for room in await redis.smembers(redis.key("rooms")):
-                total += await scripts.prune(redis, room, cutoff)
+                pruned = await scripts.prune(redis, room, cutoff)
+                if pruned:
+                    await updates.trimRoom(redis, room)
+                total += pruned
             return total
 
         return ensureDeferred(run()).addErrback(self.down)

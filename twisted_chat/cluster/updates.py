@@ -16,8 +16,15 @@ import secrets
 from twisted.internet.defer import Deferred
 
 from twisted_chat.cluster.commands import Commands
-from twisted_chat.cluster.protocol import PrivateUpdateMessage, RoomUpdate, luaTable, wireKey
-from twisted_chat.cluster.scripts import _PRIVATE_SEQUENCE, _flag, _refKey, _text, shardChannel
+from twisted_chat.cluster.protocol import (
+    PrivateMessage,
+    PrivateUpdateMessage,
+    RoomUpdate,
+    decode,
+    luaTable,
+    wireKey,
+)
+from twisted_chat.cluster.scripts import _PRIVATE_SEQUENCE, _TRIM, TRIM_BATCH, _flag, _refKey, _text, shardChannel
 from twisted_chat.core.events import PrivateUpdate, Update
 from twisted_chat.core.names import nickKey
 
@@ -28,6 +35,8 @@ from twisted_chat.core.names import nickKey
 # field "e" .. id lists the ids of its edits). A deletion removes the text
 # from the stream: the message's entry and its edits' are XDEL'd, and their
 # bodies without text stay in the state hash, where reads find them (READ).
+# The ids of a room's state entries are indexed in KEYS[8], for trimming
+# them once the stream no longer keeps them (see scripts._TRIM).
 
 _APPLY = """
 local function apply(cur, op, sender, text, mentions, time, emoji, on)
@@ -51,7 +60,7 @@ local function apply(cur, op, sender, text, mentions, time, emoji, on)
 end
 """
 
-UPDATE = _APPLY + """
+UPDATE = _APPLY + _TRIM + """
 local e = redis.call('GET', KEYS[1])
 if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end
 if ARGV[11] == '1' then
@@ -72,6 +81,7 @@ if cur and string.find(cur, '"t":"m"', 1, true) then
   if was.dl and op ~= 'delete' then text = ''; mentions = '' end
   local msg = apply(cur, op, ARGV[3], text, mentions, tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1')
   redis.call('HSET', KEYS[5], target, cjson.encode(msg))
+  redis.call('ZADD', KEYS[8], target, target)
   if op == 'delete' then
     redis.call('XDEL', KEYS[3], target .. '-1')
     local edits = redis.call('HGET', KEYS[5], 'e' .. target)
@@ -82,6 +92,7 @@ if cur and string.find(cur, '"t":"m"', 1, true) then
           local u = cjson.decode(r[1][2][2])
           u.x = ''; u.mn = ''
           redis.call('HSET', KEYS[5], eid, cjson.encode(u))
+          redis.call('ZADD', KEYS[8], eid, eid)
           redis.call('XDEL', KEYS[3], eid .. '-1')
         end
       end
@@ -97,6 +108,7 @@ if op == 'edit' and author ~= '' then
   local edits = redis.call('HGET', KEYS[5], 'e' .. target)
   redis.call('HSET', KEYS[5], 'e' .. target, (edits or '') .. ' ' .. id)
 end
+trim(KEYS[3], KEYS[5], KEYS[8], KEYS[2])
 if ARGV[11] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[12]) end
 update['%s'] = original
 update['%s'] = author
@@ -140,7 +152,7 @@ def update(
     room = update.room
     keys = [
         redis.key("epoch"), redis.key("seq", room), redis.key("h", room), _refKey(redis, update.sender, ref),
-        redis.key("st", room), redis.key("bus"), redis.key("shards"),
+        redis.key("st", room), redis.key("bus"), redis.key("shards"), redis.key("stx", room),
     ]
     args = [
         secrets.token_hex(4), room, update.sender, update.op, str(update.target), update.text, repr(update.time),
@@ -219,9 +231,10 @@ def read(
 
 
 # Private updates: stored in both nicks' streams, the private message as it
-# is now kept in KEYS[6] (field id -> body); a deletion XDELs the message
-# (from both streams) and its edits.
-PRIVATE_UPDATE = _APPLY + """
+# is now kept in KEYS[6] (field id -> body), its id indexed in both nicks'
+# KEYS[7], KEYS[8] for trimming (scripts._TRIM); a deletion XDELs the
+# message (from both streams) and its edits.
+PRIVATE_UPDATE = _APPLY + _TRIM + """
 local e = redis.call('GET', KEYS[1])
 if not e then e = ARGV[1]; redis.call('SET', KEYS[1], e) end
 if ARGV[11] == '1' then
@@ -242,7 +255,9 @@ if cur and string.find(cur, '"t":"p"', 1, true) then
   if was.dl and op ~= 'delete' then text = '' end
   local msg = apply(cur, op, ARGV[2], text, '', tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1')
   if op == 'delete' then
-    redis.call('HDEL', KEYS[6], target)
+    redis.call('HDEL', KEYS[6], target, 'r' .. target)
+    redis.call('ZREM', KEYS[7], target)
+    redis.call('ZREM', KEYS[8], target)
     redis.call('XDEL', KEYS[3], target .. '-1')
     redis.call('XDEL', KEYS[4], target .. '-1')
     local edits = redis.call('HGET', KEYS[6], 'e' .. target)
@@ -255,6 +270,8 @@ if cur and string.find(cur, '"t":"p"', 1, true) then
     end
   else
     redis.call('HSET', KEYS[6], target, cjson.encode(msg))
+    pindex(KEYS[7], KEYS[6], target)
+    if KEYS[8] ~= KEYS[7] then pindex(KEYS[8], KEYS[6], target) end
   end
 end
 local id = redis.call('INCR', KEYS[2])
@@ -266,6 +283,8 @@ if op == 'edit' and author ~= '' then
   local edits = redis.call('HGET', KEYS[6], 'e' .. target)
   redis.call('HSET', KEYS[6], 'e' .. target, (edits or '') .. ' ' .. id)
 end
+ptrim(KEYS[3], KEYS[7], KEYS[6])
+if KEYS[4] ~= KEYS[3] then ptrim(KEYS[4], KEYS[8], KEYS[6]) end
 if ARGV[11] == '1' then redis.call('SET', KEYS[5], body, 'EX', ARGV[12]) end
 update['%s'] = original
 update['%s'] = author
@@ -305,6 +324,7 @@ def privateUpdate(
     keys = [
         redis.key("epoch"), redis.key("seq", _PRIVATE_SEQUENCE), redis.key("pm", nickKey(update.sender)),
         redis.key("pm", nickKey(update.recipient)), _refKey(redis, update.sender, ref), redis.key("pst"),
+        redis.key("pstx", nickKey(update.sender)), redis.key("pstx", nickKey(update.recipient)),
     ]
     args = [
         secrets.token_hex(4), update.sender, update.recipient, update.op, str(update.target), update.text,
@@ -312,3 +332,106 @@ def privateUpdate(
         str(retain), node, *channels,
     ]
     return redis.eval(PRIVATE_UPDATE, keys, args).addCallback(_text)
+
+
+# Trimming outside the scripts that store: after PRUNE (by age) moved a
+# room's start, and once when the indexes were new (below). KEYS: h, st,
+# stx, seq. Returns how many ids it dropped (at most TRIM_BATCH).
+TRIM = _TRIM + """
+return trim(KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+"""
+
+# KEYS: a nick's pm stream, its pstx, pst.
+PRIVATE_TRIM = _TRIM + """
+return ptrim(KEYS[1], KEYS[2], KEYS[3])
+"""
+
+
+async def trimRoom(redis: Commands, room: str) -> int:
+    """
+    Drop every state entry of C{room} its stream no longer keeps, in
+    steps of at most L{TRIM_BATCH}; returns how many ids went.
+    """
+    keys = [redis.key("h", room), redis.key("st", room), redis.key("stx", room), redis.key("seq", room)]
+    return await _trimAll(redis, TRIM, keys)
+
+
+async def trimPrivate(redis: Commands, key: str) -> int:
+    """
+    Drop the private state entries the stream of the nick with key C{key}
+    no longer keeps (those the other party's keeps stay).
+    """
+    keys = [redis.key("pm", key), redis.key("pstx", key), redis.key("pst")]
+    return await _trimAll(redis, PRIVATE_TRIM, keys)
+
+
+async def _trimAll(redis: Commands, script: str, keys: list[str]) -> int:
+    total = 0
+    while True:
+        n = await redis.eval(script, keys, [])
+        dropped = int(n) if isinstance(n, (int, str, bytes)) else 0
+        total += dropped
+        if dropped < TRIM_BATCH:
+            return total
+
+
+# The indexes of the state hashes are newer than the hashes: entries of a
+# version before them are indexed once (by the first node to prune, then
+# PREFIX:stindexed is set). A room's state fields are its ids and "e" ..
+# id: KEYS st, stx.
+INDEX_ROOM = """
+local n = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local id = string.match(f, '^e?(%d+)$')
+  if id then n = n + redis.call('ZADD', KEYS[2], id, id) end
+end
+return n
+"""
+
+# KEYS: pst. ARGV: triples of id, the pstx of its sender, of its recipient
+# (the nick keys are Python's lower case, not Lua's).
+INDEX_PRIVATE = _TRIM + """
+for i = 1, #ARGV, 3 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    pindex(ARGV[i + 1], KEYS[1], ARGV[i])
+    if ARGV[i + 2] ~= ARGV[i + 1] then pindex(ARGV[i + 2], KEYS[1], ARGV[i]) end
+  end
+end
+return 1
+"""
+
+
+async def indexState(redis: Commands) -> bool:
+    """
+    Index (and then trim) the state entries stored by a version without
+    the indexes, unless that was done; returns whether it ran.
+    """
+    marker = redis.key("stindexed")
+    if await redis.get(marker) is not None:
+        return False
+    for room in await redis.smembers(redis.key("rooms")):
+        await redis.eval(INDEX_ROOM, [redis.key("st", room), redis.key("stx", room)], [])
+        await trimRoom(redis, room)
+    nicks: set[str] = set()
+    args: list[str] = []
+    for field, body in (await redis.hgetall(redis.key("pst"))).items():
+        if not field.isdigit():
+            continue
+        try:
+            message = decode(body)
+        except ValueError:
+            continue
+        if not isinstance(message, PrivateMessage):
+            continue
+        parties = nickKey(message.sender), nickKey(message.recipient)
+        nicks.update(parties)
+        args += [field, *(redis.key("pstx", k) for k in parties)]
+        if len(args) >= 3 * TRIM_BATCH:
+            await redis.eval(INDEX_PRIVATE, [redis.key("pst")], args)
+            args = []
+    if args:
+        await redis.eval(INDEX_PRIVATE, [redis.key("pst")], args)
+    for key in sorted(nicks):
+        await trimPrivate(redis, key)
+    await redis.setIfAbsent(marker, "1")
+    return True
