@@ -127,102 +127,7 @@ class JoinHistory:
                 room.resetFanOut()  # (everything waits: off the fast path)
         member.held[name] = held
         member.backlog.append(held)  # type: ignore[union-attr]
-        store = self.host.store
-
-        def fetched(result: _Read, read: tuple[int, int, int] | None = None) -> None:
-            self._fetched(member, name, held, result, since, fresh, read)
-
-        def recent(reason: str, recovered: bool | None) -> Deferred[_Read]:
-            return store.recent(name, self.host.settings.historySize).addCallback(
-                lambda msgs: (msgs, recovered, reason)
-            )
-
-        def read() -> Deferred[_Read]:
-            if since is None:
-                return recent("", None)
-            epoch, afterId = since
-
-            def resumed(msgs: list[Message] | None) -> _Read | Deferred[_Read]:
-                if msgs is None:
-                    why = "epoch" if epoch != store.epoch else "gap"
-                    return recent(why, False)
-                return (msgs, True, "")
-
-            return store.since(name, epoch, afterId, self.host.resumeLimit).addCallback(resumed)
-
-        def waiting() -> bool:
-            # (still in the room, still waiting for this history)
-            holds = member.held
-            return not member.gone and holds is not None and holds.get(name) is held
-
-        clock = self.host.clock
-        endAt = clock.seconds() + self.holdFor
-
-        def giveUp() -> None:
-            if waiting():
-                fetched(([], False if since is not None else None, "unavailable"))
-
-        # (scheduled at the first failure: a join whose read works costs no timer)
-        deadline: IDelayedCall | None = None
-
-        def stopDeadline() -> None:
-            if deadline is not None and deadline.active():
-                deadline.cancel()
-
-        def done(result: _Read, read: tuple[int, int, int] | None = None) -> None:
-            stopDeadline()
-            fetched(result, read)
-
-        def attempt(delay: float) -> None:
-            # The node must hear the room before its history is read (a
-            # sharded bus subscribes first): what is said after the read
-            # then reaches this member live, what was said before is in it.
-            receiving = self.host.broker.receiving(name)
-            d = read() if receiving is None else receiving.addCallback(lambda _: read())
-
-            def failed(f: Failure) -> None:
-                nonlocal deadline
-                self.host.logStoreFailure("history of {room} failed", f, room=name)
-                now = clock.seconds()
-                if not waiting():
-                    stopDeadline()
-                elif now + delay < endAt:
-                    if deadline is None:
-                        deadline = clock.callLater(endAt - now, giveUp)
-                    # Read again (the room's events still held for the
-                    # member): the store is usually back within seconds
-                    # (Redis stalled or restarting), and the member then
-                    # gets what it missed with no hole before the live
-                    # messages.
-                    clock.callLater(delay, retry, min(delay * 2, RETRY_MAX_DELAY))
-                else:
-                    stopDeadline()
-                    giveUp()
-
-            if member.owner:
-                # (and where the nick's reading stands: read position, unread
-                # and mention counts)
-                def withRead(result: _Read) -> Deferred[None]:
-                    def noRead(f: Failure) -> None:
-                        self.host.logStoreFailure("read position of {nick} failed", f, nick=member.nick)
-
-                    return (
-                        self.host.conversation.readState(member, name)
-                        .addErrback(noRead)
-                        .addCallback(lambda read: done(result, read))
-                    )
-
-                d.addCallbacks(withRead, failed)
-            else:
-                d.addCallbacks(done, failed)
-
-        def retry(delay: float) -> None:
-            if waiting():
-                attempt(delay)
-            else:
-                stopDeadline()
-
-        attempt(RETRY_FIRST_DELAY)
+        _Reading(self, member, name, since, fresh, held).attempt(RETRY_FIRST_DELAY)
 
     def _fetched(
         self,
@@ -359,3 +264,112 @@ class JoinHistory:
             member.floors.pop(name, None)
             if not member.floors:
                 member.floors = None
+
+
+class _Reading:
+    """
+    One joiner's history read, read again while it fails and the member
+    waits for it, until L{JoinHistory.holdFor} after the join.
+    """
+
+    def __init__(
+        self, history: JoinHistory, member: Member, name: str, since: tuple[str, int] | None, fresh: bool, held: Gate
+    ) -> None:
+        self.history = history
+        self.host = history.host
+        self.member = member
+        self.name = name
+        self.since = since
+        self.fresh = fresh
+        self.held = held
+        self.clock = self.host.clock
+        self.endAt = self.clock.seconds() + history.holdFor
+        # (scheduled at the first failure: a join whose read works costs no timer)
+        self.deadline: IDelayedCall | None = None
+
+    def waiting(self) -> bool:
+        """
+        Whether the member is still in the room, waiting for this history.
+        """
+        holds = self.member.held
+        return not self.member.gone and holds is not None and holds.get(self.name) is self.held
+
+    def attempt(self, delay: float) -> None:
+        """
+        Read the history (again after C{delay} seconds if this fails).
+        """
+        # The node must hear the room before its history is read (a sharded
+        # bus subscribes first): what is said after the read then reaches
+        # this member live, what was said before is in it.
+        receiving = self.host.broker.receiving(self.name)
+        d = self.read() if receiving is None else receiving.addCallback(lambda _: self.read())
+        if self.member.owner:
+            # (and where the nick's reading stands: read position, unread
+            # and mention counts)
+            d.addCallbacks(self._withReadState, self._failed, errbackArgs=(delay,))
+        else:
+            d.addCallbacks(self._done, self._failed, errbackArgs=(delay,))
+
+    def read(self) -> Deferred[_Read]:
+        store = self.host.store
+        if self.since is None:
+            return self._recent("", None)
+        epoch, afterId = self.since
+
+        def resumed(msgs: list[Message] | None) -> _Read | Deferred[_Read]:
+            if msgs is None:
+                why = "epoch" if epoch != store.epoch else "gap"
+                return self._recent(why, False)
+            return (msgs, True, "")
+
+        return store.since(self.name, epoch, afterId, self.host.resumeLimit).addCallback(resumed)
+
+    def _recent(self, reason: str, recovered: bool | None) -> Deferred[_Read]:
+        return self.host.store.recent(self.name, self.host.settings.historySize).addCallback(
+            lambda msgs: (msgs, recovered, reason)
+        )
+
+    def _withReadState(self, result: _Read) -> Deferred[None]:
+        def noRead(f: Failure) -> None:
+            self.host.logStoreFailure("read position of {nick} failed", f, nick=self.member.nick)
+
+        return (
+            self.host.conversation.readState(self.member, self.name)
+            .addErrback(noRead)
+            .addCallback(lambda read: self._done(result, read))
+        )
+
+    def _done(self, result: _Read, read: tuple[int, int, int] | None = None) -> None:
+        self._stopDeadline()
+        self.history._fetched(self.member, self.name, self.held, result, self.since, self.fresh, read)
+
+    def _failed(self, f: Failure, delay: float) -> None:
+        self.host.logStoreFailure("history of {room} failed", f, room=self.name)
+        now = self.clock.seconds()
+        if not self.waiting():
+            self._stopDeadline()
+        elif now + delay < self.endAt:
+            if self.deadline is None:
+                self.deadline = self.clock.callLater(self.endAt - now, self._giveUp)
+            # Read again (the room's events still held for the member): the
+            # store is usually back within seconds (Redis stalled or
+            # restarting), and the member then gets what it missed with no
+            # hole before the live messages.
+            self.clock.callLater(delay, self._retry, min(delay * 2, RETRY_MAX_DELAY))
+        else:
+            self._stopDeadline()
+            self._giveUp()
+
+    def _retry(self, delay: float) -> None:
+        if self.waiting():
+            self.attempt(delay)
+        else:
+            self._stopDeadline()
+
+    def _giveUp(self) -> None:
+        if self.waiting():
+            self._done(([], False if self.since is not None else None, "unavailable"))
+
+    def _stopDeadline(self) -> None:
+        if self.deadline is not None and self.deadline.active():
+            self.deadline.cancel()
