@@ -234,3 +234,22 @@ async def test_redisBackEmptyKeepsBothDevices(nodes: Any, redisServer: Any) -> N
     await carol.waitFor(isMessage("after the restart"))
     assert c.chat.roomList() == [("#r", 2)]
     assert not [e for e in phone.events + laptop.events if isinstance(e, Notice) and "taken" in e.text]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ownerOnANodeThatHasNotHeardOfHerOtherDevice(nodes: Any) -> None:
+    """
+    Her second device connects through node b before b has heard that
+    node a has her nick (the announcement is on its way, or was missed in
+    an outage): her token is still proof enough, the nick is shared, and
+    neither connection becomes a guest.
+    """
+    a, b = await nodes("a"), await nodes("b")
+    laptop = a.connect("alice")
+    await until(lambda: "alice" in b.chat.nicks.tokens)
+    b.chat.broker.replica.remove("alice")  # (b has not heard of it)
+    phone = b.connect("alice", token=laptop.member.token)
+    await until(lambda: a.chat.broker.replica.nodesOf("alice") == ["b"])
+    assert phone.member.nick == laptop.member.nick == "alice"
+    assert not [e for e in phone.events + laptop.events if isinstance(e, Notice) and "taken" in e.text]
+    assert phone.closed == [] and laptop.closed == []

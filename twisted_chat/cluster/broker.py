@@ -279,9 +279,12 @@ class RedisBroker:
 
     def memberAdded(self, member: MemberView, share: bool) -> None:
         key = nickKey(member.nick)
-        if not share:
+        proof = ""
+        if share:
+            proof = "*" if member.authenticated is not None else (self.events.tokenHash(key) or "")
+        else:
             self.replica.remove(key)
-        d = self._publish("of a new member", lambda redis: scripts.claim(redis, self.node, member.nick, share, _state(member)))
+        d = self._publish("of a new member", lambda redis: scripts.claim(redis, self.node, member.nick, proof, _state(member)))
         if d is not None:
             d.addCallback(lambda holder: self._collision(member, key) if holder else None)
 

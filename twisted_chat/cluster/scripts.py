@@ -284,14 +284,18 @@ local function release(prefix, k, n)
 end
 """
 
-# KEYS: nicks, members of this node, bus. ARGV: key, nick, node, share,
-# state. Returns the node that holds the nick (not taken), or ''. With
-# share (its owner connecting), a nick another node holds is shared with
-# it (announced as MemberShared) instead.
+# KEYS: nicks, members of this node, bus, owner tokens. ARGV: key, nick,
+# node, proof, state. Returns the node that holds the nick (not taken), or
+# ''. With a proof that the member is the nick's owner ('*': logged in;
+# else the hash of the owner token it presented, which must be the one the
+# cluster keeps, if it keeps one), a nick another node holds is shared
+# with it (announced as MemberShared) instead.
 CLAIM = """
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
 if holder and holder ~= ARGV[3] then
-  if ARGV[4] ~= '1' then return holder end
+  local proof = ARGV[4]
+  local owner = proof == '*' or (proof ~= '' and (redis.call('HGET', KEYS[4], ARGV[1]) or proof) == proof)
+  if not owner then return holder end
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
   redis.call('PUBLISH', KEYS[3], cjson.encode(%s))
   return ''
@@ -306,15 +310,16 @@ return ''
 )
 
 
-def claim(redis: Commands, node: str, nick: str, share: bool, state: MemberState) -> Deferred[str]:
+def claim(redis: Commands, node: str, nick: str, proof: str, state: MemberState) -> Deferred[str]:
     """
     Claim C{nick} for a member of C{node} and announce it (L{MemberAdded});
-    with C{share} (the nick's owner), share it with the node that holds it
-    instead (L{MemberShared}). Fires with the node that holds it when it
-    was not taken, or C{""}.
+    with a C{proof} that it is the nick's owner (C{"*"}: logged in; else
+    the hash of the owner token it presented; C{""}: none), share it with
+    the node that holds it instead (L{MemberShared}). Fires with the node
+    that holds it when it was not taken, or C{""}.
     """
-    keys = [redis.key("nicks"), redis.key("m", node), redis.key("bus")]
-    args = [nickKey(nick), nick, node, _flag(share), state.encode()]
+    keys = [redis.key("nicks"), redis.key("m", node), redis.key("bus"), redis.key("tok")]
+    args = [nickKey(nick), nick, node, proof, state.encode()]
     return redis.eval(CLAIM, keys, args).addCallback(_text)
 
 

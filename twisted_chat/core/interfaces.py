@@ -443,9 +443,9 @@ class IBroker(Interface):
 
     def memberAdded(member: MemberView, share: bool) -> None:
         """
-        A connection registered under C{member.nick}; C{share} when it is
-        the nick's owner and another node has the nick too (both keep
-        it: one person, several devices).
+        A connection registered under C{member.nick}; C{share} when it
+        proved to be the nick's owner (its token, or logged in): if another
+        node has the nick too, both keep it (one person, several devices).
         """
 
     def memberGone(member: MemberView) -> None:

@@ -149,14 +149,14 @@ class Nicks:
             validToken = (
                 known is not None and isinstance(token, str) and hmac.compare_digest(hashToken(token), known)
             )
-            remote = self.host.broker.remoteNick(key) if other is None else None
-            if remote is not None and (validToken or authenticated):
-                # The owner connects here while another node has the nick
+            if other is None and (validToken or authenticated):
+                # The owner connects here: if another node has the nick
                 # (another device of theirs there, or a dead node's stale
-                # connection): both nodes have it; one that has it for
-                # someone else gives way (see sharedElsewhere).
+                # connection, also one this node has not heard of yet),
+                # both have it; one that has it for someone else gives
+                # way (see sharedElsewhere).
                 share = True
-                nick = remote
+                nick = self.host.broker.remoteNick(key) or nick
             elif other is not None and (
                 (validToken and other.owner) or (authenticated and other.authenticated == key)
             ):
