@@ -193,6 +193,18 @@ class TextView:
                 r = j.byToken.get(token)
                 if r is not None and r.client == self.client.name and r.answered is None:
                     j.answer(r, "ack", self.conn)
+            elif token is not None and not self.errors:
+                # Except the history of the join under way when the line
+                # was sent, on this connection: a line said while the
+                # history is read that is stored before the read is in
+                # it, and not echoed again (the history is the echo).
+                r = j.byToken.get(token)
+                ep = j.episode(self.conn, room)
+                if (
+                    r is not None and r.client == self.client.name and r.answered is None and r.conn == self.conn
+                    and ep is not None and r.room == room and r.sent >= ep.start
+                ):  # fmt: skip
+                    j.answer(r, "ack", self.conn)
         elif line.startswith("!!! "):
             self.errors.append((j.now(), line))
         elif line.startswith("*** "):

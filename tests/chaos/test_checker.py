@@ -323,3 +323,29 @@ def test_publishedWhileTheMembersNodeWasOffTheBus() -> None:
     assert _kinds(run(offBus + [(36.0, "[w0:x#info] node w-w0: Redis is back after 22 s")], 45.0)) == ["not-delivered"]
     assert _kinds(run(offBus + [(21.0, "[w0:x#info] node w-w0: Redis is back after 7 s")], 31.0)) == ["not-delivered"]
     assert _kinds(run(offBus[:1], 31.0)) == ["not-delivered"]
+
+
+def test_ownLineInTheHistoryOfTheJoinUnderWay() -> None:
+    """
+    line1 joins #ops and says a line at once, while its history is read
+    (read again after a failure): the line is stored before the read, so
+    the history shows it and no echo comes after. That is its answer; its
+    next line's error is that line's, not this one's. A line of an earlier
+    connection shown in this join's history is still no answer.
+    """
+    journal = Journal()
+    client = SimpleNamespace(journal=journal, name="line1")
+    view = TextView(client, "line1#5")  # type: ignore[arg-type]
+    journal.connect("line1", "line", "a")
+    earlier = journal.sent("line1", "line1#4", "#ops", "q.line1.20")
+    journal.join("line1", "line1#5", "#ops", "join")
+    said = journal.sent("line1", "line1#5", "#ops", "q.line1.26")
+    view.pending.append(said)
+    view.feed("#ops [12:00] <line1> q.line1.20 hello")
+    view.feed("#ops [12:00] <line1> q.line1.26 brb")
+    following = journal.sent("line1", "line1#5", "#ops", "q.line1.27")
+    view.pending.append(following)
+    view.feed("!!! the message store is unreachable: not sent, try again")
+    view.resolve()
+    assert said.answer == "ack" and earlier.answered is None
+    assert (following.answer, following.detail) == ("error", "!!! the message store is unreachable: not sent, try again")
