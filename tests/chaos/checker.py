@@ -504,6 +504,13 @@ _NODE_LINE = re.compile(r"node (\S+): (lost Redis|Redis is back|joined the clust
 #: room (on any node) has a message
 DELIVERY_GRACE = 5.0
 
+#: seconds after its sender had the answer for which a member must still be
+#: in the room to be owed the message live: the grace, or longer when the
+#: member's events wait behind a join history the node reads again (a
+#: member's events are held for up to 12 s after its join while the store
+#: fails: twisted_chat.core.history.HOLD_FOR), whatever room they are in
+OWED_AFTER = 15.0
+
 
 def _delivered(
     res: Result,
@@ -546,7 +553,7 @@ def _delivered(
         pos
         for sent, t, pos in acked
         if start < sent
-        and t + DELIVERY_GRACE < end
+        and t + OWED_AFTER < end
         and pos not in seen
         and pos[1] not in reported
         and not wipedAt.get(pos[0], float("inf")) < t + DELIVERY_GRACE
