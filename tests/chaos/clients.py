@@ -193,16 +193,19 @@ class TextView:
                 r = j.byToken.get(token)
                 if r is not None and r.client == self.client.name and r.answered is None:
                     j.answer(r, "ack", self.conn)
-            elif token is not None and not self.errors:
+            elif token is not None:
                 # Except the history of the join under way when the line
                 # was sent, on this connection: a line said while the
                 # history is read that is stored before the read is in
-                # it, and not echoed again (the history is the echo).
+                # it, and not echoed again (the history is the echo) —
+                # unless a "!!!" line came since it was sent (which may be
+                # its answer: see resolve()).
                 r = j.byToken.get(token)
                 ep = j.episode(self.conn, room)
                 if (
                     r is not None and r.client == self.client.name and r.answered is None and r.conn == self.conn
                     and ep is not None and r.room == room and r.sent >= ep.start
+                    and not any(t + 0.001 >= r.sent for t, _ in self.errors)
                 ):  # fmt: skip
                     j.answer(r, "ack", self.conn)
         elif line.startswith("!!! "):

@@ -339,6 +339,10 @@ def test_ownLineInTheHistoryOfTheJoinUnderWay() -> None:
     journal.connect("line1", "line", "a")
     earlier = journal.sent("line1", "line1#4", "#ops", "q.line1.20")
     journal.join("line1", "line1#5", "#ops", "join")
+    refused = journal.sent("line1", "line1#5", "#ops", "q.line1.25")
+    view.pending.append(refused)
+    view.feed("!!! the message store is unreachable: not sent, try again")  # (refused's answer)
+    journal.t0 -= 1.0  # (a second later)
     said = journal.sent("line1", "line1#5", "#ops", "q.line1.26")
     view.pending.append(said)
     view.feed("#ops [12:00] <line1> q.line1.20 hello")
@@ -347,7 +351,7 @@ def test_ownLineInTheHistoryOfTheJoinUnderWay() -> None:
     view.pending.append(following)
     view.feed("!!! the message store is unreachable: not sent, try again")
     view.resolve()
-    assert said.answer == "ack" and earlier.answered is None
+    assert said.answer == "ack" and earlier.answered is None and refused.answer == "error"
     assert (following.answer, following.detail) == ("error", "!!! the message store is unreachable: not sent, try again")
 
 
