@@ -66,7 +66,7 @@ def run(port: int, redis: Redis, subscribers: int, messages: int, script: bool, 
         assert isinstance(sha, bytes)
         keys = [
             "bench:epoch", "bench:seq:#r", "bench:h:#r", "bench:ref:x:", "bench:rooms", "bench:bus", "bench:shards",
-            "bench:st:#r", "bench:stx:#r",
+            "bench:st:#r", "bench:stx:#r", "bench:sth:#r",
         ]
 
         def one(i: int) -> bytes:

@@ -195,3 +195,23 @@ async def test_stateOfAnEarlierVersionIsIndexedAndTrimmed(nodes: Any, redisServe
     assert redisServer.command("EXISTS", pst) == 0
     _, history = await _joined(a, "carol", "#t")
     assert [m.text for m in history.messages if isinstance(m, Message)][-1] == "later 299"
+
+
+@pytest_twisted.ensureDeferred
+async def test_deletedFirstMessagesStayDeleted(nodes: Any, redisServer: Any) -> None:
+    """
+    The first messages of a room are deleted (taken out of its stream) and
+    nothing was ever trimmed: the stream now starts after them, but they
+    were not trimmed away; their entries stay in the state hash (what the
+    room's ids were), also after more updates, which trim only what a trim
+    of the stream passed.
+    """
+    a = await nodes("a")
+    alice, _ = await _joined(a, "alice", "#d")
+    ids = [(await alice.member.say("m %d" % i)).id for i in range(5)]
+    await alice.member.delete(ids[0])
+    await alice.member.delete(ids[1])
+    assert _firstId(redisServer, "%s:h:#d" % (PREFIX,)) == ids[2]
+    await alice.member.edit(ids[3], "m 3 edited")
+    await alice.member.react(ids[4], "👍")
+    assert {ids[0], ids[1]} <= _stateIds(redisServer, "%s:st:#d" % (PREFIX,))

@@ -70,18 +70,24 @@ TRIM_BATCH = 200
 # stream keeps it. Cheap when there is nothing to trim: the lowest id of the
 # index and the first of the stream; a new message (SAY, PRIVATE) looks
 # only when its XTRIM dropped entries. A room whose stream is empty (pruned
-# by age) has nothing readable below its next id.
+# by age) has nothing readable below its next id. A room's bound is its
+# horizon (PREFIX:sth:ROOM), set where the stream is trimmed (SAY's XTRIM,
+# PRUNE): not its first entry, which is later than the horizon when the
+# messages just after it were deleted (XDEL) — those stay (as deleted)
+# until a trim passes them.
 _TRIM = """
-local function trim(h, st, idx, seq)
+local function horizon(h, hz, seq)
+  local first = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)
+  if first[1] then
+    redis.call('SET', hz, tonumber(string.match(first[1][1], '^(%%d+)')))
+  else
+    redis.call('SET', hz, tonumber(redis.call('GET', seq) or '0') + 1)
+  end
+end
+local function trim(h, st, idx, hz)
   local low = redis.call('ZRANGE', idx, 0, 0, 'WITHSCORES')
   if not low[1] then return 0 end
-  local first = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)
-  local bound
-  if first[1] then
-    bound = tonumber(string.match(first[1][1], '^(%%d+)'))
-  else
-    bound = tonumber(redis.call('GET', seq) or '0') + 1
-  end
+  local bound = tonumber(redis.call('GET', hz) or '0')
   if tonumber(low[2]) >= bound then return 0 end
   local gone = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. bound, 'LIMIT', 0, %d)
   for _, id in ipairs(gone) do redis.call('HDEL', st, id, 'e' .. id) end
@@ -125,7 +131,10 @@ end
 local id = redis.call('INCR', KEYS[2])
 local body = cjson.encode(%s)
 redis.call('XADD', KEYS[3], id .. '-1', 'm', body)
-if redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[9]) > 0 then trim(KEYS[3], KEYS[8], KEYS[9], KEYS[2]) end
+if redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[9]) > 0 then
+  horizon(KEYS[3], KEYS[10], KEYS[2])
+  trim(KEYS[3], KEYS[8], KEYS[9], KEYS[10])
+end
 redis.call('SADD', KEYS[5], ARGV[2])
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[8]) end
 local bus = KEYS[6]
@@ -160,6 +169,7 @@ def say(
     keys = [
         redis.key("epoch"), redis.key("seq", room), redis.key("h", room), _refKey(redis, message.sender, ref),
         redis.key("rooms"), redis.key("bus"), redis.key("shards"), redis.key("st", room), redis.key("stx", room),
+        redis.key("sth", room),
     ]
     args = [
         secrets.token_hex(4), room, message.sender, message.text, repr(message.time), _flag(message.action),
@@ -522,7 +532,7 @@ def unban(redis: Commands, event: BanLifted) -> Deferred[object]:
 
 
 # Retention. Delete messages older than ARGV[1] from stream KEYS[1].
-PRUNE = """
+PRUNE = _TRIM + """
 local cutoff = tonumber(ARGV[1])
 local n = 0
 while true do
@@ -537,6 +547,7 @@ while true do
   end
   if stop then break end
 end
+if n > 0 then horizon(KEYS[1], KEYS[2], KEYS[3]) end
 return n
 """ % wireKey(RoomMessage, "time")
 
@@ -545,6 +556,7 @@ def prune(redis: Commands, room: str, cutoff: float) -> Deferred[int]:
     """
     Delete the messages of C{room} older than C{cutoff}; fires with how many.
     """
-    return redis.eval(PRUNE, [redis.key("h", room)], [repr(cutoff)]).addCallback(
+    keys = [redis.key("h", room), redis.key("sth", room), redis.key("seq", room)]
+    return redis.eval(PRUNE, keys, [repr(cutoff)]).addCallback(
         lambda n: int(n) if isinstance(n, (int, str)) else 0
     )

@@ -108,7 +108,7 @@ if op == 'edit' and author ~= '' then
   local edits = redis.call('HGET', KEYS[5], 'e' .. target)
   redis.call('HSET', KEYS[5], 'e' .. target, (edits or '') .. ' ' .. id)
 end
-trim(KEYS[3], KEYS[5], KEYS[8], KEYS[2])
+trim(KEYS[3], KEYS[5], KEYS[8], KEYS[9])
 if ARGV[11] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[12]) end
 update['%s'] = original
 update['%s'] = author
@@ -152,7 +152,7 @@ def update(
     room = update.room
     keys = [
         redis.key("epoch"), redis.key("seq", room), redis.key("h", room), _refKey(redis, update.sender, ref),
-        redis.key("st", room), redis.key("bus"), redis.key("shards"), redis.key("stx", room),
+        redis.key("st", room), redis.key("bus"), redis.key("shards"), redis.key("stx", room), redis.key("sth", room),
     ]
     args = [
         secrets.token_hex(4), room, update.sender, update.op, str(update.target), update.text, repr(update.time),
@@ -336,7 +336,8 @@ def privateUpdate(
 
 # Trimming outside the scripts that store: after PRUNE (by age) moved a
 # room's start, and once when the indexes were new (below). KEYS: h, st,
-# stx, seq. Returns how many ids it dropped (at most TRIM_BATCH).
+# stx, sth (the horizon: see scripts._TRIM). Returns how many ids it
+# dropped (at most TRIM_BATCH).
 TRIM = _TRIM + """
 return trim(KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 """
@@ -352,7 +353,7 @@ async def trimRoom(redis: Commands, room: str) -> int:
     Drop every state entry of C{room} its stream no longer keeps, in
     steps of at most L{TRIM_BATCH}; returns how many ids went.
     """
-    keys = [redis.key("h", room), redis.key("st", room), redis.key("stx", room), redis.key("seq", room)]
+    keys = [redis.key("h", room), redis.key("st", room), redis.key("stx", room), redis.key("sth", room)]
     return await _trimAll(redis, TRIM, keys)
 
 
