@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.logger import capturedLogs, formatEvent
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import (
@@ -485,6 +486,29 @@ async def test_nodeThatWasThoughtDeadComesBack(nodes: Any, redisServer: Any) -> 
     assert redisServer.command("HGET", "twisted-chat:nicks", "bob") == b"b"
     with pytest.raises(ChatError):
         a.connect("bob")
+
+
+@pytest_twisted.ensureDeferred
+async def test_busyNodeIsNotThoughtDead(nodes: Any, redisServer: Any) -> None:
+    """
+    A node whose commands wait far longer than its heartbeat's TTL (here:
+    behind a blocking command on its command connection, as behind the
+    commands of a burst of connections) stays alive for the others: its
+    heartbeat has a connection of its own. Its members do not leave.
+    """
+    a, b = await nodes("a", ttl=1.0), await nodes("b", ttl=1.0)
+    alice, bob = await twoInRoom(a, b, "#busy")
+    assert a.cluster.redis.connection is not None
+    with capturedLogs() as events:
+        # (everything a sends on its command connection now waits 3 s)
+        blocked = a.cluster.redis.connection.execute_command("BLPOP", "twisted-chat:test:never", "3")
+        assert await blocked is None
+        sent = await alice.member.say("still here")
+    got = await bob.waitFor(isMessage("still here"))
+    assert got.id == sent.id
+    assert [e for e in bob.events if isinstance(e, Parted)] == []
+    assert not [e for e in events if "heartbeat had expired" in formatEvent(e)]
+    assert b.chat.broker.remoteNick("alice") == "alice"
 
 
 def test_throttleWhileRedisIsBehind() -> None:
