@@ -511,6 +511,30 @@ async def test_busyNodeIsNotThoughtDead(nodes: Any, redisServer: Any) -> None:
     assert b.chat.broker.remoteNick("alice") == "alice"
 
 
+@pytest_twisted.ensureDeferred
+async def test_guestsOfBurstsStayDistinctAcrossNodes(nodes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Guests arriving in bursts on two nodes get nicks nobody else has: each
+    node has its next block of guest numbers before its block runs out,
+    so no guest is renamed for a collision.
+    """
+    from twisted_chat.cluster.broker import RedisBroker
+
+    monkeypatch.setattr(RedisBroker, "guestBlock", 10)
+    a, b = await nodes("a"), await nodes("b")
+    guests: list[WaitingClient] = []
+    for burst in (6, 10, 10):
+        for node in (a, b):
+            guests.extend(node.connect() for _ in range(burst))
+        # (Redis answers in order: once a PING is answered, so are the
+        # claims and the requests for guest numbers sent before it)
+        await a.cluster.redis.ping()
+        await b.cluster.redis.ping()
+    nicks = [g.member.nick for g in guests]
+    assert len(set(nicks)) == len(nicks) == 52
+    assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]
+
+
 def test_throttleWhileRedisIsBehind() -> None:
     """
     Past highWater commands in flight a node pauses its listeners (once),

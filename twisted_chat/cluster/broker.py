@@ -110,7 +110,12 @@ class RedisBroker:
     """
 
     _log = Logger()
+    #: guest numbers taken from Redis at a time, at first: the next block is
+    #: asked for when half of one is left, and one that runs out before the
+    #: next arrives (a burst of guests while Redis answers slowly) doubles
+    #: the blocks, up to guestBlockMost
     guestBlock = 1000
+    guestBlockMost = 64000
 
     def __init__(
         self, redis: Commands, node: str, store: RedisStore, busShards: int = 0, changed: Callable[[], object] = lambda: None
@@ -134,8 +139,15 @@ class RedisBroker:
         self.topics: dict[str, tuple[str, str]] = {}
         #: room -> banned nick key or address -> address banned with it
         self.bans: dict[str, dict[str, str]] = {}
+        #: the guest numbers of this node's block: after _guest, up to _guestEnd
         self._guest = 0
         self._guestEnd = 0
+        #: the next block, once Redis gave it: (first - 1, last)
+        self._nextGuests: tuple[int, int] | None = None
+        self._askingGuests = False
+        self._guestsRanOut = False
+        #: the blocks asked for are guestBlock times this
+        self._guestGrowth = 1
 
     @property
     def events(self) -> IClusterEvents:
@@ -171,6 +183,7 @@ class RedisBroker:
         self.topics = {room: (t.topic, t.by) for room, t in shared.topics.items() if t.topic}
         self._guestEnd = shared.guest
         self._guest = self._guestEnd - self.guestBlock
+        self._nextGuests = None
 
     def localState(self) -> dict[str, MemberState]:
         """
@@ -225,15 +238,43 @@ class RedisBroker:
 
     def nextGuest(self) -> int | None:
         if self._guest >= self._guestEnd:
-            return None
+            if self._nextGuests is None:
+                # (the node numbers its guests itself until the next block
+                # comes: they may collide, and be renamed, elsewhere)
+                self._guestsRanOut = True
+                self._askGuests()
+                return None
+            (self._guest, self._guestEnd), self._nextGuests = self._nextGuests, None
         self._guest += 1
-        if self._guestEnd - self._guest == self.guestBlock // 5 and self.redis.connected:
-
-            def refill(end: int) -> None:
-                self._guest, self._guestEnd = end - self.guestBlock, end
-
-            self.redis.incrby(self.redis.key("guest"), self.guestBlock).addCallbacks(refill, lambda f: None)
+        if self._nextGuests is None and self._guestEnd - self._guest <= self._guestBlockSize() // 2:
+            self._askGuests()
         return self._guest
+
+    def _guestBlockSize(self) -> int:
+        return min(self.guestBlock * self._guestGrowth, self.guestBlockMost)
+
+    def _askGuests(self) -> None:
+        """
+        Ask Redis for the next block of guest numbers (unless already
+        asking).
+        """
+        if self._askingGuests or not self.redis.connected:
+            return
+        if self._guestsRanOut:
+            self._guestsRanOut = False
+            if self._guestBlockSize() < self.guestBlockMost:
+                self._guestGrowth *= 2
+        size = self._guestBlockSize()
+        self._askingGuests = True
+
+        def got(end: int) -> None:
+            self._askingGuests = False
+            self._nextGuests = (end - size, end)
+
+        def failed(f: Failure) -> None:
+            self._askingGuests = False
+
+        self.redis.incrby(self.redis.key("guest"), size).addCallbacks(got, failed)
 
     def topicOf(self, room: str) -> tuple[str, str] | None:
         return self.topics.get(room)
