@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
@@ -70,6 +70,32 @@ def test_pausesAtHighWaterResumesBelowLowWater() -> None:
         "worker 0: 849 file descriptors open: accepting connections again",
     ]
     assert clock.getDelayedCalls() == []
+
+
+def test_pausesWithinABurstOfAccepts() -> None:
+    """
+    A burst of connections accepted between two timed counts (in one
+    reactor iteration) stops at the high-water mark: each accept is
+    counted, and the descriptors are counted again once the estimate
+    reaches the mark; connections that closed meanwhile leave room.
+    """
+    opened = [800]
+    guard, clock = _guard(opened)
+    throttle = _Recorder(guard)
+    guard.startService()
+    factory = guard.counting(ServerFactory.forProtocol(Protocol))
+    address = IPv4Address("TCP", "127.0.0.1", 1234)
+    for _ in range(60):
+        # (as many closed as were accepted: the estimate overshoots)
+        factory.buildProtocol(address)
+    assert (throttle.calls, guard.open) == ([], 800)
+    for _ in range(200):
+        opened.append(opened[-1] + 1)
+        assert isinstance(factory.buildProtocol(address), Protocol)
+        if throttle.calls:
+            break
+    assert (throttle.calls, opened[-1]) == (["pause"], 900)
+    guard.stopService()
 
 
 def test_reserveAtMostAQuarterOfTheLimit() -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
 #: where the open descriptors of this process are listed
 _FD_DIRS = ("/proc/self/fd", "/dev/fd")
@@ -57,16 +58,18 @@ def descriptorLimit() -> int | None:
 
 class DescriptorGuard(Service):
     """
-    Counts this process's open descriptors every C{every} seconds; at
-    C{highWater} (the limit minus L{reserve}) it calls every throttle's
-    C{pause} (listening ports: stop accepting), and once they are below
-    C{lowWater} its C{resume}.
+    Counts this process's open descriptors every C{every} seconds, and
+    after each connection accepted by a factory it L{counts<counting>}
+    once their count, as last counted plus the connections accepted
+    since, reaches C{highWater} (the limit minus L{reserve}): there it
+    calls every throttle's C{pause} (listening ports: stop accepting), and
+    once fewer than C{lowWater} are open its C{resume}.
 
     The reserve covers what a worker opens besides its connections (Redis,
     the log, the parent's channel, relays) and the accepts that come
-    before a pause takes effect: those of the listening port's batch in
+    before a pause takes effect: the rest of the listening port's batch in
     progress (Twisted accepts up to the connections waiting, at most the
-    listen queue) and of one interval.
+    listen queue, in one go).
     """
 
     _log = Logger()
@@ -92,6 +95,8 @@ class DescriptorGuard(Service):
         self.paused = False
         #: the count of the last check
         self.open = 0
+        #: connections accepted since
+        self._since = 0
         self._throttles: list[tuple[Callable[[], object], Callable[[], object]]] = []
         self._loop: LoopingCall | None = None
         #: (when counting is slow, a listing: not before this time.perf_counter())
@@ -125,6 +130,22 @@ class DescriptorGuard(Service):
         if self.paused:
             pause()
 
+    def counting(self, factory: IProtocolFactory) -> IProtocolFactory:
+        """
+        C{factory}, telling this guard of each connection it is given.
+        """
+        return _Counting(factory, self)
+
+    def accepted(self) -> None:
+        """
+        A connection was accepted: count the open descriptors again if
+        they may have reached the high-water mark.
+        """
+        self._since += 1
+        high = self.highWater
+        if not self.paused and high is not None and self.open + self._since >= high and self._loop is not None:
+            self.check(now=True)
+
     def startService(self) -> None:
         Service.startService(self)
         if self.highWater is None:
@@ -139,18 +160,20 @@ class DescriptorGuard(Service):
         if loop is not None and loop.running:
             loop.stop()
 
-    def check(self) -> None:
+    def check(self, now: bool = False) -> None:
         """
-        Count the open descriptors; pause or resume the throttles.
+        Count the open descriptors (unless that is slow and was done a
+        moment ago, and not C{now}); pause or resume the throttles.
         """
         high, low = self.highWater, self.lowWater
         if high is None or low is None:
             return
         started = time.perf_counter()
-        if started < self._next:
+        if started < self._next and not now:
             return
         try:
             self.open = count = self.count()
+            self._since = 0
         except OSError as e:
             self._log.warn("{what}: cannot count open descriptors ({why}): not guarding them", what=self.what, why=e)
             if self._loop is not None and self._loop.running:
@@ -177,3 +200,33 @@ class DescriptorGuard(Service):
             )
             for _, resume in self._throttles:
                 resume()
+
+
+@implementer(IProtocolFactory)
+class _Counting:
+    """
+    A protocol factory that tells its L{DescriptorGuard} of each
+    connection before the factory it stands for is given it.
+    """
+
+    def __init__(self, factory: IProtocolFactory, guard: DescriptorGuard) -> None:
+        self.wrappedFactory = factory
+        self.guard = guard
+
+    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
+        self.guard.accepted()
+        return self.wrappedFactory.buildProtocol(addr)
+
+    def doStart(self) -> None:
+        self.wrappedFactory.doStart()
+
+    def doStop(self) -> None:
+        self.wrappedFactory.doStop()
+
+    def logPrefix(self) -> str:
+        prefix = getattr(self.wrappedFactory, "logPrefix", None)
+        return str(prefix()) if prefix is not None else self.wrappedFactory.__class__.__name__
+
+    def __getattr__(self, name: str) -> Any:
+        # (anything else a port or a TLS wrapper asks the factory)
+        return getattr(self.wrappedFactory, name)

@@ -15,7 +15,7 @@ WebSocket, Socket.IO and the probes) are made here too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -73,6 +73,7 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
     LagMonitor(stats, reactor).setServiceParent(top)
     worker = config.get("worker")
     throttles: list[Throttle] = [cluster] if cluster is not None else []
+    counted: Callable[[IProtocolFactory], IProtocolFactory] = lambda factory: factory
     if worker is not None:
         from twisted_chat.daemon.descriptors import DescriptorGuard
         from twisted_chat.daemon.workers import ParentWatch
@@ -83,6 +84,7 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
         guard = DescriptorGuard(reactor, what="worker %d" % (worker,))
         guard.setServiceParent(top)
         throttles.append(guard)
+        counted = guard.counting
         peers = config.get("peer-dir")
 
         def cleanUp() -> None:
@@ -105,10 +107,10 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
 
         # (with the machine's count, if any, while Redis is unreachable)
         chat.admission.machine = ClusterCount(clusterCounts, chat.admission.machine)
-    _listen(top, config, reactor, cluster, throttles, "line", lineFactory)
+    _listen(top, config, reactor, cluster, throttles, "line", counted(lineFactory))
     if config["web"]:
         site = makeWebSite(config, chat, reactor)
-        web = _listen(top, config, reactor, cluster, throttles, "web", site)
+        web = _listen(top, config, reactor, cluster, throttles, "web", counted(site))
         engine = site.site.resource.children.get(b"socket.io")
         if engine is not None:
             from twisted_chat.daemon.routing import addRouting
@@ -119,7 +121,7 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
     if config["irc"]:
         from twisted_chat.frontends.irc import IRCFactory
 
-        _listen(top, config, reactor, cluster, throttles, "irc", IRCFactory(chat, clock=reactor))
+        _listen(top, config, reactor, cluster, throttles, "irc", counted(IRCFactory(chat, clock=reactor)))
     if config["metrics"]:
         metricsSite = Site(makeAdminRoot(chat, stats), reactor=reactor)
         metricsSite.noisy = False
