@@ -535,6 +535,48 @@ async def test_guestsOfBurstsStayDistinctAcrossNodes(nodes: Any, monkeypatch: py
     assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]
 
 
+@pytest_twisted.ensureDeferred
+async def test_guestsOfABurstRightAfterStartStayDistinct(nodes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A node holds a second block of guest numbers from the start: a burst
+    of guests bigger than one block, right after the nodes joined, gets
+    nicks nobody else has.
+    """
+    from twisted_chat.cluster.broker import RedisBroker
+
+    monkeypatch.setattr(RedisBroker, "guestBlock", 10)
+    a, b = await nodes("a"), await nodes("b")
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    guests = [node.connect() for node in (a, b) for _ in range(15)]
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    nicks = [g.member.nick for g in guests]
+    assert len(set(nicks)) == len(nicks) == 30
+    assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]
+
+
+@pytest_twisted.ensureDeferred
+async def test_guestsBeyondTheBlocksStayDistinct(nodes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    More guests at once than a node has guest numbers from Redis (its next
+    block cannot come in between) still get nicks nobody else has: the
+    node gives numbers of its own range meanwhile.
+    """
+    from twisted_chat.cluster.broker import RedisBroker
+
+    monkeypatch.setattr(RedisBroker, "guestBlock", 10)
+    a, b = await nodes("a"), await nodes("b")
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    guests = [node.connect() for node in (a, b) for _ in range(40)]
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    nicks = [g.member.nick for g in guests]
+    assert len(set(nicks)) == len(nicks) == 80
+    assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]
+
+
 def test_throttleWhileRedisIsBehind() -> None:
     """
     Past highWater commands in flight a node pauses its listeners (once),

@@ -8,6 +8,7 @@ C{on_<message class>} method.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
@@ -110,10 +111,10 @@ class RedisBroker:
     """
 
     _log = Logger()
-    #: guest numbers taken from Redis at a time, at first: the next block is
-    #: asked for when half of one is left, and one that runs out before the
-    #: next arrives (a burst of guests while Redis answers slowly) doubles
-    #: the blocks, up to guestBlockMost
+    #: guest numbers taken from Redis at a time, at first: a node holds one
+    #: block and asks for the next as soon as it starts using one, and a
+    #: block that runs out before the next arrives (a burst of guests while
+    #: Redis answers slowly) doubles the blocks, up to guestBlockMost
     guestBlock = 1000
     guestBlockMost = 64000
 
@@ -148,6 +149,9 @@ class RedisBroker:
         self._guestsRanOut = False
         #: the blocks asked for are guestBlock times this
         self._guestGrowth = 1
+        #: the guest numbers this node gives while it has no block: from a
+        #: range of its own, chosen at random far above the shared counter
+        self._ownGuest = random.randrange(10**8, 9 * 10**8, 10**5)
 
     @property
     def events(self) -> IClusterEvents:
@@ -184,6 +188,9 @@ class RedisBroker:
         self._guestEnd = shared.guest
         self._guest = self._guestEnd - self.guestBlock
         self._nextGuests = None
+        # (and the next block at once: a burst of guests right after the
+        # start must not run out while Redis is slow to answer)
+        self._askGuests()
 
     def localState(self) -> dict[str, MemberState]:
         """
@@ -239,14 +246,17 @@ class RedisBroker:
     def nextGuest(self) -> int | None:
         if self._guest >= self._guestEnd:
             if self._nextGuests is None:
-                # (the node numbers its guests itself until the next block
-                # comes: they may collide, and be renamed, elsewhere)
+                # Redis has not given the next block yet: a number of this
+                # node's own range (a collision is improbable, and resolved
+                # as any other), and bigger blocks from now on
                 self._guestsRanOut = True
                 self._askGuests()
-                return None
+                self._ownGuest += 1
+                return self._ownGuest
             (self._guest, self._guestEnd), self._nextGuests = self._nextGuests, None
         self._guest += 1
-        if self._nextGuests is None and self._guestEnd - self._guest <= self._guestBlockSize() // 2:
+        if self._nextGuests is None:
+            # (one block in hand, the next on its way)
             self._askGuests()
         return self._guest
 
