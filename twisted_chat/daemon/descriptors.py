@@ -59,11 +59,11 @@ def descriptorLimit() -> int | None:
 class DescriptorGuard(Service):
     """
     Counts this process's open descriptors every C{every} seconds, and
-    after each connection accepted by a factory it L{counts<counting>}
-    once their count, as last counted plus the connections accepted
-    since, reaches C{highWater} (the limit minus L{reserve}): there it
-    calls every throttle's C{pause} (listening ports: stop accepting), and
-    once fewer than C{lowWater} are open its C{resume}.
+    again as soon as the last count plus the connections accepted since
+    (told by the factories it is L{counting}) reaches C{highWater}, the
+    limit minus L{reserve}. At C{highWater} it calls every throttle's
+    C{pause} (listening ports: stop accepting), and once fewer than
+    C{lowWater} are open its C{resume}.
 
     The reserve covers what a worker opens besides its connections (Redis,
     the log, the parent's channel, relays) and the accepts that come
@@ -176,8 +176,9 @@ class DescriptorGuard(Service):
             self._since = 0
         except OSError as e:
             self._log.warn("{what}: cannot count open descriptors ({why}): not guarding them", what=self.what, why=e)
-            if self._loop is not None and self._loop.running:
-                self._loop.stop()
+            loop, self._loop = self._loop, None
+            if loop is not None and loop.running:
+                loop.stop()
             return
         # (a listing costs more the more are open: at most ~5 % of the time)
         self._next = started + 20 * (time.perf_counter() - started)
