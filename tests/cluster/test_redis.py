@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.logger import capturedLogs, formatEvent
 
 from twisted_chat.core.errors import ChatError
 from twisted_chat.core.events import (
@@ -485,6 +486,95 @@ async def test_nodeThatWasThoughtDeadComesBack(nodes: Any, redisServer: Any) -> 
     assert redisServer.command("HGET", "twisted-chat:nicks", "bob") == b"b"
     with pytest.raises(ChatError):
         a.connect("bob")
+
+
+@pytest_twisted.ensureDeferred
+async def test_busyNodeIsNotThoughtDead(nodes: Any, redisServer: Any) -> None:
+    """
+    A node whose commands wait far longer than its heartbeat's TTL (here:
+    behind a blocking command on its command connection, as behind the
+    commands of a burst of connections) stays alive for the others: its
+    heartbeat has a connection of its own. Its members do not leave.
+    """
+    a, b = await nodes("a", ttl=1.0), await nodes("b", ttl=1.0)
+    alice, bob = await twoInRoom(a, b, "#busy")
+    assert a.cluster.redis.connection is not None
+    with capturedLogs() as events:
+        # (everything a sends on its command connection now waits 3 s)
+        blocked = a.cluster.redis.connection.execute_command("BLPOP", "twisted-chat:test:never", "3")
+        assert await blocked is None
+        sent = await alice.member.say("still here")
+    got = await bob.waitFor(isMessage("still here"))
+    assert got.id == sent.id
+    assert [e for e in bob.events if isinstance(e, Parted)] == []
+    assert not [e for e in events if "heartbeat had expired" in formatEvent(e)]
+    assert b.chat.broker.remoteNick("alice") == "alice"
+
+
+@pytest_twisted.ensureDeferred
+async def test_guestsOfBurstsStayDistinctAcrossNodes(nodes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Guests arriving in bursts on two nodes get nicks nobody else has: each
+    node has its next block of guest numbers before its block runs out,
+    so no guest is renamed for a collision.
+    """
+    from twisted_chat.cluster.broker import RedisBroker
+
+    monkeypatch.setattr(RedisBroker, "guestBlock", 10)
+    a, b = await nodes("a"), await nodes("b")
+    guests: list[WaitingClient] = []
+    for burst in (6, 10, 10):
+        for node in (a, b):
+            guests.extend(node.connect() for _ in range(burst))
+        # (Redis answers in order: once a PING is answered, so are the
+        # claims and the requests for guest numbers sent before it)
+        await a.cluster.redis.ping()
+        await b.cluster.redis.ping()
+    nicks = [g.member.nick for g in guests]
+    assert len(set(nicks)) == len(nicks) == 52
+    assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]
+
+
+@pytest_twisted.ensureDeferred
+async def test_guestsOfABurstRightAfterStartStayDistinct(nodes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A node holds a second block of guest numbers from the start: a burst
+    of guests bigger than one block, right after the nodes joined, gets
+    nicks nobody else has.
+    """
+    from twisted_chat.cluster.broker import RedisBroker
+
+    monkeypatch.setattr(RedisBroker, "guestBlock", 10)
+    a, b = await nodes("a"), await nodes("b")
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    guests = [node.connect() for node in (a, b) for _ in range(15)]
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    nicks = [g.member.nick for g in guests]
+    assert len(set(nicks)) == len(nicks) == 30
+    assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]
+
+
+@pytest_twisted.ensureDeferred
+async def test_guestsBeyondTheBlocksStayDistinct(nodes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    More guests at once than a node has guest numbers from Redis (its next
+    block cannot come in between) still get nicks nobody else has: the
+    node gives numbers of its own range meanwhile.
+    """
+    from twisted_chat.cluster.broker import RedisBroker
+
+    monkeypatch.setattr(RedisBroker, "guestBlock", 10)
+    a, b = await nodes("a"), await nodes("b")
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    guests = [node.connect() for node in (a, b) for _ in range(40)]
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    nicks = [g.member.nick for g in guests]
+    assert len(set(nicks)) == len(nicks) == 80
+    assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]
 
 
 def test_throttleWhileRedisIsBehind() -> None:

@@ -730,7 +730,8 @@ def test_workerAdoptsInheritedSockets(fakeRedis: list[object]) -> None:
             top.privilegedStartService()
         [(adopted, family, factory)] = reactor.adoptedPorts
         assert (adopted, family) == (fd, socket.AF_INET6)
-        assert isinstance(factory, LineChatFactory)
+        # (through the worker's descriptor guard, which counts accepts)
+        assert isinstance(factory.wrappedFactory, LineChatFactory)
         with pytest.raises(OSError):
             os.fstat(fd)
         assert [p.address.port for p in reactor.ports] == [9464]

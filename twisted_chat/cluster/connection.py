@@ -1,9 +1,10 @@
 # -*- test-case-name: tests.cluster.test_redis -*-
 """
-A node's membership of the cluster (L{RedisCluster}): its two connections
-to Redis (one for commands, one subscribed to the bus and to the node's
-own channel) and loading the shared state whenever the subscription is
-(re)made; the heartbeat that keeps the node alive for the others is its
+A node's membership of the cluster (L{RedisCluster}): its three
+connections to Redis (one for commands, one subscribed to the bus and to
+the node's own channel, one for its heartbeat) and loading the shared
+state whenever the subscription is (re)made; the heartbeat that keeps the
+node alive for the others is its
 L{NodePresence<twisted_chat.cluster.presence.NodePresence>}. It hands the
 service the node's store and broker.
 """
@@ -64,6 +65,25 @@ class _CommandProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]  # (txre
         txredisapi.RedisProtocol.connectionLost(self, why)
         cluster: RedisCluster = self.factory.cluster
         cluster._commandsDown(self, why)
+
+
+class _HeartbeatProtocol(_CommandProtocol):
+    """
+    The heartbeat's connection: set up as the command connection, it only
+    ever carries the heartbeat, which therefore never waits behind the
+    node's other commands (under a burst of connections, hundreds of
+    kilobytes of them can wait in the command connection's write buffer,
+    which the reactor drains once per iteration).
+    """
+
+    def _setUpComplete(self, _: object, cluster: RedisCluster) -> None:
+        if self.connected:
+            cluster._heartUp(self)
+
+    def connectionLost(self, why: Failure) -> None:
+        txredisapi.RedisProtocol.connectionLost(self, why)
+        cluster: RedisCluster = self.factory.cluster
+        cluster._heartDown(self)
 
 
 class _SubscriberProtocol(txredisapi.SubscriberProtocol):  # type: ignore[misc]  # (no type information)
@@ -147,6 +167,8 @@ class RedisCluster(Service):
         self.backpressure = Backpressure(self.node)
         #: the commands of this node (its command connection)
         self.redis = Commands(self.prefix, clock, self.backpressure)
+        #: the heartbeat's connection (not counted as backpressure)
+        self.beats = Commands(self.prefix, clock, Backpressure(self.node))
         self.store = RedisStore(
             self.redis, self.node, lambda: self.synced, retainMessages, retainDays, refWindow, busShards
         )
@@ -155,7 +177,7 @@ class RedisCluster(Service):
         self.trouble = TroubleLog(self.node, url, clock, lambda: self.commandTimeout, lambda: self.retryMaxDelay)
         #: registration, heartbeat, the shards in use
         self.presence = NodePresence(
-            self.redis, self.node, self.broker, self.trouble, lambda: self.nodeTTL,
+            self.redis, self.beats, self.node, self.broker, self.trouble, lambda: self.nodeTTL,
             lambda: self.connected and self.isReady, lambda: self._stopping, lambda: self._notify(),
         )
         self._subscriber: _SubscriberProtocol | None = None
@@ -236,6 +258,7 @@ class RedisCluster(Service):
         self._log.info("node {node}: connecting to Redis at {url}", node=self.node, url=self.url.display())
         self.redis.handler = self._link(_CommandProtocol).handler
         self._link(_SubscriberProtocol)
+        self.beats.handler = self._link(_HeartbeatProtocol).handler
         for link in self._links:
             link.service.startService()
         self.presence.start(self.clock, self.heartbeat)
@@ -326,6 +349,16 @@ class RedisCluster(Service):
             if not self._stopping:
                 self.trouble.troubled("unreachable", why.getErrorMessage(), "the command connection")
         self._notify()
+
+    def _heartUp(self, protocol: _HeartbeatProtocol) -> None:
+        self.beats.connection = protocol
+        self._links[2].up()
+
+    def _heartDown(self, protocol: _HeartbeatProtocol) -> None:
+        # (quietly: the heartbeat goes over the command connection
+        # meanwhile, and the other two connections tell of Redis trouble)
+        if self.beats.connection is protocol:
+            self.beats.connection = None
 
     def _subscriberUp(self, protocol: _SubscriberProtocol) -> None:
         """

@@ -26,8 +26,9 @@ from twisted_chat.cluster.links import TroubleLog
 
 class NodePresence:
     """
-    Node C{node}'s registration and heartbeat, through C{redis}: its
-    members are C{broker}'s. C{ttl} tells how long the others think it
+    Node C{node}'s registration and heartbeat, through C{redis} (the
+    heartbeat itself through C{beats}, a connection of its own, while it
+    is up): its members are C{broker}'s. C{ttl} tells how long the others think it
     alive after a heartbeat; C{serving} whether it beats at all (connected
     and ready), C{stopping} whether it is going away; C{notify} is called
     when the shards in use change.
@@ -39,6 +40,7 @@ class NodePresence:
     def __init__(
         self,
         redis: Commands,
+        beats: Commands,
         node: str,
         broker: RedisBroker,
         trouble: TroubleLog,
@@ -48,6 +50,7 @@ class NodePresence:
         notify: Callable[[], None],
     ) -> None:
         self.redis = redis
+        self.beats = beats
         self.node = node
         self.broker = broker
         self.trouble = trouble
@@ -140,5 +143,8 @@ class NodePresence:
         def sharding(_: object) -> Deferred[None]:
             return scripts.sharding(self.redis, self.node, self.broker.shards.count).addCallback(self.sharding)
 
-        d = self.redis.swap(self.redis.key("alive", self.node), self.incarnation, int(self._ttl() * 1000))
+        # (on its own connection: not behind the commands of a burst of
+        # connections; on the command connection while that one is down)
+        beats = self.beats if self.beats.connected else self.redis
+        d = beats.swap(self.redis.key("alive", self.node), self.incarnation, int(self._ttl() * 1000))
         d.addCallback(alive).addCallback(sharding).addCallbacks(worked, failed)

@@ -3,13 +3,15 @@
 The listening sockets of C{twistd chat}: a L{Listener} service per endpoint
 of a front-end. It binds (or adopts the socket a C{--workers} parent bound),
 logs the real address, holds accepting back until a cluster is ready, and
-lets the cluster pause accepting while Redis is behind.
+lets its throttles pause accepting: the cluster while Redis is behind, a
+worker's L{DescriptorGuard<twisted_chat.daemon.descriptors.DescriptorGuard>}
+near its descriptor limit.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 
 class Throttle(Protocol):
     """
-    What pauses a listener's accepting (the cluster, while Redis is behind).
+    What pauses a listener's accepting (the cluster, while Redis is behind;
+    a worker near its descriptor limit).
     """
 
     def addThrottle(self, pause: Callable[[], object], resume: Callable[[], object]) -> None:
@@ -67,7 +70,8 @@ class Listener(Service):
     Given a C{ready} Deferred (a cluster's), it binds all the same but
     accepts only once that fires. A worker's listener adopts the socket its
     parent bound (C{inherited}) instead; a parent's (C{serve=False}) binds
-    and never accepts.
+    and never accepts. Once it accepts, each of its C{throttles} may pause
+    it: it accepts while none does.
     """
 
     _log = Logger()
@@ -81,7 +85,7 @@ class Listener(Service):
         ready: Deferred[None] | None = None,
         inherited: int | None = None,
         serve: bool = True,
-        throttle: Throttle | None = None,
+        throttles: Sequence[Throttle] = (),
     ) -> None:
         self.frontend = frontend
         self.description = description
@@ -98,8 +102,12 @@ class Listener(Service):
         self.serve = serve
         #: whether the port is accepting connections
         self.accepting = False
-        #: a cluster that pauses accepting while Redis is behind
-        self.throttle = throttle
+        #: what may pause accepting: the cluster while Redis is behind, a
+        #: worker's descriptor guard
+        self.throttles = list(throttles)
+        #: why the port does not accept now: "parent", "not ready", or the
+        #: throttles that paused it
+        self.heldBy: set[object] = set()
 
     def fileno(self) -> int:
         """
@@ -125,31 +133,45 @@ class Listener(Service):
         self.port = port
         self.accepting = True
         if not self.serve:
-            self._hold()
+            self._hold("parent", port)
         elif self.ready is not None:
-            self._hold()
-            self.ready.addCallback(self._accept, port)
-            self.ready.addCallback(self._throttled, port)
+            self._hold("not ready", port)
+            self.ready.addCallback(self._ready, port)
+        else:
+            self._throttled(port)
 
-    def _hold(self) -> None:
-        stopReading = getattr(self.port, "stopReading", None)
-        if stopReading is not None:
-            stopReading()
-        self.accepting = False
-
-    def _throttled(self, result: object, port: IListeningPort) -> object:
-        # (from now on the cluster may pause accepting while Redis is behind)
-        if self.throttle is not None and self.port is port:
-            self.throttle.addThrottle(self._hold, lambda: self._accept(None, port))
+    def _ready(self, result: object, port: IListeningPort) -> object:
+        self._throttled(port)
+        self._release("not ready", port)
         return result
 
-    def _accept(self, result: object, port: IListeningPort) -> object:
-        if self.port is port and not self.accepting:
+    def _throttled(self, port: IListeningPort) -> None:
+        # (from now on each throttle may pause accepting)
+        for throttle in self.throttles:
+            self._addThrottle(throttle, port)
+
+    def _addThrottle(self, throttle: Throttle, port: IListeningPort) -> None:
+        throttle.addThrottle(lambda: self._hold(throttle, port), lambda: self._release(throttle, port))
+
+    def _hold(self, why: object, port: IListeningPort) -> None:
+        if self.port is not port:
+            return
+        self.heldBy.add(why)
+        if self.accepting:
+            stopReading = getattr(port, "stopReading", None)
+            if stopReading is not None:
+                stopReading()
+            self.accepting = False
+
+    def _release(self, why: object, port: IListeningPort) -> None:
+        if self.port is not port:
+            return
+        self.heldBy.discard(why)
+        if not self.heldBy and not self.accepting:
             startReading = getattr(port, "startReading", None)
             if startReading is not None:
                 startReading()
             self.accepting = True
-        return result
 
     def _adopt(self, fd: int) -> IListeningPort:
         """

@@ -15,7 +15,7 @@ WebSocket, Socket.IO and the probes) are made here too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -28,7 +28,7 @@ from twisted_chat.core.service import ChatService
 from twisted_chat.core.settings import Settings
 from twisted_chat.core.stats import RecentErrors
 from twisted_chat.daemon.control import Daemon
-from twisted_chat.daemon.listeners import Listener
+from twisted_chat.daemon.listeners import Listener, Throttle
 from twisted_chat.daemon.options import Options, checkBroker
 from twisted_chat.daemon.ops import HealthResource, LagMonitor, PrometheusStats, ReadyResource, makeAdminRoot
 from twisted_chat.frontends.line import LineChatFactory
@@ -72,10 +72,19 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
     chat.recentErrors = daemon.recentErrors = RecentErrors()
     LagMonitor(stats, reactor).setServiceParent(top)
     worker = config.get("worker")
+    throttles: list[Throttle] = [cluster] if cluster is not None else []
+    counted: Callable[[IProtocolFactory], IProtocolFactory] = lambda factory: factory
     if worker is not None:
+        from twisted_chat.daemon.descriptors import DescriptorGuard
         from twisted_chat.daemon.workers import ParentWatch
 
         daemon.worker = worker
+        # (near its descriptor limit a worker leaves the shared sockets'
+        # connections to the others)
+        guard = DescriptorGuard(reactor, what="worker %d" % (worker,))
+        guard.setServiceParent(top)
+        throttles.append(guard)
+        counted = guard.counting
         peers = config.get("peer-dir")
 
         def cleanUp() -> None:
@@ -98,10 +107,10 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
 
         # (with the machine's count, if any, while Redis is unreachable)
         chat.admission.machine = ClusterCount(clusterCounts, chat.admission.machine)
-    _listen(top, config, reactor, cluster, "line", lineFactory)
+    _listen(top, config, reactor, cluster, throttles, "line", counted(lineFactory))
     if config["web"]:
         site = makeWebSite(config, chat, reactor)
-        web = _listen(top, config, reactor, cluster, "web", site)
+        web = _listen(top, config, reactor, cluster, throttles, "web", counted(site))
         engine = site.site.resource.children.get(b"socket.io")
         if engine is not None:
             from twisted_chat.daemon.routing import addRouting
@@ -112,7 +121,7 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
     if config["irc"]:
         from twisted_chat.frontends.irc import IRCFactory
 
-        _listen(top, config, reactor, cluster, "irc", IRCFactory(chat, clock=reactor))
+        _listen(top, config, reactor, cluster, throttles, "irc", counted(IRCFactory(chat, clock=reactor)))
     if config["metrics"]:
         metricsSite = Site(makeAdminRoot(chat, stats), reactor=reactor)
         metricsSite.noisy = False
@@ -198,13 +207,15 @@ def _listen(
     config: Options,
     reactor: IDaemonReactor,
     cluster: RedisCluster | None,
+    throttles: list[Throttle],
     frontend: str,
     factory: IProtocolFactory,
 ) -> list[Listener]:
     """
     Add a listener to C{top} for every address of C{frontend}: on the
     socket inherited from the parent in a worker, accepting only once the
-    cluster is ready, and paused by it while Redis is behind. Returns them.
+    cluster is ready, and paused by C{throttles} (the cluster while Redis
+    is behind, a worker near its descriptor limit). Returns them.
     """
     inherited: dict[str, list[int]] = config.get("inherited") or {}
     fds = inherited.get(frontend)
@@ -212,7 +223,7 @@ def _listen(
     listeners = []
     for i, description in enumerate(config[frontend]):
         listener = Listener(
-            frontend, description, factory, reactor, ready=ready, inherited=fds[i] if fds else None, throttle=cluster
+            frontend, description, factory, reactor, ready=ready, inherited=fds[i] if fds else None, throttles=throttles
         )
         listener.setServiceParent(top)
         listeners.append(listener)
