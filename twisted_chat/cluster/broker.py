@@ -8,7 +8,6 @@ C{on_<message class>} method.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
@@ -20,6 +19,7 @@ from zope.interface import implementer
 from twisted_chat.cluster import scripts
 from twisted_chat.cluster.commands import Ask, Commands
 from twisted_chat.cluster.delivery import RoomDelivery
+from twisted_chat.cluster.guests import GuestNumbers
 from twisted_chat.cluster.protocol import (
     BanAdded,
     BanLifted,
@@ -140,18 +140,7 @@ class RedisBroker:
         self.topics: dict[str, tuple[str, str]] = {}
         #: room -> banned nick key or address -> address banned with it
         self.bans: dict[str, dict[str, str]] = {}
-        #: the guest numbers of this node's block: after _guest, up to _guestEnd
-        self._guest = 0
-        self._guestEnd = 0
-        #: the next block, once Redis gave it: (first - 1, last)
-        self._nextGuests: tuple[int, int] | None = None
-        self._askingGuests = False
-        self._guestsRanOut = False
-        #: the blocks asked for are guestBlock times this
-        self._guestGrowth = 1
-        #: the guest numbers this node gives while it has no block: from a
-        #: range of its own, chosen at random far above the shared counter
-        self._ownGuest = random.randrange(10**8, 9 * 10**8, 10**5)
+        self.guests = GuestNumbers(redis, lambda: self.guestBlock, self.guestBlockMost)
 
     @property
     def events(self) -> IClusterEvents:
@@ -185,12 +174,7 @@ class RedisBroker:
             self.events.sharedElsewhere(key)
         self.events.knownTokens(shared.tokens)
         self.topics = {room: (t.topic, t.by) for room, t in shared.topics.items() if t.topic}
-        self._guestEnd = shared.guest
-        self._guest = self._guestEnd - self.guestBlock
-        self._nextGuests = None
-        # (and the next block at once: a burst of guests right after the
-        # start must not run out while Redis is slow to answer)
-        self._askGuests()
+        self.guests.start(shared.guest)
 
     def localState(self) -> dict[str, MemberState]:
         """
@@ -244,47 +228,7 @@ class RedisBroker:
         return self.replica.inRoom(key, room)
 
     def nextGuest(self) -> int | None:
-        if self._guest >= self._guestEnd:
-            if self._nextGuests is None:
-                # Redis has not given the next block yet: a number of this
-                # node's own range (a collision is improbable, and resolved
-                # as any other), and bigger blocks from now on
-                self._guestsRanOut = True
-                self._askGuests()
-                self._ownGuest += 1
-                return self._ownGuest
-            (self._guest, self._guestEnd), self._nextGuests = self._nextGuests, None
-        self._guest += 1
-        if self._nextGuests is None:
-            # (one block in hand, the next on its way)
-            self._askGuests()
-        return self._guest
-
-    def _guestBlockSize(self) -> int:
-        return min(self.guestBlock * self._guestGrowth, self.guestBlockMost)
-
-    def _askGuests(self) -> None:
-        """
-        Ask Redis for the next block of guest numbers (unless already
-        asking).
-        """
-        if self._askingGuests or not self.redis.connected:
-            return
-        if self._guestsRanOut:
-            self._guestsRanOut = False
-            if self._guestBlockSize() < self.guestBlockMost:
-                self._guestGrowth *= 2
-        size = self._guestBlockSize()
-        self._askingGuests = True
-
-        def got(end: int) -> None:
-            self._askingGuests = False
-            self._nextGuests = (end - size, end)
-
-        def failed(f: Failure) -> None:
-            self._askingGuests = False
-
-        self.redis.incrby(self.redis.key("guest"), size).addCallbacks(got, failed)
+        return self.guests.next()
 
     def topicOf(self, room: str) -> tuple[str, str] | None:
         return self.topics.get(room)

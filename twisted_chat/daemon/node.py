@@ -71,37 +71,11 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
     daemon.config, daemon.chat, daemon.lineFactory = config, chat, lineFactory
     chat.recentErrors = daemon.recentErrors = RecentErrors()
     LagMonitor(stats, reactor).setServiceParent(top)
-    worker = config.get("worker")
     throttles: list[Throttle] = [cluster] if cluster is not None else []
     counted: Callable[[IProtocolFactory], IProtocolFactory] = lambda factory: factory
+    worker = config.get("worker")
     if worker is not None:
-        from twisted_chat.daemon.descriptors import DescriptorGuard
-        from twisted_chat.daemon.workers import ParentWatch
-
-        daemon.worker = worker
-        # (near its descriptor limit a worker leaves the shared sockets'
-        # connections to the others)
-        guard = DescriptorGuard(reactor, what="worker %d" % (worker,))
-        guard.setServiceParent(top)
-        throttles.append(guard)
-        counted = guard.counting
-        peers = config.get("peer-dir")
-
-        def cleanUp() -> None:
-            # (a parent killed with SIGKILL could not remove its directory)
-            if peers:
-                import shutil
-
-                shutil.rmtree(peers, ignore_errors=True)
-
-        ParentWatch(reactor, cleanUp=cleanUp).setServiceParent(top)
-        if peers:
-            from twisted_chat.daemon.machine import ParentCount
-
-            # --max-per-ip and --max-connections hold for the whole machine
-            count = ParentCount(peers, reactor)
-            count.setServiceParent(top)
-            chat.admission.machine = count
+        counted = _asWorker(config, reactor, worker, daemon, chat, throttles, top)
     if clusterCounts is not None:
         from twisted_chat.cluster.limits import ClusterCount
 
@@ -129,6 +103,50 @@ def makeNode(config: Options, reactor: IDaemonReactor, process: bool) -> MultiSe
         for description in config["metrics"]:
             Listener("metrics", description, metricsSite, reactor).setServiceParent(top)
     return top
+
+
+def _asWorker(
+    config: Options,
+    reactor: IDaemonReactor,
+    worker: int,
+    daemon: Daemon,
+    chat: ChatService,
+    throttles: list[Throttle],
+    top: MultiService,
+) -> Callable[[IProtocolFactory], IProtocolFactory]:
+    """
+    What a worker of a C{--workers} parent adds to its tree: the guard of
+    its descriptors (added to C{throttles}; returns what makes a factory
+    count its connections for it), the watch on its parent, and the
+    machine-wide count of connections.
+    """
+    from twisted_chat.daemon.descriptors import DescriptorGuard
+    from twisted_chat.daemon.workers import ParentWatch
+
+    daemon.worker = worker
+    # (near its descriptor limit a worker leaves the shared sockets'
+    # connections to the others)
+    guard = DescriptorGuard(reactor, what="worker %d" % (worker,))
+    guard.setServiceParent(top)
+    throttles.append(guard)
+    peers = config.get("peer-dir")
+
+    def cleanUp() -> None:
+        # (a parent killed with SIGKILL could not remove its directory)
+        if peers:
+            import shutil
+
+            shutil.rmtree(peers, ignore_errors=True)
+
+    ParentWatch(reactor, cleanUp=cleanUp).setServiceParent(top)
+    if peers:
+        from twisted_chat.daemon.machine import ParentCount
+
+        # --max-per-ip and --max-connections hold for the whole machine
+        count = ParentCount(peers, reactor)
+        count.setServiceParent(top)
+        chat.admission.machine = count
+    return guard.counting
 
 
 def _makeCluster(config: Options, reactor: IDaemonReactor) -> RedisCluster | None:
