@@ -542,18 +542,7 @@ async def test_guestsOfABurstRightAfterStartStayDistinct(nodes: Any, monkeypatch
     of guests bigger than one block, right after the nodes joined, gets
     nicks nobody else has.
     """
-    from twisted_chat.cluster.broker import RedisBroker
-
-    monkeypatch.setattr(RedisBroker, "guestBlock", 10)
-    a, b = await nodes("a"), await nodes("b")
-    await a.cluster.redis.ping()
-    await b.cluster.redis.ping()
-    guests = [node.connect() for node in (a, b) for _ in range(15)]
-    await a.cluster.redis.ping()
-    await b.cluster.redis.ping()
-    nicks = [g.member.nick for g in guests]
-    assert len(set(nicks)) == len(nicks) == 30
-    assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]
+    await _guestBurst(nodes, monkeypatch, 15)
 
 
 @pytest_twisted.ensureDeferred
@@ -563,18 +552,7 @@ async def test_guestsBeyondTheBlocksStayDistinct(nodes: Any, monkeypatch: pytest
     block cannot come in between) still get nicks nobody else has: the
     node gives numbers of its own range meanwhile.
     """
-    from twisted_chat.cluster.broker import RedisBroker
-
-    monkeypatch.setattr(RedisBroker, "guestBlock", 10)
-    a, b = await nodes("a"), await nodes("b")
-    await a.cluster.redis.ping()
-    await b.cluster.redis.ping()
-    guests = [node.connect() for node in (a, b) for _ in range(40)]
-    await a.cluster.redis.ping()
-    await b.cluster.redis.ping()
-    nicks = [g.member.nick for g in guests]
-    assert len(set(nicks)) == len(nicks) == 80
-    assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]
+    await _guestBurst(nodes, monkeypatch, 40)
 
 
 def test_throttleWhileRedisIsBehind() -> None:
@@ -973,3 +951,23 @@ async def test_typingAndReadMarkersAcrossNodes(nodes: Any) -> None:
     alice.member.join("#t")
     history = await rejoined
     assert history.read == (said.id, 1, 0)
+
+
+async def _guestBurst(nodes: Any, monkeypatch: pytest.MonkeyPatch, each: int) -> None:
+    """
+    Two nodes with blocks of 10 guest numbers, C{each} guests connecting
+    to each at once, right after both joined: every guest has a nick
+    nobody else has, and none was renamed for a collision.
+    """
+    from twisted_chat.cluster.broker import RedisBroker
+
+    monkeypatch.setattr(RedisBroker, "guestBlock", 10)
+    a, b = await nodes("a"), await nodes("b")
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    guests = [node.connect() for node in (a, b) for _ in range(each)]
+    await a.cluster.redis.ping()
+    await b.cluster.redis.ping()
+    nicks = [g.member.nick for g in guests]
+    assert len(set(nicks)) == len(nicks) == 2 * each
+    assert not [e for g in guests for e in g.events if isinstance(e, Notice) and "taken on another server" in e.text]

@@ -125,6 +125,21 @@ def test_historyUnavailable(clock: Clock) -> None:
     assert alice.current == "#lobby"
 
 
+def _resumesWhileDown(store: MemoryStore, clock: Clock, down: Callable[[], object]) -> tuple[Any, Any, Any]:
+    """
+    alice says m1-m3 in #lobby; the store goes C{down}; bob joins it,
+    resuming after m1: returns alice, bob and bob's client.
+    """
+    service = ChatService(store=store, clock=clock)
+    alice, _ = enter(service, "alice", "#lobby")
+    for i in range(3):
+        say(alice, "m%d" % (i + 1,))
+    down()
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby", since=(store.epoch, 1))
+    return alice, bob, cb
+
+
 def test_resumeRetriedUntilTheStoreIsBack(clock: Clock) -> None:
     """
     A resume whose history read fails is read again until the store
@@ -134,13 +149,7 @@ def test_resumeRetriedUntilTheStoreIsBack(clock: Clock) -> None:
     """
     store = FlakyStore()
     store.down = False
-    service = ChatService(store=store, clock=clock)
-    alice, _ = enter(service, "alice", "#lobby")
-    for i in range(3):
-        say(alice, "m%d" % (i + 1,))
-    store.down = True
-    bob, cb = connect(service, "bob")
-    bob.join("#lobby", since=(store.epoch, 1))
+    alice, bob, cb = _resumesWhileDown(store, clock, lambda: setattr(store, "down", True))
     assert cb.describe() == [("join", "#lobby", "bob"), ("presence", "#lobby", ["alice", "bob"])]
     clock.pump([RETRY_FIRST_DELAY, RETRY_FIRST_DELAY * 2])
     say(alice, "m4")
@@ -223,13 +232,7 @@ def test_resumeDuringAStall(clock: Clock, stall: float, history: list[int] | Non
     at once, within the 15 s a client waits for an answer.
     """
     store = StalledStore(clock)
-    service = ChatService(store=store, clock=clock)
-    alice, _ = enter(service, "alice", "#lobby")
-    for i in range(3):
-        say(alice, "m%d" % (i + 1,))
-    store.stalled = True
-    bob, cb = connect(service, "bob")
-    bob.join("#lobby", since=(store.epoch, 1))
+    alice, bob, cb = _resumesWhileDown(store, clock, lambda: setattr(store, "stalled", True))
     cb.take()
     say(alice, "m4")
     clock.advance(5.0)
