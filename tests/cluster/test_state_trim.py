@@ -215,3 +215,26 @@ async def test_deletedFirstMessagesStayDeleted(nodes: Any, redisServer: Any) -> 
     await alice.member.edit(ids[3], "m 3 edited")
     await alice.member.react(ids[4], "👍")
     assert {ids[0], ids[1]} <= _stateIds(redisServer, "%s:st:#d" % (PREFIX,))
+
+
+@pytest_twisted.ensureDeferred
+async def test_updatesAloneMoveTheHorizon(nodes: Any, redisServer: Any) -> None:
+    """
+    A room's stream is moved past its changed messages by updates alone
+    (reactions taken and given back, nothing said): the state of those
+    messages goes all the same.
+    """
+    a = await nodes("a")
+    a.cluster.store.retainMessages = 60
+    alice, _ = await _joined(a, "alice", "#u")
+    ids = [(await alice.member.say("m %d" % i)).id for i in range(50)]
+    for id in ids[:5]:
+        await alice.member.edit(id, "m %d edited" % (id,))
+    stream = "%s:h:#u" % (PREFIX,)
+    for i in range(60):
+        if _firstId(redisServer, stream) > ids[4]:
+            break
+        await alice.member.react(ids[-1], "👍", on=i % 2 == 0)
+    first = _firstId(redisServer, stream)
+    assert first > ids[4]
+    assert not {id for id in _stateIds(redisServer, "%s:st:#u" % (PREFIX,)) if id < first}

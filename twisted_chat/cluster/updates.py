@@ -103,11 +103,12 @@ end
 local id = redis.call('INCR', KEYS[2])
 local update = %s
 local body = cjson.encode(update)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[13], id .. '-1', 'm', body)
+redis.call('XADD', KEYS[3], id .. '-1', 'm', body)
 if op == 'edit' and author ~= '' then
   local edits = redis.call('HGET', KEYS[5], 'e' .. target)
   redis.call('HSET', KEYS[5], 'e' .. target, (edits or '') .. ' ' .. id)
 end
+if redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[13]) > 0 then horizon(KEYS[3], KEYS[9], KEYS[2]) end
 trim(KEYS[3], KEYS[5], KEYS[8], KEYS[9])
 if ARGV[11] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[12]) end
 update['%s'] = original
