@@ -58,6 +58,18 @@ local function apply(cur, op, sender, text, mentions, time, emoji, on)
   end
   return msg
 end
+local function current(st, h, target)
+  local cur = redis.call('HGET', st, target)
+  if not cur then
+    local r = redis.call('XRANGE', h, target .. '-1', target .. '-1')
+    if r[1] then cur = r[1][2][2] end
+  end
+  return cur
+end
+local function noteEdit(st, target, id)
+  local edits = redis.call('HGET', st, 'e' .. target)
+  redis.call('HSET', st, 'e' .. target, (edits or '') .. ' ' .. id)
+end
 """
 
 UPDATE = _APPLY + _TRIM + """
@@ -69,11 +81,7 @@ if ARGV[11] == '1' then
 end
 local op, target = ARGV[4], ARGV[5]
 local text, mentions = ARGV[6], ARGV[10]
-local cur = redis.call('HGET', KEYS[5], target)
-if not cur then
-  local r = redis.call('XRANGE', KEYS[3], target .. '-1', target .. '-1')
-  if r[1] then cur = r[1][2][2] end
-end
+local cur = current(KEYS[5], KEYS[3], target)
 local original, author = '', ''
 if cur and string.find(cur, '"t":"m"', 1, true) then
   local was = cjson.decode(cur)
@@ -104,10 +112,7 @@ local id = redis.call('INCR', KEYS[2])
 local update = %s
 local body = cjson.encode(update)
 redis.call('XADD', KEYS[3], id .. '-1', 'm', body)
-if op == 'edit' and author ~= '' then
-  local edits = redis.call('HGET', KEYS[5], 'e' .. target)
-  redis.call('HSET', KEYS[5], 'e' .. target, (edits or '') .. ' ' .. id)
-end
+if op == 'edit' and author ~= '' then noteEdit(KEYS[5], target, id) end
 if redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[13]) > 0 then horizon(KEYS[3], KEYS[9], KEYS[2]) end
 trim(KEYS[3], KEYS[5], KEYS[8], KEYS[9])
 if ARGV[11] == '1' then redis.call('SET', KEYS[4], body, 'EX', ARGV[12]) end
@@ -244,11 +249,7 @@ if ARGV[11] == '1' then
 end
 local op, target = ARGV[4], ARGV[5]
 local text = ARGV[6]
-local cur = redis.call('HGET', KEYS[6], target)
-if not cur then
-  local r = redis.call('XRANGE', KEYS[3], target .. '-1', target .. '-1')
-  if r[1] then cur = r[1][2][2] end
-end
+local cur = current(KEYS[6], KEYS[3], target)
 local original, author = '', ''
 if cur and string.find(cur, '"t":"p"', 1, true) then
   local was = cjson.decode(cur)
@@ -280,10 +281,7 @@ local update = %s
 local body = cjson.encode(update)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[13], id .. '-1', 'p', body)
 if KEYS[4] ~= KEYS[3] then redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[13], id .. '-1', 'p', body) end
-if op == 'edit' and author ~= '' then
-  local edits = redis.call('HGET', KEYS[6], 'e' .. target)
-  redis.call('HSET', KEYS[6], 'e' .. target, (edits or '') .. ' ' .. id)
-end
+if op == 'edit' and author ~= '' then noteEdit(KEYS[6], target, id) end
 ptrim(KEYS[3], KEYS[7], KEYS[6])
 if KEYS[4] ~= KEYS[3] then ptrim(KEYS[4], KEYS[8], KEYS[6]) end
 if ARGV[11] == '1' then redis.call('SET', KEYS[5], body, 'EX', ARGV[12]) end
