@@ -198,14 +198,13 @@ class TextView:
                 # was sent, on this connection: a line said while the
                 # history is read that is stored before the read is in
                 # it, and not echoed again (the history is the echo) —
-                # unless a "!!!" line came since it was sent (which may be
-                # its answer: see resolve()).
+                # unless a "!!!" line that came may be its answer (see
+                # resolve(): one left once the older lines took theirs).
                 r = j.byToken.get(token)
                 ep = j.episode(self.conn, room)
                 if (
                     r is not None and r.client == self.client.name and r.answered is None and r.conn == self.conn
-                    and ep is not None and r.room == room and r.sent >= ep.start
-                    and not any(t + 0.001 >= r.sent for t, _ in self.errors)
+                    and ep is not None and r.room == room and r.sent >= ep.start and not self._mayBeErrorOf(r)
                 ):  # fmt: skip
                     j.answer(r, "ack", self.conn)
         elif line.startswith("!!! "):
@@ -259,6 +258,28 @@ class TextView:
         m = _NICK.search(line)
         if m is not None and ("you are now" in line[:40] or "renamed" in line):
             self.nick = m.group(1)
+
+    def _mayBeErrorOf(self, request: Request) -> bool:
+        """
+        Whether one of the C{!!!} lines so far answers C{request} when they
+        are matched as resolve() does (each to the oldest line sent before
+        it still without an answer). An error that came while a line sent
+        before it waited for its own is that line's: a history that then
+        shows C{request} is its answer. (Taken for C{request}'s, a line
+        that timed out during a Redis stall, followed by one stored when
+        Redis woke that the join's history showed, left the next line's
+        error to the second and the next line unanswered: silence, redis2
+        seed 98845461.)
+        """
+        waiting = [r for r in self.pending if r.answered is None]
+        for t, _ in self.errors:
+            for r in waiting:
+                if r.sent <= t + 0.001:
+                    if r is request:
+                        return True
+                    waiting.remove(r)
+                    break
+        return False
 
     def waitLine(self, predicate: Callable[[str], bool]) -> asyncio.Future[str]:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()

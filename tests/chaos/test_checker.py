@@ -355,6 +355,35 @@ def test_ownLineInTheHistoryOfTheJoinUnderWay() -> None:
     assert (following.answer, following.detail) == ("error", "!!! the message store is unreachable: not sent, try again")
 
 
+def test_ownLinesInTheHistoryOfTheJoinUnderWayAfterATimeout() -> None:
+    """
+    text1 joins #dev during a Redis stall and says two lines; the first
+    times out ("did not confirm", it may have been stored), the second is
+    stored when Redis wakes, before the join's history is read again:
+    the history shows both, and that is the second's answer (the error
+    was the first's). Its next line's error answers that line (redis2
+    seed 98845461 took it for the second's, leaving the third silent).
+    """
+    journal = Journal()
+    client = SimpleNamespace(journal=journal, name="text1")
+    view = TextView(client, "text1#6")  # type: ignore[arg-type]
+    journal.connect("text1", "ws-text", "b")
+    journal.join("text1", "text1#6", "#dev", "join")
+    first = journal.sent("text1", "text1#6", "#dev", "q.text1.16")
+    second = journal.sent("text1", "text1#6", "#dev", "q.text1.17")
+    view.pending += [first, second]
+    view.feed("!!! the message store did not confirm this message (Redis: no answer within 10 s); it may have "
+              "been stored: resend it with the same ref to be sure")  # fmt: skip
+    view.feed("#dev [12:00] <text1> q.text1.16 hello")
+    view.feed("#dev [12:00] <text1> q.text1.17 again")
+    third = journal.sent("text1", "text1#6", "#dev", "q.text1.18")
+    view.pending.append(third)
+    view.feed("!!! the message store is unreachable: not sent, try again")
+    view.resolve()
+    assert (first.answer, second.answer, third.answer) == ("error", "ack", "error")
+    assert third.detail == "!!! the message store is unreachable: not sent, try again"
+
+
 def test_memberWhoseEventsWereHeldLeftSoonAfter() -> None:
     """
     json2's message was acknowledged at 33.2 s; json1's node held json1's
