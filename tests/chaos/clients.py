@@ -49,6 +49,8 @@ _NICK = re.compile(r"you are now ([\w-]+)")
 _CURRENT = re.compile(r"^\*\*\* (?:(#[\w-]+) is now your current room|your current room is (#[\w-]+))")
 _RESET = re.compile(r"^\*\*\* (#[\w-]+): .*history was reset")
 _NOTRESUMED = re.compile(r"^\*\*\* (#[\w-]+): could not resume")
+_UNAVAILABLE = re.compile(r"^\*\*\* (#[\w-]+): the history cannot be read now")
+_FILLED = re.compile(r"^\*\*\* (#[\w-]+): (\d+) messages? from while the history could not be read:")
 
 
 class Context:
@@ -170,12 +172,22 @@ class TextView:
         self.pending: list[Request] = []
         self.errors: list[tuple[float, str]] = []
         self.welcomed = asyncio.Event()
+        # (room, lines left) of the terminal client's fill of a history
+        # the server could not read (see feed)
+        self._filling: tuple[str, int] | None = None
         self._waiters: list[tuple[Callable[[str], bool], asyncio.Future[str]]] = []
 
     def feed(self, line: str) -> None:
         j = self.journal
         m = _MESSAGE.match(line)
-        if m is not None:
+        if m is not None and self._filling is not None and self._filling[0] == m.group(1) and m.group(2):
+            # The terminal client's fill of what a history the server could
+            # not read left out, shown after the live messages that came
+            # since (older ones, by design): not checked here. Nothing was
+            # shown of those before (the episode starts unrecovered).
+            room, left = self._filling
+            self._filling = (room, left - 1) if left > 1 else None
+        elif m is not None:
             room, stamp, text = m.group(1), m.group(2), m.group(5)
             token = tokenOf(text)
             live = stamp is None
@@ -245,8 +257,17 @@ class TextView:
             j.notice(self.conn, m.group(1))
             return
         m = _NOTRESUMED.match(line)
+        if m is None and self.continuous:
+            # (the terminal client: a join or resume whose history could
+            # not be read starts unrecovered; what it left out is fetched
+            # later, see feed)
+            m = _UNAVAILABLE.match(line)
         if m is not None:
             j.join(self.client.name, self.conn, m.group(1), "resume", recovered=False)
+            return
+        m = _FILLED.match(line)
+        if m is not None:
+            self._filling = (m.group(1), int(m.group(2)))
             return
         m = _CURRENT.match(line)
         if m is not None:

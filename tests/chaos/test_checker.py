@@ -384,6 +384,31 @@ def test_ownLinesInTheHistoryOfTheJoinUnderWayAfterATimeout() -> None:
     assert third.detail == "!!! the message store is unreachable: not sent, try again"
 
 
+def test_terminalFillOfAnUnavailableHistory() -> None:
+    """
+    The terminal client joined #dev while the server could not read its
+    history: the episode starts unrecovered; the messages it fetches later
+    (older than the live ones shown meanwhile) are not taken for live
+    ones out of order, and what follows is read as usual.
+    """
+    journal = Journal()
+    client = SimpleNamespace(journal=journal, name="term1")
+    view = TextView(client, "term1#1", continuous=True)  # type: ignore[arg-type]
+    journal.connect("term1", "ws-json", "a")
+    view.feed("*** Welcome to twisted-chat, term1! You are in #dev. Type /help for commands.")
+    view.feed("*** #dev: term1 joined")
+    view.feed("*** #dev: the history cannot be read now (the message store is not answering); "
+              "it comes when the server can read it")  # fmt: skip
+    view.feed("#dev <json1> q.json1.9 live")
+    view.feed("*** #dev: 2 messages from while the history could not be read:")
+    view.feed("#dev [12:00] <json1> q.json1.7 older")
+    view.feed("#dev [12:00] <json1> q.json1.8 older")
+    view.feed("#dev <json1> q.json1.10 live again")
+    ep = journal.episode("term1#1", "#dev")
+    assert ep is not None and (ep.how, ep.recovered) == ("resume", False)
+    assert [e.token for e in ep.entries] == ["q.json1.9", "q.json1.10"]
+
+
 def test_memberWhoseEventsWereHeldLeftSoonAfter() -> None:
     """
     json2's message was acknowledged at 33.2 s; json1's node held json1's

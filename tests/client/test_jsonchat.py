@@ -226,6 +226,90 @@ def test_historyResetByTheServer() -> None:
     assert chat.hello()["since"] == {"#lobby": {"epoch": "e2", "id": 1}}
 
 
+def test_holeLeftByAnUnavailableHistoryIsFetched() -> None:
+    """
+    The server could not read the history of alice's join (its store
+    stalled): alice is told it comes later, and the first live message
+    (id 8) makes the client ask for the messages before it. They are
+    shown, once, under a header of their own; nothing is asked again.
+    """
+    chat = JsonChat(lambda: NOON, nick="alice")
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    lines = chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [], "reason": "unavailable"})
+    assert lines == [
+        "*** #lobby: the history cannot be read now (the message store is not answering); "
+        "it comes when the server can read it"
+    ]
+    assert chat.takeRequests() == []
+    assert chat.render(msg("#lobby", 8, "bob", "live")) == ["#lobby <bob> live"]
+    assert chat.takeRequests() == [{"type": "history", "room": "#lobby", "before": 8, "limit": 50}]
+    assert chat.render(msg("#lobby", 9, "bob", "more")) == ["#lobby <bob> more"]
+    assert chat.takeRequests() == []
+    answer = [msg("#lobby", i, "carol", "m%d" % (i,)) for i in (6, 7)]
+    assert chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": answer}) == [
+        "*** #lobby: 2 messages from while the history could not be read:",
+        "#lobby [12:00] <carol> m6",
+        "#lobby [12:00] <carol> m7",
+    ]
+    chat.render(msg("#lobby", 10, "bob", "again"))
+    assert chat.takeRequests() == [] and chat.holes == {}
+    assert chat.hello()["since"] == {"#lobby": {"epoch": "e1", "id": 10}}
+
+
+def test_holeOfAResumeIsAskedAgainUntilTheStoreAnswers() -> None:
+    """
+    A resume from id 4 whose history could not be read: the client asks
+    for ids 5-8 when live id 9 comes; while the answers are unavailable it
+    asks again on a later live message, at most every 5 s, and after a
+    reconnect at once; the answer's messages outside the hole (4, 9) are
+    not shown twice. A /history the server could not read tells the user
+    to ask again, and leaves no hole.
+    """
+    now = [NOON]
+    chat = JsonChat(lambda: now[0], nick="alice")
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [msg("#lobby", 4, "bob", "m4")]})
+    chat.hello()
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    lines = chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [], "recovered": False,
+                         "reason": "unavailable"})  # fmt: skip
+    assert lines == [
+        "*** #lobby: the history cannot be read now (the message store is not answering); "
+        "it comes when the server can read it"
+    ]
+    ask = {"type": "history", "room": "#lobby", "before": 9, "limit": 4}
+    chat.render(msg("#lobby", 9, "bob", "m9"))
+    assert chat.takeRequests() == [ask]
+    assert chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [], "reason": "unavailable"}) == []
+    now[0] += 4
+    chat.render(msg("#lobby", 10, "bob", "m10"))
+    assert chat.takeRequests() == []
+    now[0] += 2
+    chat.render(msg("#lobby", 11, "bob", "m11"))
+    assert chat.takeRequests() == [ask]
+    chat.hello()
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [], "recovered": True})
+    chat.render(msg("#lobby", 12, "bob", "m12"))
+    assert chat.takeRequests() == [ask]
+    answer = [msg("#lobby", i, "bob", "m%d" % (i,)) for i in range(4, 10) if i != 6]
+    assert chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": answer}) == [
+        "*** #lobby: 3 messages from while the history could not be read:",
+        "#lobby [12:00] <bob> m5",
+        "#lobby [12:00] <bob> m7",
+        "#lobby [12:00] <bob> m8",
+    ]
+    chat.translate("/history")
+    assert chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [], "reason": "unavailable"}) == [
+        "*** #lobby: the history cannot be read now (the message store is not answering); /history asks again"
+    ]
+    assert chat.holes == {}
+
+
 def test_helloCarriesTokenAndPrivateSince() -> None:
     """
     The owner token of a welcome is sent with the same nick in later

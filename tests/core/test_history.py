@@ -19,7 +19,7 @@ from twisted_chat.core.history import HOLD_FOR, RETRY_FIRST_DELAY
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
 
-from tests.support.fakes import connect, describe, enter, fired, LaggingBroker, say
+from tests.support.fakes import connect, describe, enter, fired, FlakyStore, LaggingBroker, say
 
 
 # -- history --------------------------------------------------------------------
@@ -75,30 +75,6 @@ def test_historyRequest(clock: Clock) -> None:
         ("history", "#lobby", [1, 2], None, ""),
         ("history", "#empty", [], None, ""),
     ]
-
-
-class FlakyStore(MemoryStore):
-    """
-    A memory store whose history reads fail while C{down} is set (as
-    Redis' do while it is stalled or restarting); writes still work.
-    """
-
-    def __init__(self, **kw: Any) -> None:
-        MemoryStore.__init__(self, **kw)
-        self.down = True
-        self.historyReads = 0
-
-    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
-        return self._read(MemoryStore.recent, room, limit, before)
-
-    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
-        return self._read(MemoryStore.since, room, epoch, afterId, limit)
-
-    def _read(self, method: Callable[..., Deferred[Any]], *args: Any) -> Deferred[Any]:
-        self.historyReads += 1
-        if self.down:
-            return fail(OSError("disk on fire"))
-        return method(self, *args)
 
 
 def test_historyUnavailable(clock: Clock) -> None:

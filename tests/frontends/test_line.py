@@ -16,13 +16,14 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from zope.interface.verify import verifyObject
 
+from twisted_chat.core.history import HOLD_FOR
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.frontends.line import LineChatFactory
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
 from twisted_chat.wire.commands import HELP
 
-from tests.support.fakes import fired
+from tests.support.fakes import fired, FlakyStore
 from tests.support.lines import MemoryLine, quiet
 
 
@@ -420,6 +421,32 @@ def test_action(factory: LineChatFactory) -> None:
     quiet(alice, bob)
     assert alice.say("/me waves") == ["#lobby * alice waves"]
     assert bob.lines() == ["#lobby * alice waves"]
+
+
+def test_historyUnavailable(clock: Clock) -> None:
+    """
+    When the store cannot be read (with --broker: Redis stalled), a joiner
+    is told that the history cannot be read now, not shown an empty room,
+    and so is a /history meanwhile; once the store answers, /history shows
+    the messages.
+    """
+    store = FlakyStore()
+    store.down = False
+    factory = LineChatFactory(ChatService(store=store, clock=clock), clock=clock)
+    alice = login(factory, "alice")
+    alice.say("before the stall")
+    store.down = True
+    bob = MemoryLine(factory)
+    clock.pump([0.5] * int(HOLD_FOR * 2 + 2))
+    unavailable = "*** #lobby: the history cannot be read now (the message store is not answering); /history asks again"
+    assert unavailable in bob.lines()
+    assert bob.say("/history") == [unavailable]
+    store.down = False
+    assert bob.say("/history") == [
+        "*** #lobby: history, 1 message:",
+        "#lobby [00:00] <alice> before the stall",
+        "*** #lobby: end of history",
+    ]
 
 
 def test_doubleSlashSendsASlash(factory: LineChatFactory) -> None:

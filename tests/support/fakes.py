@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -39,6 +39,7 @@ from twisted_chat.core.events import (
 )
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService, Member
+from twisted_chat.stores.memory import MemoryStore
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Event)
@@ -304,3 +305,27 @@ class LaggingBroker(LocalBroker):
         for m in pending:
             self.delivered[m.room] = m.id
             self.events.deliverMessage(m)
+
+
+class FlakyStore(MemoryStore):
+    """
+    A memory store whose history reads fail while C{down} is set (as
+    Redis' do while it is stalled or restarting); writes still work.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        MemoryStore.__init__(self, **kw)
+        self.down = True
+        self.historyReads = 0
+
+    def recent(self, room: str, limit: int, before: int | None = None) -> Deferred[list[Message]]:
+        return self._read(MemoryStore.recent, room, limit, before)
+
+    def since(self, room: str, epoch: str, afterId: int, limit: int) -> Deferred[list[Message] | None]:
+        return self._read(MemoryStore.since, room, epoch, afterId, limit)
+
+    def _read(self, method: Callable[..., Deferred[Any]], *args: Any) -> Deferred[Any]:
+        self.historyReads += 1
+        if self.down:
+            return fail(OSError("disk on fire"))
+        return method(self, *args)

@@ -17,7 +17,7 @@ import secrets
 from typing import Callable
 
 from twisted_chat.client.conversation import CLIENT_COMMANDS, Conversation, ReceivedMessage, Shown, Translation
-from twisted_chat.client.resume import JsonObject
+from twisted_chat.client.resume import Hole, JsonObject
 from twisted_chat.client.typed import describeInput
 from twisted_chat.core.errors import ChatError
 from twisted_chat.wire.commands import (
@@ -33,12 +33,14 @@ from twisted_chat.wire.render import (
     epochLine,
     errorLine,
     historyLines,
+    historyUnavailableLine,
     joinedLine,
     messageLine,
     nickLine,
     noticeLine,
     oneLine,
     partLine,
+    plural,
     presenceLine,
     privateHistoryLine,
     roomsLine,
@@ -323,6 +325,9 @@ class JsonChat(Conversation):
         m = ReceivedMessage.fromEvent(event)
         if self.known(m.room, m.epoch, m.id):
             return []
+        hole = self.holeToFetch(m.room, m.epoch, m.id, self._now())
+        if hole is not None:
+            self._pending.append(hole.request())
         self.seen(m.room, m.epoch, m.id)
         lines = []
         replyTo = event.get("reply_to")
@@ -405,6 +410,17 @@ class JsonChat(Conversation):
         messages = [ReceivedMessage.fromEvent(m) for m in events]
         recovered = event.get("recovered")
         requested = self.answersRequest(room)
+        unavailable = event.get("reason") == "unavailable"
+        if isinstance(requested, Hole):
+            return [] if unavailable else self._filled(requested, epoch, events)
+        if unavailable:
+            # (not "could not resume": the messages left out are fetched
+            # once the server can read them, see on_message)
+            if not requested:
+                self.historyUnavailable(room, epoch)
+                if recovered is False:
+                    self.notRecovered(room, epoch)
+            return [historyUnavailableLine(room, fetched=not requested)]
         if not requested:
             # what came before (a resume, a rejoin) is not shown twice
             fresh = [not self.known(room, epoch, m.id) for m in messages]
@@ -421,6 +437,29 @@ class JsonChat(Conversation):
         shown: list[SaidInRoom] = [m for e, m in zip(events, messages) if e.get("deleted") is not True]
         lines.extend(historyLines(room, shown, self._now(), requested, resumed=recovered is True))
         return lines + self._updateLines(updates)
+
+    def _filled(self, hole: Hole, epoch: str, events: list[JsonObject]) -> list[str]:
+        """
+        The answer to our request for C{hole} (not C{unavailable}: then it
+        is asked for again on a later live message): its messages, under a
+        header.
+        """
+        if hole.before is None or epoch != hole.epoch:
+            return []
+        messages = [ReceivedMessage.fromEvent(e) for e in events]
+        self.holeFilled(hole)
+        inside = [(e, m) for e, m in zip(events, messages) if hole.after < m.id < hole.before]
+        for e, m in inside:
+            self._remember(hole.room, m.id, Shown.fromEvent(e))
+        shown = [m for e, m in inside if e.get("deleted") is not True]
+        lines = []
+        if shown:
+            lines.append(NOTICE + "%s: %s from while the history could not be read:" % (
+                hole.room, plural(len(shown), "message")))  # fmt: skip
+            lines.extend(messageLine(m, stamp(m.time, self._now())) for m in shown)
+        if hole.wider():
+            lines.append(NOTICE + "%s: some earlier messages may be missing" % (hole.room,))
+        return lines
 
     def on_rooms(self, event: JsonObject) -> list[str]:
         rooms = event["rooms"]

@@ -42,9 +42,11 @@ class Resume:
         self._tokenNick: str | None = None
         #: the highest private message id seen
         self.privateSince: int | None = None
-        # rooms (or None for "the current one") of /history requests not yet
-        # answered, oldest first
-        self._historyRequests: list[str | None] = []
+        # history requests not yet answered, oldest first: the room (or
+        # None for "the current one") of a /history, or a Hole being fetched
+        self._historyRequests: list[str | Hole | None] = []
+        #: room -> the messages a history the server could not read left out
+        self.holes: dict[str, Hole] = {}
         # rooms of the welcome whose join events have not arrived yet
         self._helloRooms: list[str] = []
         # rooms we joined whose (join) history has not arrived yet
@@ -79,6 +81,9 @@ class Resume:
             request["private_since"] = self.privateSince
         # what the welcome and joins tell us is the truth from here on
         self._historyRequests = []
+        for hole in self.holes.values():
+            # (asked on the lost connection: ask again on this one)
+            hole.asked = None
         self._joinHistories = set()
         self.welcomed = False
         return request
@@ -125,6 +130,7 @@ class Resume:
         if room in self.rooms:
             self.rooms.remove(room)
         self.positions.pop(room, None)
+        self.holes.pop(room, None)
         self._joinHistories.discard(room)
         if self.current == room:
             self.current = self.rooms[-1] if self.rooms else None
@@ -169,6 +175,7 @@ class Resume:
         are void; ids start again at 1 in the new one.
         """
         self.positions[room] = (epoch, 0)
+        self.holes.pop(room, None)
 
     # -- histories --
 
@@ -178,20 +185,62 @@ class Resume:
         """
         self._historyRequests.append(self.current)
 
-    def answersRequest(self, room: str) -> bool:
+    def answersRequest(self, room: str) -> bool | Hole:
         """
         Whether a C{history} event for C{room} answers one of our C{/history}
-        requests (consuming that request), rather than coming with a join.
+        requests (consuming that request), rather than coming with a join;
+        the L{Hole} it fills when it answers the request for one.
         """
         if room in self._joinHistories:
             # the history that follows our own join of the room
             self._joinHistories.remove(room)
             return False
         for i, wanted in enumerate(self._historyRequests):
-            if wanted is None or wanted == room:
+            if wanted is None or wanted == room or (isinstance(wanted, Hole) and wanted.room == room):
                 del self._historyRequests[i]
-                return True
+                return wanted if isinstance(wanted, Hole) else True
         return False
+
+    # -- holes: what a history the server could not read left out --
+
+    def historyUnavailable(self, room: str, epoch: str) -> None:
+        """
+        The history of our join (or resume) of C{room} could not be read:
+        what came after the position we had (in C{epoch}; from the start
+        without one) is fetched once the first live message tells where
+        it ends (see L{holeToFetch}).
+        """
+        old = self.positions.get(room)
+        self.holes[room] = Hole(room, epoch, old[1] if old is not None and old[0] == epoch else 0)
+
+    def holeToFetch(self, room: str, epoch: str, id: int, now: float) -> Hole | None:
+        """
+        Live message C{id} of C{room} (in C{epoch}) is about to be shown:
+        the hole before it to ask for now, if any (the first live message
+        ends the hole; it is asked for again, at most every L{Hole.AGAIN}
+        seconds, until an answer is not C{unavailable}).
+        """
+        hole = self.holes.get(room)
+        if hole is None or hole.epoch != epoch:
+            return None
+        if hole.before is None:
+            if id <= hole.after + 1:
+                # nothing was left out
+                del self.holes[room]
+                return None
+            hole.before = id
+        elif hole.asked is not None and now - hole.asked < Hole.AGAIN:
+            return None
+        hole.asked = now
+        self._historyRequests.append(hole)
+        return hole
+
+    def holeFilled(self, hole: Hole) -> None:
+        """
+        The answer to the request for C{hole} came with its messages.
+        """
+        if self.holes.get(hole.room) is hole:
+            del self.holes[hole.room]
 
     # -- our own messages --
 
@@ -216,3 +265,42 @@ class Resume:
             (room, epoch, id) for room, epoch, id in self._echoes if room in waiting and not self.known(room, epoch, id)
         ]
         return bool(self._echoes)
+
+
+class Hole:
+    """
+    The messages of C{room} a history the server could not read left out:
+    those of C{epoch} after id C{after} (0: every one), up to C{before},
+    the first live message after it (C{None} until it comes). C{asked}:
+    when we last asked for them.
+    """
+
+    #: seconds between two requests for a hole, while the answers are
+    #: C{unavailable}
+    AGAIN = 5.0
+    #: the most messages one request asks for (the server's cap)
+    MOST = 200
+    #: how many are asked for after a join that showed nothing (as a
+    #: join's history)
+    FRESH = 50
+
+    def __init__(self, room: str, epoch: str, after: int) -> None:
+        self.room = room
+        self.epoch = epoch
+        self.after = after
+        self.before: int | None = None
+        self.asked: float | None = None
+
+    def request(self) -> JsonObject:
+        """
+        The C{history} request for the hole (once C{before} is known).
+        """
+        assert self.before is not None
+        limit = min(self.before - 1 - self.after, self.MOST) if self.after else self.FRESH
+        return {"type": "history", "room": self.room, "before": self.before, "limit": limit}
+
+    def wider(self) -> bool:
+        """
+        Whether more messages may be missing than one request gets.
+        """
+        return self.before is not None and self.after > 0 and self.before - 1 - self.after > self.MOST

@@ -49,6 +49,7 @@ from twisted_chat.wire.render import (
     epochLine,
     errorLine,
     historyLines,
+    historyUnavailableLine,
     joinedLine,
     messageLine,
     nickLine,
@@ -225,10 +226,14 @@ class TextSession:
             self.sendText(presenceLine(event.room, event.members, event.total))
         elif kind == "history":
             assert isinstance(event, History)
-            # (the messages as they are now: neither updates nor deleted ones)
-            said = [m for m in event.messages if m.kind == "message" and not m.deleted]
-            for line in historyLines(event.room, said, self.now(), requested=not event.onJoin):
-                self.sendText(line)
+            if event.reason == "unavailable":
+                # (not "no messages yet": the store did not answer)
+                self.sendText(historyUnavailableLine(event.room))
+            else:
+                # (the messages as they are now: neither updates nor deleted ones)
+                said = [m for m in event.messages if m.kind == "message" and not m.deleted]
+                for line in historyLines(event.room, said, self.now(), requested=not event.onJoin):
+                    self.sendText(line)
         elif kind == "private-history":
             assert isinstance(event, PrivateHistory)
             if event.messages:

@@ -179,6 +179,18 @@ def epochLine(room: str) -> str:
     )
 
 
+def historyUnavailableLine(room: str, fetched: bool = False) -> str:
+    """
+    A room's history (on joining, or asked for) could not be read: the
+    message store did not answer (with --broker: Redis stalled or
+    restarting). Nothing is lost; it can be asked for again, or it is
+    C{fetched} by the client (the terminal client's, once the server can
+    read it).
+    """
+    then = "it comes when the server can read it" if fetched else "/history asks again"
+    return NOTICE + "%s: the history cannot be read now (the message store is not answering); %s" % (room, then)
+
+
 def noticeLine(text: str) -> str:
     """
     A notice from the server (or its admins) to everyone.
