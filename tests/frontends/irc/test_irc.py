@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 
+from tests.support.fakes import FlakyStore
 from tests.support.irc import Client, numeric
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -17,6 +18,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_chat.core.events import Message
+from twisted_chat.core.history import HOLD_FOR
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.core.service import ChatService
 from twisted_chat.frontends.irc.connection import IRCFactory
@@ -421,6 +423,29 @@ def test_historyOnJoinWithoutChathistory(factory: IRCFactory, service: ChatServi
     reader = Client(factory)
     reader.register("reader", "batch server-time draft/chathistory")
     assert [m.command for m in reader.cmd("JOIN #r")] == ["JOIN", "353", "366"]
+
+
+def test_joinHistoryUnavailable(clock: Clock) -> None:
+    """
+    A join whose history the store could not read (with --broker: Redis
+    stalled) gets a NOTICE to the channel saying so, not a silent empty
+    room, whether or not the client reads history itself.
+    """
+    store = FlakyStore()
+    store.down = False
+    service = ChatService(store=store, clock=clock)
+    factory = IRCFactory(service, clock=clock)
+    bob = joined(factory, "bob", "#r")
+    bob.cmd("PRIVMSG #r :one")
+    store.down = True
+    for caps in ("", "batch server-time draft/chathistory"):
+        c = Client(factory)
+        c.register("c%d" % (len(caps),), caps)
+        c.cmd("JOIN #r")
+        clock.pump([0.5] * int(HOLD_FOR * 2 + 2))
+        notices = [m.params for m in c.lines() if m.command == "NOTICE"]
+        assert notices == [["#r", "the history cannot be read now (the message store is not answering); "
+                                  "CHATHISTORY or a rejoin asks again"]]  # fmt: skip
 
 
 def test_chathistory(factory: IRCFactory, service: ChatService) -> None:

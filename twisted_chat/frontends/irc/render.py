@@ -377,12 +377,22 @@ class Renderer(OwnHolding, DraftsRendering):
 
     # -- history --
 
-    def playback(self, room: str, messages: list[Message]) -> list[str] | None:
+    def playback(self, room: str, messages: list[Message], unavailable: bool = False) -> list[str] | None:
         """
         The lines of a join's history, as a C{chathistory} batch; None for
         a client that reads history itself (C{draft/chathistory}) or when
-        there is none.
+        there is none. When the store could not read it (C{unavailable}),
+        a C{NOTICE} to the channel says so.
         """
+        if unavailable:
+            return [
+                formatMessage(
+                    "NOTICE",
+                    [room, "the history cannot be read now (the message store is not answering); "
+                     "CHATHISTORY or a rejoin asks again"],
+                    SERVER_NAME,
+                )
+            ]  # fmt: skip
         if not messages or self.conn.caps.has("draft/chathistory"):
             return None
         # (a deleted message is left out, as the redaction draft allows)
@@ -394,12 +404,13 @@ class Renderer(OwnHolding, DraftsRendering):
         if not h.onJoin:
             historyArrived(self.conn, h)
             return
+        unavailable = h.reason == "unavailable"
         if h.room not in self.awaitingHistory:
-            lines = self.playback(h.room, h.messages)
+            lines = self.playback(h.room, h.messages, unavailable)
             if lines:
                 self.conn.sendUnit(lines)
             return
-        lines = self.playback(h.room, h.messages)
+        lines = self.playback(h.room, h.messages, unavailable)
         if lines:
             self.conn.answer(self.awaitingHistory[h.room], lines)
         self._historyCame(h.room)
