@@ -132,33 +132,25 @@ class Daemon:
         daemon's output ends first.
         """
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._changed:
-            while True:
-                for line in self.lines[seen:]:
-                    m = regex.search(line)
-                    if m is not None:
-                        return m
-                seen = len(self.lines)
-                if self._eof:
-                    why = "the daemon's output ended (exit status %s)" % (self.proc.poll(),)
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    why = "%s s passed" % (timeout,)
-                    break
-                self._changed.wait(left)
-        raise AssertionError(
-            "no log line matching %r: %s. Log:\n%s" % (pattern, why, "\n".join(self.lines))
-        )
+        seen = [0]
 
-    def waitUntil(self, check: Callable[[list[str]], T | None], timeout: float = 10.0) -> T:
+        def matching(lines: list[str]) -> re.Match[str] | None:
+            for line in lines[seen[0] :]:
+                m = regex.search(line)
+                if m is not None:
+                    return m
+            seen[0] = len(lines)
+            return None
+
+        return self.waitUntil(matching, timeout, "no log line matching %r" % (pattern,))
+
+    def waitUntil(self, check: Callable[[list[str]], T | None], timeout: float = 10.0, what: str = "") -> T:
         """
         Wait until C{check(lines)} (called with every line logged so far,
         again each time more come) returns something other than None, and
-        return that; fail with the whole log if it does not within
-        C{timeout} seconds or the daemon's output ends first.
+        return that; fail with the whole log (and C{what} did not happen)
+        if it does not within C{timeout} seconds or the daemon's output
+        ends first.
         """
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -174,7 +166,7 @@ class Daemon:
                     why = "%s s passed" % (timeout,)
                     break
                 self._changed.wait(left)
-        raise AssertionError("%r never held: %s. Log:\n%s" % (check, why, "\n".join(self.lines)))
+        raise AssertionError("%s: %s. Log:\n%s" % (what or "%r never held" % (check,), why, "\n".join(self.lines)))
 
     def waitListening(self, frontends: tuple[str, ...], timeout: float) -> None:
         deadline = time.monotonic() + timeout
