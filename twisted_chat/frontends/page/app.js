@@ -14,7 +14,10 @@
  *  - while the connection is down nothing is queued: Send is disabled and
  *    the text stays in the box; messages that were in flight when the
  *    connection dropped are checked against the resumed history and, if
- *    not found, marked "not delivered" with a Retry button (same `ref`).
+ *    not found, marked "not delivered" with a Retry button (same `ref`);
+ *  - a join's or resume's history the server could not read (`unavailable`)
+ *    leaves a hole, fetched with a `history` request once the first live
+ *    message shows where it ends (noteHole, fillHole).
  *
  * Test hooks: <body data-state="connecting|online|offline">, and every
  * rendered chat message has data-id, data-room (and data-epoch).
@@ -59,6 +62,9 @@
   const TYPING_EVERY = 3000;      // ms: repeat "typing active" at most this often
   const TYPING_EXPIRES = 8000;    // ms: forget a typist the server did not end
   const QUOTE_LENGTH = 60;        // characters of a message quoted in a reply
+  const FILL_EVERY = 5000;        // ms: ask for a hole's messages at most this often
+  const FILL_MAX = 200;           // the server's cap on a history request's limit
+  const JOIN_HISTORY = 50;        // messages a join shows (a history request's default)
   // the reactions offered, with their names for screen readers
   const REACTIONS = [['👍', 'thumbs up'], ['❤️', 'heart'], ['😂', 'laughing'], ['🎉', 'party'],
     ['😮', 'surprised'], ['😢', 'sad']];
@@ -186,6 +192,9 @@
       typing: new Map(),          // nick -> timer: who is typing here
       stick: true,                // scrolled to the bottom
       lastDay: undefined,         // day of the last message, for day dividers
+      joinDue: false,             // our `join` came: the next `history` is the join's (or resume's)
+      asked: [],                  // our history requests not answered yet, in order: {ref, kind, before, limit}
+      hole: null,                 // messages the server could not read yet (see noteHole)
     };
     // the scrolling log
     view.log = h('div', 'log');
@@ -350,13 +359,14 @@
     }
   }
 
-  /** A discreet system line (join/part/nick, notices, local errors). */
+  /** A discreet system line (join/part/nick, notices, local errors); returns it. */
   function addSys(view, text, cls, time) {
     if (!view) return;
     const li = h('li', 'sys' + (cls ? ' ' + cls : ''));
     if (cls !== 'gap' && cls !== 'day') li.append(timeElement(time || Date.now()), ' ');
     li.append(h('span', 'sys-text', text));
     addLine(view, li);
+    return li;
   }
 
   /** Show a local (client-side) error in the current view, or near the login form. */
@@ -728,7 +738,18 @@
     if (view.isPrivate) { localError('That message is not loaded here'); return; }
     // older than what the view shows: fetch the messages around it
     state.jumpTo = { key, id: Number(id) };
-    if (!send({ type: 'history', room: key, before: Number(id) + 25, limit: 50 })) { state.jumpTo = null; hintOffline(); }
+    if (!askHistory(view, 'jump', Number(id) + 25, 50)) { state.jumpTo = null; hintOffline(); }
+  }
+
+  /** The answer to our history request for a jump: show the message asked for. */
+  function jumpAnswered(view, ev, msgs, epoch) {
+    for (const m of msgs) renderRoomMessage({ room: view.key, epoch, ...m }, { unread: false });
+    const jump = state.jumpTo;
+    if (!jump || jump.key !== view.key) return;
+    state.jumpTo = null;
+    const li = findMessage(view, jump.id);
+    if (li) highlight(view, li);
+    else localError(ev.reason === 'unavailable' ? 'The history could not be read now: try again later' : 'That message is no longer in the history');
   }
 
   function highlight(view, li) {
@@ -739,6 +760,120 @@
     li.scrollIntoView({ block: 'center' });
     li.focus({ preventScroll: true });
     setTimeout(() => li.classList.remove('flash'), 4000);
+  }
+
+  // ---------------------------------------------------------------- history requests, and holes to fill
+
+  /**
+   * Ask for the `limit` messages of room `view` before id `before`. Its
+   * answer is a `history` like the join's: it is told apart from the join's
+   * (which comes after our `join`) and from our other requests by the order
+   * of `view.asked` (the server answers a connection's requests in order).
+   * `kind` is 'jump' or 'fill'. False when offline.
+   */
+  function askHistory(view, kind, before, limit) {
+    const ref = nextRef();
+    if (!send({ type: 'history', room: view.key, before, limit, ref })) return false;
+    view.asked.push({ ref, kind, before, limit });
+    return true;
+  }
+
+  /** An error for one of our history requests (by its ref): it will get no `history`. */
+  function historyRefused(ref, text) {
+    for (const view of state.views.values()) {
+      const i = view.asked.findIndex((a) => a.ref === ref);
+      if (i < 0) continue;
+      const [a] = view.asked.splice(i, 1);
+      if (a.kind === 'fill' && view.hole) view.hole.asking = false;   // asked again later
+      if (a.kind === 'jump' && state.jumpTo && state.jumpTo.key === view.key) { state.jumpTo = null; localError(text); }
+      return true;
+    }
+    return false;
+  }
+
+  const HOLE_WAITING = 'The history could not be read now; it will be fetched when the server can read it';
+  const HOLE_LOST = 'The history could not be read, and it cannot be fetched any more';
+
+  /**
+   * The join's (or resume's) history of `view` came empty because the
+   * server could not read its store (`reason: "unavailable"`); the live
+   * messages follow. Remember the hole: from the last id the view showed
+   * in its epoch (0 when it showed nothing) to the first live message,
+   * which tells where the hole ends (fillHole). A second such history
+   * before the first is filled makes one hole of both (fetched together;
+   * what is shown already is not shown twice).
+   */
+  function noteHole(view, epoch) {
+    if (view.hole) { view.hole.before = null; return; }
+    const known = view.epoch !== null;
+    view.hole = {
+      epoch: known ? view.epoch : null,   // null: the first live message's
+      last: known ? view.lastId : 0,
+      before: null,                       // the first live message's id
+      asking: false,
+      askedAt: 0,
+      line: addSys(view, HOLE_WAITING, 'gap'),
+    };
+  }
+
+  /**
+   * A live message `m` of `view`, which has a hole: the first one tells
+   * where the hole ends; ask for what is in it (askHole).
+   */
+  function fillHole(view, m) {
+    const hole = view.hole;
+    const epoch = String(m.epoch == null ? '' : m.epoch);
+    if (hole.epoch === null) hole.epoch = epoch;
+    if (epoch !== hole.epoch) { endHole(view, 'Some messages may be missing here'); return; }
+    if (hole.before === null) hole.before = m.id;
+    askHole(view);
+  }
+
+  /**
+   * Ask for the messages between the start of `view`'s hole and the first
+   * live message after it, unless that request is under way or was made
+   * less than FILL_EVERY ms ago (its answer was `unavailable` again).
+   */
+  function askHole(view) {
+    const hole = view.hole;
+    if (hole.before === null || hole.asking || Date.now() - hole.askedAt < FILL_EVERY) return;
+    const missed = hole.before - 1 - hole.last;
+    if (missed <= 0) { endHole(view, null); return; }   // nothing was said meanwhile
+    // (after nothing shown, as much as a join shows)
+    const limit = Math.min(missed, hole.last ? FILL_MAX : JOIN_HISTORY);
+    if (askHistory(view, 'fill', hole.before, limit)) { hole.asking = true; hole.askedAt = Date.now(); }
+  }
+
+  /** The answer to our request `a` for the messages of `view`'s hole. */
+  function holeAnswered(view, a, ev, msgs, epoch) {
+    const hole = view.hole;
+    if (!hole) return;                    // (the store lost them since: an `epoch` came)
+    hole.asking = false;
+    if (ev.reason === 'unavailable') return;   // still unreadable: asked again on a later live message
+    if (epoch !== null && epoch !== hole.epoch) { endHole(view, HOLE_LOST); return; }   // (the store lost it)
+    const inHole = msgs.filter((m) => String(m.epoch == null ? epoch : m.epoch) === hole.epoch
+      && m.id > hole.last && m.id < a.before);
+    const fetched = inHole.filter((m) => !view.seen.has(hole.epoch + ':' + m.id)).length;
+    for (const m of inHole) renderRoomMessage({ room: view.key, ...m, epoch: hole.epoch }, { unread: hole.last > 0 });
+    if (a.before !== hole.before) return;   // the hole grew meanwhile: the rest on the next live message
+    // a full page that does not reach back to the hole's start: the older part is not fetched
+    const cut = msgs.length >= a.limit && Math.min(...msgs.map((m) => m.id)) > hole.last + 1;
+    if (hole.last && cut) {
+      endHole(view, 'Some messages may be missing here: the history could not be read at first, and only the latest ' + a.limit + ' were fetched');
+    } else if (fetched) {
+      endHole(view, 'The history could not be read at first: the messages below were fetched later');
+    } else {
+      endHole(view, null);                // nothing was missed
+    }
+  }
+
+  /** The hole of `view` is filled or can no longer be: say so on its line (`text`), or drop the line (null). */
+  function endHole(view, text) {
+    const hole = view.hole;
+    view.hole = null;
+    if (!hole) return;
+    if (text === null) { hole.line.remove(); return; }
+    hole.line.querySelector('.sys-text').textContent = text;
   }
 
   /** Before the first message of another day, a "Monday, 24 November" line. */
@@ -936,6 +1071,13 @@
         for (const key of [...state.views.keys()]) if (!key.startsWith('@') && !rooms.has(key)) removeView(key);
       }
       for (const key of rooms) ensureView(key);
+      // answers to the requests of the connection before will not come
+      state.jumpTo = null;
+      for (const v of state.views.values()) {
+        v.asked = [];
+        v.joinDue = false;
+        if (v.hole) { v.hole.asking = false; v.hole.askedAt = 0; }
+      }
       // private messages that were in flight cannot be checked against a history
       for (const p of state.pending.values()) {
         if (p.state === 'unconfirmed' && p.req.type === 'msg') markFailed(p, 'connection lost (it may have been delivered)');
@@ -943,7 +1085,11 @@
       refreshChrome();
     },
 
-    message(ev) { renderRoomMessage(ev, { unread: true }); },
+    message(ev) {
+      renderRoomMessage(ev, { unread: true });
+      const view = state.views.get(normalizeRoom(ev.room));
+      if (view && view.hole && typeof ev.id === 'number') fillHole(view, ev);
+    },
 
     private(ev) { renderPrivate(ev, { unread: true }); },
 
@@ -979,6 +1125,7 @@
       if (isMe(ev.nick)) {
         const existed = state.views.has(key);
         const view = ensureView(key);
+        view.joinDue = true;   // its history comes next
         if (!existed) addSys(view, 'You joined ' + key, 'join', ev.time);
         if (state.switchTo === key) { state.switchTo = null; selectView(key); }
         return;
@@ -1048,8 +1195,25 @@
       if (!view) return;
       const msgs = Array.isArray(ev.messages) ? ev.messages : [];
       const epoch = ev.epoch == null ? null : String(ev.epoch);
+      // The join's (or resume's) history comes after our `join`; any other
+      // answers our oldest history request of the room not answered yet.
+      const asked = view.joinDue ? null : view.asked.shift();
+      view.joinDue = false;
+      if (asked) {
+        if (asked.kind === 'fill') holeAnswered(view, asked, ev, msgs, epoch);
+        else jumpAnswered(view, ev, msgs, epoch);
+        if (state.current === key) markReadSoon();
+        return;
+      }
+      // The store could not be read: what we missed is fetched later (and
+      // now, if it can be read again and the hole's end is known).
+      const unavailable = ev.reason === 'unavailable';
+      if (unavailable) noteHole(view, epoch);
+      else if (view.hole && epoch !== null && view.hole.epoch !== null && epoch !== view.hole.epoch) {
+        endHole(view, HOLE_LOST);
+      } else if (view.hole) askHole(view);
       // Is there a hole between what we showed and what comes now?
-      if (view.count > 0 && ev.recovered !== true) {
+      if (view.count > 0 && ev.recovered !== true && !unavailable) {
         let gap = ev.recovered === false;
         if (!gap && msgs.length) {
           const first = msgs[0];
@@ -1058,7 +1222,7 @@
         if (gap) addSys(view, 'Some messages may be missing here', 'gap');
       }
       for (const m of msgs) renderRoomMessage({ room: key, epoch, ...m }, { unread: ev.recovered === true });
-      if (epoch !== null && view.epoch !== epoch && !msgs.length) { view.epoch = epoch; view.lastId = 0; }
+      if (epoch !== null && view.epoch !== epoch && !msgs.length && !unavailable) { view.epoch = epoch; view.lastId = 0; }
       for (const u of Array.isArray(ev.updates) ? ev.updates : []) applyUpdate({ room: key, epoch, ...u });
       if (ev.read && Number.isInteger(ev.read.id)) {
         newDivider(view, ev.read.id);
@@ -1067,11 +1231,6 @@
           setUnread(view, Number(ev.read.unread) || 0);
           setMentions(view, Number(ev.read.mentions) || 0);
         }
-      }
-      if (state.jumpTo && state.jumpTo.key === key) {
-        const li = findMessage(view, state.jumpTo.id);
-        state.jumpTo = null;
-        if (li) highlight(view, li); else localError('That message is no longer in the history');
       }
       if (state.current === key) markReadSoon();
       // what we sent before the connection dropped and is not in the history was lost
@@ -1087,6 +1246,7 @@
       // epoch, and what this view showed can no longer be resumed from.
       const view = state.views.get(normalizeRoom(ev.room));
       if (!view) return;
+      endHole(view, HOLE_LOST);
       view.epoch = ev.epoch == null ? null : String(ev.epoch);
       view.lastId = 0;
       addSys(view, 'The server lost the message history: earlier messages are gone', 'gap', ev.time);
@@ -1112,6 +1272,7 @@
       const text = String(ev.message || code || 'error');
       const p = ev.ref && state.pending.get(ev.ref);
       if (p) { markFailed(p, text); return; }
+      if (ev.ref && historyRefused(ev.ref, text)) return;
       const nickError = code === 'nick-taken' || code === 'bad-nick';
       if (!state.welcomed && nickError) { helloNickRefused(code, text); return; }
 
