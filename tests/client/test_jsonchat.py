@@ -310,6 +310,33 @@ def test_holeOfAResumeIsAskedAgainUntilTheStoreAnswers() -> None:
     assert chat.holes == {}
 
 
+def test_holeRequestAnsweredWithAnError() -> None:
+    """
+    A request for a hole answered with an error (no history follows) is
+    asked again later; the history that then comes fills the hole, and a
+    /history after it is shown as its answer, not taken for the hole's.
+    """
+    now = [NOON]
+    chat = JsonChat(lambda: now[0], nick="alice")
+    chat.render({"type": "welcome", "nick": "alice", "server": "x", "rooms": ["#lobby"]})
+    chat.render({"type": "join", "room": "#lobby", "nick": "alice", "time": 0})
+    chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": [], "reason": "unavailable"})
+    chat.render(msg("#lobby", 3, "bob", "m3"))
+    assert chat.takeRequests() == [{"type": "history", "room": "#lobby", "before": 3, "limit": 50}]
+    chat.render({"type": "error", "code": "unavailable", "message": "try again"})
+    now[0] += 6
+    chat.render(msg("#lobby", 4, "bob", "m4"))
+    assert chat.takeRequests() == [{"type": "history", "room": "#lobby", "before": 3, "limit": 50}]
+    answer = [msg("#lobby", i, "bob", "m%d" % (i,)) for i in (1, 2)]
+    assert chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": answer})[0] == (
+        "*** #lobby: 2 messages from while the history could not be read:"
+    )
+    chat.translate("/history")
+    assert chat.render({"type": "history", "room": "#lobby", "epoch": "e1", "messages": answer})[0] == (
+        "*** #lobby: history, 2 messages:"
+    )
+
+
 def test_helloCarriesTokenAndPrivateSince() -> None:
     """
     The owner token of a welcome is sent with the same nick in later

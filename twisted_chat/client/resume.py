@@ -232,7 +232,10 @@ class Resume:
         elif hole.asked is not None and now - hole.asked < Hole.AGAIN:
             return None
         hole.asked = now
-        self._historyRequests.append(hole)
+        if not any(wanted is hole for wanted in self._historyRequests):
+            # (one entry a hole: a request answered with an error instead
+            # of a history leaves its entry, which the next answer takes)
+            self._historyRequests.append(hole)
         return hole
 
     def holeFilled(self, hole: Hole) -> None:
