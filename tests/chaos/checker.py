@@ -421,8 +421,7 @@ def _episode(
                     if same:
                         pos = min(same, key=lambda c: (c[1] <= prev[1], abs(c[1] - prev[1] - 1)))
                 else:
-                    after = next((p for p in map(positions, ep.entries[k + 1 :]) if p), [])
-                    pos = next((c for c in candidates if any(a[0] == c[0] and a[1] > c[1] for a in after)), pos)
+                    pos = _firstOf(candidates, map(positions, ep.entries[k + 1 : k + 200]), pos)
         prevAt = entry.t
         if pos in seen:
             res.duplicated += 1
@@ -437,7 +436,7 @@ def _episode(
                 elif pos[1] > prev[1] + 1 and real(pos[0], list(range(prev[1] + 1, pos[1]))):
                     gap = real(pos[0], list(range(prev[1] + 1, pos[1])))
                     missedHere += gap
-                    res.add("missed", ep.client, ep.room, "%s: ids %s of epoch %s never delivered (%s %d came after %d)" % (ep.conn, _ranges(gap), pos[0], "live" if entry.live else "history", pos[1], prev[1]))
+                    res.add("missed", ep.client, ep.room, "%s: ids %s of epoch %s never delivered (%s %d came after %d, at %.1f s)" % (ep.conn, _ranges(gap), pos[0], "live" if entry.live else "history", pos[1], prev[1], entry.t))
             else:
                 # an epoch change: everything of the new epoch is delivered
                 # live, and the member was told
@@ -446,7 +445,7 @@ def _episode(
                 if real(pos[0], list(range(1, pos[1]))):
                     gap = real(pos[0], list(range(1, pos[1])))
                     missedHere += gap
-                    res.add("missed", ep.client, ep.room, "%s: new epoch %s: ids %s never delivered (first was %d)" % (ep.conn, pos[0], _ranges(gap), pos[1]))
+                    res.add("missed", ep.client, ep.room, "%s: new epoch %s: ids %s never delivered (first was %d, %s at %.1f s, after %s)" % (ep.conn, pos[0], _ranges(gap), pos[1], "live" if entry.live else "history", entry.t, _where(prev)))
         prev = pos if prev is None or pos[0] != prev[0] or pos[1] > prev[1] else prev
         fromHistory[0] = not entry.live
     # still a member at the end of the quiet phase: caught up with the room
@@ -473,6 +472,29 @@ def _episode(
                 res.add("behind", ep.client, ep.room, "%s: at the end saw up to %d; room is at %d: ids %s never delivered" % (ep.conn, prev[1], final[1], _ranges(gap)))
     res.missed += len(missedHere)
     return missedHere
+
+
+def _firstOf(candidates: list[tuple[str, int]], later: Any, default: tuple[str, int]) -> tuple[str, int]:
+    """
+    The position of an episode's first line among C{candidates} (its
+    token stored in two epochs): the one that what the member is shown
+    next follows, i.e. the same epoch and a higher id. Where the next
+    lines are as ambiguous (both copies of two resent messages follow
+    both copies of the first), the first line that tells decides: taken
+    for the final store's copies, a line member's first lines, old-epoch
+    messages resent into the new epoch, made it jump to the old epoch and
+    back, missing both (redis2 seed 460086620).
+    """
+    fallback: tuple[str, int] | None = None
+    for after in later:
+        if not after:
+            continue
+        fits = [c for c in candidates if any(a[0] == c[0] and a[1] > c[1] for a in after)]
+        if len(fits) == 1:
+            return fits[0]
+        if fits and fallback is None:
+            fallback = fits[0]
+    return fallback or default
 
 
 def busDown(lines: list[str], times: list[float]) -> list[tuple[float, float]]:

@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 
 from twisted_chat.core.errors import StoreUnavailable
-from twisted_chat.core.events import History, Message
+from twisted_chat.core.events import EpochChanged, History, Message
 from twisted_chat.core.history import HOLD_FOR, RETRY_FIRST_DELAY
 from twisted_chat.stores.memory import MemoryStore
 from twisted_chat.core.service import ChatService
@@ -374,6 +374,41 @@ def test_historyReadThatSawSomeOfTheHeldMessages(slowService: tuple[ChatService,
         ("message", "#lobby", 3, "alice", "three", False),
         ("message", "#lobby", 4, "alice", "four", False),
     ]
+
+
+def test_heldMessagesOfAnEpochTheHistoryReplaced(slowService: tuple[ChatService, SlowStore]) -> None:
+    """
+    While bob's history is read, a message of the room comes (held for
+    him), then the shared store turns out to have lost its data (Redis
+    back empty: a new epoch) and the read returns the new epoch's
+    messages. bob gets what the others got, in their order: the old
+    epoch's message, the notice, then the new epoch's history, not the
+    old message after the new history (a line member then saw a wiped
+    message between the new epoch's ids 2 and 3: redis2 seed 460086620).
+    """
+    service, store = slowService
+    alice, ca = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    cb.take()
+    say(alice, "two")
+    old, new = store.epoch, "0e0e0e0e"
+    store.epoch = new
+    store._rooms.clear()
+    store._last.clear()
+    service.broker.events.epochChanged(old, new)
+    say(alice, "after one")
+    store.answer(asOfNow=True)
+    got = cb.take()
+    assert [type(e).__name__ for e in got] == ["Message", "EpochChanged", "History"]
+    assert (got[0].epoch, got[0].id, got[0].text) == (old, 2, "two")
+    assert [(m.epoch, m.id, m.text) for m in got[2].messages] == [(new, 1, "after one")]
+    seen = [type(e).__name__ for e in ca.take() if isinstance(e, (Message, EpochChanged))]
+    assert seen == ["Message", "Message", "EpochChanged", "Message"]
+    say(alice, "after two")
+    assert [(e.epoch, e.id) for e in cb.take()] == [(new, 2)]
 
 
 def test_messagesInOtherRoomsWaitInOrder(slowService: tuple[ChatService, SlowStore]) -> None:

@@ -165,6 +165,11 @@ class JoinHistory:
         first: list[Any] = [
             (name, ev) for ev in mine if isinstance(ev, EpochChanged) and ev.epoch == epoch
         ]
+        if first:
+            # (and what the room said before that notice, of the epoch the
+            # history replaced, before it too: as everyone else got it)
+            first = _before(after, name, first[0][1]) + first
+        moved = {id(e[1]) for e in first}
         history = History(name, epoch, messages, recovered, reason, onJoin=True)
         history.read = read  # (where the nick's reading stands, for an owner)
         last = messages[-1].id if messages else 0
@@ -179,7 +184,7 @@ class JoinHistory:
             ev = entry[1]
             if isinstance(ev, Message) and ev.epoch == epoch and ev.id <= last:
                 return False  # (in the history)
-            if isinstance(ev, EpochChanged) and ev.epoch == epoch:
+            if id(ev) in moved:
                 return False  # (sent before it)
             return True
 
@@ -264,6 +269,19 @@ class JoinHistory:
             member.floors.pop(name, None)
             if not member.floors:
                 member.floors = None
+
+
+def _before(after: list[Any], name: str, notice: EpochChanged) -> list[Any]:
+    """
+    The events of room C{name} held in C{after} before C{notice}.
+    """
+    found: list[Any] = []
+    for entry in after:
+        if type(entry) is tuple and entry[0] == name:
+            if entry[1] is notice:
+                return found
+            found.append(entry)
+    return found
 
 
 class _Reading:
