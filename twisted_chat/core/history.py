@@ -161,15 +161,12 @@ class JoinHistory:
         # one right after, see below).
         epoch = messages[-1].epoch if messages else self.host.store.epoch
         # Told of the epoch this history is already in (the read is where
-        # this node saw it first): before the history.
-        first: list[Any] = [
-            (name, ev) for ev in mine if isinstance(ev, EpochChanged) and ev.epoch == epoch
-        ]
-        if first:
-            # (and what the room said before that notice, of the epoch the
-            # history replaced, before it too: as everyone else got it)
-            first = _before(after, name, first[0][1]) + first
-        moved = {id(e[1]) for e in first}
+        # this node saw it first): before the history, and what the room
+        # said before that notice (of the epoch the history replaced)
+        # before it, as everyone else got it.
+        told = next((k for k, ev in enumerate(mine) if isinstance(ev, EpochChanged) and ev.epoch == epoch), -1)
+        first: list[Any] = [(name, ev) for ev in mine[: told + 1]]
+        moved = {id(ev) for ev in mine[: told + 1]}
         history = History(name, epoch, messages, recovered, reason, onJoin=True)
         history.read = read  # (where the nick's reading stands, for an owner)
         last = messages[-1].id if messages else 0
@@ -269,19 +266,6 @@ class JoinHistory:
             member.floors.pop(name, None)
             if not member.floors:
                 member.floors = None
-
-
-def _before(after: list[Any], name: str, notice: EpochChanged) -> list[Any]:
-    """
-    The events of room C{name} held in C{after} before C{notice}.
-    """
-    found: list[Any] = []
-    for entry in after:
-        if type(entry) is tuple and entry[0] == name:
-            if entry[1] is notice:
-                return found
-            found.append(entry)
-    return found
 
 
 class _Reading:
