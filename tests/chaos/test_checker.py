@@ -24,6 +24,20 @@ def _kinds(result: Result) -> list[str]:
     return sorted(v.invariant for v in result.violations)
 
 
+def _journalOf(requests: list[Request], connections: list[Connection]) -> Journal:
+    """
+    A journal of C{requests} (the positions of those acknowledged with
+    one known, as json clients saw them) on C{connections}.
+    """
+    journal = Journal()
+    journal.requests = requests
+    for r in requests:
+        if r.epoch is not None and r.id is not None:
+            journal.mapped(r.token, r.epoch, r.id)
+    journal.connections = {c.conn: c for c in connections}
+    return journal
+
+
 def test_resendStoredAgainInALaterEpoch() -> None:
     """
     json2's message was stored in epoch E1 as id 5; Redis came back empty
@@ -33,7 +47,6 @@ def test_resendStoredAgainInALaterEpoch() -> None:
     first is the later copy, as nothing of E1 existed any more. Nothing is
     missed, and no epoch changed under line1.
     """
-    journal = Journal()
     first = Request("json2", "json2#1", "#r", "q.json2.5", 10.0, "json2-r5", answered=10.1, answer="ack",
                     epoch="E1", id=5, answerConn="json2#1")  # fmt: skip
     resend = Request("json2", "json2#3", "#r", "q.json2.5", 100.0, "json2-r5", resendOf=first, answered=100.1,
@@ -41,15 +54,12 @@ def test_resendStoredAgainInALaterEpoch() -> None:
     first.resent = True
     other = Request("json1", "json1#2", "#r", "q.json1.9", 101.0, "json1-r9", answered=101.1, answer="ack",
                     epoch="E2", id=4, answerConn="json1#2")  # fmt: skip
-    journal.requests = [first, resend, other]
-    for r in journal.requests:
-        journal.mapped(r.token, r.epoch or "", r.id or 0)
-    journal.connections = {
-        "json2#1": Connection("json2", "json2#1", "ws-json", "a", 0.0, 20.0),
-        "json2#3": Connection("json2", "json2#3", "ws-json", "a", 99.0, 150.0),
-        "json1#2": Connection("json1", "json1#2", "ws-json", "a", 90.0, 150.0),
-        "line1#4": Connection("line1", "line1#4", "line", "b", 100.5, 150.0),
-    }
+    journal = _journalOf([first, resend, other], [
+        Connection("json2", "json2#1", "ws-json", "a", 0.0, 20.0),
+        Connection("json2", "json2#3", "ws-json", "a", 99.0, 150.0),
+        Connection("json1", "json1#2", "ws-json", "a", 90.0, 150.0),
+        Connection("line1", "line1#4", "line", "b", 100.5, 150.0),
+    ])  # fmt: skip
     journal.episodes = [
         Episode("line1", "line1#4", "#r", 100.5, "join", end=150.0, endedBy="closed", entries=[
             Entry(100.5, "q.json2.5", None, None, False),
@@ -97,7 +107,6 @@ def test_resendStoredAgainJustAfterAnEmptyRestart() -> None:
     the new epoch (id 1) is what line1 is shown after the epoch notice, and
     what the history of line1's next connection starts with.
     """
-    journal = Journal()
     first = Request("json1", "json1#1", "#r", "q.json1.178", 186.5, "json1-r178", answered=186.6, answer="ack",
                     epoch="E1", id=74, answerConn="json1#1")  # fmt: skip
     resend = Request("json1", "json1#2", "#r", "q.json1.178", 247.1, "json1-r178", resendOf=first, answered=247.2,
@@ -107,20 +116,14 @@ def test_resendStoredAgainJustAfterAnEmptyRestart() -> None:
                      epoch="E1", id=75, answerConn="json2#1")  # fmt: skip
     after = Request("json2", "json2#2", "#r", "q.json2.10", 247.4, "json2-r10", answered=247.5, answer="ack",
                     epoch="E2", id=2, answerConn="json2#2")  # fmt: skip
-    journal.requests = [first, resend, before, after]
-    for r in journal.requests:
-        journal.mapped(r.token, r.epoch or "", r.id or 0)
-    journal.connections = {
-        c.conn: c
-        for c in [
-            Connection("json1", "json1#1", "ws-json", "a", 180.0, 246.0),
-            Connection("json1", "json1#2", "ws-json", "a", 247.0, 260.0),
-            Connection("json2", "json2#1", "ws-json", "a", 180.0, 246.0),
-            Connection("json2", "json2#2", "ws-json", "a", 247.0, 260.0),
-            Connection("line1", "line1#19", "line", "a", 236.5, 249.1),
-            Connection("line1", "line1#20", "line", "a", 249.4, 253.5),
-        ]
-    }
+    journal = _journalOf([first, resend, before, after], [
+        Connection("json1", "json1#1", "ws-json", "a", 180.0, 246.0),
+        Connection("json1", "json1#2", "ws-json", "a", 247.0, 260.0),
+        Connection("json2", "json2#1", "ws-json", "a", 180.0, 246.0),
+        Connection("json2", "json2#2", "ws-json", "a", 247.0, 260.0),
+        Connection("line1", "line1#19", "line", "a", 236.5, 249.1),
+        Connection("line1", "line1#20", "line", "a", 249.4, 253.5),
+    ])  # fmt: skip
     journal.episodes = [
         Episode("line1", "line1#19", "#r", 236.5, "join", notices=[247.34], end=249.1, endedBy="closed", entries=[
             Entry(245.1, "q.json2.9", None, None, True),
@@ -151,7 +154,6 @@ def _resentAcrossAnEmptyRestart(notices: list[float], entries: list[Entry]) -> R
     both refs, stored again as ids 1 and 2 of E2; json2's id 3 of E2.
     line1 (joined at 39 s) was told of E2 and shown C{entries}.
     """
-    journal = Journal()
     requests = [
         Request("json1", "json1#1", "#r", "q.json1.3", 39.0, "json1-r3", answered=None, epoch=None, id=None),
         Request("json1", "json1#1", "#r", "q.json1.4", 39.1, "json1-r4", answered=None, epoch=None, id=None),
@@ -168,20 +170,13 @@ def _resentAcrossAnEmptyRestart(notices: list[float], entries: list[Entry]) -> R
     ]  # fmt: skip
     for r in requests[:2]:
         r.resent = True
-    journal.requests = requests + resends
-    for r in journal.requests:
-        if r.epoch is not None and r.id is not None:
-            journal.mapped(r.token, r.epoch, r.id)
-    journal.connections = {
-        c.conn: c
-        for c in [
-            Connection("json1", "json1#1", "ws-json", "b", 0.0, 39.5),
-            Connection("json1", "json1#2", "ws-json", "a", 40.9, 60.0),
-            Connection("json2", "json2#1", "ws-json", "a", 0.0, 40.1),
-            Connection("json2", "json2#2", "ws-json", "a", 40.8, 60.0),
-            Connection("line1", "line1#4", "line", "a", 39.0, 60.0),
-        ]
-    }
+    journal = _journalOf(requests + resends, [
+        Connection("json1", "json1#1", "ws-json", "b", 0.0, 39.5),
+        Connection("json1", "json1#2", "ws-json", "a", 40.9, 60.0),
+        Connection("json2", "json2#1", "ws-json", "a", 0.0, 40.1),
+        Connection("json2", "json2#2", "ws-json", "a", 40.8, 60.0),
+        Connection("line1", "line1#4", "line", "a", 39.0, 60.0),
+    ])  # fmt: skip
     journal.episodes = [Episode("line1", "line1#4", "#r", 39.0, "join", notices=notices, end=60.0, endedBy="closed",
                                 entries=entries)]  # fmt: skip
     e1 = [_body("E1", i, "q.old.%d hello" % (i,)) for i in (1, 2)]

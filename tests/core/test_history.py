@@ -275,6 +275,20 @@ def slowService(clock: Clock) -> tuple[ChatService, SlowStore]:
     return ChatService(store=store, clock=clock), store
 
 
+def _bobJoinsDuringARead(service: ChatService, store: SlowStore) -> tuple[Any, Any, Any, Any]:
+    """
+    alice said "one" in #lobby; bob joins it while the store is slow:
+    his history read waits. (alice, her client, bob, his client.)
+    """
+    alice, ca = enter(service, "alice", "#lobby")
+    say(alice, "one")
+    store.slow = True
+    bob, cb = connect(service, "bob")
+    bob.join("#lobby")
+    cb.take()
+    return alice, ca, bob, cb
+
+
 def test_liveEventsWaitForTheHistory(slowService: tuple[ChatService, SlowStore]) -> None:
     """
     Messages and other events of a room that happen while a joiner's
@@ -335,12 +349,7 @@ def test_heldMessagesTheHistoryHasAreNotRepeated(slowService: tuple[ChatService,
     joiner gets them once, in the history; the other held events follow.
     """
     service, store = slowService
-    alice, _ = enter(service, "alice", "#lobby")
-    say(alice, "one")
-    store.slow = True
-    bob, cb = connect(service, "bob")
-    bob.join("#lobby")
-    cb.take()
+    alice, _, bob, cb = _bobJoinsDuringARead(service, store)
     say(alice, "two")
     enter(service, "carol", "#lobby")
     say(alice, "three")
@@ -357,12 +366,7 @@ def test_historyReadThatSawSomeOfTheHeldMessages(slowService: tuple[ChatService,
     duplicate and no gap.
     """
     service, store = slowService
-    alice, _ = enter(service, "alice", "#lobby")
-    say(alice, "one")
-    store.slow = True
-    bob, cb = connect(service, "bob")
-    bob.join("#lobby")
-    cb.take()
+    alice, _, bob, cb = _bobJoinsDuringARead(service, store)
     say(alice, "two")
     d, _, now = store.pending.pop(0)
     seenSoFar = now()
@@ -387,12 +391,7 @@ def test_heldMessagesOfAnEpochTheHistoryReplaced(slowService: tuple[ChatService,
     message between the new epoch's ids 2 and 3: redis2 seed 460086620).
     """
     service, store = slowService
-    alice, ca = enter(service, "alice", "#lobby")
-    say(alice, "one")
-    store.slow = True
-    bob, cb = connect(service, "bob")
-    bob.join("#lobby")
-    cb.take()
+    alice, ca, bob, cb = _bobJoinsDuringARead(service, store)
     say(alice, "two")
     old, new = store.epoch, "0e0e0e0e"
     store.epoch = new
